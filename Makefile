@@ -1,0 +1,40 @@
+# The README's two commands: `make quickstart` and `make test`.
+# Both create .venv on first use (Python >= 3.10 only) and reuse it after.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+QS_DIR ?= runs/quickstart
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup test quickstart lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.py pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --durations=15
+
+quickstart: $(STAMP)
+	bash scripts/quickstart.sh $(QS_DIR)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	@echo "Run the scripts in benchmarks/ (see benchmarks/RESULTS.md for the commands)."
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache *.egg-info

@@ -1,0 +1,24 @@
+"""AIA 171 Å at 128² (about 60M parameters); one GPU.
+
+  python -m solar_jax.main --config=configs/aia171_128.py --workdir=runs/aia128 \
+      --config.data.data_dir=$HOME/tensorflow_datasets
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.builder_config = "128"
+  config.data.image_size = 128
+  config.model.base_channels = 128
+  config.model.channel_mult = (1, 1, 2, 3, 4)
+  config.model.num_res_blocks = 2
+  config.model.attention_resolutions = (16, 8)
+  config.model.dtype = "bfloat16"
+  config.diffusion.schedule = "cosine"
+  config.training.batch_size = 128
+  config.training.num_steps = 200_000
+  config.training.learning_rate = 1e-4
+  config.training.sample_every = 20_000
+  return config

@@ -1,0 +1,32 @@
+"""AIA 171 Å at 256², research scale (about 100M parameters); GPU or TPU.
+
+  # one host:
+  python -m solar_jax.main --config=configs/aia171_256.py --workdir=gs://BUCKET/runs/aia256 \
+      --config.data.data_dir=gs://BUCKET/tfds
+  # TPU pod / multi-host: run the same command on every host (jax.distributed
+  # is initialised from the environment), e.g.
+  gcloud compute tpus tpu-vm ssh NAME --worker=all --command="cd solar_jax && \
+      python -m solar_jax.main --config=configs/aia171_256.py --workdir=gs://BUCKET/runs/aia256"
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.builder_config = "256"
+  config.data.image_size = 256
+  config.model.base_channels = 128
+  config.model.channel_mult = (1, 1, 2, 2, 4, 4)
+  config.model.num_res_blocks = 2
+  config.model.attention_resolutions = (16, 8)
+  config.model.num_heads = 4
+  config.model.dropout = 0.1
+  config.model.dtype = "bfloat16"
+  config.diffusion.schedule = "cosine"
+  config.training.batch_size = 64
+  config.training.num_steps = 300_000
+  config.training.learning_rate = 1e-4
+  config.training.sample_every = 20_000
+  config.sampling.batch_size = 64
+  return config

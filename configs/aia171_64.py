@@ -1,0 +1,22 @@
+"""AIA 171 Å at 64² (about 35M parameters); one GPU, or a long CPU run.
+
+python -m solar_jax.main --config=configs/aia171_64.py --workdir=runs/aia64
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.builder_config = "64"
+  config.data.image_size = 64
+  config.model.base_channels = 128
+  config.model.channel_mult = (1, 2, 2, 2)
+  config.model.num_res_blocks = 2
+  config.model.attention_resolutions = (16, 8)
+  config.model.dtype = "bfloat16"
+  config.diffusion.schedule = "cosine"
+  config.training.batch_size = 128
+  config.training.num_steps = 150_000
+  config.training.sample_every = 10_000
+  return config

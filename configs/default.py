@@ -1,0 +1,146 @@
+"""Default configuration: declares every field the project reads.
+
+Other configs import this module and override fields; nothing may add a field
+elsewhere (configs are locked). Run with::
+
+  python -m solar_jax.main --config=configs/default.py --workdir=runs/default
+"""
+
+import ml_collections
+
+# GOES classes in order of increasing peak 1-8 Å flux. The model's class index
+# is the position in this tuple.
+GOES_CLASSES = ("A", "B", "C", "M", "X")
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the default configuration, one section per part of the project."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Root seed: every random stream is folded from it.
+
+  # ---------------------------------------------------------------- data ---
+  data = config.data = ml_collections.ConfigDict()
+  data.dataset = "sdo_aia171"  # TFDS name of the builder in tfds_builders/.
+  data.builder_config = "64"  # Stored resolution: one of 64, 128, 256, 512.
+  data.data_dir = ""  # TFDS data dir ('' = TFDS default); may be gs://.
+  data.manual_dir = ""  # Manual dir the builder reads (see the builder README).
+  data.image_size = 64  # Side the model sees; must equal the stored side.
+  data.channels = 1
+  data.classes = GOES_CLASSES
+  # Intensity transform: clip DN/s to [clip_min, clip_max], log10, then map
+  # linearly to [-1, 1]. Inverted exactly on samples (within the clip range).
+  data.clip_min = 1.0
+  data.clip_max = 3000.0
+  data.shuffle_buffer = 2048
+  data.class_balance = False  # Resample train examples to equal class counts.
+  data.prefetch = 2
+  # Labelling (used by the builder): a frame within this many minutes of a
+  # listed flare's peak is "flaring" and takes that flare's class.
+  data.flare_window_minutes = 30.0
+  data.quiet_policy = "background"  # 'background' (class of XRS flux) or 'drop'.
+
+  # --------------------------------------------------------------- model ---
+  model = config.model = ml_collections.ConfigDict()
+  model.name = "unet"
+  model.base_channels = 64
+  model.channel_mult = (1, 2, 2, 2)  # One entry per resolution level.
+  model.num_res_blocks = 2  # Residual blocks per level.
+  model.attention_resolutions = (16,)  # Feature-map sides that get attention.
+  model.num_heads = 4
+  model.dropout = 0.1
+  model.num_groups = 32  # GroupNorm groups (clipped to the channel count).
+  model.dtype = "float32"  # Compute dtype: 'float32' or 'bfloat16'.
+  model.remat = False  # Gradient checkpointing of residual blocks.
+
+  # ----------------------------------------------------------- diffusion ---
+  diffusion = config.diffusion = ml_collections.ConfigDict()
+  diffusion.schedule = "linear"  # 'linear' (Ho et al. 2020) or 'cosine'.
+  diffusion.num_timesteps = 1000
+  diffusion.beta_start = 1e-4  # Linear schedule only.
+  diffusion.beta_end = 0.02  # Linear schedule only.
+  diffusion.cosine_s = 0.008  # Cosine schedule offset (Nichol & Dhariwal).
+  diffusion.prediction = "eps"  # 'eps' or 'v' (Salimans & Ho 2022).
+  diffusion.label_dropout = 0.1  # P(label -> null class) for CFG training.
+
+  # ------------------------------------------------------------ training ---
+  training = config.training = ml_collections.ConfigDict()
+  training.batch_size = 64  # Global batch over all devices and hosts.
+  training.num_steps = 100_000
+  training.learning_rate = 2e-4
+  training.warmup_steps = 1000
+  training.weight_decay = 0.0
+  training.grad_clip = 1.0  # Global-norm clip; 0 disables.
+  training.ema_decay = 0.9999
+  training.log_every = 100
+  training.checkpoint_every = 5000
+  training.keep_checkpoints = 3
+  training.sample_every = 0  # Steps between sample grids; 0 = only at the end.
+  training.num_sample_images = 16  # Images in each periodic sample grid.
+
+  # ------------------------------------------------------------ sampling ---
+  sampling = config.sampling = ml_collections.ConfigDict()
+  sampling.sampler = "ddim"  # 'ddim' or 'ddpm' (ancestral).
+  sampling.num_steps = 50  # DDIM steps (1..num_timesteps); DDPM uses all.
+  sampling.eta = 0.0  # DDIM stochasticity in [0, 1].
+  sampling.spacing = "uniform"  # DDIM timestep spacing: 'uniform', 'quadratic'.
+  sampling.guidance_scale = 1.0  # CFG: 0 = unconditional, 1 = conditional.
+  sampling.clip_x0 = True  # Clip the predicted x0 to [-1, 1].
+  sampling.batch_size = 64  # Images per device batch group (global).
+  # Images per class, in the order of data.classes; used when not balancing.
+  sampling.per_class = (8, 8, 8, 8, 8)
+  # 'fixed' (per_class) or 'balance' (top the training counts up to the
+  # largest class, total capped by sampling.max_images).
+  sampling.counts = "fixed"
+  sampling.max_images = 1000
+  sampling.seed = 0
+  sampling.write_fits = True
+
+  # ---------------------------------------------------------- evaluation ---
+  evaluation = config.evaluation = ml_collections.ConfigDict()
+  evaluation.num_images = 500  # N for real and generated sets alike.
+  evaluation.split = "test"
+  # Path to Inception-v3 FID weights (.npz, see solar_jax/models/inception.py);
+  # '' skips Inception features (FID is then reported on classifier features).
+  evaluation.inception_weights = ""
+  evaluation.extractors = ("classifier",)  # Any of 'inception', 'classifier'.
+  evaluation.batch_size = 50
+  evaluation.kid_subsets = 100
+  evaluation.kid_subset_size = 1000  # Clipped to N.
+  evaluation.nearest_k = 5  # k for precision/recall and density/coverage.
+  evaluation.num_clusters = 20  # k-means clusters on real features.
+
+  # ---------------------------------------------------------- classifier ---
+  classifier = config.classifier = ml_collections.ConfigDict()
+  classifier.task = "multiclass"  # 'multiclass' (A..X), 'ge_m', 'ge_c'.
+  classifier.stage_sizes = (2, 2, 2)  # Residual blocks per ResNet stage.
+  classifier.width = 32  # Channels of the first stage (doubled per stage).
+  classifier.dropout = 0.1
+  classifier.batch_size = 64
+  classifier.num_steps = 5000
+  classifier.learning_rate = 1e-3
+  classifier.weight_decay = 1e-4
+  classifier.eval_every = 500  # Validation interval (model selection).
+  classifier.seeds = (0, 1, 2)
+  classifier.regimes = (
+    "real",
+    "weighted",
+    "oversample",
+    "real_synthetic",
+    "synthetic_only",
+  )
+  classifier.synthetic_ratio = 1.0  # Synthetic images per missing real image.
+
+  # ---------------------------------------------------------------- mesh ---
+  mesh = config.mesh = ml_collections.ConfigDict()
+  mesh.data = -1  # Data-parallel axis size; -1 = all devices / fsdp.
+  mesh.fsdp = 1  # Parameter-sharding axis size.
+  # Call jax.distributed.initialize(): 'auto' (when the environment names a
+  # cluster), 'yes' or 'no'.
+  mesh.distributed = "auto"
+
+  # ------------------------------------------------------------- logging ---
+  logging = config.logging = ml_collections.ConfigDict()
+  logging.progress = True  # Progress bars with ETA on long loops.
+  logging.tensorboard = True
+
+  return config

@@ -1,0 +1,52 @@
+"""Quickstart: the whole study on the embedded demo archive, on CPU, in minutes.
+
+make quickstart
+# or, after building the demo dataset:
+python -m solar_jax.main --config=configs/quickstart.py --workdir=runs/quickstart --mode=all
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.builder_config = "64"
+  config.data.image_size = 64
+  config.data.shuffle_buffer = 1024
+
+  config.model.base_channels = 32
+  config.model.channel_mult = (1, 2, 2, 2)
+  config.model.num_res_blocks = 1
+  config.model.attention_resolutions = (8,)
+  config.model.num_heads = 4
+  config.model.dropout = 0.0
+
+  config.diffusion.schedule = "cosine"
+
+  config.training.batch_size = 16
+  config.training.num_steps = 1500
+  config.training.learning_rate = 1e-3
+  config.training.warmup_steps = 100
+  config.training.ema_decay = 0.995
+  config.training.log_every = 50
+  config.training.checkpoint_every = 500
+  config.training.num_sample_images = 10
+
+  config.sampling.num_steps = 25
+  config.sampling.batch_size = 40
+  config.sampling.per_class = (8, 8, 8, 8, 8)
+  config.sampling.counts = "balance"
+  config.sampling.max_images = 200
+
+  config.evaluation.num_images = 100
+  config.evaluation.kid_subsets = 20
+  config.evaluation.kid_subset_size = 50
+  config.evaluation.num_clusters = 8
+
+  config.classifier.stage_sizes = (1, 1, 1)
+  config.classifier.width = 16
+  config.classifier.batch_size = 32
+  config.classifier.num_steps = 300
+  config.classifier.eval_every = 100
+  config.classifier.seeds = (0, 1, 2)
+  return config

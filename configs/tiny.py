@@ -1,0 +1,53 @@
+"""Tiny configuration for tests: seconds per step on one CPU core.
+
+python -m solar_jax.main --config=configs/tiny.py --workdir=/tmp/tiny --mode=train
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.data.builder_config = "64"
+  config.data.image_size = 32
+  config.data.shuffle_buffer = 64
+
+  config.model.base_channels = 16
+  config.model.channel_mult = (1, 2)
+  config.model.num_res_blocks = 1
+  config.model.attention_resolutions = (16,)
+  config.model.num_heads = 2
+  config.model.num_groups = 8
+  config.model.dropout = 0.0
+
+  config.diffusion.num_timesteps = 100
+
+  config.training.batch_size = 8
+  config.training.num_steps = 4
+  config.training.warmup_steps = 2
+  config.training.ema_decay = 0.9
+  config.training.log_every = 2
+  config.training.checkpoint_every = 2
+  config.training.keep_checkpoints = 2
+  config.training.num_sample_images = 4
+
+  config.sampling.num_steps = 5
+  config.sampling.batch_size = 8
+  config.sampling.per_class = (2, 2, 2, 2, 2)
+
+  config.evaluation.num_images = 16
+  config.evaluation.kid_subsets = 10
+  config.evaluation.kid_subset_size = 8
+  config.evaluation.nearest_k = 3
+  config.evaluation.num_clusters = 4
+  config.evaluation.batch_size = 8
+
+  config.classifier.stage_sizes = (1, 1)
+  config.classifier.width = 8
+  config.classifier.batch_size = 8
+  config.classifier.num_steps = 4
+  config.classifier.eval_every = 2
+  config.classifier.seeds = (0,)
+
+  config.logging.progress = False
+  return config

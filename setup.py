@@ -1,0 +1,54 @@
+"""solar_jax: class-conditional diffusion models of SDO/AIA 171 Å images."""
+
+import setuptools
+
+# Lower bounds are the versions this project was installed and tested with.
+# jax is left unpinned to an accelerator: GPU/TPU users install jax[cuda12]
+# or jax[tpu] on top and nothing here pins them back to the CPU build.
+INSTALL_REQUIRES = [
+  "jax>=0.10",
+  "flax>=0.12",
+  "optax>=0.2.5",
+  "orbax-checkpoint>=0.12",
+  "tensorflow-datasets>=4.9.10",
+  "tensorflow-cpu>=2.21; platform_machine=='x86_64'",
+  "tensorflow>=2.21; platform_machine!='x86_64'",
+  "ml-collections>=1.1",
+  "sunpy[map,net,timeseries]>=7.0",
+  "astropy>=8.0",
+  "aiapy>=0.10",
+  "sunkit-instruments>=0.6",
+  "clu>=0.0.12",
+  "tensorboard>=2.21",
+  "absl-py>=2.1",
+  "numpy>=2.0",
+  "scikit-learn>=1.6",
+  "scipy>=1.14",
+  "matplotlib>=3.9",
+  "tqdm>=4.66",
+  "importlib_resources>=6.4",
+  "apache-beam>=2.60",
+  "mlcroissant>=1.0",
+  "etils[epath]>=1.10",
+]
+
+EXTRAS_REQUIRE = {
+  "test": ["pytest>=8", "pytest-xdist>=3.6", "hypothesis>=6.100", "ruff>=0.8"],
+  # Only the peer comparison in benchmarks/ needs PyTorch and diffusers.
+  "bench": ["torch>=2.9", "diffusers>=0.30"],
+}
+
+setuptools.setup(
+  name="solar_jax",
+  version="0.1.0",
+  description="Class-conditional diffusion models of SDO/AIA 171 Å images in JAX/Flax.",
+  long_description=open("README.md", encoding="utf-8").read(),
+  long_description_content_type="text/markdown",
+  packages=setuptools.find_packages(
+    include=["solar_jax", "solar_jax.*", "tfds_builders", "tfds_builders.*"]
+  ),
+  package_data={"tfds_builders.sdo_aia171": ["checksums.tsv", "CITATIONS.bib", "README.md"]},
+  python_requires=">=3.10",
+  install_requires=INSTALL_REQUIRES,
+  extras_require=EXTRAS_REQUIRE,
+)

@@ -1,0 +1,142 @@
+"""Orbax checkpoints of the train state: save, resume, fall back, load for inference.
+
+Layout: ``workdir/checkpoints/<step>/{state,meta}``. Orbax writes each step
+into a temporary directory and renames it when complete, so a run killed during
+a save leaves the previous checkpoint as the latest complete one. A checkpoint
+that is complete but unreadable (truncated or corrupted files) is skipped with
+a warning and the next older one is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+
+
+class NonFiniteStateError(RuntimeError):
+  """Raised instead of saving a state with NaN or Inf in it."""
+
+
+def all_finite(tree) -> bool:
+  """Whether every floating leaf of ``tree`` is finite (one device->host read)."""
+  leaves = [
+    x
+    for x in jax.tree.leaves(tree)
+    if hasattr(x, "dtype") and jax.numpy.issubdtype(x.dtype, jax.numpy.floating)
+  ]
+  if not leaves:
+    return True
+  flags = jax.jit(
+    lambda xs: jax.numpy.all(jax.numpy.stack([jax.numpy.isfinite(x).all() for x in xs]))
+  )(leaves)
+  return bool(flags)
+
+
+class Checkpointer:
+  """Keeps the last ``keep`` checkpoints of a run under ``workdir/checkpoints``."""
+
+  def __init__(self, workdir, *, keep: int, read_only: bool = False):
+    self.directory = epath.Path(workdir) / "checkpoints"
+    options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep,
+      create=not read_only,
+      read_only=read_only,
+      enable_async_checkpointing=False,
+    )
+    self._manager = ocp.CheckpointManager(
+      self.directory, options=options, item_names=("state", "meta")
+    )
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, meta: dict | None = None, *, force: bool = True) -> None:
+    """Saves ``state`` at ``step``; refuses a non-finite state, keeping the last good one."""
+    if not all_finite(state):
+      raise NonFiniteStateError(
+        f"the train state at step {step} holds NaN or Inf; not saved, the last good "
+        f"checkpoint (step {self.latest_step()}) is kept."
+      )
+    meta = dict(meta or {}, step=int(step))
+    self._manager.save(
+      int(step),
+      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+      force=force,
+    )
+    self._manager.wait_until_finished()
+
+  def restore(self, abstract_state: Any) -> tuple[Any, dict] | None:
+    """Restores the newest readable checkpoint onto ``abstract_state``'s shardings.
+
+    Returns:
+      ``(state, meta)``, or None when the directory has no checkpoint.
+    """
+    steps = self.all_steps()
+    for step in reversed(steps):
+      try:
+        restored = self._manager.restore(
+          step,
+          args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+          ),
+        )
+      except Exception as e:  # noqa: BLE001 - any failure means this step is unusable.
+        logging.warning(
+          "checkpoint %s/%d is unreadable (%s: %s); falling back to an older one.",
+          self.directory,
+          step,
+          type(e).__name__,
+          str(e).splitlines()[0][:200],
+        )
+        continue
+      if not all_finite(restored.state):
+        logging.warning("checkpoint %d holds non-finite values; falling back.", step)
+        continue
+      return restored.state, dict(restored.meta)
+    return None
+
+  def reached_preemption(self, step: int) -> bool:
+    """Multi-host preemption notice from JAX's sync manager (False on one process)."""
+    if jax.process_count() == 1:
+      return False
+    return self._manager.reached_preemption(step)
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def load_inference_params(workdir, config, mesh=None) -> tuple[Any, int]:
+  """Returns ``(ema_params, step)`` from the newest checkpoint in ``workdir``.
+
+  Raises:
+    FileNotFoundError: the workdir holds no checkpoint (train first).
+  """
+  from solar_jax import parallel, train  # train imports the model; avoid a cycle.
+
+  directory = epath.Path(workdir) / "checkpoints"
+  if not directory.exists() or not any(p.name.isdigit() for p in directory.iterdir()):
+    raise FileNotFoundError(
+      f"no checkpoint in {directory}: train first (--mode=train) with this workdir."
+    )
+  mesh = mesh or parallel.create_mesh(config.mesh)
+  abstract_state, _ = train.abstract_train_state(config, mesh)
+  checkpointer = Checkpointer(workdir, keep=config.training.keep_checkpoints, read_only=True)
+  restored = checkpointer.restore(abstract_state)
+  checkpointer.close()
+  if restored is None:
+    raise FileNotFoundError(f"no readable checkpoint in {directory}.")
+  state, meta = restored
+  return state.ema_params, int(meta["step"])
+
+
+def host_copy(tree):
+  """A NumPy copy of a (possibly sharded) pytree, e.g. for tests."""
+  return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)

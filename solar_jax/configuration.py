@@ -1,0 +1,178 @@
+"""Checks a resolved config before anything is compiled.
+
+Locked ``ml_collections`` configs already reject unknown keys. This module
+rejects values that are impossible, with one line that names the field and
+what is allowed, so a bad run fails in seconds instead of after compiling.
+"""
+
+from __future__ import annotations
+
+import json
+
+import ml_collections
+
+SCHEDULES = ("linear", "cosine")
+PREDICTIONS = ("eps", "v")
+SAMPLERS = ("ddim", "ddpm")
+SPACINGS = ("uniform", "quadratic")
+DTYPES = ("float32", "bfloat16")
+QUIET_POLICIES = ("background", "drop")
+SAMPLE_COUNTS = ("fixed", "balance")
+CLASSIFIER_TASKS = ("multiclass", "ge_m", "ge_c")
+CLASSIFIER_REGIMES = ("real", "weighted", "oversample", "real_synthetic", "synthetic_only")
+EXTRACTORS = ("inception", "classifier")
+BUILDER_CONFIGS = ("64", "128", "256", "512")
+DISTRIBUTED = ("auto", "yes", "no")
+MODES = ("train", "sample", "evaluate", "classify", "all")
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the field."""
+
+
+def _choice(value, field: str, allowed) -> None:
+  if value not in allowed:
+    raise ConfigError(f"{field}={value!r} is not one of {', '.join(map(repr, allowed))}.")
+
+
+def _positive(value, field: str) -> None:
+  if not value > 0:
+    raise ConfigError(f"{field}={value!r} must be positive.")
+
+
+def _in_range(value, field: str, lo, hi) -> None:
+  if not lo <= value <= hi:
+    raise ConfigError(f"{field}={value!r} must lie in [{lo}, {hi}].")
+
+
+def mesh_shape(mesh_config, num_devices: int) -> tuple[int, int]:
+  """Returns the (data, fsdp) mesh shape for ``num_devices`` devices."""
+  fsdp = mesh_config.fsdp
+  if fsdp < 1 or num_devices % fsdp:
+    raise ConfigError(
+      f"mesh.fsdp={fsdp} must be a positive divisor of the device count ({num_devices})."
+    )
+  data = mesh_config.data if mesh_config.data != -1 else num_devices // fsdp
+  if data < 1 or data * fsdp != num_devices:
+    raise ConfigError(
+      f"mesh.data={mesh_config.data} times mesh.fsdp={fsdp} must equal the device count "
+      f"({num_devices}); use mesh.data=-1 to take all devices."
+    )
+  return data, fsdp
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
+  """Raises ConfigError naming the first impossible field.
+
+  Args:
+    config: the resolved config.
+    num_devices: global device count; when given, batch sizes are checked
+      against the data-parallel mesh axis.
+  """
+  data, model, diffusion = config.data, config.model, config.diffusion
+  training, sampling, evaluation = config.training, config.sampling, config.evaluation
+  classifier = config.classifier
+
+  _choice(data.builder_config, "data.builder_config", BUILDER_CONFIGS)
+  _choice(data.quiet_policy, "data.quiet_policy", QUIET_POLICIES)
+  _positive(data.image_size, "data.image_size")
+  _positive(data.channels, "data.channels")
+  if int(data.builder_config) < data.image_size:
+    raise ConfigError(
+      f"data.image_size={data.image_size} exceeds the stored resolution "
+      f"data.builder_config={data.builder_config!r}."
+    )
+  if not 0 < data.clip_min < data.clip_max:
+    raise ConfigError(
+      f"data.clip_min={data.clip_min} and data.clip_max={data.clip_max} must satisfy "
+      "0 < clip_min < clip_max."
+    )
+  if len(data.classes) < 2:
+    raise ConfigError(f"data.classes={data.classes!r} needs at least two classes.")
+
+  if not model.channel_mult:
+    raise ConfigError("model.channel_mult must name at least one level.")
+  factor = 2 ** (len(model.channel_mult) - 1)
+  if data.image_size % factor:
+    raise ConfigError(
+      f"data.image_size={data.image_size} is not divisible by the UNet's total "
+      f"downsampling {factor} (model.channel_mult has {len(model.channel_mult)} levels)."
+    )
+  _positive(model.base_channels, "model.base_channels")
+  _positive(model.num_res_blocks, "model.num_res_blocks")
+  _positive(model.num_heads, "model.num_heads")
+  _choice(model.dtype, "model.dtype", DTYPES)
+  _in_range(model.dropout, "model.dropout", 0.0, 1.0)
+  sides = {data.image_size // 2**i for i in range(len(model.channel_mult))}
+  for side in model.attention_resolutions:
+    if side not in sides:
+      raise ConfigError(
+        f"model.attention_resolutions contains {side}, which is not a feature-map side "
+        f"of this UNet (sides: {sorted(sides, reverse=True)})."
+      )
+
+  _choice(diffusion.schedule, "diffusion.schedule", SCHEDULES)
+  _choice(diffusion.prediction, "diffusion.prediction", PREDICTIONS)
+  _positive(diffusion.num_timesteps, "diffusion.num_timesteps")
+  _in_range(diffusion.label_dropout, "diffusion.label_dropout", 0.0, 1.0)
+  if diffusion.schedule == "linear" and not 0 < diffusion.beta_start < diffusion.beta_end < 1:
+    raise ConfigError(
+      f"diffusion.beta_start={diffusion.beta_start} and diffusion.beta_end="
+      f"{diffusion.beta_end} must satisfy 0 < beta_start < beta_end < 1."
+    )
+
+  for field in ("batch_size", "num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+    _positive(training[field], f"training.{field}")
+  _positive(training.learning_rate, "training.learning_rate")
+  _in_range(training.ema_decay, "training.ema_decay", 0.0, 1.0)
+  if training.warmup_steps < 0 or training.sample_every < 0 or training.grad_clip < 0:
+    raise ConfigError(
+      "training.warmup_steps, training.sample_every and training.grad_clip must be >= 0."
+    )
+
+  _choice(sampling.sampler, "sampling.sampler", SAMPLERS)
+  _choice(sampling.spacing, "sampling.spacing", SPACINGS)
+  _choice(sampling.counts, "sampling.counts", SAMPLE_COUNTS)
+  _in_range(sampling.num_steps, "sampling.num_steps", 1, diffusion.num_timesteps)
+  _in_range(sampling.eta, "sampling.eta", 0.0, 1.0)
+  if sampling.guidance_scale < 0:
+    raise ConfigError(f"sampling.guidance_scale={sampling.guidance_scale} must be >= 0.")
+  _positive(sampling.batch_size, "sampling.batch_size")
+  if len(sampling.per_class) != len(data.classes) or min(sampling.per_class) < 0:
+    raise ConfigError(
+      f"sampling.per_class={tuple(sampling.per_class)} needs one count >= 0 for each of "
+      f"data.classes={tuple(data.classes)}."
+    )
+
+  for name in evaluation.extractors:
+    _choice(name, "evaluation.extractors", EXTRACTORS)
+  _positive(evaluation.num_images, "evaluation.num_images")
+  _choice(evaluation.split, "evaluation.split", ("train", "validation", "test"))
+
+  _choice(classifier.task, "classifier.task", CLASSIFIER_TASKS)
+  for name in classifier.regimes:
+    _choice(name, "classifier.regimes", CLASSIFIER_REGIMES)
+  if not classifier.seeds:
+    raise ConfigError("classifier.seeds must name at least one seed.")
+  _positive(classifier.batch_size, "classifier.batch_size")
+  _positive(classifier.num_steps, "classifier.num_steps")
+
+  _choice(config.mesh.distributed, "mesh.distributed", DISTRIBUTED)
+  if num_devices is not None:
+    data_axis, fsdp = mesh_shape(config.mesh, num_devices)
+    shards = data_axis * fsdp  # The batch is split over both axes.
+    for field, value in (
+      ("training.batch_size", training.batch_size),
+      ("sampling.batch_size", sampling.batch_size),
+      ("classifier.batch_size", classifier.batch_size),
+    ):
+      if value % shards:
+        raise ConfigError(
+          f"{field}={value} is not divisible by the {shards} data-parallel devices "
+          f"(mesh data={data_axis} x fsdp={fsdp})."
+        )
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  """The resolved config as JSON (tuples become lists)."""
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)

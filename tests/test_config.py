@@ -1,0 +1,88 @@
+"""Config validation: every config loads, bad values fail with the field named."""
+
+import importlib
+
+import pytest
+
+from solar_jax import configuration
+
+CONFIG_NAMES = ["default", "tiny", "quickstart", "aia171_64", "aia171_128", "aia171_256"]
+
+
+def _config(name="tiny"):
+  return importlib.import_module(f"configs.{name}").get_config()
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_shipped_configs_are_valid(name):
+  configuration.validate(_config(name), num_devices=8)
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES[1:])
+def test_configs_only_override_declared_fields(name):
+  # Every leaf of a derived config exists in the default config, with the same type.
+  default = _config("default").to_dict()
+  derived = _config(name).to_dict()
+  for section, fields in derived.items():
+    if isinstance(fields, dict):
+      assert set(fields) == set(default[section]), section
+      for key, value in fields.items():
+        assert type(value) is type(default[section][key]), f"{section}.{key}"
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("diffusion.schedule", "sigmoid", ["diffusion.schedule", "'linear'", "'cosine'"]),
+        ("diffusion.prediction", "x0", ["diffusion.prediction", "'eps'", "'v'"]),
+        ("sampling.sampler", "euler", ["sampling.sampler", "'ddim'", "'ddpm'"]),
+        ("sampling.spacing", "log", ["sampling.spacing", "'quadratic'"]),
+        ("model.dtype", "float16", ["model.dtype", "'bfloat16'"]),
+        ("data.image_size", 33, ["data.image_size=33", "downsampling 2"]),
+        ("training.batch_size", 12, ["training.batch_size=12", "8 data-parallel"]),
+        ("sampling.num_steps", 101, ["sampling.num_steps=101", "[1, 100]"]),
+        ("sampling.eta", 1.5, ["sampling.eta=1.5"]),
+        ("model.attention_resolutions", (7,), ["model.attention_resolutions", "7"]),
+        ("classifier.task", "ge_x", ["classifier.task", "'ge_m'"]),
+        ("mesh.fsdp", 3, ["mesh.fsdp=3", "divisor"]),
+        ("data.clip_min", 0.0, ["data.clip_min=0.0"]),
+    ],
+)
+def test_impossible_values_name_the_field(field, value, words):
+  config = _config("tiny")
+  section, key = field.split(".")
+  config[section][key] = value
+  with pytest.raises(configuration.ConfigError) as info:
+    configuration.validate(config, num_devices=8)
+  message = str(info.value)
+  assert "\n" not in message
+  for word in words:
+    assert word in message
+
+
+def test_batch_divisibility_follows_device_count():
+  config = _config("tiny")
+  config.training.batch_size = 12
+  configuration.validate(config, num_devices=4)  # 12 = 3 x 4: fine.
+  configuration.validate(config, num_devices=1)
+  with pytest.raises(configuration.ConfigError, match="training.batch_size=12"):
+    configuration.validate(config, num_devices=8)
+
+
+def test_mesh_shape():
+  config = _config("tiny")
+  assert configuration.mesh_shape(config.mesh, 8) == (8, 1)
+  config.mesh.fsdp = 2
+  assert configuration.mesh_shape(config.mesh, 8) == (4, 2)
+  config.mesh.data = 2
+  with pytest.raises(configuration.ConfigError, match="mesh.data=2"):
+    configuration.mesh_shape(config.mesh, 8)
+
+
+def test_locked_config_rejects_unknown_key():
+  from ml_collections import config_dict
+
+  config = config_dict.ConfigDict(_config("tiny"))
+  config.lock()
+  with pytest.raises(AttributeError, match="nonexistent"):
+    config.nonexistent = 1

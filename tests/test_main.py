@@ -1,0 +1,87 @@
+"""The command line: one-line errors, config.json, mode dispatch."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from solar_jax import main as main_module
+
+
+def _run(repo_root, *args, env_extra=None):
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+  env["JAX_PLATFORMS"] = "cpu"
+  env.update(env_extra or {})
+  return subprocess.run(
+      [sys.executable, "-m", "solar_jax.main", *args],
+      cwd=repo_root, env=env, capture_output=True, text=True, timeout=300,
+  )
+
+
+def test_unknown_config_key_is_named(repo_root, tmp_path):
+  result = _run(repo_root, "--config=configs/tiny.py", f"--workdir={tmp_path}",
+                "--config.nonexistent=1")
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and "nonexistent" in lines[0], result.stderr
+  assert not (tmp_path / "config.json").exists()
+
+
+def test_impossible_value_fails_before_compiling(repo_root, tmp_path):
+  result = _run(repo_root, "--config=configs/tiny.py", f"--workdir={tmp_path}",
+                "--config.training.batch_size=12", "--mode=train")
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].startswith("error: training.batch_size=12")
+  assert "Traceback" not in result.stderr
+  assert not (tmp_path / "config.json").exists()
+
+
+def test_bad_override_value_is_one_line(repo_root, tmp_path):
+  result = _run(repo_root, "--config=configs/tiny.py", f"--workdir={tmp_path}",
+                "--config.training.batch_size=abc")
+  assert result.returncode == 2
+  assert "batch_size" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_mode_resolves_or_says_what_is_missing():
+  for mode in ("train", "sample", "evaluate", "classify", "all"):
+    try:
+      fn = main_module.resolve_entry_point(mode)
+    except NotImplementedError as e:
+      assert f"--mode={mode}" in str(e)
+    else:
+      assert callable(fn)
+
+
+def test_writes_resolved_config(repo_root, tmp_path, monkeypatch):
+  # Dispatch to a recording function instead of a real mode, through main().
+  from solar_jax import configuration
+
+  calls = []
+  monkeypatch.setattr(main_module, "resolve_entry_point",
+                      lambda mode: lambda c, w: calls.append((mode, w)))
+  monkeypatch.chdir(repo_root)
+  from absl import flags
+
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS([
+      "main", "--config=configs/tiny.py", f"--workdir={tmp_path}", "--mode=sample",
+  ])
+  try:
+    main_module.main(["main"])
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert calls == [("sample", str(tmp_path))]
+  written = json.loads((tmp_path / "config.json").read_text())
+  from configs import tiny
+
+  assert written == json.loads(configuration.to_json(tiny.get_config()))
+
+
+@pytest.mark.parametrize("mode", ["bogus"])
+def test_unknown_mode(repo_root, tmp_path, mode):
+  result = _run(repo_root, "--config=configs/tiny.py", f"--workdir={tmp_path}", f"--mode={mode}")
+  assert result.returncode == 2 and "--mode" in result.stderr
