@@ -6,12 +6,10 @@ loop (data, logging, checkpoints, preemption, periodic samples).
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
 import os
 import signal
-import socket
 import time
 from typing import Any
 
@@ -184,42 +182,6 @@ def make_train_step(config, mesh, abstract_state):
 # ---------------------------------------------------------------- loop ---
 
 
-class WorkdirLock:
-  """An exclusive lock on ``workdir/.lock`` for local workdirs.
-
-  ``flock`` is released by the kernel when the holder dies, so a crashed run
-  never blocks the next one; a live one makes the second refuse, naming it.
-  """
-
-  def __init__(self, workdir):
-    self.path = epath.Path(workdir) / ".lock"
-    self._fd = None
-
-  def __enter__(self):
-    if not isinstance(self.path, epath.Path) or "://" in os.fspath(self.path):
-      return self  # Cloud storage: rely on the scheduler to run one job.
-    self.path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-      os.close(fd)
-      raise RuntimeError(
-        f"workdir {self.path.parent} is in use by {holder}; stop it or choose another --workdir."
-      ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
-    self._fd = fd
-    return self
-
-  def __exit__(self, *exc):
-    if self._fd is not None:
-      fcntl.flock(self._fd, fcntl.LOCK_UN)
-      os.close(self._fd)
-      self._fd = None
-
-
 class _Preemption:
   """Turns SIGTERM into a flag the loop reads between steps."""
 
@@ -299,7 +261,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, train_iter
   """
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  with WorkdirLock(workdir), _Preemption() as preemption:
+  with checkpointing.WorkdirLock(workdir), _Preemption() as preemption:
     return _train(config, workdir, preemption, train_iter)
 
 
