@@ -1,0 +1,236 @@
+"""Downloads the raw inputs of the sdo_aia171 dataset (needs internet).
+
+Queries the HEK for GOES flares, writes them as ``OUT/flares.csv`` (a HEK
+export that ``flare_labels.read_flare_list`` reads), downloads the AIA 171 Å
+frame nearest each flare peak and quiet frames at a fixed cadence to
+``OUT/aia/``, and GOES XRS 1-minute averages to ``OUT/goes/``. The directory
+is then the manual dir of the TFDS builder::
+
+  python -m solar_jax.data.fetch --start 2011-06-01 --end 2011-07-01 \\
+      --min_class C1.0 --quiet_cadence 6h --out ~/sdo_aia171_raw
+
+Without network it stops with one line naming the service it could not reach
+(exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import pathlib
+import re
+import sys
+import warnings
+from collections.abc import Sequence
+
+from solar_jax.data import flare_labels
+
+# Columns of the HEK export (flare_labels reads the first four).
+HEK_COLUMNS = (
+  "event_starttime",
+  "event_peaktime",
+  "event_endtime",
+  "fl_goescls",
+  "SOL_standard",
+  "kb_archivid",
+  "frm_name",
+  "obs_observatory",
+  "ar_noaanum",
+  "hpc_x",
+  "hpc_y",
+)
+
+# Half-width of the time range searched around each requested AIA time: AIA
+# takes a 171 Å image every 12 s, so a minute always holds several.
+AIA_SEARCH_HALF_WIDTH = datetime.timedelta(minutes=1)
+
+
+class FetchError(RuntimeError):
+  """A download step failed; the message is one line for the user."""
+
+  def __init__(self, message: str):
+    super().__init__(" ".join(str(message).split()))
+
+
+def parse_cadence(text: str) -> datetime.timedelta:
+  """'6h', '30m', '1d', '90s' -> timedelta."""
+  match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
+  if not match:
+    raise ValueError(f"cadence {text!r}: use a number and s/m/h/d, e.g. '6h'.")
+  unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+  value = datetime.timedelta(**{unit: float(match.group(1))})
+  if value <= datetime.timedelta(0):
+    raise ValueError(f"cadence {text!r} must be positive.")
+  return value
+
+
+def hek_query(start: datetime.datetime, end: datetime.datetime, min_class: str) -> tuple:
+  """sunpy attrs for GOES flares of at least ``min_class`` in [start, end]."""
+  import sunpy.net.attrs as a
+
+  flare_labels.class_to_flux(min_class)  # validates the class string
+  return (
+    a.Time(start, end),
+    a.hek.EventType("FL"),
+    a.hek.FL.GOESCls >= min_class.upper(),
+    a.hek.OBS.Observatory == "GOES",
+  )
+
+
+def aia_query(time: datetime.datetime) -> tuple:
+  """sunpy attrs for the AIA 171 Å frame nearest ``time``."""
+  import astropy.units as u
+  import sunpy.net.attrs as a
+
+  return (
+    a.Time(time - AIA_SEARCH_HALF_WIDTH, time + AIA_SEARCH_HALF_WIDTH, near=time),
+    a.Instrument.aia,
+    a.Wavelength(171 * u.angstrom),
+  )
+
+
+def aia_quiet_query(start: datetime.datetime, end: datetime.datetime, cadence) -> tuple:
+  """sunpy attrs for AIA 171 Å frames every ``cadence`` in [start, end]."""
+  import astropy.units as u
+  import sunpy.net.attrs as a
+
+  return (
+    a.Time(start, end),
+    a.Instrument.aia,
+    a.Wavelength(171 * u.angstrom),
+    a.Sample(cadence.total_seconds() * u.s),
+  )
+
+
+def goes_query(start: datetime.datetime, end: datetime.datetime) -> tuple:
+  """sunpy attrs for GOES XRS 1-minute averages in [start, end]."""
+  import sunpy.net.attrs as a
+
+  return (a.Time(start, end), a.Instrument.xrs, a.Resolution("avg1m"))
+
+
+def _search(service: str, attrs: tuple):
+  from sunpy.net import Fido
+  from sunpy.util.exceptions import SunpyConnectionWarning
+
+  try:
+    with warnings.catch_warnings():
+      # sunpy warns once per mirror it tries; the error below says it once.
+      warnings.simplefilter("ignore", SunpyConnectionWarning)
+      return Fido.search(*attrs)
+  except OSError as e:  # URLError, ConnectionError, socket and aiohttp errors
+    raise FetchError(f"no network: cannot reach {service} ({type(e).__name__}: {e})") from e
+
+
+def _download(service: str, results, directory: pathlib.Path) -> list[str]:
+  from sunpy.net import Fido
+
+  directory.mkdir(parents=True, exist_ok=True)
+  try:
+    files = Fido.fetch(results, path=str(directory / "{file}"), progress=False)
+  except OSError as e:
+    raise FetchError(f"no network: cannot download from {service} ({type(e).__name__}: {e})") from e
+  if getattr(files, "errors", None) and not list(files):
+    first = files.errors[0]
+    raise FetchError(f"no network: every download from {service} failed (first: {first})")
+  return list(files)
+
+
+def _iso(value) -> str:
+  if hasattr(value, "isot"):  # astropy Time
+    return value.isot
+  return str(value)
+
+
+def write_hek_export(table, path: pathlib.Path) -> int:
+  """Writes GOES-classified HEK flares (one row per peak and class) as CSV."""
+  names = set(table.colnames)
+  seen, rows = set(), []
+  for row in table:
+    goes_class = str(row["fl_goescls"]).strip() if "fl_goescls" in names else ""
+    peak = _iso(row["event_peaktime"])
+    if not goes_class or (peak, goes_class) in seen:
+      continue  # several HEK methods report the same GOES flare
+    seen.add((peak, goes_class))
+    rows.append([_iso(row[c]) if c in names else "" for c in HEK_COLUMNS])
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(HEK_COLUMNS)
+    writer.writerows(rows)
+  return len(rows)
+
+
+def fetch(
+  start: datetime.datetime,
+  end: datetime.datetime,
+  min_class: str,
+  out: pathlib.Path,
+  quiet_cadence: datetime.timedelta,
+) -> dict[str, int]:
+  """Downloads flares, AIA frames and GOES XRS for [start, end] into ``out``.
+
+  Returns counts of what was written; raises FetchError with a one-line message.
+  """
+  out = pathlib.Path(out).expanduser()
+  hek = _search("the HEK (Heliophysics Event Knowledgebase)", hek_query(start, end, min_class))
+  flares_csv = out / "flares.csv"
+  num_flares = write_hek_export(hek["hek"], flares_csv)
+  flares = flare_labels.read_flare_list(flares_csv)
+
+  aia_files = []
+  for flare in flares:
+    found = _search("the VSO/JSOC (AIA search)", aia_query(flare.peak))
+    if found.file_num:
+      aia_files += _download("the VSO/JSOC (AIA)", found[:, 0], out / "aia")
+  quiet = _search("the VSO/JSOC (AIA search)", aia_quiet_query(start, end, quiet_cadence))
+  if quiet.file_num:
+    aia_files += _download("the VSO/JSOC (AIA)", quiet, out / "aia")
+  goes = _search("NOAA NCEI (GOES XRS search)", goes_query(start, end))
+  goes_files = _download("NOAA NCEI (GOES XRS)", goes, out / "goes") if goes.file_num else []
+  return {"flares": num_flares, "aia_files": len(aia_files), "goes_files": len(goes_files)}
+
+
+def _time(text: str) -> datetime.datetime:
+  try:
+    return flare_labels.to_naive_utc(text)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(f"{text!r} is not an ISO time (YYYY-MM-DD[THH:MM])") from e
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+    prog="python -m solar_jax.data.fetch", description=__doc__.split("\n")[0]
+  )
+  parser.add_argument("--start", type=_time, required=True, help="UTC start, ISO 8601")
+  parser.add_argument("--end", type=_time, required=True, help="UTC end, ISO 8601")
+  parser.add_argument("--min_class", default="C1.0", help="smallest GOES class, e.g. M1.0")
+  parser.add_argument("--out", type=pathlib.Path, required=True, help="output directory")
+  parser.add_argument("--quiet_cadence", type=parse_cadence, default="6h", help="e.g. 6h, 90m")
+  args = parser.parse_args(argv)
+  if args.end <= args.start:
+    parser.error(f"--end {args.end} must be after --start {args.start}")
+  try:
+    flare_labels.class_to_flux(args.min_class)
+  except ValueError as e:
+    parser.error(f"--min_class: {e}")
+  return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parse_args(argv)
+  try:
+    counts = fetch(args.start, args.end, args.min_class, args.out, args.quiet_cadence)
+  except FetchError as e:
+    print(f"fetch: {e}", file=sys.stderr)
+    return 1
+  print(
+    f"fetch: wrote {counts['flares']} flares, {counts['aia_files']} AIA files and "
+    f"{counts['goes_files']} GOES files under {args.out}"
+  )
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

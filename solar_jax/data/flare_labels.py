@@ -1,0 +1,474 @@
+"""Flare lists, GOES XRS fluxes and the GOES class label of an AIA frame.
+
+Everything here works on naive UTC datetimes (aware ones are converted) and on
+1-8 Å fluxes in W m^-2 on the SWPC/operational scale, the scale of published
+GOES classes (see DESIGN.md, 'GOES flux facts'):
+
+* SDAC FITS files (``ORIGIN='SDAC/GSFC'``, e.g. ``go1520110607.fits``) and
+  GOES-16+ files are used as they are;
+* NCEI science-quality netCDF files of GOES 1-15 (title or instrument names
+  'GOES 1-15') are unscaled and their XRS-B flux is multiplied by 0.7;
+* any other file must be given a scale explicitly (``read_xrs(...,
+  xrsb_scale=...)``), because guessing it wrongly shifts classes by 43 %.
+
+Label rule (``label_frame``), with window w:
+
+* flaring: a listed flare peaks within ``|t - peak| <= w``. Of several, the
+  one with the largest listed flux is the event. The label flux is the larger
+  of the listed flux and, where XRS data cover ``[t - w, t + w]``, the peak XRS
+  flux in that window; ``source`` says which won. The list is never overridden
+  downwards (a window may cut the XRS peak), but an unlisted stronger flare in
+  the window raises the class.
+* quiet: ``'background'`` labels by the median XRS flux in ``[t - w, t + w]``
+  (``source='xrs_background'``), or returns None without XRS coverage;
+  ``'drop'`` returns None.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import dataclasses
+import datetime
+import functools
+import json
+import math
+import pathlib
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+CLASS_LETTERS = ("A", "B", "C", "M", "X")
+
+# NCEI science-quality GOES 8-15 XRS-B fluxes are 1/0.7 of the SWPC scale.
+SWPC_XRSB_SCALE = 0.7
+
+# XRS coverage: the largest gap between samples (or to a window edge) that a
+# window may contain and still count as covered.
+MAX_XRS_GAP = np.timedelta64(5, "m")
+
+QUIET_POLICIES = ("background", "drop")
+
+
+class FlareListError(ValueError):
+  """A flare list that cannot be read (names the file and the column)."""
+
+
+class XRSError(ValueError):
+  """A GOES XRS file that cannot be read or scaled (names the file)."""
+
+
+# ----------------------------------------------------- flux <-> class ---
+
+
+def _flux_value(flux) -> float:
+  """A flux (number or Quantity) as a float in W m^-2, checked."""
+  if hasattr(flux, "unit"):
+    import astropy.units as u
+
+    flux = flux.to_value(u.W / u.m**2)
+  value = float(flux)
+  if not (math.isfinite(value) and value >= 0):
+    raise ValueError(f"GOES flux {flux!r} must be finite and >= 0 W m^-2.")
+  return value
+
+
+def _flux_quantity(flux):
+  import astropy.units as u
+
+  # sunkit-instruments needs float64: a float32 quantity yields 'None2.56'.
+  return np.float64(_flux_value(flux)) * (u.W / u.m**2)
+
+
+def flux_to_class(flux) -> str:
+  """GOES class string for a 1-8 Å flux in W m^-2, e.g. 2.56e-5 -> 'M2.56'."""
+  from sunkit_instruments.goes_xrs import flux_to_flareclass
+
+  return str(flux_to_flareclass(_flux_quantity(flux)))
+
+
+@functools.cache
+def _letter_by_decade() -> dict[int, str]:
+  """{-8: 'A', ..., -4: 'X'} from sunkit-instruments' own conversion table."""
+  import astropy.units as u
+  from sunkit_instruments.goes_xrs.goes_xrs import GOES_CONVERSION_DICT
+
+  table = {}
+  for letter, flux in GOES_CONVERSION_DICT.items():
+    if letter in CLASS_LETTERS:
+      table[int(round(np.log10(u.Quantity(flux).to_value(u.W / u.m**2))))] = letter
+  return table
+
+
+def class_letter(flux) -> str:
+  """Class letter 'A'..'X' of a flux in W m^-2 (below A1.0 is still 'A').
+
+  Same rule as sunkit-instruments' ``flux_to_flareclass`` (the decade of
+  ``floor(log10(flux))``, clamped to A..X), without building a Quantity, so
+  it is cheap enough to call per sample.
+  """
+  value = _flux_value(flux)
+  table = _letter_by_decade()
+  decade = -np.inf if value == 0 else np.floor(np.log10(value))
+  return table[int(np.clip(decade, min(table), max(table)))]
+
+
+_CLASS_RE = re.compile(r"^\s*([ABCMXabcmx])\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
+
+
+def class_to_flux(goes_class: str) -> float:
+  """Peak 1-8 Å flux (W m^-2) of a GOES class string such as 'M2.5'."""
+  if not isinstance(goes_class, str) or not _CLASS_RE.match(goes_class):
+    raise ValueError(f"GOES class {goes_class!r} is not a letter A/B/C/M/X and a number.")
+  return _class_to_flux(goes_class.strip().upper())
+
+
+@functools.lru_cache(maxsize=4096)
+def _class_to_flux(goes_class: str) -> float:
+  # Cached: a flare list repeats a few hundred class strings thousands of times.
+  import astropy.units as u
+  from sunkit_instruments.goes_xrs import flareclass_to_flux
+
+  return float(flareclass_to_flux(goes_class).to_value(u.W / u.m**2))
+
+
+# --------------------------------------------------------- flare list ---
+
+
+@dataclasses.dataclass
+class Flare:
+  """One flare: naive UTC times, class string and its flux (SWPC scale)."""
+
+  event_id: str
+  start: datetime.datetime
+  peak: datetime.datetime
+  end: datetime.datetime
+  goes_class: str
+  peak_flux: float
+
+
+class FlareList(list):
+  """A list of ``Flare`` with ``skipped``: (row number, why) of rows left out."""
+
+  def __init__(self, flares=(), skipped=(), path=""):
+    super().__init__(flares)
+    self.skipped = list(skipped)
+    self.path = str(path)
+
+
+# Column spellings: SWPC-style list first, HEK second.
+_COLUMNS = {
+  "start": ("event_starttime",),
+  "peak": ("event_peaktime",),
+  "end": ("event_endtime",),
+  "goes_class": ("goes_class", "fl_goescls"),
+}
+_ID_COLUMNS = ("event_id", "SOL_standard", "sol_standard", "kb_archivid")
+
+
+def to_naive_utc(value) -> datetime.datetime:
+  """datetime / np.datetime64 / ISO string -> naive datetime in UTC."""
+  if isinstance(value, np.datetime64):
+    value = value.astype("datetime64[us]").item()
+  if isinstance(value, str):
+    value = _parse_time(value)
+  if not isinstance(value, datetime.datetime):
+    raise TypeError(f"cannot use {value!r} as a time")
+  if value.tzinfo is not None:
+    value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+  return value
+
+
+def _parse_time(text: str) -> datetime.datetime:
+  text = text.strip().replace("/", "-")
+  if text.endswith("Z"):
+    text = text[:-1] + "+00:00"
+  value = datetime.datetime.fromisoformat(text)
+  if value.tzinfo is not None:
+    value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+  return value
+
+
+def _records(path: pathlib.Path) -> list[dict]:
+  """Rows of a CSV (optionally with an unnamed index column) or HEK JSON."""
+  try:
+    text = path.read_text(encoding="utf-8-sig")
+  except (OSError, UnicodeDecodeError) as e:
+    raise FlareListError(f"flare list {path}: cannot read it ({e})") from e
+  stripped = text.lstrip()
+  if stripped.startswith(("{", "[")):
+    try:
+      data = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise FlareListError(f"flare list {path}: invalid JSON ({e})") from e
+    # HEK's API answers {"result": [...]}; a plain list of events is fine too.
+    rows = data.get("result", data.get("events")) if isinstance(data, dict) else data
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+      raise FlareListError(
+        f"flare list {path}: JSON must be a list of events or {{'result': [...]}}"
+      )
+    return rows
+  try:
+    table = [row for row in csv.reader(text.splitlines()) if row]
+  except csv.Error as e:
+    raise FlareListError(f"flare list {path}: invalid CSV ({e})") from e
+  if not table:
+    raise FlareListError(f"flare list {path}: the file is empty")
+  header, body = table[0], table[1:]
+  # pandas writes its row index as an unnamed first column: either with an
+  # empty name or, as in the SWPC-style list, with no name at all.
+  if any(len(row) == len(header) + 1 for row in body[:5]):
+    body = [row[1:] for row in body]
+  elif header[0] == "":
+    header, body = header[1:], [row[1:] for row in body]
+  return [dict(zip(header, row)) for row in body]
+
+
+def _pick(row: dict, names: Sequence[str]):
+  for name in names:
+    if name in row:
+      return row[name]
+  return None
+
+
+def read_flare_list(path) -> FlareList:
+  """Reads an SWPC-style flare list CSV or a HEK export (CSV or JSON).
+
+  Accepted columns: ``event_starttime``, ``event_peaktime``,
+  ``event_endtime`` and ``goes_class`` (SWPC list) or ``fl_goescls`` (HEK).
+  The event id is ``event_id``, ``SOL_standard`` or ``kb_archivid`` when
+  present, else ``SOL<peak time>``. Flux comes from the class string.
+
+  Returns:
+    A ``FlareList`` (a list of ``Flare`` sorted by peak) whose ``skipped``
+    attribute lists ``(row_number, reason)`` for rows with an unparseable
+    class or time (e.g. HEK events without a GOES class); row 1 is the
+    first data row.
+
+  Raises:
+    FlareListError: unreadable file, or a required column is missing.
+  """
+  path = pathlib.Path(path)
+  rows = _records(path)
+  if rows:
+    present = set().union(*(r.keys() for r in rows[:50]))
+    for field, names in _COLUMNS.items():
+      if not present.intersection(names):
+        raise FlareListError(
+          f"flare list {path}: no column {' or '.join(names)} (for the flare {field}); "
+          f"columns are {sorted(c for c in present if c)}"
+        )
+  flares, skipped = [], []
+  for number, row in enumerate(rows, start=1):
+    try:
+      times = {k: to_naive_utc(str(_pick(row, _COLUMNS[k]))) for k in ("start", "peak", "end")}
+      goes_class = str(_pick(row, _COLUMNS["goes_class"]) or "").strip().upper()
+      flux = class_to_flux(goes_class)
+    except (TypeError, ValueError) as e:
+      skipped.append((number, str(e)))
+      continue
+    event_id = str(_pick(row, _ID_COLUMNS) or "").strip()
+    if not event_id:
+      event_id = "SOL" + times["peak"].strftime("%Y-%m-%dT%H:%M:%S")
+    flares.append(Flare(event_id=event_id, goes_class=goes_class, peak_flux=flux, **times))
+  flares.sort(key=lambda f: f.peak)
+  return FlareList(flares, skipped, path)
+
+
+class FlareIndex:
+  """Flares sorted by peak time, for fast window look-ups (``bisect``)."""
+
+  def __init__(self, flares: Iterable[Flare]):
+    self.flares = sorted(flares, key=lambda f: f.peak)
+    self.peaks = [f.peak for f in self.flares]
+
+  def __len__(self) -> int:
+    return len(self.flares)
+
+  def within(self, time: datetime.datetime, window: datetime.timedelta) -> list[Flare]:
+    """Flares whose peak lies in ``[time - window, time + window]``."""
+    lo = bisect.bisect_left(self.peaks, time - window)
+    hi = bisect.bisect_right(self.peaks, time + window)
+    return self.flares[lo:hi]
+
+
+# --------------------------------------------------------------- XRS ---
+
+
+@dataclasses.dataclass
+class XRSSeries:
+  """GOES 1-8 Å flux on the SWPC scale, sorted by time, bad samples removed.
+
+  Attributes:
+    times: datetime64[ns] (UTC) [n], strictly increasing.
+    flux_long: float64 [n], W m^-2.
+    sources: file names read.
+  """
+
+  times: np.ndarray
+  flux_long: np.ndarray
+  sources: tuple[str, ...] = ()
+
+  def window(self, start, end) -> np.ndarray | None:
+    """Flux samples in ``[start, end]`` when the series covers it, else None."""
+    start, end = np.datetime64(start, "ns"), np.datetime64(end, "ns")
+    lo = np.searchsorted(self.times, start, side="left")
+    hi = np.searchsorted(self.times, end, side="right")
+    if hi <= lo:
+      return None
+    inside = self.times[lo:hi]
+    edges = np.concatenate([[start], inside, [end]])
+    if np.max(np.diff(edges)) > MAX_XRS_GAP:
+      return None
+    return self.flux_long[lo:hi]
+
+
+def xrsb_scale_from_meta(meta: dict, name: str) -> float:
+  """Factor that brings a file's XRS-B flux to the SWPC scale, from its metadata."""
+  lowered = {str(k).lower(): str(v) for k, v in meta.items()}
+  origin = lowered.get("origin", "")
+  text = " ".join(lowered.get(k, "") for k in ("title", "instrument", "program", "source"))
+  if "SDAC" in origin.upper():
+    return 1.0  # SDAC FITS carry the historical SWPC scaling already.
+  if "GOES 1-15" in text or "GOES 13-15" in lowered.get("references", ""):
+    return SWPC_XRSB_SCALE  # NCEI reprocessed GOES 1-15: scaling removed.
+  if "R-SERIES" in text.upper() or "GOES-R" in text.upper():
+    return 1.0  # GOES-16+ were never scaled.
+  raise XRSError(
+    f"GOES XRS file {name}: cannot tell from its metadata whether its flux carries the SWPC "
+    "0.7 scaling (not SDAC, not NCEI GOES 1-15, not GOES-R); pass xrsb_scale= explicitly."
+  )
+
+
+def _good_mask_bits(path: pathlib.Path) -> int | None:
+  """The bits of the XRS-B flag variable that mark bad data, from its attributes."""
+  try:
+    import h5netcdf
+
+    with h5netcdf.File(path, "r") as nc:
+      var = next(
+        (nc.variables[v] for v in ("xrsb_flag", "xrsb_flags", "b_flags") if v in nc.variables), None
+      )
+      if var is None:
+        return None
+      meanings = str(var.attrs.get("flag_meanings", "")).split()
+      masks = np.atleast_1d(np.asarray(var.attrs.get("flag_masks", []))).astype(np.int64)
+      if "good_data" in meanings and len(masks) == len(meanings):
+        return int(masks[meanings.index("good_data")])
+  except Exception:  # No attributes to go by: the caller falls back.
+    return None
+  return None
+
+
+def _read_one_xrs(path: pathlib.Path, xrsb_scale: float | None):
+  import sunpy.timeseries
+
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      series = sunpy.timeseries.TimeSeries(str(path))
+      frame = series.to_dataframe()
+      meta = dict(series.meta.metas[0]) if series.meta.metas else {}
+  except Exception as e:  # sunpy raises many types for unreadable files.
+    raise XRSError(f"GOES XRS file {path}: sunpy cannot read it ({type(e).__name__}: {e})") from e
+  if isinstance(series, list) or "xrsb" not in frame.columns:
+    raise XRSError(f"GOES XRS file {path}: no 'xrsb' (1-8 Å) column; is it a GOES XRS file?")
+  scale = xrsb_scale_from_meta(meta, path.name) if xrsb_scale is None else float(xrsb_scale)
+  times = frame.index.to_numpy().astype("datetime64[ns]")
+  flux = frame["xrsb"].to_numpy(dtype=np.float64)
+  good = np.isfinite(flux) & (flux > 0)
+  if "xrsb_quality" in frame.columns:
+    flags = np.nan_to_num(frame["xrsb_quality"].to_numpy(dtype=np.float64), nan=1).astype(np.int64)
+    bits = _good_mask_bits(path)
+    if bits is None:
+      # In 1-minute averages only flag & 7 marks bad (other bits are set on
+      # good samples); elsewhere any flag is bad.
+      bits = 7 if "avg1m" in path.name else ~0
+    good &= (flags & bits) == 0
+  return times[good], flux[good] * scale
+
+
+def read_xrs(paths, *, xrsb_scale: float | None = None) -> XRSSeries:
+  """Reads GOES XRS files (SDAC FITS, NCEI netCDF GOES 8-15, GOES-16+) into one series.
+
+  Args:
+    paths: a file or an iterable of files; samples are merged, sorted by time
+      and de-duplicated (the first file wins on equal times).
+    xrsb_scale: factor to the SWPC scale for every file; None decides per file
+      from its metadata (``xrsb_scale_from_meta``).
+
+  Raises:
+    XRSError: a file sunpy cannot read, or whose scaling is unknown.
+  """
+  if isinstance(paths, str | pathlib.Path):
+    paths = [paths]
+  paths = [pathlib.Path(p) for p in paths]
+  if not paths:
+    raise XRSError("read_xrs: no GOES XRS files given.")
+  parts = [_read_one_xrs(p, xrsb_scale) for p in paths]
+  times = np.concatenate([t for t, _ in parts])
+  flux = np.concatenate([f for _, f in parts])
+  order = np.argsort(times, kind="stable")
+  times, flux = times[order], flux[order]
+  keep = np.concatenate([[True], np.diff(times) > np.timedelta64(0, "ns")])
+  return XRSSeries(times=times[keep], flux_long=flux[keep], sources=tuple(p.name for p in paths))
+
+
+# ------------------------------------------------------------ labels ---
+
+
+@dataclasses.dataclass
+class Label:
+  """The GOES class label of one frame."""
+
+  letter: str
+  flux: float
+  flaring: bool
+  event_id: str
+  source: str  # 'flare_list' | 'xrs_peak' | 'xrs_background'
+
+
+def label_frame(
+  time,
+  flares,
+  xrs: XRSSeries | None,
+  *,
+  window_minutes: float,
+  quiet_policy: str,
+) -> Label | None:
+  """GOES class label of a frame observed at ``time`` (rule in the module docstring).
+
+  Args:
+    time: frame time (naive UTC datetime, aware datetime, datetime64 or ISO).
+    flares: a ``FlareIndex`` (build it once for many frames) or flares.
+    xrs: GOES XRS series or None.
+    window_minutes: half-width of the window around the frame, minutes.
+    quiet_policy: 'background' or 'drop'.
+
+  Returns:
+    A ``Label``, or None when the frame gets no label (quiet with 'drop', or
+    quiet without XRS coverage): the caller skips it with reason 'no_label'.
+  """
+  if quiet_policy not in QUIET_POLICIES:
+    raise ValueError(f"quiet_policy={quiet_policy!r}: use one of {QUIET_POLICIES}.")
+  if not (math.isfinite(window_minutes) and window_minutes >= 0):
+    raise ValueError(f"window_minutes={window_minutes!r} must be >= 0.")
+  if not isinstance(flares, FlareIndex):
+    flares = FlareIndex(flares)
+  time = to_naive_utc(time)
+  window = datetime.timedelta(minutes=window_minutes)
+  samples = None if xrs is None else xrs.window(time - window, time + window)
+
+  nearby = flares.within(time, window)
+  if nearby:
+    event = max(nearby, key=lambda f: (f.peak_flux, -abs((f.peak - time).total_seconds())))
+    flux, source = event.peak_flux, "flare_list"
+    if samples is not None and float(samples.max()) > flux:
+      flux, source = float(samples.max()), "xrs_peak"
+    return Label(class_letter(flux), flux, True, event.event_id, source)
+  if quiet_policy == "drop" or samples is None:
+    return None
+  flux = float(np.median(samples))
+  return Label(class_letter(flux), flux, False, "", "xrs_background")

@@ -1,0 +1,166 @@
+"""The sdo_aia171 builder on a manual dir with good and bad files of every kind.
+
+The manual dir is written by solar_jax.data.demo from sunpy's real AIA frame
+(SIMULATED archive) with --with_bad: truncated and non-FITS files, wrong
+wavelength, QUALITY != 0, zero exposure, a missing keyword, NaN on the disk, a
+duplicate time and a time without any label.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from solar_jax.data import demo, flare_labels
+from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def manual_dir(tmp_path_factory):
+  out = tmp_path_factory.mktemp("manual")
+  demo.write_demo_archive(
+    out, num_frames=6, months=3, start="2011-06-01", seed=2, with_bad=True, xrs_cadence_s=240
+  )
+  return out
+
+
+def build(manual_dir, data_dir, beam=False):
+  kwargs = {}
+  if beam:
+    import apache_beam as beam_lib
+
+    kwargs["beam_options"] = beam_lib.options.pipeline_options.PipelineOptions(
+      ["--runner=DirectRunner"]
+    )
+  builder = sdo.Builder(config="64", data_dir=str(data_dir))
+  builder.download_and_prepare(
+    download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir), **kwargs)
+  )
+  return builder
+
+
+def examples_by_source(builder):
+  out = {}
+  for split in builder.info.splits:
+    for ex in builder.as_dataset(split=split).as_numpy_iterator():
+      out[ex["source"].decode()] = dict(ex, split=split)
+  return out
+
+
+def report_of(builder):
+  return json.loads((builder.data_path / sdo.REPORT_NAME).read_text())
+
+
+@pytest.fixture(scope="module")
+def clean_build(manual_dir, tmp_path_factory):
+  return build(manual_dir, tmp_path_factory.mktemp("tfds_clean"))
+
+
+def test_report_names_every_bad_file_with_its_reason(clean_build, manual_dir):
+  manifest = json.loads((manual_dir / "demo_manifest.json").read_text())
+  report = report_of(clean_build)
+  got = {s["file"]: s["reason"] for s in report["skipped"]["files"]}
+  want = {b["file"]: b["reason"] for b in manifest["bad_files"]}
+  assert got == want
+  assert len(want) == 9 and report["skipped"]["count"] == 9
+  # The report sits in the final version dir, beside dataset_info.json.
+  assert (clean_build.data_path / "dataset_info.json").exists()
+  assert not (clean_build.data_path / "_build_report_parts").exists()
+
+
+def test_every_good_file_is_an_example_with_the_intended_label(clean_build, manual_dir):
+  manifest = json.loads((manual_dir / "demo_manifest.json").read_text())
+  examples = examples_by_source(clean_build)
+  want = {pathlib.Path(f["file"]).name: f for f in manifest["frames"]}
+  assert set(examples) == set(want)
+  names = clean_build.info.features["label"].names
+  config = clean_build.builder_config
+  for name, ex in examples.items():
+    assert names[ex["label"]] == want[name]["letter"], name
+    assert bool(ex["flaring"]) == want[name]["flaring"]
+    assert ex["time"].decode() == want[name]["time"]
+    assert ex["image"].shape == (64, 64, 1) and np.isfinite(ex["image"]).all()
+    split = config.split_of(flare_labels.to_naive_utc(want[name]["time"]))
+    assert ex["split"] == split
+  # Report counts agree with what TFDS stored.
+  report = report_of(clean_build)
+  for split, info in clean_build.info.splits.items():
+    assert report["examples"][split]["total"] == info.num_examples
+
+
+def test_beam_direct_runner_gives_the_same_dataset_and_report(clean_build, manual_dir, tmp_path):
+  beam_build = build(manual_dir, tmp_path, beam=True)
+  a, b = examples_by_source(clean_build), examples_by_source(beam_build)
+  assert set(a) == set(b)
+  for name in a:
+    np.testing.assert_array_equal(a[name]["image"], b[name]["image"])
+    assert (a[name]["label"], a[name]["split"]) == (b[name]["label"], b[name]["split"])
+  ra, rb = report_of(clean_build), report_of(beam_build)
+  assert rb["beam"] and not ra["beam"]
+  assert ra["examples"] == rb["examples"] and ra["skipped"] == rb["skipped"]
+
+
+def test_unreadable_flare_list_is_an_error_naming_the_file(manual_dir, tmp_path):
+  bad = tmp_path / "manual"
+  shutil.copytree(manual_dir, bad)
+  (bad / "flares.csv").write_text("this,is,not\na,flare,list\n")
+  with pytest.raises(flare_labels.FlareListError, match="flares.csv"):
+    build(bad, tmp_path / "tfds")
+
+
+_KILLED_BUILD = """
+import pathlib, sys, time
+import tensorflow_datasets as tfds
+from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
+manual, data_dir, marker = sys.argv[1:4]
+real = sdo.process_file
+calls = []
+def slow(item, **kw):
+  calls.append(item)
+  if len(calls) == 3:  # half-way through the files: tell the test, then hang
+    pathlib.Path(marker).write_text("started")
+    time.sleep(600)
+  return real(item, **kw)
+sdo.process_file = slow
+sdo.Builder(config="64", data_dir=data_dir).download_and_prepare(
+  download_config=tfds.download.DownloadConfig(manual_dir=manual))
+"""
+
+
+@pytest.mark.slow
+def test_killed_build_restarts_and_equals_a_clean_build(clean_build, manual_dir, tmp_path):
+  data_dir, marker = tmp_path / "tfds", tmp_path / "marker"
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  proc = subprocess.Popen(
+    [sys.executable, "-c", _KILLED_BUILD, str(manual_dir), str(data_dir), str(marker)],
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
+  try:
+    deadline = time.time() + 120
+    while not marker.exists():
+      assert proc.poll() is None and time.time() < deadline, "the build did not start"
+      time.sleep(0.2)
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  version_dir = data_dir / "sdo_aia171" / "64" / "1.0.0"
+  assert not version_dir.exists()  # only TFDS's incomplete dir was left
+  restarted = build(manual_dir, data_dir)
+  a, b = examples_by_source(clean_build), examples_by_source(restarted)
+  assert set(a) == set(b)
+  for name in a:
+    np.testing.assert_array_equal(a[name]["image"], b[name]["image"])
+  ra, rb = report_of(clean_build), report_of(restarted)
+  assert ra["examples"] == rb["examples"] and ra["skipped"] == rb["skipped"]
