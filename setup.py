@@ -33,7 +33,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-  "test": ["pytest>=8", "pytest-xdist>=3.6", "hypothesis>=6.100", "ruff>=0.8"],
+  "test": ["pytest>=8", "pytest-xdist>=3.6", "hypothesis>=6.100", "ruff>=0.8", "dill>=0.3.8"],
   # Only the peer comparison in benchmarks/ needs PyTorch and diffusers.
   "bench": ["torch>=2.9", "diffusers>=0.30"],
 }

@@ -75,7 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
   training.checkpoint_every = 5000
   training.keep_checkpoints = 3
   training.sample_every = 0  # Steps between sample grids; 0 = only at the end.
-  training.num_sample_images = 16  # Images in each periodic sample grid.
+  training.num_sample_images = 16  # Images in each periodic sample grid; 0 = none.
 
   # ------------------------------------------------------------ sampling ---
   sampling = config.sampling = ml_collections.ConfigDict()
@@ -99,8 +99,9 @@ def get_config() -> ml_collections.ConfigDict:
   evaluation = config.evaluation = ml_collections.ConfigDict()
   evaluation.num_images = 500  # N for real and generated sets alike.
   evaluation.split = "test"
-  # Path to Inception-v3 FID weights (.npz, see solar_jax/models/inception.py);
-  # '' skips Inception features (FID is then reported on classifier features).
+  # Path to Inception-v3 FID weights (.npz converted from pytorch-fid's
+  # pt_inception-2015-12-05-6726825d.pth, see solar_jax/models/inception.py).
+  # Needed only when 'inception' is in extractors; a missing file is an error.
   evaluation.inception_weights = ""
   evaluation.extractors = ("classifier",)  # Any of 'inception', 'classifier'.
   evaluation.batch_size = 50
@@ -114,6 +115,7 @@ def get_config() -> ml_collections.ConfigDict:
   classifier.task = "multiclass"  # 'multiclass' (A..X), 'ge_m', 'ge_c'.
   classifier.stage_sizes = (2, 2, 2)  # Residual blocks per ResNet stage.
   classifier.width = 32  # Channels of the first stage (doubled per stage).
+  classifier.stem_stride = 2  # Stride of the first conv: 2 quarters the cost of every layer.
   classifier.dropout = 0.1
   classifier.batch_size = 64
   classifier.num_steps = 5000

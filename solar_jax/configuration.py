@@ -125,10 +125,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     _positive(training[field], f"training.{field}")
   _positive(training.learning_rate, "training.learning_rate")
   _in_range(training.ema_decay, "training.ema_decay", 0.0, 1.0)
-  if training.warmup_steps < 0 or training.sample_every < 0 or training.grad_clip < 0:
-    raise ConfigError(
-      "training.warmup_steps, training.sample_every and training.grad_clip must be >= 0."
-    )
+  for field in ("warmup_steps", "sample_every", "grad_clip", "num_sample_images"):
+    if training[field] < 0:
+      raise ConfigError(f"training.{field}={training[field]} must be >= 0.")
 
   _choice(sampling.sampler, "sampling.sampler", SAMPLERS)
   _choice(sampling.spacing, "sampling.spacing", SPACINGS)

@@ -247,14 +247,14 @@ def _append_history(workdir, step: int, scalars: dict) -> None:
     f.write(line + "\n")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, train_iter=None):
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, batches_fn=None):
   """Trains the DDPM in ``workdir``, resuming from its newest checkpoint.
 
   Args:
     config: the resolved config.
     workdir: run directory (local path or gs://).
-    train_iter: optional iterator of local batches, replacing the dataset
-      (``start_step`` is then the caller's business).
+    batches_fn: optional ``start_step -> iterator of local batches`` replacing
+      the dataset (tests); it must continue the stream at ``start_step``.
 
   Returns:
     The final TrainState.
@@ -262,10 +262,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, train_iter
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   with checkpointing.WorkdirLock(workdir), _Preemption() as preemption:
-    return _train(config, workdir, preemption, train_iter)
+    return _train(config, workdir, preemption, batches_fn or functools.partial(_train_iterator, config))
 
 
-def _train(config, workdir, preemption, train_iter):
+def _train(config, workdir, preemption, batches_fn):
   mesh = parallel.create_mesh(config.mesh)
   parallel.check_local_batch(config.training.batch_size, mesh)
   main = parallel.is_main_process()
@@ -282,8 +282,7 @@ def _train(config, workdir, preemption, train_iter):
     start = int(jax.device_get(state.step))
     total = config.training.num_steps
     step_fn = make_train_step(config, mesh, abstract)
-    if train_iter is None:
-      train_iter = _train_iterator(config, start)
+    train_iter = batches_fn(start)
     writer = metric_writers.create_default_writer(
       os.fspath(workdir),
       just_logging=not (main and config.logging.tensorboard),
@@ -333,7 +332,7 @@ def _train(config, workdir, preemption, train_iter):
         every = config.training.sample_every
         if every and step % every == 0 and not at_end:
           _write_periodic_samples(config, workdir, state, step, mesh, writer if main else None)
-      if step == total and total > start:
+      if step == total and total > start and config.training.num_sample_images:
         _write_periodic_samples(config, workdir, state, step, mesh, writer if main else None)
     finally:
       if progress is not None:
