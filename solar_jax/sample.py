@@ -1,0 +1,318 @@
+"""--mode=sample: synthetic AIA 171 Å images per GOES class, written as npz, PNG and FITS.
+
+Output, under ``workdir/samples/<step>/``:
+
+* ``samples.npz``: images (float32 [N,H,W,C], DN/s), labels (int32 [N]),
+  class_names, seed, guidance_scale, num_steps, eta, sampler, step.
+* ``grid.png``: up to 8 images per class in the sdoaia171 colour map.
+* ``fits/sample_<index>_<class>.fits``: one file per image that
+  ``sunpy.map.Map`` reads as an AIA 171 Å map (``AIAMap``).
+
+FITS geometry follows the dataset's convention (``solar_jax.data.aia``): the
+disk is centred in the image with radius ``0.40 * image_size`` pixels
+(``aia.default_disk_radius``), solar north towards increasing rows. The
+header places a synthetic observer at Earth on a fixed date,
+``SYNTHETIC_DATE`` (2014-01-01, solar cycle 24 maximum): ``DSUN_OBS`` and
+``HGLT_OBS`` are Earth's at that date, ``RSUN_OBS`` follows from them, and
+``CDELT = RSUN_OBS / disk_radius_px`` makes the disk radius in pixels match
+the data. ``SYNTHETIC = T``, ``MODELSTP``, ``SEED``, ``GOESCLS`` and a COMMENT
+say what the file is. Everything is a function of the config, the seed and
+the parameters, so a fixed seed writes the same files.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+from etils import epath
+
+from solar_jax import parallel
+from solar_jax.data import aia, scaling
+from solar_jax.diffusion import samplers, schedules
+from solar_jax.models import unet
+
+SYNTHETIC_DATE = "2014-01-01T00:00:00.000"
+RSUN_REF_M = 696_000_000.0  # Photospheric radius used in AIA headers (m).
+GRID_PER_CLASS = 8
+
+
+# ------------------------------------------------------------ counts ---
+
+
+def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
+  """Integer counts summing to ``total`` proportional to ``weights`` (Hamilton's method)."""
+  exact = weights / weights.sum() * total
+  counts = np.floor(exact).astype(np.int64)
+  order = np.argsort(-(exact - counts), kind="stable")
+  counts[order[: total - counts.sum()]] += 1
+  return counts
+
+
+def sample_counts(config: ml_collections.ConfigDict, counts=None) -> np.ndarray:
+  """Images to sample per class (int64 [num_classes]).
+
+  Args:
+    config: reads ``data.classes`` and ``sampling.{counts, per_class, max_images}``.
+    counts: overrides the config: a sequence with one count per class, or a
+      mapping ``{class name: count}`` (missing classes get 0).
+
+  With ``sampling.counts = 'balance'`` the training split's class counts are
+  topped up to the largest class; when that needs more than
+  ``sampling.max_images`` images, the top-ups are scaled down proportionally.
+  """
+  classes = tuple(config.data.classes)
+  if counts is None and config.sampling.counts == "balance":
+    from solar_jax.data import input_pipeline  # TensorFlow: only when balancing.
+
+    train = np.asarray(input_pipeline.class_counts(config.data, "train"), dtype=np.int64)
+    need = train.max() - train
+    cap = int(config.sampling.max_images)
+    if need.sum() > cap:
+      need = _largest_remainder(need.astype(np.float64), cap)
+    logging.info("Training class counts %s; sampling %s to balance them.", train, need)
+    result = need
+  elif counts is None:
+    if config.sampling.counts != "fixed":
+      raise ValueError(
+        f"sampling.counts={config.sampling.counts!r} is not one of 'fixed', 'balance'."
+      )
+    result = np.asarray(config.sampling.per_class, dtype=np.int64)
+  elif isinstance(counts, Mapping):
+    unknown = sorted(set(counts) - set(classes))
+    if unknown:
+      raise ValueError(f"unknown class {unknown[0]!r}: data.classes are {', '.join(classes)}.")
+    result = np.array([counts.get(c, 0) for c in classes], dtype=np.int64)
+  else:
+    result = np.asarray(counts, dtype=np.int64).reshape(-1)
+  if result.shape != (len(classes),) or np.any(result < 0):
+    raise ValueError(
+      f"sample counts {result.tolist()} need one count >= 0 for each of data.classes="
+      f"{classes} (sampling.per_class)."
+    )
+  if result.sum() == 0:
+    raise ValueError(
+      "nothing to sample: every class count is 0 (sampling.per_class, or the training "
+      "split is already balanced under sampling.counts='balance')."
+    )
+  return result
+
+
+# -------------------------------------------------------------- FITS ---
+
+
+def observer(date: str = SYNTHETIC_DATE) -> dict:
+  """Earth's distance (m), heliographic latitude (deg) and solar radius (arcsec) at ``date``."""
+  from sunpy.coordinates import get_earth
+
+  earth = get_earth(date)
+  dsun = float(earth.radius.to_value("m"))
+  return {
+    "dsun_m": dsun,
+    "hglt_deg": float(earth.lat.to_value("deg")),
+    "rsun_arcsec": math.degrees(math.asin(RSUN_REF_M / dsun)) * 3600.0,
+  }
+
+
+def fits_header(
+  image_size: int,
+  *,
+  step: int,
+  seed: int,
+  class_name: str,
+  index: int,
+  sampler_info: Mapping,
+  obs: Mapping | None = None,
+):
+  """An AIA 171 Å level-1.5-like header for a synthetic ``image_size``² image in DN/s."""
+  from astropy.io import fits
+
+  obs = obs or observer()
+  radius_px = aia.default_disk_radius(image_size)
+  cdelt = obs["rsun_arcsec"] / radius_px
+  centre = (image_size + 1) / 2.0  # FITS pixels are 1-based.
+  h = fits.Header()
+  cards = [
+    ("TELESCOP", "SDO/AIA", "synthetic: see SYNTHETIC"),
+    ("INSTRUME", "AIA_3", ""),
+    ("DETECTOR", "AIA", ""),
+    ("WAVELNTH", 171, "[angstrom]"),
+    ("WAVEUNIT", "angstrom", ""),
+    ("WAVE_STR", "171_THIN", ""),
+    ("EXPTIME", 1.0, "[s] data are DN/s (exposure normalised)"),
+    ("BUNIT", "DN/s", ""),
+    ("LVL_NUM", 1.5, "centred, north up, as the training data"),
+    ("DATE-OBS", SYNTHETIC_DATE, "fixed synthetic date, not observed"),
+    ("T_OBS", SYNTHETIC_DATE, ""),
+    ("CTYPE1", "HPLN-TAN", ""),
+    ("CTYPE2", "HPLT-TAN", ""),
+    ("CUNIT1", "arcsec", ""),
+    ("CUNIT2", "arcsec", ""),
+    ("CRPIX1", centre, ""),
+    ("CRPIX2", centre, ""),
+    ("CRVAL1", 0.0, ""),
+    ("CRVAL2", 0.0, ""),
+    ("CDELT1", cdelt, "[arcsec/pixel] RSUN_OBS / R_SUN"),
+    ("CDELT2", cdelt, ""),
+    ("CROTA2", 0.0, ""),
+    ("RSUN_REF", RSUN_REF_M, "[m]"),
+    ("RSUN_OBS", obs["rsun_arcsec"], "[arcsec]"),
+    ("R_SUN", radius_px, "[pixel] disk radius"),
+    ("DSUN_OBS", obs["dsun_m"], "[m] Earth at DATE-OBS"),
+    ("HGLN_OBS", 0.0, "[deg]"),
+    ("HGLT_OBS", obs["hglt_deg"], "[deg]"),
+    ("QUALITY", 0, ""),
+    # 9 letters: written as a HIERARCH card (sunpy reads it as meta["synthetic"]).
+    ("HIERARCH SYNTHETIC", True, "made by a diffusion model, not observed"),
+    ("MODELSTP", int(step), "training step of the model"),
+    ("SEED", int(seed), "sampling seed"),
+    ("IMGINDEX", int(index), "image index in the sample run"),
+    ("GOESCLS", class_name, "GOES class the image was conditioned on"),
+    ("SAMPLER", str(sampler_info["sampler"]), ""),
+    ("NSTEPS", int(sampler_info["num_steps"]), "sampler steps"),
+    ("ETA", float(sampler_info["eta"]), "DDIM eta"),
+    ("GUIDANCE", float(sampler_info["guidance_scale"]), "classifier-free guidance"),
+    ("ORIGIN", "solar_jax", ""),
+  ]
+  for key, value, comment in cards:
+    h[key] = (value, comment)
+  h.add_comment(
+    f"Synthetic SDO/AIA 171 A image generated by the solar_jax diffusion model (step {step}, "
+    f"seed {seed}, image {index}), conditioned on GOES class {class_name}. Not an observation."
+  )
+  return h
+
+
+def write_fits(path, image_dns: np.ndarray, header) -> None:
+  """Writes one 2-d image with ``header`` (through epath, so gs:// works)."""
+  from astropy.io import fits
+
+  buffer = io.BytesIO()
+  fits.PrimaryHDU(np.asarray(image_dns, np.float32), header=header).writeto(buffer)
+  epath.Path(path).write_bytes(buffer.getvalue())
+
+
+# ---------------------------------------------------------- sampling ---
+
+
+def generate(config, params, labels, *, mesh=None, progress: bool = False) -> np.ndarray:
+  """Samples images in the model's [-1, 1] space for ``labels`` (float32 [N,H,W,C])."""
+  s = config.sampling
+  spec = samplers.SamplerSpec.from_config(config)
+  return samplers.sample_images(
+    samplers.LinenModelFn(unet.create_model(config)),
+    params,
+    schedules.get_schedule(config.diffusion),
+    jax.random.key(s.seed),
+    labels,
+    spec=spec,
+    num_classes=len(config.data.classes),
+    image_shape=(config.data.image_size, config.data.image_size, config.data.channels),
+    batch_size=s.batch_size,
+    guidance_scale=s.guidance_scale,
+    eta=s.eta,
+    mesh=mesh,
+    progress=progress,
+  )
+
+
+def _grid_subset(labels: np.ndarray, per_class: int) -> np.ndarray:
+  return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+
+
+def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -> epath.Path:
+  """Samples per-class images with ``params`` and writes them under workdir/samples/<step>.
+
+  Args:
+    config: the resolved config (reads data, diffusion, model, sampling, mesh).
+    workdir: the run directory (local or gs://).
+    params: model (EMA) parameters.
+    step: the model's training step (names the directory, goes in the headers).
+    mesh: a mesh from ``parallel.create_mesh``; default all devices per config.mesh.
+    counts: per-class counts overriding the config (see ``sample_counts``).
+
+  Returns:
+    The output directory. Only process 0 writes; every process samples.
+  """
+  class_names = tuple(config.data.classes)
+  per_class = sample_counts(config, counts)
+  labels = np.repeat(np.arange(len(class_names), dtype=np.int32), per_class)
+  mesh = mesh or parallel.create_mesh(config.mesh)
+  main = parallel.is_main_process()
+  out_dir = epath.Path(workdir) / "samples" / str(int(step))
+  logging.info("Sampling %d images %s at step %d.", len(labels), per_class.tolist(), step)
+  images = generate(config, params, labels, mesh=mesh, progress=main and config.logging.progress)
+  images_dns = scaling.inverse(images, config.data.clip_min, config.data.clip_max)
+  if not main:
+    return out_dir
+
+  s = config.sampling
+  num_steps = config.diffusion.num_timesteps if s.sampler == "ddpm" else s.num_steps
+  info = dict(
+    sampler=s.sampler,
+    num_steps=int(num_steps),
+    eta=float(s.eta) if s.sampler == "ddim" else 1.0,  # DDPM is DDIM with eta = 1.
+    guidance_scale=float(s.guidance_scale),
+  )
+  out_dir.mkdir(parents=True, exist_ok=True)
+  buffer = io.BytesIO()
+  np.savez(
+    buffer,
+    images=images_dns.astype(np.float32),
+    labels=labels,
+    class_names=np.array(class_names),
+    seed=np.int64(s.seed),
+    step=np.int64(step),
+    **{k: np.asarray(v) for k, v in info.items()},
+  )
+  (out_dir / "samples.npz").write_bytes(buffer.getvalue())
+
+  from solar_jax import viz  # Matplotlib and sunpy colour maps: only when writing.
+
+  subset = _grid_subset(labels, GRID_PER_CLASS)
+  viz.save_image_grid(
+    images_dns[subset],
+    labels[subset],
+    class_names,
+    out_dir / "grid.png",
+    title=f"step {step}: {s.sampler}, {num_steps} steps, guidance {s.guidance_scale:g}",
+    vmin=config.data.clip_min,
+    vmax=config.data.clip_max,
+    ncols=GRID_PER_CLASS,
+  )
+  if s.write_fits:
+    fits_dir = out_dir / "fits"
+    fits_dir.mkdir(parents=True, exist_ok=True)
+    for stale in fits_dir.glob("sample_*.fits"):  # From an earlier run at this step.
+      stale.unlink()
+    obs = observer()
+    for i, (image, label) in enumerate(zip(images_dns, labels)):
+      name = class_names[label]
+      header = fits_header(
+        config.data.image_size,
+        step=step,
+        seed=s.seed,
+        class_name=name,
+        index=i,
+        sampler_info=info,
+        obs=obs,
+      )
+      write_fits(fits_dir / f"sample_{i:05d}_{name}.fits", image[..., 0], header)
+  logging.info("Wrote %d samples to %s.", len(labels), out_dir)
+  return out_dir
+
+
+def run(config: ml_collections.ConfigDict, workdir) -> epath.Path:
+  """--mode=sample: loads the newest EMA parameters from ``workdir`` and writes samples."""
+  from solar_jax import checkpointing
+
+  counts = sample_counts(config)  # Fails on bad counts before loading anything.
+  mesh = parallel.create_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    params, step = checkpointing.load_inference_params(workdir, config, mesh=mesh)
+    return sample_and_write(config, workdir, params, step, mesh=mesh, counts=counts)

@@ -1,0 +1,129 @@
+"""Figures: image grids in the AIA 171 Å colour map, and loss curves.
+
+Figures are drawn with Matplotlib's object API on an Agg canvas (no pyplot,
+no global backend switch) and written through ``etils.epath``, so the same
+call works for local and gs:// paths.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from etils import epath
+
+CMAP = "sdoaia171"
+
+
+def _figure(width: float, height: float):
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=(width, height), dpi=100)
+  FigureCanvasAgg(fig)
+  return fig
+
+
+def _write_png(fig, path) -> epath.Path:
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png")
+  path.write_bytes(buffer.getvalue())
+  return path
+
+
+def aia171_cmap():
+  """The sunpy 'sdoaia171' colour map (registering sunpy's maps with Matplotlib)."""
+  import matplotlib
+  import sunpy.visualization.colormaps  # noqa: F401 - registers the sdoaia* maps.
+
+  return matplotlib.colormaps[CMAP]
+
+
+def save_image_grid(
+  images_dns,
+  labels,
+  class_names: Sequence[str],
+  path,
+  title: str | None = None,
+  *,
+  vmin: float | None = None,
+  vmax: float | None = None,
+  ncols: int | None = None,
+) -> epath.Path:
+  """Writes a PNG grid of AIA 171 Å images in DN/s, log-scaled, one caption per image.
+
+  Args:
+    images_dns: [N, H, W] or [N, H, W, 1] intensities in DN/s; row 0 is drawn
+      at the bottom (solar north up, as sunpy plots maps).
+    labels: [N] class indices into ``class_names`` (or None for no captions).
+    class_names: e.g. ('A', 'B', 'C', 'M', 'X').
+    path: output .png (local or gs://).
+    title: optional figure title.
+    vmin, vmax: the log colour range in DN/s; default the 1st and 99.9th
+      percentiles of the positive pixels of all images (one range for the grid,
+      so brightness is comparable between images).
+    ncols: columns (default about sqrt(N), at most 8).
+
+  Returns:
+    The path written.
+  """
+  from matplotlib.colors import LogNorm
+
+  images = np.asarray(images_dns, dtype=np.float32)
+  if images.ndim == 4:
+    images = images[..., 0]
+  if images.ndim != 3 or images.shape[0] == 0:
+    raise ValueError(f"images_dns must be [N, H, W(, 1)] with N > 0, got {images.shape}.")
+  n = images.shape[0]
+  positive = images[images > 0]
+  if vmin is None:
+    vmin = float(np.percentile(positive, 1.0)) if positive.size else 1.0
+  if vmax is None:
+    vmax = float(np.percentile(positive, 99.9)) if positive.size else 10.0 * vmin
+  vmin = max(vmin, 1e-3)
+  vmax = max(vmax, vmin * 1.01)
+  norm = LogNorm(vmin=vmin, vmax=vmax, clip=True)
+  cmap = aia171_cmap()
+
+  ncols = ncols or min(8, math.ceil(math.sqrt(n)))
+  nrows = math.ceil(n / ncols)
+  cell = 1.6
+  fig = _figure(ncols * cell, nrows * cell + (0.4 if title else 0.0))
+  for i in range(nrows * ncols):
+    ax = fig.add_subplot(nrows, ncols, i + 1)
+    ax.set_axis_off()
+    if i >= n:
+      continue
+    ax.imshow(np.maximum(images[i], vmin), cmap=cmap, norm=norm, origin="lower")
+    if labels is not None:
+      ax.set_title(f"{class_names[int(labels[i])]}", fontsize=8, pad=2)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  return _write_png(fig, path)
+
+
+def save_loss_curve(steps, losses, path, title: str = "training loss") -> epath.Path:
+  """Writes the loss against the step (log y when every value is positive) as a PNG."""
+  steps = np.asarray(steps)
+  losses = np.asarray(losses, dtype=np.float64)
+  if steps.shape != losses.shape or steps.size == 0:
+    raise ValueError(
+      f"steps {steps.shape} and losses {losses.shape} must be non-empty and of one shape."
+    )
+  fig = _figure(6.0, 3.5)
+  ax = fig.add_subplot(1, 1, 1)
+  ax.plot(steps, losses, lw=1.2)
+  finite = losses[np.isfinite(losses)]
+  if finite.size and np.all(finite > 0):
+    ax.set_yscale("log")
+  ax.set_xlabel("step")
+  ax.set_ylabel("loss")
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  return _write_png(fig, path)
