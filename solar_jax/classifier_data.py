@@ -1,0 +1,318 @@
+"""Training sets of the classifier regimes: counts, resampling, weights, synthetic images.
+
+Pure NumPy on the host (the datasets are held in memory, see
+``solar_jax.train_classifier``), except ``synthetic_pool``, which samples the
+workdir's DDPM once per checkpoint and caches the images. Counts of synthetic
+images are per GOES class, the DDPM's conditioning; oversampling and class
+weights work on the classifier task's classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+
+import ml_collections
+import numpy as np
+from absl import logging
+from etils import epath
+
+from solar_jax import checkpointing, parallel
+from solar_jax.data import scaling
+from solar_jax.models import classifier as classifier_lib
+
+SYNTHETIC_REGIMES = ("real_synthetic", "synthetic_only")
+
+
+# ------------------------------------------------------ training sets ---
+
+
+@dataclasses.dataclass
+class TrainingSet:
+  """What one regime trains on.
+
+  ``images``/``labels`` hold each distinct example once; ``indices`` lists the
+  examples of one epoch (with repeats when oversampling).
+  """
+
+  images: np.ndarray  # float32 [M, H, W, C], model space.
+  labels: np.ndarray  # int32 [M], task labels.
+  weights: np.ndarray  # float32 [M], per-example loss weight.
+  indices: np.ndarray  # int64 [E], one epoch.
+  counts: dict  # Per task class: real, synthetic, total (per epoch), unique_real.
+
+
+def per_class_counts(labels, num_classes: int) -> np.ndarray:
+  return np.bincount(np.asarray(labels, np.int64), minlength=num_classes)[:num_classes]
+
+
+def synthetic_topup_counts(train_counts, ratio: float) -> np.ndarray:
+  """``ratio * (max_c n_c - n_c)`` per class, rounded half up: images that balance the classes."""
+  train_counts = np.asarray(train_counts, np.int64)
+  if ratio < 0:
+    raise ValueError(f"classifier.synthetic_ratio={ratio} must be >= 0.")
+  return np.floor(ratio * (train_counts.max() - train_counts) + 0.5).astype(np.int64)
+
+
+def synthetic_pool_counts(train_counts, regimes, ratio: float) -> np.ndarray:
+  """Synthetic images per GOES class that serve every requested synthetic regime."""
+  train_counts = np.asarray(train_counts, np.int64)
+  need = np.zeros_like(train_counts)
+  if "real_synthetic" in regimes:
+    need = np.maximum(need, synthetic_topup_counts(train_counts, ratio))
+  if "synthetic_only" in regimes:
+    need = np.maximum(need, train_counts)
+  return need
+
+
+def oversample_indices(labels, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+  """All indices, plus ``max - n_c`` draws with replacement from each class ``c``."""
+  labels = np.asarray(labels)
+  counts = per_class_counts(labels, num_classes)
+  parts = [np.arange(len(labels))]
+  for c in range(num_classes):
+    members = np.flatnonzero(labels == c)
+    if len(members):
+      parts.append(rng.choice(members, counts.max() - len(members), replace=True))
+  return np.concatenate(parts).astype(np.int64)
+
+
+def inverse_frequency_weights(labels, num_classes: int) -> np.ndarray:
+  """Per-class weights ``N / (K' n_c)`` over the K' classes present (absent classes: 0)."""
+  counts = per_class_counts(labels, num_classes).astype(np.float64)
+  present = counts > 0
+  weights = np.zeros(num_classes)
+  weights[present] = counts.sum() / (present.sum() * counts[present])
+  return weights
+
+
+def _take_per_class(labels, counts) -> np.ndarray:
+  """Indices of the first ``counts[c]`` examples of each class ``c``."""
+  picked = []
+  for c, n in enumerate(np.asarray(counts)):
+    members = np.flatnonzero(labels == c)
+    if len(members) < n:
+      raise ValueError(f"the synthetic pool has {len(members)} images of class {c}, {n} needed.")
+    picked.append(members[:n])
+  return np.concatenate(picked) if picked else np.zeros(0, np.int64)
+
+
+def build_training_set(
+  regime: str,
+  real: dict,
+  synthetic: dict | None,
+  config: ml_collections.ConfigDict,
+  seed: int,
+) -> TrainingSet:
+  """The training set of ``regime``.
+
+  Args:
+    regime: one of ``configuration.CLASSIFIER_REGIMES``.
+    real: the real training split: 'image' (model space), 'label' (GOES index).
+    synthetic: the synthetic pool, 'image' (model space) and 'label' (GOES
+      index), at least ``synthetic_pool_counts`` per class; None if absent.
+    config: reads data.classes and classifier.{task, synthetic_ratio}.
+    seed: the run's seed (oversampling draws).
+  """
+  c = config.classifier
+  goes = tuple(config.data.classes)
+  names = classifier_lib.task_class_names(c.task, goes)
+  k = len(names)
+  real_goes = np.asarray(real["label"], np.int64)
+  real_images = np.asarray(real["image"], np.float32)
+  if regime in SYNTHETIC_REGIMES:
+    if synthetic is None:
+      raise ValueError(f"regime {regime!r} needs synthetic images; none were given.")
+    goes_counts = per_class_counts(real_goes, len(goes))
+    if regime == "real_synthetic":
+      want = synthetic_topup_counts(goes_counts, c.synthetic_ratio)
+    else:
+      want = goes_counts
+    pick = _take_per_class(np.asarray(synthetic["label"]), want)
+    syn_images = np.asarray(synthetic["image"], np.float32)[pick]
+    syn_goes = np.asarray(synthetic["label"], np.int64)[pick]
+  else:
+    syn_images = np.zeros((0, *real_images.shape[1:]), np.float32)
+    syn_goes = np.zeros(0, np.int64)
+  if regime == "synthetic_only":
+    real_images, real_goes = real_images[:0], real_goes[:0]
+
+  images = np.concatenate([real_images, syn_images])
+  is_real = np.concatenate([np.ones(len(real_goes), bool), np.zeros(len(syn_goes), bool)])
+  labels = classifier_lib.task_labels(np.concatenate([real_goes, syn_goes]), c.task, goes)
+  weights = np.ones(len(labels), np.float32)
+  indices = np.arange(len(labels), dtype=np.int64)
+  if regime == "weighted":
+    weights = inverse_frequency_weights(labels, k)[labels].astype(np.float32)
+  elif regime == "oversample":
+    indices = oversample_indices(labels, k, np.random.default_rng([seed, 7]))
+  if len(indices) == 0:
+    raise ValueError(f"regime {regime!r} has no training examples.")
+
+  epoch_labels, epoch_real = labels[indices], is_real[indices]
+  counts = {
+    "class_names": list(names),
+    "real": per_class_counts(epoch_labels[epoch_real], k).tolist(),
+    "synthetic": per_class_counts(epoch_labels[~epoch_real], k).tolist(),
+    "total": per_class_counts(epoch_labels, k).tolist(),
+    "unique_real": per_class_counts(labels[is_real], k).tolist(),
+  }
+  if regime in SYNTHETIC_REGIMES:
+    counts["synthetic_goes"] = dict(zip(goes, per_class_counts(syn_goes, len(goes)).tolist()))
+  if regime == "weighted":
+    counts["class_weight"] = inverse_frequency_weights(labels, k).tolist()
+  return TrainingSet(images, labels, weights, indices, counts)
+
+
+class EpochSampler:
+  """Global batches of indices: a fresh permutation of ``indices`` every epoch.
+
+  The last partial batch of an epoch is dropped; a set smaller than one batch
+  is repeated to fill it. Every process draws the same global batch.
+  """
+
+  def __init__(self, indices: np.ndarray, batch_size: int, rng: np.random.Generator):
+    self._indices = np.asarray(indices)
+    if len(self._indices) < batch_size:
+      reps = -(-batch_size // len(self._indices))
+      self._indices = np.tile(self._indices, reps)
+    self._batch_size = batch_size
+    self._rng = rng
+    self._order = np.zeros(0, np.int64)
+
+  def next(self) -> np.ndarray:
+    if len(self._order) < self._batch_size:
+      self._order = self._rng.permutation(self._indices)
+    batch, self._order = self._order[: self._batch_size], self._order[self._batch_size :]
+    return batch
+
+
+# --------------------------------------------------------- synthetic ---
+
+
+class NoDDPMCheckpointError(FileNotFoundError):
+  """The workdir has no diffusion checkpoint to sample synthetic images from."""
+
+
+def _read_npz(path) -> dict:
+  with epath.Path(path).open("rb") as f:
+    data = np.load(io.BytesIO(f.read()))
+    return {k: data[k] for k in data.files}
+
+
+def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
+  """Synthetic images per GOES class from the workdir's newest DDPM checkpoint.
+
+  Reuses ``workdir/classifier/synthetic/step_<step>.npz`` when it holds at
+  least ``counts`` images of each class; samples (and writes) it otherwise.
+
+  Returns:
+    {'image': float32 [N,H,W,C] model space, 'label': int32 GOES index,
+     'step': DDPM step, 'path': the npz}.
+
+  Raises:
+    NoDDPMCheckpointError: the workdir holds no DDPM checkpoint.
+  """
+  counts = np.asarray(counts, np.int64)
+  classes = tuple(config.data.classes)
+  checkpoints = epath.Path(workdir) / "checkpoints"
+  steps = []
+  if checkpoints.exists():
+    steps = [int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()]
+  if not steps:
+    raise NoDDPMCheckpointError(
+      f"no checkpoint in {checkpoints}: train the DDPM first (--mode=train) with this workdir."
+    )
+
+  def cached(step):
+    path = epath.Path(workdir) / "classifier" / "synthetic" / f"step_{step}.npz"
+    if not path.exists():
+      return path, None
+    data = _read_npz(path)
+    have = per_class_counts(data["labels"], len(classes))
+    if tuple(str(c) for c in data["class_names"]) != classes or np.any(have < counts):
+      return path, None
+    return path, data
+
+  step = max(steps)
+  path, data = cached(step)  # Found without loading the DDPM.
+  if data is None:
+    try:
+      params, step = checkpointing.load_inference_params(workdir, config, mesh=mesh)
+    except FileNotFoundError as e:
+      raise NoDDPMCheckpointError(str(e)) from None
+    path, data = cached(step)  # An unreadable newest checkpoint falls back to an older step.
+  if data is None:
+    from solar_jax import sample  # The DDPM sampler: only when sampling.
+
+    labels = np.repeat(np.arange(len(classes), dtype=np.int32), counts)
+    logging.info("Sampling %d synthetic images %s at DDPM step %d.", len(labels), counts, step)
+    images = sample.generate(
+      config,
+      params,
+      labels,
+      mesh=mesh,
+      progress=bool(config.logging.progress) and parallel.is_main_process(),
+    )
+    data = {
+      "images": scaling.inverse(images, config.data.clip_min, config.data.clip_max),
+      "labels": labels,
+      "class_names": np.array(classes),
+      "seed": np.int64(config.sampling.seed),
+      "step": np.int64(step),
+      "sampler": np.asarray(config.sampling.sampler),
+      "num_steps": np.int64(config.sampling.num_steps),
+      "guidance_scale": np.float64(config.sampling.guidance_scale),
+      "eta": np.float64(config.sampling.eta),
+    }
+    if parallel.is_main_process():
+      path.parent.mkdir(parents=True, exist_ok=True)
+      buffer = io.BytesIO()
+      np.savez(buffer, **data)
+      path.write_bytes(buffer.getvalue())
+  images = np.asarray(data["images"], np.float32)
+  return {
+    "image": scaling.forward(images, config.data.clip_min, config.data.clip_max),
+    "label": np.asarray(data["labels"], np.int32),
+    "step": int(step),
+    "path": os.fspath(path),
+  }
+
+
+# -------------------------------------------------------- real data ---
+
+
+def describe(goes_labels, goes_classes) -> dict:
+  """``{'num_examples', 'goes_counts': {class: n}}`` of a set of GOES labels."""
+  counts = per_class_counts(goes_labels, len(goes_classes))
+  return {
+    "num_examples": int(counts.sum()),
+    "goes_counts": dict(zip(goes_classes, counts.tolist())),
+  }
+
+
+def check_splits(config: ml_collections.ConfigDict, splits: dict) -> None:
+  """Raises naming the split whose images do not fit the config, or an empty test split."""
+  want = (config.data.image_size, config.data.image_size, config.data.channels)
+  for name in ("train", "validation", "test"):
+    if name not in splits:
+      raise KeyError(f"the classifier needs a {name!r} split; got {sorted(splits)}.")
+    shape = tuple(np.shape(splits[name]["image"])[1:])
+    if len(splits[name]["label"]) and shape != want:
+      raise ValueError(
+        f"{name} images have shape {shape}, but data.image_size={config.data.image_size} "
+        f"and data.channels={config.data.channels} ask for {want}."
+      )
+  if len(splits["test"]["label"]) == 0:
+    raise ValueError("the test split is empty: nothing to score the classifier on.")
+
+
+def load_real_splits(config) -> dict[str, dict]:
+  """Train, validation and test splits in model space, in memory."""
+  from solar_jax.data import input_pipeline  # TensorFlow: only when reading data.
+
+  return {
+    split: input_pipeline.load_split_arrays(config.data, split, transform=True)
+    for split in ("train", "validation", "test")
+  }

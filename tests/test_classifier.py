@@ -1,0 +1,306 @@
+"""Flare classifier: task labels, regime counts, learning a toy task, 1 vs 8 devices, run().
+
+Every training test uses one config (``_config``) so the compiled programs are shared.
+"""
+
+import csv
+import io
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from configs import tiny
+from solar_jax import checkpointing, parallel
+from solar_jax import classifier_data as cd
+from solar_jax import train_classifier as tc
+from solar_jax.models import classifier as classifier_lib
+
+SIZE = 16
+GOES = ("A", "B", "C", "M", "X")
+
+
+def _config(**classifier):
+  """One classifier config for every training test, so the compiled programs are shared."""
+  config = tiny.get_config()
+  config.data.image_size = SIZE
+  c = config.classifier
+  c.stage_sizes = (1, 1)
+  c.width = 8
+  c.dropout = 0.0
+  c.batch_size = 16
+  c.learning_rate = 1e-2
+  c.num_steps = 80
+  c.eval_every = 20
+  for key, value in classifier.items():
+    c[key] = value
+  return config
+
+
+def toy_images(counts, rng):
+  """Model-space images whose bright disk's radius encodes the class (separable by size).
+
+  Size, not brightness: GroupNorm removes each image's mean and scale.
+  """
+  yy, xx = np.mgrid[:SIZE, :SIZE]
+  images, labels = [], []
+  for c, n in enumerate(counts):
+    for _ in range(n):
+      r = 1.5 + 1.3 * c
+      cy, cx = rng.uniform(r, SIZE - r, 2)
+      disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+      images.append(np.where(disk, 0.8, -0.8) + 0.05 * rng.standard_normal((SIZE, SIZE)))
+      labels.append(c)
+  return np.asarray(images, np.float32)[..., None], np.asarray(labels, np.int32)
+
+
+def _split(counts, seed):
+  image, label = toy_images(counts, np.random.default_rng(seed))
+  times = np.array(
+    [f"2014-01-01T00:{i // 60:02d}:{i % 60:02d}.000".encode() for i in range(len(label))]
+  )
+  return {"image": image, "label": label, "time": times}
+
+
+@pytest.fixture(scope="module")
+def one_device_mesh():
+  return parallel.create_mesh(_config().mesh, devices=jax.devices()[:1])
+
+
+# ------------------------------------------------------------ tasks ---
+
+
+def test_task_labels_and_names():
+  goes = np.arange(5)
+  np.testing.assert_array_equal(classifier_lib.task_labels(goes, "multiclass", GOES), goes)
+  np.testing.assert_array_equal(classifier_lib.task_labels(goes, "ge_m", GOES), [0, 0, 0, 1, 1])
+  np.testing.assert_array_equal(classifier_lib.task_labels(goes, "ge_c", GOES), [0, 0, 1, 1, 1])
+  assert classifier_lib.task_class_names("ge_m", GOES) == ("<M", ">=M")
+  assert classifier_lib.task_class_names("multiclass", GOES) == GOES
+  with pytest.raises(ValueError, match="classifier.task='ge_x'"):
+    classifier_lib.task_class_names("ge_x", GOES)
+  with pytest.raises(ValueError, match=r"\[0, 4\]"):
+    classifier_lib.task_labels([5], "ge_m", GOES)
+
+
+def test_logits_and_features_shapes(one_device_mesh):
+  config = _config()
+  with jax.set_mesh(one_device_mesh):
+    programs = tc.make_programs(config, one_device_mesh)
+    params = tc.init_state(programs, config, seed=0).params
+    x = np.zeros((5, SIZE, SIZE, 1), np.float32)
+    feats = tc.apply_batched(programs.features, params, x, 16, one_device_mesh)
+  d = classifier_lib.feature_dim(config.classifier)
+  assert d == 16  # width 8, doubled once.
+  assert feats.shape == (5, d)
+  assert params["head"]["kernel"].shape == (d, 5)  # Five GOES classes.
+
+
+# ----------------------------------------------------------- counts ---
+
+TRAIN_COUNTS = (8, 4, 2, 1, 1)  # A, B, C, M, X in the toy training split.
+
+
+def _pool(counts, seed=9):
+  image, label = toy_images(counts, np.random.default_rng(seed))
+  return {"image": image + 10.0, "label": label, "step": 7}  # +10 marks synthetic images.
+
+
+def test_synthetic_counts():
+  np.testing.assert_array_equal(cd.synthetic_topup_counts(TRAIN_COUNTS, 1.0), [0, 4, 6, 7, 7])
+  # 0.5 * (0, 4, 6, 7, 7) = (0, 2, 3, 3.5, 3.5): halves round up.
+  np.testing.assert_array_equal(cd.synthetic_topup_counts(TRAIN_COUNTS, 0.5), [0, 2, 3, 4, 4])
+  np.testing.assert_array_equal(
+    cd.synthetic_pool_counts(TRAIN_COUNTS, ("real_synthetic", "synthetic_only"), 1.0),
+    [8, 4, 6, 7, 7],
+  )
+  np.testing.assert_array_equal(
+    cd.synthetic_pool_counts(TRAIN_COUNTS, ("real_synthetic",), 1.0), [0, 4, 6, 7, 7]
+  )
+
+
+@pytest.mark.parametrize(
+  "regime, real, synthetic",
+  [
+    ("real", TRAIN_COUNTS, (0,) * 5),
+    ("weighted", TRAIN_COUNTS, (0,) * 5),
+    ("oversample", (8,) * 5, (0,) * 5),
+    ("real_synthetic", TRAIN_COUNTS, (0, 4, 6, 7, 7)),
+    ("synthetic_only", (0,) * 5, TRAIN_COUNTS),
+  ],
+)
+def test_regimes_use_the_counts_they_claim(regime, real, synthetic):
+  config = _config()
+  train = _split(TRAIN_COUNTS, 0)
+  ts = cd.build_training_set(regime, train, _pool((8, 4, 6, 7, 7)), config, seed=3)
+  epoch_labels = ts.labels[ts.indices]
+  epoch_synthetic = ts.images[ts.indices].max(axis=(1, 2, 3)) > 5.0
+  np.testing.assert_array_equal(np.bincount(epoch_labels[~epoch_synthetic], minlength=5), real)
+  np.testing.assert_array_equal(np.bincount(epoch_labels[epoch_synthetic], minlength=5), synthetic)
+  assert ts.counts["real"] == list(real) and ts.counts["synthetic"] == list(synthetic)
+  assert ts.counts["total"] == list(np.add(real, synthetic))
+  if regime == "oversample":
+    # Every real example is used at least once; the extra draws are repeats.
+    assert set(ts.indices) == set(range(sum(TRAIN_COUNTS)))
+  if regime == "weighted":
+    # w_c = N / (K n_c): each class carries the same total weight N / K.
+    per_class = np.bincount(ts.labels, weights=ts.weights, minlength=5)
+    np.testing.assert_allclose(per_class, sum(TRAIN_COUNTS) / 5)
+  else:
+    np.testing.assert_array_equal(ts.weights, 1.0)
+
+
+def test_binary_task_counts_are_in_task_classes():
+  config = _config(task="ge_m")
+  ts = cd.build_training_set(
+    "real_synthetic", _split(TRAIN_COUNTS, 0), _pool((0, 4, 6, 7, 7)), config, 0
+  )
+  assert ts.counts["class_names"] == ["<M", ">=M"]
+  assert ts.counts["real"] == [14, 2]
+  assert ts.counts["synthetic"] == [10, 14]  # GOES top-ups (0, 4, 6 | 7, 7).
+  ts = cd.build_training_set("oversample", _split(TRAIN_COUNTS, 0), None, config, 0)
+  assert ts.counts["total"] == [14, 14]
+
+
+def test_epoch_sampler_visits_every_index_once_per_epoch():
+  sampler = cd.EpochSampler(np.arange(12), 4, np.random.default_rng(0))
+  epoch = np.concatenate([sampler.next() for _ in range(3)])
+  np.testing.assert_array_equal(np.sort(epoch), np.arange(12))
+  small = cd.EpochSampler(np.arange(3), 8, np.random.default_rng(0))
+  assert len(small.next()) == 8
+
+
+# --------------------------------------------------------- training ---
+
+
+def test_learns_a_separable_toy_task(one_device_mesh):
+  config = _config()
+  mesh = one_device_mesh
+  train, val, test = _split((30,) * 5, 0), _split((6,) * 5, 1), _split((20,) * 5, 2)
+  with jax.set_mesh(mesh):
+    programs = tc.make_programs(config, mesh)
+    ts = cd.build_training_set("real", train, None, config, 0)
+    params, info = tc.train_one(config, programs, ts, val, seed=0)
+    pred = tc.apply_batched(programs.predict, params, test["image"], 16, mesh)
+  accuracy = np.mean(pred == test["label"])
+  assert accuracy >= 0.9, (accuracy, info["history"])
+  assert info["history"][-1]["train_loss"] < info["history"][0]["train_loss"]
+
+
+def _two_steps(config, devices):
+  mesh = parallel.create_mesh(config.mesh, devices=devices)
+  train = _split((4, 4, 4, 2, 2), 0)
+  w = np.linspace(0.5, 2.0, 16).astype(np.float32)  # Unequal weights: tests the weighting.
+  batch = {"image": train["image"], "label": train["label"], "weight": w}
+  with jax.set_mesh(mesh):
+    programs = tc.make_programs(config, mesh)
+    state = tc.init_state(programs, config, seed=0)
+    metrics = []
+    for _ in range(2):
+      state, m = programs.step(state, tc._global(mesh, batch))
+      metrics.append(jax.device_get(m))
+    return checkpointing.host_copy(state.params), metrics
+
+
+def test_two_steps_same_on_1_and_8_devices():
+  config = _config()
+  params1, m1 = _two_steps(config, jax.devices()[:1])
+  params8, m8 = _two_steps(config, jax.devices()[:8])
+  for a, b in zip(m1, m8):
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+    np.testing.assert_allclose(a["grad_norm"], b["grad_norm"], rtol=1e-4)
+  # Not every parameter: biases ahead of a GroupNorm have zero gradient up to rounding
+  # (~1e-9), which Adam's first steps blow up to +-lr. The head has real gradients.
+  for a, b in zip(jax.tree.leaves(params1["head"]), jax.tree.leaves(params8["head"])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------- run ---
+
+
+def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_mesh):
+  config = _config(seeds=(0, 1))
+  splits = {
+    "train": _split(TRAIN_COUNTS, 0),
+    "validation": _split((2, 2, 2, 1, 1), 1),
+    "test": _split((3, 3, 2, 1, 1), 2),
+  }
+  pool = _pool((8, 4, 6, 7, 7))
+  metrics = tc.run(config, tmp_path, splits=splits, synthetic=pool, mesh=one_device_mesh)
+  out = tmp_path / "classifier"
+  on_disk = json.loads((out / "metrics.json").read_text())
+  assert on_disk["regimes"].keys() == set(config.classifier.regimes)
+  assert on_disk["regimes"]["real_synthetic"]["counts"]["synthetic"] == [0, 4, 6, 7, 7]
+  assert on_disk["regimes"]["oversample"]["counts"]["total"] == [8] * 5
+  for regime in config.classifier.regimes:
+    entry = on_disk["regimes"][regime]
+    assert set(entry["seeds"]) == {"0", "1"}
+    assert entry["mean_std"]["macro_f1"]["n"] == 2
+    seed_f1 = [entry["seeds"][s]["test"]["macro_f1"] for s in ("0", "1")]
+    assert entry["mean_std"]["macro_f1"]["mean"] == pytest.approx(np.mean(seed_f1))
+    assert np.sum(entry["confusion_summed"]) == 2 * 10
+    assert (out / f"confusion_{regime}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  rows = list(csv.DictReader(io.StringIO((out / "predictions.csv").read_text())))
+  assert len(rows) == 10 * 5 * 2  # Test examples x regimes x seeds.
+  real0 = [r for r in rows if r["regime"] == "real" and r["seed"] == "0"]
+  truth = [GOES[y] for y in splits["test"]["label"]]
+  assert [r["true_class"] for r in real0] == truth
+  assert real0[0]["time"] == "2014-01-01T00:00:00.000"
+  # The per-seed confusion matrix agrees with the predictions file.
+  predicted = np.array([GOES.index(r["predicted_class"]) for r in real0])
+  cm = np.asarray(on_disk["regimes"]["real"]["seeds"]["0"]["test"]["confusion"])
+  np.testing.assert_array_equal(cm.sum(axis=0), np.bincount(predicted, minlength=5))
+  table = tc.results_table_markdown(on_disk)
+  assert table.count("\n| synthetic_only |") == 2  # Scores and counts tables.
+  assert "± " in table
+
+  # A second run finds every (regime, seed) finished and reuses it.
+  again = tc.run(config, tmp_path, splits=splits, synthetic=pool, mesh=one_device_mesh)
+  assert again["regimes"]["real"]["seeds"]["1"] == metrics["regimes"]["real"]["seeds"]["1"]
+
+  # The 'real' seed-0 classifier is the evaluation's feature extractor.
+  config.evaluation.batch_size = 4
+  extract = tc.load_feature_extractor(config, tmp_path)
+  feats = extract(splits["test"]["image"])
+  assert feats.shape == (10, classifier_lib.feature_dim(config.classifier))
+  np.testing.assert_allclose(extract(splits["test"]["image"][:3]), feats[:3], rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="was trained with"):
+    tc.load_feature_extractor(_config(seeds=(0, 1), width=4), tmp_path)
+
+
+def test_synthetic_regimes_skipped_without_ddpm_checkpoint(tmp_path, one_device_mesh):
+  config = _config(seeds=(0,), regimes=("real", "real_synthetic"))
+  splits = {
+    "train": _split(TRAIN_COUNTS, 0),
+    "validation": _split((1,) * 5, 1),
+    "test": _split((1,) * 5, 2),
+  }
+  tc.run(config, tmp_path, splits=splits, mesh=one_device_mesh)
+  on_disk = json.loads((tmp_path / "classifier" / "metrics.json").read_text())
+  assert on_disk["regimes"]["real_synthetic"]["skipped"].startswith("skipped: no DDPM checkpoint")
+  assert "macro_f1" in on_disk["regimes"]["real"]["mean_std"]
+  assert "skipped: no DDPM checkpoint" in tc.results_table_markdown(on_disk)
+
+
+def test_feature_extractor_without_classifier_names_the_fix(tmp_path):
+  with pytest.raises(FileNotFoundError, match="--mode=classify"):
+    tc.load_feature_extractor(_config(), tmp_path)
+
+
+def test_synthetic_pool_reads_its_cache_and_maps_dns_to_model_space(tmp_path):
+  config = _config()
+  with pytest.raises(cd.NoDDPMCheckpointError, match="--mode=train"):
+    cd.synthetic_pool(config, tmp_path, [1, 0, 0, 0, 0])
+  (tmp_path / "checkpoints" / "5").mkdir(parents=True)  # The newest DDPM step.
+  cache = tmp_path / "classifier" / "synthetic"
+  cache.mkdir(parents=True)
+  lo, hi = config.data.clip_min, config.data.clip_max
+  images = np.full((3, SIZE, SIZE, 1), lo, np.float32)
+  images[1], images[2] = hi, np.sqrt(lo * hi)  # Geometric midpoint -> 0 in model space.
+  labels = np.array([0, 2, 2], np.int32)
+  np.savez(cache / "step_5.npz", images=images, labels=labels, class_names=np.array(GOES))
+  pool = cd.synthetic_pool(config, tmp_path, [1, 0, 2, 0, 0])  # Served from the cache.
+  assert pool["step"] == 5
+  np.testing.assert_array_equal(pool["label"], labels)
+  np.testing.assert_allclose(pool["image"][:, 0, 0, 0], [-1.0, 1.0, 0.0], atol=1e-6)
