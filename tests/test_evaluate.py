@@ -1,0 +1,147 @@
+"""The --mode=evaluate driver on synthetic Suns with a cheap pixel extractor."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+
+from configs import tiny
+from solar_jax.evaluation import evaluate, physics
+
+
+def _suns(rng, labels, size=32):
+  """Limb-brightened disks whose brightness grows with the class, plus bright blobs."""
+  r = physics.radius_map((size, size))
+  base = np.where(r <= 1.0, 300.0 * (1.0 + 0.5 * r**2), 30.0 * np.exp(-(r - 1.0) * 5))
+  images = []
+  for label in labels:
+    image = base * (1.0 + 0.3 * label) * rng.uniform(0.9, 1.1)
+    y, x = rng.integers(8, size - 8, 2)
+    image[y - 2 : y + 2, x - 2 : x + 2] *= 3.0 + label
+    images.append(image)
+  return np.stack(images)[..., None].astype(np.float32)
+
+
+def _pixel_features(images_model_space):
+  """4x4 average-pooled model-space image: a cheap deterministic 'extractor'."""
+  n, h, w, _ = images_model_space.shape
+  return (
+    images_model_space[..., 0].reshape(n, 4, h // 4, 4, w // 4).mean(axis=(2, 4)).reshape(n, 16)
+  )
+
+
+@pytest.fixture
+def config():
+  c = tiny.get_config()
+  c.evaluation.num_images = 30
+  return c
+
+
+def _data(rng, n, classes=(0, 1, 2)):
+  labels = rng.choice(classes, n).astype(np.int32)
+  return {"images": _suns(rng, labels), "labels": labels}
+
+
+def test_identical_sets_score_perfectly(tmp_path, config):
+  rng = np.random.default_rng(0)
+  real = _data(rng, 40)
+  config.evaluation.num_images = 40  # All images, so both subsets are the same images.
+  metrics = evaluate.evaluate_arrays(
+    config, real, dict(real), {"pixels": _pixel_features}, tmp_path
+  )
+  assert metrics["num_images"] == 40
+  overall = metrics["features"]["pixels"]["overall"]
+  assert overall["n"] == 40
+  assert abs(overall["fid"]) < 1e-6
+  assert overall["precision"] == 1.0 and overall["recall"] == 1.0
+  assert overall["clusters"]["js_divergence"] < 1e-9
+  # Per class: same images of that class on both sides.
+  for name, count in zip(("A", "B", "C"), np.bincount(real["labels"], minlength=3)):
+    entry = metrics["features"]["pixels"]["per_class"][name]
+    assert entry["n"] == count
+    assert abs(entry["fid"]) < 1e-6
+  assert metrics["features"]["pixels"]["per_class"]["X"] == {
+    "n": 0,
+    "note": "fewer than 2 images per set: no figures",
+  }
+  assert metrics["physics"]["intensity_wasserstein_dex"] == 0.0
+  assert metrics["physics"]["brightness_by_class"]["B"]["ratio"] == pytest.approx(1.0)
+  written = json.loads((tmp_path / "metrics.json").read_text())
+  assert written["summary"]["pixels"]["fid"] == pytest.approx(overall["fid"], abs=1e-12)
+  for name in ("intensity_histogram", "limb_profile", "power_spectrum", "cluster_occupancy_pixels"):
+    assert (tmp_path / f"{name}.png").stat().st_size > 1000
+  with np.load(tmp_path / "features_pixels.npz") as f:
+    assert f["real"].shape[1] == 16 and len(f["real"]) == len(f["real_index"])
+
+
+def test_a_brighter_model_is_worse_and_the_class_mix_is_matched(tmp_path, config):
+  rng = np.random.default_rng(1)
+  real = _data(rng, 60)
+  good = _data(rng, 90)
+  bright = {"images": good["images"] * 3.0, "labels": good["labels"]}
+  fx = {"pixels": _pixel_features}
+  m_good = evaluate.evaluate_arrays(config, real, good, fx, tmp_path / "g", write_plots=False)
+  m_bad = evaluate.evaluate_arrays(config, real, bright, fx, tmp_path / "b", write_plots=False)
+  assert (
+    m_bad["features"]["pixels"]["overall"]["fid"]
+    > 5 * m_good["features"]["pixels"]["overall"]["fid"]
+  )
+  assert m_bad["physics"]["intensity_wasserstein_dex"] == pytest.approx(np.log10(3.0), abs=0.05)
+  assert m_bad["physics"]["brightness_by_class"]["A"]["ratio"] == pytest.approx(3.0, rel=0.1)
+  counts = m_good["class_counts"]
+  assert counts["generated_overall"] == counts["real_overall"]  # Enough of each class.
+
+
+def _write_samples(workdir, step, data):
+  out = workdir / "samples" / str(step)
+  out.mkdir(parents=True)
+  buffer = io.BytesIO()
+  np.savez(
+    buffer,
+    images=data["images"],
+    labels=data["labels"],
+    class_names=np.array(("A", "B", "C", "M", "X")),
+    seed=np.int64(0),
+    step=np.int64(step),
+    sampler=np.asarray("ddim"),
+    num_steps=np.asarray(5),
+    eta=np.asarray(0.0),
+    guidance_scale=np.asarray(1.0),
+  )
+  (out / "samples.npz").write_bytes(buffer.getvalue())
+
+
+def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
+  rng = np.random.default_rng(2)
+  real = _data(rng, 50)
+  _write_samples(tmp_path, 9, _data(rng, 12))
+  _write_samples(tmp_path, 40, _data(rng, 20))  # Newest: 40 > 9 numerically.
+  monkeypatch.setattr(evaluate, "load_real", lambda cfg, max_examples: real)
+  monkeypatch.setattr(
+    evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pixels": _pixel_features}, {})
+  )
+  metrics = evaluate.run(config, tmp_path)
+  assert metrics["samples"]["step"] == 40
+  assert metrics["num_images"] == 20  # min(30, 50 real, 20 generated)
+  written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+  assert written["samples"]["sampler"] == "ddim"
+  assert sorted(p.name for p in (tmp_path / "eval").glob("grid_*.png")) == [
+    "grid_A.png",
+    "grid_B.png",
+    "grid_C.png",
+  ]
+
+
+def test_missing_inputs_are_clear_errors(tmp_path, config):
+  with pytest.raises(FileNotFoundError, match="--mode=sample"):
+    evaluate.latest_samples(tmp_path)
+  config.evaluation.extractors = ("inception",)
+  config.evaluation.inception_weights = ""
+  with pytest.raises(FileNotFoundError, match="inception_weights is empty"):
+    evaluate.build_extractors(config, tmp_path)
+  config.evaluation.extractors = ("classifier",)
+  with pytest.raises(RuntimeError, match="no feature extractor is available.*classifier"):
+    evaluate.build_extractors(config, tmp_path)
