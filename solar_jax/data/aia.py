@@ -274,6 +274,7 @@ def _open(raw: bytes, source: str):
       raw = gzip.decompress(raw)
     except (OSError, EOFError, ValueError) as e:
       raise BadFrameError(source, "corrupt", f"broken gzip stream: {e}") from e
+  _check_axis_counts(raw, source)
   try:
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter("always")
@@ -297,6 +298,34 @@ def _open(raw: bytes, source: str):
   if not np.issubdtype(data.dtype, np.number):
     raise BadFrameError(source, "corrupt", f"image data has dtype {data.dtype}")
   return data.astype(np.float64), header
+
+
+# The start of a header card "NAXIS   = n" or "ZNAXIS  = n".
+_AXIS_CARD = re.compile(rb"Z?NAXIS *=")
+_MAX_AXES = 999  # The FITS standard's limit on NAXIS.
+
+
+def _check_axis_counts(raw: bytes, source: str) -> None:
+  """Rejects absurd NAXIS/ZNAXIS values before astropy sees them.
+
+  astropy loops over ``range(NAXIS)`` while parsing a header, so a corrupt
+  card such as ``NAXIS = 1099511627776`` would hang the reader (and a whole
+  build) instead of failing.
+  """
+  for match in _AXIS_CARD.finditer(raw):
+    start = match.start()
+    if start % 80:  # Header cards are 80-byte aligned; elsewhere it is text or data.
+      continue
+    card = raw[start : start + 80]
+    keyword = card[:8].strip().decode()
+    try:
+      value = int(card[10:].split(b"/")[0])
+    except ValueError:
+      continue  # astropy reports a non-integer NAXIS itself
+    if not 0 <= value <= _MAX_AXES:
+      raise BadFrameError(
+        source, "corrupt", f"header card {keyword} = {value} is outside 0..{_MAX_AXES}"
+      )
 
 
 def _has_image(hdu) -> bool:
