@@ -262,7 +262,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, batches_fn
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   with checkpointing.WorkdirLock(workdir), _Preemption() as preemption:
-    return _train(config, workdir, preemption, batches_fn or functools.partial(_train_iterator, config))
+    return _train(
+      config, workdir, preemption, batches_fn or functools.partial(_train_iterator, config)
+    )
 
 
 def _train(config, workdir, preemption, batches_fn):

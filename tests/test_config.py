@@ -31,22 +31,22 @@ def test_configs_only_override_declared_fields(name):
 
 
 @pytest.mark.parametrize(
-    "field, value, words",
-    [
-        ("diffusion.schedule", "sigmoid", ["diffusion.schedule", "'linear'", "'cosine'"]),
-        ("diffusion.prediction", "x0", ["diffusion.prediction", "'eps'", "'v'"]),
-        ("sampling.sampler", "euler", ["sampling.sampler", "'ddim'", "'ddpm'"]),
-        ("sampling.spacing", "log", ["sampling.spacing", "'quadratic'"]),
-        ("model.dtype", "float16", ["model.dtype", "'bfloat16'"]),
-        ("data.image_size", 33, ["data.image_size=33", "downsampling 2"]),
-        ("training.batch_size", 12, ["training.batch_size=12", "8 data-parallel"]),
-        ("sampling.num_steps", 101, ["sampling.num_steps=101", "[1, 100]"]),
-        ("sampling.eta", 1.5, ["sampling.eta=1.5"]),
-        ("model.attention_resolutions", (7,), ["model.attention_resolutions", "7"]),
-        ("classifier.task", "ge_x", ["classifier.task", "'ge_m'"]),
-        ("mesh.fsdp", 3, ["mesh.fsdp=3", "divisor"]),
-        ("data.clip_min", 0.0, ["data.clip_min=0.0"]),
-    ],
+  "field, value, words",
+  [
+    ("diffusion.schedule", "sigmoid", ["diffusion.schedule", "'linear'", "'cosine'"]),
+    ("diffusion.prediction", "x0", ["diffusion.prediction", "'eps'", "'v'"]),
+    ("sampling.sampler", "euler", ["sampling.sampler", "'ddim'", "'ddpm'"]),
+    ("sampling.spacing", "log", ["sampling.spacing", "'quadratic'"]),
+    ("model.dtype", "float16", ["model.dtype", "'bfloat16'"]),
+    ("data.image_size", 33, ["data.image_size=33", "downsampling 2"]),
+    ("training.batch_size", 12, ["training.batch_size=12", "8 data-parallel"]),
+    ("sampling.num_steps", 101, ["sampling.num_steps=101", "[1, 100]"]),
+    ("sampling.eta", 1.5, ["sampling.eta=1.5"]),
+    ("model.attention_resolutions", (7,), ["model.attention_resolutions", "7"]),
+    ("classifier.task", "ge_x", ["classifier.task", "'ge_m'"]),
+    ("mesh.fsdp", 3, ["mesh.fsdp=3", "divisor"]),
+    ("data.clip_min", 0.0, ["data.clip_min=0.0"]),
+  ],
 )
 def test_impossible_values_name_the_field(field, value, words):
   config = _config("tiny")

@@ -16,14 +16,19 @@ def _run(repo_root, *args, env_extra=None):
   env["JAX_PLATFORMS"] = "cpu"
   env.update(env_extra or {})
   return subprocess.run(
-      [sys.executable, "-m", "solar_jax.main", *args],
-      cwd=repo_root, env=env, capture_output=True, text=True, timeout=300,
+    [sys.executable, "-m", "solar_jax.main", *args],
+    cwd=repo_root,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
   )
 
 
 def test_unknown_config_key_is_named(repo_root, tmp_path):
-  result = _run(repo_root, "--config=configs/tiny.py", f"--workdir={tmp_path}",
-                "--config.nonexistent=1")
+  result = _run(
+    repo_root, "--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.nonexistent=1"
+  )
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and "nonexistent" in lines[0], result.stderr
@@ -31,8 +36,13 @@ def test_unknown_config_key_is_named(repo_root, tmp_path):
 
 
 def test_impossible_value_fails_before_compiling(repo_root, tmp_path):
-  result = _run(repo_root, "--config=configs/tiny.py", f"--workdir={tmp_path}",
-                "--config.training.batch_size=12", "--mode=train")
+  result = _run(
+    repo_root,
+    "--config=configs/tiny.py",
+    f"--workdir={tmp_path}",
+    "--config.training.batch_size=12",
+    "--mode=train",
+  )
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith("error: training.batch_size=12")
   assert "Traceback" not in result.stderr
@@ -40,8 +50,12 @@ def test_impossible_value_fails_before_compiling(repo_root, tmp_path):
 
 
 def test_bad_override_value_is_one_line(repo_root, tmp_path):
-  result = _run(repo_root, "--config=configs/tiny.py", f"--workdir={tmp_path}",
-                "--config.training.batch_size=abc")
+  result = _run(
+    repo_root,
+    "--config=configs/tiny.py",
+    f"--workdir={tmp_path}",
+    "--config.training.batch_size=abc",
+  )
   assert result.returncode == 2
   assert "batch_size" in result.stderr and "Traceback" not in result.stderr
 
@@ -61,15 +75,21 @@ def test_writes_resolved_config(repo_root, tmp_path, monkeypatch):
   from solar_jax import configuration
 
   calls = []
-  monkeypatch.setattr(main_module, "resolve_entry_point",
-                      lambda mode: lambda c, w: calls.append((mode, w)))
+  monkeypatch.setattr(
+    main_module, "resolve_entry_point", lambda mode: lambda c, w: calls.append((mode, w))
+  )
   monkeypatch.chdir(repo_root)
   from absl import flags
 
   flags.FLAGS.unparse_flags()
-  flags.FLAGS([
-      "main", "--config=configs/tiny.py", f"--workdir={tmp_path}", "--mode=sample",
-  ])
+  flags.FLAGS(
+    [
+      "main",
+      "--config=configs/tiny.py",
+      f"--workdir={tmp_path}",
+      "--mode=sample",
+    ]
+  )
   try:
     main_module.main(["main"])
   finally:

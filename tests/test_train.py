@@ -25,8 +25,8 @@ def _batches(config):
     while True:
       rng = np.random.default_rng(1000 + step)
       yield {
-          "image": rng.uniform(-1, 1, (b, size, size, 1)).astype(np.float32),
-          "label": rng.integers(0, 5, b).astype(np.int32),
+        "image": rng.uniform(-1, 1, (b, size, size, 1)).astype(np.float32),
+        "label": rng.integers(0, 5, b).astype(np.int32),
       }
       step += 1
 
@@ -62,16 +62,19 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
   train.train_and_evaluate(first, tmp_path / "resumed", batches_fn=_batches(config))
   resumed = train.train_and_evaluate(config, tmp_path / "resumed", batches_fn=_batches(config))
   assert int(resumed.step) == int(full.step) == 4
-  for a, b in zip(jax.tree.leaves(checkpointing.host_copy(full.ema_params)),
-                  jax.tree.leaves(checkpointing.host_copy(resumed.ema_params))):
+  for a, b in zip(
+    jax.tree.leaves(checkpointing.host_copy(full.ema_params)),
+    jax.tree.leaves(checkpointing.host_copy(resumed.ema_params)),
+  ):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
   steps = checkpointing.Checkpointer(tmp_path / "resumed", keep=2).all_steps()
   assert steps == [2, 4]
 
 
 def test_non_finite_loss_stops_and_keeps_last_good(tmp_path):
-  config = _config(num_steps=6, checkpoint_every=1, log_every=1, learning_rate=1e30,
-                   warmup_steps=0, grad_clip=0.0)
+  config = _config(
+    num_steps=6, checkpoint_every=1, log_every=1, learning_rate=1e30, warmup_steps=0, grad_clip=0.0
+  )
   with pytest.raises(train.NonFiniteLossError, match=r"at step \d") as info:
     train.train_and_evaluate(config, tmp_path, batches_fn=_batches(config))
   bad_step = int(str(info.value).split("at step ")[1].split(";")[0])
@@ -86,5 +89,6 @@ def test_non_finite_loss_stops_and_keeps_last_good(tmp_path):
 def test_learning_rate_warmup():
   config = _config(warmup_steps=10, learning_rate=1e-3)
   schedule = train.learning_rate_schedule(config.training)
-  np.testing.assert_allclose([schedule(0), schedule(5), schedule(10), schedule(50)],
-                             [0.0, 5e-4, 1e-3, 1e-3], rtol=1e-6)
+  np.testing.assert_allclose(
+    [schedule(0), schedule(5), schedule(10), schedule(50)], [0.0, 5e-4, 1e-3, 1e-3], rtol=1e-6
+  )
