@@ -14,17 +14,18 @@ def get_config():
   config.data.image_size = 64
   config.data.shuffle_buffer = 1024
 
-  config.model.base_channels = 32
+  config.model.base_channels = 16
   config.model.channel_mult = (1, 2, 2, 2)
   config.model.num_res_blocks = 1
   config.model.attention_resolutions = (8,)
   config.model.num_heads = 4
+  config.model.num_groups = 8
   config.model.dropout = 0.0
 
   config.diffusion.schedule = "cosine"
 
   config.training.batch_size = 16
-  config.training.num_steps = 1500
+  config.training.num_steps = 1000
   config.training.learning_rate = 1e-3
   config.training.warmup_steps = 100
   config.training.ema_decay = 0.995

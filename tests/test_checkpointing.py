@@ -50,6 +50,19 @@ def test_round_trip_keeps_values_and_shardings(tmp_path):
     assert restored[key].sharding == shardings[key]
 
 
+def test_relative_workdir_round_trips(tmp_path, monkeypatch):
+  """`--workdir=runs/x` is relative; orbax itself accepts only absolute paths."""
+  monkeypatch.chdir(tmp_path)
+  state, shardings = _state(_mesh(1))
+  checkpointing.Checkpointer("runs/x", keep=1).save(3, state)
+  abstract = jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings
+  )
+  restored, meta = checkpointing.Checkpointer("runs/x", keep=1).restore(abstract)
+  assert meta["step"] == 3 and (tmp_path / "runs/x/checkpoints/3").is_dir()
+  np.testing.assert_array_equal(np.asarray(restored["w"]), np.asarray(state["w"]))
+
+
 def test_keeps_last_k(tmp_path):
   mesh = _mesh(1)
   state, _ = _state(mesh)
