@@ -34,8 +34,10 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
   "test": ["pytest>=8", "pytest-xdist>=3.6", "hypothesis>=6.100", "ruff>=0.8", "dill>=0.3.8"],
-  # Only the peer comparison in benchmarks/ needs PyTorch and diffusers.
-  "bench": ["torch>=2.9", "diffusers>=0.30"],
+  # Only the peer comparison in benchmarks/ needs PyTorch and diffusers (tested with
+  # torch 2.13.0+cpu and diffusers 0.42.1). On a CPU-only machine install PyTorch's
+  # CPU build first: plain `torch` from PyPI brings the CUDA libraries (several GB).
+  "bench": ["torch>=2.9", "diffusers>=0.42"],
 }
 
 setuptools.setup(
