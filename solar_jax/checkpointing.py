@@ -4,7 +4,8 @@ Layout: ``workdir/checkpoints/<step>/{state,meta}``. Orbax writes each step
 into a temporary directory and renames it when complete, so a run killed during
 a save leaves the previous checkpoint as the latest complete one. A checkpoint
 that is complete but unreadable (truncated or corrupted files) is skipped with
-a warning and the next older one is used.
+a warning, renamed ``<step>.unreadable`` so that the step can be saved again,
+and the next older one is used.
 """
 
 from __future__ import annotations
@@ -40,20 +41,38 @@ def all_finite(tree) -> bool:
   return bool(flags)
 
 
+class WorkdirBusyError(RuntimeError):
+  """Another live process holds the workdir; the message names it."""
+
+
+# Locks this process holds: path -> [fd, depth].
+_HELD_LOCKS: dict[str, list[int]] = {}
+
+
 class WorkdirLock:
   """An exclusive lock on ``workdir/.lock`` for local workdirs.
 
   ``flock`` is released by the kernel when the holder dies, so a crashed run
   never blocks the next one; a live one makes the second refuse, naming it.
+  With ``reentrant=True`` a holder inside a process that already holds the lock
+  (main.py around the trainer) joins it instead of refusing. Only process 0 of
+  a multi-host run takes it: the others would refuse each other on a shared
+  file system.
   """
 
-  def __init__(self, workdir):
+  def __init__(self, workdir, *, reentrant: bool = False):
     self.path = epath.Path(workdir) / ".lock"
-    self._fd = None
+    self._reentrant = reentrant
+    self._key = None
 
   def __enter__(self):
-    if not isinstance(self.path, epath.Path) or "://" in os.fspath(self.path):
+    if "://" in os.fspath(self.path) or jax.process_index() != 0:
       return self  # Cloud storage: rely on the scheduler to run one job.
+    key = os.path.realpath(os.fspath(self.path))
+    if self._reentrant and key in _HELD_LOCKS:
+      _HELD_LOCKS[key][1] += 1
+      self._key = key
+      return self
     self.path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -61,19 +80,25 @@ class WorkdirLock:
     except BlockingIOError:
       holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
       os.close(fd)
-      raise RuntimeError(
+      raise WorkdirBusyError(
         f"workdir {self.path.parent} is in use by {holder}; stop it or choose another --workdir."
       ) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
-    self._fd = fd
+    _HELD_LOCKS[key] = [fd, 1]
+    self._key = key
     return self
 
   def __exit__(self, *exc):
-    if self._fd is not None:
-      fcntl.flock(self._fd, fcntl.LOCK_UN)
-      os.close(self._fd)
-      self._fd = None
+    if self._key is None:
+      return
+    held = _HELD_LOCKS[self._key]
+    held[1] -= 1
+    if held[1] == 0:
+      del _HELD_LOCKS[self._key]
+      fcntl.flock(held[0], fcntl.LOCK_UN)
+      os.close(held[0])
+    self._key = None
 
 
 class Checkpointer:
@@ -81,6 +106,7 @@ class Checkpointer:
 
   def __init__(self, workdir, *, keep: int, read_only: bool = False):
     self.directory = epath.Path(workdir) / "checkpoints"
+    self._read_only = read_only
     options = ocp.CheckpointManagerOptions(
       max_to_keep=keep,
       create=not read_only,
@@ -115,11 +141,16 @@ class Checkpointer:
   def restore(self, abstract_state: Any) -> tuple[Any, dict] | None:
     """Restores the newest readable checkpoint onto ``abstract_state``'s shardings.
 
+    Newer checkpoints that cannot be used are renamed ``<step>.unreadable`` (kept
+    for inspection, invisible to orbax) unless read-only, so that training can
+    save those steps again after falling back.
+
     Returns:
-      ``(state, meta)``, or None when the directory has no checkpoint.
+      ``(state, meta)``, or None when the directory has no usable checkpoint.
     """
-    steps = self.all_steps()
-    for step in reversed(steps):
+    unusable = []
+    result = None
+    for step in reversed(self.all_steps()):
       try:
         restored = self._manager.restore(
           step,
@@ -135,12 +166,35 @@ class Checkpointer:
           type(e).__name__,
           str(e).splitlines()[0][:200],
         )
+        unusable.append(step)
         continue
       if not all_finite(restored.state):
-        logging.warning("checkpoint %d holds non-finite values; falling back.", step)
+        logging.warning(
+          "checkpoint %s/%d holds non-finite values; falling back.", self.directory, step
+        )
+        unusable.append(step)
         continue
-      return restored.state, dict(restored.meta)
-    return None
+      result = restored.state, dict(restored.meta)
+      break
+    if unusable and not self._read_only:
+      self._set_aside(unusable)
+    return result
+
+  def _set_aside(self, steps: list[int]) -> None:
+    if jax.process_index() == 0:
+      for step in steps:
+        source = self.directory / str(step)
+        target = self.directory / f"{step}.unreadable"
+        n = 1
+        while target.exists():
+          target, n = self.directory / f"{step}.unreadable.{n}", n + 1
+        source.rename(target)
+        logging.warning("moved unreadable checkpoint %s to %s.", source, target)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices("solar_jax: unreadable checkpoints set aside")
+    self._manager.reload()
 
   def reached_preemption(self, step: int) -> bool:
     """Multi-host preemption notice from JAX's sync manager (False on one process)."""
@@ -152,6 +206,16 @@ class Checkpointer:
     self._manager.close()
 
 
+def require_checkpoint(workdir) -> epath.Path:
+  """Returns ``workdir/checkpoints``, or raises FileNotFoundError if it holds no step."""
+  directory = epath.Path(workdir) / "checkpoints"
+  if not directory.exists() or not any(p.name.isdigit() for p in directory.iterdir()):
+    raise FileNotFoundError(
+      f"no checkpoint in {directory}: train first (--mode=train) with this workdir."
+    )
+  return directory
+
+
 def load_inference_params(workdir, config, mesh=None) -> tuple[Any, int]:
   """Returns ``(ema_params, step)`` from the newest checkpoint in ``workdir``.
 
@@ -160,11 +224,7 @@ def load_inference_params(workdir, config, mesh=None) -> tuple[Any, int]:
   """
   from solar_jax import parallel, train  # train imports the model; avoid a cycle.
 
-  directory = epath.Path(workdir) / "checkpoints"
-  if not directory.exists() or not any(p.name.isdigit() for p in directory.iterdir()):
-    raise FileNotFoundError(
-      f"no checkpoint in {directory}: train first (--mode=train) with this workdir."
-    )
+  directory = require_checkpoint(workdir)
   mesh = mesh or parallel.create_mesh(config.mesh)
   abstract_state, _ = train.abstract_train_state(config, mesh)
   checkpointer = Checkpointer(workdir, keep=config.training.keep_checkpoints, read_only=True)
