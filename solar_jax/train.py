@@ -32,6 +32,14 @@ class NonFiniteLossError(RuntimeError):
   """Training produced NaN/Inf; the message names the step."""
 
 
+class Preempted(Exception):  # An outcome, not an error: main.py exits 0 on it.
+  """Training stopped on SIGTERM (or a preemption notice) after saving the current step.
+
+  Raised rather than returned so that callers running later stages (--mode=all)
+  stop too instead of going on with a partly trained model.
+  """
+
+
 _FIRST_BAD = "first_nonfinite_step"
 _NO_BAD_STEP = np.iinfo(np.int32).max
 
@@ -240,6 +248,29 @@ def _write_periodic_samples(config, workdir, state, step, mesh, writer):
     writer.write_images(step, {"samples": image[None, ..., :3]})
 
 
+def _truncate_history(workdir, step: int) -> None:
+  """Keeps the rows of train_metrics.jsonl up to ``step``, where a resumed run goes on.
+
+  A run killed after logging steps past its last checkpoint would otherwise list
+  them twice; a line cut short by the kill is dropped too.
+  """
+  path = epath.Path(workdir) / "train_metrics.jsonl"
+  if not path.exists():
+    return
+  lines = path.read_text().splitlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] <= step:
+        kept.append(line)
+    except (ValueError, KeyError, TypeError):
+      continue
+  if len(kept) != len(lines):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+
+
 def _append_history(workdir, step: int, scalars: dict) -> None:
   path = epath.Path(workdir) / "train_metrics.jsonl"
   line = json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}})
@@ -258,10 +289,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, batches_fn
 
   Returns:
     The final TrainState.
+
+  Raises:
+    Preempted: SIGTERM (or a multi-host preemption notice) arrived; the step
+      reached was saved.
+    NonFiniteLossError: a step gave NaN/Inf; the checkpoints before it are kept.
   """
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  with checkpointing.WorkdirLock(workdir), _Preemption() as preemption:
+  with checkpointing.WorkdirLock(workdir, reentrant=True), _Preemption() as preemption:
     return _train(
       config, workdir, preemption, batches_fn or functools.partial(_train_iterator, config)
     )
@@ -282,6 +318,8 @@ def _train(config, workdir, preemption, batches_fn):
       state, meta = restored
       logging.info("Resumed from checkpoint at step %d.", meta["step"])
     start = int(jax.device_get(state.step))
+    if main:
+      _truncate_history(workdir, start)
     total = config.training.num_steps
     step_fn = make_train_step(config, mesh, abstract)
     train_iter = batches_fn(start)
@@ -294,7 +332,7 @@ def _train(config, workdir, preemption, batches_fn):
       writer.write_hparams({k: str(v) for k, v in config.to_dict().items()})
     progress = _progress_bar(config, start, total) if main else None
     sums, count, last_time, last_step = None, 0, time.time(), start
-    step = start
+    step, preempted = start, False
     try:
       while step < total:
         local = next(train_iter)
@@ -343,6 +381,11 @@ def _train(config, workdir, preemption, batches_fn):
       checkpointer.close()
     if main:
       _save_loss_curve(workdir)
+    if preempted:
+      raise Preempted(
+        f"stopped at step {step} on a preemption signal, checkpoint saved; run the same "
+        "command to resume."
+      )
     return state
 
 
