@@ -101,11 +101,17 @@ class WorkdirLock:
     self._key = None
 
 
+def absolute(path) -> epath.Path:
+  """``path`` as an absolute path (orbax refuses relative ones); URLs unchanged."""
+  path = epath.Path(path)
+  return path if "://" in os.fspath(path) else epath.Path(os.path.abspath(path))
+
+
 class Checkpointer:
   """Keeps the last ``keep`` checkpoints of a run under ``workdir/checkpoints``."""
 
   def __init__(self, workdir, *, keep: int, read_only: bool = False):
-    self.directory = epath.Path(workdir) / "checkpoints"
+    self.directory = absolute(workdir) / "checkpoints"
     self._read_only = read_only
     options = ocp.CheckpointManagerOptions(
       max_to_keep=keep,
