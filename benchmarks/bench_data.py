@@ -1,6 +1,6 @@
 """Data benchmarks: build throughput vs plain FITS reading, and input pipeline vs raw TFRecord.
 
-  python benchmarks/bench_data.py --manual_dir /tmp/aia_demo --work /tmp/bench_data
+  python benchmarks/bench_data.py --manual_dir runs/aia_demo --work runs/bench_data
 (writes the SIMULATED demo archive to --manual_dir first when it is empty).
 
 Figures, all single process, measured side by side in one run:
@@ -77,8 +77,8 @@ def pipeline_rates(data_dir, config, batches=60, batch_size=64):
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--manual_dir", default="/tmp/aia_demo")
-  parser.add_argument("--work", default="/tmp/bench_data")
+  parser.add_argument("--manual_dir", default="runs/aia_demo")
+  parser.add_argument("--work", default="runs/bench_data")
   parser.add_argument("--num_frames", type=int, default=480)
   args = parser.parse_args()
   manual, work = pathlib.Path(args.manual_dir), pathlib.Path(args.work)

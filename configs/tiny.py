@@ -1,6 +1,6 @@
 """Tiny configuration for tests: seconds per step on one CPU core.
 
-python -m solar_jax.main --config=configs/tiny.py --workdir=/tmp/tiny --mode=train
+python -m solar_jax.main --config=configs/tiny.py --workdir=runs/tiny --mode=train
 """
 
 from configs import default

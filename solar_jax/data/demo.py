@@ -26,7 +26,7 @@ manifest. Classes follow a realistic imbalance (many A/B/C, few M, fewer X)
 but every month has at least one X and one M flare, so each time-block split
 holds every class. Everything is deterministic for a seed.
 
-  python -m solar_jax.data.demo --out /tmp/aia_demo --num_frames 480
+  python -m solar_jax.data.demo --out runs/aia_demo --num_frames 480
 """
 
 from __future__ import annotations
