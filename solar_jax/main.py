@@ -1,7 +1,7 @@
 """Entry point: the only module with flags.
 
   python -m solar_jax.main --config=configs/quickstart.py --workdir=runs/qs --mode=all
-  python -m solar_jax.main --config=configs/tiny.py --workdir=/tmp/t \
+  python -m solar_jax.main --config=configs/tiny.py --workdir=runs/t \
       --config.training.batch_size=16
 """
 

@@ -1,7 +1,7 @@
 """The real command line (solar_jax.main) on a synthetic training stream, for subprocess tests.
 
     PYTHONPATH=. python tests/reliability_driver.py --config=configs/tiny.py \
-        --workdir=/tmp/w --config.training.num_steps=8
+        --workdir=runs/w --config.training.num_steps=8
 
 Only the data source differs from ``python -m solar_jax.main``: batch k is drawn
 from ``default_rng(1000 + k)``, so a resumed run sees the same batches as an
