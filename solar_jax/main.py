@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib
+import logging as stdlib_logging
 import pathlib
 import sys
 
@@ -27,6 +28,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 # Where a ValueError counts as input validation rather than a bug (see _raised_by_project).
 _REPO = pathlib.Path(__file__).resolve().parents[1]
+_QUIET_BELOW_WARNING = ("/orbax/",)  # Libraries whose INFO lines drown the progress output.
 _PROJECT_DIRS = (_REPO / "solar_jax", _REPO / "configs", _REPO / "tfds_builders")
 
 # mode -> (module, function(config, workdir)). Each is imported only when run.
@@ -158,9 +160,21 @@ def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
       raise
 
 
+class _LibraryInfoFilter(stdlib_logging.Filter):
+  """Drops INFO/DEBUG records of chatty libraries (orbax logs a dozen lines per save)."""
+
+  def filter(self, record: stdlib_logging.LogRecord) -> bool:
+    if record.levelno >= stdlib_logging.WARNING:
+      return True
+    path = record.pathname.replace("\\", "/")
+    return not any(part in path for part in _QUIET_BELOW_WARNING)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.verbosity <= 0:  # --v=1 (or more) shows everything again.
+    logging.get_absl_handler().addFilter(_LibraryInfoFilter())
   config = FLAGS.config
   workdir = _WORKDIR.value
   if not workdir.strip():

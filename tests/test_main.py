@@ -106,3 +106,16 @@ def test_writes_resolved_config(repo_root, tmp_path, monkeypatch):
 def test_unknown_mode(repo_root, tmp_path, mode):
   result = _run(repo_root, "--config=configs/tiny.py", f"--workdir={tmp_path}", f"--mode={mode}")
   assert result.returncode == 2 and "--mode" in result.stderr
+
+
+def test_library_info_filter_keeps_warnings_and_our_info():
+  import logging
+
+  def record(path, level):
+    return logging.LogRecord("absl", level, path, 1, "msg", None, None)
+
+  keep = main_module._LibraryInfoFilter().filter
+  orbax_file = "/venv/lib/python3.11/site-packages/orbax/checkpoint/checkpoint_manager.py"
+  assert not keep(record(orbax_file, logging.INFO))
+  assert keep(record(orbax_file, logging.WARNING))
+  assert keep(record(main_module.__file__, logging.INFO))
