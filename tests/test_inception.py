@@ -4,7 +4,8 @@ The reference below is written from torchvision's Inception-v3 blocks with
 pytorch-fid's FID patches (pytorch-fid itself needs torchvision, which is not
 installable beside the CPU torch here). Both networks get the same random
 weights through the real converter (.pth -> .npz) and must give the same
-2048-d pool3 features. Skipped when PyTorch is absent.
+2048-d pool3 features. Skipped when PyTorch is absent; tests/test_inception_flax.py
+holds the checks that need no PyTorch.
 """
 
 from __future__ import annotations
@@ -240,49 +241,6 @@ def test_downsampling_resize_matches_pytorch_interpolate():
   x = torch.from_numpy(images).permute(0, 3, 1, 2)
   expected = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
   np.testing.assert_allclose(got, expected.permute(0, 2, 3, 1).numpy(), atol=1e-5)
-
-
-def test_sharded_extraction_equals_single_device(reference_and_weights):
-  import jax
-
-  from solar_jax import parallel
-
-  _, npz, _ = reference_and_weights
-  variables = inception.load_variables(npz)
-  rng = np.random.default_rng(2)
-  images = rng.uniform(-1.0, 1.0, (5, 32, 32, 1)).astype(np.float32)
-  # A small input side keeps the test fast; the network is fully convolutional.
-  single = inception.InceptionFeatureExtractor(variables, batch_size=4, input_size=75)(images)
-  mesh = parallel.create_mesh(_mesh_config(), jax.devices()[:4])
-  sharded = inception.InceptionFeatureExtractor(variables, batch_size=3, mesh=mesh, input_size=75)
-  assert sharded.batch_size == 4  # Rounded up to the 4 batch shards.
-  np.testing.assert_allclose(sharded(images), single, rtol=1e-5, atol=1e-6)
-
-
-def _mesh_config():
-  import ml_collections
-
-  return ml_collections.ConfigDict({"data": -1, "fsdp": 1, "distributed": "no"})
-
-
-def test_missing_weights_are_a_clear_error(tmp_path):
-  with pytest.raises(FileNotFoundError, match="inception_weights is empty"):
-    inception.load_variables("")
-  with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05-6726825d.pth"):
-    inception.load_variables(tmp_path / "nope.npz")
-
-
-def test_incomplete_weights_are_rejected(tmp_path, reference_and_weights):
-  _, _, arrays = reference_and_weights
-  partial = dict(arrays)
-  del partial["Mixed_7c.branch_pool.conv.weight"]
-  partial["Mixed_5b.branch1x1.bn.weight"] = np.zeros(3, np.float32)
-  path = tmp_path / "partial.npz"
-  np.savez(path, **partial)
-  with pytest.raises(
-    ValueError, match="1 missing .*Mixed_7c.branch_pool.conv.weight.*1 with wrong"
-  ):
-    inception.load_variables(path)
 
 
 def test_converter_checks_the_hash_in_the_file_name(tmp_path):
