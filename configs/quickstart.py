@@ -39,7 +39,7 @@ def get_config():
   # for ancestral DDPM, same checkpoint, 25 and 100 steps alike); eta = 1 gives
   # clean limb-brightened disks at the same cost.
   config.sampling.eta = 1.0
-  config.sampling.batch_size = 50
+  config.sampling.batch_size = 40
   # Every class, so the evaluation compares each class (the test split has at
   # most 26 frames of a class). The classifier balances with its own samples.
   config.sampling.per_class = (30, 30, 30, 30, 30)
