@@ -28,7 +28,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 # Where a ValueError counts as input validation rather than a bug (see _raised_by_project).
 _REPO = pathlib.Path(__file__).resolve().parents[1]
-_QUIET_BELOW_WARNING = ("/orbax/",)  # Libraries whose INFO lines drown the progress output.
 _PROJECT_DIRS = (_REPO / "solar_jax", _REPO / "configs", _REPO / "tfds_builders")
 
 # mode -> (module, function(config, workdir)). Each is imported only when run.
@@ -158,6 +157,9 @@ def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
         else:
           config_path.write_text(previous)
       raise
+
+
+_QUIET_BELOW_WARNING = ("/orbax/",)  # Libraries whose INFO lines drown the progress output.
 
 
 class _LibraryInfoFilter(stdlib_logging.Filter):

@@ -123,19 +123,17 @@ def test_tiny_run_lowers_the_loss_on_real_derived_frames(tmp_path):
 
   model = unet.create_model(config)
   schedule = schedules.get_schedule(config.diffusion)
-  held_out = {"image": images, "label": np.zeros(len(images), np.int32)}
+  frames = {"image": images, "label": np.zeros(len(images), np.int32)}
 
   def apply_fn(params, x, t, y, train, rngs):
     return model.apply({"params": params}, x, t, y, train=train, rngs=rngs)
 
-  def loss(params):  # Same timesteps and noise before and after training.
-    keys = [jax.random.key(k) for k in range(8)]
-    return np.mean(
-      [
-        losses.diffusion_loss(apply_fn, params, held_out, k, schedule, config, train=False)[0]
-        for k in keys
-      ]
-    )
+  @jax.jit
+  def frame_loss(params, key):
+    return losses.diffusion_loss(apply_fn, params, frames, key, schedule, config, train=False)[0]
+
+  def loss(params):  # The same timesteps and noise before and after training.
+    return np.mean([frame_loss(params, jax.random.key(k)) for k in range(8)])
 
   mesh = parallel.create_mesh(config.mesh)
   with jax.set_mesh(mesh):
