@@ -1,0 +1,48 @@
+"""solar_jax: class-conditional diffusion models of SDO/AIA 171 Å images, in JAX."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+
+# XLA:CPU of jaxlib 0.10 hands convolutions to YNNPACK, whose weight-gradient
+# convolutions are several times slower than XLA's own (Eigen) ones on the
+# UNet's shapes: 34 ms against about 10 ms for the 32->32 3x3 convolution at
+# 64x64, batch 16, on the 2-core development machine. Without YNNPACK
+# convolutions the quickstart UNet's forward + backward takes 0.69x the time
+# (benchmarks/RESULTS.md). The flag only touches CPU compilation; it is set
+# only for the jaxlib versions where it was measured (an unknown flag in
+# XLA_FLAGS is fatal), and never over a value the user chose.
+_YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
+_YNN_VALUE = "-individual_convolution"
+_YNN_JAXLIB = ((0, 10),)  # (major, minor) versions measured.
+
+
+def _jaxlib_minor() -> tuple[int, int] | None:
+  try:
+    parts = importlib.metadata.version("jaxlib").split(".")
+    return int(parts[0]), int(parts[1])
+  except (importlib.metadata.PackageNotFoundError, ValueError, IndexError):
+    return None
+
+
+def configure_xla_cpu(environ=os.environ) -> bool:
+  """Adds ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`` to XLA_FLAGS.
+
+  Must run before JAX creates its CPU backend (importing ``solar_jax`` does it);
+  a no-op when XLA_FLAGS already names the flag, when
+  ``SOLAR_JAX_KEEP_XLA_FLAGS`` is set, or for an unmeasured jaxlib version.
+
+  Returns:
+    Whether the flag was added.
+  """
+  flags = environ.get("XLA_FLAGS", "")
+  if _YNN_FLAG in flags or environ.get("SOLAR_JAX_KEEP_XLA_FLAGS"):
+    return False
+  if _jaxlib_minor() not in _YNN_JAXLIB:
+    return False
+  environ["XLA_FLAGS"] = f"{flags} --{_YNN_FLAG}={_YNN_VALUE}".strip()
+  return True
+
+
+configure_xla_cpu()

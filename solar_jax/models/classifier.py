@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from solar_jax.models import layers
 from solar_jax.models.unet import group_count
 
 TASKS = ("multiclass", "ge_m", "ge_c")
@@ -86,14 +87,14 @@ class ResidualBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    h = nn.GroupNorm(group_count(self.num_groups, x.shape[-1]), name="norm1")(x)
+    h = layers.GroupNorm(group_count(self.num_groups, x.shape[-1]), name="norm1")(x)
     h = nn.silu(h)
     shortcut = x
     if self.strides != 1 or x.shape[-1] != self.channels:
       # Projects the activated input, as in the pre-activation ResNet.
       shortcut = nn.Conv(self.channels, (1, 1), self.strides, name="proj")(h)
     h = nn.Conv(self.channels, (3, 3), self.strides, name="conv1")(h)
-    h = nn.GroupNorm(group_count(self.num_groups, self.channels), name="norm2")(h)
+    h = layers.GroupNorm(group_count(self.num_groups, self.channels), name="norm2")(h)
     h = nn.silu(h)
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     # Zero-initialised last conv: each block starts as the identity.
@@ -122,7 +123,7 @@ class FlareClassifier(nn.Module):
         h = ResidualBlock(
           channels, strides, self.num_groups, self.dropout, name=f"stage{i}_block{j}"
         )(h, train=train)
-    h = nn.GroupNorm(group_count(self.num_groups, h.shape[-1]), name="norm_out")(h)
+    h = layers.GroupNorm(group_count(self.num_groups, h.shape[-1]), name="norm_out")(h)
     features = jnp.mean(nn.silu(h), axis=(1, 2))
     h = nn.Dropout(self.dropout, deterministic=not train)(features)
     logits = nn.Dense(self.num_classes, name="head")(h)

@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from solar_jax.models import layers
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -64,7 +66,7 @@ class ResBlock(nn.Module):
   @nn.compact
   def __call__(self, x, emb):
     c_in = x.shape[-1]
-    h = nn.GroupNorm(group_count(self.num_groups, c_in), dtype=self.dtype, name="norm1")(x)
+    h = layers.GroupNorm(group_count(self.num_groups, c_in), dtype=self.dtype, name="norm1")(x)
     h = nn.silu(h)
     h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, name="conv1")(h)
     h = (
@@ -73,7 +75,7 @@ class ResBlock(nn.Module):
         :, None, None, :
       ]
     )
-    h = nn.GroupNorm(
+    h = layers.GroupNorm(
       group_count(self.num_groups, self.out_channels), dtype=self.dtype, name="norm2"
     )(h)
     h = nn.silu(h)
@@ -106,7 +108,7 @@ class AttentionBlock(nn.Module):
         f"model.num_heads={self.num_heads} does not divide the {c} channels of an "
         "attention layer; choose a divisor of every attended level's channel count."
       )
-    h = nn.GroupNorm(group_count(self.num_groups, c), dtype=self.dtype, name="norm")(x)
+    h = layers.GroupNorm(group_count(self.num_groups, c), dtype=self.dtype, name="norm")(x)
     qkv = nn.Dense(3 * c, dtype=self.dtype, name="qkv")(h.reshape(b, hgt * wid, c))
     q, k, v = jnp.split(qkv.reshape(b, hgt * wid, 3, self.num_heads, c // self.num_heads), 3, 2)
     out = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])
@@ -185,7 +187,7 @@ class UNet(nn.Module):
     assert not skips
 
     h = nn.silu(
-      nn.GroupNorm(group_count(self.num_groups, h.shape[-1]), dtype=dtype, name="norm_out")(h)
+      layers.GroupNorm(group_count(self.num_groups, h.shape[-1]), dtype=dtype, name="norm_out")(h)
     )
     h = nn.Conv(
       self.out_channels, (3, 3), dtype=dtype, kernel_init=nn.initializers.zeros, name="conv_out"

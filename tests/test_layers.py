@@ -1,0 +1,73 @@
+"""The shared layers agree with their Flax references; the XLA:CPU flag is set with care."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import solar_jax
+from solar_jax.models import layers
+
+
+@pytest.mark.parametrize(
+  "shape, groups",
+  [((3, 16, 16, 16), 8), ((2, 8, 8, 32), 32), ((2, 8, 8, 48), 4), ((4, 5, 7, 6), 1), ((2, 10, 12), 2)],
+)
+def test_group_norm_matches_flax(shape, groups):
+  rng = np.random.default_rng(0)
+  # An offset larger than the spread: E[x^2] - E[x]^2 must still be accurate.
+  x = jnp.asarray(rng.normal(3.0, 0.7, shape), jnp.float32)
+  ref, ours = nn.GroupNorm(groups), layers.GroupNorm(groups)
+  params = ref.init(jax.random.key(0), x)
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x)) == jax.tree.map(
+    jnp.shape, params
+  )
+  params = jax.tree.map(lambda a: a + jnp.asarray(rng.normal(size=a.shape), jnp.float32), params)
+  np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), rtol=1e-4, atol=1e-4)
+
+  w = jnp.asarray(rng.normal(size=shape), jnp.float32)
+
+  def grads(module):
+    return jax.grad(lambda p, x: jnp.sum(w * jnp.tanh(module.apply(p, x))), argnums=(0, 1))(
+      params, x
+    )
+
+  for g_ours, g_ref in zip(jax.tree.leaves(grads(ours)), jax.tree.leaves(grads(ref))):
+    np.testing.assert_allclose(g_ours, g_ref, rtol=2e-3, atol=2e-3)
+
+
+def test_group_norm_bfloat16_matches_flax():
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 8, 8, 16)), jnp.bfloat16)
+  ref, ours = nn.GroupNorm(4, dtype=jnp.bfloat16), layers.GroupNorm(4, dtype=jnp.bfloat16)
+  params = ref.init(jax.random.key(0), x)
+  y = ours.apply(params, x)
+  assert y.dtype == jnp.bfloat16
+  np.testing.assert_allclose(
+    np.asarray(y, np.float32), np.asarray(ref.apply(params, x), np.float32), atol=3e-2
+  )
+
+
+def test_group_norm_rejects_groups_that_do_not_divide():
+  with pytest.raises(ValueError, match="3 groups do not divide 16 channels"):
+    layers.GroupNorm(3).init(jax.random.key(0), jnp.zeros((1, 4, 4, 16)))
+
+
+def test_configure_xla_cpu_adds_the_flag_once_and_respects_the_user(monkeypatch):
+  monkeypatch.setattr(solar_jax, "_jaxlib_minor", lambda: (0, 10))
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  assert solar_jax.configure_xla_cpu(env)
+  assert env["XLA_FLAGS"] == (
+    "--xla_force_host_platform_device_count=8 "
+    "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+  )
+  assert not solar_jax.configure_xla_cpu(env)  # Already there: not added twice.
+  user = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=individual_dot"}
+  assert not solar_jax.configure_xla_cpu(user)
+  assert user["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
+  assert not solar_jax.configure_xla_cpu({"SOLAR_JAX_KEEP_XLA_FLAGS": "1"})
+  # An unmeasured jaxlib gets nothing: an unknown flag would abort XLA.
+  monkeypatch.setattr(solar_jax, "_jaxlib_minor", lambda: (0, 11))
+  empty = {}
+  assert not solar_jax.configure_xla_cpu(empty)
+  assert "XLA_FLAGS" not in empty
