@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 
 # XLA:CPU of jaxlib 0.10 hands convolutions to YNNPACK, whose weight-gradient
@@ -16,6 +17,10 @@ import os
 _YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
 _YNN_VALUE = "-individual_convolution"
 _YNN_JAXLIB = ((0, 10),)  # (major, minor) versions measured.
+# With one of these installed JAX may pick an accelerator, whose plugin parses
+# XLA_FLAGS too: the flag (measured on CPU only) is then left out unless
+# JAX_PLATFORMS asks for the CPU alone.
+_ACCELERATOR_MODULES = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm7_plugin", "libtpu")
 
 
 def _jaxlib_minor() -> tuple[int, int] | None:
@@ -26,12 +31,17 @@ def _jaxlib_minor() -> tuple[int, int] | None:
     return None
 
 
+def _accelerator_plugin_installed() -> bool:
+  return any(importlib.util.find_spec(name) is not None for name in _ACCELERATOR_MODULES)
+
+
 def configure_xla_cpu(environ=os.environ) -> bool:
   """Adds ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`` to XLA_FLAGS.
 
   Must run before JAX creates its CPU backend (importing ``solar_jax`` does it);
   a no-op when XLA_FLAGS already names the flag, when
-  ``SOLAR_JAX_KEEP_XLA_FLAGS`` is set, or for an unmeasured jaxlib version.
+  ``SOLAR_JAX_KEEP_XLA_FLAGS`` is set, for an unmeasured jaxlib version, or when
+  a GPU/TPU plugin is installed and ``JAX_PLATFORMS`` is not ``cpu``.
 
   Returns:
     Whether the flag was added.
@@ -40,6 +50,8 @@ def configure_xla_cpu(environ=os.environ) -> bool:
   if _YNN_FLAG in flags or environ.get("SOLAR_JAX_KEEP_XLA_FLAGS"):
     return False
   if _jaxlib_minor() not in _YNN_JAXLIB:
+    return False
+  if environ.get("JAX_PLATFORMS", "").strip().lower() != "cpu" and _accelerator_plugin_installed():
     return False
   environ["XLA_FLAGS"] = f"{flags} --{_YNN_FLAG}={_YNN_VALUE}".strip()
   return True
