@@ -12,7 +12,13 @@ from solar_jax.models import layers
 
 @pytest.mark.parametrize(
   "shape, groups",
-  [((3, 16, 16, 16), 8), ((2, 8, 8, 32), 32), ((2, 8, 8, 48), 4), ((4, 5, 7, 6), 1), ((2, 10, 12), 2)],
+  [
+    ((3, 16, 16, 16), 8),
+    ((2, 8, 8, 32), 32),
+    ((2, 8, 8, 48), 4),
+    ((4, 5, 7, 6), 1),
+    ((2, 10, 12), 2),
+  ],
 )
 def test_group_norm_matches_flax(shape, groups):
   rng = np.random.default_rng(0)
@@ -20,9 +26,7 @@ def test_group_norm_matches_flax(shape, groups):
   x = jnp.asarray(rng.normal(3.0, 0.7, shape), jnp.float32)
   ref, ours = nn.GroupNorm(groups), layers.GroupNorm(groups)
   params = ref.init(jax.random.key(0), x)
-  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x)) == jax.tree.map(
-    jnp.shape, params
-  )
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x)) == jax.tree.map(jnp.shape, params)
   params = jax.tree.map(lambda a: a + jnp.asarray(rng.normal(size=a.shape), jnp.float32), params)
   np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), rtol=1e-4, atol=1e-4)
 

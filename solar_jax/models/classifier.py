@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 
 from solar_jax.models import layers
-from solar_jax.models.unet import group_count
+from solar_jax.models.layers import group_count
 
 TASKS = ("multiclass", "ge_m", "ge_c")
 # Binary tasks: the GOES class from which an image counts as positive.

@@ -8,6 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def group_count(num_groups: int, channels: int) -> int:
+  """GroupNorm groups: ``num_groups`` clipped to ``channels`` and lowered to a divisor."""
+  groups = max(1, min(num_groups, channels))
+  while channels % groups:
+    groups -= 1
+  return groups
+
+
 class GroupNorm(nn.Module):
   """Group normalisation (Wu & He 2018) over ``[B, ..., C]``, a drop-in for ``nn.GroupNorm``.
 

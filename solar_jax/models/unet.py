@@ -31,16 +31,9 @@ import ml_collections
 import numpy as np
 
 from solar_jax.models import layers
+from solar_jax.models.layers import group_count
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def group_count(num_groups: int, channels: int) -> int:
-  """GroupNorm groups: ``num_groups`` clipped to ``channels`` and lowered to a divisor."""
-  groups = max(1, min(num_groups, channels))
-  while channels % groups:
-    groups -= 1
-  return groups
 
 
 def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
