@@ -201,15 +201,48 @@ def _read_npz(path) -> dict:
     return {k: data[k] for k in data.files}
 
 
+# What, besides the DDPM step, decides the images of a synthetic pool (the sampler's
+# noise is per image, so the batch size does not). Stored in the pool's npz.
+POOL_SAMPLING_KEYS = ("sampler", "num_steps", "eta", "spacing", "guidance_scale", "clip_x0", "seed")
+
+
+def pool_settings(config) -> dict:
+  """The sampling settings a synthetic pool is drawn with (JSON-friendly), from the config."""
+  s = config.sampling
+  settings = {}
+  for key in POOL_SAMPLING_KEYS:
+    value = s[key]
+    settings[key] = (
+      float(value)
+      if isinstance(value, float)
+      else value.item()
+      if hasattr(value, "item")
+      else value
+    )
+  settings["prediction"] = str(config.diffusion.prediction)
+  return settings
+
+
+def _stored_settings(data: dict) -> dict | None:
+  """The settings a cached pool was drawn with; None for a cache written before they were."""
+  try:
+    stored = {key: data[key].item() for key in (*POOL_SAMPLING_KEYS, "prediction")}
+  except KeyError:
+    return None
+  return {k: (str(v) if isinstance(v, (str, bytes, np.str_)) else v) for k, v in stored.items()}
+
+
 def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
   """Synthetic images per GOES class from the workdir's newest DDPM checkpoint.
 
   Reuses ``workdir/classifier/synthetic/step_<step>.npz`` when it holds at
-  least ``counts`` images of each class; samples (and writes) it otherwise.
+  least ``counts`` images of each class and was drawn with the config's
+  sampling settings (``pool_settings``: sampler, steps, eta, spacing, guidance,
+  x0 clipping, seed, prediction); samples (and overwrites) it otherwise.
 
   Returns:
     {'image': float32 [N,H,W,C] model space, 'label': int32 GOES index,
-     'step': DDPM step, 'path': the npz}.
+     'step': DDPM step, 'settings': pool_settings(config), 'path': the npz}.
 
   Raises:
     NoDDPMCheckpointError: the workdir holds no DDPM checkpoint.
@@ -233,8 +266,16 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
     have = per_class_counts(data["labels"], len(classes))
     if tuple(str(c) for c in data["class_names"]) != classes or np.any(have < counts):
       return path, None
+    stored = _stored_settings(data)
+    if stored != settings:
+      changed = sorted(k for k in settings if stored is None or stored.get(k) != settings[k])
+      logging.info(
+        "Resampling %s: drawn with other sampling settings (%s).", path, ", ".join(changed)
+      )
+      return path, None
     return path, data
 
+  settings = pool_settings(config)
   step = max(steps)
   path, data = cached(step)  # Found without loading the DDPM.
   if data is None:
@@ -259,12 +300,8 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
       "images": scaling.inverse(images, config.data.clip_min, config.data.clip_max),
       "labels": labels,
       "class_names": np.array(classes),
-      "seed": np.int64(config.sampling.seed),
       "step": np.int64(step),
-      "sampler": np.asarray(config.sampling.sampler),
-      "num_steps": np.int64(config.sampling.num_steps),
-      "guidance_scale": np.float64(config.sampling.guidance_scale),
-      "eta": np.float64(config.sampling.eta),
+      **{key: np.asarray(value) for key, value in settings.items()},
     }
     if parallel.is_main_process():
       path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +313,7 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
     "image": scaling.forward(images, config.data.clip_min, config.data.clip_max),
     "label": np.asarray(data["labels"], np.int32),
     "step": int(step),
+    "settings": settings,
     "path": os.fspath(path),
   }
 

@@ -21,8 +21,11 @@ Synthetic images are sampled once per DDPM checkpoint with
 ``solar_jax.sample.generate`` (the sampler of ``--mode=sample``) from
 ``checkpointing.load_inference_params``, written to
 ``workdir/classifier/synthetic/step_<step>.npz`` (DN/s, same keys as
-``samples.npz``), reused by every seed and later runs, and mapped to model
-space with ``scaling.forward``. They are not written under
+``samples.npz`` plus ``spacing``, ``clip_x0`` and ``prediction``), reused by
+every seed and by later runs with the same sampling settings (a change of
+guidance scale, sampler, steps, eta, spacing, clipping or seed resamples it and
+retrains the synthetic regimes), and mapped to model space with
+``scaling.forward``. They are not written under
 ``workdir/samples/<step>/``, which holds the set ``--mode=evaluate`` scores.
 The DDPM only sees class labels here: no test-split time is involved. Counts
 are per GOES class, the DDPM's conditioning; for the binary tasks the
@@ -406,6 +409,14 @@ def _fingerprint(config, counts: dict, synthetic_pool) -> str:
 
 
 def _save_params(run_dir, params, step: int, meta: dict) -> None:
+  # A retrained run replaces the old one, whose best step may equal or follow the new one.
+  stale = checkpointing.absolute(run_dir) / "checkpoints"
+  if parallel.is_main_process() and stale.exists():
+    stale.rmtree()
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(f"solar_jax: {run_dir} cleared")
   checkpointer = checkpointing.Checkpointer(run_dir, keep=1)
   try:
     checkpointer.save(step, {"params": params}, meta)
@@ -571,9 +582,9 @@ def _train_or_reuse(
   run_dir = _run_dir(workdir, regime, seed)
   pool = None
   if regime in SYNTHETIC_REGIMES:
-    # The pool is a function of the DDPM step and its per-class sizes (fixed sampling seed).
+    # The pool is a function of the DDPM step, its per-class sizes and the sampling settings.
     sizes = classifier_data.per_class_counts(synthetic["label"], len(config.data.classes))
-    pool = [synthetic.get("step"), sizes.tolist()]
+    pool = [synthetic.get("step"), sizes.tolist(), synthetic.get("settings")]
   fingerprint = _fingerprint(config, ts.counts, pool)
   result_path = run_dir / "result.json"
   if result_path.exists():

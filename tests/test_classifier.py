@@ -219,7 +219,7 @@ def test_two_steps_same_on_1_and_8_devices():
 # ------------------------------------------------------------- run ---
 
 
-def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_mesh):
+def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_mesh, monkeypatch):
   config = _config(seeds=(0, 1))
   splits = {
     "train": _split(TRAIN_COUNTS, 0),
@@ -256,8 +256,29 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
   assert "± " in table
 
   # A second run finds every (regime, seed) finished and reuses it.
+  trained = []
+  train_one = tc.train_one
+  monkeypatch.setattr(
+    tc, "train_one", lambda *a, **k: trained.append(k["name"]) or train_one(*a, **k)
+  )
   again = tc.run(config, tmp_path, splits=splits, synthetic=pool, mesh=one_device_mesh)
   assert again["regimes"]["real"]["seeds"]["1"] == metrics["regimes"]["real"]["seeds"]["1"]
+  assert trained == []
+  # A pool drawn with other sampling settings retrains the synthetic regimes, only those.
+  # Same images, so the same best steps: the old checkpoints are replaced, not kept.
+  third = tc.run(
+    config,
+    tmp_path,
+    splits=splits,
+    synthetic={**pool, "settings": {"guidance_scale": 3.0}},
+    mesh=one_device_mesh,
+  )
+  assert sorted(trained) == [
+    f"{r}/seed{s}" for r in ("real_synthetic", "synthetic_only") for s in (0, 1)
+  ]
+  run_dir = out / "runs" / "real_synthetic" / "seed_0" / "checkpoints"
+  best = third["regimes"]["real_synthetic"]["seeds"]["0"]["best_step"]
+  assert [p.name for p in run_dir.iterdir() if p.name.isdigit()] == [str(best)]
 
   # The 'real' seed-0 classifier is the evaluation's feature extractor.
   config.evaluation.batch_size = 4
@@ -299,8 +320,55 @@ def test_synthetic_pool_reads_its_cache_and_maps_dns_to_model_space(tmp_path):
   images = np.full((3, SIZE, SIZE, 1), lo, np.float32)
   images[1], images[2] = hi, np.sqrt(lo * hi)  # Geometric midpoint -> 0 in model space.
   labels = np.array([0, 2, 2], np.int32)
-  np.savez(cache / "step_5.npz", images=images, labels=labels, class_names=np.array(GOES))
+  settings = {k: np.asarray(v) for k, v in cd.pool_settings(config).items()}
+  np.savez(
+    cache / "step_5.npz", images=images, labels=labels, class_names=np.array(GOES), **settings
+  )
   pool = cd.synthetic_pool(config, tmp_path, [1, 0, 2, 0, 0])  # Served from the cache.
   assert pool["step"] == 5
+  assert pool["settings"] == cd.pool_settings(config)
   np.testing.assert_array_equal(pool["label"], labels)
   np.testing.assert_allclose(pool["image"][:, 0, 0, 0], [-1.0, 1.0, 0.0], atol=1e-6)
+
+
+def test_synthetic_pool_resamples_when_the_sampling_settings_change(tmp_path, monkeypatch):
+  from solar_jax import sample
+
+  config = _config()
+  (tmp_path / "checkpoints" / "5").mkdir(parents=True)
+  cache = tmp_path / "classifier" / "synthetic"
+  cache.mkdir(parents=True)
+  stale = np.full((2, SIZE, SIZE, 1), config.data.clip_max, np.float32)
+  # Drawn with guidance 1.
+  settings = {k: np.asarray(v) for k, v in cd.pool_settings(config).items()}
+  np.savez(
+    cache / "step_5.npz",
+    images=stale,
+    labels=np.array([0, 1]),
+    class_names=np.array(GOES),
+    **settings,
+  )
+  sampled = []
+
+  def generate(config, params, labels, **kwargs):
+    sampled.append((config.sampling.guidance_scale, labels.tolist()))
+    return np.full((len(labels), SIZE, SIZE, 1), -1.0, np.float32)
+
+  monkeypatch.setattr(sample, "generate", generate)
+  monkeypatch.setattr(
+    cd.checkpointing, "load_inference_params", lambda workdir, config, mesh: ({}, 5)
+  )
+  config.sampling.guidance_scale = 3.0
+  pool = cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])
+  assert sampled == [(3.0, [0, 1])]
+  np.testing.assert_allclose(pool["image"], -1.0)  # The new images, not the stale ones.
+  assert pool["settings"]["guidance_scale"] == 3.0
+  with np.load(cache / "step_5.npz") as data:
+    assert float(data["guidance_scale"]) == 3.0 and str(data["sampler"]) == config.sampling.sampler
+  # Same settings again: served from the rewritten cache, nothing sampled.
+  assert cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])["settings"] == pool["settings"]
+  assert len(sampled) == 1
+  # A cache written before the settings were stored is resampled too.
+  np.savez(cache / "step_5.npz", images=stale, labels=np.array([0, 1]), class_names=np.array(GOES))
+  cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])
+  assert len(sampled) == 2
