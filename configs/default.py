@@ -131,6 +131,10 @@ def get_config() -> ml_collections.ConfigDict:
     "synthetic_only",
   )
   classifier.synthetic_ratio = 1.0  # Synthetic images per missing real image.
+  # Classifier-free guidance of the synthetic training images; None = sampling.guidance_scale.
+  # Stronger guidance sharpens what tells the classes apart at some cost in FID
+  # (measured on the quickstart: README, "Guidance of the synthetic training images").
+  classifier.guidance_scale = ml_collections.config_dict.placeholder(float)
 
   # ---------------------------------------------------------------- mesh ---
   mesh = config.mesh = ml_collections.ConfigDict()

@@ -206,9 +206,19 @@ def _read_npz(path) -> dict:
 POOL_SAMPLING_KEYS = ("sampler", "num_steps", "eta", "spacing", "guidance_scale", "clip_x0", "seed")
 
 
+def pool_config(config) -> ml_collections.ConfigDict:
+  """``config`` with ``classifier.guidance_scale`` (when set) as the sampling guidance."""
+  scale = config.classifier.get("guidance_scale")
+  if scale is None or float(scale) == float(config.sampling.guidance_scale):
+    return config
+  config = config.copy_and_resolve_references()
+  config.sampling.guidance_scale = float(scale)
+  return config
+
+
 def pool_settings(config) -> dict:
   """The sampling settings a synthetic pool is drawn with (JSON-friendly), from the config."""
-  s = config.sampling
+  s = pool_config(config).sampling
   settings = {}
   for key in POOL_SAMPLING_KEYS:
     value = s[key]
@@ -238,7 +248,8 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
   Reuses ``workdir/classifier/synthetic/step_<step>.npz`` when it holds at
   least ``counts`` images of each class and was drawn with the config's
   sampling settings (``pool_settings``: sampler, steps, eta, spacing, guidance,
-  x0 clipping, seed, prediction); samples (and overwrites) it otherwise.
+  x0 clipping, seed, prediction); samples (and overwrites) it otherwise. The
+  guidance is ``classifier.guidance_scale`` when set, else ``sampling.guidance_scale``.
 
   Returns:
     {'image': float32 [N,H,W,C] model space, 'label': int32 GOES index,
@@ -248,6 +259,7 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
     NoDDPMCheckpointError: the workdir holds no DDPM checkpoint.
   """
   counts = np.asarray(counts, np.int64)
+  config = pool_config(config)
   classes = tuple(config.data.classes)
   checkpoints = epath.Path(workdir) / "checkpoints"
   steps = []

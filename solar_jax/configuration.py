@@ -134,8 +134,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
   _choice(sampling.counts, "sampling.counts", SAMPLE_COUNTS)
   _in_range(sampling.num_steps, "sampling.num_steps", 1, diffusion.num_timesteps)
   _in_range(sampling.eta, "sampling.eta", 0.0, 1.0)
-  if sampling.guidance_scale < 0:
-    raise ConfigError(f"sampling.guidance_scale={sampling.guidance_scale} must be >= 0.")
+  for name, scale in (
+    ("sampling.guidance_scale", sampling.guidance_scale),
+    ("classifier.guidance_scale", config.classifier.guidance_scale),
+  ):
+    if scale is not None and not scale >= 0:
+      raise ConfigError(f"{name}={scale} must be >= 0.")
   _positive(sampling.batch_size, "sampling.batch_size")
   if len(sampling.per_class) != len(data.classes) or min(sampling.per_class) < 0:
     raise ConfigError(

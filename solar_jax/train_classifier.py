@@ -394,9 +394,12 @@ def _fingerprint(config, counts: dict, synthetic_pool) -> str:
   """What a finished run depends on: reused only when all of it matches."""
   return json.dumps(
     {
-      # Adding a seed or a regime leaves the finished runs valid.
+      # Adding a seed or a regime leaves the finished runs valid; the pool's guidance
+      # counts through synthetic_pool (the real regimes do not depend on it).
       "classifier": {
-        k: v for k, v in config.classifier.to_dict().items() if k not in ("seeds", "regimes")
+        k: v
+        for k, v in config.classifier.to_dict().items()
+        if k not in ("seeds", "regimes", "guidance_scale")
       },
       "data": config.data.to_dict(),
       "seed": config.seed,
@@ -503,6 +506,7 @@ def run(
   if synthetic is not None:
     metrics["synthetic"] = {
       "ddpm_step": synthetic.get("step"),
+      "settings": synthetic.get("settings"),
       "path": synthetic.get("path", ""),
       **classifier_data.describe(synthetic["label"], goes),
     }
@@ -626,6 +630,22 @@ def _pm(stats: dict | None) -> str:
   return f"{stats['mean']:.3f} ± {std:.3f}" if std is not None else f"{stats['mean']:.3f}"
 
 
+def _pool_line(synthetic: dict | None) -> list[str]:
+  """How the synthetic training images were drawn, as a paragraph (none if unknown)."""
+  settings = (synthetic or {}).get("settings") or {}
+  if not {"sampler", "num_steps", "eta", "guidance_scale", "seed"} <= settings.keys():
+    return []
+  if settings["sampler"] == "ddim":
+    sampler = f"DDIM {settings['num_steps']} steps, η {settings['eta']:g}"
+  else:
+    sampler = "ancestral DDPM"
+  return [
+    f"Synthetic images: DDPM step {synthetic.get('ddpm_step')}, {sampler}, guidance "
+    f"{settings['guidance_scale']:g}, seed {settings['seed']}.",
+    "",
+  ]
+
+
 def results_table_markdown(metrics: dict) -> str:
   """Markdown tables of ``classifier/metrics.json``: scores (mean ± std over seeds) and counts."""
   names = metrics["class_names"]
@@ -656,6 +676,7 @@ def results_table_markdown(metrics: dict) -> str:
     lines.append("| " + " | ".join(cells) + " |")
   lines += [
     "",
+    *_pool_line(metrics.get("synthetic")),
     "Training examples per class and epoch (real + synthetic):",
     "",
     "| regime | " + " | ".join(names) + " | total |",

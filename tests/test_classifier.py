@@ -270,12 +270,13 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
     config,
     tmp_path,
     splits=splits,
-    synthetic={**pool, "settings": {"guidance_scale": 3.0}},
+    synthetic={**pool, "settings": {**cd.pool_settings(config), "guidance_scale": 3.0}},
     mesh=one_device_mesh,
   )
   assert sorted(trained) == [
     f"{r}/seed{s}" for r in ("real_synthetic", "synthetic_only") for s in (0, 1)
   ]
+  assert "guidance 3, seed 0." in tc.results_table_markdown(third)
   run_dir = out / "runs" / "real_synthetic" / "seed_0" / "checkpoints"
   best = third["regimes"]["real_synthetic"]["seeds"]["0"]["best_step"]
   assert [p.name for p in run_dir.iterdir() if p.name.isdigit()] == [str(best)]
@@ -358,14 +359,16 @@ def test_synthetic_pool_resamples_when_the_sampling_settings_change(tmp_path, mo
   monkeypatch.setattr(
     cd.checkpointing, "load_inference_params", lambda workdir, config, mesh: ({}, 5)
   )
-  config.sampling.guidance_scale = 3.0
+  config.classifier.guidance_scale = 3.0  # The pool's own guidance; sampling's stays 1.
   pool = cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])
-  assert sampled == [(3.0, [0, 1])]
+  assert sampled == [(3.0, [0, 1])] and config.sampling.guidance_scale == 1.0
   np.testing.assert_allclose(pool["image"], -1.0)  # The new images, not the stale ones.
   assert pool["settings"]["guidance_scale"] == 3.0
   with np.load(cache / "step_5.npz") as data:
     assert float(data["guidance_scale"]) == 3.0 and str(data["sampler"]) == config.sampling.sampler
-  # Same settings again: served from the rewritten cache, nothing sampled.
+  # Same settings again (here through sampling.guidance_scale): served from the
+  # rewritten cache, nothing sampled.
+  config.classifier.guidance_scale, config.sampling.guidance_scale = None, 3.0
   assert cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])["settings"] == pool["settings"]
   assert len(sampled) == 1
   # A cache written before the settings were stored is resampled too.
