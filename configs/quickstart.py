@@ -60,7 +60,8 @@ def get_config():
   # The synthetic training images with guidance 10 (the samples of --mode=sample and
   # the evaluation keep guidance 1). Macro F1 of real_synthetic / synthetic_only on this
   # demo, 3 seeds: guidance 1: 0.213 / 0.137, 3: 0.317 / 0.161, 6: 0.356 / 0.286,
-  # 10: 0.397 / 0.344 (real only: 0.292): stronger guidance makes the flare classes'
-  # brightenings that 1000 training steps learn only faintly visible (README).
+  # 10: 0.397 / 0.344 (real only: 0.292; oversampling 0.390): stronger guidance brings
+  # out the flare brightenings that 1000 training steps learn only faintly, at a cost in
+  # FID (README, "Guidance of the synthetic training images").
   config.classifier.guidance_scale = 10.0
   return config

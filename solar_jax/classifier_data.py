@@ -218,28 +218,18 @@ def pool_config(config) -> ml_collections.ConfigDict:
 
 def pool_settings(config) -> dict:
   """The sampling settings a synthetic pool is drawn with (JSON-friendly), from the config."""
-  s = pool_config(config).sampling
-  settings = {}
-  for key in POOL_SAMPLING_KEYS:
-    value = s[key]
-    settings[key] = (
-      float(value)
-      if isinstance(value, float)
-      else value.item()
-      if hasattr(value, "item")
-      else value
-    )
-  settings["prediction"] = str(config.diffusion.prediction)
+  sampling = pool_config(config).sampling
+  settings = {key: sampling[key] for key in POOL_SAMPLING_KEYS}
+  settings["prediction"] = config.diffusion.prediction
   return settings
 
 
 def _stored_settings(data: dict) -> dict | None:
   """The settings a cached pool was drawn with; None for a cache written before they were."""
   try:
-    stored = {key: data[key].item() for key in (*POOL_SAMPLING_KEYS, "prediction")}
+    return {key: data[key].item() for key in (*POOL_SAMPLING_KEYS, "prediction")}
   except KeyError:
     return None
-  return {k: (str(v) if isinstance(v, (str, bytes, np.str_)) else v) for k, v in stored.items()}
 
 
 def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
