@@ -106,6 +106,26 @@ def build_report(config, workdir) -> str:
     parts += ["", "## Evaluation: how real are the synthetic Suns?", ""]
     parts.append(metrics_table(json.loads(evaluation.read_text())))
     parts += [""] + _images(workdir / "eval", workdir)
+    pool = workdir / "eval" / "classifier_pool" / "metrics.json"
+    if pool.exists():
+      metrics = json.loads(pool.read_text())
+      drawn = metrics.get("samples", {})
+      source = epath.Path(drawn.get("path", ""))
+      if source.is_relative_to(workdir):
+        source = source.relative_to(workdir)
+      parts += [
+        "",
+        "### The classifier's synthetic training images",
+        "",
+        f"The images the synthetic regimes trained on (`{source}`, guidance "
+        f"{drawn.get('guidance_scale', '?')}), scored like the samples above "
+        f"(N={metrics.get('num_images')}; details in "
+        f"`{(pool.parent / 'metrics.json').relative_to(workdir)}`):",
+        "",
+        metrics_table(metrics.get("summary", {})),
+        "",
+        *_images(pool.parent, workdir),
+      ]
   parts += [
     "",
     "---",

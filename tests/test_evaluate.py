@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from solar_jax import report
 from solar_jax.evaluation import evaluate, physics
 
 
@@ -95,9 +96,9 @@ def test_a_brighter_model_is_worse_and_the_class_mix_is_matched(tmp_path, config
   assert counts["generated_overall"] == counts["real_overall"]  # Enough of each class.
 
 
-def _write_samples(workdir, step, data):
-  out = workdir / "samples" / str(step)
-  out.mkdir(parents=True)
+def _write_samples(workdir, step, data, path=None, guidance=1.0):
+  path = path or workdir / "samples" / str(step) / "samples.npz"
+  path.parent.mkdir(parents=True, exist_ok=True)
   buffer = io.BytesIO()
   np.savez(
     buffer,
@@ -109,9 +110,9 @@ def _write_samples(workdir, step, data):
     sampler=np.asarray("ddim"),
     num_steps=np.asarray(5),
     eta=np.asarray(0.0),
-    guidance_scale=np.asarray(1.0),
+    guidance_scale=np.asarray(guidance),
   )
-  (out / "samples.npz").write_bytes(buffer.getvalue())
+  path.write_bytes(buffer.getvalue())
 
 
 def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
@@ -133,6 +134,36 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
     "grid_B.png",
     "grid_C.png",
   ]
+
+
+def test_run_also_scores_the_classifier_pool_when_drawn_otherwise(tmp_path, config, monkeypatch):
+  rng = np.random.default_rng(3)
+  real = _data(rng, 50)
+  samples = _data(rng, 30)
+  _write_samples(tmp_path, 40, samples)
+  pool_path = tmp_path / "classifier" / "synthetic" / "step_40.npz"
+  # Drawn like the samples: nothing more to score.
+  _write_samples(tmp_path, 40, samples, path=pool_path)
+  monkeypatch.setattr(evaluate, "load_real", lambda cfg, max_examples: real)
+  monkeypatch.setattr(
+    evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pixels": _pixel_features}, {})
+  )
+  assert "classifier_pool" not in evaluate.run(config, tmp_path)
+  assert not (tmp_path / "eval" / "classifier_pool").exists()
+  # With guidance 10 and three times brighter: scored on its own, and worse.
+  bright = {"images": samples["images"] * 3.0, "labels": samples["labels"]}
+  _write_samples(tmp_path, 40, bright, path=pool_path, guidance=10.0)
+  metrics = evaluate.run(config, tmp_path)
+  pool = json.loads((tmp_path / "eval" / "classifier_pool" / "metrics.json").read_text())
+  assert pool["samples"]["guidance_scale"] == 10.0 and pool["samples"]["path"] == str(pool_path)
+  assert pool == json.loads(json.dumps(evaluate._jsonable(metrics["classifier_pool"])))
+  assert pool["summary"]["pixels"]["fid"] > 5 * metrics["summary"]["pixels"]["fid"]
+  assert pool["physics"]["intensity_wasserstein_dex"] == pytest.approx(np.log10(3.0), abs=0.05)
+  assert (tmp_path / "eval" / "classifier_pool" / "grid_A.png").exists()
+  text = report.build_report(config, tmp_path)
+  section = text[text.index("### The classifier's synthetic training images") :]
+  assert "guidance 10.0" in section and "(eval/classifier_pool/grid_A.png)" in section
+  assert f"| pixels.fid | {pool['summary']['pixels']['fid']:.4g} |" in section
 
 
 def test_missing_inputs_are_clear_errors(tmp_path, config):

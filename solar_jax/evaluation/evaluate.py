@@ -10,7 +10,12 @@ every extractor in ``config.evaluation.extractors`` and writes to
   statistics; every figure carries the number of images behind it;
 * ``features_<extractor>.npz``: the features, labels and image indices used;
 * PNGs: real vs synthetic grids per class, on-disk intensity histograms, limb
-  profiles, power spectra and cluster occupancy bars.
+  profiles, power spectra and cluster occupancy bars;
+* ``classifier_pool/``: the same for the synthetic images the flare classifier
+  trained on (``workdir/classifier/synthetic/step_<step>.npz`` of the samples'
+  step), when they were drawn with other sampling settings than the samples
+  (for example ``classifier.guidance_scale``), so that the realism of the
+  images behind the classifier's figures is on record too.
 
 Which images. Up to ``num_images × num_classes`` real images are read, so
 rarer classes have real images for the per-class figures. The overall figures
@@ -486,15 +491,7 @@ def run(config, workdir, mesh=None) -> dict:
     )
   out_dir = workdir / "eval"
   main = parallel.is_main_process()
-  samples_info = {
-    "path": str(samples_path),
-    "step": int(generated.get("step", int(samples_path.parent.name))),
-    **{
-      k: _jsonable(generated[k])
-      for k in ("sampler", "num_steps", "guidance_scale", "seed", "eta")
-      if k in generated
-    },
-  }
+  samples_info = _samples_info(samples_path, generated)
   extra = {"samples": samples_info, "skipped_extractors": skipped}
   metrics = evaluate_arrays(
     config, real, generated, extractors, out_dir if main else None, extra=extra
@@ -504,4 +501,40 @@ def run(config, workdir, mesh=None) -> dict:
       f"[solar_jax] evaluation (N={metrics['num_images']}): {json.dumps(_jsonable(metrics['summary']))}"
     )
     print(f"[solar_jax] wrote {out_dir}/metrics.json", flush=True)
+  pool_path = workdir / "classifier" / "synthetic" / f"step_{samples_info['step']}.npz"
+  if pool_path.exists():
+    pool = load_samples(pool_path)
+    pool_info = _samples_info(pool_path, pool)
+    differs = [k for k in SAMPLER_KEYS if pool_info.get(k) != samples_info.get(k)]
+    if differs and tuple(str(x) for x in pool["class_names"]) == names:
+      pool_dir = out_dir / "classifier_pool"
+      pool_metrics = evaluate_arrays(
+        config,
+        real,
+        pool,
+        extractors,
+        pool_dir if main else None,
+        extra={"samples": pool_info, "skipped_extractors": skipped},
+      )
+      metrics["classifier_pool"] = pool_metrics
+      if main:
+        print(
+          f"[solar_jax] evaluation of the classifier's synthetic images (other "
+          f"{', '.join(differs)} than the samples; N={pool_metrics['num_images']}): "
+          f"{json.dumps(_jsonable(pool_metrics['summary']))}"
+        )
+        print(f"[solar_jax] wrote {pool_dir}/metrics.json", flush=True)
   return metrics
+
+
+SAMPLER_KEYS = ("sampler", "num_steps", "guidance_scale", "seed", "eta")
+
+
+def _samples_info(path, generated: dict) -> dict:
+  """Where a generated set comes from: path, DDPM step and sampler settings."""
+  step = generated["step"] if "step" in generated else path.parent.name
+  return {
+    "path": str(path),
+    "step": int(step),
+    **{k: _jsonable(generated[k]) for k in SAMPLER_KEYS if k in generated},
+  }
