@@ -20,6 +20,7 @@ from etils import epath
 
 from solar_jax import checkpointing, parallel
 from solar_jax.data import scaling
+from solar_jax.diffusion import samplers
 from solar_jax.models import classifier as classifier_lib
 
 SYNTHETIC_REGIMES = ("real_synthetic", "synthetic_only")
@@ -201,11 +202,6 @@ def _read_npz(path) -> dict:
     return {k: data[k] for k in data.files}
 
 
-# What, besides the DDPM step, decides the images of a synthetic pool (the sampler's
-# noise is per image, so the batch size does not). Stored in the pool's npz.
-POOL_SAMPLING_KEYS = ("sampler", "num_steps", "eta", "spacing", "guidance_scale", "clip_x0", "seed")
-
-
 def pool_config(config) -> ml_collections.ConfigDict:
   """``config`` with ``classifier.guidance_scale`` (when set) as the sampling guidance."""
   scale = config.classifier.get("guidance_scale")
@@ -217,17 +213,26 @@ def pool_config(config) -> ml_collections.ConfigDict:
 
 
 def pool_settings(config) -> dict:
-  """The sampling settings a synthetic pool is drawn with (JSON-friendly), from the config."""
-  sampling = pool_config(config).sampling
-  settings = {key: sampling[key] for key in POOL_SAMPLING_KEYS}
-  settings["prediction"] = config.diffusion.prediction
-  return settings
+  """The settings that decide a synthetic pool's images, besides the DDPM step (JSON-friendly).
+
+  ``samplers.recorded_settings`` (as samples.npz records them) plus the DDIM spacing,
+  x0 clipping and the model's prediction; the sampler's noise is per image, so the
+  batch size does not count.
+  """
+  config = pool_config(config)
+  s = config.sampling
+  return {
+    **samplers.recorded_settings(config),
+    "spacing": s.spacing,
+    "clip_x0": bool(s.clip_x0),
+    "prediction": config.diffusion.prediction,
+  }
 
 
-def _stored_settings(data: dict) -> dict | None:
+def _stored_settings(data: dict, keys) -> dict | None:
   """The settings a cached pool was drawn with; None for a cache written before they were."""
   try:
-    return {key: data[key].item() for key in (*POOL_SAMPLING_KEYS, "prediction")}
+    return {key: data[key].item() for key in keys}
   except KeyError:
     return None
 
@@ -268,7 +273,7 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
     have = per_class_counts(data["labels"], len(classes))
     if tuple(str(c) for c in data["class_names"]) != classes or np.any(have < counts):
       return path, None
-    stored = _stored_settings(data)
+    stored = _stored_settings(data, settings)
     if stored != settings:
       changed = sorted(k for k in settings if stored is None or stored.get(k) != settings[k])
       logging.info(

@@ -252,13 +252,7 @@ def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -
     return out_dir
 
   s = config.sampling
-  num_steps = config.diffusion.num_timesteps if s.sampler == "ddpm" else s.num_steps
-  info = dict(
-    sampler=s.sampler,
-    num_steps=int(num_steps),
-    eta=float(s.eta) if s.sampler == "ddim" else 1.0,  # DDPM is DDIM with eta = 1.
-    guidance_scale=float(s.guidance_scale),
-  )
+  info = samplers.recorded_settings(config)
   out_dir.mkdir(parents=True, exist_ok=True)
   buffer = io.BytesIO()
   np.savez(
@@ -266,7 +260,6 @@ def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -
     images=images_dns.astype(np.float32),
     labels=labels,
     class_names=np.array(class_names),
-    seed=np.int64(s.seed),
     step=np.int64(step),
     **{k: np.asarray(v) for k, v in info.items()},
   )
@@ -280,7 +273,7 @@ def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -
     labels[subset],
     class_names,
     out_dir / "grid.png",
-    title=f"step {step}: {s.sampler}, {num_steps} steps, guidance {s.guidance_scale:g}",
+    title=f"step {step}: {s.sampler}, {info['num_steps']} steps, guidance {s.guidance_scale:g}",
     vmin=config.data.clip_min,
     vmax=config.data.clip_max,
     ncols=GRID_PER_CLASS,

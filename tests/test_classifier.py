@@ -15,6 +15,7 @@ from configs import tiny
 from solar_jax import checkpointing, parallel
 from solar_jax import classifier_data as cd
 from solar_jax import train_classifier as tc
+from solar_jax.diffusion import samplers
 from solar_jax.models import classifier as classifier_lib
 
 SIZE = 16
@@ -375,3 +376,16 @@ def test_synthetic_pool_resamples_when_the_sampling_settings_change(tmp_path, mo
   np.savez(cache / "step_5.npz", images=stale, labels=np.array([0, 1]), class_names=np.array(GOES))
   cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])
   assert len(sampled) == 2
+
+
+def test_pool_settings_record_what_samples_npz_records():
+  # The pool's settings extend those of samples.npz, with the same effective values:
+  # DDPM runs all T steps with eta 1, whatever sampling.num_steps and eta say.
+  config = _config()
+  config.sampling.sampler = "ddpm"
+  settings = cd.pool_settings(config)
+  assert settings["num_steps"] == config.diffusion.num_timesteps and settings["eta"] == 1.0
+  config.sampling.num_steps, config.sampling.eta = 7, 0.0
+  assert cd.pool_settings(config) == settings
+  recorded = samplers.recorded_settings(config)
+  assert {k: settings[k] for k in recorded} == recorded

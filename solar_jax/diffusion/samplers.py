@@ -89,6 +89,24 @@ class SamplerSpec(NamedTuple):
     )
 
 
+def recorded_settings(config: ml_collections.ConfigDict) -> dict:
+  """How a sampled set is drawn, as written beside its images: the effective values.
+
+  DDPM runs all ``num_timesteps`` steps and is DDIM with eta = 1, whatever
+  ``sampling.num_steps`` and ``sampling.eta`` say, so two sets drawn alike
+  record alike.
+  """
+  s = config.sampling
+  ddpm = s.sampler == "ddpm"
+  return {
+    "sampler": s.sampler,
+    "num_steps": int(config.diffusion.num_timesteps if ddpm else s.num_steps),
+    "eta": 1.0 if ddpm else float(s.eta),
+    "guidance_scale": float(s.guidance_scale),
+    "seed": int(s.seed),
+  }
+
+
 def _check_spec(spec: SamplerSpec, num_timesteps: int) -> None:
   if spec.sampler not in SAMPLERS:
     raise ValueError(

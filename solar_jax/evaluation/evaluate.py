@@ -505,7 +505,10 @@ def run(config, workdir, mesh=None) -> dict:
   if pool_path.exists():
     pool = load_samples(pool_path)
     pool_info = _samples_info(pool_path, pool)
-    differs = [k for k in SAMPLER_KEYS if pool_info.get(k) != samples_info.get(k)]
+    # Compared on what samples.npz records (samplers.recorded_settings).
+    differs = [
+      k for k in samples_info if k not in ("path", "step") and pool_info.get(k) != samples_info[k]
+    ]
     if differs and tuple(str(x) for x in pool["class_names"]) == names:
       pool_dir = out_dir / "classifier_pool"
       pool_metrics = evaluate_arrays(
@@ -527,14 +530,14 @@ def run(config, workdir, mesh=None) -> dict:
   return metrics
 
 
-SAMPLER_KEYS = ("sampler", "num_steps", "guidance_scale", "seed", "eta")
+_IMAGE_KEYS = ("images", "labels", "class_names", "step")
 
 
 def _samples_info(path, generated: dict) -> dict:
-  """Where a generated set comes from: path, DDPM step and sampler settings."""
+  """Where a generated set comes from: path, DDPM step and the settings its npz records."""
   step = generated["step"] if "step" in generated else path.parent.name
   return {
     "path": str(path),
     "step": int(step),
-    **{k: _jsonable(generated[k]) for k in SAMPLER_KEYS if k in generated},
+    **{k: _jsonable(v) for k, v in generated.items() if k not in _IMAGE_KEYS},
   }
