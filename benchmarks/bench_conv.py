@@ -24,7 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import solar_jax  # noqa: F401  (XLA:CPU flags, as in training)
+from solar_jax import xla_flags
+
+xla_flags.configure_xla_cpu()  # As training does: the same XLA:CPU kernels.
 
 DN = ("NHWC", "HWIO", "NHWC")
 # The quickstart UNet's convolution shapes (batch 16): base 16, multipliers 1,2,2,2.

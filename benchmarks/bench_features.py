@@ -20,6 +20,7 @@ import time
 import jax
 import numpy as np
 
+from solar_jax import xla_flags  # noqa: E402
 from solar_jax.models import inception
 
 
@@ -44,6 +45,7 @@ def _load_config(path: str):
 
 
 def main() -> None:
+  xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend, as training does.
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--image_size", type=int, default=64)
   parser.add_argument("--batch_sizes", default="8,32")

@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from solar_jax import xla_flags  # noqa: E402
 from solar_jax.diffusion import samplers, schedules  # noqa: E402
 from solar_jax.models import unet  # noqa: E402
 
@@ -50,6 +51,7 @@ def _timed(fn):
 
 
 def main():
+  xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend, as training does.
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="tiny", help="configs/<name>.py")
   parser.add_argument("--batch", type=int, default=4)

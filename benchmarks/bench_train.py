@@ -50,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from solar_jax import parallel, train  # noqa: E402
+from solar_jax import parallel, train, train_state, xla_flags  # noqa: E402
 from solar_jax.diffusion import schedules  # noqa: E402
 from solar_jax.models import unet  # noqa: E402
 
@@ -105,8 +105,8 @@ class Ours:
   def __init__(self, config, host_batches):
     self.mesh = parallel.create_mesh(config.mesh, jax.devices()[:1])
     with jax.set_mesh(self.mesh):
-      abstract, _ = train.abstract_train_state(config, self.mesh)
-      self.state = train.init_train_state(config, self.mesh)
+      abstract, _ = train_state.abstract_train_state(config, self.mesh)
+      self.state = train_state.init_train_state(config, self.mesh)
       self.batches = [parallel.make_global_batch(self.mesh, b) for b in host_batches]
       lowered = train.make_train_step(config, self.mesh, abstract).lower(
         self.state, self.batches[0]
@@ -392,6 +392,7 @@ def _table(results: list[dict]) -> str:
 
 
 def main():
+  xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend, as training does.
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument(
     "--models", default="quickstart,mid", help="comma-separated configs/<name>.py; mid = default"

@@ -23,8 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
   data.dataset = "sdo_aia171"  # TFDS name of the builder in tfds_builders/.
   data.builder_config = "64"  # Stored resolution: one of 64, 128, 256, 512.
   data.data_dir = ""  # TFDS data dir ('' = TFDS default); may be gs://.
-  data.manual_dir = ""  # Manual dir the builder reads (see the builder README).
-  data.image_size = 64  # Side the model sees; must equal the stored side.
+  # Side the model sees; must divide the stored side, the input pipeline averages
+  # stored pixels in blocks of builder_config / image_size (DN/s, flux-conserving).
+  data.image_size = 64
   data.channels = 1
   data.classes = GOES_CLASSES
   # Intensity transform: clip DN/s to [clip_min, clip_max], log10, then map
@@ -34,10 +35,6 @@ def get_config() -> ml_collections.ConfigDict:
   data.shuffle_buffer = 2048
   data.class_balance = False  # Resample train examples to equal class counts.
   data.prefetch = 2
-  # Labelling (used by the builder): a frame within this many minutes of a
-  # listed flare's peak is "flaring" and takes that flare's class.
-  data.flare_window_minutes = 30.0
-  data.quiet_policy = "background"  # 'background' (class of XRS flux) or 'drop'.
 
   # --------------------------------------------------------------- model ---
   model = config.model = ml_collections.ConfigDict()

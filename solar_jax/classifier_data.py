@@ -10,16 +10,15 @@ weights work on the classifier task's classes.
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 
 import ml_collections
 import numpy as np
 from absl import logging
-from etils import epath
 
-from solar_jax import checkpointing, parallel
-from solar_jax.data import scaling
+from solar_jax import errors, parallel, sample
+from solar_jax import workdir as wd
+from solar_jax.data import input_pipeline, scaling
 from solar_jax.diffusion import samplers
 from solar_jax.models import classifier as classifier_lib
 
@@ -52,7 +51,7 @@ def synthetic_topup_counts(train_counts, ratio: float) -> np.ndarray:
   """``ratio * (max_c n_c - n_c)`` per class, rounded half up: images that balance the classes."""
   train_counts = np.asarray(train_counts, np.int64)
   if ratio < 0:
-    raise ValueError(f"classifier.synthetic_ratio={ratio} must be >= 0.")
+    raise errors.ConfigError(f"classifier.synthetic_ratio={ratio} must be >= 0.")
   return np.floor(ratio * (train_counts.max() - train_counts) + 0.5).astype(np.int64)
 
 
@@ -192,14 +191,8 @@ class EpochSampler:
 # --------------------------------------------------------- synthetic ---
 
 
-class NoDDPMCheckpointError(FileNotFoundError):
+class NoDDPMCheckpointError(errors.MissingInputError):
   """The workdir has no diffusion checkpoint to sample synthetic images from."""
-
-
-def _read_npz(path) -> dict:
-  with epath.Path(path).open("rb") as f:
-    data = np.load(io.BytesIO(f.read()))
-    return {k: data[k] for k in data.files}
 
 
 def pool_config(config) -> ml_collections.ConfigDict:
@@ -256,20 +249,18 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
   counts = np.asarray(counts, np.int64)
   config = pool_config(config)
   classes = tuple(config.data.classes)
-  checkpoints = epath.Path(workdir) / "checkpoints"
-  steps = []
-  if checkpoints.exists():
-    steps = [int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()]
+  checkpoints = wd.checkpoints_dir(workdir)
+  steps = wd.steps(checkpoints)
   if not steps:
     raise NoDDPMCheckpointError(
       f"no checkpoint in {checkpoints}: train the DDPM first (--mode=train) with this workdir."
     )
 
   def cached(step):
-    path = epath.Path(workdir) / "classifier" / "synthetic" / f"step_{step}.npz"
+    path = wd.pool_path(workdir, step)
     if not path.exists():
       return path, None
-    data = _read_npz(path)
+    data = wd.read_npz(path)
     have = per_class_counts(data["labels"], len(classes))
     if tuple(str(c) for c in data["class_names"]) != classes or np.any(have < counts):
       return path, None
@@ -287,13 +278,11 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
   path, data = cached(step)  # Found without loading the DDPM.
   if data is None:
     try:
-      params, step = checkpointing.load_inference_params(workdir, config, mesh=mesh)
-    except FileNotFoundError as e:
+      params, step = sample.load_inference_params(workdir, config, mesh=mesh)
+    except errors.MissingInputError as e:
       raise NoDDPMCheckpointError(str(e)) from None
     path, data = cached(step)  # An unreadable newest checkpoint falls back to an older step.
   if data is None:
-    from solar_jax import sample  # The DDPM sampler: only when sampling.
-
     labels = np.repeat(np.arange(len(classes), dtype=np.int32), counts)
     logging.info("Sampling %d synthetic images %s at DDPM step %d.", len(labels), counts, step)
     images = sample.generate(
@@ -312,9 +301,7 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
     }
     if parallel.is_main_process():
       path.parent.mkdir(parents=True, exist_ok=True)
-      buffer = io.BytesIO()
-      np.savez(buffer, **data)
-      path.write_bytes(buffer.getvalue())
+      wd.write_npz(path, **data)
   images = np.asarray(data["images"], np.float32)
   return {
     "image": scaling.forward(images, config.data.clip_min, config.data.clip_max),
@@ -345,18 +332,16 @@ def check_splits(config: ml_collections.ConfigDict, splits: dict) -> None:
       raise KeyError(f"the classifier needs a {name!r} split; got {sorted(splits)}.")
     shape = tuple(np.shape(splits[name]["image"])[1:])
     if len(splits[name]["label"]) and shape != want:
-      raise ValueError(
+      raise errors.InputMismatchError(
         f"{name} images have shape {shape}, but data.image_size={config.data.image_size} "
         f"and data.channels={config.data.channels} ask for {want}."
       )
   if len(splits["test"]["label"]) == 0:
-    raise ValueError("the test split is empty: nothing to score the classifier on.")
+    raise errors.InputMismatchError("the test split is empty: nothing to score the classifier on.")
 
 
 def load_real_splits(config) -> dict[str, dict]:
   """Train, validation and test splits in model space, in memory."""
-  from solar_jax.data import input_pipeline  # TensorFlow: only when reading data.
-
   return {
     split: input_pipeline.load_split_arrays(config.data, split, transform=True)
     for split in ("train", "validation", "test")

@@ -11,12 +11,13 @@ import json
 
 import ml_collections
 
+from solar_jax.errors import ConfigError
+
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")
 SAMPLERS = ("ddim", "ddpm")
 SPACINGS = ("uniform", "quadratic")
 DTYPES = ("float32", "bfloat16")
-QUIET_POLICIES = ("background", "drop")
 SAMPLE_COUNTS = ("fixed", "balance")
 CLASSIFIER_TASKS = ("multiclass", "ge_m", "ge_c")
 CLASSIFIER_REGIMES = ("real", "weighted", "oversample", "real_synthetic", "synthetic_only")
@@ -24,10 +25,6 @@ EXTRACTORS = ("inception", "classifier")
 BUILDER_CONFIGS = ("64", "128", "256", "512")
 DISTRIBUTED = ("auto", "yes", "no")
 MODES = ("train", "sample", "evaluate", "classify", "all")
-
-
-class ConfigError(ValueError):
-  """A config value that cannot work; the message names the field."""
 
 
 def _choice(value, field: str, allowed) -> None:
@@ -61,35 +58,23 @@ def mesh_shape(mesh_config, num_devices: int) -> tuple[int, int]:
   return data, fsdp
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
-  """Raises ConfigError naming the first impossible field.
-
-  Args:
-    config: the resolved config.
-    num_devices: global device count; when given, batch sizes are checked
-      against the data-parallel mesh axis.
-  """
-  data, model, diffusion = config.data, config.model, config.diffusion
-  training, sampling, evaluation = config.training, config.sampling, config.evaluation
-  classifier = config.classifier
-
+def _validate_data(data) -> None:
   _choice(data.builder_config, "data.builder_config", BUILDER_CONFIGS)
-  _choice(data.quiet_policy, "data.quiet_policy", QUIET_POLICIES)
   _positive(data.image_size, "data.image_size")
   _positive(data.channels, "data.channels")
-  if int(data.builder_config) < data.image_size:
-    raise ConfigError(
-      f"data.image_size={data.image_size} exceeds the stored resolution "
-      f"data.builder_config={data.builder_config!r}."
-    )
   if not 0 < data.clip_min < data.clip_max:
     raise ConfigError(
       f"data.clip_min={data.clip_min} and data.clip_max={data.clip_max} must satisfy "
       "0 < clip_min < clip_max."
     )
+  _positive(data.shuffle_buffer, "data.shuffle_buffer")
+  if data.prefetch < 0:
+    raise ConfigError(f"data.prefetch={data.prefetch} must be >= 0.")
   if len(data.classes) < 2:
     raise ConfigError(f"data.classes={data.classes!r} needs at least two classes.")
 
+
+def _validate_model(data, model) -> None:
   if not model.channel_mult:
     raise ConfigError("model.channel_mult must name at least one level.")
   factor = 2 ** (len(model.channel_mult) - 1)
@@ -97,6 +82,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     raise ConfigError(
       f"data.image_size={data.image_size} is not divisible by the UNet's total "
       f"downsampling {factor} (model.channel_mult has {len(model.channel_mult)} levels)."
+    )
+  if int(data.builder_config) % data.image_size:
+    raise ConfigError(
+      f"data.image_size={data.image_size} must divide the stored resolution "
+      f"data.builder_config={data.builder_config!r} (the input pipeline averages "
+      "stored pixels in blocks of builder_config / image_size)."
     )
   _positive(model.base_channels, "model.base_channels")
   _positive(model.num_res_blocks, "model.num_res_blocks")
@@ -111,6 +102,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
         f"of this UNet (sides: {sorted(sides, reverse=True)})."
       )
 
+
+def _validate_diffusion_and_training(diffusion, training) -> None:
   _choice(diffusion.schedule, "diffusion.schedule", SCHEDULES)
   _choice(diffusion.prediction, "diffusion.prediction", PREDICTIONS)
   _positive(diffusion.num_timesteps, "diffusion.num_timesteps")
@@ -129,6 +122,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     if training[field] < 0:
       raise ConfigError(f"training.{field}={training[field]} must be >= 0.")
 
+
+def _validate_sampling(config) -> None:
+  data, diffusion, sampling = config.data, config.diffusion, config.sampling
   _choice(sampling.sampler, "sampling.sampler", SAMPLERS)
   _choice(sampling.spacing, "sampling.spacing", SPACINGS)
   _choice(sampling.counts, "sampling.counts", SAMPLE_COUNTS)
@@ -147,9 +143,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
       f"data.classes={tuple(data.classes)}."
     )
 
+
+def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
   for name in evaluation.extractors:
     _choice(name, "evaluation.extractors", EXTRACTORS)
-  _positive(evaluation.num_images, "evaluation.num_images")
+  for field in ("num_images", "batch_size", "kid_subsets", "kid_subset_size", "nearest_k"):
+    _positive(evaluation[field], f"evaluation.{field}")
+  if evaluation.num_clusters < 2:
+    raise ConfigError(f"evaluation.num_clusters={evaluation.num_clusters} must be >= 2.")
   _choice(evaluation.split, "evaluation.split", ("train", "validation", "test"))
 
   _choice(classifier.task, "classifier.task", CLASSIFIER_TASKS)
@@ -159,7 +160,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     raise ConfigError("classifier.seeds must name at least one seed.")
   _positive(classifier.batch_size, "classifier.batch_size")
   _positive(classifier.num_steps, "classifier.num_steps")
+  _positive(classifier.learning_rate, "classifier.learning_rate")
+  if classifier.synthetic_ratio < 0:
+    raise ConfigError(f"classifier.synthetic_ratio={classifier.synthetic_ratio} must be >= 0.")
 
+
+def _validate_mesh(config, num_devices: int | None) -> None:
+  training, sampling, classifier = config.training, config.sampling, config.classifier
   _choice(config.mesh.distributed, "mesh.distributed", DISTRIBUTED)
   if num_devices is not None:
     data_axis, fsdp = mesh_shape(config.mesh, num_devices)
@@ -174,6 +181,22 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
           f"{field}={value} is not divisible by the {shards} data-parallel devices "
           f"(mesh data={data_axis} x fsdp={fsdp})."
         )
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
+  """Raises ConfigError naming the first impossible field.
+
+  Args:
+    config: the resolved config.
+    num_devices: global device count; when given, batch sizes are checked
+      against the data-parallel mesh axis.
+  """
+  _validate_data(config.data)
+  _validate_model(config.data, config.model)
+  _validate_diffusion_and_training(config.diffusion, config.training)
+  _validate_sampling(config)
+  _validate_evaluation_and_classifier(config.evaluation, config.classifier)
+  _validate_mesh(config, num_devices)
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

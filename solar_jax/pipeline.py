@@ -1,4 +1,7 @@
-"""--mode=all: train -> sample -> classify -> evaluate -> report, for any config."""
+"""The modes: what each needs before it starts, and --mode=all.
+
+``--mode=all`` runs train -> sample -> classify -> evaluate -> report, for any config.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,31 @@ import time
 
 from absl import logging
 
-from solar_jax import report
+from solar_jax import report, sample, train, train_classifier
+from solar_jax import workdir as wd
+from solar_jax.data import input_pipeline
+from solar_jax.evaluation import evaluate, features
+
+
+def check_inputs(config, workdir: str, mode: str) -> None:
+  """Fails fast, before anything is written, on an input that ``mode`` cannot run without.
+
+  Raises:
+    errors.UserError: no built dataset matching config.data, no checkpoint (sample),
+      no samples or classifier (evaluate), or no Inception weights.
+  """
+  if mode in ("evaluate", "all"):
+    features.check_available(config, workdir, classifier_yet_to_train=mode == "all")
+  if mode in ("train", "evaluate", "classify", "all"):
+    input_pipeline.get_builder(config.data)
+  if mode == "sample":
+    wd.require_checkpoint(workdir)
+  if mode == "evaluate":
+    wd.latest_samples(workdir)
 
 
 def run_all(config, workdir) -> None:
   """Runs every stage in ``workdir``; each stage resumes or reuses what exists."""
-  from solar_jax import sample, train, train_classifier
-  from solar_jax.evaluation import evaluate
-
   stages = (
     ("train", train.train_and_evaluate),
     ("sample", sample.run),
@@ -25,11 +45,18 @@ def run_all(config, workdir) -> None:
   start = time.time()
   for name, stage in stages:
     logging.info("=== stage %s ===", name)
-    print(f"[solar_jax] stage: {name}", flush=True)
     t0 = time.time()
     stage(config, workdir)
     timings[name] = time.time() - t0
-    print(f"[solar_jax] stage {name} done in {timings[name]:.0f} s", flush=True)
-  total = time.time() - start
+    logging.info("Stage %s done in %.0f s.", name, timings[name])
   summary = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-  print(f"[solar_jax] all stages done in {total:.0f} s ({summary})", flush=True)
+  logging.info("All stages done in %.0f s (%s).", time.time() - start, summary)
+
+
+ENTRY_POINTS = {  # mode -> function(config, workdir)
+  "train": train.train_and_evaluate,
+  "sample": sample.run,
+  "evaluate": evaluate.run,
+  "classify": train_classifier.run,
+  "all": run_all,
+}

@@ -9,15 +9,11 @@ from __future__ import annotations
 import json
 import numbers
 
+from absl import logging
 from etils import epath
 
-
-def _latest_samples(workdir: epath.Path) -> epath.Path | None:
-  root = workdir / "samples"
-  if not root.exists():
-    return None
-  steps = sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-  return steps[-1] if steps else None
+from solar_jax import errors
+from solar_jax import workdir as wd
 
 
 def _flatten(tree, prefix=""):
@@ -51,6 +47,74 @@ def _images(directory: epath.Path, workdir: epath.Path) -> list[str]:
   return [f"![{p.stem}]({p.relative_to(workdir)})" for p in sorted(directory.glob("*.png"))]
 
 
+def _pm(stats: dict | None) -> str:
+  if not stats or stats.get("mean") is None:
+    return "n/a"
+  std = stats.get("std")
+  return f"{stats['mean']:.3f} ± {std:.3f}" if std is not None else f"{stats['mean']:.3f}"
+
+
+def _pool_line(synthetic: dict | None) -> list[str]:
+  """How the synthetic training images were drawn, as a paragraph (none if unknown)."""
+  settings = (synthetic or {}).get("settings") or {}
+  if not {"sampler", "num_steps", "eta", "guidance_scale", "seed"} <= settings.keys():
+    return []
+  if settings["sampler"] == "ddim":
+    sampler = f"DDIM {settings['num_steps']} steps, η {settings['eta']:g}"
+  else:
+    sampler = "ancestral DDPM"
+  return [
+    f"Synthetic images: DDPM step {synthetic.get('ddpm_step')}, {sampler}, guidance "
+    f"{settings['guidance_scale']:g}, seed {settings['seed']}.",
+    "",
+  ]
+
+
+def classifier_tables(metrics: dict) -> str:
+  """Markdown tables of ``classifier/metrics.json``: scores (mean ± std over seeds) and counts."""
+  names = metrics["class_names"]
+  thresholds = []
+  for regime in metrics["regimes"].values():
+    thresholds = sorted(regime.get("mean_std", {}).get("thresholds", {}), reverse=True)
+    if thresholds:
+      break
+  head = ["regime", "macro F1", "TSS", "HSS", "balanced acc."]
+  head += [f"TSS {t}" for t in thresholds] + [f"HSS {t}" for t in thresholds]
+  lines = [
+    f"Task `{metrics['task']}` ({', '.join(names)}); test split, mean ± std over seeds "
+    f"{metrics['seeds']}; model chosen on validation {metrics['selection_metric']}. "
+    "TSS/HSS are the multiclass (Hanssen-Kuipers, Heidke) forms; equal to the 2×2 forms "
+    "for binary tasks.",
+    "",
+    "| " + " | ".join(head) + " |",
+    "|" + " --- |" * len(head),
+  ]
+  for regime, entry in metrics["regimes"].items():
+    if "skipped" in entry:
+      lines.append(f"| {regime} | {entry['skipped']} |" + " |" * (len(head) - 2))
+      continue
+    ms = entry["mean_std"]
+    cells = [regime] + [_pm(ms.get(k)) for k in ("macro_f1", "tss", "hss", "balanced_accuracy")]
+    cells += [_pm(ms.get("thresholds", {}).get(t, {}).get("tss")) for t in thresholds]
+    cells += [_pm(ms.get("thresholds", {}).get(t, {}).get("hss")) for t in thresholds]
+    lines.append("| " + " | ".join(cells) + " |")
+  lines += [
+    "",
+    *_pool_line(metrics.get("synthetic")),
+    "Training examples per class and epoch (real + synthetic):",
+    "",
+    "| regime | " + " | ".join(names) + " | total |",
+    "|" + " --- |" * (len(names) + 2),
+  ]
+  for regime, entry in metrics["regimes"].items():
+    if "counts" not in entry:
+      continue
+    counts = entry["counts"]
+    cells = [f"{r} + {s}" if s else str(r) for r, s in zip(counts["real"], counts["synthetic"])]
+    lines.append(f"| {regime} | " + " | ".join(cells) + f" | {sum(counts['total'])} |")
+  return "\n".join(lines)
+
+
 def build_report(config, workdir) -> str:
   """Returns the report's markdown for ``workdir``."""
   workdir = epath.Path(workdir)
@@ -71,34 +135,30 @@ def build_report(config, workdir) -> str:
           f"\nFinal logged loss {last['loss']:.4f} at step {last['step']} "
           f"({last.get('images_per_sec', float('nan')):.1f} images/s)."
         )
-  samples = _latest_samples(workdir)
+  try:
+    samples = wd.latest_samples(workdir).parent
+  except errors.MissingInputError:
+    samples = None
   if samples is not None:
     parts += ["", f"## Samples (model step {samples.name})", ""]
     parts.append(f"![samples]({(samples / 'grid.png').relative_to(workdir)})")
-    info = samples / "samples.npz"
-    if info.exists():
-      import numpy as np
-
-      with info.open("rb") as f:
-        npz = np.load(f)
-        labels = npz["labels"]
-        names = [str(n) for n in npz["class_names"]]
-        counts = {n: int((labels == i).sum()) for i, n in enumerate(names)}
-        parts.append(
-          f"\n{len(labels)} images ({', '.join(f'{k} {v}' for k, v in counts.items())}), "
-          f"sampler {npz['sampler']}, {int(npz['num_steps'])} steps, guidance "
-          f"{float(npz['guidance_scale'])}, seed {int(npz['seed'])}. FITS files in "
-          f"`{(samples / 'fits').relative_to(workdir)}/`."
-        )
+    npz = wd.read_npz(samples / "samples.npz")
+    labels = npz["labels"]
+    names = [str(n) for n in npz["class_names"]]
+    counts = {n: int((labels == i).sum()) for i, n in enumerate(names)}
+    parts.append(
+      f"\n{len(labels)} images ({', '.join(f'{k} {v}' for k, v in counts.items())}), "
+      f"sampler {npz['sampler']}, {int(npz['num_steps'])} steps, guidance "
+      f"{float(npz['guidance_scale'])}, seed {int(npz['seed'])}. FITS files in "
+      f"`{(samples / 'fits').relative_to(workdir)}/`."
+    )
   classifier = workdir / "classifier" / "metrics.json"
   if classifier.exists():
     parts += ["", "## Flare classifier: real only vs real + synthetic", ""]
     metrics = json.loads(classifier.read_text())
     try:
-      from solar_jax import train_classifier
-
-      parts.append(train_classifier.results_table_markdown(metrics))
-    except (ImportError, AttributeError, KeyError):
+      parts.append(classifier_tables(metrics))
+    except KeyError:  # A metrics.json of another layout: its scores as they are.
       parts.append(metrics_table(metrics, keys=("macro_f1", "tss", "hss")))
     parts += [""] + _images(workdir / "classifier", workdir)
   evaluation = workdir / "eval" / "metrics.json"
@@ -138,7 +198,7 @@ def build_report(config, workdir) -> str:
 
 def write_report(config, workdir) -> epath.Path:
   """Writes ``workdir/report.md`` and returns its path."""
-  path = epath.Path(workdir) / "report.md"
-  path.write_text(build_report(config, workdir))
-  print(f"[solar_jax] report: {path}", flush=True)
+  path = wd.report_path(workdir)
+  wd.write_text(path, build_report(config, workdir))
+  logging.info("Wrote the report %s", path)
   return path

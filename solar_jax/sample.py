@@ -25,15 +25,18 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from astropy.io import fits
 from etils import epath
 
-from solar_jax import parallel
-from solar_jax.data import aia, scaling
+from solar_jax import checkpointing, errors, parallel, train_state, viz
+from solar_jax import workdir as wd
+from solar_jax.data import aia, input_pipeline, scaling
 from solar_jax.diffusion import samplers, schedules
 from solar_jax.models import unet
 
@@ -68,8 +71,6 @@ def sample_counts(config: ml_collections.ConfigDict, counts=None) -> np.ndarray:
   """
   classes = tuple(config.data.classes)
   if counts is None and config.sampling.counts == "balance":
-    from solar_jax.data import input_pipeline  # TensorFlow: only when balancing.
-
     train = np.asarray(input_pipeline.class_counts(config.data, "train"), dtype=np.int64)
     need = train.max() - train
     cap = int(config.sampling.max_images)
@@ -78,25 +79,23 @@ def sample_counts(config: ml_collections.ConfigDict, counts=None) -> np.ndarray:
     logging.info("Training class counts %s; sampling %s to balance them.", train, need)
     result = need
   elif counts is None:
-    if config.sampling.counts != "fixed":
-      raise ValueError(
-        f"sampling.counts={config.sampling.counts!r} is not one of 'fixed', 'balance'."
-      )
     result = np.asarray(config.sampling.per_class, dtype=np.int64)
   elif isinstance(counts, Mapping):
     unknown = sorted(set(counts) - set(classes))
     if unknown:
-      raise ValueError(f"unknown class {unknown[0]!r}: data.classes are {', '.join(classes)}.")
+      raise errors.ConfigError(
+        f"unknown class {unknown[0]!r}: data.classes are {', '.join(classes)}."
+      )
     result = np.array([counts.get(c, 0) for c in classes], dtype=np.int64)
   else:
     result = np.asarray(counts, dtype=np.int64).reshape(-1)
   if result.shape != (len(classes),) or np.any(result < 0):
-    raise ValueError(
+    raise errors.ConfigError(
       f"sample counts {result.tolist()} need one count >= 0 for each of data.classes="
       f"{classes} (sampling.per_class)."
     )
   if result.sum() == 0:
-    raise ValueError(
+    raise errors.ConfigError(
       "nothing to sample: every class count is 0 (sampling.per_class, or the training "
       "split is already balanced under sampling.counts='balance')."
     )
@@ -108,7 +107,7 @@ def sample_counts(config: ml_collections.ConfigDict, counts=None) -> np.ndarray:
 
 def observer(date: str = SYNTHETIC_DATE) -> dict:
   """Earth's distance (m), heliographic latitude (deg) and solar radius (arcsec) at ``date``."""
-  from sunpy.coordinates import get_earth
+  from sunpy.coordinates import get_earth  # About 2 s to import: only when writing FITS.
 
   earth = get_earth(date)
   dsun = float(earth.radius.to_value("m"))
@@ -130,8 +129,6 @@ def fits_header(
   obs: Mapping | None = None,
 ):
   """An AIA 171 Å level-1.5-like header for a synthetic ``image_size``² image in DN/s."""
-  from astropy.io import fits
-
   obs = obs or observer()
   radius_px = aia.default_disk_radius(image_size)
   cdelt = obs["rsun_arcsec"] / radius_px
@@ -190,14 +187,34 @@ def fits_header(
 
 def write_fits(path, image_dns: np.ndarray, header) -> None:
   """Writes one 2-d image with ``header`` (through epath, so gs:// works)."""
-  from astropy.io import fits
-
   buffer = io.BytesIO()
   fits.PrimaryHDU(np.asarray(image_dns, np.float32), header=header).writeto(buffer)
   epath.Path(path).write_bytes(buffer.getvalue())
 
 
 # ---------------------------------------------------------- sampling ---
+
+
+def load_inference_params(workdir, config, mesh=None) -> tuple[Any, int]:
+  """Returns ``(ema_params, step)`` from the newest readable checkpoint in ``workdir``.
+
+  Raises:
+    errors.MissingInputError: the workdir holds no (readable) checkpoint.
+  """
+  directory = wd.require_checkpoint(workdir)
+  mesh = mesh or parallel.create_mesh(config.mesh)
+  abstract_state, _ = train_state.abstract_train_state(config, mesh)
+  checkpointer = checkpointing.Checkpointer(
+    workdir, keep=config.training.keep_checkpoints, read_only=True
+  )
+  try:
+    restored = checkpointer.restore(abstract_state)
+  finally:
+    checkpointer.close()
+  if restored is None:
+    raise errors.MissingInputError(f"no readable checkpoint in {directory}.")
+  state, meta = restored
+  return state.ema_params, int(meta["step"])
 
 
 def generate(config, params, labels, *, mesh=None, progress: bool = False) -> np.ndarray:
@@ -216,13 +233,34 @@ def generate(config, params, labels, *, mesh=None, progress: bool = False) -> np
     batch_size=s.batch_size,
     guidance_scale=s.guidance_scale,
     eta=s.eta,
-    mesh=mesh,
+    sharding=None if mesh is None else parallel.data_sharding(mesh),
     progress=progress,
   )
 
 
 def _grid_subset(labels: np.ndarray, per_class: int) -> np.ndarray:
   return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+
+
+def _write_fits_files(config, fits_dir, images_dns, labels, step, info) -> None:
+  """One FITS file per image; files of an earlier run at this step are removed first."""
+  class_names = tuple(config.data.classes)
+  fits_dir.mkdir(parents=True, exist_ok=True)
+  for stale in fits_dir.glob("sample_*.fits"):
+    stale.unlink()
+  obs = observer()
+  for i, (image, label) in enumerate(zip(images_dns, labels)):
+    name = class_names[label]
+    header = fits_header(
+      config.data.image_size,
+      step=step,
+      seed=config.sampling.seed,
+      class_name=name,
+      index=i,
+      sampler_info=info,
+      obs=obs,
+    )
+    write_fits(fits_dir / f"sample_{i:05d}_{name}.fits", image[..., 0], header)
 
 
 def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -> epath.Path:
@@ -244,7 +282,7 @@ def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -
   labels = np.repeat(np.arange(len(class_names), dtype=np.int32), per_class)
   mesh = mesh or parallel.create_mesh(config.mesh)
   main = parallel.is_main_process()
-  out_dir = epath.Path(workdir) / "samples" / str(int(step))
+  out_dir = wd.samples_dir(workdir, step)
   logging.info("Sampling %d images %s at step %d.", len(labels), per_class.tolist(), step)
   images = generate(config, params, labels, mesh=mesh, progress=main and config.logging.progress)
   images_dns = scaling.inverse(images, config.data.clip_min, config.data.clip_max)
@@ -254,19 +292,14 @@ def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -
   s = config.sampling
   info = samplers.recorded_settings(config)
   out_dir.mkdir(parents=True, exist_ok=True)
-  buffer = io.BytesIO()
-  np.savez(
-    buffer,
+  wd.write_npz(
+    out_dir / "samples.npz",
     images=images_dns.astype(np.float32),
     labels=labels,
     class_names=np.array(class_names),
     step=np.int64(step),
     **{k: np.asarray(v) for k, v in info.items()},
   )
-  (out_dir / "samples.npz").write_bytes(buffer.getvalue())
-
-  from solar_jax import viz  # Matplotlib and sunpy colour maps: only when writing.
-
   subset = _grid_subset(labels, GRID_PER_CLASS)
   viz.save_image_grid(
     images_dns[subset],
@@ -279,33 +312,15 @@ def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -
     ncols=GRID_PER_CLASS,
   )
   if s.write_fits:
-    fits_dir = out_dir / "fits"
-    fits_dir.mkdir(parents=True, exist_ok=True)
-    for stale in fits_dir.glob("sample_*.fits"):  # From an earlier run at this step.
-      stale.unlink()
-    obs = observer()
-    for i, (image, label) in enumerate(zip(images_dns, labels)):
-      name = class_names[label]
-      header = fits_header(
-        config.data.image_size,
-        step=step,
-        seed=s.seed,
-        class_name=name,
-        index=i,
-        sampler_info=info,
-        obs=obs,
-      )
-      write_fits(fits_dir / f"sample_{i:05d}_{name}.fits", image[..., 0], header)
+    _write_fits_files(config, out_dir / "fits", images_dns, labels, step, info)
   logging.info("Wrote %d samples to %s.", len(labels), out_dir)
   return out_dir
 
 
 def run(config: ml_collections.ConfigDict, workdir) -> epath.Path:
   """--mode=sample: loads the newest EMA parameters from ``workdir`` and writes samples."""
-  from solar_jax import checkpointing
-
   counts = sample_counts(config)  # Fails on bad counts before loading anything.
   mesh = parallel.create_mesh(config.mesh)
   with jax.set_mesh(mesh):
-    params, step = checkpointing.load_inference_params(workdir, config, mesh=mesh)
+    params, step = load_inference_params(workdir, config, mesh=mesh)
     return sample_and_write(config, workdir, params, step, mesh=mesh, counts=counts)

@@ -1,7 +1,8 @@
 """DDPM training: sharded over devices and hosts, resumable, with EMA.
 
-Sections: state and optimiser; the step; initialisation and sharding; the
-loop (data, logging, checkpoints, preemption, periodic samples).
+Sections: the step (a pure function); its jit with shardings and donation;
+the loop (data, logging, checkpoints, preemption, periodic samples). The train
+state, optimiser and initialisation live in ``solar_jax.train_state``.
 """
 
 from __future__ import annotations
@@ -11,34 +12,28 @@ import json
 import os
 import signal
 import time
-from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import tqdm
 from absl import logging
-from clu import metric_writers
 from etils import epath
 
-from solar_jax import checkpointing, parallel
+from solar_jax import checkpointing, errors, parallel, sample, viz
+from solar_jax import workdir as wd
+from solar_jax.data import input_pipeline
 from solar_jax.diffusion import losses, schedules
 from solar_jax.models import unet
-
-
-class NonFiniteLossError(RuntimeError):
-  """Training produced NaN/Inf; the message names the step."""
-
-
-class Preempted(Exception):  # An outcome, not an error: main.py exits 0 on it.
-  """Training stopped on SIGTERM (or a preemption notice) after saving the current step.
-
-  Raised rather than returned so that callers running later stages (--mode=all)
-  stop too instead of going on with a partly trained model.
-  """
-
+from solar_jax.train_state import (
+  TrainState,
+  abstract_train_state,
+  create_optimizer,
+  init_train_state,
+  learning_rate_schedule,
+)
 
 _FIRST_BAD = "first_nonfinite_step"
 _NO_BAD_STEP = np.iinfo(np.int32).max
@@ -51,59 +46,6 @@ def _accumulate(sums, metrics):
   return {
     k: jnp.minimum(sums[k], v) if k == _FIRST_BAD else sums[k] + v for k, v in metrics.items()
   }
-
-
-# --------------------------------------------------------------- state ---
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  ema_params: Any
-  opt_state: Any
-  rng: jax.Array  # Raw uint32 key data; per step fold_in(step) gives the key.
-
-
-def learning_rate_schedule(training: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warm-up to ``learning_rate``, then constant."""
-  if training.warmup_steps == 0:
-    return optax.constant_schedule(training.learning_rate)
-  return optax.join_schedules(
-    [
-      optax.linear_schedule(0.0, training.learning_rate, training.warmup_steps),
-      optax.constant_schedule(training.learning_rate),
-    ],
-    [training.warmup_steps],
-  )
-
-
-def create_optimizer(training: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  parts = []
-  if training.grad_clip > 0:
-    parts.append(optax.clip_by_global_norm(training.grad_clip))
-  parts.append(
-    optax.adamw(
-      learning_rate_schedule(training), b1=0.9, b2=0.999, weight_decay=training.weight_decay
-    )
-  )
-  return optax.chain(*parts)
-
-
-def _init_state(rng, *, config, model, optimizer) -> TrainState:
-  size, channels = config.data.image_size, config.data.channels
-  x = jnp.zeros((1, size, size, channels), jnp.float32)
-  t = jnp.zeros((1,), jnp.int32)
-  y = jnp.zeros((1,), jnp.int32)
-  params_rng, state_rng = jax.random.split(rng)
-  params = model.init({"params": params_rng}, x, t, y, train=False)["params"]
-  return TrainState(
-    step=jnp.zeros((), jnp.int32),
-    params=params,
-    ema_params=params,
-    opt_state=optimizer.init(params),
-    rng=jax.random.key_data(state_rng),
-  )
 
 
 # ---------------------------------------------------------------- step ---
@@ -142,29 +84,6 @@ def train_step(state: TrainState, batch, *, model, schedule, config, optimizer):
     _FIRST_BAD: jnp.where(ok, _NO_BAD_STEP, state.step + 1).astype(jnp.int32),
   }
   return new_state, metrics
-
-
-# ------------------------------------------------- init and sharding ---
-
-
-def abstract_train_state(config, mesh):
-  """Returns (abstract state with shardings, init function) without allocating."""
-  model = unet.create_model(config)
-  optimizer = create_optimizer(config.training)
-  init = functools.partial(_init_state, config=config, model=model, optimizer=optimizer)
-  abstract = jax.eval_shape(init, jax.random.key(0))
-  shardings = parallel.state_shardings(mesh, abstract)
-  abstract = jax.tree.map(
-    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
-  )
-  return abstract, init
-
-
-def init_train_state(config, mesh) -> TrainState:
-  abstract, init = abstract_train_state(config, mesh)
-  shardings = jax.tree.map(lambda a: a.sharding, abstract)
-  root = jax.random.fold_in(jax.random.key(config.seed), 0)  # Stream 0: model init.
-  return jax.jit(init, out_shardings=shardings)(root)
 
 
 def make_train_step(config, mesh, abstract_state):
@@ -214,8 +133,6 @@ class _Preemption:
 
 
 def _train_iterator(config, start_step: int):
-  from solar_jax.data import input_pipeline  # TensorFlow: only when training.
-
   return input_pipeline.get_dataset(
     config.data,
     "train",
@@ -230,8 +147,6 @@ def _train_iterator(config, start_step: int):
 
 
 def _write_periodic_samples(config, workdir, state, step, mesh, writer):
-  from solar_jax import sample  # Imports sunpy/matplotlib; only when sampling.
-
   n = config.training.num_sample_images
   num_classes = len(config.data.classes)
   counts = np.full(num_classes, n // num_classes)
@@ -239,13 +154,9 @@ def _write_periodic_samples(config, workdir, state, step, mesh, writer):
   out_dir = sample.sample_and_write(
     config, workdir, state.ema_params, step, mesh=mesh, counts=counts
   )
-  grid = epath.Path(out_dir) / "grid.png"
+  grid = out_dir / "grid.png"
   if writer is not None and grid.exists():
-    import matplotlib.image
-
-    with grid.open("rb") as f:
-      image = matplotlib.image.imread(f, format="png")
-    writer.write_images(step, {"samples": image[None, ..., :3]})
+    writer.write_images(step, {"samples": viz.read_png(grid)[None, ..., :3]})
 
 
 def _truncate_history(workdir, step: int) -> None:
@@ -254,7 +165,7 @@ def _truncate_history(workdir, step: int) -> None:
   A run killed after logging steps past its last checkpoint would otherwise list
   them twice; a line cut short by the kill is dropped too.
   """
-  path = epath.Path(workdir) / "train_metrics.jsonl"
+  path = wd.history_path(workdir)
   if not path.exists():
     return
   lines = path.read_text().splitlines()
@@ -266,15 +177,12 @@ def _truncate_history(workdir, step: int) -> None:
     except (ValueError, KeyError, TypeError):
       continue
   if len(kept) != len(lines):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
+    wd.write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _append_history(workdir, step: int, scalars: dict) -> None:
-  path = epath.Path(workdir) / "train_metrics.jsonl"
   line = json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}})
-  with path.open("a") as f:
+  with wd.history_path(workdir).open("a") as f:
     f.write(line + "\n")
 
 
@@ -291,47 +199,79 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, batches_fn
     The final TrainState.
 
   Raises:
-    Preempted: SIGTERM (or a multi-host preemption notice) arrived; the step
-      reached was saved.
-    NonFiniteLossError: a step gave NaN/Inf; the checkpoints before it are kept.
+    errors.Preempted: SIGTERM (or a multi-host preemption notice) arrived; the
+      step reached was saved.
+    errors.NonFiniteError: a step gave NaN/Inf; the checkpoints before it are kept.
   """
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  with checkpointing.WorkdirLock(workdir, reentrant=True), _Preemption() as preemption:
+  with wd.Lock(workdir, reentrant=True), _Preemption() as preemption:
     return _train(
       config, workdir, preemption, batches_fn or functools.partial(_train_iterator, config)
     )
 
 
+def _restore_or_init(config, mesh, checkpointer, abstract) -> TrainState:
+  restored = checkpointer.restore(abstract)
+  if restored is None:
+    state = init_train_state(config, mesh)
+    logging.info("Initialised a new model (%d parameters).", unet.count_params(state.params))
+    return state
+  state, meta = restored
+  logging.info("Resumed from checkpoint at step %d.", meta["step"])
+  return state
+
+
+class _LogWindow:
+  """Metric sums since the last log step; read from the device only when logged."""
+
+  def __init__(self, step: int):
+    self.sums, self.count, self.time, self.step = None, 0, time.time(), step
+
+  def add(self, metrics) -> None:
+    self.sums = _accumulate(self.sums, metrics)
+    self.count += 1
+
+  def close(self, step: int, batch_size: int, latest_good: int | None) -> dict:
+    """Mean scalars of the window; raises NonFiniteError if a step in it went bad."""
+    scalars = jax.device_get(self.sums)  # The only device->host read of the loop.
+    if scalars[_FIRST_BAD] != _NO_BAD_STEP:
+      raise errors.NonFiniteError(
+        f"non-finite loss or gradient at step {int(scalars[_FIRST_BAD])}; training "
+        f"stopped; the last good checkpoint (step {latest_good}) is intact."
+      )
+    now = time.time()
+    scalars = {k: v / self.count for k, v in scalars.items() if k != _FIRST_BAD}
+    rate = (step - self.step) / max(now - self.time, 1e-9)
+    scalars.update(steps_per_sec=rate, images_per_sec=rate * batch_size)
+    self.sums, self.count, self.time, self.step = None, 0, now, step
+    return scalars
+
+
 def _train(config, workdir, preemption, batches_fn):
+  training = config.training
   mesh = parallel.create_mesh(config.mesh)
-  parallel.check_local_batch(config.training.batch_size, mesh)
+  parallel.check_local_batch(training.batch_size, mesh)
   main = parallel.is_main_process()
   with jax.set_mesh(mesh):
     abstract, _ = abstract_train_state(config, mesh)
-    checkpointer = checkpointing.Checkpointer(workdir, keep=config.training.keep_checkpoints)
-    restored = checkpointer.restore(abstract)
-    if restored is None:
-      state = init_train_state(config, mesh)
-      logging.info("Initialised a new model (%d parameters).", unet.count_params(state.params))
-    else:
-      state, meta = restored
-      logging.info("Resumed from checkpoint at step %d.", meta["step"])
+    checkpointer = checkpointing.Checkpointer(workdir, keep=training.keep_checkpoints)
+    state = _restore_or_init(config, mesh, checkpointer, abstract)
     start = int(jax.device_get(state.step))
     if main:
       _truncate_history(workdir, start)
-    total = config.training.num_steps
+    total = training.num_steps
     step_fn = make_train_step(config, mesh, abstract)
     train_iter = batches_fn(start)
+    from clu import metric_writers  # Imports TensorFlow (~4 s): only when a run starts.
+
     writer = metric_writers.create_default_writer(
-      os.fspath(workdir),
-      just_logging=not (main and config.logging.tensorboard),
-      asynchronous=False,
+      os.fspath(workdir), just_logging=not (main and config.logging.tensorboard), asynchronous=False
     )
     if start == 0 and main:
       writer.write_hparams({k: str(v) for k, v in config.to_dict().items()})
     progress = _progress_bar(config, start, total) if main else None
-    sums, count, last_time, last_step = None, 0, time.time(), start
+    window = _LogWindow(start)
     step, preempted = start, False
     try:
       while step < total:
@@ -339,40 +279,28 @@ def _train(config, workdir, preemption, batches_fn):
         batch = parallel.make_global_batch(mesh, {k: local[k] for k in ("image", "label")})
         state, metrics = step_fn(state, batch)
         step += 1
-        sums = _accumulate(sums, metrics)
-        count += 1
+        window.add(metrics)
         if progress is not None:
           progress.update(1)
         at_end = step == total
-        checkpoint_due = step % config.training.checkpoint_every == 0
-        if step % config.training.log_every == 0 or at_end or checkpoint_due:
-          scalars = jax.device_get(sums)  # The only device->host read of the loop.
-          if scalars[_FIRST_BAD] != _NO_BAD_STEP:
-            raise NonFiniteLossError(
-              f"non-finite loss or gradient at step {int(scalars[_FIRST_BAD])}; training "
-              f"stopped; the last good checkpoint (step {checkpointer.latest_step()}) "
-              "is intact."
-            )
-          now = time.time()
-          scalars = {k: v / count for k, v in scalars.items() if k != _FIRST_BAD}
-          rate = (step - last_step) / max(now - last_time, 1e-9)
-          scalars.update(steps_per_sec=rate, images_per_sec=rate * config.training.batch_size)
+        checkpoint_due = step % training.checkpoint_every == 0
+        if step % training.log_every == 0 or at_end or checkpoint_due:
+          scalars = window.close(step, training.batch_size, checkpointer.latest_step())
           writer.write_scalars(step, scalars)
           if main:
             _append_history(workdir, step, scalars)
             if progress is not None:
               progress.set_postfix(loss=f"{scalars['loss']:.4f}")
-          sums, count, last_time, last_step = None, 0, now, step
         preempted = preemption.requested or checkpointer.reached_preemption(step)
         if checkpoint_due or at_end or preempted:
           checkpointer.save(step, state, {"config": config.to_json()})
         if preempted:
           logging.warning("Preemption signal: saved step %d, exiting.", step)
           break
-        every = config.training.sample_every
+        every = training.sample_every
         if every and step % every == 0 and not at_end:
           _write_periodic_samples(config, workdir, state, step, mesh, writer if main else None)
-      if step == total and total > start and config.training.num_sample_images:
+      if step == total and total > start and training.num_sample_images:
         _write_periodic_samples(config, workdir, state, step, mesh, writer if main else None)
     finally:
       if progress is not None:
@@ -382,7 +310,7 @@ def _train(config, workdir, preemption, batches_fn):
     if main:
       _save_loss_curve(workdir)
     if preempted:
-      raise Preempted(
+      raise errors.Preempted(
         f"stopped at step {step} on a preemption signal, checkpoint saved; run the same "
         "command to resume."
       )
@@ -392,20 +320,15 @@ def _train(config, workdir, preemption, batches_fn):
 def _progress_bar(config, start: int, total: int):
   if not config.logging.progress:
     return None
-  from tqdm import tqdm
-
-  return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+  return tqdm.tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
 
 
 def _save_loss_curve(workdir) -> None:
-  path = epath.Path(workdir) / "train_metrics.jsonl"
+  path = wd.history_path(workdir)
   if not path.exists():
     return
   rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  if not rows:
-    return
-  from solar_jax import viz
-
-  viz.save_loss_curve(
-    [r["step"] for r in rows], [r["loss"] for r in rows], workdir / "loss_curve.png"
-  )
+  if rows:
+    viz.save_loss_curve(
+      [r["step"] for r in rows], [r["loss"] for r in rows], epath.Path(workdir) / "loss_curve.png"
+    )

@@ -17,7 +17,12 @@ from etils import epath
 CMAP = "sdoaia171"
 
 
-def _figure(width: float, height: float):
+# Matplotlib is imported inside the functions that draw: it costs about a second,
+# and importing this module should not (the trainer imports it).
+
+
+def figure(width: float, height: float):
+  """A Matplotlib figure on its own Agg canvas (no pyplot state)."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
 
@@ -26,13 +31,22 @@ def _figure(width: float, height: float):
   return fig
 
 
-def _write_png(fig, path) -> epath.Path:
+def save_png(fig, path, *, tight: bool = False) -> epath.Path:
+  """Writes ``fig`` as a PNG through epath (creating the directory)."""
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   buffer = io.BytesIO()
-  fig.savefig(buffer, format="png")
+  fig.savefig(buffer, format="png", **({"bbox_inches": "tight"} if tight else {}))
   path.write_bytes(buffer.getvalue())
   return path
+
+
+def read_png(path) -> np.ndarray:
+  """A PNG as float RGBA [H, W, 4] in [0, 1] (e.g. a sample grid for TensorBoard)."""
+  import matplotlib.image
+
+  with epath.Path(path).open("rb") as f:
+    return matplotlib.image.imread(f, format="png")
 
 
 def aia171_cmap():
@@ -92,7 +106,7 @@ def save_image_grid(
   ncols = ncols or min(8, math.ceil(math.sqrt(n)))
   nrows = math.ceil(n / ncols)
   cell = 1.6
-  fig = _figure(ncols * cell, nrows * cell + (0.4 if title else 0.0))
+  fig = figure(ncols * cell, nrows * cell + (0.4 if title else 0.0))
   for i in range(nrows * ncols):
     ax = fig.add_subplot(nrows, ncols, i + 1)
     ax.set_axis_off()
@@ -104,7 +118,7 @@ def save_image_grid(
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  return _write_png(fig, path)
+  return save_png(fig, path)
 
 
 def save_loss_curve(steps, losses, path, title: str = "training loss") -> epath.Path:
@@ -115,7 +129,7 @@ def save_loss_curve(steps, losses, path, title: str = "training loss") -> epath.
     raise ValueError(
       f"steps {steps.shape} and losses {losses.shape} must be non-empty and of one shape."
     )
-  fig = _figure(6.0, 3.5)
+  fig = figure(6.0, 3.5)
   ax = fig.add_subplot(1, 1, 1)
   ax.plot(steps, losses, lw=1.2)
   finite = losses[np.isfinite(losses)]
@@ -126,4 +140,4 @@ def save_loss_curve(steps, losses, path, title: str = "training loss") -> epath.
   ax.set_title(title)
   ax.grid(alpha=0.3)
   fig.tight_layout()
-  return _write_png(fig, path)
+  return save_png(fig, path)

@@ -16,6 +16,10 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import pytest  # noqa: E402
 
+from solar_jax import xla_flags  # noqa: E402
+
+xla_flags.configure_xla_cpu()  # As main does: the tests run the same XLA:CPU kernels.
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

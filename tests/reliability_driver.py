@@ -23,6 +23,7 @@ import numpy as np
 from etils import epath
 
 from solar_jax import main, train
+from solar_jax.data import input_pipeline
 
 
 def synthetic_batches(config, start_step: int):
@@ -55,7 +56,7 @@ def _hang_in_save(step: str) -> None:
 
 if __name__ == "__main__":
   train._train_iterator = synthetic_batches  # noqa: SLF001 - the one substitution
-  main._check_dataset = lambda config: None  # noqa: SLF001 - no TFDS dataset here
+  input_pipeline.get_builder = lambda data_config: None  # No TFDS dataset here.
   if os.environ.get("SOLAR_JAX_TEST_HANG_IN_SAVE"):
     _hang_in_save(os.environ["SOLAR_JAX_TEST_HANG_IN_SAVE"])
   sys.argv[0] = "solar_jax.main"

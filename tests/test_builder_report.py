@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from solar_jax.data import demo, flare_labels
+from solar_jax.data import build_report, demo, flare_labels
 from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def examples_by_source(builder):
 
 
 def report_of(builder):
-  return json.loads((builder.data_path / sdo.REPORT_NAME).read_text())
+  return json.loads((builder.data_path / build_report.REPORT_NAME).read_text())
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from solar_jax import checkpointing, parallel
+from solar_jax import checkpointing, errors, parallel
+from solar_jax import workdir as wd
 
 
 def _state(mesh, scale=1.0):
@@ -78,7 +79,7 @@ def test_refuses_non_finite_and_keeps_last_good(tmp_path):
   ckpt = checkpointing.Checkpointer(tmp_path, keep=3)
   ckpt.save(1, state)
   bad = dict(state, b=state["b"] * jnp.nan)
-  with pytest.raises(checkpointing.NonFiniteStateError, match="step 2"):
+  with pytest.raises(errors.NonFiniteError, match="step 2"):
     ckpt.save(2, bad)
   assert ckpt.all_steps() == [1]
 
@@ -109,9 +110,9 @@ def test_no_checkpoint_is_none(tmp_path):
 
 
 def test_workdir_lock_refuses_second_holder(tmp_path):
-  with checkpointing.WorkdirLock(tmp_path):
+  with wd.Lock(tmp_path):
     with pytest.raises(RuntimeError, match="in use by pid"):
-      with checkpointing.WorkdirLock(tmp_path):
+      with wd.Lock(tmp_path):
         pass
-  with checkpointing.WorkdirLock(tmp_path):  # Released: can be taken again.
+  with wd.Lock(tmp_path):  # Released: can be taken again.
     pass

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from solar_jax import checkpointing, parallel
+from solar_jax import checkpointing, parallel, report
 from solar_jax import classifier_data as cd
+from solar_jax import classifier_training as ct
 from solar_jax import train_classifier as tc
 from solar_jax.diffusion import samplers
+from solar_jax.evaluation import features
 from solar_jax.models import classifier as classifier_lib
 
 SIZE = 16
@@ -88,10 +90,10 @@ def test_task_labels_and_names():
 def test_logits_and_features_shapes(one_device_mesh):
   config = _config()
   with jax.set_mesh(one_device_mesh):
-    programs = tc.make_programs(config, one_device_mesh)
-    params = tc.init_state(programs, config, seed=0).params
+    programs = ct.make_programs(config, one_device_mesh)
+    params = ct.init_state(programs, config, seed=0).params
     x = np.zeros((5, SIZE, SIZE, 1), np.float32)
-    feats = tc.apply_batched(programs.features, params, x, 16, one_device_mesh)
+    feats = ct.apply_batched(programs.features, params, x, 16, one_device_mesh)
   d = classifier_lib.feature_dim(config.classifier)
   assert d == 16  # width 8, doubled once.
   assert feats.shape == (5, d)
@@ -180,10 +182,10 @@ def test_learns_a_separable_toy_task(one_device_mesh):
   mesh = one_device_mesh
   train, val, test = _split((30,) * 5, 0), _split((6,) * 5, 1), _split((20,) * 5, 2)
   with jax.set_mesh(mesh):
-    programs = tc.make_programs(config, mesh)
+    programs = ct.make_programs(config, mesh)
     ts = cd.build_training_set("real", train, None, config, 0)
-    params, info = tc.train_one(config, programs, ts, val, seed=0)
-    pred = tc.apply_batched(programs.predict, params, test["image"], 16, mesh)
+    params, info = ct.train_one(config, programs, ts, val, seed=0)
+    pred = ct.apply_batched(programs.predict, params, test["image"], 16, mesh)
   accuracy = np.mean(pred == test["label"])
   assert accuracy >= 0.9, (accuracy, info["history"])
   assert info["history"][-1]["train_loss"] < info["history"][0]["train_loss"]
@@ -195,11 +197,11 @@ def _two_steps(config, devices):
   w = np.linspace(0.5, 2.0, 16).astype(np.float32)  # Unequal weights: tests the weighting.
   batch = {"image": train["image"], "label": train["label"], "weight": w}
   with jax.set_mesh(mesh):
-    programs = tc.make_programs(config, mesh)
-    state = tc.init_state(programs, config, seed=0)
+    programs = ct.make_programs(config, mesh)
+    state = ct.init_state(programs, config, seed=0)
     metrics = []
     for _ in range(2):
-      state, m = programs.step(state, tc._global(mesh, batch))
+      state, m = programs.step(state, ct._global(mesh, batch))
       metrics.append(jax.device_get(m))
     return checkpointing.host_copy(state.params), metrics
 
@@ -252,13 +254,13 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
   predicted = np.array([GOES.index(r["predicted_class"]) for r in real0])
   cm = np.asarray(on_disk["regimes"]["real"]["seeds"]["0"]["test"]["confusion"])
   np.testing.assert_array_equal(cm.sum(axis=0), np.bincount(predicted, minlength=5))
-  table = tc.results_table_markdown(on_disk)
+  table = report.classifier_tables(on_disk)
   assert table.count("\n| synthetic_only |") == 2  # Scores and counts tables.
   assert "± " in table
 
   # A second run finds every (regime, seed) finished and reuses it.
   trained = []
-  train_one = tc.train_one
+  train_one = ct.train_one
   monkeypatch.setattr(
     tc, "train_one", lambda *a, **k: trained.append(k["name"]) or train_one(*a, **k)
   )
@@ -277,19 +279,19 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
   assert sorted(trained) == [
     f"{r}/seed{s}" for r in ("real_synthetic", "synthetic_only") for s in (0, 1)
   ]
-  assert "guidance 3, seed 0." in tc.results_table_markdown(third)
+  assert "guidance 3, seed 0." in report.classifier_tables(third)
   run_dir = out / "runs" / "real_synthetic" / "seed_0" / "checkpoints"
   best = third["regimes"]["real_synthetic"]["seeds"]["0"]["best_step"]
   assert [p.name for p in run_dir.iterdir() if p.name.isdigit()] == [str(best)]
 
   # The 'real' seed-0 classifier is the evaluation's feature extractor.
   config.evaluation.batch_size = 4
-  extract = tc.load_feature_extractor(config, tmp_path)
+  extract = features.load_classifier_extractor(config, tmp_path)
   feats = extract(splits["test"]["image"])
   assert feats.shape == (10, classifier_lib.feature_dim(config.classifier))
   np.testing.assert_allclose(extract(splits["test"]["image"][:3]), feats[:3], rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="was trained with"):
-    tc.load_feature_extractor(_config(seeds=(0, 1), width=4), tmp_path)
+    features.load_classifier_extractor(_config(seeds=(0, 1), width=4), tmp_path)
 
 
 def test_synthetic_regimes_skipped_without_ddpm_checkpoint(tmp_path, one_device_mesh):
@@ -303,12 +305,12 @@ def test_synthetic_regimes_skipped_without_ddpm_checkpoint(tmp_path, one_device_
   on_disk = json.loads((tmp_path / "classifier" / "metrics.json").read_text())
   assert on_disk["regimes"]["real_synthetic"]["skipped"].startswith("skipped: no DDPM checkpoint")
   assert "macro_f1" in on_disk["regimes"]["real"]["mean_std"]
-  assert "skipped: no DDPM checkpoint" in tc.results_table_markdown(on_disk)
+  assert "skipped: no DDPM checkpoint" in report.classifier_tables(on_disk)
 
 
 def test_feature_extractor_without_classifier_names_the_fix(tmp_path):
   with pytest.raises(FileNotFoundError, match="--mode=classify"):
-    tc.load_feature_extractor(_config(), tmp_path)
+    features.load_classifier_extractor(_config(), tmp_path)
 
 
 def test_synthetic_pool_reads_its_cache_and_maps_dns_to_model_space(tmp_path):
@@ -357,9 +359,7 @@ def test_synthetic_pool_resamples_when_the_sampling_settings_change(tmp_path, mo
     return np.full((len(labels), SIZE, SIZE, 1), -1.0, np.float32)
 
   monkeypatch.setattr(sample, "generate", generate)
-  monkeypatch.setattr(
-    cd.checkpointing, "load_inference_params", lambda workdir, config, mesh: ({}, 5)
-  )
+  monkeypatch.setattr(cd.sample, "load_inference_params", lambda workdir, config, mesh: ({}, 5))
   config.classifier.guidance_scale = 3.0  # The pool's own guidance; sampling's stays 1.
   pool = cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])
   assert sampled == [(3.0, [0, 1])] and config.sampling.guidance_scale == 1.0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from solar_jax.data import aia, demo, flare_labels
+from solar_jax.data import aia, demo, demo_plan, demo_render, flare_labels
 from tfds_builders.sdo_aia171.sdo_aia171_dataset_builder import SdoAia171Config
 
 
@@ -77,8 +77,8 @@ def test_disk_coordinates_agree_with_sunpy():
   import sunpy.map
   from sunpy.coordinates import HeliographicStonyhurst
 
-  data, header = demo.load_real_frame()
-  _, _, _, lat, lon, on_disk = demo.disk_coordinates(header, data.shape)
+  data, header = demo_render.load_real_frame()
+  _, _, _, lat, lon, on_disk = demo_render.disk_coordinates(header, data.shape)
   rows, cols = np.nonzero(on_disk)
   pick = np.linspace(0, len(rows) - 1, 200).astype(int)
   rows, cols = rows[pick], cols[pick]
@@ -95,7 +95,7 @@ def test_disk_coordinates_agree_with_sunpy():
 
 
 def test_default_plan_is_imbalanced_and_every_split_has_every_class():
-  _, frames, _, _ = demo.plan_archive(480, datetime.datetime(2011, 1, 1), 12, 0, num_regions=4)
+  _, frames, _, _ = demo_plan.plan_archive(480, datetime.datetime(2011, 1, 1), 12, 0, num_regions=4)
   counts = {c: sum(f.letter == c for f in frames) for c in demo.CLASSES}
   assert counts["X"] < counts["M"] < min(counts["A"], counts["B"], counts["C"])
   config = SdoAia171Config(name="t")

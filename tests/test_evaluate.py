@@ -10,6 +10,7 @@ import pytest
 
 from configs import tiny
 from solar_jax import report
+from solar_jax import workdir as wd
 from solar_jax.evaluation import evaluate, physics
 
 
@@ -168,7 +169,7 @@ def test_run_also_scores_the_classifier_pool_when_drawn_otherwise(tmp_path, conf
 
 def test_missing_inputs_are_clear_errors(tmp_path, config):
   with pytest.raises(FileNotFoundError, match="--mode=sample"):
-    evaluate.latest_samples(tmp_path)
+    wd.latest_samples(tmp_path)
   config.evaluation.extractors = ("inception",)
   config.evaluation.inception_weights = ""
   with pytest.raises(FileNotFoundError, match="inception_weights is empty"):

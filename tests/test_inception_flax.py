@@ -69,7 +69,9 @@ def test_sharded_extraction_equals_single_device(weights_file):
   assert np.abs(single[0] - single[1]).max() > 1e-3 * np.abs(single).max()
   mesh_config = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "distributed": "no"})
   mesh = parallel.create_mesh(mesh_config, jax.devices()[:4])
-  sharded = inception.InceptionFeatureExtractor(variables, batch_size=3, mesh=mesh, input_size=75)
+  sharded = inception.InceptionFeatureExtractor(
+    variables, batch_size=3, sharding=parallel.data_sharding(mesh), input_size=75
+  )
   assert sharded.batch_size == 4  # Rounded up to the 4 batch shards.
   scale = np.abs(single).max()
   np.testing.assert_allclose(sharded(images), single, rtol=1e-4, atol=1e-5 * scale)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import solar_jax
+from solar_jax import xla_flags
 from solar_jax.models import layers
 
 
@@ -58,27 +58,27 @@ def test_group_norm_rejects_groups_that_do_not_divide():
 
 
 def test_configure_xla_cpu_adds_the_flag_once_and_respects_the_user(monkeypatch):
-  monkeypatch.setattr(solar_jax, "_jaxlib_minor", lambda: (0, 10))
-  monkeypatch.setattr(solar_jax, "_accelerator_plugin_installed", lambda: False)
+  monkeypatch.setattr(xla_flags, "_jaxlib_minor", lambda: (0, 10))
+  monkeypatch.setattr(xla_flags, "_accelerator_plugin_installed", lambda: False)
   env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-  assert solar_jax.configure_xla_cpu(env)
+  assert xla_flags.configure_xla_cpu(env)
   assert env["XLA_FLAGS"] == (
     "--xla_force_host_platform_device_count=8 "
     "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
   )
-  assert not solar_jax.configure_xla_cpu(env)  # Already there: not added twice.
+  assert not xla_flags.configure_xla_cpu(env)  # Already there: not added twice.
   user = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=individual_dot"}
-  assert not solar_jax.configure_xla_cpu(user)
+  assert not xla_flags.configure_xla_cpu(user)
   assert user["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
-  assert not solar_jax.configure_xla_cpu({"SOLAR_JAX_KEEP_XLA_FLAGS": "1"})
+  assert not xla_flags.configure_xla_cpu({"SOLAR_JAX_KEEP_XLA_FLAGS": "1"})
   # A GPU/TPU plugin: left out, unless JAX_PLATFORMS asks for the CPU alone.
-  monkeypatch.setattr(solar_jax, "_accelerator_plugin_installed", lambda: True)
-  assert not solar_jax.configure_xla_cpu({})
-  assert not solar_jax.configure_xla_cpu({"JAX_PLATFORMS": "cuda,cpu"})
+  monkeypatch.setattr(xla_flags, "_accelerator_plugin_installed", lambda: True)
+  assert not xla_flags.configure_xla_cpu({})
+  assert not xla_flags.configure_xla_cpu({"JAX_PLATFORMS": "cuda,cpu"})
   cpu = {"JAX_PLATFORMS": "cpu"}
-  assert solar_jax.configure_xla_cpu(cpu) and "ynn_fusion_type" in cpu["XLA_FLAGS"]
+  assert xla_flags.configure_xla_cpu(cpu) and "ynn_fusion_type" in cpu["XLA_FLAGS"]
   # An unmeasured jaxlib gets nothing: an unknown flag would abort XLA.
-  monkeypatch.setattr(solar_jax, "_jaxlib_minor", lambda: (0, 11))
+  monkeypatch.setattr(xla_flags, "_jaxlib_minor", lambda: (0, 11))
   empty = {}
-  assert not solar_jax.configure_xla_cpu(empty)
+  assert not xla_flags.configure_xla_cpu(empty)
   assert "XLA_FLAGS" not in empty

@@ -60,14 +60,11 @@ def test_bad_override_value_is_one_line(repo_root, tmp_path):
   assert "batch_size" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_every_mode_resolves_or_says_what_is_missing():
-  for mode in ("train", "sample", "evaluate", "classify", "all"):
-    try:
-      fn = main_module.resolve_entry_point(mode)
-    except NotImplementedError as e:
-      assert f"--mode={mode}" in str(e)
-    else:
-      assert callable(fn)
+def test_every_mode_has_an_entry_point():
+  from solar_jax import configuration
+
+  assert set(main_module.pipeline.ENTRY_POINTS) == set(configuration.MODES)
+  assert all(callable(fn) for fn in main_module.pipeline.ENTRY_POINTS.values())
 
 
 def test_writes_resolved_config(repo_root, tmp_path, monkeypatch):
@@ -75,10 +72,11 @@ def test_writes_resolved_config(repo_root, tmp_path, monkeypatch):
   from solar_jax import configuration
 
   calls = []
-  monkeypatch.setattr(
-    main_module, "resolve_entry_point", lambda mode: lambda c, w: calls.append((mode, w))
-  )
-  monkeypatch.setattr(main_module, "check_inputs", lambda *a: None)  # No checkpoint here.
+  for mode in configuration.MODES:
+    monkeypatch.setitem(
+      main_module.pipeline.ENTRY_POINTS, mode, lambda c, w, mode=mode: calls.append((mode, w))
+    )
+  monkeypatch.setattr(main_module.pipeline, "check_inputs", lambda *a: None)  # No checkpoint here.
   monkeypatch.chdir(repo_root)
   from absl import flags
 

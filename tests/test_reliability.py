@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from solar_jax import checkpointing, parallel, train
+from solar_jax import checkpointing, errors, parallel, train_state
 from solar_jax import main as main_module
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def _state(workdir, **training):
   config.training.update(training)
   config.mesh.data = 1
   mesh = parallel.create_mesh(config.mesh, devices=jax.devices()[:1])
-  abstract, _ = train.abstract_train_state(config, mesh)
+  abstract, _ = train_state.abstract_train_state(config, mesh)
   ckpt = checkpointing.Checkpointer(workdir, keep=2, read_only=True)
   try:
     state, meta = ckpt.restore(abstract)
@@ -299,10 +299,10 @@ def test_missing_or_unusable_workdir_is_one_line(env, tmp_path, monkeypatch):
   assert result.returncode == 2 and "--workdir" in _error_line(result)
   blocker = tmp_path / "a_file"
   blocker.write_text("")
-  monkeypatch.setattr(main_module, "check_inputs", lambda *a: None)
-  with pytest.raises(main_module.WorkdirError, match="cannot use --workdir=") as info:
+  monkeypatch.setattr(main_module.pipeline, "check_inputs", lambda *a: None)
+  with pytest.raises(errors.WorkdirError, match="cannot use --workdir=") as info:
     main_module.run_in_workdir(tiny.get_config(), str(blocker / "run"), "train", None)
-  assert main_module._exit_code(info.value) == 2  # noqa: SLF001
+  assert errors.exit_code(info.value) == 2
 
 
 @pytest.mark.parametrize("previous", [None, '{"seed": 7}'])
@@ -310,12 +310,12 @@ def test_run_failing_on_an_input_error_puts_config_json_back(tmp_path, monkeypat
   config_path = tmp_path / "config.json"
   if previous is not None:
     config_path.write_text(previous)
-  monkeypatch.setattr(main_module, "check_inputs", lambda *a: None)
+  monkeypatch.setattr(main_module.pipeline, "check_inputs", lambda *a: None)
   seen = []
 
   def missing_input(config, workdir):
     seen.append(config_path.read_text())  # The run's own config was in place while it ran.
-    raise FileNotFoundError("no readable checkpoint")
+    raise errors.MissingInputError("no readable checkpoint")
 
   with pytest.raises(FileNotFoundError):
     main_module.run_in_workdir(tiny.get_config(), str(tmp_path), "sample", missing_input)
@@ -323,20 +323,20 @@ def test_run_failing_on_an_input_error_puts_config_json_back(tmp_path, monkeypat
   assert (config_path.read_text() if config_path.exists() else None) == previous
 
   def non_finite(config, workdir):
-    raise train.NonFiniteLossError("non-finite loss or gradient at step 3")
+    raise errors.NonFiniteError("non-finite loss or gradient at step 3")
 
-  with pytest.raises(train.NonFiniteLossError):  # A real run: its config.json stays.
+  with pytest.raises(errors.NonFiniteError):  # A real run: its config.json stays.
     main_module.run_in_workdir(tiny.get_config(), str(tmp_path), "sample", non_finite)
   assert config_path.read_text() == seen[0]
 
 
 def test_unexpected_errors_keep_their_traceback(tmp_path, monkeypatch):
-  monkeypatch.setattr(main_module, "check_inputs", lambda *a: None)
+  monkeypatch.setattr(main_module.pipeline, "check_inputs", lambda *a: None)
 
   def bug(config, workdir):
     return np.zeros(2) + np.zeros(3)  # A ValueError from inside NumPy: a bug, not input.
 
   with pytest.raises(ValueError) as info:
     main_module.run_in_workdir(tiny.get_config(), str(tmp_path), "train", bug)
-  assert main_module._exit_code(info.value) is None  # noqa: SLF001
-  assert main_module._exit_code(ValueError("x")) is None  # noqa: SLF001 - no traceback: not ours
+  assert errors.exit_code(info.value) is None
+  assert errors.exit_code(ValueError("x")) is None

@@ -145,7 +145,7 @@ def _run(
     batch_size=batch_size,
     guidance_scale=guidance,
     eta=eta,
-    mesh=mesh,
+    sharding=None if mesh is None else parallel.data_sharding(mesh),
   )
 
 

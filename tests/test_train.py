@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from solar_jax import checkpointing, parallel, train
+from solar_jax import checkpointing, errors, parallel, train, train_state
 
 
 def _config(**training):
@@ -37,8 +37,8 @@ def _one_step(config, devices):
   config.mesh.data = len(devices)
   mesh = parallel.create_mesh(config.mesh, devices=devices)
   with jax.set_mesh(mesh):
-    abstract, _ = train.abstract_train_state(config, mesh)
-    state = train.init_train_state(config, mesh)
+    abstract, _ = train_state.abstract_train_state(config, mesh)
+    state = train_state.init_train_state(config, mesh)
     step_fn = train.make_train_step(config, mesh, abstract)
     batch = parallel.make_global_batch(mesh, next(_batches(config)(0)))
     state, metrics = step_fn(state, batch)
@@ -75,20 +75,20 @@ def test_non_finite_loss_stops_and_keeps_last_good(tmp_path):
   config = _config(
     num_steps=6, checkpoint_every=1, log_every=1, learning_rate=1e30, warmup_steps=0, grad_clip=0.0
   )
-  with pytest.raises(train.NonFiniteLossError, match=r"at step \d") as info:
+  with pytest.raises(errors.NonFiniteError, match=r"at step \d") as info:
     train.train_and_evaluate(config, tmp_path, batches_fn=_batches(config))
   bad_step = int(str(info.value).split("at step ")[1].split(";")[0])
   ckpt = checkpointing.Checkpointer(tmp_path, keep=5)
   assert ckpt.latest_step() == bad_step - 1
   mesh = parallel.create_mesh(config.mesh)
-  abstract, _ = train.abstract_train_state(config, mesh)
+  abstract, _ = train_state.abstract_train_state(config, mesh)
   state, _ = ckpt.restore(abstract)  # Intact and finite.
   assert checkpointing.all_finite(state)
 
 
 def test_learning_rate_warmup():
   config = _config(warmup_steps=10, learning_rate=1e-3)
-  schedule = train.learning_rate_schedule(config.training)
+  schedule = train_state.learning_rate_schedule(config.training)
   np.testing.assert_allclose(
     [schedule(0), schedule(5), schedule(10), schedule(50)], [0.0, 5e-4, 1e-3, 1e-3], rtol=1e-6
   )
@@ -137,7 +137,7 @@ def test_tiny_run_lowers_the_loss_on_real_derived_frames(tmp_path):
 
   mesh = parallel.create_mesh(config.mesh)
   with jax.set_mesh(mesh):
-    before = loss(checkpointing.host_copy(train.init_train_state(config, mesh).params))
+    before = loss(checkpointing.host_copy(train_state.init_train_state(config, mesh).params))
   state = train.train_and_evaluate(config, tmp_path / "run", batches_fn=batches_fn)
   after = loss(checkpointing.host_copy(state.params))
   assert after < 0.5 * before, (before, after)

@@ -36,15 +36,27 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import gzip
 import io
 import math
 import os
 import pathlib
 import re
 import warnings
-from collections.abc import Iterable
 
+import astropy.units as u
 import numpy as np
+from astropy.io import fits
+from astropy.time import Time
+from etils import epath
+from scipy import ndimage
+
+from solar_jax.data import aia_header
+
+# Re-exported: callers catch ``aia.BadFrameError`` and count ``aia.REASONS``
+# without knowing which module checks the header.
+BadFrameError = aia_header.BadFrameError
+REASONS = aia_header.REASONS
 
 # Output disk radius as a fraction of the image side. A full-resolution AIA
 # frame has r_sun ~ 1600 of 4096 px (0.39); 0.40 keeps that framing, so the
@@ -52,52 +64,11 @@ import numpy as np
 # AIA field of view and no corner of the output is padded in practice.
 DEFAULT_DISK_FRACTION = 0.40
 
-# Accepted 171 Å channel (WAVELNTH is an integer number of Å in AIA headers).
-WAVELENGTH_ANGSTROM = 171.0
-
 # Level-1 AIA pixels are 14-bit counts after flat fielding: anything beyond
 # this magnitude is a corrupted value, not a bright flare.
 MAX_ABS_DN = 1.0e6
 
-# AIA exposures run from a few ms (flare mode) to ~3 s; values outside this
-# range are corrupt headers, and dividing by them would overflow float32.
-MIN_EXPOSURE_S = 1e-4
-MAX_EXPOSURE_S = 100.0
-
-# Reasons a frame is rejected (stable strings, counted in the build report).
-REASONS = (
-  "corrupt",  # not a readable FITS file, truncated, no image HDU
-  "not_2d",  # image data is not two-dimensional (or is empty)
-  "missing_keyword",  # a required keyword is absent
-  "bad_keyword",  # a keyword has a value that cannot be used
-  "instrument",  # TELESCOP/INSTRUME names another instrument
-  "wavelength",  # WAVELNTH is not 171
-  "quality",  # QUALITY != 0
-  "exposure",  # EXPTIME not in [MIN_EXPOSURE_S, MAX_EXPOSURE_S]
-  "level",  # LVL_NUM < 1 (raw level-0 data)
-  "geometry",  # singular WCS, disk not inside the image, absurd disk size
-  "non_finite",  # NaN/inf on the solar disk (or after resampling)
-  "out_of_range",  # |DN| > MAX_ABS_DN anywhere
-  "calibration",  # aiapy registration / degradation failed on this file
-)
-
 FITS_SUFFIXES = (".fits", ".fits.gz", ".fts", ".fts.gz", ".fit")
-
-
-class BadFrameError(ValueError):
-  """A FITS file that cannot become a training frame.
-
-  Attributes:
-    path: the file (as given).
-    reason: one of ``REASONS``, a stable category for counting.
-    detail: what exactly is wrong, with the keyword or value.
-  """
-
-  def __init__(self, path, reason: str, detail: str):
-    self.path = str(path)
-    self.reason = reason
-    self.detail = detail
-    super().__init__(f"{self.path}: rejected ({reason}): {detail}")
 
 
 class DegradationTableError(RuntimeError):
@@ -134,8 +105,6 @@ class Frame:
 def _path(path):
   """pathlib.Path for local paths, etils.epath.Path for URLs such as gs://."""
   if "://" in str(path):
-    from etils import epath
-
     return epath.Path(path)
   return pathlib.Path(path)
 
@@ -150,6 +119,23 @@ def find_fits_files(root) -> list[pathlib.Path]:
     raise FileNotFoundError(f"AIA directory {root} does not exist or is not a directory.")
   found = [p for p in root.rglob("*") if p.name.lower().endswith(FITS_SUFFIXES) and p.is_file()]
   return sorted(found, key=str)
+
+
+def read_time(path) -> datetime.datetime:
+  """Frame time from the header alone (cheap: no image decompression).
+
+  The same rule as ``read_frame`` (T_OBS, else DATE-OBS), so it equals
+  ``read_frame(path, ...).time``; raises on anything unreadable (the reason
+  comes from ``read_frame``).
+  """
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    with fits.open(path, memmap=False) as hdul:
+      for hdu in hdul:
+        image_like = isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU)
+        if image_like and hdu.header.get("NAXIS", 0) > 0:
+          return aia_header.obs_time(hdu.header, str(path))
+  raise BadFrameError(path, "corrupt", "no HDU holds image data")
 
 
 def default_disk_radius(image_size: int) -> float:
@@ -226,13 +212,13 @@ def read_frame_bytes(
   table = _correction_table(correction_table) if degradation else None
 
   data, header = _open(raw, source)
-  meta, notes = _validate_header(header, source)
-  geometry = _geometry(header, data.shape, source)
+  meta, notes = aia_header.validate_header(header, source)
+  geometry = aia_header.geometry(header, data.shape, source)
   data = _validate_data(data, geometry, source)
 
   if uses_aiapy_register(register, data.shape, meta["level"]):
     data, header = _aiapy_register(data, header, source)
-    geometry = _geometry(header, data.shape, source)
+    geometry = aia_header.geometry(header, data.shape, source)
 
   image = _resample(data, geometry, image_size, radius_out)
   image /= meta["exposure"]
@@ -265,11 +251,7 @@ def uses_aiapy_register(register: str, shape: tuple[int, ...], level: float) -> 
 
 def _open(raw: bytes, source: str):
   """Returns (data as float64 2-D array, header) of the first image HDU."""
-  from astropy.io import fits
-
   if raw[:2] == b"\x1f\x8b":
-    import gzip
-
     try:
       raw = gzip.decompress(raw)
     except (OSError, EOFError, ValueError) as e:
@@ -329,187 +311,12 @@ def _check_axis_counts(raw: bytes, source: str) -> None:
 
 
 def _has_image(hdu) -> bool:
-  from astropy.io import fits
-
   if not isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU):
     return False
   return hdu.header.get("NAXIS", 0) > 0 and hdu.data is not None
 
 
-def _value(header, key: str, source: str, default=None):
-  """A keyword's value; a damaged card (astropy parses lazily) is 'bad_keyword'."""
-  try:
-    return header[key] if key in header else default
-  except Exception as e:  # astropy raises VerifyError/ValueError on broken cards.
-    raise BadFrameError(source, "bad_keyword", f"{key} card cannot be parsed: {e}") from e
-
-
-def _get_float(header, key: str, source: str, default=None) -> float:
-  value = _value(header, key, source)
-  if value is None and default is not None and key not in header:
-    return float(default)
-  if isinstance(value, bool) or not isinstance(value, int | float | str):
-    raise BadFrameError(source, "bad_keyword", f"{key}={value!r} is not a number")
-  try:
-    return float(value)
-  except ValueError as e:
-    raise BadFrameError(source, "bad_keyword", f"{key}={value!r} is not a number") from e
-
-
-def _validate_header(header, source: str) -> tuple[dict, list[str]]:
-  """Checks the keywords that decide whether a file is a usable 171 Å frame."""
-  notes = []
-  for key in ("WAVELNTH", "EXPTIME"):
-    if key not in header:
-      raise BadFrameError(source, "missing_keyword", f"{key} is missing")
-  names = {k: str(_value(header, k, source, "")).strip() for k in ("TELESCOP", "INSTRUME")}
-  names = {k: v for k, v in names.items() if v}
-  if not names:
-    notes.append("TELESCOP/INSTRUME missing, assumed AIA")
-  for key, value in names.items():
-    if "AIA" not in value.upper():
-      raise BadFrameError(source, "instrument", f"{key}={value!r}, not AIA")
-  wavelength = _get_float(header, "WAVELNTH", source)
-  if wavelength != WAVELENGTH_ANGSTROM:
-    raise BadFrameError(source, "wavelength", f"WAVELNTH={wavelength:g}, expected 171")
-  if "QUALITY" in header:
-    quality = _value(header, "QUALITY", source)
-    if isinstance(quality, bool) or not isinstance(quality, int | float) or quality != 0:
-      raise BadFrameError(source, "quality", f"QUALITY={quality!r} (only 0 is accepted)")
-  else:
-    notes.append("QUALITY missing, taken as 0")
-  exposure = _get_float(header, "EXPTIME", source)
-  if not (math.isfinite(exposure) and MIN_EXPOSURE_S <= exposure <= MAX_EXPOSURE_S):
-    raise BadFrameError(
-      source,
-      "exposure",
-      f"EXPTIME={exposure!r} s, must lie in [{MIN_EXPOSURE_S:g}, {MAX_EXPOSURE_S:g}] s",
-    )
-  if "LVL_NUM" in header:
-    level = _get_float(header, "LVL_NUM", source)
-    if not (math.isfinite(level) and level >= 1):
-      raise BadFrameError(source, "level", f"LVL_NUM={level!r}: level-0 data are not calibrated")
-  else:
-    level = 1.0
-    notes.append("LVL_NUM missing, taken as 1")
-  time = _obs_time(header, source)
-  meta = dict(wavelength=wavelength, exposure=exposure, level=level, time=time)
-  return meta, notes
-
-
-_TIME_RE = re.compile(
-  r"^\s*(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2}(?:\.\d*)?)\s*(?:Z|UTC?|_UTC)?\s*$"
-)
-
-
-def _obs_time(header, source: str) -> datetime.datetime:
-  key = "T_OBS" if "T_OBS" in header else "DATE-OBS"
-  if key not in header:
-    raise BadFrameError(source, "missing_keyword", "neither T_OBS nor DATE-OBS is present")
-  value = _value(header, key, source)
-  match = _TIME_RE.match(value) if isinstance(value, str) else None
-  if match is None:
-    raise BadFrameError(source, "bad_keyword", f"{key}={value!r} is not an ISO 8601 time")
-  y, mo, d, h, mi = (int(g) for g in match.groups()[:5])
-  # datetime has no leap second: 23:59:60.x is clamped to the last microsecond.
-  seconds = min(float(match.group(6)), 59.999999)
-  try:
-    base = datetime.datetime(y, mo, d, h, mi)
-  except ValueError as e:
-    raise BadFrameError(source, "bad_keyword", f"{key}={value!r}: {e}") from e
-  return base + datetime.timedelta(seconds=seconds)
-
-
-# ------------------------------------------------------------ geometry ---
-
-
-@dataclasses.dataclass(frozen=True)
-class _Geometry:
-  world_per_pixel: np.ndarray  # [2, 2] arcsec per input pixel, (x, y) order
-  sun_center_px: np.ndarray  # [2] 0-based (x, y) input pixel of disk centre
-  rsun_arcsec: float
-
-
-def _pc_matrix(header, cdelt: np.ndarray, source: str) -> np.ndarray:
-  """Returns the [2, 2] matrix from pixel offsets to world offsets (arcsec)."""
-  if any(f"CD{i}_{j}" in header for i in (1, 2) for j in (1, 2)):
-    return np.array(
-      [[_get_float(header, f"CD{i}_{j}", source, 0.0) for j in (1, 2)] for i in (1, 2)]
-    )
-  if any(f"PC{i}_{j}" in header for i in (1, 2) for j in (1, 2)):
-    pc = np.array(
-      [[_get_float(header, f"PC{i}_{j}", source, float(i == j)) for j in (1, 2)] for i in (1, 2)]
-    )
-  else:
-    crota = _get_float(header, "CROTA2", source) if "CROTA2" in header else 0.0
-    if "CROTA2" not in header and "CROTA1" in header:
-      crota = _get_float(header, "CROTA1", source)
-    if not math.isfinite(crota):
-      raise BadFrameError(source, "bad_keyword", f"CROTA2={crota!r} is not finite")
-    # FITS/sunpy convention for CROTA2 with possibly unequal CDELT.
-    rho = math.radians(crota)
-    lam = cdelt[1] / cdelt[0]
-    pc = np.array([[math.cos(rho), -lam * math.sin(rho)], [math.sin(rho) / lam, math.cos(rho)]])
-  return np.diag(cdelt) @ pc
-
-
-def _rsun_arcsec(header, source: str) -> float:
-  if "RSUN_OBS" in header:
-    return _get_float(header, "RSUN_OBS", source)
-  if "DSUN_OBS" in header:
-    rsun_ref = _get_float(header, "RSUN_REF", source) if "RSUN_REF" in header else 6.957e8
-    dsun = _get_float(header, "DSUN_OBS", source)
-    if not dsun > rsun_ref:
-      raise BadFrameError(source, "geometry", f"DSUN_OBS={dsun!r} m is not beyond the Sun")
-    return math.degrees(math.asin(rsun_ref / dsun)) * 3600.0
-  if "R_SUN" in header:  # pixels; only trusted when nothing else is there
-    return _get_float(header, "R_SUN", source) * abs(_get_float(header, "CDELT1", source))
-  raise BadFrameError(source, "missing_keyword", "RSUN_OBS, DSUN_OBS and R_SUN are all missing")
-
-
-def _geometry(header, shape: tuple[int, int], source: str) -> _Geometry:
-  """Disk centre, radius and pixel-to-world matrix from the header's linear WCS."""
-  for key in ("CRPIX1", "CRPIX2", "CDELT1", "CDELT2"):
-    if key not in header:
-      raise BadFrameError(source, "missing_keyword", f"{key} is missing")
-  for key in ("CUNIT1", "CUNIT2"):
-    unit = str(_value(header, key, source, "arcsec")).strip().lower()
-    if unit not in ("arcsec", "arcsecs", ""):
-      raise BadFrameError(source, "bad_keyword", f"{key}={unit!r}, expected arcsec")
-  crpix = np.array([_get_float(header, f"CRPIX{i}", source) for i in (1, 2)])
-  crval = np.array(
-    [_get_float(header, f"CRVAL{i}", source) if f"CRVAL{i}" in header else 0.0 for i in (1, 2)]
-  )
-  cdelt = np.array([_get_float(header, f"CDELT{i}", source) for i in (1, 2)])
-  rsun = _rsun_arcsec(header, source)
-  values = np.concatenate([crpix, crval, cdelt, [rsun]])
-  if not np.all(np.isfinite(values)) or np.any(cdelt == 0):
-    raise BadFrameError(source, "bad_keyword", f"non-finite or zero WCS values {values.tolist()}")
-  with np.errstate(all="ignore"):
-    matrix = _pc_matrix(header, cdelt, source)
-    finite = bool(np.all(np.isfinite(matrix)))
-    singular = np.linalg.svd(matrix, compute_uv=False) if finite else np.zeros(2)
-    # Pixels must be (nearly) square and the matrix well conditioned.
-    if not (np.all(np.isfinite(singular)) and singular[1] > 0 and singular[0] < 1.5 * singular[1]):
-      raise BadFrameError(source, "geometry", f"unusable pixel-to-world matrix {matrix.tolist()}")
-    # The disk centre is helioprojective (0, 0); world = M (p - crpix) + crval.
-    center = crpix - 1.0 + np.linalg.solve(matrix, -crval)
-    radius_px = float(np.float64(rsun) / np.sqrt(singular[0] * singular[1]))
-  ny, nx = shape
-  if not (math.isfinite(radius_px) and 1.0 <= radius_px <= 2.0 * max(nx, ny)):
-    raise BadFrameError(
-      source, "geometry", f"disk radius {radius_px:.3g} px is absurd for a {nx}x{ny} image"
-    )
-  if not np.all(np.isfinite(center)):
-    raise BadFrameError(source, "geometry", f"disk centre {center.tolist()} is not finite")
-  if not (0 <= center[0] <= nx - 1 and 0 <= center[1] <= ny - 1):
-    raise BadFrameError(
-      source, "geometry", f"disk centre {center.round(1).tolist()} px lies outside the image"
-    )
-  return _Geometry(world_per_pixel=matrix, sun_center_px=center, rsun_arcsec=rsun)
-
-
-def _disk_mask(shape: tuple[int, int], geometry: _Geometry) -> np.ndarray:
+def _disk_mask(shape: tuple[int, int], geometry: aia_header.Geometry) -> np.ndarray:
   """Input pixels whose centre lies on the solar disk."""
   ny, nx = shape
   yy, xx = np.mgrid[0:ny, 0:nx]
@@ -518,7 +325,7 @@ def _disk_mask(shape: tuple[int, int], geometry: _Geometry) -> np.ndarray:
   return np.hypot(world[0], world[1]) <= geometry.rsun_arcsec
 
 
-def _validate_data(data: np.ndarray, geometry: _Geometry, source: str) -> np.ndarray:
+def _validate_data(data: np.ndarray, geometry: aia_header.Geometry, source: str) -> np.ndarray:
   """Rejects non-finite values on the disk and absurd values; zeroes NaN off the disk."""
   finite = np.isfinite(data)
   if not finite.all():
@@ -535,11 +342,9 @@ def _validate_data(data: np.ndarray, geometry: _Geometry, source: str) -> np.nda
 
 
 def _resample(
-  data: np.ndarray, geometry: _Geometry, image_size: int, radius_out: float
+  data: np.ndarray, geometry: aia_header.Geometry, image_size: int, radius_out: float
 ) -> np.ndarray:
   """One bilinear resampling onto the centred, north-up output grid (float64)."""
-  from scipy import ndimage
-
   scale_out = geometry.rsun_arcsec / radius_out  # arcsec per output pixel
   c_out = (image_size - 1) / 2.0
   # Input pixel (x, y) = A @ output (x, y) + b.
@@ -574,6 +379,7 @@ def _resample(
 
 def _aiapy_register(data: np.ndarray, header, source: str):
   """aiapy.calibrate.register (level 1 -> 1.5); returns (data, header) of the result."""
+  # aiapy and sunpy.map take ~4 s to import: only full-resolution level-1 files need them.
   import sunpy.map
   from aiapy.calibrate import register
 
@@ -589,8 +395,6 @@ def _aiapy_register(data: np.ndarray, header, source: str):
 
 
 def _header_from_meta(meta):
-  from astropy.io import fits
-
   header = fits.Header()
   for key, value in meta.items():
     if isinstance(value, str | int | float | bool) and len(key) <= 8:
@@ -606,7 +410,7 @@ def _correction_table(source):
 
 @functools.lru_cache(maxsize=4)
 def _load_correction_table(source: str | None):
-  from aiapy.calibrate.util import get_correction_table
+  from aiapy.calibrate.util import get_correction_table  # lazy: see _aiapy_register
 
   if source is not None:
     if not pathlib.Path(source).is_file():
@@ -624,15 +428,13 @@ def _load_correction_table(source: str | None):
 
 
 def _degradation_factor(time: datetime.datetime, table, source: str) -> float:
-  import astropy.units as u
-  from aiapy.calibrate import degradation
-  from astropy.time import Time
+  from aiapy.calibrate import degradation  # lazy: see _aiapy_register
 
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("ignore")
       value = degradation(
-        WAVELENGTH_ANGSTROM * u.angstrom, Time(time, scale="utc"), correction_table=table
+        aia_header.WAVELENGTH_ANGSTROM * u.angstrom, Time(time, scale="utc"), correction_table=table
       )
       factor = float(np.asarray(value.to_value(u.dimensionless_unscaled)).reshape(-1)[0])
   except Exception as e:
@@ -640,11 +442,3 @@ def _degradation_factor(time: datetime.datetime, table, source: str) -> float:
   if not (math.isfinite(factor) and factor > 0):
     raise BadFrameError(source, "calibration", f"degradation factor {factor!r} at {time}")
   return factor
-
-
-def reasons_of(errors: Iterable[BadFrameError]) -> dict[str, int]:
-  """Counts rejections per reason (for build reports)."""
-  counts: dict[str, int] = {}
-  for error in errors:
-    counts[error.reason] = counts.get(error.reason, 0) + 1
-  return counts

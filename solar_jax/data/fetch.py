@@ -24,6 +24,11 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+import astropy.units as u
+import sunpy.net.attrs as a
+from sunpy.net import Fido
+from sunpy.util.exceptions import SunpyConnectionWarning
+
 from solar_jax.data import flare_labels
 
 # Columns of the HEK export (flare_labels reads the first four).
@@ -67,8 +72,6 @@ def parse_cadence(text: str) -> datetime.timedelta:
 
 def hek_query(start: datetime.datetime, end: datetime.datetime, min_class: str) -> tuple:
   """sunpy attrs for GOES flares of at least ``min_class`` in [start, end]."""
-  import sunpy.net.attrs as a
-
   flare_labels.class_to_flux(min_class)  # validates the class string
   return (
     a.Time(start, end),
@@ -80,9 +83,6 @@ def hek_query(start: datetime.datetime, end: datetime.datetime, min_class: str) 
 
 def aia_query(time: datetime.datetime) -> tuple:
   """sunpy attrs for the AIA 171 Å frame nearest ``time``."""
-  import astropy.units as u
-  import sunpy.net.attrs as a
-
   return (
     a.Time(time - AIA_SEARCH_HALF_WIDTH, time + AIA_SEARCH_HALF_WIDTH, near=time),
     a.Instrument.aia,
@@ -92,9 +92,6 @@ def aia_query(time: datetime.datetime) -> tuple:
 
 def aia_quiet_query(start: datetime.datetime, end: datetime.datetime, cadence) -> tuple:
   """sunpy attrs for AIA 171 Å frames every ``cadence`` in [start, end]."""
-  import astropy.units as u
-  import sunpy.net.attrs as a
-
   return (
     a.Time(start, end),
     a.Instrument.aia,
@@ -105,15 +102,11 @@ def aia_quiet_query(start: datetime.datetime, end: datetime.datetime, cadence) -
 
 def goes_query(start: datetime.datetime, end: datetime.datetime) -> tuple:
   """sunpy attrs for GOES XRS 1-minute averages in [start, end]."""
-  import sunpy.net.attrs as a
-
   return (a.Time(start, end), a.Instrument.xrs, a.Resolution("avg1m"))
 
 
 def _search(service: str, attrs: tuple):
-  from sunpy.net import Fido
-  from sunpy.util.exceptions import SunpyConnectionWarning
-
+  """Fido.search, with a lost network as one FetchError naming ``service``."""
   try:
     with warnings.catch_warnings():
       # sunpy warns once per mirror it tries; the error below says it once.
@@ -124,8 +117,7 @@ def _search(service: str, attrs: tuple):
 
 
 def _download(service: str, results, directory: pathlib.Path) -> list[str]:
-  from sunpy.net import Fido
-
+  """Fido.fetch into ``directory``; the files written (FetchError when none could be)."""
   directory.mkdir(parents=True, exist_ok=True)
   try:
     files = Fido.fetch(results, path=str(directory / "{file}"), progress=False)

@@ -38,6 +38,8 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 
+import astropy.units as u
+import h5netcdf
 import numpy as np
 
 CLASS_LETTERS = ("A", "B", "C", "M", "X")
@@ -66,8 +68,6 @@ class XRSError(ValueError):
 def _flux_value(flux) -> float:
   """A flux (number or Quantity) as a float in W m^-2, checked."""
   if hasattr(flux, "unit"):
-    import astropy.units as u
-
     flux = flux.to_value(u.W / u.m**2)
   value = float(flux)
   if not (math.isfinite(value) and value >= 0):
@@ -76,14 +76,13 @@ def _flux_value(flux) -> float:
 
 
 def _flux_quantity(flux):
-  import astropy.units as u
-
   # sunkit-instruments needs float64: a float32 quantity yields 'None2.56'.
   return np.float64(_flux_value(flux)) * (u.W / u.m**2)
 
 
 def flux_to_class(flux) -> str:
   """GOES class string for a 1-8 Å flux in W m^-2, e.g. 2.56e-5 -> 'M2.56'."""
+  # sunkit-instruments imports sunpy.timeseries (~3 s): only where a class is made.
   from sunkit_instruments.goes_xrs import flux_to_flareclass
 
   return str(flux_to_flareclass(_flux_quantity(flux)))
@@ -92,8 +91,7 @@ def flux_to_class(flux) -> str:
 @functools.cache
 def _letter_by_decade() -> dict[int, str]:
   """{-8: 'A', ..., -4: 'X'} from sunkit-instruments' own conversion table."""
-  import astropy.units as u
-  from sunkit_instruments.goes_xrs.goes_xrs import GOES_CONVERSION_DICT
+  from sunkit_instruments.goes_xrs.goes_xrs import GOES_CONVERSION_DICT  # lazy: see flux_to_class
 
   table = {}
   for letter, flux in GOES_CONVERSION_DICT.items():
@@ -128,10 +126,18 @@ def class_to_flux(goes_class: str) -> float:
 @functools.lru_cache(maxsize=4096)
 def _class_to_flux(goes_class: str) -> float:
   # Cached: a flare list repeats a few hundred class strings thousands of times.
-  import astropy.units as u
-  from sunkit_instruments.goes_xrs import flareclass_to_flux
+  from sunkit_instruments.goes_xrs import flareclass_to_flux  # lazy: see flux_to_class
 
   return float(flareclass_to_flux(goes_class).to_value(u.W / u.m**2))
+
+
+def class_edges() -> dict[str, float]:
+  """Lower flux edge (W m^-2) of each class letter: {'A': 1e-8, ..., 'X': 1e-4}.
+
+  The flux of '<letter>1' by ``class_to_flux`` (sunkit-instruments' table),
+  so code that needs the class boundaries uses the same ones as the labels.
+  """
+  return {letter: class_to_flux(f"{letter}1") for letter in CLASS_LETTERS}
 
 
 # --------------------------------------------------------- flare list ---
@@ -345,8 +351,6 @@ def xrsb_scale_from_meta(meta: dict, name: str) -> float:
 def _good_mask_bits(path: pathlib.Path) -> int | None:
   """The bits of the XRS-B flag variable that mark bad data, from its attributes."""
   try:
-    import h5netcdf
-
     with h5netcdf.File(path, "r") as nc:
       var = next(
         (nc.variables[v] for v in ("xrsb_flag", "xrsb_flags", "b_flags") if v in nc.variables), None
@@ -363,7 +367,7 @@ def _good_mask_bits(path: pathlib.Path) -> int | None:
 
 
 def _read_one_xrs(path: pathlib.Path, xrsb_scale: float | None):
-  import sunpy.timeseries
+  import sunpy.timeseries  # ~3 s to import: only when XRS files are read.
 
   try:
     with warnings.catch_warnings():

@@ -25,6 +25,7 @@ import json
 
 import numpy as np
 
+from solar_jax import errors
 from solar_jax.data import scaling
 
 _BUILDER_MODULE = "tfds_builders.sdo_aia171.sdo_aia171_dataset_builder"
@@ -44,19 +45,19 @@ def get_builder(data_config):
       data_config.dataset, config=data_config.builder_config, data_dir=data_dir
     )
   shape = builder.info.features["image"].shape
-  if shape[0] != data_config.image_size or shape[-1] != data_config.channels:
-    raise ValueError(
-      f"data.image_size={data_config.image_size}, data.channels={data_config.channels} do not match "
-      f"the stored images {shape} of {data_config.dataset}/{data_config.builder_config}: "
-      "set data.builder_config to the matching resolution."
+  if shape[0] % data_config.image_size or shape[-1] != data_config.channels:
+    raise errors.InputMismatchError(
+      f"data.image_size={data_config.image_size}, data.channels={data_config.channels} do not fit "
+      f"the stored images {shape} of {data_config.dataset}/{data_config.builder_config}: the "
+      "image size must divide the stored side; set data.builder_config to a matching resolution."
     )
   names = tuple(builder.info.features["label"].names)
   if names != tuple(data_config.classes):
-    raise ValueError(
+    raise errors.InputMismatchError(
       f"data.classes={tuple(data_config.classes)} differ from the dataset's labels {names}."
     )
   if not builder.is_prepared():
-    raise FileNotFoundError(
+    raise errors.MissingInputError(
       f"{data_config.dataset}/{data_config.builder_config} is not built in "
       f"{builder.data_dir_root}. Build it first: tfds build tfds_builders/sdo_aia171 "
       f"--config={data_config.builder_config} --manual_dir=<dir> --data_dir={data_config.data_dir or '<dir>'}"
@@ -73,14 +74,23 @@ def forward_tf(images, clip_min: float, clip_max: float):
   return tf.cast(2.0 * (logs - lo) / (hi - lo) - 1.0, images.dtype)
 
 
+def block_factor(builder, data_config) -> int:
+  """Stored pixels per model pixel along each side (``get_builder`` checked it divides)."""
+  return builder.info.features["image"].shape[0] // data_config.image_size
+
+
+def downsample(images: np.ndarray, factor: int) -> np.ndarray:
+  """Means of ``factor``² pixel blocks of [N, S, S, C] images (DN/s: flux-conserving)."""
+  if factor == 1:
+    return images
+  n, s, _, c = images.shape
+  blocks = images.reshape(n, s // factor, factor, s // factor, factor, c)
+  return blocks.mean(axis=(2, 4), dtype=np.float64).astype(images.dtype)
+
+
 def _process_split(split: str, process_index, process_count) -> str:
   import tensorflow_datasets as tfds
 
-  if process_index is None or process_count is None:
-    import jax
-
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
   if not 0 <= process_index < process_count:
     raise ValueError(
       f"process_index={process_index} must lie in [0, process_count={process_count})."
@@ -111,8 +121,8 @@ def get_dataset(
   seed: int,
   repeat: bool,
   start_step: int = 0,
-  process_index: int | None = None,
-  process_count: int | None = None,
+  process_index: int = 0,
+  process_count: int = 1,
   drop_remainder: bool = True,
   transform: bool = True,
 ):
@@ -126,7 +136,7 @@ def get_dataset(
     seed: seed of the shuffle (epoch ``e`` uses ``(seed, e)``).
     repeat: loop over epochs forever; otherwise one epoch.
     start_step: skip the first ``start_step`` batches of the stream (resume).
-    process_index, process_count: this process's share (default: JAX's).
+    process_index, process_count: this process's share (the trainer passes JAX's).
     drop_remainder: drop a last incomplete batch.
     transform: map images to [-1, 1] (``scaling.forward``); else DN/s.
 
@@ -171,8 +181,12 @@ def get_dataset(
     stream = epoch(0)
   stream = stream.skip(skip_elements)
 
+  factor = block_factor(builder, data_config)
+
   def finish(ex):
     image = tf.cast(ex["image"], tf.float32)
+    if factor > 1:  # Same block means as ``downsample``.
+      image = tf.nn.avg_pool2d(image[None], factor, factor, "VALID")[0]
     if transform:
       image = forward_tf(image, data_config.clip_min, data_config.clip_max)
     return dict(
@@ -203,10 +217,12 @@ def load_split_arrays(
     for key, value in batch.items():
       parts.setdefault(key, []).append(value)
   if not parts:
-    shape = builder.info.features["image"].shape
+    side = data_config.image_size
+    shape = (side, side, data_config.channels)
     return dict(image=np.zeros((0, *shape), np.float32), label=np.zeros((0,), np.int32))
   arrays = {k: np.concatenate(v) for k, v in parts.items()}
   arrays["label"] = arrays["label"].astype(np.int32)
+  arrays["image"] = downsample(arrays["image"], block_factor(builder, data_config))
   if transform:
     arrays["image"] = scaling.forward(arrays["image"], data_config.clip_min, data_config.clip_max)
   return arrays

@@ -33,11 +33,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tqdm
+from jax.experimental import multihost_utils
 
+from solar_jax.configuration import SAMPLERS, SPACINGS
 from solar_jax.diffusion import losses, schedules
-
-SAMPLERS = ("ddim", "ddpm")
-SPACINGS = ("uniform", "quadratic")
+from solar_jax.errors import ConfigError
 
 ModelFn = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
 
@@ -109,7 +110,7 @@ def recorded_settings(config: ml_collections.ConfigDict) -> dict:
 
 def _check_spec(spec: SamplerSpec, num_timesteps: int) -> None:
   if spec.sampler not in SAMPLERS:
-    raise ValueError(
+    raise ConfigError(
       f"sampling.sampler={spec.sampler!r} is not one of {', '.join(map(repr, SAMPLERS))}."
     )
   if spec.sampler == "ddim":
@@ -119,7 +120,7 @@ def _check_spec(spec: SamplerSpec, num_timesteps: int) -> None:
 def timesteps(num_timesteps: int, num_steps: int, spacing: str = "uniform") -> np.ndarray:
   """The strictly increasing timesteps (int32 [num_steps]) a DDIM run visits; last = T - 1."""
   if not 1 <= num_steps <= num_timesteps:
-    raise ValueError(
+    raise ConfigError(
       f"sampling.num_steps={num_steps} must lie in [1, diffusion.num_timesteps={num_timesteps}]."
     )
   frac = np.arange(1, num_steps + 1, dtype=np.float64) / num_steps
@@ -130,7 +131,7 @@ def timesteps(num_timesteps: int, num_steps: int, spacing: str = "uniform") -> n
     for i in range(1, num_steps):  # Early quadratic steps can collide; push them apart.
       seq[i] = max(seq[i], seq[i - 1] + 1)
   else:
-    raise ValueError(
+    raise ConfigError(
       f"sampling.spacing={spacing!r} is not one of {', '.join(map(repr, SPACINGS))}."
     )
   if seq[0] < 0 or seq[-1] != num_timesteps - 1 or np.any(np.diff(seq) <= 0):
@@ -405,11 +406,15 @@ def _global_array(values: np.ndarray, sharding):
   return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
 
 
+def _num_shards(sharding) -> int:
+  """Into how many parts ``sharding`` splits a batch's leading dimension."""
+  devices = len(sharding.device_set)
+  return devices // sharding.shard_shape((devices,))[0]
+
+
 def _to_host(x: jax.Array) -> np.ndarray:
   if x.is_fully_addressable:
     return np.asarray(jax.device_get(x))
-  from jax.experimental import multihost_utils
-
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
@@ -426,10 +431,10 @@ def sample_images(
   batch_size: int,
   guidance_scale: float = 1.0,
   eta: float = 0.0,
-  mesh=None,
+  sharding: jax.sharding.NamedSharding | None = None,
   progress: bool = False,
 ) -> np.ndarray:
-  """Samples ``len(labels)`` images in batch groups, split over the mesh's batch axes.
+  """Samples ``len(labels)`` images in batch groups, split as ``sharding`` splits a batch.
 
   Image ``i`` is a function of ``(key, i, labels[i])`` only: the same seed
   gives the same images on 1 or 8 devices and for any ``batch_size``. The last
@@ -443,7 +448,8 @@ def sample_images(
     batch_size: images per batch group (global); rounded up to the number of
       batch shards, and lowered to N (rounded up) when N is smaller.
     guidance_scale, eta: traced CFG scale and DDIM eta.
-    mesh: a ('data', 'fsdp') mesh from ``solar_jax.parallel``; None = default device.
+    sharding: how a batch [B, ...] is split over devices (e.g.
+      ``parallel.data_sharding(mesh)``); None = the default device.
     progress: show a tqdm bar over batches.
 
   Returns:
@@ -455,28 +461,20 @@ def sample_images(
     return np.zeros((0, *image_shape), np.float32)
   if labels.min() < 0 or labels.max() > num_classes:
     raise ValueError(f"labels must lie in [0, {num_classes}] ({num_classes} = null class).")
-  sharding, shards = None, 1
-  if mesh is not None:
-    from solar_jax import parallel  # noqa: PLC0415 - keeps the maths importable alone.
-
-    sharding = parallel.data_sharding(mesh)
-    shards = parallel.num_batch_shards(mesh)
+  shards = 1 if sharding is None else _num_shards(sharding)
   round_up = lambda v: shards * math.ceil(v / shards)  # noqa: E731
   batch = min(round_up(batch_size), round_up(n))
   num_batches = math.ceil(n / batch)
-  replicated = (
-    None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  )
-  if replicated is not None:
-    key = jax.device_put(key, replicated)
+  if sharding is not None:  # Every process holds the key whole.
+    key = jax.device_put(
+      key, jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    )
   scale = jnp.asarray(guidance_scale, jnp.float32)
   eta = jnp.asarray(eta, jnp.float32)
 
   bar = None
   if progress:
-    from tqdm import tqdm
-
-    bar = tqdm(total=n, desc="sample", unit="img", dynamic_ncols=True)
+    bar = tqdm.tqdm(total=n, desc="sample", unit="img", dynamic_ncols=True)
   out = np.empty((num_batches * batch, *image_shape), np.float32)
   pending = None  # Dispatch batch g+1 before reading batch g back.
   for g in range(num_batches + 1):

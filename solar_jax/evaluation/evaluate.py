@@ -30,7 +30,7 @@ are in metrics.json.
 Extractors. 'inception' needs ``config.evaluation.inception_weights`` (see
 solar_jax/models/inception.py; a missing file is an error). 'classifier' uses
 the trained flare classifier's penultimate features from
-``solar_jax.train_classifier.load_feature_extractor(config, workdir)``; when
+``solar_jax.evaluation.features.load_classifier_extractor(config, workdir)``; when
 no trained classifier exists this is an error too, unless another requested
 extractor is available, in which case the classifier is skipped and the
 reason recorded under ``skipped_extractors``.
@@ -38,110 +38,40 @@ reason recorded under ``skipped_extractors``.
 
 from __future__ import annotations
 
-import io
 import json
 import math
-from collections.abc import Callable
 
 import numpy as np
 from absl import logging
 from etils import epath
 
-from solar_jax.data import scaling
+from solar_jax import errors, parallel, viz
+from solar_jax import workdir as wd
+from solar_jax.data import input_pipeline, scaling
 from solar_jax.evaluation import clusters, fid, physics, precision_recall
+from solar_jax.evaluation.features import Extractor, build_extractors
 
-Extractor = Callable[[np.ndarray], np.ndarray]  # model-space [N, H, W, C] -> [N, D]
 GRID_PER_CLASS = 6  # Real and synthetic images shown per class.
 
 
 # ------------------------------------------------------------- inputs ---
 
 
-def latest_samples(workdir) -> epath.Path:
-  """The newest ``workdir/samples/<step>/samples.npz`` (largest step)."""
-  root = epath.Path(workdir) / "samples"
-  steps = []
-  if root.exists():
-    steps = [p for p in root.iterdir() if p.name.isdigit() and (p / "samples.npz").exists()]
-  if not steps:
-    raise FileNotFoundError(
-      f"no {root}/<step>/samples.npz: run --mode=sample (or --mode=train) first."
-    )
-  return max(steps, key=lambda p: int(p.name)) / "samples.npz"
-
-
 def load_samples(path) -> dict:
   """Generated images (DN/s), labels and the sampler settings from a samples.npz."""
-  with epath.Path(path).open("rb") as f:
-    data = np.load(io.BytesIO(f.read()))
-    out = {key: data[key] for key in data.files}
+  out = wd.read_npz(path)
   for key in ("images", "labels", "class_names"):
     if key not in out:
-      raise KeyError(f"{path} has no {key!r} array (keys: {sorted(out)}).")
+      raise errors.InputMismatchError(f"{path} has no {key!r} array (keys: {sorted(out)}).")
   return out
 
 
 def load_real(config, max_examples: int) -> dict:
   """Real images of ``config.evaluation.split`` in DN/s, with labels."""
-  from solar_jax.data import input_pipeline  # TensorFlow: only when reading real data.
-
   arrays = input_pipeline.load_split_arrays(
     config.data, config.evaluation.split, max_examples=max_examples, transform=False
   )
   return {"images": np.asarray(arrays["image"], np.float32), "labels": np.asarray(arrays["label"])}
-
-
-def build_extractors(config, workdir, mesh=None) -> tuple[dict[str, Extractor], dict[str, str]]:
-  """Feature extractors named in ``config.evaluation.extractors``.
-
-  Returns:
-    (extractors by name, skipped extractor -> reason).
-  """
-  names = tuple(config.evaluation.extractors)
-  if not names:
-    raise ValueError("config.evaluation.extractors is empty; use 'inception' and/or 'classifier'.")
-  extractors: dict[str, Extractor] = {}
-  skipped: dict[str, str] = {}
-  batch_size = config.evaluation.batch_size
-  progress = bool(config.logging.progress)
-  for name in names:
-    if name == "inception":
-      from solar_jax.models import inception
-
-      model = inception.make_extractor(config.evaluation.inception_weights, batch_size, mesh)
-      extractors[name] = lambda x, m=model: m(x, progress=progress)
-    elif name == "classifier":
-      try:
-        from solar_jax import train_classifier
-
-        load = train_classifier.load_feature_extractor
-      except (ImportError, AttributeError) as e:
-        skipped[name] = f"solar_jax.train_classifier.load_feature_extractor is unavailable ({e})"
-        continue
-      try:
-        fn = load(config, workdir)
-      except FileNotFoundError as e:
-        skipped[name] = f"no trained flare classifier in {workdir} ({e}); run --mode=classify first"
-        continue
-      extractors[name] = _batched_callable(fn, batch_size, progress, "classifier features")
-    else:
-      raise ValueError(f"config.evaluation.extractors: unknown extractor {name!r}.")
-  if not extractors:
-    raise RuntimeError(
-      "no feature extractor is available: "
-      + "; ".join(f"{k}: {v}" for k, v in skipped.items())
-      + ". Train the classifier (--mode=classify) or add 'inception' to "
-      "config.evaluation.extractors with config.evaluation.inception_weights set."
-    )
-  for name, reason in skipped.items():
-    logging.warning("Skipping the %s extractor: %s", name, reason)
-  return extractors, skipped
-
-
-def _batched_callable(fn, batch_size, progress, desc) -> Extractor:
-  from solar_jax.models.inception import batched_features
-
-  return lambda x: batched_features(fn, x, batch_size, progress=progress, desc=desc)
 
 
 # -------------------------------------------------------- selection ---
@@ -200,6 +130,70 @@ def feature_metrics(real_f, fake_f, config, *, with_clusters: bool) -> dict:
   return out
 
 
+def _summary(overall: dict) -> dict:
+  """The headline figures of one extractor's overall metrics."""
+  found = {
+    "fid": overall.get("fid"),
+    "kid": overall.get("kid", {}).get("mean"),
+    "precision": overall.get("precision"),
+    "recall": overall.get("recall"),
+    "density": overall.get("density"),
+    "coverage": overall.get("coverage"),
+    "cluster_js": overall.get("clusters", {}).get("js_divergence"),
+  }
+  return {k: v for k, v in found.items() if v is not None}
+
+
+def _select(config, real_labels, fake_labels, rng) -> tuple[int, tuple, dict]:
+  """(N, the overall (real, generated) indices, per-class index pairs); see the module doc."""
+  ev = config.evaluation
+  class_names = tuple(config.data.classes)
+  n = int(min(ev.num_images, len(real_labels), len(fake_labels)))
+  if n < 2:
+    raise errors.InputMismatchError(
+      f"need at least 2 real and 2 generated images, have {len(real_labels)} real "
+      f"({ev.split} split) and {len(fake_labels)} generated."
+    )
+  overall = _select_overall(real_labels, fake_labels, n, len(class_names), rng)
+  per_class = {
+    c: _select_class(real_labels, fake_labels, i, ev.num_images, rng)
+    for i, c in enumerate(class_names)
+  }
+  return n, overall, per_class
+
+
+def _feature_entry(config, extract, real, generated, overall_idx, per_class_idx, out_dir, name):
+  """Every feature-space figure of one extractor; writes its features (and cluster plot)."""
+  data = config.data
+  real_idx, fake_idx = overall_idx
+  # Features once per image that any figure uses.
+  real_used = np.unique(np.concatenate([real_idx, *(r for r, _ in per_class_idx.values())]))
+  fake_used = np.unique(np.concatenate([fake_idx, *(f for _, f in per_class_idx.values())]))
+
+  def features(images_dns, used):
+    model = scaling.forward(np.asarray(images_dns[used], np.float32), data.clip_min, data.clip_max)
+    return _scatter(extract(model), used)
+
+  logging.info(
+    "Extracting %s features: %d real, %d generated.", name, len(real_used), len(fake_used)
+  )
+  real_f = features(real["images"], real_used)
+  fake_f = features(generated["images"], fake_used)
+  entry = {"dim": int(real_f[real_used[0]].shape[0])}
+  entry["overall"] = feature_metrics(
+    _gather(real_f, real_idx), _gather(fake_f, fake_idx), config, with_clusters=True
+  )
+  entry["per_class"] = {
+    c: feature_metrics(_gather(real_f, r), _gather(fake_f, f), config, with_clusters=False)
+    for c, (r, f) in per_class_idx.items()
+  }
+  if out_dir is not None:
+    _save_features(
+      out_dir / f"features_{name}.npz", real_f, fake_f, real_used, fake_used, real, generated
+    )
+  return entry
+
+
 def evaluate_arrays(
   config,
   real: dict,
@@ -230,25 +224,13 @@ def evaluate_arrays(
   write_plots = write_plots and out_dir is not None
   ev, data = config.evaluation, config.data
   class_names = tuple(data.classes)
-  num_classes = len(class_names)
   real_labels = np.asarray(real["labels"], np.int64)
   fake_labels = np.asarray(generated["labels"], np.int64)
   rng = np.random.default_rng(config.seed)
-
-  n = int(min(ev.num_images, len(real_labels), len(fake_labels)))
-  if n < 2:
-    raise ValueError(
-      f"need at least 2 real and 2 generated images, have {len(real_labels)} real "
-      f"({ev.split} split) and {len(fake_labels)} generated."
-    )
-  real_idx, fake_idx = _select_overall(real_labels, fake_labels, n, num_classes, rng)
-  per_class_idx = {
-    c: _select_class(real_labels, fake_labels, i, ev.num_images, rng)
-    for i, c in enumerate(class_names)
-  }
+  n, (real_idx, fake_idx), per_class_idx = _select(config, real_labels, fake_labels, rng)
 
   def counts(labels):
-    return dict(zip(class_names, np.bincount(labels, minlength=num_classes).tolist()))
+    return dict(zip(class_names, np.bincount(labels, minlength=len(class_names)).tolist()))
 
   metrics: dict = {
     "num_images": n,
@@ -268,49 +250,14 @@ def evaluate_arrays(
     **(extra or {}),
     "features": {},
   }
-
-  # Features once per image that any figure uses.
-  real_used = np.unique(np.concatenate([real_idx, *(r for r, _ in per_class_idx.values())]))
-  fake_used = np.unique(np.concatenate([fake_idx, *(f for _, f in per_class_idx.values())]))
-
-  def to_model(images_dns):
-    return scaling.forward(np.asarray(images_dns, np.float32), data.clip_min, data.clip_max)
-
   for name, extract in extractors.items():
-    logging.info(
-      "Extracting %s features: %d real, %d generated.", name, len(real_used), len(fake_used)
+    entry = _feature_entry(
+      config, extract, real, generated, (real_idx, fake_idx), per_class_idx, out_dir, name
     )
-    real_f = _scatter(extract(to_model(real["images"][real_used])), real_used)
-    fake_f = _scatter(extract(to_model(generated["images"][fake_used])), fake_used)
-    entry = {"dim": int(real_f[real_used[0]].shape[0])}
-    entry["overall"] = feature_metrics(
-      _gather(real_f, real_idx), _gather(fake_f, fake_idx), config, with_clusters=True
-    )
-    entry["per_class"] = {
-      c: feature_metrics(_gather(real_f, r), _gather(fake_f, f), config, with_clusters=False)
-      for c, (r, f) in per_class_idx.items()
-    }
     metrics["features"][name] = entry
-    overall = entry["overall"]
-    metrics["summary"][name] = {
-      k: v
-      for k, v in {
-        "fid": overall.get("fid"),
-        "kid": overall.get("kid", {}).get("mean"),
-        "precision": overall.get("precision"),
-        "recall": overall.get("recall"),
-        "density": overall.get("density"),
-        "coverage": overall.get("coverage"),
-        "cluster_js": overall.get("clusters", {}).get("js_divergence"),
-      }.items()
-      if v is not None
-    }
-    if out_dir is not None:
-      _save_features(
-        out_dir / f"features_{name}.npz", real_f, fake_f, real_used, fake_used, real, generated
-      )
-    if write_plots and "clusters" in overall:
-      _plot_clusters(overall["clusters"], name, out_dir / f"cluster_occupancy_{name}.png")
+    metrics["summary"][name] = _summary(entry["overall"])
+    if write_plots and "clusters" in entry["overall"]:
+      _plot_clusters(entry["overall"]["clusters"], name, out_dir / f"cluster_occupancy_{name}.png")
 
   stats = physics.physics_statistics(
     real["images"][real_idx], generated["images"][fake_idx], floor=data.clip_min, seed=config.seed
@@ -320,15 +267,18 @@ def evaluate_arrays(
     real["images"], real_labels, generated["images"], fake_labels, class_names
   )
   metrics["summary"]["physics"] = {
-    "intensity_wasserstein_dex": stats["intensity_wasserstein_dex"],
-    "limb_profile_mean_abs_log_ratio": stats["limb_profile_mean_abs_log_ratio"],
-    "power_spectrum_mean_abs_log_ratio": stats["power_spectrum_mean_abs_log_ratio"],
+    key: stats[key]
+    for key in (
+      "intensity_wasserstein_dex",
+      "limb_profile_mean_abs_log_ratio",
+      "power_spectrum_mean_abs_log_ratio",
+    )
   }
   if write_plots:
     _plot_physics(stats, n, out_dir)
     _plot_grids(config, real, generated, per_class_idx, out_dir)
   if out_dir is not None:
-    (out_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2) + "\n")
+    wd.write_json(out_dir / "metrics.json", _jsonable(metrics))
   return metrics
 
 
@@ -341,9 +291,8 @@ def _gather(table: dict, indices: np.ndarray) -> np.ndarray:
 
 
 def _save_features(path, real_f, fake_f, real_used, fake_used, real, generated) -> None:
-  buffer = io.BytesIO()
-  np.savez(
-    buffer,
+  wd.write_npz(
+    path,
     real=_gather(real_f, real_used),
     generated=_gather(fake_f, fake_used),
     real_index=real_used,
@@ -351,7 +300,6 @@ def _save_features(path, real_f, fake_f, real_used, fake_used, real, generated) 
     real_labels=np.asarray(real["labels"])[real_used],
     generated_labels=np.asarray(generated["labels"])[fake_used],
   )
-  epath.Path(path).write_bytes(buffer.getvalue())
 
 
 def _jsonable(tree):
@@ -371,24 +319,9 @@ def _jsonable(tree):
 # ------------------------------------------------------------- plots ---
 
 
-def _figure(width: float, height: float):
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-
-  fig = Figure(figsize=(width, height), dpi=100)
-  FigureCanvasAgg(fig)
-  return fig
-
-
-def _save(fig, path) -> None:
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format="png", bbox_inches="tight")
-  epath.Path(path).write_bytes(buffer.getvalue())
-
-
 def _plot_physics(stats: dict, n: int, out_dir: epath.Path) -> None:
   hist = stats["histogram"]
-  fig = _figure(5, 3.5)
+  fig = viz.figure(5, 3.5)
   ax = fig.add_subplot()
   for key, label in (("real", "real"), ("fake", "synthetic")):
     ax.stairs(hist[key], hist["edges"], label=label)
@@ -396,9 +329,9 @@ def _plot_physics(stats: dict, n: int, out_dir: epath.Path) -> None:
   ax.set_ylabel("density")
   ax.set_title(f"on-disk intensity (N={n} each)")
   ax.legend()
-  _save(fig, out_dir / "intensity_histogram.png")
+  viz.save_png(fig, out_dir / "intensity_histogram.png", tight=True)
 
-  fig = _figure(5, 3.5)
+  fig = viz.figure(5, 3.5)
   ax = fig.add_subplot()
   for key, label in (("real", "real"), ("fake", "synthetic")):
     prof = stats["limb"][key]
@@ -409,9 +342,9 @@ def _plot_physics(stats: dict, n: int, out_dir: epath.Path) -> None:
   ax.set_ylabel("mean intensity [DN/s]")
   ax.set_title(f"radial profile (N={n} each, ±1 std)")
   ax.legend()
-  _save(fig, out_dir / "limb_profile.png")
+  viz.save_png(fig, out_dir / "limb_profile.png", tight=True)
 
-  fig = _figure(5, 3.5)
+  fig = viz.figure(5, 3.5)
   ax = fig.add_subplot()
   for key, label in (("real", "real"), ("fake", "synthetic")):
     spec = stats["spectrum"][key]
@@ -420,7 +353,7 @@ def _plot_physics(stats: dict, n: int, out_dir: epath.Path) -> None:
   ax.set_ylabel("power of log10 intensity")
   ax.set_title(f"azimuthally averaged power spectrum (N={n} each)")
   ax.legend()
-  _save(fig, out_dir / "power_spectrum.png")
+  viz.save_png(fig, out_dir / "power_spectrum.png", tight=True)
 
 
 def _plot_clusters(result: dict, name: str, path) -> None:
@@ -428,7 +361,7 @@ def _plot_clusters(result: dict, name: str, path) -> None:
   fake = np.asarray(result["fake_counts"], float)
   order = np.argsort(-real)
   x = np.arange(len(real))
-  fig = _figure(max(5, 0.3 * len(real)), 3.5)
+  fig = viz.figure(max(5, 0.3 * len(real)), 3.5)
   ax = fig.add_subplot()
   ax.bar(x - 0.2, real[order] / real.sum(), 0.4, label=f"real (N={result['num_real']})")
   ax.bar(x + 0.2, fake[order] / fake.sum(), 0.4, label=f"synthetic (N={result['num_fake']})")
@@ -440,12 +373,10 @@ def _plot_clusters(result: dict, name: str, path) -> None:
     f"missed {len(result['missed'])}, over-filled {len(result['overfilled'])}"
   )
   ax.legend()
-  _save(fig, path)
+  viz.save_png(fig, path, tight=True)
 
 
 def _plot_grids(config, real, generated, per_class_idx, out_dir) -> None:
-  from solar_jax import viz
-
   for c, (r, f) in per_class_idx.items():
     k = min(len(r), len(f), GRID_PER_CLASS)
     if k == 0:
@@ -467,16 +398,53 @@ def _plot_grids(config, real, generated, per_class_idx, out_dir) -> None:
 # --------------------------------------------------------------- run ---
 
 
+def _log_summary(what: str, metrics: dict, out_dir) -> None:
+  logging.info(
+    "Evaluation of %s (N=%d): %s; wrote %s/metrics.json",
+    what,
+    metrics["num_images"],
+    json.dumps(_jsonable(metrics["summary"])),
+    out_dir,
+  )
+
+
+def _evaluate_pool(config, workdir, real, samples_info, extractors, skipped, main) -> dict | None:
+  """Scores the classifier's synthetic images when they were drawn otherwise than the samples."""
+  pool_path = wd.pool_path(workdir, samples_info["step"])
+  if not pool_path.exists():
+    return None
+  pool = load_samples(pool_path)
+  pool_info = _samples_info(pool_path, pool)
+  # Compared on what samples.npz records (samplers.recorded_settings).
+  differs = [
+    k for k in samples_info if k not in ("path", "step") and pool_info.get(k) != samples_info[k]
+  ]
+  if not differs or tuple(str(x) for x in pool["class_names"]) != tuple(config.data.classes):
+    return None
+  pool_dir = wd.eval_dir(workdir) / "classifier_pool"
+  metrics = evaluate_arrays(
+    config,
+    real,
+    pool,
+    extractors,
+    pool_dir if main else None,
+    extra={"samples": pool_info, "skipped_extractors": skipped},
+  )
+  if main:
+    _log_summary(
+      f"the classifier's synthetic images (other {', '.join(differs)})", metrics, pool_dir
+    )
+  return metrics
+
+
 def run(config, workdir, mesh=None) -> dict:
   """--mode=evaluate: newest samples vs the real split; writes ``workdir/eval/``."""
-  from solar_jax import parallel
-
   workdir = epath.Path(workdir)
-  samples_path = latest_samples(workdir)
+  samples_path = wd.latest_samples(workdir)
   generated = load_samples(samples_path)
   names = tuple(str(x) for x in generated["class_names"])
   if names != tuple(config.data.classes):
-    raise ValueError(
+    raise errors.InputMismatchError(
       f"{samples_path}: class_names {names} differ from config.data.classes "
       f"{tuple(config.data.classes)}."
     )
@@ -485,11 +453,11 @@ def run(config, workdir, mesh=None) -> dict:
   extractors, skipped = build_extractors(config, workdir, mesh)
   real = load_real(config, max_examples=config.evaluation.num_images * len(names))
   if real["images"].shape[1:] != generated["images"].shape[1:]:
-    raise ValueError(
+    raise errors.InputMismatchError(
       f"real images {real['images'].shape[1:]} and generated {generated['images'].shape[1:]} "
       f"({samples_path}) differ in shape; evaluate with the config the samples were made with."
     )
-  out_dir = workdir / "eval"
+  out_dir = wd.eval_dir(workdir)
   main = parallel.is_main_process()
   samples_info = _samples_info(samples_path, generated)
   extra = {"samples": samples_info, "skipped_extractors": skipped}
@@ -497,36 +465,10 @@ def run(config, workdir, mesh=None) -> dict:
     config, real, generated, extractors, out_dir if main else None, extra=extra
   )
   if main:
-    print(
-      f"[solar_jax] evaluation (N={metrics['num_images']}): {json.dumps(_jsonable(metrics['summary']))}"
-    )
-    print(f"[solar_jax] wrote {out_dir}/metrics.json", flush=True)
-  pool_path = workdir / "classifier" / "synthetic" / f"step_{samples_info['step']}.npz"
-  if pool_path.exists():
-    pool = load_samples(pool_path)
-    pool_info = _samples_info(pool_path, pool)
-    # Compared on what samples.npz records (samplers.recorded_settings).
-    differs = [
-      k for k in samples_info if k not in ("path", "step") and pool_info.get(k) != samples_info[k]
-    ]
-    if differs and tuple(str(x) for x in pool["class_names"]) == names:
-      pool_dir = out_dir / "classifier_pool"
-      pool_metrics = evaluate_arrays(
-        config,
-        real,
-        pool,
-        extractors,
-        pool_dir if main else None,
-        extra={"samples": pool_info, "skipped_extractors": skipped},
-      )
-      metrics["classifier_pool"] = pool_metrics
-      if main:
-        print(
-          f"[solar_jax] evaluation of the classifier's synthetic images (other "
-          f"{', '.join(differs)} than the samples; N={pool_metrics['num_images']}): "
-          f"{json.dumps(_jsonable(pool_metrics['summary']))}"
-        )
-        print(f"[solar_jax] wrote {pool_dir}/metrics.json", flush=True)
+    _log_summary("the samples", metrics, out_dir)
+  pool_metrics = _evaluate_pool(config, workdir, real, samples_info, extractors, skipped, main)
+  if pool_metrics is not None:
+    metrics["classifier_pool"] = pool_metrics
   return metrics
 
 

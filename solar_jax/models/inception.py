@@ -46,6 +46,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from etils import epath
+from tqdm import auto as tqdm
+
+from solar_jax import errors
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_SOURCE = (
@@ -323,7 +326,7 @@ def variables_from_torch_arrays(arrays: dict[str, np.ndarray]) -> dict:
 def load_variables(path) -> dict:
   """Loads converted FID Inception weights (.npz); a clear error if the file is absent."""
   if not path:
-    raise FileNotFoundError(
+    raise errors.MissingInputError(
       "config.evaluation.inception_weights is empty, but the 'inception' extractor needs the "
       f"FID Inception weights. Download {FID_WEIGHTS_SOURCE}, convert it with `python -m "
       "solar_jax.models.inception --convert pt_inception-2015-12-05-6726825d.pth --out "
@@ -332,7 +335,7 @@ def load_variables(path) -> dict:
     )
   path = epath.Path(path)
   if not path.exists():
-    raise FileNotFoundError(
+    raise errors.MissingInputError(
       f"config.evaluation.inception_weights={str(path)!r} does not exist. It must be the .npz "
       f"converted from {FID_WEIGHTS_SOURCE} with `python -m solar_jax.models.inception "
       "--convert <that .pth> --out <this .npz>`. Random weights are never substituted."
@@ -404,10 +407,11 @@ class InceptionFeatureExtractor:
   Args:
     variables: Flax variables from :func:`load_variables`.
     batch_size: images per jitted call (the last batch is padded, so one
-      compilation serves every batch); rounded up to a multiple of the mesh's
+      compilation serves every batch); rounded up to a multiple of the
       batch shards.
-    mesh: optional ('data', 'fsdp') mesh; batches are split over both axes
-      and the weights replicated. Every process must pass the same images.
+    sharding: optional sharding of a batch [B, ...] (e.g. ``parallel.data_sharding``);
+      the weights are replicated over its devices. Every process must pass the
+      same images.
     precision: convolution precision ('highest' keeps float32 on TPU/GPU).
   """
 
@@ -415,7 +419,7 @@ class InceptionFeatureExtractor:
     self,
     variables: dict,
     batch_size: int = 50,
-    mesh: jax.sharding.Mesh | None = None,
+    sharding: jax.sharding.NamedSharding | None = None,
     precision: str = "highest",
     input_size: int = INPUT_SIZE,
   ):
@@ -424,18 +428,16 @@ class InceptionFeatureExtractor:
     def features(v, images):
       return model.apply(v, preprocess(images, input_size))
 
-    if mesh is None:
+    self._sharding = sharding
+    if sharding is None:
       self._fn = jax.jit(features)
       self.batch_size = int(batch_size)
       self._variables = variables
-      self._sharding = None
     else:
-      from solar_jax import parallel
-
-      shards = parallel.num_batch_shards(mesh)
+      devices = len(sharding.device_set)
+      shards = devices // sharding.shard_shape((devices,))[0]
       self.batch_size = int(-(-batch_size // shards) * shards)
-      self._sharding = parallel.data_sharding(mesh)
-      replicated = parallel.replicated(mesh)
+      replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
       self._variables = jax.device_put(variables, replicated)
       self._fn = jax.jit(
         features, in_shardings=(replicated, self._sharding), out_shardings=replicated
@@ -463,8 +465,6 @@ def batched_features(
   desc: str = "features",
 ) -> np.ndarray:
   """Applies ``fn`` to fixed-size batches (last one zero-padded) -> float32 ``[N, D]``."""
-  from tqdm import auto as tqdm
-
   images = np.asarray(images, np.float32)
   n = len(images)
   out: list[np.ndarray] = []
@@ -482,10 +482,10 @@ def batched_features(
 
 
 def make_extractor(
-  weights_path, batch_size: int = 50, mesh=None, precision: str = "highest"
+  weights_path, batch_size: int = 50, sharding=None, precision: str = "highest"
 ) -> InceptionFeatureExtractor:
   """The FID extractor for ``config.evaluation.inception_weights`` (errors if absent)."""
-  return InceptionFeatureExtractor(load_variables(weights_path), batch_size, mesh, precision)
+  return InceptionFeatureExtractor(load_variables(weights_path), batch_size, sharding, precision)
 
 
 def _main(argv: Sequence[str]) -> int:

@@ -9,7 +9,8 @@ identical): see ``SdoAia171Config.split_of``.
 Bad input never stops the build. Each file that cannot become an example is
 skipped with a reason (``aia.BadFrameError`` reasons, ``no_label``,
 ``duplicate_time``, ...) and listed in ``build_report.json`` in the dataset
-version directory, beside ``dataset_info.json``; a summary goes to the console.
+version directory, beside ``dataset_info.json`` (``solar_jax.data.build_report``);
+a summary is logged (absl, INFO).
 A flare list or XRS file that cannot be read stops the build with an error
 naming the file (without it no label can be trusted).
 
@@ -25,26 +26,23 @@ import collections
 import dataclasses
 import datetime
 import functools
-import json
 import pathlib
 import sys
-import warnings
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 from etils import epath
 
+# `tfds build tfds_builders/sdo_aia171` from a checkout without `pip install -e .`
+# cannot import solar_jax: the repository root is put on sys.path then.
 try:
-  from solar_jax.data import aia, flare_labels
-except (
-  ImportError
-):  # `tfds build tfds_builders/sdo_aia171` from a checkout without `pip install -e .`
+  from solar_jax.data import aia, build_report, flare_labels
+except ImportError:
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-  from solar_jax.data import aia, flare_labels
+  from solar_jax.data import aia, build_report, flare_labels
 
-CLASS_NAMES = ("A", "B", "C", "M", "X")
-REPORT_NAME = "build_report.json"
-_PARTS_DIR = "_build_report_parts"  # per-split partial reports, merged at the end
+CLASS_NAMES = flare_labels.CLASS_LETTERS
 
 _CITATION = """
 @article{lemen2012aia,
@@ -116,28 +114,6 @@ def _iso(time: datetime.datetime) -> str:
   return time.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
 
 
-def _header_time(path: pathlib.Path) -> datetime.datetime:
-  """Frame time from the header alone (cheap: no image decompression).
-
-  Uses the reader's own rule (T_OBS, else DATE-OBS) so it equals
-  ``read_frame(...).time``; raises on anything unreadable.
-  """
-  from astropy.io import fits
-
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    with fits.open(path, memmap=False) as hdul:
-      for hdu in hdul:
-        image_like = isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU)
-        if image_like and hdu.header.get("NAXIS", 0) > 0:
-          return aia._obs_time(hdu.header, str(path))  # noqa: SLF001 (same rule as read_frame)
-  raise ValueError("no image HDU")
-
-
-def _skip(rel: str, reason: str, detail: str) -> dict:
-  return dict(kind="skip", file=rel, reason=reason, detail=detail)
-
-
 def process_file(item: dict, *, image_size: int, disk_radius_px, degradation: bool) -> dict:
   """Reads one planned file: {'kind': 'example', ...} or {'kind': 'skip', ...}.
 
@@ -150,13 +126,13 @@ def process_file(item: dict, *, image_size: int, disk_radius_px, degradation: bo
       item["path"], image_size=image_size, disk_radius_px=disk_radius_px, degradation=degradation
     )
   except aia.BadFrameError as e:
-    return _skip(rel, e.reason, e.detail)
+    return build_report.skip(rel, e.reason, e.detail)
   except aia.DegradationTableError:
     raise  # a set-up problem, not a bad file
   except Exception as e:  # A reader bug must not stop a long build; it is reported.
-    return _skip(rel, "unexpected_error", f"{type(e).__name__}: {e}")
+    return build_report.skip(rel, "unexpected_error", f"{type(e).__name__}: {e}")
   if _iso(frame.time) != item["time"]:
-    return _skip(
+    return build_report.skip(
       rel, "time_mismatch", f"header scan gave {item['time']}, reader {_iso(frame.time)}"
     )
   label = item["label"]
@@ -178,35 +154,11 @@ def _dedupe(results: list[dict]) -> list[dict]:
   results = sorted(results, key=lambda r: r["file"])
   kept = results[0]
   return [kept] + [
-    _skip(r["file"], "duplicate_time", f"time {r['time']} already taken by {kept['file']}")
+    build_report.skip(
+      r["file"], "duplicate_time", f"time {r['time']} already taken by {kept['file']}"
+    )
     for r in results[1:]
   ]
-
-
-def _report_part(split: str, results) -> dict:
-  """Summary of one split's outcome (no images), for the build report."""
-  counts = collections.Counter()
-  skipped = []
-  for r in results:
-    if r["kind"] == "example":
-      counts[r["label"]] += 1
-    else:
-      skipped.append({k: r[k] for k in ("file", "reason", "detail")})
-  return dict(
-    split=split, class_counts=dict(counts), skipped=sorted(skipped, key=lambda s: s["file"])
-  )
-
-
-def _write_json(path: str, value) -> None:
-  path = epath.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(value, indent=1, sort_keys=True))
-
-
-def _light(result: dict) -> dict:
-  if result["kind"] == "example":
-    return dict(kind="example", file=result["file"], label=result["example"]["label"])
-  return result
 
 
 # -------------------------------------------------------------- builder ---
@@ -256,15 +208,22 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   # -- driver side ---------------------------------------------------------
 
   def _download_and_prepare(self, dl_manager, download_config):
+    # This override of TFDS's private step stays: TFDS offers no public place
+    # for either of its two jobs. (1) _split_generators never sees the
+    # DownloadConfig, yet it must choose between a Beam PTransform and a plain
+    # generator, so the choice is recorded here. (2) This is the one point
+    # where every split is written (the Beam pipeline included) while
+    # self.data_dir is still TFDS's temporary directory, renamed to the final
+    # one only after this returns: the report moves with the data and exists
+    # only for a completed build (_post_download_and_prepare_hook runs after
+    # the rename, when a killed build could leave data without its report).
     self._use_beam = (
       download_config.beam_options is not None or download_config.beam_runner is not None
     )
     super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
-    # self.data_dir is still TFDS's temporary directory here, which is renamed
-    # to the final one only after this returns: the report moves with the data.
-    report = self._merge_report()
-    _write_json(str(epath.Path(self.data_dir) / REPORT_NAME), report)
-    print(format_report(report))
+    report = build_report.merge(self._parts_dir, self._report_settings())
+    build_report.write(self.data_dir, report)
+    logging.info("%s", build_report.format_report(report))
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     cfg = self.builder_config
@@ -282,7 +241,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     for path in files:
       rel = path.relative_to(root).as_posix()
       try:
-        time = _header_time(path)
+        time = aia.read_time(path)
       except Exception:  # noqa: BLE001 - the reader below names what is wrong
         skipped.append(self._diagnose(path, rel))
         continue
@@ -295,13 +254,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           if cfg.quiet_policy == "drop"
           else (f"no listed flare within {cfg.window_minutes:g} min and no GOES XRS coverage")
         )
-        skipped.append(_skip(rel, "no_label", f"{_iso(time)}: {why}"))
+        skipped.append(build_report.skip(rel, "no_label", f"{_iso(time)}: {why}"))
         continue
       item = dict(file=rel, path=str(path), time=_iso(time), label=dataclasses.asdict(label))
       planned[cfg.split_of(time)].append(item)
-    self._parts_dir = str(epath.Path(self.data_dir) / _PARTS_DIR)
-    _write_json(
-      f"{self._parts_dir}/_driver.json",
+    self._parts_dir = str(epath.Path(self.data_dir) / build_report.PARTS_DIR)
+    build_report.write_driver_part(
+      self._parts_dir,
       dict(
         manual_dir=str(root),
         files_found=len(files),
@@ -328,27 +287,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     try:
       aia.read_frame(path, image_size=8)
     except aia.BadFrameError as e:
-      return _skip(rel, e.reason, e.detail)
+      return build_report.skip(rel, e.reason, e.detail)
     except Exception as e:  # noqa: BLE001
-      return _skip(rel, "unexpected_error", f"{type(e).__name__}: {e}")
-    return _skip(rel, "header_scan", "the header could not be scanned for its time")
+      return build_report.skip(rel, "unexpected_error", f"{type(e).__name__}: {e}")
+    return build_report.skip(rel, "header_scan", "the header could not be scanned for its time")
 
-  def _merge_report(self) -> dict:
-    parts_dir = epath.Path(self._parts_dir)
-    driver = json.loads((parts_dir / "_driver.json").read_text())
+  def _report_settings(self) -> dict:
+    """What this build was asked for, as the build report records it."""
     cfg = self.builder_config
-    examples, skipped = {}, list(driver.pop("skipped"))
-    for split in ("train", "validation", "test"):
-      part_path = parts_dir / f"{split}.json"
-      counts = {c: 0 for c in CLASS_NAMES}
-      if part_path.exists():
-        part = json.loads(part_path.read_text())
-        counts.update(part["class_counts"])
-        skipped += [dict(s, split=split) for s in part["skipped"]]
-      counts["total"] = sum(counts[c] for c in CLASS_NAMES)
-      examples[split] = counts
-    parts_dir.rmtree()
-    by_reason = collections.Counter(s["reason"] for s in skipped)
     return dict(
       dataset=self.name,
       config=cfg.name,
@@ -359,13 +305,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       degradation=cfg.degradation,
       split_rule=cfg.split_rule(),
       beam=bool(getattr(self, "_use_beam", False)),
-      examples=examples,
-      skipped=dict(
-        count=len(skipped),
-        by_reason=dict(sorted(by_reason.items())),
-        files=sorted(skipped, key=lambda s: s["file"]),
-      ),
-      **driver,
     )
 
   # -- per split -----------------------------------------------------------
@@ -387,7 +326,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       result = process_file(item, **settings)
       if result["kind"] == "example":
         if result["time"] in seen:
-          result = _skip(
+          result = build_report.skip(
             result["file"],
             "duplicate_time",
             f"time {result['time']} already taken by {seen[result['time']]}",
@@ -395,20 +334,20 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         else:
           seen[result["time"]] = result["file"]
           yield result["file"], result["example"]
-      light.append(_light(result))
-    _write_json(f"{self._parts_dir}/{split}.json", _report_part(split, light))
+      light.append(build_report.light(result))
+    build_report.write_split_part(self._parts_dir, split, light)
 
   def _beam_split(self, split: str, items: list[dict], settings: dict):
     """The same as ``_python_split`` as a Beam PTransform."""
     beam = tfds.core.lazy_imports.apache_beam
-    part_path = f"{self._parts_dir}/{split}.json"
+    parts_dir = self._parts_dir
     process = functools.partial(process_file, **settings)
 
     def key_by_time(result):
       return result["time"], result
 
     def write_part(light):
-      _write_json(part_path, _report_part(split, light))
+      build_report.write_split_part(parts_dir, split, light)
 
     @beam.ptransform_fn
     def generate(pbegin):
@@ -429,7 +368,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       kept = deduped | "Kept" >> beam.Filter(lambda r: r["kind"] == "example")
       duplicates = deduped | "Duplicates" >> beam.Filter(lambda r: r["kind"] == "skip")
       (
-        (kept | "Light" >> beam.Map(_light), bad, duplicates)
+        (kept | "Light" >> beam.Map(build_report.light), bad, duplicates)
         | "AllOutcomes" >> beam.Flatten()
         | "ToList" >> beam.combiners.ToList()
         | "WritePart" >> beam.Map(write_part)
@@ -465,21 +404,3 @@ def _read_goes(root: pathlib.Path):
   if not paths:
     return None, []
   return flare_labels.read_xrs(paths), paths
-
-
-def format_report(report: dict) -> str:
-  """A few console lines summarising a build report."""
-  lines = [
-    f"sdo_aia171/{report['config']}:{report['version']} build report ({report['split_rule']})"
-  ]
-  for split, counts in report["examples"].items():
-    per_class = " ".join(f"{c}={counts[c]}" for c in CLASS_NAMES)
-    lines.append(f"  {split:<10} {counts['total']:6d} examples  {per_class}")
-  skipped = report["skipped"]
-  reasons = ", ".join(f"{k}={v}" for k, v in skipped["by_reason"].items()) or "none"
-  lines.append(f"  skipped {skipped['count']} of {report['files_found']} files: {reasons}")
-  for s in skipped["files"][:20]:
-    lines.append(f"    {s['file']}: {s['reason']} ({s['detail']})")
-  if skipped["count"] > 20:
-    lines.append(f"    ... {skipped['count'] - 20} more in {REPORT_NAME}")
-  return "\n".join(lines)

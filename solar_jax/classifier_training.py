@@ -1,0 +1,330 @@
+"""Training one flare classifier: its state, step, jitted programs and model selection.
+
+A run trains from a ``classifier_data.TrainingSet`` and keeps the parameters
+that score best on the validation split (macro F1 for the multiclass task,
+TSS for the binary ones). Batches are split over the mesh's devices;
+parameters are replicated (the classifier has 10^5-10^6 of them). The jitted
+programs are built once per (config, mesh) and shared by every run of a
+process (regimes, seeds, the feature extractor of the evaluation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from solar_jax import errors, parallel
+from solar_jax.classifier_data import EpochSampler, TrainingSet
+from solar_jax.evaluation import classification
+from solar_jax.models import classifier as classifier_lib
+
+_CLASSIFIER_STREAM = 1  # jax.random.fold_in stream of the root key (0 is the DDPM's init).
+
+
+# ----------------------------------------------------- state and step ---
+
+
+@flax.struct.dataclass
+class ClassifierState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array  # Raw uint32 key data; per step fold_in(step) gives the dropout key.
+
+
+def create_optimizer(c: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """AdamW with a cosine decay of ``learning_rate`` to 1% over ``num_steps``."""
+  schedule = optax.cosine_decay_schedule(c.learning_rate, c.num_steps, alpha=0.01)
+  return optax.adamw(schedule, weight_decay=c.weight_decay)
+
+
+def _init_state(rng, *, config, model, optimizer) -> ClassifierState:
+  size, channels = config.data.image_size, config.data.channels
+  params_rng, state_rng = jax.random.split(rng)
+  x = jnp.zeros((1, size, size, channels), jnp.float32)
+  params = model.init({"params": params_rng}, x, train=False)["params"]
+  return ClassifierState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=optimizer.init(params),
+    rng=jax.random.key_data(state_rng),
+  )
+
+
+def train_step(state: ClassifierState, batch, *, model, optimizer):
+  """One step of (weighted) cross-entropy: ``(state, batch) -> (state, metrics)``.
+
+  ``batch`` = {'image', 'label', 'weight'}; the loss is sum(w * CE) / sum(w).
+  A non-finite loss leaves the parameters unchanged and shows in the metrics.
+  """
+  rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+  def loss_fn(params):
+    logits = model.apply({"params": params}, batch["image"], train=True, rngs={"dropout": rng})
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    w = batch["weight"]
+    loss = jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
+    return loss, jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+
+  (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  grad_norm = optax.global_norm(grads)
+  ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  new = state.replace(params=params, opt_state=opt_state)
+  new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+  new = new.replace(step=state.step + 1)
+  metrics = {
+    "loss": loss,
+    "accuracy": accuracy,
+    "grad_norm": grad_norm,
+    "nonfinite": (~ok).astype(jnp.int32),
+  }
+  return new, metrics
+
+
+@dataclasses.dataclass
+class Programs:
+  """The jitted functions of one (config, mesh); compiled once, shared by every run."""
+
+  model: classifier_lib.FlareClassifier
+  mesh: jax.sharding.Mesh
+  init: Any  # root key -> ClassifierState (replicated)
+  step: Any  # (state, batch) -> (state, metrics), state donated
+  predict: Any  # (params, images) -> int32 predictions (replicated)
+  features: Any  # (params, images) -> float32 features (replicated)
+
+
+# Programs by (the config fields they depend on, mesh): later runs in one process
+# (regimes, seeds, the feature extractor of --mode=all) reuse the compiled functions.
+_PROGRAMS: dict[tuple[str, Any], Programs] = {}
+
+
+def make_programs(config: ml_collections.ConfigDict, mesh) -> Programs:
+  """Builds (or reuses) the init, train-step and predict programs with their shardings.
+
+  The whole state is replicated (the classifier has ~10^5-10^6 parameters);
+  batches are split over every device of the mesh.
+  """
+  c = config.classifier
+  key = (
+    json.dumps(
+      [
+        c.task,
+        c.stage_sizes,
+        c.width,
+        c.stem_stride,
+        c.dropout,
+        c.learning_rate,
+        c.weight_decay,
+        c.num_steps,
+      ],
+      default=list,
+    ),
+    json.dumps([config.data.image_size, config.data.channels, list(config.data.classes)]),
+    mesh,
+  )
+  if key not in _PROGRAMS:
+    _PROGRAMS[key] = _build_programs(config, mesh)
+  return _PROGRAMS[key]
+
+
+def _build_programs(config, mesh) -> Programs:
+  model = classifier_lib.create_classifier(config)
+  optimizer = create_optimizer(config.classifier)
+  rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  init = jax.jit(
+    functools.partial(_init_state, config=config, model=model, optimizer=optimizer),
+    out_shardings=rep,
+  )
+  step = jax.jit(
+    functools.partial(train_step, model=model, optimizer=optimizer),
+    in_shardings=(rep, data),
+    out_shardings=(rep, rep),
+    donate_argnums=(0,),
+  )
+
+  def _predict(params, images):
+    return jnp.argmax(model.apply({"params": params}, images, train=False), -1).astype(jnp.int32)
+
+  def _features(params, images):
+    return model.apply({"params": params}, images, train=False, return_features=True)[1]
+
+  predict = jax.jit(_predict, in_shardings=(rep, data), out_shardings=rep)
+  features = jax.jit(_features, in_shardings=(rep, data), out_shardings=rep)
+  return Programs(model, mesh, init, step, predict, features)
+
+
+def init_state(programs: Programs, config, seed: int) -> ClassifierState:
+  """Initial state of seed ``seed``: the same for every regime (common random numbers)."""
+  root = jax.random.fold_in(jax.random.key(config.seed), _CLASSIFIER_STREAM)
+  return programs.init(jax.random.fold_in(root, seed))
+
+
+def _global(mesh, arrays: dict) -> dict:
+  """Global arrays from full host batches (identical on every process): each gives its share."""
+  n, p, i = len(next(iter(arrays.values()))), jax.process_count(), jax.process_index()
+  local = n // p
+  return parallel.make_global_batch(
+    mesh, {k: v[i * local : (i + 1) * local] for k, v in arrays.items()}
+  )
+
+
+def apply_batched(fn, params, images: np.ndarray, batch_size: int, mesh) -> np.ndarray:
+  """``fn(params, batch)`` over ``images`` in fixed-size batches (last one zero-padded)."""
+  images = np.asarray(images, np.float32)
+  out = []
+  for start in range(0, len(images), batch_size):
+    batch = images[start : start + batch_size]
+    pad = batch_size - len(batch)
+    if pad:
+      batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), np.float32)])
+    result = fn(params, _global(mesh, {"image": batch})["image"])
+    out.append(np.asarray(jax.device_get(result))[: batch_size - pad])
+  if not out:
+    return np.zeros((0,), np.int32)
+  return np.concatenate(out)
+
+
+# ----------------------------------------------------------- one run ---
+
+
+def selection_metric(task: str) -> str:
+  """Validation figure that picks the checkpoint: macro F1 (multiclass) or TSS (binary)."""
+  return "macro_f1" if task == "multiclass" else "tss"
+
+
+def _thresholds(config) -> dict[str, int]:
+  """For the multiclass task: TSS/HSS of >=M and >=C from the five-class predictions."""
+  goes = tuple(config.data.classes)
+  if config.classifier.task != "multiclass":
+    return {}
+  return {f">={c}": goes.index(c) for c in ("M", "C") if c in goes}
+
+
+def score(config, y_true, y_pred) -> dict:
+  names = classifier_lib.task_class_names(config.classifier.task, config.data.classes)
+  return classification.classification_metrics(
+    y_true, y_pred, names, thresholds=_thresholds(config)
+  )
+
+
+def _selection_score(config, metrics: dict) -> float:
+  value = metrics[selection_metric(config.classifier.task)]
+  return value if np.isfinite(value) else metrics["macro_f1"]
+
+
+def _window_record(sums, count: int, step: int, name: str) -> dict:
+  """Mean train loss and accuracy of the steps since the last evaluation."""
+  scalars = jax.device_get(sums)  # The only device->host read between evaluations.
+  if scalars["nonfinite"]:
+    raise errors.NonFiniteError(
+      f"{name}: non-finite loss or gradient within steps {step - count + 1}-{step}; "
+      "lower classifier.learning_rate."
+    )
+  return {
+    "step": step,
+    "train_loss": float(scalars["loss"] / count),
+    "train_accuracy": float(scalars["accuracy"] / count),
+  }
+
+
+def train_one(
+  config: ml_collections.ConfigDict,
+  programs: Programs,
+  training_set: TrainingSet,
+  validation: dict | None,
+  *,
+  seed: int,
+  name: str = "classifier",
+  writer=None,
+):
+  """Trains one classifier and keeps the parameters that score best on validation.
+
+  Args:
+    config: reads classifier.{batch_size, num_steps, eval_every, task}.
+    programs: from ``make_programs``.
+    training_set: from ``classifier_data.build_training_set``.
+    validation: {'image' (model space), 'label' (task labels)}; None or empty:
+      the final parameters are kept.
+    seed: the run's seed (initialisation, batch order, dropout).
+    name: label for the progress bar, logs and TensorBoard tags.
+    writer: optional clu metric writer.
+
+  Returns:
+    ``(params, info)``: the selected parameters (on device) and a dict with
+    best_step, the validation metrics there, and the last training loss.
+  """
+  c = config.classifier
+  mesh = programs.mesh
+  parallel.check_local_batch(c.batch_size, mesh)
+  state = init_state(programs, config, seed)
+  sampler = EpochSampler(
+    training_set.indices, c.batch_size, np.random.default_rng([config.seed, seed, 11])
+  )
+  has_val = validation is not None and len(validation["label"]) > 0
+  every = c.eval_every if c.eval_every > 0 else c.num_steps
+  show = config.logging.progress and parallel.is_main_process()
+  progress = tqdm.tqdm(
+    total=c.num_steps, desc=name, unit="step", dynamic_ncols=True, disable=not show
+  )
+  best = None
+  info = {"best_step": c.num_steps, "selection_metric": selection_metric(c.task), "history": []}
+  sums, count = None, 0
+  with progress:
+    for step in range(1, c.num_steps + 1):
+      idx = sampler.next()
+      arrays = {k: getattr(training_set, k + "s")[idx] for k in ("image", "label", "weight")}
+      state, metrics = programs.step(state, _global(mesh, arrays))
+      sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+      count += 1
+      progress.update(1)
+      if step % every and step != c.num_steps:
+        continue
+      record = _window_record(sums, count, step, name)
+      sums, count = None, 0
+      if has_val:
+        pred = apply_batched(
+          programs.predict, state.params, validation["image"], c.batch_size, mesh
+        )
+        val = score(config, validation["label"], pred)
+        record.update(val_macro_f1=val["macro_f1"], val_tss=val["tss"], val_hss=val["hss"])
+        value = _selection_score(config, val)
+        if best is None or value > best[0]:
+          # A copy: the state's buffers are donated to the next step.
+          best = (value, jax.tree.map(jnp.copy, state.params), step, val)
+      info["history"].append(record)
+      if writer is not None:
+        writer.write_scalars(step, {f"{name}/{k}": v for k, v in record.items() if k != "step"})
+      progress.set_postfix(loss=f"{record['train_loss']:.3f}")
+  info["final_train_loss"] = info["history"][-1]["train_loss"]
+  if best is None:
+    info["selection"] = "final step (no validation examples)"
+    return state.params, info
+  _, params, info["best_step"], info["validation"] = best
+  info["selection"] = f"best validation {info['selection_metric']} of {len(info['history'])}"
+  return params, info
+
+
+def architecture(config) -> dict:
+  """What a stored classifier must match to be loaded with ``config``."""
+  c = config.classifier
+  return {
+    "task": c.task,
+    "stage_sizes": list(c.stage_sizes),
+    "width": c.width,
+    "stem_stride": c.stem_stride,
+    "image_size": config.data.image_size,
+    "channels": config.data.channels,
+    "classes": list(config.data.classes),
+  }

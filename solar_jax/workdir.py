@@ -1,0 +1,219 @@
+"""The workdir contract: every path a mode reads or writes, in one place.
+
+```
+workdir/
+  .lock                         held by the running mode (``Lock``)
+  config.json                   the resolved config (``write_config``)
+  checkpoints/<step>/           orbax (``checkpoints_dir``)
+  train_metrics.jsonl           one line per logged step (``history_path``)
+  samples/<step>/               samples.npz, grid.png, fits/ (``samples_dir``)
+  classifier/                   metrics.json, predictions.csv, runs/<regime>/seed_<s>/,
+                                synthetic/step_<step>.npz (``pool_path``)
+  eval/                         metrics.json, features, plots (``eval_dir``)
+  report.md
+```
+
+All I/O goes through ``etils.epath``, so a workdir may be a local path or a
+``gs://`` URL; npz files are written whole to a temporary name and then
+renamed, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import socket
+
+import jax
+import ml_collections
+import numpy as np
+from etils import epath
+
+from solar_jax import configuration, errors
+
+# --------------------------------------------------------------- paths ---
+
+
+def absolute(path) -> epath.Path:
+  """``path`` as an absolute path (orbax refuses relative ones); URLs unchanged."""
+  path = epath.Path(path)
+  return path if "://" in os.fspath(path) else epath.Path(os.path.abspath(path))
+
+
+def config_path(workdir) -> epath.Path:
+  return epath.Path(workdir) / "config.json"
+
+
+def checkpoints_dir(workdir) -> epath.Path:
+  return epath.Path(workdir) / "checkpoints"
+
+
+def history_path(workdir) -> epath.Path:
+  return epath.Path(workdir) / "train_metrics.jsonl"
+
+
+def samples_dir(workdir, step: int) -> epath.Path:
+  return epath.Path(workdir) / "samples" / str(int(step))
+
+
+def classifier_dir(workdir) -> epath.Path:
+  return epath.Path(workdir) / "classifier"
+
+
+def classifier_run_dir(workdir, regime: str, seed: int) -> epath.Path:
+  return classifier_dir(workdir) / "runs" / regime / f"seed_{seed}"
+
+
+def pool_path(workdir, step: int) -> epath.Path:
+  """The classifier's synthetic training images drawn from the DDPM at ``step``."""
+  return classifier_dir(workdir) / "synthetic" / f"step_{int(step)}.npz"
+
+
+def eval_dir(workdir) -> epath.Path:
+  return epath.Path(workdir) / "eval"
+
+
+def report_path(workdir) -> epath.Path:
+  return epath.Path(workdir) / "report.md"
+
+
+# --------------------------------------------------------------- steps ---
+
+
+def steps(directory, *, containing: str | None = None) -> list[int]:
+  """Sorted steps of the ``<step>/`` subdirectories of ``directory`` (those holding ``containing``).
+
+  Orbax's temporary ``<step>.orbax-checkpoint-tmp`` and set-aside ``<step>.unreadable``
+  directories are not steps.
+  """
+  directory = epath.Path(directory)
+  if not directory.exists():
+    return []
+  found = [
+    int(p.name)
+    for p in directory.iterdir()
+    if p.name.isdigit() and (containing is None or (p / containing).exists())
+  ]
+  return sorted(found)
+
+
+def require_checkpoint(workdir) -> epath.Path:
+  """Returns ``workdir/checkpoints``, or raises MissingInputError if it holds no step."""
+  directory = checkpoints_dir(workdir)
+  if not steps(directory):
+    raise errors.MissingInputError(
+      f"no checkpoint in {directory}: train first (--mode=train) with this workdir."
+    )
+  return directory
+
+
+def latest_samples(workdir) -> epath.Path:
+  """The newest ``workdir/samples/<step>/samples.npz`` (largest step)."""
+  root = epath.Path(workdir) / "samples"
+  found = steps(root, containing="samples.npz")
+  if not found:
+    raise errors.MissingInputError(
+      f"no {root}/<step>/samples.npz: run --mode=sample (or --mode=train) first."
+    )
+  return root / str(found[-1]) / "samples.npz"
+
+
+# ----------------------------------------------------------------- I/O ---
+
+
+def write_bytes(path, data: bytes) -> None:
+  """Writes ``data`` to a temporary name beside ``path``, then renames it over ``path``."""
+  path = epath.Path(path)
+  tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+  tmp.write_bytes(data)
+  tmp.replace(path)
+
+
+def write_text(path, text: str) -> None:
+  write_bytes(path, text.encode())
+
+
+def write_json(path, tree) -> None:
+  write_text(path, json.dumps(tree, indent=2) + "\n")
+
+
+def write_npz(path, **arrays) -> None:
+  """``np.savez`` through epath (local or gs://), whole or not at all."""
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  write_bytes(path, buffer.getvalue())
+
+
+def read_npz(path) -> dict[str, np.ndarray]:
+  """Every array of an npz file, read through epath."""
+  with epath.Path(path).open("rb") as f:
+    data = np.load(io.BytesIO(f.read()))
+    return {k: data[k] for k in data.files}
+
+
+def write_config(config: ml_collections.ConfigDict, workdir) -> None:
+  """Writes ``workdir/config.json`` (process 0 only)."""
+  if jax.process_index() != 0:
+    return
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  write_text(config_path(workdir), configuration.to_json(config))
+
+
+# ---------------------------------------------------------------- lock ---
+
+# Locks this process holds: path -> [fd, depth].
+_HELD_LOCKS: dict[str, list[int]] = {}
+
+
+class Lock:
+  """An exclusive lock on ``workdir/.lock`` for local workdirs.
+
+  ``flock`` is released by the kernel when the holder dies, so a crashed run
+  never blocks the next one; a live one makes the second refuse, naming it.
+  With ``reentrant=True`` a holder inside a process that already holds the lock
+  (main.py around the trainer) joins it instead of refusing. Only process 0 of
+  a multi-host run takes it: the others would refuse each other on a shared
+  file system.
+  """
+
+  def __init__(self, workdir, *, reentrant: bool = False):
+    self.path = epath.Path(workdir) / ".lock"
+    self._reentrant = reentrant
+    self._key = None
+
+  def __enter__(self):
+    if "://" in os.fspath(self.path) or jax.process_index() != 0:
+      return self  # Cloud storage: rely on the scheduler to run one job.
+    key = os.path.realpath(os.fspath(self.path))
+    if self._reentrant and key in _HELD_LOCKS:
+      _HELD_LOCKS[key][1] += 1
+      self._key = key
+      return self
+    self.path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+      os.close(fd)
+      raise errors.WorkdirBusyError(
+        f"workdir {self.path.parent} is in use by {holder}; stop it or choose another --workdir."
+      ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+    _HELD_LOCKS[key] = [fd, 1]
+    self._key = key
+    return self
+
+  def __exit__(self, *exc):
+    if self._key is None:
+      return
+    held = _HELD_LOCKS[self._key]
+    held[1] -= 1
+    if held[1] == 0:
+      del _HELD_LOCKS[self._key]
+      fcntl.flock(held[0], fcntl.LOCK_UN)
+      os.close(held[0])
+    self._key = None
