@@ -103,9 +103,27 @@ def test_class_counts_and_balancing(data_config):
 
 
 def test_wrong_image_size_is_an_error_naming_the_field(data_config):
-  data_config.image_size = 32
+  data_config.image_size = 48  # Does not divide the stored 64.
   try:
-    with pytest.raises(ValueError, match="data.image_size=32"):
+    with pytest.raises(ValueError, match="data.image_size=48"):
       input_pipeline.get_builder(data_config)
   finally:
     data_config.image_size = 64
+
+
+def test_a_smaller_image_size_reads_block_means_of_the_stored_images(data_config):
+  kw = dict(shuffle=False, seed=0, repeat=False, process_index=0, process_count=1)
+  full = next(input_pipeline.get_dataset(data_config, "test", 4, transform=False, **kw))
+  data_config.image_size = 32
+  try:
+    half = next(input_pipeline.get_dataset(data_config, "test", 4, transform=False, **kw))
+    arrays = input_pipeline.load_split_arrays(data_config, "test", transform=False)
+  finally:
+    data_config.image_size = 64
+  # Mean of each 2x2 block, in DN/s: the total flux of the image is kept.
+  want = full["image"].reshape(4, 32, 2, 32, 2, 1).mean(axis=(2, 4))
+  np.testing.assert_allclose(half["image"], want, rtol=1e-5)
+  np.testing.assert_allclose(arrays["image"][:4], want, rtol=1e-5)
+  np.testing.assert_allclose(
+    half["image"].sum((1, 2, 3)) * 4, full["image"].sum((1, 2, 3)), rtol=1e-5
+  )

@@ -117,3 +117,23 @@ def test_library_info_filter_keeps_warnings_and_our_info():
   assert not keep(record(orbax_file, logging.INFO))
   assert keep(record(orbax_file, logging.WARNING))
   assert keep(record(main_module.__file__, logging.INFO))
+
+
+def test_evaluate_before_classify_is_one_line_exit_2(repo_root, tmp_path):
+  workdir = tmp_path / "run"
+  result = _run(repo_root, "--config=configs/tiny.py", f"--workdir={workdir}", "--mode=evaluate")
+  assert result.returncode == 2, result.stderr
+  assert "Traceback" not in result.stderr
+  line = result.stderr.strip().splitlines()[-1]
+  assert line.startswith("error: no trained flare classifier") and "--mode=classify" in line
+  assert not workdir.exists()
+
+
+def test_importing_the_package_leaves_xla_flags_alone(repo_root):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  code = "import os, solar_jax, solar_jax.main; print(os.environ.get('XLA_FLAGS'))"
+  result = subprocess.run(
+    [sys.executable, "-c", code], cwd=repo_root, env=env, capture_output=True, text=True
+  )
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == "None"
