@@ -15,7 +15,7 @@ from solar_jax.errors import ConfigError
 
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = ("ddim", "ddpm", "dpmpp_2m")
 SPACINGS = ("uniform", "quadratic")
 DTYPES = ("float32", "bfloat16")
 SAMPLE_COUNTS = ("fixed", "balance")

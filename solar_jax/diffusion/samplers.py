@@ -1,4 +1,4 @@
-"""DDIM and ancestral DDPM samplers, classifier-free guidance, DDIM inversion.
+"""DDIM, DPM-Solver++(2M) and ancestral DDPM samplers, classifier-free guidance, DDIM inversion.
 
 The model enters as ``model_fn(params, x [B,H,W,C], t [B] int32, y [B] int32)
 -> output`` (eps or v, see ``losses``), so the samplers run as well on a UNet
@@ -19,6 +19,21 @@ timesteps ``t_1 < ... < t_S = T - 1`` ("trailing" spacing, Lin et al. 2024,
 which always starts at pure noise): uniform ``t_i = round(i T / S) - 1``, or
 quadratic ``t_i ~ T (i / S)^2`` (denser near the data), made strictly
 increasing. ``S = T`` visits every timestep with either spacing.
+
+DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) visits the same timesteps as
+DDIM, deterministically, with one model evaluation per step. In log-SNR
+``lambda = log(alpha / sigma)`` (``alpha = sqrt(abar)``, ``sigma = sqrt(1 -
+abar)``) a step ``s -> t`` of length ``h = lambda_t - lambda_s`` is
+
+  x_t = (sigma_t / sigma_s) x_s + alpha_t (1 - exp(-h)) D,
+  D = x0_s + (h / (2 h_prev)) (x0_s - x0_prev),
+
+the first-order part being exactly DDIM (eta = 0) and the second term a
+multistep correction from the previous step's data prediction ``x0_prev``
+(``r = h_prev / h`` in the paper's notation). The first step has no previous
+prediction and the last step, to the clean image (``sigma = 0``, ``h``
+infinite), returns ``x0`` itself: both are first order, which is also what
+the "lower order final" trick asks for at few steps.
 """
 
 from __future__ import annotations
@@ -40,6 +55,9 @@ from solar_jax.configuration import SAMPLERS, SPACINGS
 from solar_jax.diffusion import losses, schedules
 from solar_jax.errors import ConfigError
 
+# Samplers that visit ``timesteps(T, num_steps, spacing)``; DDPM visits all T.
+STEPPED = ("ddim", "dpmpp_2m")
+
 ModelFn = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
@@ -57,9 +75,10 @@ class SamplerSpec(NamedTuple):
   """The static (compile-time) choices of a sampler run.
 
   Attributes:
-    sampler: 'ddim' or 'ddpm' (ancestral, all T steps).
-    num_steps: DDIM steps in 1..T (ignored by DDPM).
-    spacing: DDIM timestep spacing, 'uniform' or 'quadratic'.
+    sampler: 'ddim', 'dpmpp_2m' (DPM-Solver++(2M), deterministic) or 'ddpm'
+      (ancestral, all T steps).
+    num_steps: DDIM / DPM-Solver++ steps in 1..T (ignored by DDPM).
+    spacing: their timestep spacing, 'uniform' or 'quadratic'.
     prediction: what the model outputs, 'eps' or 'v'.
     clip_x0: clip the predicted clean image to [-1, 1] at every step.
     guided: evaluate conditional and unconditional outputs (one 2B forward)
@@ -94,15 +113,17 @@ def recorded_settings(config: ml_collections.ConfigDict) -> dict:
   """How a sampled set is drawn, as written beside its images: the effective values.
 
   DDPM runs all ``num_timesteps`` steps and is DDIM with eta = 1, whatever
-  ``sampling.num_steps`` and ``sampling.eta`` say, so two sets drawn alike
+  ``sampling.num_steps`` and ``sampling.eta`` say; DPM-Solver++(2M) adds no
+  noise whatever ``sampling.eta`` says (recorded 0). So two sets drawn alike
   record alike.
   """
   s = config.sampling
   ddpm = s.sampler == "ddpm"
+  eta = {"ddpm": 1.0, "dpmpp_2m": 0.0}.get(s.sampler, float(s.eta))
   return {
     "sampler": s.sampler,
     "num_steps": int(config.diffusion.num_timesteps if ddpm else s.num_steps),
-    "eta": 1.0 if ddpm else float(s.eta),
+    "eta": eta,
     "guidance_scale": float(s.guidance_scale),
     "seed": int(s.seed),
   }
@@ -113,7 +134,7 @@ def _check_spec(spec: SamplerSpec, num_timesteps: int) -> None:
     raise ConfigError(
       f"sampling.sampler={spec.sampler!r} is not one of {', '.join(map(repr, SAMPLERS))}."
     )
-  if spec.sampler == "ddim":
+  if spec.sampler in STEPPED:
     timesteps(num_timesteps, spec.num_steps, spec.spacing)  # Validates steps and spacing.
 
 
@@ -197,6 +218,9 @@ def sample_from(
 ) -> jax.Array:
   """Runs the reverse process from ``x_T`` [B,H,W,C] to clean images (not jitted itself).
 
+  DPM-Solver++(2M) is delegated to ``dpm_solver_2m_from`` (it ignores
+  ``step_keys`` and ``eta``).
+
   Args:
     model_fn: ``(params, x, t, y) -> eps or v``.
     params: passed to ``model_fn``.
@@ -214,6 +238,17 @@ def sample_from(
   """
   num_timesteps = schedule.num_timesteps
   _check_spec(spec, num_timesteps)
+  if spec.sampler == "dpmpp_2m":
+    return dpm_solver_2m_from(
+      model_fn,
+      params,
+      schedule,
+      x_T,
+      labels,
+      guidance_scale,
+      spec=spec,
+      num_classes=num_classes,
+    )
   shape = x_T.shape[1:]
   abar_all = schedule.alphas_cumprod
   if spec.sampler == "ddim":
@@ -256,6 +291,79 @@ def sample_from(
     return mean + noise_scale * z, None
 
   x, _ = jax.lax.scan(step, x_T.astype(jnp.float32), (t_arr, sqrt_abar, sqrt_1m_abar, *coefs))
+  return x
+
+
+def dpm_solver_2m_coefficients(
+  abar_all: jax.Array, seq: np.ndarray
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Per-step coefficients of DPM-Solver++(2M) over ``seq``, noisiest step first.
+
+  Step ``k`` goes from ``t = seq[::-1][k]`` to the next visited timestep (the
+  clean image after the last). Returns float32 [S] arrays ``(ratio, coef_d,
+  corr)`` with ``x_next = ratio x + coef_d (x0 + corr (x0 - x0_prev))``:
+  ``ratio = sigma_next / sigma``, ``coef_d = alpha_next (1 - exp(-h))`` and
+  ``corr = h / (2 h_prev)``, 0 at the first and the last step.
+
+  Args:
+    abar_all: the schedule's alphas_cumprod [T] (traced).
+    seq: the visited timesteps, increasing (``timesteps``).
+  """
+  t_arr = jnp.asarray(seq[::-1])
+  nxt = np.concatenate([seq[:-1][::-1], [-1]]).astype(np.int32)  # -1: the clean image.
+  abar = abar_all[t_arr]
+  abar_next = jnp.where(jnp.asarray(nxt) >= 0, abar_all[jnp.maximum(nxt, 0)], 1.0)
+  alpha, sigma = jnp.sqrt(abar), jnp.sqrt(1.0 - abar)
+  alpha_next, sigma_next = jnp.sqrt(abar_next), jnp.sqrt(1.0 - abar_next)
+  ratio = sigma_next / sigma
+  # alpha_next exp(-h) = alpha sigma_next / sigma: finite at the clean end (it is 0 there).
+  coef_d = alpha_next - alpha * ratio
+  # lambda = log(alpha / sigma) = 0.5 log(abar / (1 - abar)); the clean end's (+inf) is
+  # never used: its step is first order.
+  lam = 0.5 * jnp.log(abar / (1.0 - abar))
+  h = lam[1:] - lam[:-1]  # Steps 0..S-2 (each ends on a visited timestep).
+  corr = jnp.zeros_like(ratio)
+  if len(seq) > 2:
+    corr = corr.at[1:-1].set(h[1:] / (2.0 * h[:-1]))
+  return ratio, coef_d, corr
+
+
+def dpm_solver_2m_from(
+  model_fn: ModelFn,
+  params,
+  schedule: schedules.Schedule,
+  x_T: jax.Array,
+  labels: jax.Array,
+  guidance_scale,
+  *,
+  spec: SamplerSpec,
+  num_classes: int,
+) -> jax.Array:
+  """DPM-Solver++(2M) from ``x_T`` [B,H,W,C] over ``timesteps(T, spec.num_steps, spec.spacing)``.
+
+  Deterministic, one (guided) model evaluation per step; ``spec.clip_x0``
+  clips the data prediction before it enters the update (the thresholding
+  that the data-prediction form allows). The scan carries the previous data
+  prediction for the multistep correction. Arguments as for ``sample_from``.
+  """
+  seq = timesteps(schedule.num_timesteps, spec.num_steps, spec.spacing)
+  abar_all = schedule.alphas_cumprod
+  t_arr = jnp.asarray(seq[::-1])
+  abar = abar_all[t_arr]
+  coefs = dpm_solver_2m_coefficients(abar_all, seq)
+
+  def step(carry, inputs):
+    x, x0_prev = carry
+    t, a, ratio, coef_d, corr = inputs
+    out = guided_output(
+      model_fn, params, x, t, labels, guidance_scale, num_classes=num_classes, guided=spec.guided
+    )
+    _, x0 = _eps_x0(out, x, jnp.sqrt(a), jnp.sqrt(1.0 - a), spec)
+    d = x0 + corr * (x0 - x0_prev)
+    return (ratio * x + coef_d * d, x0), None
+
+  x = x_T.astype(jnp.float32)
+  (x, _), _ = jax.lax.scan(step, (x, jnp.zeros_like(x)), (t_arr, abar, *coefs))
   return x
 
 
