@@ -58,6 +58,11 @@ def get_config() -> ml_collections.ConfigDict:
   diffusion.cosine_s = 0.008  # Cosine schedule offset (Nichol & Dhariwal).
   diffusion.prediction = "eps"  # 'eps' or 'v' (Salimans & Ho 2022).
   diffusion.label_dropout = 0.1  # P(label -> null class) for CFG training.
+  # Per-timestep weight of the loss: 'none' (the plain MSE of the prediction) or
+  # 'min_snr' (Hang et al. 2023: the x0 error weighted by min(SNR, gamma), which
+  # stops the low-noise timesteps from dominating the gradient).
+  diffusion.loss_weighting = "none"
+  diffusion.min_snr_gamma = 5.0  # gamma of 'min_snr'.
 
   # ------------------------------------------------------------ training ---
   training = config.training = ml_collections.ConfigDict()

@@ -16,6 +16,7 @@ from solar_jax.errors import ConfigError
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")
 SAMPLERS = ("ddim", "ddpm", "dpmpp_2m")
+LOSS_WEIGHTINGS = ("none", "min_snr")
 SPACINGS = ("uniform", "quadratic")
 DTYPES = ("float32", "bfloat16")
 SAMPLE_COUNTS = ("fixed", "balance")
@@ -108,6 +109,8 @@ def _validate_diffusion_and_training(diffusion, training) -> None:
   _choice(diffusion.prediction, "diffusion.prediction", PREDICTIONS)
   _positive(diffusion.num_timesteps, "diffusion.num_timesteps")
   _in_range(diffusion.label_dropout, "diffusion.label_dropout", 0.0, 1.0)
+  _choice(diffusion.loss_weighting, "diffusion.loss_weighting", LOSS_WEIGHTINGS)
+  _positive(diffusion.min_snr_gamma, "diffusion.min_snr_gamma")
   if diffusion.schedule == "linear" and not 0 < diffusion.beta_start < diffusion.beta_end < 1:
     raise ConfigError(
       f"diffusion.beta_start={diffusion.beta_start} and diffusion.beta_end="

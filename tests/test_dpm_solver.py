@@ -19,7 +19,7 @@ import pytest
 
 from configs import default
 from solar_jax import configuration
-from solar_jax.diffusion import samplers, schedules
+from solar_jax.diffusion import losses, samplers, schedules
 
 NUM_CLASSES = 2  # Class 2 is the null class: the whole mixture.
 NULL = NUM_CLASSES
@@ -214,3 +214,81 @@ def test_config_and_recorded_settings():
   assert settings["num_steps"] == config.sampling.num_steps
   spec = samplers.SamplerSpec.from_config(config)
   assert spec.sampler == "dpmpp_2m" and spec.num_steps == config.sampling.num_steps
+
+
+# ------------------------------------------------------------ min-SNR weighting ---
+
+
+def test_min_snr_weights_at_known_snrs():
+  snr = jnp.asarray([0.5, 5.0, 50.0])
+  eps = np.asarray(losses.loss_weights(snr, "eps", "min_snr", 5.0))
+  v = np.asarray(losses.loss_weights(snr, "v", "min_snr", 5.0))
+  np.testing.assert_allclose(eps, [1.0, 1.0, 0.1], rtol=1e-6)
+  np.testing.assert_allclose(v, [0.5 / 1.5, 5.0 / 6.0, 5.0 / 51.0], rtol=1e-6)
+  np.testing.assert_array_equal(np.asarray(losses.loss_weights(snr, "v", "none")), 1.0)
+  with pytest.raises(ValueError, match="diffusion.loss_weighting"):
+    losses.loss_weights(snr, "eps", "p2")
+
+
+def _loss_config(prediction, weighting, gamma=5.0):
+  return ml_collections.ConfigDict(
+    dict(
+      diffusion=dict(
+        prediction=prediction,
+        label_dropout=0.0,
+        loss_weighting=weighting,
+        min_snr_gamma=gamma,
+      ),
+      data=dict(classes=("a", "b")),
+    )
+  )
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_weighted_loss_against_its_definition(prediction):
+  """'none' is the plain MSE; 'min_snr' is the x0 error weighted by min(SNR, gamma)."""
+  schedule = _schedule("cosine")
+  rng = np.random.default_rng(0)
+  b = 64
+  x0 = jnp.asarray(rng.uniform(-1, 1, (b, 4, 4, 1)), jnp.float32)
+  batch = {"image": x0, "label": jnp.zeros(b, jnp.int32)}
+  out = jnp.asarray(rng.normal(size=(b, 4, 4, 1)), jnp.float32)  # A fixed, wrong prediction.
+  key = jax.random.key(4)
+
+  def apply_fn(params, x, t, y, train, rngs):
+    return out
+
+  def loss(weighting, gamma=5.0):
+    config = _loss_config(prediction, weighting, gamma)
+    return losses.diffusion_loss(apply_fn, None, batch, key, schedule, config)
+
+  # Rebuild t and the noise as diffusion_loss draws them, then each definition by hand.
+  t_rng, noise_rng, _, _ = jax.random.split(key, 4)
+  t = jax.random.randint(t_rng, (b,), 0, schedule.num_timesteps, dtype=jnp.int32)
+  noise = jax.random.normal(noise_rng, x0.shape, jnp.float32)
+  sa = np.asarray(schedule.sqrt_alphas_cumprod)[t][:, None, None, None]
+  s1a = np.asarray(schedule.sqrt_one_minus_alphas_cumprod)[t][:, None, None, None]
+  x_t = sa * x0 + s1a * noise
+  target = noise if prediction == "eps" else sa * noise - s1a * x0
+  plain, _ = loss("none")
+  np.testing.assert_allclose(float(plain), np.mean((np.asarray(out) - target) ** 2), rtol=1e-5)
+  _, x0_hat = losses.output_to_eps_x0(out, x_t, sa, s1a, prediction)
+  snr = (sa / s1a) ** 2
+  x0_err = np.mean((np.asarray(x0_hat) - np.asarray(x0)) ** 2, axis=(1, 2, 3), keepdims=True)
+  weighted, _ = loss("min_snr", 5.0)
+  np.testing.assert_allclose(float(weighted), np.mean(np.minimum(snr, 5.0) * x0_err), rtol=2e-3)
+  if prediction == "eps":  # gamma above every SNR: every weight is 1.
+    np.testing.assert_allclose(float(loss("min_snr", 1e12)[0]), float(plain), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+  "field, value",
+  [("diffusion.loss_weighting", "p2"), ("diffusion.min_snr_gamma", 0.0)],
+)
+def test_bad_weighting_config_names_the_field(field, value):
+  config = default.get_config()
+  section, key = field.split(".")
+  config[section][key] = value
+  with pytest.raises(configuration.ConfigError, match=field.replace(".", r"\.")) as err:
+    configuration.validate(config)
+  assert "\n" not in str(err.value)

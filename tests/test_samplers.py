@@ -324,7 +324,10 @@ def test_loss_of_the_optimal_denoiser(gaussian):
   x0 = rng.multivariate_normal(gaussian["mus"][0], gaussian["sigma"], b).astype(np.float32)
   batch = {"image": jnp.asarray(x0.reshape(b, *SHAPE)), "label": jnp.zeros(b, jnp.int32)}
   config = ml_collections.ConfigDict(
-    dict(diffusion=dict(prediction="eps", label_dropout=0.0), data=dict(classes=("a", "b", "c")))
+    dict(
+      diffusion=dict(prediction="eps", label_dropout=0.0, loss_weighting="none"),
+      data=dict(classes=("a", "b", "c")),
+    )
   )
 
   def apply_fn(scale):

@@ -6,8 +6,9 @@ Two parameterisations (``config.diffusion.prediction``):
 * ``'v'`` (Salimans & Ho 2022): the model predicts
   ``v = sqrt(abar) eps - sqrt(1 - abar) x0``.
 
-Both losses are the plain mean squared error of the prediction (the "simple"
-objective); labels are replaced by the null class with probability
+Both losses are the mean squared error of the prediction (the "simple"
+objective), optionally weighted per timestep (``config.diffusion.loss_weighting``,
+see ``loss_weights``); labels are replaced by the null class with probability
 ``config.diffusion.label_dropout`` so one network learns the conditional and
 unconditional models used by classifier-free guidance.
 """
@@ -23,6 +24,7 @@ import ml_collections
 from solar_jax.diffusion import schedules
 
 PREDICTIONS = ("eps", "v")
+LOSS_WEIGHTINGS = ("none", "min_snr")
 
 
 def _check_prediction(prediction: str) -> None:
@@ -56,6 +58,26 @@ def eps_x0_to_output(eps, x0, sqrt_abar, sqrt_one_minus_abar, prediction: str):
   return sqrt_abar * eps - sqrt_one_minus_abar * x0
 
 
+def loss_weights(snr, prediction: str, weighting: str, gamma: float = 5.0):
+  """Per-example weights of the squared prediction error at signal-to-noise ratios ``snr``.
+
+  'min_snr' is min-SNR-gamma (Hang et al. 2023): the error of the implied x0
+  weighted by ``min(SNR, gamma)``. The squared eps error is ``SNR`` times the
+  x0 error and the squared v error ``SNR + 1`` times, hence ``min(SNR, gamma) /
+  SNR`` for eps and ``min(SNR, gamma) / (SNR + 1)`` for v. 'none' is 1.
+  """
+  _check_prediction(prediction)
+  if weighting == "none":
+    return jnp.ones_like(snr)
+  if weighting != "min_snr":
+    raise ValueError(
+      f"diffusion.loss_weighting={weighting!r} is not one of "
+      f"{', '.join(map(repr, LOSS_WEIGHTINGS))}."
+    )
+  clipped = jnp.minimum(snr, gamma)
+  return clipped / snr if prediction == "eps" else clipped / (snr + 1.0)
+
+
 def drop_labels(rng, labels, num_classes: int, rate: float):
   """Replaces each label by the null class ``num_classes`` with probability ``rate``."""
   if rate <= 0:
@@ -85,7 +107,8 @@ def diffusion_loss(
     train: enables label dropout and model dropout.
 
   Returns:
-    ``(loss, metrics)``: scalar mean squared error of the prediction, and
+    ``(loss, metrics)``: scalar mean squared error of the prediction (each
+    example weighted by ``loss_weights`` under 'min_snr'), and
     ``{'x0_mse': ...}``, the error of the implied clean image clipped to
     [-1, 1] (comparable across parameterisations; the clip keeps eps models
     at abar ~ 0 from dominating it).
@@ -106,7 +129,13 @@ def diffusion_loss(
   sa = schedules.extract(schedule.sqrt_alphas_cumprod, t, x0.ndim)
   s1a = schedules.extract(schedule.sqrt_one_minus_alphas_cumprod, t, x0.ndim)
   target = eps_x0_to_output(noise, x0, sa, s1a, prediction)
-  loss = jnp.mean((output - target) ** 2)
+  weighting = config.diffusion.loss_weighting
+  if weighting == "none":
+    loss = jnp.mean((output - target) ** 2)
+  else:
+    snr = schedules.extract(schedules.snr(schedule), t, x0.ndim)
+    weight = loss_weights(snr, prediction, weighting, config.diffusion.min_snr_gamma)
+    loss = jnp.mean(weight * (output - target) ** 2)
   _, x0_pred = output_to_eps_x0(output, x_t, sa, s1a, prediction)
   x0_pred = jnp.clip(x0_pred, -1.0, 1.0)
   return loss, {"x0_mse": jnp.mean((x0_pred - x0) ** 2)}
