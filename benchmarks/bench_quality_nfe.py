@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import analytic_mixture as am  # noqa: E402
 
+from solar_jax import xla_flags  # noqa: E402
 from solar_jax.diffusion import samplers, schedules  # noqa: E402
 
 SETTINGS = (("ddim", 0.0), ("ddim", 1.0), ("dpmpp_2m", 0.0))
@@ -126,7 +127,7 @@ def _laplacian(images):
 
 def model_part(workdir, steps_list, n, ref_steps, ddpm_n, data_dir):
   from configs import quickstart  # noqa: PLC0415
-  from solar_jax import checkpointing, parallel  # noqa: PLC0415
+  from solar_jax import checkpointing, parallel, sample  # noqa: PLC0415
   from solar_jax.data import input_pipeline, scaling  # noqa: PLC0415
   from solar_jax.evaluation import physics  # noqa: PLC0415
   from solar_jax.models import unet  # noqa: PLC0415
@@ -135,7 +136,7 @@ def model_part(workdir, steps_list, n, ref_steps, ddpm_n, data_dir):
   config.data.data_dir = data_dir or str(Path(workdir) / "tfds")
   mesh = parallel.create_mesh(config.mesh)
   with jax.set_mesh(mesh):
-    params, step = checkpointing.load_inference_params(workdir, config, mesh=mesh)
+    params, step = sample.load_inference_params(workdir, config, mesh=mesh)
   params = checkpointing.host_copy(params)
   model_fn = samplers.LinenModelFn(unet.create_model(config))
   schedule = schedules.get_schedule(config.diffusion)
@@ -212,6 +213,7 @@ def model_part(workdir, steps_list, n, ref_steps, ddpm_n, data_dir):
 
 
 def main():
+  xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend, as training does.
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--part", choices=("mixture", "model", "both"), default="both")
   parser.add_argument("--steps", default="5,10,15,25,50")
