@@ -8,6 +8,7 @@ steps, up to a discretisation error that is computed exactly here in float64:
 every DDIM/DDPM step is affine in x for this denoiser).
 """
 
+import ddim_inversion
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -244,12 +245,12 @@ def test_ddim_inversion_round_trip(gaussian):
   errors = []
   for steps in (100, 500):
     kw = dict(spec=samplers.SamplerSpec(num_steps=steps, guided=False), num_classes=NUM_CLASSES)
-    latents = samplers.ddim_invert(analytic_eps, params, schedule, x0, labels, **kw)
+    latents = ddim_inversion.ddim_invert(analytic_eps, params, schedule, x0, labels, **kw)
     # Inversion carries the data distribution to the prior N(0, I) (2x KL_TOL: n = N/2) ...
     assert _sample_kl(np.asarray(latents), np.zeros(D), np.eye(D)) < 2 * KL_TOL
     # ... and sampling from those latents gives the images back, up to the
     # first-order mismatch of the two Euler steps, which shrinks like 1/steps.
-    back = samplers.ddim_decode(analytic_eps, params, schedule, latents, labels, **kw)
+    back = ddim_inversion.ddim_decode(analytic_eps, params, schedule, latents, labels, **kw)
     errors.append(float(np.abs(np.asarray(back) - np.asarray(x0)).mean()))
   assert errors[1] < 5e-3 and errors[0] / errors[1] > 3.0
 
