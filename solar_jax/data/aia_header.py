@@ -24,6 +24,21 @@ WAVELENGTH_ANGSTROM = 171.0
 MIN_EXPOSURE_S = 1e-4
 MAX_EXPOSURE_S = 100.0
 
+# Largest accepted image: AIA's full disk, 4096 x 4096 px. Checked from the
+# header (NAXISn, or ZNAXISn of a tile-compressed image) before any data are
+# read or decompressed, so a small file that claims a huge image (a gzip bomb)
+# costs a header block of memory, not gigabytes.
+MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE**2
+# Bytes of one HDU's data: the largest image as float64, twice over for a
+# compressed table (GZIP-compressed floats may not shrink).
+MAX_HDU_DATA_BYTES = 2 * 8 * MAX_IMAGE_PIXELS
+# A header is at most this long (AIA headers take 3-6 blocks of 2880 bytes).
+MAX_HEADER_BYTES = 100 * 2880
+# HDUs looked at before the first image one (JSOC files have 1 or 2).
+MAX_HDUS = 8
+FITS_BLOCK = 2880
+
 # Reasons a frame is rejected (stable strings, counted in the build report).
 REASONS = (
   "corrupt",  # not a readable FITS file, truncated, no image HDU
@@ -38,6 +53,7 @@ REASONS = (
   "geometry",  # singular WCS, disk not inside the image, absurd disk size
   "non_finite",  # NaN/inf on the solar disk (or after resampling)
   "out_of_range",  # |DN| > aia.MAX_ABS_DN anywhere
+  "too_large",  # the header claims an image beyond MAX_IMAGE_SIDE / MAX_HDU_DATA_BYTES
   "calibration",  # aiapy registration / degradation failed on this file
 )
 
@@ -141,6 +157,109 @@ def obs_time(header, source: str) -> datetime.datetime:
   except ValueError as e:
     raise BadFrameError(source, "bad_keyword", f"{key}={value!r}: {e}") from e
   return base + datetime.timedelta(seconds=seconds)
+
+
+# ----------------------------------------------------------- HDU sizes ---
+
+# The start of a header card "NAXIS   = n" or "ZNAXIS  = n".
+_AXIS_CARD = re.compile(rb"Z?NAXIS *=")
+_MAX_AXES = 999  # The FITS standard's limit on NAXIS.
+
+
+def check_axis_counts(raw: bytes, source: str) -> None:
+  """Rejects absurd NAXIS/ZNAXIS values before astropy sees them.
+
+  astropy loops over ``range(NAXIS)`` while parsing a header, so a corrupt
+  card such as ``NAXIS = 1099511627776`` would hang the reader (and a whole
+  build) instead of failing.
+  """
+  for match in _AXIS_CARD.finditer(raw):
+    start = match.start()
+    if start % 80:  # Header cards are 80-byte aligned; elsewhere it is text or data.
+      continue
+    card = raw[start : start + 80]
+    keyword = card[:8].strip().decode()
+    try:
+      value = int(card[10:].split(b"/")[0])
+    except ValueError:
+      continue  # astropy reports a non-integer NAXIS itself
+    if not 0 <= value <= _MAX_AXES:
+      raise BadFrameError(
+        source, "corrupt", f"header card {keyword} = {value} is outside 0..{_MAX_AXES}"
+      )
+
+
+def header_ends(block: bytes) -> bool:
+  """Whether a 2880-byte header block holds the END card."""
+  return any(block[i : i + 8] == b"END     " for i in range(0, len(block), 80))
+
+
+def _cards(header: bytes) -> dict[str, bytes]:
+  """{keyword: value text} of the header's 'KEY = value' cards (first one wins)."""
+  cards = {}
+  for i in range(0, len(header) - 79, 80):
+    card = header[i : i + 80]
+    if card[8:10] == b"= ":
+      key = card[:8].decode("ascii", "replace").strip()
+      cards.setdefault(key, card[10:].split(b"/")[0].strip())
+  return cards
+
+
+def _int_card(cards: dict, key: str, source: str, default: int | None = None) -> int:
+  if key not in cards and default is not None:
+    return default
+  try:
+    return int(cards[key])
+  except (KeyError, ValueError) as e:
+    raise BadFrameError(source, "corrupt", f"{key} is missing or not an integer") from e
+
+
+def _check_image_size(cards: dict, prefix: str, source: str) -> None:
+  """Each side and the pixel count of an image (``NAXIS`` or ``ZNAXIS`` cards) within limits."""
+  count = _int_card(cards, prefix, source)
+  sides = [_int_card(cards, f"{prefix}{i}", source) for i in range(1, count + 1)]
+  pixels = math.prod(sides)
+  if any(n < 0 for n in sides):
+    raise BadFrameError(source, "corrupt", f"{prefix}n = {sides}: a negative axis length")
+  if max(sides, default=0) > MAX_IMAGE_SIDE or pixels > MAX_IMAGE_PIXELS:
+    raise BadFrameError(
+      source,
+      "too_large",
+      f"header claims a {' x '.join(map(str, sides))} px image ({prefix}n); at most "
+      f"{MAX_IMAGE_SIDE} px per side (AIA full disk) are accepted",
+    )
+
+
+def hdu_layout(header: bytes, source: str) -> tuple[bool, int]:
+  """(holds an image, bytes of its data incl. padding) of one HDU from its raw header.
+
+  Checks the image size limits first (``too_large``), so the caller can stop
+  before reading or decompressing a byte of the data.
+  """
+  check_axis_counts(header, source)
+  cards = _cards(header)
+  naxis = _int_card(cards, "NAXIS", source)
+  xtension = cards.get("XTENSION", b"").strip(b"' ").upper()
+  compressed = xtension == b"BINTABLE" and cards.get("ZIMAGE", b"") == b"T"
+  image = naxis > 0 and (xtension in (b"", b"IMAGE") or compressed)
+  if image and not compressed:
+    _check_image_size(cards, "NAXIS", source)
+  if compressed:
+    _check_image_size(cards, "ZNAXIS", source)
+  if naxis == 0:
+    return image, 0
+  bitpix = _int_card(cards, "BITPIX", source)
+  axes = [_int_card(cards, f"NAXIS{i}", source) for i in range(1, naxis + 1)]
+  pcount = _int_card(cards, "PCOUNT", source, default=0)
+  gcount = _int_card(cards, "GCOUNT", source, default=1)
+  size = abs(bitpix) // 8 * gcount * (pcount + math.prod(axes))
+  if size > MAX_HDU_DATA_BYTES or size < 0:
+    raise BadFrameError(
+      source,
+      "too_large",
+      f"an HDU holds {size} data bytes, more than the {MAX_HDU_DATA_BYTES} a frame may have",
+    )
+  return image, -(-size // FITS_BLOCK) * FITS_BLOCK
 
 
 # ------------------------------------------------------------ geometry ---

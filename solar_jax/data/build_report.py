@@ -12,6 +12,11 @@ beside ``dataset_info.json`` and ``format_report`` gives the console summary.
 A record of a skipped file is ``{'kind': 'skip', 'file', 'reason', 'detail'}``
 with ``file`` relative to the manual directory and ``reason`` one of
 ``aia.REASONS`` or a builder reason (``no_label``, ``duplicate_time``, ...).
+Inputs read only in part are listed too: ``flare_list.skipped`` (each row
+left out, with ``row``, ``reason`` from ``flare_labels.ROW_REASONS`` and
+``detail``), ``goes_skipped`` (GOES files without a usable sample) and
+``not_followed`` (directory entries under ``aia/`` not followed: symlink
+loops, dangling links).
 """
 
 from __future__ import annotations
@@ -47,6 +52,37 @@ def write_json(path, value) -> None:
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(value, indent=1, sort_keys=True))
+
+
+def flare_list_entry(path, flares) -> dict:
+  """The report's ``flare_list``: file, rows, flares read, and each row left out with why."""
+  rows = [dict(row=s.row, reason=s.reason, detail=s.detail) for s in flares.skipped]
+  return dict(
+    file=str(path),
+    rows=flares.rows,
+    flares=len(flares),
+    skipped_rows=len(rows),
+    skipped_by_reason=dict(sorted(collections.Counter(r["reason"] for r in rows).items())),
+    skipped=rows,
+  )
+
+
+def input_problems(driver: dict) -> list[str]:
+  """Console lines for inputs partly left out: flare-list rows, GOES files, unfollowed entries."""
+  flare_list = driver["flare_list"]
+  lines = []
+  if flare_list.get("skipped_rows"):
+    reasons = ", ".join(f"{k}={v}" for k, v in flare_list["skipped_by_reason"].items())
+    lines.append(
+      f"flare list {flare_list['file']}: {flare_list['skipped_rows']} of {flare_list['rows']} "
+      f"rows left out ({reasons})"
+    )
+    lines += [f"  row {r['row']}: {r['detail']}" for r in flare_list["skipped"][:MAX_LISTED]]
+  lines += [
+    f"GOES file {g['file']} left out: {g['detail']}" for g in driver.get("goes_skipped", [])
+  ]
+  lines += [f"not followed: {n['entry']}: {n['detail']}" for n in driver.get("not_followed", [])]
+  return lines
 
 
 def write_driver_part(parts_dir, driver: dict) -> None:
@@ -129,4 +165,5 @@ def format_report(report: dict) -> str:
     lines.append(f"    {s['file']}: {s['reason']} ({s['detail']})")
   if skipped["count"] > MAX_LISTED:
     lines.append(f"    ... {skipped['count'] - MAX_LISTED} more in {REPORT_NAME}")
+  lines += [f"  {line}" for line in input_problems(report)]
   return "\n".join(lines)

@@ -10,7 +10,10 @@ is then the manual dir of the TFDS builder::
       --min_class C1.0 --quiet_cadence 6h --out ~/sdo_aia171_raw
 
 Without network it stops with one line naming the service it could not reach
-(exit status 1).
+(exit status 1). Downloads that fail while others succeed are counted: the
+files that came are kept, one line gives the count and the first error, and
+the exit status is 1. A search answer without the expected table or columns
+is a ``FetchError`` naming what is missing.
 """
 
 from __future__ import annotations
@@ -116,17 +119,53 @@ def _search(service: str, attrs: tuple):
     raise FetchError(f"no network: cannot reach {service} ({type(e).__name__}: {e})") from e
 
 
-def _download(service: str, results, directory: pathlib.Path) -> list[str]:
-  """Fido.fetch into ``directory``; the files written (FetchError when none could be)."""
+class Failures:
+  """Downloads that failed: how many, and the first error (for one line to the user)."""
+
+  def __init__(self):
+    self.count, self.first = 0, ""
+
+  def add(self, service: str, errors) -> None:
+    errors = list(errors or [])
+    if errors and not self.first:
+      self.first = f"{service}: {' '.join(str(errors[0]).split())}"
+    self.count += len(errors)
+
+
+def _download(service: str, results, directory: pathlib.Path, failures: Failures) -> list[str]:
+  """Fido.fetch into ``directory``; the files written. Failed downloads go to ``failures``.
+
+  Raises FetchError when every download failed (the network is gone).
+  """
   directory.mkdir(parents=True, exist_ok=True)
   try:
     files = Fido.fetch(results, path=str(directory / "{file}"), progress=False)
   except OSError as e:
     raise FetchError(f"no network: cannot download from {service} ({type(e).__name__}: {e})") from e
-  if getattr(files, "errors", None) and not list(files):
-    first = files.errors[0]
-    raise FetchError(f"no network: every download from {service} failed (first: {first})")
+  errors = list(getattr(files, "errors", None) or [])
+  if errors and not list(files):
+    raise FetchError(f"no network: every download from {service} failed (first: {errors[0]})")
+  failures.add(service, errors)
   return list(files)
+
+
+def _file_num(service: str, found) -> int:
+  """How many files a Fido search found; FetchError for an answer of another shape."""
+  number = getattr(found, "file_num", None)
+  if not isinstance(number, int):
+    raise FetchError(f"unexpected answer from {service}: {type(found).__name__} has no file_num")
+  return number
+
+
+def _hek_table(found):
+  """The HEK table of a Fido answer; FetchError naming what is missing."""
+  try:
+    return found["hek"]
+  except (KeyError, IndexError, TypeError, ValueError) as e:
+    keys = getattr(found, "keys", lambda: [])()
+    raise FetchError(
+      f"unexpected answer from the HEK: no 'hek' table (it has {list(keys)}; {e!r})"
+    ) from e
 
 
 def _iso(value) -> str:
@@ -136,8 +175,18 @@ def _iso(value) -> str:
 
 
 def write_hek_export(table, path: pathlib.Path) -> int:
-  """Writes GOES-classified HEK flares (one row per peak and class) as CSV."""
-  names = set(table.colnames)
+  """Writes GOES-classified HEK flares (one row per peak and class) as CSV.
+
+  Raises FetchError when a non-empty table lacks one of the first four
+  ``HEK_COLUMNS`` (times and GOES class).
+  """
+  names = set(getattr(table, "colnames", ()))
+  missing = [c for c in HEK_COLUMNS[:4] if c not in names]
+  if missing and len(table):
+    raise FetchError(
+      f"unexpected answer from the HEK: no column {', '.join(missing)} "
+      f"(columns are {sorted(names)})"
+    )
   seen, rows = set(), []
   for row in table:
     goes_class = str(row["fl_goescls"]).strip() if "fl_goescls" in names else ""
@@ -163,25 +212,42 @@ def fetch(
 ) -> dict[str, int]:
   """Downloads flares, AIA frames and GOES XRS for [start, end] into ``out``.
 
-  Returns counts of what was written; raises FetchError with a one-line message.
+  Returns:
+    counts of what was written (``flares``, ``aia_files``, ``goes_files``) and
+    of downloads that failed (``failed``, with the first error in
+    ``first_error``; the rest was still fetched).
+
+  Raises:
+    FetchError: no network, or an answer of an unexpected shape (one line).
   """
   out = pathlib.Path(out).expanduser()
+  failures = Failures()
   hek = _search("the HEK (Heliophysics Event Knowledgebase)", hek_query(start, end, min_class))
   flares_csv = out / "flares.csv"
-  num_flares = write_hek_export(hek["hek"], flares_csv)
+  num_flares = write_hek_export(_hek_table(hek), flares_csv)
   flares = flare_labels.read_flare_list(flares_csv)
 
   aia_files = []
+  aia, aia_search = "the VSO/JSOC (AIA)", "the VSO/JSOC (AIA search)"
   for flare in flares:
-    found = _search("the VSO/JSOC (AIA search)", aia_query(flare.peak))
-    if found.file_num:
-      aia_files += _download("the VSO/JSOC (AIA)", found[:, 0], out / "aia")
-  quiet = _search("the VSO/JSOC (AIA search)", aia_quiet_query(start, end, quiet_cadence))
-  if quiet.file_num:
-    aia_files += _download("the VSO/JSOC (AIA)", quiet, out / "aia")
-  goes = _search("NOAA NCEI (GOES XRS search)", goes_query(start, end))
-  goes_files = _download("NOAA NCEI (GOES XRS)", goes, out / "goes") if goes.file_num else []
-  return {"flares": num_flares, "aia_files": len(aia_files), "goes_files": len(goes_files)}
+    found = _search(aia_search, aia_query(flare.peak))
+    if _file_num(aia_search, found):
+      aia_files += _download(aia, found[:, 0], out / "aia", failures)
+  quiet = _search(aia_search, aia_quiet_query(start, end, quiet_cadence))
+  if _file_num(aia_search, quiet):
+    aia_files += _download(aia, quiet, out / "aia", failures)
+  goes_search = "NOAA NCEI (GOES XRS search)"
+  goes = _search(goes_search, goes_query(start, end))
+  goes_files = []
+  if _file_num(goes_search, goes):
+    goes_files = _download("NOAA NCEI (GOES XRS)", goes, out / "goes", failures)
+  return {
+    "flares": num_flares,
+    "aia_files": len(aia_files),
+    "goes_files": len(goes_files),
+    "failed": failures.count,
+    "first_error": failures.first,
+  }
 
 
 def _time(text: str) -> datetime.datetime:
@@ -214,13 +280,22 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   try:
     counts = fetch(args.start, args.end, args.min_class, args.out, args.quiet_cadence)
-  except FetchError as e:
+  except (FetchError, flare_labels.FlareListError) as e:
     print(f"fetch: {e}", file=sys.stderr)
     return 1
   print(
     f"fetch: wrote {counts['flares']} flares, {counts['aia_files']} AIA files and "
     f"{counts['goes_files']} GOES files under {args.out}"
   )
+  if counts["failed"]:
+    # The files written are usable, but the manual dir is incomplete: say so
+    # and fail, so a script does not build a dataset on it unawares.
+    print(
+      f"fetch: {counts['failed']} downloads failed (first: {counts['first_error']}); "
+      "rerun the same command to fetch them",
+      file=sys.stderr,
+    )
+    return 1
   return 0
 
 

@@ -37,10 +37,13 @@ import pathlib
 import re
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import astropy.units as u
 import h5netcdf
 import numpy as np
+
+from solar_jax import errors
 
 CLASS_LETTERS = ("A", "B", "C", "M", "X")
 
@@ -54,12 +57,16 @@ MAX_XRS_GAP = np.timedelta64(5, "m")
 QUIET_POLICIES = ("background", "drop")
 
 
-class FlareListError(ValueError):
-  """A flare list that cannot be read (names the file and the column)."""
+class FlareListError(errors.UserError, ValueError):
+  """A flare list that cannot be read (names the file and the column or row)."""
 
 
-class XRSError(ValueError):
+class XRSError(errors.UserError, ValueError):
   """A GOES XRS file that cannot be read or scaled (names the file)."""
+
+
+class XRSNoDataError(XRSError):
+  """A GOES XRS file without a usable sample (all flagged bad, non-finite or <= 0)."""
 
 
 # ----------------------------------------------------- flux <-> class ---
@@ -155,13 +162,34 @@ class Flare:
   peak_flux: float
 
 
-class FlareList(list):
-  """A list of ``Flare`` with ``skipped``: (row number, why) of rows left out."""
+class SkippedRow(NamedTuple):
+  """A row left out: its number (1 = first data row) and why ('bad_time: ...')."""
 
-  def __init__(self, flares=(), skipped=(), path=""):
+  row: int
+  detail: str
+
+  @property
+  def reason(self) -> str:  # one of ROW_REASONS
+    return self.detail.split(":", 1)[0]
+
+
+# Why a row is left out; only 'no_goes_class' (HEK events of non-GOES methods) is not an error.
+ROW_REASONS = ("no_goes_class", "bad_time", "bad_class", "field_count")
+
+# A list with more than this fraction of unreadable rows is an error, not a
+# list with a few gaps: a shifted column or a wrong time format spoils every
+# row at once, and building on the rest would store flaring frames as quiet.
+MAX_UNREADABLE_FRACTION = 0.5
+
+
+class FlareList(list):
+  """A list of ``Flare`` with ``skipped``: the ``SkippedRow`` records of rows left out."""
+
+  def __init__(self, flares=(), skipped=(), path="", rows=0):
     super().__init__(flares)
-    self.skipped = list(skipped)
+    self.skipped = [SkippedRow(*s) for s in skipped]
     self.path = str(path)
+    self.rows = int(rows)
 
 
 # Column spellings: SWPC-style list first, HEK second.
@@ -173,9 +201,22 @@ _COLUMNS = {
 }
 _ID_COLUMNS = ("event_id", "SOL_standard", "sol_standard", "kb_archivid")
 
+# The time spellings of the lists we read and no others: ISO 8601 with 'T' or a
+# space (SWPC list and demo: '2011-06-07 06:41:00'; HEK: '2011-06-07T06:41:00.000'), a date,
+# optionally 'Z', 'UTC' or +-HH:MM. 'MM/DD/YYYY', 'EST', ... are errors, not guesses.
+_TIME_RE = re.compile(
+  r"(\d{4})-(\d{2})-(\d{2})"
+  r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
+  r"\s*(Z|UTC|[+-]\d{2}:?\d{2})?"
+)
+TIME_FORMATS = "YYYY-MM-DD[(T| )HH:MM[:SS[.fff]]][Z|UTC|+HH:MM]"
+
 
 def to_naive_utc(value) -> datetime.datetime:
-  """datetime / np.datetime64 / ISO string -> naive datetime in UTC."""
+  """datetime / np.datetime64 / ISO 8601 string -> naive datetime in UTC.
+
+  Strings must be ISO 8601 (``TIME_FORMATS``); naive ones are taken as UTC.
+  """
   if isinstance(value, np.datetime64):
     value = value.astype("datetime64[us]").item()
   if isinstance(value, str):
@@ -188,17 +229,24 @@ def to_naive_utc(value) -> datetime.datetime:
 
 
 def _parse_time(text: str) -> datetime.datetime:
-  text = text.strip().replace("/", "-")
-  if text.endswith("Z"):
-    text = text[:-1] + "+00:00"
-  value = datetime.datetime.fromisoformat(text)
-  if value.tzinfo is not None:
-    value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-  return value
+  match = _TIME_RE.fullmatch(text.strip())
+  if match is None:
+    raise ValueError(f"{text!r} is not an ISO 8601 UTC time ({TIME_FORMATS})")
+  *fields, frac, zone = match.groups()
+  micro = int((frac or "0")[:6].ljust(6, "0"))
+  try:  # Bad values raise here: month 13, 25:00, an offset of 24 h or more ...
+    tz = datetime.timezone.utc if zone else None
+    if zone and zone[0] in "+-":
+      minutes = (int(zone[1:3]) * 60 + int(zone[-2:])) * (-1 if zone[0] == "-" else 1)
+      tz = datetime.timezone(datetime.timedelta(minutes=minutes))
+    value = datetime.datetime(*(int(f or 0) for f in fields), micro, tzinfo=tz)
+  except ValueError as e:
+    raise ValueError(f"{text!r} is not a valid time ({e})") from e
+  return to_naive_utc(value)
 
 
-def _records(path: pathlib.Path) -> list[dict]:
-  """Rows of a CSV (optionally with an unnamed index column) or HEK JSON."""
+def _records(path: pathlib.Path) -> list[tuple[int | None, dict | str]]:
+  """(CSV line or None, {column: field} or 'field_count: ...' reason) of a CSV or HEK JSON."""
   try:
     text = path.read_text(encoding="utf-8-sig")
   except (OSError, UnicodeDecodeError) as e:
@@ -215,21 +263,48 @@ def _records(path: pathlib.Path) -> list[dict]:
       raise FlareListError(
         f"flare list {path}: JSON must be a list of events or {{'result': [...]}}"
       )
-    return rows
+    return [(None, r) for r in rows]
   try:
-    table = [row for row in csv.reader(text.splitlines()) if row]
+    reader = csv.reader(text.splitlines())
+    table = [(reader.line_num, row) for row in reader if row]
   except csv.Error as e:
     raise FlareListError(f"flare list {path}: invalid CSV ({e})") from e
   if not table:
     raise FlareListError(f"flare list {path}: the file is empty")
-  header, body = table[0], table[1:]
-  # pandas writes its row index as an unnamed first column: either with an
-  # empty name or, as in the SWPC-style list, with no name at all.
-  if any(len(row) == len(header) + 1 for row in body[:5]):
-    body = [row[1:] for row in body]
-  elif header[0] == "":
-    header, body = header[1:], [row[1:] for row in body]
-  return [dict(zip(header, row)) for row in body]
+  header = _csv_header(path, table[0][1], [row for _, row in table[1:]])
+  return [(line, _csv_row(row, header)) for line, row in table[1:]]
+
+
+def _csv_header(path: pathlib.Path, header: list[str], body: list[list[str]]) -> list[str]:
+  """The column names of every field of a data row; '' names the index column.
+
+  pandas writes its row index as an unnamed first column, named '' (demo list)
+  or not at all (SWPC list: rows have a field more than the header). Decided
+  once from the whole file: one row's trailing comma must not shift every row.
+  """
+  while len(header) > 1 and header[-1].strip() == "":
+    header = header[:-1]  # a trailing comma on the header line names nothing
+  names = [h.strip() for h in header]
+  if names[0] != "":
+    # An extra field that is not empty cannot be a trailing comma.
+    indexed = sum(len(r) == len(names) + 1 and r[-1].strip() != "" for r in body)
+    plain = sum(len(r) == len(names) for r in body)
+    if indexed > plain:
+      names = ["", *names]
+  bad = [n for i, n in enumerate(names) if (i and not n) or (n and names.count(n) > 1)]
+  if bad:
+    what = f"duplicate column {bad[0]!r}" if bad[0] else "an empty column name"
+    raise FlareListError(f"flare list {path}: malformed header line 1 ({what}); fix the header")
+  return names
+
+
+def _csv_row(row: list[str], names: list[str]) -> dict | str:
+  """A CSV row as {column: field}, or the 'field_count' reason it cannot be one."""
+  if len(row) > len(names) and not any(f.strip() for f in row[len(names) :]):
+    row = row[: len(names)]  # trailing commas: empty fields past the last column
+  if len(row) != len(names):
+    return f"field_count: {len(row)} fields, the header has {len(names)} columns"
+  return {n: f for n, f in zip(names, row) if n}
 
 
 def _pick(row: dict, names: Sequence[str]):
@@ -239,25 +314,52 @@ def _pick(row: dict, names: Sequence[str]):
   return None
 
 
+def _flare(row: dict) -> Flare:
+  """One row as a ``Flare``; ValueError whose message starts with a ``ROW_REASONS`` entry."""
+  if isinstance(row, str):
+    raise ValueError(row)  # _csv_row's reason
+  times = {}
+  for key in ("start", "peak", "end"):
+    value = _pick(row, _COLUMNS[key])
+    try:
+      times[key] = to_naive_utc(str(value))
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"bad_time: {_COLUMNS[key][0]} {e}") from e
+  goes_class = str(_pick(row, _COLUMNS["goes_class"]) or "").strip().upper()
+  if not goes_class:
+    raise ValueError("no_goes_class: the event has no GOES class")
+  try:
+    flux = class_to_flux(goes_class)
+  except ValueError as e:
+    raise ValueError(f"bad_class: {e}") from e
+  event_id = str(_pick(row, _ID_COLUMNS) or "").strip()
+  if not event_id:
+    event_id = "SOL" + times["peak"].strftime("%Y-%m-%dT%H:%M:%S")
+  return Flare(event_id=event_id, goes_class=goes_class, peak_flux=flux, **times)
+
+
 def read_flare_list(path) -> FlareList:
   """Reads an SWPC-style flare list CSV or a HEK export (CSV or JSON).
 
   Accepted columns: ``event_starttime``, ``event_peaktime``,
   ``event_endtime`` and ``goes_class`` (SWPC list) or ``fl_goescls`` (HEK).
   The event id is ``event_id``, ``SOL_standard`` or ``kb_archivid`` when
-  present, else ``SOL<peak time>``. Flux comes from the class string.
+  present, else ``SOL<peak time>``. Flux comes from the class string. Times
+  must be ISO 8601 (``TIME_FORMATS``), UTC unless they carry an offset.
 
   Returns:
-    A ``FlareList`` (a list of ``Flare`` sorted by peak) whose ``skipped``
-    attribute lists ``(row_number, reason)`` for rows with an unparseable
-    class or time (e.g. HEK events without a GOES class); row 1 is the
-    first data row.
+    A ``FlareList`` (``Flare`` sorted by peak) whose ``skipped`` holds a
+    ``SkippedRow`` per row left out (``ROW_REASONS``: no GOES class as in HEK
+    events of other methods, unreadable time or class, wrong field count).
 
   Raises:
-    FlareListError: unreadable file, or a required column is missing.
+    FlareListError: unreadable file, a malformed header, a required column is
+      missing, or more than ``MAX_UNREADABLE_FRACTION`` of the rows cannot be
+      read (the message names the first bad row and why).
   """
   path = pathlib.Path(path)
-  rows = _records(path)
+  records = _records(path)
+  rows = [r for _, r in records if isinstance(r, dict)]
   if rows:
     present = set().union(*(r.keys() for r in rows[:50]))
     for field, names in _COLUMNS.items():
@@ -267,20 +369,22 @@ def read_flare_list(path) -> FlareList:
           f"columns are {sorted(c for c in present if c)}"
         )
   flares, skipped = [], []
-  for number, row in enumerate(rows, start=1):
+  for number, (line, row) in enumerate(records, start=1):
     try:
-      times = {k: to_naive_utc(str(_pick(row, _COLUMNS[k]))) for k in ("start", "peak", "end")}
-      goes_class = str(_pick(row, _COLUMNS["goes_class"]) or "").strip().upper()
-      flux = class_to_flux(goes_class)
-    except (TypeError, ValueError) as e:
-      skipped.append((number, str(e)))
-      continue
-    event_id = str(_pick(row, _ID_COLUMNS) or "").strip()
-    if not event_id:
-      event_id = "SOL" + times["peak"].strftime("%Y-%m-%dT%H:%M:%S")
-    flares.append(Flare(event_id=event_id, goes_class=goes_class, peak_flux=flux, **times))
+      flares.append(_flare(row))
+    except ValueError as e:
+      reason, detail = str(e).split(": ", 1)
+      where = "" if line is None else f"line {line}: "
+      skipped.append(SkippedRow(number, f"{reason}: {where}{detail}"))
+  unreadable = [s for s in skipped if s.reason != "no_goes_class"]
+  if unreadable and len(unreadable) > MAX_UNREADABLE_FRACTION * len(records):
+    first = unreadable[0]
+    raise FlareListError(
+      f"flare list {path}: {len(unreadable)} of {len(records)} rows cannot be read "
+      f"(more than {MAX_UNREADABLE_FRACTION:.0%}); first: row {first.row}, {first.detail}"
+    )
   flares.sort(key=lambda f: f.peak)
-  return FlareList(flares, skipped, path)
+  return FlareList(flares, skipped, path, rows=len(records))
 
 
 class FlareIndex:
@@ -311,11 +415,13 @@ class XRSSeries:
     times: datetime64[ns] (UTC) [n], strictly increasing.
     flux_long: float64 [n], W m^-2.
     sources: file names read.
+    skipped: (file, why) of files left out by ``read_xrs(..., skip_empty=True)``.
   """
 
   times: np.ndarray
   flux_long: np.ndarray
   sources: tuple[str, ...] = ()
+  skipped: tuple[tuple[str, str], ...] = ()
 
   def window(self, start, end) -> np.ndarray | None:
     """Flux samples in ``[start, end]`` when the series covers it, else None."""
@@ -391,10 +497,15 @@ def _read_one_xrs(path: pathlib.Path, xrsb_scale: float | None):
       # good samples); elsewhere any flag is bad.
       bits = 7 if "avg1m" in path.name else ~0
     good &= (flags & bits) == 0
+  if not good.any():
+    raise XRSNoDataError(
+      f"GOES XRS file {path}: no usable 1-8 Å sample (all {len(flux)} are flagged bad, "
+      "non-finite or <= 0); replace the file or leave it out"
+    )
   return times[good], flux[good] * scale
 
 
-def read_xrs(paths, *, xrsb_scale: float | None = None) -> XRSSeries:
+def read_xrs(paths, *, xrsb_scale: float | None = None, skip_empty: bool = False) -> XRSSeries:
   """Reads GOES XRS files (SDAC FITS, NCEI netCDF GOES 8-15, GOES-16+) into one series.
 
   Args:
@@ -402,22 +513,33 @@ def read_xrs(paths, *, xrsb_scale: float | None = None) -> XRSSeries:
       and de-duplicated (the first file wins on equal times).
     xrsb_scale: factor to the SWPC scale for every file; None decides per file
       from its metadata (``xrsb_scale_from_meta``).
+    skip_empty: list files without a usable sample in the result's ``skipped``
+      instead of raising ``XRSNoDataError`` (the series may then be empty).
 
   Raises:
     XRSError: a file sunpy cannot read, or whose scaling is unknown.
+    XRSNoDataError: a file without a usable sample (unless ``skip_empty``).
   """
   if isinstance(paths, str | pathlib.Path):
     paths = [paths]
   paths = [pathlib.Path(p) for p in paths]
   if not paths:
     raise XRSError("read_xrs: no GOES XRS files given.")
-  parts = [_read_one_xrs(p, xrsb_scale) for p in paths]
-  times = np.concatenate([t for t, _ in parts])
-  flux = np.concatenate([f for _, f in parts])
+  parts, skipped = [], []
+  for path in paths:
+    try:
+      parts.append((path, *_read_one_xrs(path, xrsb_scale)))
+    except XRSNoDataError as e:
+      if not skip_empty:
+        raise
+      skipped.append((str(path), str(e)))
+  times = np.concatenate([t for _, t, _ in parts] + [np.array([], "datetime64[ns]")])
+  flux = np.concatenate([f for _, _, f in parts] + [np.array([], np.float64)])
   order = np.argsort(times, kind="stable")
   times, flux = times[order], flux[order]
-  keep = np.concatenate([[True], np.diff(times) > np.timedelta64(0, "ns")])
-  return XRSSeries(times=times[keep], flux_long=flux[keep], sources=tuple(p.name for p in paths))
+  keep = np.diff(times, prepend=times[:1] - np.timedelta64(1, "ns")) > np.timedelta64(0, "ns")
+  sources = tuple(p.name for p, _, _ in parts)
+  return XRSSeries(times[keep], flux[keep], sources, tuple(skipped))
 
 
 # ------------------------------------------------------------ labels ---

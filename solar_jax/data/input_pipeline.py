@@ -24,11 +24,14 @@ import importlib
 import json
 
 import numpy as np
+from etils import epath
 
 from solar_jax import errors
 from solar_jax.data import scaling
 
 _BUILDER_MODULE = "tfds_builders.sdo_aia171.sdo_aia171_dataset_builder"
+# Bytes a TFRecord adds to each record: 8 of length, 4 of length CRC, 4 of data CRC.
+_TFRECORD_FRAMING = 16
 _KEYS = ("image", "label", "time", "source")
 
 
@@ -63,6 +66,67 @@ def get_builder(data_config):
       f"--config={data_config.builder_config} --manual_dir=<dir> --data_dir={data_config.data_dir or '<dir>'}"
     )
   return builder
+
+
+def verify_shards(data_config, splits=("train", "validation", "test"), *, builder=None) -> None:
+  """Checks every shard of ``splits`` before a run reads them; names the first damaged one.
+
+  Each shard must exist; the TFRecord files of a split must add up to the bytes
+  ``dataset_info.json`` records for it; with ``data.verify_shards`` every record is
+  read once (TensorFlow checks its CRCs) and counted against the recorded shard
+  length, so flipped bytes and truncation are found now, not mid-training.
+
+  Raises:
+    errors.DamagedFileError: a shard is missing, truncated or corrupt.
+  """
+  import tensorflow as tf
+
+  builder = builder or get_builder(data_config)
+  for name in splits:
+    info = builder.info.splits[name]
+    paths = [epath.Path(p) for p in info.filepaths]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+      raise errors.DamagedFileError(
+        f"shard {missing[0]} of split {name!r} is missing: rebuild the dataset in "
+        f"{builder.data_dir} (tfds build)."
+      )
+    if builder.info.file_format.value == "tfrecord":
+      want = info.num_bytes + _TFRECORD_FRAMING * info.num_examples
+      have = sum(p.stat().length for p in paths)
+      if have != want:
+        raise errors.DamagedFileError(
+          f"the shards of split {name!r} in {builder.data_dir} hold {have} bytes, "
+          f"dataset_info.json records {want}: a shard is truncated or altered; rebuild it."
+        )
+    if not data_config.verify_shards:
+      continue
+    for path, length in zip(paths, info.shard_lengths):
+      try:
+        count = int(tf.data.TFRecordDataset(str(path)).reduce(np.int64(0), lambda n, _: n + 1))
+      except tf.errors.OpError as e:
+        raise errors.DamagedFileError(
+          f"shard {path} of split {name!r} is corrupt ({e.message.splitlines()[0]}); "
+          "rebuild the dataset (tfds build)."
+        ) from None
+      if count != length:
+        raise errors.DamagedFileError(
+          f"shard {path} of split {name!r} holds {count} records, dataset_info.json "
+          f"records {length}; rebuild the dataset (tfds build)."
+        )
+
+
+def _named_read_errors(batches, split: str, data_dir):
+  """Re-raises a TensorFlow read error mid-stream as one line naming the split and data dir."""
+  import tensorflow as tf
+
+  try:
+    yield from batches
+  except tf.errors.OpError as e:
+    raise errors.DamagedFileError(
+      f"reading split {split!r} of {data_dir} failed ({e.message.splitlines()[0]}); "
+      "rebuild the dataset (tfds build)."
+    ) from None
 
 
 def forward_tf(images, clip_min: float, clip_max: float):
@@ -196,7 +260,7 @@ def get_dataset(
   stream = stream.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   stream = stream.batch(batch_size, drop_remainder=drop_remainder)
   stream = stream.prefetch(data_config.prefetch)
-  return stream.as_numpy_iterator()
+  return _named_read_errors(stream.as_numpy_iterator(), split, builder.data_dir)
 
 
 def load_split_arrays(

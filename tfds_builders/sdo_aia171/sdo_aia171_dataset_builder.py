@@ -12,7 +12,11 @@ skipped with a reason (``aia.BadFrameError`` reasons, ``no_label``,
 version directory, beside ``dataset_info.json`` (``solar_jax.data.build_report``);
 a summary is logged (absl, INFO).
 A flare list or XRS file that cannot be read stops the build with an error
-naming the file (without it no label can be trusted).
+naming the file (without it no label can be trusted); so does a flare list
+with more than half of its rows unreadable (``flare_labels.read_flare_list``).
+Flare-list rows left out, GOES files without a usable sample and directory
+entries not followed (symlink loops, dangling links) are logged as warnings
+and listed in the report; the build goes on.
 
 Passing Beam options (``tfds build --beam_pipeline_options=...`` or
 ``DownloadConfig(beam_options=...)``) runs the per-file work as an Apache
@@ -230,7 +234,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     root = pathlib.Path(dl_manager.manual_dir)
     flares, flare_path = _read_flares(root)
     xrs, xrs_paths = _read_goes(root)
-    files = aia.find_fits_files(root / "aia")
+    files, not_followed = aia.scan_fits_files(root / "aia")
     if not files:
       raise FileNotFoundError(
         f"No FITS files under {root / 'aia'}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
@@ -259,19 +263,23 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       item = dict(file=rel, path=str(path), time=_iso(time), label=dataclasses.asdict(label))
       planned[cfg.split_of(time)].append(item)
     self._parts_dir = str(epath.Path(self.data_dir) / build_report.PARTS_DIR)
-    build_report.write_driver_part(
-      self._parts_dir,
-      dict(
-        manual_dir=str(root),
-        files_found=len(files),
-        flare_list=dict(
-          file=str(flare_path), flares=len(flares), skipped_rows=len(getattr(flares, "skipped", []))
-        ),
-        goes_files=[str(p) for p in xrs_paths],
-        skipped=skipped,
-        splits=sorted(planned),
-      ),
+    driver = dict(
+      manual_dir=str(root),
+      files_found=len(files),
+      flare_list=build_report.flare_list_entry(flare_path, flares),
+      goes_files=[str(p) for p in xrs_paths],
+      goes_skipped=[dict(file=f, reason="no_usable_samples", detail=d) for f, d in xrs.skipped]
+      if xrs is not None
+      else [],
+      not_followed=[
+        dict(entry=pathlib.Path(p).relative_to(root).as_posix(), detail=d) for p, d in not_followed
+      ],
+      skipped=skipped,
+      splits=sorted(planned),
     )
+    for line in build_report.input_problems(driver):
+      logging.warning("sdo_aia171: %s", line)
+    build_report.write_driver_part(self._parts_dir, driver)
     settings = dict(
       image_size=cfg.image_size, disk_radius_px=cfg.disk_radius_px, degradation=cfg.degradation
     )
@@ -403,4 +411,6 @@ def _read_goes(root: pathlib.Path):
   )
   if not paths:
     return None, []
-  return flare_labels.read_xrs(paths), paths
+  # A file without a usable sample adds no coverage: it is reported and left
+  # out (frames it would have labelled become no_label), not a stopped build.
+  return flare_labels.read_xrs(paths, skip_empty=True), paths
