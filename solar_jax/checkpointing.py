@@ -10,6 +10,7 @@ and the next older one is used.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jax
@@ -37,6 +38,31 @@ def all_finite(tree) -> bool:
   return bool(flags)
 
 
+# The config fields that give a DDPM checkpoint's parameters their meaning: their shapes
+# (model), what the network predicts at which noise level (diffusion) and for which
+# images and classes (data). A run whose config differs in one of them cannot use the
+# checkpoint. model.dtype, remat and dropout are compute choices over the same parameters.
+_MODEL_COMPUTE_ONLY = ("dtype", "remat", "dropout")
+_DIFFUSION_MEANING = (
+  "schedule",
+  "num_timesteps",
+  "beta_start",
+  "beta_end",
+  "cosine_s",
+  "prediction",
+)
+_DATA_MEANING = ("classes", "image_size", "channels", "clip_min", "clip_max")
+
+
+def parameter_meaning(config: dict) -> dict[str, Any]:
+  """``{"section.field": value}`` of the fields above, from a config as a dict (JSON types)."""
+  config = json.loads(json.dumps(config, default=list))  # Tuples -> lists, as stored.
+  fields = {f"model.{k}": v for k, v in config["model"].items() if k not in _MODEL_COMPUTE_ONLY}
+  fields.update({f"diffusion.{k}": config["diffusion"].get(k) for k in _DIFFUSION_MEANING})
+  fields.update({f"data.{k}": config["data"].get(k) for k in _DATA_MEANING})
+  return fields
+
+
 class Checkpointer:
   """Keeps the last ``keep`` checkpoints of a run under ``workdir/checkpoints``."""
 
@@ -58,6 +84,37 @@ class Checkpointer:
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
+
+  def stored_config(self) -> dict | None:
+    """The config (a dict) saved with the newest checkpoint that has one; None if none has."""
+    for step in reversed(self.all_steps()):
+      path = self.directory / str(step) / "meta" / "metadata"
+      try:
+        stored = json.loads(json.loads(path.read_text())["config"])
+      except (OSError, ValueError, KeyError, TypeError):
+        continue  # Unreadable meta: restore() deals with that checkpoint.
+      if isinstance(stored, dict):
+        return stored
+    return None
+
+  def check_config(self, config) -> None:
+    """Raises InputMismatchError, before anything is restored or renamed, when the
+    checkpoints were made with other ``parameter_meaning`` fields than ``config``."""
+    stored = self.stored_config()
+    if stored is None:
+      return
+    try:
+      have = parameter_meaning(stored)
+    except (KeyError, AttributeError):
+      return  # A config of another layout: leave it to restore().
+    want = parameter_meaning(config.to_dict())
+    changed = [k for k in want if have.get(k) != want[k]]
+    if changed:
+      details = "; ".join(f"{k}={have.get(k)!r} there, {want[k]!r} here" for k in changed)
+      raise errors.InputMismatchError(
+        f"the checkpoints in {self.directory} were made with another config ({details}); "
+        "run with the config they were trained with, or use another --workdir. Nothing was changed."
+      )
 
   def save(self, step: int, state: Any, meta: dict | None = None, *, force: bool = True) -> None:
     """Saves ``state`` at ``step``; refuses a non-finite state, keeping the last good one."""

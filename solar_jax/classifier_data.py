@@ -260,7 +260,11 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
     path = wd.pool_path(workdir, step)
     if not path.exists():
       return path, None
-    data = wd.read_npz(path)
+    try:
+      data = wd.read_npz(path)
+    except errors.DamagedFileError as e:  # A cache: drawn again and rewritten whole.
+      logging.warning("Resampling the synthetic pool: %s", e)
+      return path, None
     have = per_class_counts(data["labels"], len(classes))
     if tuple(str(c) for c in data["class_names"]) != classes or np.any(have < counts):
       return path, None

@@ -3,7 +3,8 @@
   python -m solar_jax.main --config=configs/quickstart.py --workdir=runs/qs --mode=all
 
 Exit codes (``solar_jax.errors``): 0 done or preempted, 1 non-finite loss,
-2 the command cannot run as given (one line ``error: ...``, no traceback).
+2 the command cannot run as given, 3 the environment failed (disk full, read-only);
+1-3 print one line ``error: ...`` and no traceback.
 """
 
 from __future__ import annotations
@@ -64,10 +65,15 @@ def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
 
 
 class _LibraryInfoFilter(stdlib_logging.Filter):
-  """Drops INFO/DEBUG records of chatty libraries (orbax logs a dozen lines per save)."""
+  """Drops INFO/DEBUG records of orbax (a dozen lines per save), and the traceback of
+  its thread's disk-full error: the run ends on it with exit 3 and one line."""
 
   def filter(self, record: stdlib_logging.LogRecord) -> bool:
-    return record.levelno >= stdlib_logging.WARNING or "/orbax/" not in record.pathname
+    if "/orbax/" not in record.pathname:
+      return True
+    if record.exc_info and errors.environment_failure(record.exc_info[1]) is not None:
+      record.exc_info, record.exc_text = None, None
+    return record.levelno >= stdlib_logging.WARNING
 
 
 def _fail(message, code: int = 2):
@@ -100,6 +106,16 @@ def main(argv):
     print(f"[solar_jax] {e}", file=sys.stderr, flush=True)
   except (errors.UserError, errors.NonFiniteError) as e:
     _fail(e, errors.exit_code(e))
+  except Exception as e:
+    failure = errors.environment_failure(e)
+    if failure is None:
+      raise  # A bug: keep the traceback.
+    _fail(
+      f"{failure.strerror or failure} ({failure.filename or f'under {workdir}'}): the machine, not "
+      "the command, failed; fix it and run the same command again (training resumes from "
+      "its last complete checkpoint).",
+      3,
+    )
 
 
 def _override_error(error: Exception, argv: list[str]) -> str:

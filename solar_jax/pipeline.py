@@ -14,6 +14,13 @@ from solar_jax import workdir as wd
 from solar_jax.data import input_pipeline
 from solar_jax.evaluation import evaluate, features
 
+# The dataset splits each mode reads.
+_SPLITS_READ = {
+  "train": ("train",),
+  "classify": ("train", "validation", "test"),
+  "all": ("train", "validation", "test"),
+}
+
 
 def check_inputs(config, workdir: str, mode: str) -> None:
   """Fails fast, before anything is written, on an input that ``mode`` cannot run without.
@@ -25,7 +32,9 @@ def check_inputs(config, workdir: str, mode: str) -> None:
   if mode in ("evaluate", "all"):
     features.check_available(config, workdir, classifier_yet_to_train=mode == "all")
   if mode in ("train", "evaluate", "classify", "all"):
-    input_pipeline.get_builder(config.data)
+    builder = input_pipeline.get_builder(config.data)
+    splits = _SPLITS_READ.get(mode, (config.evaluation.split,))  # evaluate: its split.
+    input_pipeline.verify_shards(config.data, splits, builder=builder)
   if mode == "sample":
     wd.require_checkpoint(workdir)
   if mode == "evaluate":

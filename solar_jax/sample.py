@@ -208,6 +208,7 @@ def load_inference_params(workdir, config, mesh=None) -> tuple[Any, int]:
     workdir, keep=config.training.keep_checkpoints, read_only=True
   )
   try:
+    checkpointer.check_config(config)
     restored = checkpointer.restore(abstract_state)
   finally:
     checkpointer.close()

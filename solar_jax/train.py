@@ -256,7 +256,12 @@ def _train(config, workdir, preemption, batches_fn):
   with jax.set_mesh(mesh):
     abstract, _ = abstract_train_state(config, mesh)
     checkpointer = checkpointing.Checkpointer(workdir, keep=training.keep_checkpoints)
-    state = _restore_or_init(config, mesh, checkpointer, abstract)
+    try:
+      checkpointer.check_config(config)  # Before restore() could set any checkpoint aside.
+      state = _restore_or_init(config, mesh, checkpointer, abstract)
+    except BaseException:
+      checkpointer.close()
+      raise
     start = int(jax.device_get(state.step))
     if main:
       _truncate_history(workdir, start)

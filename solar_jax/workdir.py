@@ -20,11 +20,13 @@ renamed, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import json
 import os
 import socket
+import zipfile
 
 import jax
 import ml_collections
@@ -123,11 +125,27 @@ def latest_samples(workdir) -> epath.Path:
 # ----------------------------------------------------------------- I/O ---
 
 
+def _is_local(path) -> bool:
+  return "://" not in os.fspath(path)
+
+
 def write_bytes(path, data: bytes) -> None:
-  """Writes ``data`` to a temporary name beside ``path``, then renames it over ``path``."""
+  """Writes ``data`` to a temporary name beside ``path``, then renames it over ``path``.
+
+  A reader never sees half a file, and no link is followed: the rename replaces a
+  symbolic link at ``path`` instead of writing to its target, and the temporary
+  file is created new (``O_EXCL | O_NOFOLLOW``).
+  """
   path = epath.Path(path)
   tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-  tmp.write_bytes(data)
+  if _is_local(path):
+    if os.path.lexists(tmp):
+      os.unlink(tmp)  # A leftover of a killed run (or a planted link): removed, not followed.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+  else:
+    tmp.write_bytes(data)
   tmp.replace(path)
 
 
@@ -147,10 +165,21 @@ def write_npz(path, **arrays) -> None:
 
 
 def read_npz(path) -> dict[str, np.ndarray]:
-  """Every array of an npz file, read through epath."""
-  with epath.Path(path).open("rb") as f:
-    data = np.load(io.BytesIO(f.read()))
-    return {k: data[k] for k in data.files}
+  """Every array of an npz file, read through epath.
+
+  Raises:
+    errors.DamagedFileError: the file is truncated or not an npz (names the file).
+  """
+  try:
+    with epath.Path(path).open("rb") as f:
+      data = np.load(io.BytesIO(f.read()))
+      return {k: data[k] for k in data.files}
+  except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+    if isinstance(e, FileNotFoundError):
+      raise
+    raise errors.DamagedFileError(
+      f"{path} is damaged ({type(e).__name__}: {e}); delete it and run the stage that writes it."
+    ) from None
 
 
 def write_config(config: ml_collections.ConfigDict, workdir) -> None:
@@ -192,7 +221,14 @@ class Lock:
       self._key = key
       return self
     self.path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # Never through a link: a planted .lock -> file must not truncate that file.
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+      if e.errno != errno.ELOOP:
+        raise
+      raise errors.WorkdirError(
+        f"{self.path} is a symbolic link; remove it (the lock is never taken through a link)."
+      ) from None
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
