@@ -4,7 +4,8 @@
 | ---- | ----------------------------------------- | --------------------------------- |
 | 0    | done, or stopped on a preemption signal   | ``Preempted`` (after saving)      |
 | 1    | training produced a non-finite loss       | ``NonFiniteError``                |
-| 2    | the command cannot run as given           | ``UserError`` and its subclasses  |
+| 2    | the command cannot run as given           | ``UserError`` and its subclasses, |
+|      |                                           | ``PermissionError``               |
 | 3    | the environment failed: disk full, quota, | ``OSError`` with such an errno    |
 |      | read-only file system                     | (``environment_failure``)         |
 
@@ -100,7 +101,7 @@ def exit_code(error: BaseException) -> int | None:
     return 0
   if isinstance(error, NonFiniteError):
     return 1
-  if isinstance(error, UserError):
+  if isinstance(error, UserError | PermissionError):  # A workdir or file the user cannot write.
     return 2
   if environment_failure(error) is not None:
     return 3

@@ -89,6 +89,10 @@ def main(argv):
   config, workdir, mode = FLAGS.config, _WORKDIR.value, _MODE.value
   if not workdir.strip():
     _fail("--workdir is empty: name the run directory (a local path or gs://).")
+  try:
+    config.mesh  # noqa: B018 - ml_collections reports a config file's load error on first use.
+  except OSError as e:
+    _fail(f"--config: cannot load the config file ({str(e).strip().splitlines()[-1].strip()}).")
   xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
   parallel.maybe_initialize_distributed(config.mesh)
   try:
@@ -104,18 +108,17 @@ def main(argv):
   except errors.Preempted as e:  # Saved and stopped as asked: success.
     logging.warning("%s", e)
     print(f"[solar_jax] {e}", file=sys.stderr, flush=True)
-  except (errors.UserError, errors.NonFiniteError) as e:
-    _fail(e, errors.exit_code(e))
   except Exception as e:
-    failure = errors.environment_failure(e)
-    if failure is None:
+    code, failure = errors.exit_code(e), errors.environment_failure(e)
+    if code is None:
       raise  # A bug: keep the traceback.
-    _fail(
-      f"{failure.strerror or failure} ({failure.filename or f'under {workdir}'}): the machine, not "
-      "the command, failed; fix it and run the same command again (training resumes from "
-      "its last complete checkpoint).",
-      3,
-    )
+    if failure is not None:
+      e = (
+        f"{failure.strerror or failure} ({failure.filename or f'under {workdir}'}): the "
+        "machine, not the command, failed; fix it and run the same command again (training "
+        "resumes from its last complete checkpoint)."
+      )
+    _fail(e, code)
 
 
 def _override_error(error: Exception, argv: list[str]) -> str:

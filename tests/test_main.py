@@ -137,3 +137,39 @@ def test_importing_the_package_leaves_xla_flags_alone(repo_root):
   )
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == "None"
+
+
+def test_missing_config_file_is_one_line(repo_root, tmp_path):
+  result = _run(repo_root, "--config=configs/no_such_config.py", f"--workdir={tmp_path / 'run'}")
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  line = result.stderr.strip().splitlines()[-1]
+  assert line.startswith("error: --config: cannot load") and "no_such_config.py" in line
+
+
+@pytest.mark.parametrize(
+  "field,value",
+  [
+    ("data.shuffle_buffer", 0),
+    ("data.prefetch", -5),
+    ("evaluation.batch_size", 0),
+    ("evaluation.kid_subsets", 0),
+    ("evaluation.kid_subset_size", 0),
+    ("evaluation.num_clusters", 1),
+    ("classifier.learning_rate", 0.0),
+  ],
+)
+def test_values_that_failed_late_are_rejected_up_front(field, value):
+  from configs import tiny
+  from solar_jax import configuration
+
+  config = tiny.get_config()
+  section, key = field.split(".")
+  config[section][key] = value
+  with pytest.raises(configuration.ConfigError, match=f"{field}={value}"):
+    configuration.validate(config, num_devices=8)
+
+
+def test_permission_denied_is_a_user_error():
+  from solar_jax import errors
+
+  assert errors.exit_code(PermissionError(13, "Permission denied", "/runs/x/.lock")) == 2
