@@ -4,6 +4,9 @@
   JAX_PLATFORMS=cpu python benchmarks/bench_quality_nfe.py --part=mixture
   # (b) a trained quickstart model (train it first: --mode=train into runs/qs)
   JAX_PLATFORMS=cpu python benchmarks/bench_quality_nfe.py --part=model --workdir=runs/qs
+  # side-by-side timing only
+  JAX_PLATFORMS=cpu python benchmarks/bench_quality_nfe.py --part=model --steps=10,25 \
+      --ref_steps=0 --ddpm_n=0 --timing=5
 
 (a) Every pixel is drawn from the 1-D mixture of ``tests/analytic_mixture.py``
 (null class: both modes); the model is its exact eps-prediction, so every
@@ -14,16 +17,17 @@ sampling path (the same per-image noise for every sampler; the "exact" row is
 as many draws from the mixture itself, the Monte Carlo floor).
 
 (b) ``--n`` images (classes in turn, guidance 1, the quickstart's x0
-clipping) from the newest EMA checkpoint of ``--workdir``, the same seed for
-every setting. Per setting: the mean per-image RMS distance (model space
+clipping unless ``--no-clip``) from the newest EMA checkpoint of
+``--workdir``, the same seed for every setting. Per setting: the mean per-image RMS distance (model space
 [-1, 1]) to the same image drawn by DPM-Solver++(2M) and by DDIM eta 0 at
 ``--ref_steps`` steps (the ODE's answer; meaningful for the deterministic
 samplers only: a stochastic sampler draws another image), the mean |discrete
 Laplacian| of the images (pixel noise; real test images alongside), the
 Wasserstein-1 distance of on-disk log10 intensities to real test images
 (``evaluation.physics``; real validation vs test at the same N as floor), and
-seconds per image of the compiled sampler (run once each, after compiling,
-in one process: ratios are comparable, absolute times are this machine's).
+seconds per image of the compiled sampler (run once each, after compiling).
+``--timing=R`` adds a table of the same settings timed interleaved (A, B, C,
+A, B, C, ...), median of R runs: the ratios to trust on a shared machine.
 """
 
 from __future__ import annotations
@@ -125,7 +129,7 @@ def _laplacian(images):
   return float(np.mean(np.abs(lap)))
 
 
-def model_part(workdir, steps_list, n, ref_steps, ddpm_n, data_dir):
+def model_part(workdir, steps_list, n, ref_steps, ddpm_n, data_dir, seed, settings, clip, timing):
   from configs import quickstart  # noqa: PLC0415
   from solar_jax import checkpointing, parallel, sample  # noqa: PLC0415
   from solar_jax.data import input_pipeline, scaling  # noqa: PLC0415
@@ -142,12 +146,13 @@ def model_part(workdir, steps_list, n, ref_steps, ddpm_n, data_dir):
   schedule = schedules.get_schedule(config.diffusion)
   num_classes = len(config.data.classes)
   shape = (config.data.image_size, config.data.image_size, config.data.channels)
-  clip = (config.data.clip_min, config.data.clip_max)
-  key = jax.random.key(config.sampling.seed)
+  dn_range = (config.data.clip_min, config.data.clip_max)
+  key = jax.random.key(config.sampling.seed if seed is None else seed)
 
-  def draw(sampler, steps, eta, count):
+  def compile_run(sampler, steps, eta, count):
+    """(compiled sample_batch, its dynamic arguments, compile seconds)."""
     spec = samplers.SamplerSpec(
-      sampler, steps, prediction=config.diffusion.prediction, clip_x0=True, guided=False
+      sampler, steps, prediction=config.diffusion.prediction, clip_x0=clip, guided=False
     )
     args = (
       model_fn, params, schedule, key, jnp.arange(count, dtype=jnp.int32),
@@ -156,56 +161,78 @@ def model_part(workdir, steps_list, n, ref_steps, ddpm_n, data_dir):
     kw = dict(spec=spec, num_classes=num_classes, image_shape=shape)
     start = time.perf_counter()
     compiled = samplers.sample_batch.lower(*args, **kw).compile()
-    compile_s = time.perf_counter() - start
+    return compiled, args[1:], time.perf_counter() - start
+
+  def draw(sampler, steps, eta, count):
+    compiled, args, compile_s = compile_run(sampler, steps, eta, count)
     start = time.perf_counter()
-    x = np.asarray(jax.block_until_ready(compiled(*args[1:])))
+    x = np.asarray(jax.block_until_ready(compiled(*args)))
     return x, (time.perf_counter() - start) / count, compile_s
 
   real = input_pipeline.load_split_arrays(config.data, "test", max_examples=n, transform=False)
   val = input_pipeline.load_split_arrays(config.data, "validation", max_examples=n, transform=False)
   real_dns, val_dns = real["image"], val["image"]
-  real_model = scaling.forward(real_dns, *clip)
+  real_model = scaling.forward(real_dns, *dn_range)
   print(
     f"\n(b) quickstart model, step {step}, {workdir}; N = {n} ({len(real_dns)} real test, "
-    f"{len(val_dns)} validation images)"
+    f"{len(val_dns)} validation images), x0 clipping {clip}"
   )
   print(
     f"real test images: mean |Laplacian| {_laplacian(real_model):.3f}; intensity W1 "
     f"validation vs test {physics.intensity_wasserstein(real_dns, val_dns):.4f} dex"
   )
   refs = {}
-  for sampler in ("dpmpp_2m", "ddim"):
+  for sampler in ("dpmpp_2m", "ddim") if ref_steps else ():
     refs[sampler], sec, _ = draw(sampler, ref_steps, 0.0, n)
     print(f"reference {sampler} {ref_steps} steps: {1000 * sec:.0f} ms/image", flush=True)
   rms = lambda a, b: float(np.mean(np.sqrt(np.mean((a - b) ** 2, axis=(1, 2, 3)))))  # noqa: E731
-  print(f"RMS distance between the two references: {rms(refs['dpmpp_2m'], refs['ddim']):.4f}")
+  if refs:
+    print(f"RMS distance between the two references: {rms(refs['dpmpp_2m'], refs['ddim']):.4f}")
+  to_ref = lambda x, s: f"{rms(x, refs[s]):.4f}" if refs else "-"  # noqa: E731
   print(
     f"\n| sampler | steps (NFE) | RMS to DPM++ {ref_steps} | RMS to DDIM {ref_steps} "
     "| mean abs Laplacian | intensity W1 to real (dex) | ms / image | x DDIM eta 0 same steps |"
   )
   print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-  rows = [(s, e, k) for k in steps_list for s, e in SETTINGS]
+  rows = [(s, e, k) for k in steps_list for s, e in settings]
+  base = None
   for sampler, eta, steps in rows:
     x, sec, _ = draw(sampler, steps, eta, n)
     if sampler == "ddim" and eta == 0.0:
       base = sec
-    w1 = physics.intensity_wasserstein(real_dns, scaling.inverse(x, *clip))
+    w1 = physics.intensity_wasserstein(real_dns, scaling.inverse(x, *dn_range))
     print(
-      f"| {_name(sampler, eta)} | {steps} | {rms(x, refs['dpmpp_2m']):.4f} "
-      f"| {rms(x, refs['ddim']):.4f} | {_laplacian(x):.3f} | {w1:.4f} | {1000 * sec:.0f} "
-      f"| {sec / base:.2f} |",
+      f"| {_name(sampler, eta)} | {steps} | {to_ref(x, 'dpmpp_2m')} "
+      f"| {to_ref(x, 'ddim')} | {_laplacian(x):.3f} | {w1:.4f} | {1000 * sec:.0f} "
+      f"| {sec / base if base else float('nan'):.2f} |",
       flush=True,
     )
-  for sampler, steps in (("dpmpp_2m", ref_steps), ("ddim", ref_steps)):
-    x = refs[sampler]
-    w1 = physics.intensity_wasserstein(real_dns, scaling.inverse(x, *clip))
+  for sampler, x in refs.items():
+    steps = ref_steps
+    w1 = physics.intensity_wasserstein(real_dns, scaling.inverse(x, *dn_range))
     print(
       f"| {_name(sampler, 0.0)} (reference) | {steps} | - | - | {_laplacian(x):.3f} "
       f"| {w1:.4f} | - | - |"
     )
+  if timing:
+    # Interleaved (A, B, C, A, B, C, ...) so that a change of machine load hits all alike.
+    print(f"\nInterleaved timing, median of {timing} runs, batch {n} (ms / image):")
+    print("| steps | " + " | ".join(_name(*s) for s in settings) + " | ratios to the first |")
+    print("| --- " * (len(settings) + 2) + "|")
+    for steps in steps_list:
+      runs = [compile_run(sampler, steps, eta, n)[:2] for sampler, eta in settings]
+      times = [[] for _ in runs]
+      for _ in range(timing):
+        for (compiled, args), spent in zip(runs, times):
+          start = time.perf_counter()
+          jax.block_until_ready(compiled(*args))
+          spent.append((time.perf_counter() - start) / n)
+      med = [1000 * float(np.median(t)) for t in times]
+      ratios = ", ".join(f"{m / med[0]:.3f}" for m in med[1:])
+      print(f"| {steps} | " + " | ".join(f"{m:.1f}" for m in med) + f" | {ratios} |", flush=True)
   if ddpm_n:
     x, sec, _ = draw("ddpm", 1000, 1.0, ddpm_n)
-    w1 = physics.intensity_wasserstein(real_dns, scaling.inverse(x, *clip))
+    w1 = physics.intensity_wasserstein(real_dns, scaling.inverse(x, *dn_range))
     print(
       f"| DDPM (ancestral, N = {ddpm_n}) | 1000 | - | - | {_laplacian(x):.3f} | {w1:.4f} "
       f"| {1000 * sec:.0f} | - |"
@@ -224,13 +251,33 @@ def main():
   parser.add_argument("--n", type=int, default=40)
   parser.add_argument("--ref_steps", type=int, default=200)
   parser.add_argument("--ddpm_n", type=int, default=20, help="0 skips DDPM-1000")
+  parser.add_argument("--clip", action=argparse.BooleanOptionalAction, default=True)
+  parser.add_argument(
+    "--timing", type=int, default=0, help="N > 0: also an interleaved timing table, median of N"
+  )
+  parser.add_argument("--seed", type=int, default=None, help="default: sampling.seed")
+  parser.add_argument(
+    "--samplers", default="ddim:0,ddim:1,dpmpp_2m:0", help="sampler:eta pairs of (b)"
+  )
   args = parser.parse_args()
   steps = tuple(int(s) for s in args.steps.split(","))
   print(f"JAX {jax.__version__}, {jax.devices()[0].platform}")
   if args.part in ("mixture", "both"):
     mixture_part(steps, args.mixture_n, args.quantiles)
   if args.part in ("model", "both"):
-    model_part(args.workdir, steps, args.n, args.ref_steps, args.ddpm_n, args.data_dir)
+    settings = [(p.split(":")[0], float(p.split(":")[1])) for p in args.samplers.split(",")]
+    model_part(
+      args.workdir,
+      steps,
+      args.n,
+      args.ref_steps,
+      args.ddpm_n,
+      args.data_dir,
+      args.seed,
+      settings,
+      args.clip,
+      args.timing,
+    )
 
 
 if __name__ == "__main__":
