@@ -37,7 +37,10 @@ def get_config():
   # Stochastic DDIM. With eta = 0 this 1000-step CPU model leaves pixel noise on
   # most images (mean |Laplacian| of the samples 1.3 against 0.08 for eta = 1 and
   # for ancestral DDPM, same checkpoint, 25 and 100 steps alike); eta = 1 gives
-  # clean limb-brightened disks at the same cost.
+  # clean limb-brightened disks at the same cost. DPM-Solver++(2M) ('dpmpp_2m') is
+  # deterministic like eta = 0 and as noisy (|Laplacian| 1.18 at 10-50 steps, real
+  # images 0.095; intensity W1 to real 0.32 dex against 0.011 for eta = 1): not used
+  # here (benchmarks/RESULTS.md, "Quality per model evaluation").
   config.sampling.eta = 1.0
   config.sampling.batch_size = 40
   # Every class, so the evaluation compares each class (the test split has at
