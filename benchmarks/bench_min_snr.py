@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from solar_jax import checkpointing, parallel, train  # noqa: E402
+from solar_jax import checkpointing, parallel, train_state, xla_flags  # noqa: E402
 from solar_jax.data import input_pipeline  # noqa: E402
 from solar_jax.diffusion import losses, schedules  # noqa: E402
 from solar_jax.models import unet  # noqa: E402
@@ -39,6 +39,7 @@ FIXED_T = (10, 100, 300, 500, 700, 900)
 
 
 def main():
+  xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend, as training does.
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdirs", required=True, help="comma-separated run directories")
   parser.add_argument("--data_dir", required=True)
@@ -57,7 +58,7 @@ def main():
     config.diffusion.loss_weighting = "none"
     mesh = parallel.create_mesh(config.mesh)
     with jax.set_mesh(mesh):
-      abstract_state, _ = train.abstract_train_state(config, mesh)
+      abstract_state, _ = train_state.abstract_train_state(config, mesh)
       checkpointer = checkpointing.Checkpointer(workdir, keep=1, read_only=True)
       state, meta = checkpointer.restore(abstract_state)
       checkpointer.close()

@@ -61,6 +61,8 @@ def _pool_line(synthetic: dict | None) -> list[str]:
     return []
   if settings["sampler"] == "ddim":
     sampler = f"DDIM {settings['num_steps']} steps, η {settings['eta']:g}"
+  elif settings["sampler"] == "dpmpp_2m":
+    sampler = f"DPM-Solver++(2M) {settings['num_steps']} steps"
   else:
     sampler = "ancestral DDPM"
   return [
