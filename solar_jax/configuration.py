@@ -90,6 +90,7 @@ def _validate_model(data, model) -> None:
       f"data.builder_config={data.builder_config!r} (the input pipeline averages "
       "stored pixels in blocks of builder_config / image_size)."
     )
+  _positive(model.num_groups, "model.num_groups")
   _positive(model.base_channels, "model.base_channels")
   _positive(model.num_res_blocks, "model.num_res_blocks")
   _positive(model.num_heads, "model.num_heads")
@@ -121,7 +122,7 @@ def _validate_diffusion_and_training(diffusion, training) -> None:
     _positive(training[field], f"training.{field}")
   _positive(training.learning_rate, "training.learning_rate")
   _in_range(training.ema_decay, "training.ema_decay", 0.0, 1.0)
-  for field in ("warmup_steps", "sample_every", "grad_clip", "num_sample_images"):
+  for field in ("warmup_steps", "sample_every", "grad_clip", "num_sample_images", "weight_decay"):
     if training[field] < 0:
       raise ConfigError(f"training.{field}={training[field]} must be >= 0.")
 
@@ -140,6 +141,7 @@ def _validate_sampling(config) -> None:
     if scale is not None and not scale >= 0:
       raise ConfigError(f"{name}={scale} must be >= 0.")
   _positive(sampling.batch_size, "sampling.batch_size")
+  _positive(sampling.max_images, "sampling.max_images")
   if len(sampling.per_class) != len(data.classes) or min(sampling.per_class) < 0:
     raise ConfigError(
       f"sampling.per_class={tuple(sampling.per_class)} needs one count >= 0 for each of "
@@ -164,6 +166,16 @@ def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
   _positive(classifier.batch_size, "classifier.batch_size")
   _positive(classifier.num_steps, "classifier.num_steps")
   _positive(classifier.learning_rate, "classifier.learning_rate")
+  for field in ("width", "stem_stride"):
+    _positive(classifier[field], f"classifier.{field}")
+  if not classifier.stage_sizes or min(classifier.stage_sizes) < 1:
+    raise ConfigError(
+      f"classifier.stage_sizes={tuple(classifier.stage_sizes)} needs one or more counts >= 1."
+    )
+  _in_range(classifier.dropout, "classifier.dropout", 0.0, 1.0)
+  for field in ("weight_decay", "eval_every"):
+    if classifier[field] < 0:
+      raise ConfigError(f"classifier.{field}={classifier[field]} must be >= 0.")
   if classifier.synthetic_ratio < 0:
     raise ConfigError(f"classifier.synthetic_ratio={classifier.synthetic_ratio} must be >= 0.")
 
