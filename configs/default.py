@@ -37,7 +37,8 @@ def get_config() -> ml_collections.ConfigDict:
   data.prefetch = 2
   # Read every record of the dataset once before a run (TFRecord CRCs, record counts):
   # damaged shards fail at the start, naming the file, not mid-training. Shard presence
-  # and sizes are always checked. About a second per few hundred MB on CPU.
+  # and sizes are always checked. Measured: 0.1 s for the quickstart's 10 MB (after the
+  # TensorFlow import), so about a second per 100 MB on the 2-core machine.
   data.verify_shards = True
 
   # --------------------------------------------------------------- model ---
