@@ -1,7 +1,5 @@
 """Entry point, the only module with flags: check inputs, lock the workdir, run a mode.
 
-  python -m solar_jax.main --config=configs/quickstart.py --workdir=runs/qs --mode=all
-
 Exit codes (``solar_jax.errors``): 0 done or preempted, 1 non-finite loss,
 2 the command cannot run as given, 3 the environment failed (disk full, read-only);
 1-3 print one line ``error: ...`` and no traceback.
@@ -10,6 +8,7 @@ Exit codes (``solar_jax.errors``): 0 done or preempted, 1 non-finite loss,
 from __future__ import annotations
 
 import logging as stdlib_logging
+import os
 import sys
 
 import jax
@@ -77,7 +76,9 @@ class _LibraryInfoFilter(stdlib_logging.Filter):
 
 
 def _fail(message, code: int = 2):
-  print("error: " + " ".join(str(message).splitlines()), file=sys.stderr)
+  print("error: " + " ".join(str(message).splitlines()), file=sys.stderr, flush=True)
+  if code == 3:  # Orbax's failed save threads would print tracebacks during shutdown.
+    os._exit(code)
   sys.exit(code)
 
 
