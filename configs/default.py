@@ -28,10 +28,30 @@ def get_config() -> ml_collections.ConfigDict:
   data.image_size = 64
   data.channels = 1
   data.classes = GOES_CLASSES
+  # The label, chosen on read from the facts each record stores (no rebuild needed;
+  # solar_jax/data/frame_facts.py): 'goes_class' (inside a flare's [start, end + cooling
+  # lag] the flare's class, else the class of the GOES flux at the frame), 'flare_class'
+  # (flaring frames only), 'background_class' (frames outside flares only) or
+  # 'max_class_next_24h' (the largest class in the next 24 h: forecasting).
+  data.label = "goes_class"
+  # 171 Å brightens as flare loops cool, tens of minutes after the GOES end: frames up
+  # to this long after a flare's end count as flaring (at most the build's 120 min).
+  data.cooling_lag_minutes = 30.0
+  # Splits on read: month blocks, test = block `fold`, validation = block
+  # (fold + folds/2) % folds, train the rest; train frames within embargo_days of a
+  # validation or test month (and validation frames near test) are dropped. Running
+  # every fold tests every month once (solar_jax/data/splits.py).
+  data.fold = 0
+  data.embargo_days = 14.0
   # Intensity transform: clip DN/s to [clip_min, clip_max], log10, then map
   # linearly to [-1, 1]. Inverted exactly on samples (within the clip range).
   data.clip_min = 1.0
   data.clip_max = 3000.0
+  # > 0: replace clip_max, before the run starts, by this quantile of the train split's
+  # on-disk frame maxima (recorded in config.json), so flare kernels do not saturate
+  # (the build report gives the share of frames per class above 3000 DN/s). 0 keeps
+  # clip_max as set.
+  data.clip_max_quantile = 0.0
   data.shuffle_buffer = 2048
   data.class_balance = False  # Resample train examples to equal class counts.
   data.prefetch = 2

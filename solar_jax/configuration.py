@@ -24,6 +24,8 @@ CLASSIFIER_TASKS = ("multiclass", "ge_m", "ge_c")
 CLASSIFIER_REGIMES = ("real", "weighted", "oversample", "real_synthetic", "synthetic_only")
 EXTRACTORS = ("inception", "classifier")
 BUILDER_CONFIGS = ("64", "128", "256", "512")
+# Label policies applied on read (solar_jax/data/frame_facts.py says what each means).
+DATA_LABELS = ("goes_class", "flare_class", "background_class", "max_class_next_24h")
 DISTRIBUTED = ("auto", "yes", "no")
 MODES = ("train", "sample", "evaluate", "classify", "all")
 
@@ -68,6 +70,15 @@ def _validate_data(data) -> None:
       f"data.clip_min={data.clip_min} and data.clip_max={data.clip_max} must satisfy "
       "0 < clip_min < clip_max."
     )
+  _choice(data.label, "data.label", DATA_LABELS)
+  if not 0 <= data.clip_max_quantile < 1:
+    raise ConfigError(f"data.clip_max_quantile={data.clip_max_quantile} must lie in [0, 1).")
+  if data.fold < 0:
+    raise ConfigError(f"data.fold={data.fold} must be >= 0 (and below the dataset's folds).")
+  if data.embargo_days < 0:
+    raise ConfigError(f"data.embargo_days={data.embargo_days} must be >= 0.")
+  if data.cooling_lag_minutes < 0:
+    raise ConfigError(f"data.cooling_lag_minutes={data.cooling_lag_minutes} must be >= 0.")
   _positive(data.shuffle_buffer, "data.shuffle_buffer")
   if data.prefetch < 0:
     raise ConfigError(f"data.prefetch={data.prefetch} must be >= 0.")

@@ -29,6 +29,15 @@ def check_inputs(config, workdir: str, mode: str) -> None:
     errors.UserError: no built dataset matching config.data, no checkpoint (sample),
       no samples or classifier (evaluate), or no Inception weights.
   """
+  if config.data.clip_max_quantile > 0:
+    # Before config.json is written: the run records the clip level it used.
+    config.data.clip_max = input_pipeline.train_clip_max(config.data)
+    logging.info(
+      "data.clip_max = %.1f DN/s: quantile %g of the train frames' on-disk maxima (fold %d).",
+      config.data.clip_max,
+      config.data.clip_max_quantile,
+      config.data.fold,
+    )
   if mode in ("evaluate", "all"):
     features.check_available(config, workdir, classifier_yet_to_train=mode == "all")
   if mode in ("train", "evaluate", "classify", "all"):

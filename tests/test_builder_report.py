@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from solar_jax.data import build_report, demo, flare_labels
+from solar_jax.data import build_report, demo, flare_list, frame_facts, goes, splits
 from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def test_report_names_every_bad_file_with_its_reason(clean_build, manual_dir):
   got = {s["file"]: s["reason"] for s in report["skipped"]["files"]}
   want = {b["file"]: b["reason"] for b in manifest["bad_files"]}
   assert got == want
-  assert len(want) == 9 and report["skipped"]["count"] == 9
+  assert len(want) == 8 and report["skipped"]["count"] == 8
   # The report sits in the final version dir, beside dataset_info.json.
   assert (clean_build.data_path / "dataset_info.json").exists()
   assert not (clean_build.data_path / "_build_report_parts").exists()
@@ -83,19 +83,38 @@ def test_every_good_file_is_an_example_with_the_intended_label(clean_build, manu
   examples = examples_by_source(clean_build)
   want = {pathlib.Path(f["file"]).name: f for f in manifest["frames"]}
   assert set(examples) == set(want)
-  names = clean_build.info.features["label"].names
-  config = clean_build.builder_config
   for name, ex in examples.items():
-    assert names[ex["label"]] == want[name]["letter"], name
-    assert bool(ex["flaring"]) == want[name]["flaring"]
+    facts = {k: np.array([ex[k]]) for k in (*frame_facts.FIELDS, "time")}
+    label, _ = frame_facts.labels(facts, "goes_class", 30.0)
+    assert goes.CLASS_LETTERS[label[0]] == want[name]["letter"], name
+    assert bool(frame_facts.in_flare(facts, 30.0)[0]) == want[name]["flaring"]
     assert ex["time"].decode() == want[name]["time"]
     assert ex["image"].shape == (64, 64, 1) and np.isfinite(ex["image"]).all()
-    split = config.split_of(flare_labels.to_naive_utc(want[name]["time"]))
-    assert ex["split"] == split
+    month = splits.month_index([want[name]["time"]])[0]
+    assert ex["split"] == f"block{month % 10}"
   # Report counts agree with what TFDS stored.
   report = report_of(clean_build)
   for split, info in clean_build.info.splits.items():
-    assert report["examples"][split]["total"] == info.num_examples
+    assert report["blocks"][split] == info.num_examples
+  assert report["simulated"] and clean_build.info.metadata["simulated"]
+  lines = build_report.format_report(report).splitlines()
+  assert lines[0] == build_report.SIMULATED_LINE
+
+
+def test_report_gives_every_fold_with_events_embargo_and_ar_overlap(clean_build):
+  """The fold tables agree with splits.summary recomputed from the stored records."""
+  report = report_of(clean_build)
+  examples = list(examples_by_source(clean_build).values())
+  facts = {k: np.array([e[k] for e in examples]) for k in (*frame_facts.FIELDS, "time")}
+  labels, groups = frame_facts.labels(facts, "goes_class", 30.0)
+  flare_ids = np.where(frame_facts.in_flare(facts, 30.0), facts["flare_event_id"], b"")
+  flare_ids = np.array([f.decode() for f in flare_ids], dtype=object)
+  assert sorted(report["folds"]) == [str(f) for f in range(10)]
+  for fold in range(10):
+    codes = splits.assign(facts["time"], fold=fold, num_folds=10, embargo_days=14)
+    want = splits.summary(codes, labels, groups, facts["noaa_ar"], flare_ids, goes.CLASS_LETTERS)
+    assert report["folds"][str(fold)] == json.loads(json.dumps(want)), fold
+  assert set(report["folds"]["0"]["ar_overlap"]) == {"test_events_with_ar", "in_train", "share"}
 
 
 def test_beam_direct_runner_gives_the_same_dataset_and_report(clean_build, manual_dir, tmp_path):
@@ -104,17 +123,21 @@ def test_beam_direct_runner_gives_the_same_dataset_and_report(clean_build, manua
   assert set(a) == set(b)
   for name in a:
     np.testing.assert_array_equal(a[name]["image"], b[name]["image"])
-    assert (a[name]["label"], a[name]["split"]) == (b[name]["label"], b[name]["split"])
+    assert (a[name]["flare_event_id"], a[name]["split"]) == (
+      b[name]["flare_event_id"],
+      b[name]["split"],
+    )
+    assert a[name]["goes_flux"] == b[name]["goes_flux"] or np.isnan(a[name]["goes_flux"])
   ra, rb = report_of(clean_build), report_of(beam_build)
   assert rb["beam"] and not ra["beam"]
-  assert ra["examples"] == rb["examples"] and ra["skipped"] == rb["skipped"]
+  assert ra["folds"] == rb["folds"] and ra["skipped"] == rb["skipped"]
 
 
 def test_unreadable_flare_list_is_an_error_naming_the_file(manual_dir, tmp_path):
   bad = tmp_path / "manual"
   shutil.copytree(manual_dir, bad)
   (bad / "flares.csv").write_text("this,is,not\na,flare,list\n")
-  with pytest.raises(flare_labels.FlareListError, match="flares.csv"):
+  with pytest.raises(flare_list.FlareListError, match="flares.csv"):
     build(bad, tmp_path / "tfds")
 
 
@@ -155,7 +178,7 @@ def test_killed_build_restarts_and_equals_a_clean_build(clean_build, manual_dir,
   finally:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-  version_dir = data_dir / "sdo_aia171" / "64" / "1.0.0"
+  version_dir = data_dir / "sdo_aia171" / "64" / str(sdo.Builder.VERSION)
   assert not version_dir.exists()  # only TFDS's incomplete dir was left
   restarted = build(manual_dir, data_dir)
   a, b = examples_by_source(clean_build), examples_by_source(restarted)
@@ -163,4 +186,4 @@ def test_killed_build_restarts_and_equals_a_clean_build(clean_build, manual_dir,
   for name in a:
     np.testing.assert_array_equal(a[name]["image"], b[name]["image"])
   ra, rb = report_of(clean_build), report_of(restarted)
-  assert ra["examples"] == rb["examples"] and ra["skipped"] == rb["skipped"]
+  assert ra["folds"] == rb["folds"] and ra["skipped"] == rb["skipped"]

@@ -23,8 +23,8 @@ import pytest
 from astropy.io import fits
 
 from solar_jax import errors
-from solar_jax.data import aia, build_report, demo, fetch
-from solar_jax.data import flare_labels as fl
+from solar_jax.data import aia, build_report, demo, fetch, frame_facts, goes
+from solar_jax.data import flare_list as fl
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 EXCERPT = FIXTURES / "flare_list_sc24_excerpt.csv"
@@ -200,20 +200,20 @@ def flagged_nc(tmp_path_factory):
 
 def test_goes_file_without_usable_samples_is_a_named_error(flagged_nc):
   """It raised IndexError from read_xrs."""
-  with pytest.raises(fl.XRSNoDataError, match=f"{FLAGGED_NC}: no usable 1-8 Å sample"):
-    fl.read_xrs(flagged_nc)
-  assert issubclass(fl.XRSNoDataError, fl.XRSError)
+  with pytest.raises(goes.XRSNoDataError, match=f"{FLAGGED_NC}: no usable 1-8 Å sample"):
+    goes.read_xrs(flagged_nc)
+  assert issubclass(goes.XRSNoDataError, goes.XRSError)
 
 
 def test_goes_file_without_usable_samples_can_be_skipped(flagged_nc):
   good = _sunpy_test_file("go1520110607.fits")
-  alone = fl.read_xrs(good)
-  both = fl.read_xrs([flagged_nc, good], skip_empty=True)
+  alone = goes.read_xrs(good)
+  both = goes.read_xrs([flagged_nc, good], skip_empty=True)
   np.testing.assert_array_equal(both.times, alone.times)
   np.testing.assert_array_equal(both.flux_long, alone.flux_long)
   assert both.sources == (good.name,)
   assert [pathlib.Path(f).name for f, _ in both.skipped] == [FLAGGED_NC]
-  empty = fl.read_xrs(flagged_nc, skip_empty=True)
+  empty = goes.read_xrs(flagged_nc, skip_empty=True)
   assert len(empty.times) == 0 and empty.window(alone.times[0], alone.times[5]) is None
 
 
@@ -394,8 +394,14 @@ def _argv(out):
 def _mock_fido(monkeypatch, hek, fetched):
   from sunpy.net import Fido
 
-  answers = iter([hek, _Found(1), _Found(2), _Found(1)])
-  monkeypatch.setattr(Fido, "search", lambda *a, **k: next(answers))
+  # The HEK first, then one AIA search per flare peak and per quiet time, then GOES.
+  calls = []
+
+  def search(*attrs, **kwargs):
+    calls.append(attrs)
+    return hek if len(calls) == 1 else _Found(1)
+
+  monkeypatch.setattr(Fido, "search", search)
   results = iter(fetched)
   monkeypatch.setattr(Fido, "fetch", lambda *a, **k: next(results))
 
@@ -405,20 +411,27 @@ def test_failed_downloads_are_counted_and_exit_non_zero(monkeypatch, tmp_path, c
     monkeypatch,
     _hek_answer(),
     [
-      _Results(["aia/a.fits"]),
+      _Results(["aia/a.fits"]),  # the flare's peak
+      # Quiet times 00, 12 and 18 h (06 h lies within 2 h of the flare).
       _Results(["aia/q1.fits"], errors=["https://jsoc/q2.fits: 503 Service Unavailable"]),
+      _Results([]),
+      _Results([]),
       _Results(["goes/g.nc"]),
     ],
   )
   assert fetch.main(_argv(tmp_path)) == 1
   out, err = capsys.readouterr()
-  assert "wrote 1 flares, 2 AIA files and 1 GOES files" in out
+  assert "wrote 1 flares (0 duplicate HEK events merged), 2 AIA files (3 quiet times" in out
   assert err.count("\n") == 1
   assert err.startswith("fetch: 1 downloads failed (first: the VSO/JSOC (AIA): https://jsoc/q2")
 
 
 def test_all_downloads_ok_exits_zero(monkeypatch, tmp_path):
-  _mock_fido(monkeypatch, _hek_answer(), [_Results(["a"]), _Results(["b", "c"]), _Results(["g"])])
+  _mock_fido(
+    monkeypatch,
+    _hek_answer(),
+    [_Results(["a"]), _Results(["b"]), _Results(["c"]), _Results([]), _Results(["g"])],
+  )
   assert fetch.main(_argv(tmp_path)) == 0
 
 
@@ -481,11 +494,13 @@ def test_build_over_every_input_problem_at_once(tmp_path, flagged_nc, bomb):
 
   builder = sdo.Builder(config="64", data_dir=str(tmp_path / "tfds"))
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-  names = builder.info.features["label"].names
   got = {}
   for split in builder.info.splits:
     for ex in builder.as_dataset(split=split).as_numpy_iterator():
-      got[ex["source"].decode()] = (names[ex["label"]], bool(ex["flaring"]))
+      facts = {k: np.array([ex[k]]) for k in (*frame_facts.FIELDS, "time")}
+      label, _ = frame_facts.labels(facts, "goes_class", 30.0)
+      flaring = bool(frame_facts.in_flare(facts, 30.0)[0])
+      got[ex["source"].decode()] = (goes.CLASS_LETTERS[label[0]], flaring)
   want = {pathlib.Path(f["file"]).name: (f["letter"], f["flaring"]) for f in manifest["frames"]}
   assert got == want and any(flaring for _, flaring in want.values())
 

@@ -1,11 +1,14 @@
-"""Tests of solar_jax.data.fetch without network: queries, HEK export, offline failure."""
+"""Tests of solar_jax.data.fetch without network: queries, HEK export and merging,
+quiet times, a whole fetch against faked Fido answers, offline failure."""
 
+import csv
 import datetime
+import random
 import urllib.error
 
 import pytest
 
-from solar_jax.data import fetch, flare_labels
+from solar_jax.data import fetch, flare_list
 
 START = datetime.datetime(2011, 6, 7)
 END = datetime.datetime(2011, 6, 8)
@@ -52,12 +55,8 @@ def test_aia_and_goes_queries_go_to_the_right_clients():
   assert wave.min == wave.max == 171 * u.angstrom
   assert _of_type(near, a.Instrument)[0].value.lower() == "aia"
 
-  quiet = fetch.aia_quiet_query(START, END, datetime.timedelta(hours=6))
-  (sample,) = _of_type(quiet, a.Sample)
-  assert sample.value == 6 * 3600
-
   goes = fetch.goes_query(START, END)
-  for attrs, client in ((near, VSOClient), (quiet, VSOClient), (goes, XRSClient)):
+  for attrs, client in ((near, VSOClient), (goes, XRSClient)):
     assert client._can_handle_query(*attrs)
     assert not HEKClient._can_handle_query(*attrs)
 
@@ -69,6 +68,17 @@ def test_parse_cadence():
   for bad in ("", "6", "h6", "0s", "-1h"):
     with pytest.raises(ValueError):
       fetch.parse_cadence(bad)
+  assert fetch.parse_duration("0m") == datetime.timedelta(0)  # a margin may be zero
+  with pytest.raises(ValueError):
+    fetch.parse_duration("-2h")
+
+
+def test_defaults_b1_flares_6h_quiet_cadence_2h_margin(tmp_path):
+  args = fetch.parse_args(["--start", "2011-06-07", "--end", "2011-06-08", "--out", str(tmp_path)])
+  assert args.min_class == fetch.DEFAULT_MIN_CLASS == "B1.0"
+  assert args.quiet_cadence == datetime.timedelta(hours=6)
+  assert args.quiet_margin == datetime.timedelta(hours=2)
+  assert fetch.__doc__.count("B1.0") >= 2  # the docstring and its example say so
 
 
 def test_hek_export_round_trips_through_the_flare_reader(tmp_path):
@@ -95,7 +105,7 @@ def test_hek_export_round_trips_through_the_flare_reader(tmp_path):
     table[key] = Time(list(table[key]))
   path = tmp_path / "flares.csv"
   assert fetch.write_hek_export(table, path) == 2
-  flares = flare_labels.read_flare_list(path)
+  flares = flare_list.read_flare_list(path)
   assert [(f.peak, f.goes_class) for f in flares] == [
     (datetime.datetime(2011, 6, 7, 6, 41), "M2.5"),
     (datetime.datetime(2011, 6, 7, 13, 10), "C1.2"),
@@ -146,3 +156,157 @@ def test_bad_arguments_exit_with_usage(tmp_path):
     with pytest.raises(SystemExit) as info:
       fetch.parse_args(argv)
     assert info.value.code == 2
+
+
+def _hek_table(rows):
+  """An astropy table shaped like the HEK's answer (times as astropy Time)."""
+  from astropy.table import Table
+  from astropy.time import Time
+
+  names = ["event_starttime", "event_peaktime", "event_endtime", "fl_goescls", "frm_name"]
+  names.append("ar_noaanum")
+  table = Table(rows=rows, names=names, dtype=[object] * 5 + [int])
+  for key in names[:3]:
+    table[key] = Time(list(table[key]))
+  return table
+
+
+# One M2.5 flare of AR 11226 reported by two modules (peaks 2 min apart; SSW
+# gives it a smaller class and no AR), a C flare of another AR peaking 3 min
+# earlier (not a duplicate: another AR), and a lone B flare.
+HEK_ROWS = [
+  ("2011-06-07T06:16:00", "2011-06-07T06:41:00", "2011-06-07T06:59:00", "M2.5", "SWPC", 11226),
+  ("2011-06-07T06:14:00", "2011-06-07T06:43:00", "2011-06-07T07:05:00", "M2.0", "SSW", 0),
+  ("2011-06-07T06:30:00", "2011-06-07T06:38:00", "2011-06-07T06:50:00", "C3.0", "SWPC", 11227),
+  ("2011-06-07T18:00:00", "2011-06-07T18:04:00", "2011-06-07T18:10:00", "B2.0", "SWPC", 11227),
+]
+
+
+def test_duplicates_from_two_modules_become_one_row(tmp_path):
+  events, merged_csv = tmp_path / "hek_events.csv", tmp_path / "flares.csv"
+  assert fetch.write_hek_export(_hek_table(HEK_ROWS), events) == 4
+  flares, num_merged = fetch.write_merged_export(events, merged_csv)
+  assert num_merged == 1
+  # The file reads back as merge_duplicates of the raw export: the same flares.
+  expected, _ = flare_list.merge_duplicates(flare_list.read_flare_list(events))
+  assert flare_list.read_flare_list(merged_csv) == flares == expected
+  by_class = {f.goes_class: f for f in flares}
+  assert sorted(by_class) == ["B2.0", "C3.0", "M2.5"]
+  m = by_class["M2.5"]  # the largest class, the group's earliest start and latest end
+  assert (m.start, m.peak, m.end, m.noaa_ar) == (
+    datetime.datetime(2011, 6, 7, 6, 14),
+    datetime.datetime(2011, 6, 7, 6, 41),
+    datetime.datetime(2011, 6, 7, 7, 5),
+    11226,
+  )
+  with open(merged_csv, newline="") as f:
+    rows = list(csv.DictReader(f))
+  assert tuple(rows[0]) == fetch.HEK_COLUMNS
+  assert [r["frm_name"] for r in rows] == ["SWPC"] * 3  # the largest event's row
+
+
+def _grid_times(start, end, cadence):
+  times, t = [], start
+  while t < end:
+    times.append(t)
+    t += cadence
+  return times
+
+
+def _in_window(t, flares, margin):
+  return any(f.start - margin <= t <= f.end + margin for f in flares)
+
+
+def test_quiet_times_lie_on_the_grid_away_from_every_flare_window():
+  rng = random.Random(0)
+  start, end = datetime.datetime(2011, 1, 1), datetime.datetime(2011, 3, 1)
+  for cadence_h, margin_h, n in ((6, 2, 40), (1, 0, 200), (6, 2, 0), (3, 12, 30)):
+    cadence, margin = datetime.timedelta(hours=cadence_h), datetime.timedelta(hours=margin_h)
+    flares = []
+    for i in range(n):  # random, overlapping, some before start or past end
+      t0 = start + datetime.timedelta(minutes=rng.uniform(-600, 60 * 24 * 61))
+      length = datetime.timedelta(minutes=rng.choice([5, 30, 240, 900]))
+      flares.append(flare_list.Flare(str(i), t0, t0 + length / 3, t0 + length, "C1.0", 1e-6))
+    chosen, near = fetch.quiet_times(start, end, cadence, flares, margin)
+    grid = _grid_times(start, end, cadence)
+    assert set(chosen) <= set(grid) and chosen == sorted(chosen)
+    assert all((t - start) % cadence == datetime.timedelta(0) for t in chosen)
+
+    # Brute force agrees: chosen = exactly the grid times outside every window.
+    assert chosen == [t for t in grid if not _in_window(t, flares, margin)]
+    assert near == len(grid) - len(chosen)
+    if n == 0:
+      assert chosen == grid
+  with pytest.raises(ValueError):
+    fetch.quiet_times(start, end, datetime.timedelta(0), [], datetime.timedelta(0))
+
+
+class _Found:
+  """A Fido answer of ``n`` files (the fetcher reads file_num and slices it)."""
+
+  def __init__(self, n, name):
+    self.file_num, self.name = n, name
+
+  def __getitem__(self, key):
+    return self
+
+
+def _fake_fido(monkeypatch, hek_rows):
+  """Fido.search/fetch answering from HEK_ROWS; returns the searches made."""
+  import sunpy.net.attrs as a
+  from sunpy.net import Fido
+
+  searches = {"hek": [], "aia": [], "xrs": []}
+
+  def search(*attrs):
+    (time,) = _of_type(attrs, a.Time)
+    if _of_type(attrs, a.hek.EventType):
+      searches["hek"].append((time.start.datetime, time.end.datetime))
+      return {"hek": _hek_table(hek_rows)}
+    (instrument,) = _of_type(attrs, a.Instrument)
+    if instrument.value.lower() == "xrs":
+      searches["xrs"].append((time.start.datetime, time.end.datetime))
+      return _Found(1, "xrs")
+    near = time.near.datetime
+    searches["aia"].append(near)
+    return _Found(1, f"aia_{near:%Y%m%dT%H%M%S}.fits")
+
+  def download(found, path, progress):
+    return [path.format(file=found.name)]
+
+  monkeypatch.setattr(Fido, "search", search)
+  monkeypatch.setattr(Fido, "fetch", download)
+  return searches
+
+
+def test_fetch_merges_flares_and_queries_quiet_frames_away_from_them(monkeypatch, tmp_path, capsys):
+  searches = _fake_fido(monkeypatch, HEK_ROWS)
+  argv = ["--start", "2011-06-07", "--end", "2011-06-08", "--out", str(tmp_path)]
+  assert fetch.main(argv) == 0
+  assert "1 duplicate HEK events merged" in capsys.readouterr().out
+  # The HEK is asked for the range widened by the margin (flares just outside it).
+  two_h = datetime.timedelta(hours=2)
+  assert searches["hek"] == [(START - two_h, END + two_h)]
+  flares = flare_list.read_flare_list(tmp_path / "flares.csv")
+  assert len(flares) == 3
+  assert len(flare_list.read_flare_list(tmp_path / "hek_events.csv")) == 4
+  peaks = [f.peak for f in flares]
+  # Grid 00, 06, 12, 18 h: 06 h lies within 2 h of the M2.5 flare (06:14-07:05)
+  # and 18 h inside the B flare; 00 h and 12 h are quiet.
+  quiet = [t for t in searches["aia"] if t not in peaks]
+  assert quiet == [START, START + datetime.timedelta(hours=12)]
+  assert sorted(searches["aia"]) == sorted(peaks + quiet)
+  assert not any(_in_window(t, flares, two_h) for t in quiet)
+  assert searches["xrs"] == [(START, END)]
+  counts = fetch.fetch(START, END, "B1.0", tmp_path, datetime.timedelta(hours=6))
+  assert counts == {
+    "hek_events": 4,
+    "flares": 3,
+    "merged_duplicates": 1,
+    "quiet_times": 2,
+    "quiet_near_flares": 2,
+    "aia_files": 5,
+    "goes_files": 1,
+    "failed": 0,
+    "first_error": "",
+  }

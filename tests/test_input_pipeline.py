@@ -12,8 +12,10 @@ from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
 @pytest.fixture(scope="module")
 def data_config(tmp_path_factory):
   manual = tmp_path_factory.mktemp("manual")
+  # Six months, 2011-04..09: stored blocks 5..9 and 0, so fold 0 has test = September,
+  # validation = April and train = May..August less the 14-day embargo.
   demo.write_demo_archive(
-    manual, num_frames=36, months=3, start="2011-06-01", seed=4, xrs_cadence_s=240
+    manual, num_frames=48, months=6, start="2011-04-01", seed=4, xrs_cadence_s=240
   )
   data_dir = tmp_path_factory.mktemp("tfds")
   sdo.Builder(config="64", data_dir=str(data_dir)).download_and_prepare(
@@ -34,7 +36,9 @@ def take(iterator, n):
 def test_resume_equals_the_uninterrupted_stream(data_config):
   kw = dict(shuffle=True, seed=7, repeat=True, process_index=0, process_count=1)
   full = take(input_pipeline.get_dataset(data_config, "train", 5, **kw), 14)
-  for start in (1, 3, 9):  # within the first epoch, at and across epoch ends (12 train examples)
+  n = int(input_pipeline.class_counts(data_config, "train").sum())
+  assert 10 <= n <= 40
+  for start in (1, 3, 9):  # within the first epoch, at and across epoch ends
     resumed = take(
       input_pipeline.get_dataset(data_config, "train", 5, start_step=start, **kw), 14 - start
     )
@@ -43,7 +47,6 @@ def test_resume_equals_the_uninterrupted_stream(data_config):
       np.testing.assert_array_equal(a["image"], b["image"])
   # Epochs are shuffled differently, and each epoch is a permutation of the split.
   sources = np.concatenate([b["source"] for b in full])
-  n = input_pipeline.get_builder(data_config).info.splits["train"].num_examples
   assert sorted(sources[:n]) == sorted(sources[n : 2 * n])
   assert list(sources[:n]) != list(sources[n : 2 * n])
 
@@ -62,10 +65,12 @@ def test_process_shares_are_disjoint_and_cover_the_split(data_config):
       process_count=3,
     )
     shares.append({s for b in it for s in b["source"]})
-  assert all(len(s) == 4 for s in shares)
-  assert not (shares[0] & shares[1] or shares[0] & shares[2] or shares[1] & shares[2])
   everything = input_pipeline.load_split_arrays(data_config, "train", transform=False)
-  assert set().union(*shares) == set(everything["source"])
+  n = len(everything["source"])
+  assert all(len(s) == n // 3 for s in shares)
+  assert not (shares[0] & shares[1] or shares[0] & shares[2] or shares[1] & shares[2])
+  assert set().union(*shares) <= set(everything["source"])
+  assert len(set().union(*shares)) == 3 * (n // 3)
 
 
 def test_transform_matches_scaling_forward(data_config):
@@ -127,3 +132,73 @@ def test_a_smaller_image_size_reads_block_means_of_the_stored_images(data_config
   np.testing.assert_allclose(
     half["image"].sum((1, 2, 3)) * 4, full["image"].sum((1, 2, 3)), rtol=1e-5
   )
+
+
+def test_splits_follow_the_fold_and_the_embargo(data_config):
+  """Each split is its months less the embargo; no train frame within 14 days of test."""
+  from solar_jax.data import splits
+
+  times = {
+    name: splits.as_times(input_pipeline.load_split_arrays(data_config, name)["time"])
+    for name in splits.SPLITS
+  }
+  months = {name: set(splits.month_index(t) % 10) for name, t in times.items()}
+  assert months == {"test": {0}, "validation": {5}, "train": {6, 7, 8, 9}}
+  gap = np.abs(times["train"][:, None] - times["test"][None, :]).min()
+  assert gap > np.timedelta64(14, "D")
+  data_config.fold = 9  # test = August, validation = April again ((9 + 5) % 10 = 4: absent)
+  try:
+    with pytest.raises(ValueError, match="validation.*fold 9"):
+      input_pipeline.load_split_arrays(data_config, "validation")
+    test9 = input_pipeline.load_split_arrays(data_config, "test")
+    assert set(splits.month_index(test9["time"]) % 10) == {9}
+  finally:
+    data_config.fold = 0
+
+
+def test_changing_data_label_changes_the_labels_without_a_rebuild(data_config):
+  """data.label is applied on read: the same records, other labels, through both readers."""
+  from solar_jax.data import frame_facts
+
+  kw = dict(shuffle=False, seed=0, repeat=False, process_index=0, process_count=1)
+  seen = {}
+  for policy in frame_facts.LABELS:
+    data_config.label = policy
+    try:
+      arrays = input_pipeline.load_split_arrays(data_config, "train", transform=False)
+      batches = list(
+        input_pipeline.get_dataset(data_config, "train", 1, drop_remainder=False, **kw)
+      )
+    finally:
+      data_config.label = "goes_class"
+    streamed = np.concatenate([b["label"] for b in batches])
+    np.testing.assert_array_equal(streamed, arrays["label"])
+    want, _ = frame_facts.labels(arrays, policy, data_config.cooling_lag_minutes)
+    np.testing.assert_array_equal(arrays["label"], want)
+    seen[policy] = dict(zip(arrays["source"].tolist(), arrays["label"].tolist()))
+  goes_class, flare, background = (seen[p] for p in frame_facts.LABELS[:3])
+  assert flare and background and set(flare).isdisjoint(background)
+  assert set(goes_class) == set(flare) | set(background)
+  assert all(goes_class[s] == flare[s] for s in flare)
+  assert seen["max_class_next_24h"] != goes_class
+
+
+def test_provenance_says_simulated(data_config):
+  assert input_pipeline.provenance(data_config)["simulated"] is True
+
+
+def test_clip_level_from_the_train_split(data_config):
+  """clip_max_quantile: the quantile of the train frames' on-disk maxima, recomputed here."""
+  arrays = input_pipeline.load_split_arrays(data_config, "train", transform=False)
+  side = arrays["image"].shape[1]
+  yy, xx = np.mgrid[:side, :side] - (side - 1) / 2
+  disk = np.hypot(yy, xx) <= 0.40 * side
+  peaks = arrays["image"][..., 0][:, disk].max(axis=1)
+  np.testing.assert_allclose(peaks, arrays["intensity_max"], rtol=1e-6)
+  data_config.clip_max_quantile = 0.9
+  try:
+    clip = input_pipeline.train_clip_max(data_config)
+  finally:
+    data_config.clip_max_quantile = 0.0
+  assert clip == pytest.approx(np.quantile(peaks, 0.9), rel=1e-6)
+  assert np.mean(peaks > clip) == pytest.approx(0.1, abs=1.5 / len(peaks))

@@ -152,7 +152,7 @@ def _copy(built, tmp_path):
   shutil.copytree(built, data_dir)
   config = default.get_config().data
   config.data_dir = str(data_dir)
-  shards = sorted(data_dir.rglob("*-train.tfrecord-*"))
+  shards = sorted(data_dir.rglob("*-block*.tfrecord-*"))
   return config, shards[0]
 
 
@@ -168,17 +168,20 @@ def test_a_flipped_byte_names_the_shard_before_training(built, tmp_path):
   shard.write_bytes(bytes(data))
   with pytest.raises(errors.DamagedFileError, match=shard.name) as info:
     input_pipeline.verify_shards(config)
-  assert "\n" not in str(info.value) and "'train'" in str(info.value)
+  block = shard.name.split("-")[1].split(".")[0]  # sdo_aia171-block7.tfrecord-... -> block7
+  assert "\n" not in str(info.value) and f"'{block}'" in str(info.value)
 
 
 def test_a_truncated_or_missing_shard_is_named(built, tmp_path):
   config, shard = _copy(built, tmp_path)
-  shard.write_bytes(shard.read_bytes()[:-100])
+  intact = shard.read_bytes()
+  shard.write_bytes(intact[:-100])
   with pytest.raises(errors.DamagedFileError, match="truncated"):
     input_pipeline.verify_shards(config, ("train",))
-  test_shard = next(shard.parent.glob("*-test.tfrecord-*"))
-  test_shard.unlink()
-  with pytest.raises(errors.DamagedFileError, match=f"{test_shard.name}.*missing"):
+  shard.write_bytes(intact)
+  other = next(p for p in sorted(shard.parent.glob("*-block*.tfrecord-*")) if p != shard)
+  other.unlink()
+  with pytest.raises(errors.DamagedFileError, match=f"{other.name}.*missing"):
     input_pipeline.verify_shards(config, ("test",))
 
 

@@ -4,16 +4,20 @@ The TFDS builder (``tfds_builders/sdo_aia171``) decides per file; this module
 only counts and writes, so it imports no TensorFlow. A build writes partial
 reports into ``PARTS_DIR`` under the dataset's (temporary) version directory:
 ``_driver.json`` from the planning step (inputs read, files skipped before
-reading) and ``<split>.json`` per split (class counts, files skipped while
-reading), written by whichever process or Beam worker generated that split.
+reading) and ``<block>.json`` per stored split (the facts of each example,
+files skipped while reading), written by whichever process or Beam worker
+generated that split. The merged report gives, for every fold of the read-time
+split rule (``splits``; label ``goes_class``, the default cooling lag and
+embargo), frames and distinct events per split and class, the embargo drops
+and the share of test events whose active region also flared in train.
 ``merge`` joins them into one report, ``write`` stores it as ``REPORT_NAME``
 beside ``dataset_info.json`` and ``format_report`` gives the console summary.
 
 A record of a skipped file is ``{'kind': 'skip', 'file', 'reason', 'detail'}``
 with ``file`` relative to the manual directory and ``reason`` one of
-``aia.REASONS`` or a builder reason (``no_label``, ``duplicate_time``, ...).
+``aia.REASONS`` or a builder reason (``duplicate_time``, ``time_mismatch``, ...).
 Inputs read only in part are listed too: ``flare_list.skipped`` (each row
-left out, with ``row``, ``reason`` from ``flare_labels.ROW_REASONS`` and
+left out, with ``row``, ``reason`` from ``flare_list.ROW_REASONS`` and
 ``detail``), ``goes_skipped`` (GOES files without a usable sample) and
 ``not_followed`` (directory entries under ``aia/`` not followed: symlink
 loops, dangling links).
@@ -24,13 +28,33 @@ from __future__ import annotations
 import collections
 import json
 
+import numpy as np
 from etils import epath
 
-from solar_jax.data import flare_labels
+from solar_jax.data import frame_facts, goes, splits
 
 REPORT_NAME = "build_report.json"
+SIMULATED_LINE = (
+  "SIMULATED DATA: this dataset was built from a simulated archive, not observations."
+)
 PARTS_DIR = "_build_report_parts"  # per-split partial reports, merged at the end
-SPLITS = ("train", "validation", "test")
+# What the report's fold tables assume (configs/default.py has the same defaults).
+REPORT_LABEL = "goes_class"
+REPORT_COOLING_LAG_MINUTES = 30.0
+REPORT_EMBARGO_DAYS = 14.0
+# Facts an example's light record keeps for the fold tables.
+_LIGHT_FACTS = (
+  "goes_flux",
+  "flare_event_id",
+  "flare_flux",
+  "minutes_after_flare_start",
+  "minutes_after_flare_end",
+  "noaa_ar",
+  "next24_flux",
+  "next24_event_id",
+  "next24_complete",
+  "intensity_max",
+)
 # Files listed by name in the console summary; the rest are only in the report.
 MAX_LISTED = 20
 
@@ -43,7 +67,9 @@ def skip(file: str, reason: str, detail: str) -> dict:
 def light(result: dict) -> dict:
   """A per-file result without its image: what a partial report needs."""
   if result["kind"] == "example":
-    return dict(kind="example", file=result["file"], label=result["example"]["label"])
+    ex = result["example"]
+    facts = {k: ex[k].item() if hasattr(ex[k], "item") else ex[k] for k in _LIGHT_FACTS}
+    return dict(kind="example", file=result["file"], time=result["time"], **facts)
   return result
 
 
@@ -91,51 +117,127 @@ def write_driver_part(parts_dir, driver: dict) -> None:
 
 
 def write_split_part(parts_dir, split: str, results) -> None:
-  """Stores one split's part from its ``light`` results (class counts and skips)."""
-  counts = collections.Counter()
-  skipped = []
+  """Stores one stored split's part from its ``light`` results (facts and skips)."""
+  examples, skipped = [], []
   for r in results:
     if r["kind"] == "example":
-      counts[r["label"]] += 1
+      examples.append({k: v for k, v in r.items() if k != "kind"})
     else:
       skipped.append({k: r[k] for k in ("file", "reason", "detail")})
   part = dict(
-    split=split, class_counts=dict(counts), skipped=sorted(skipped, key=lambda s: s["file"])
+    split=split,
+    examples=sorted(examples, key=lambda e: e["file"]),
+    skipped=sorted(skipped, key=lambda s: s["file"]),
   )
-  write_json(epath.Path(parts_dir) / f"{split}.json", part)
+  write_json(epath.Path(parts_dir) / f"{split}.json", _finite(part))
 
 
-def merge(parts_dir, settings: dict) -> dict:
+def _finite(value):
+  """NaN -> None, recursively (JSON has no NaN)."""
+  if isinstance(value, float) and value != value:
+    return None
+  if isinstance(value, dict):
+    return {k: _finite(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_finite(v) for v in value]
+  return value
+
+
+def _fact_arrays(examples: list[dict]) -> dict:
+  """The light records as the arrays ``frame_facts.labels`` and ``splits`` take."""
+  arrays = {}
+  for key in ("time", *_LIGHT_FACTS):
+    values = [e[key] for e in examples]
+    if key in (
+      "goes_flux",
+      "flare_flux",
+      "minutes_after_flare_start",
+      "minutes_after_flare_end",
+      "next24_flux",
+      "intensity_max",
+    ):
+      arrays[key] = np.array([np.nan if v is None else v for v in values], np.float64)
+    else:
+      arrays[key] = np.array(values, dtype=object if key != "noaa_ar" else np.int64)
+  arrays["next24_complete"] = arrays["next24_complete"].astype(bool)
+  return arrays
+
+
+def fold_tables(examples: list[dict], num_folds: int) -> dict:
+  """{fold: ``splits.summary``} of every fold (label ``REPORT_LABEL``, default lag/embargo)."""
+  if not examples:
+    return {}
+  facts = _fact_arrays(examples)
+  labels, groups = frame_facts.labels(facts, REPORT_LABEL, REPORT_COOLING_LAG_MINUTES)
+  in_flare = frame_facts.in_flare(facts, REPORT_COOLING_LAG_MINUTES)
+  flare_ids = np.where(in_flare, facts["flare_event_id"], "")
+  tables = {}
+  for fold in range(num_folds):
+    codes = splits.assign(
+      facts["time"], fold=fold, num_folds=num_folds, embargo_days=REPORT_EMBARGO_DAYS
+    )
+    tables[str(fold)] = splits.summary(
+      codes, labels, groups, facts["noaa_ar"], flare_ids, goes.CLASS_LETTERS
+    )
+  return tables
+
+
+def intensity_table(examples: list[dict], clip: float) -> dict:
+  """Per class (``REPORT_LABEL``): frames, the share whose disk exceeds ``clip``, median max."""
+  if not examples:
+    return {}
+  facts = _fact_arrays(examples)
+  labels, _ = frame_facts.labels(facts, REPORT_LABEL, REPORT_COOLING_LAG_MINUTES)
+  peak = facts["intensity_max"]
+  table = {}
+  for i, c in enumerate(goes.CLASS_LETTERS):
+    mine = peak[labels == i]
+    table[c] = dict(
+      frames=int(mine.size),
+      share_above_clip=float(np.mean(mine > clip)) if mine.size else None,
+      median_max_dn_s=float(np.nanmedian(mine)) if mine.size else None,
+    )
+  return dict(clip_dn_s=clip, per_class=table)
+
+
+def merge(parts_dir, settings: dict, *, clip: float) -> dict:
   """Joins the partial reports into one and removes ``parts_dir``.
 
   Args:
     parts_dir: the directory the parts were written to.
     settings: what the build was asked for (dataset, config, version, image
-      size, labelling and split rules, beam), copied into the report.
+      size, fact and split rules, beam), copied into the report.
+    clip: the DN/s level whose exceedance the intensity table counts.
 
   Returns:
-    The report: ``settings``, ``examples`` (per split, per class and
-    ``total``; a split without a part counts zero), ``skipped`` (``count``,
+    The report: ``settings``, ``blocks`` (examples per stored split),
+    ``folds`` (``fold_tables``), ``examples`` (fold 0's frames per split and
+    class, for a quick look), ``intensity``, ``skipped`` (``count``,
     ``by_reason`` and every ``file`` with its split when it had one) and the
-    driver's entries (manual dir, files found, flare list, GOES files).
+    driver's entries (manual dir, files found, simulated, flare list, GOES).
   """
   parts_dir = epath.Path(parts_dir)
   driver = json.loads((parts_dir / "_driver.json").read_text())
-  examples, skipped = {}, list(driver.pop("skipped"))
-  for split in SPLITS:
-    part_path = parts_dir / f"{split}.json"
-    counts = {c: 0 for c in flare_labels.CLASS_LETTERS}
-    if part_path.exists():
-      part = json.loads(part_path.read_text())
-      counts.update(part["class_counts"])
-      skipped += [dict(s, split=split) for s in part["skipped"]]
-    counts["total"] = sum(counts[c] for c in flare_labels.CLASS_LETTERS)
-    examples[split] = counts
+  examples, skipped, blocks = [], list(driver.pop("skipped")), {}
+  for part_path in sorted(parts_dir.glob("block*.json")):
+    part = json.loads(part_path.read_text())
+    blocks[part["split"]] = len(part["examples"])
+    examples += part["examples"]
+    skipped += [dict(s, split=part["split"]) for s in part["skipped"]]
   parts_dir.rmtree()
   by_reason = collections.Counter(s["reason"] for s in skipped)
+  folds = fold_tables(examples, settings["num_folds"])
   return dict(
     **settings,
-    examples=examples,
+    report_rules=dict(
+      label=REPORT_LABEL,
+      cooling_lag_minutes=REPORT_COOLING_LAG_MINUTES,
+      embargo_days=REPORT_EMBARGO_DAYS,
+    ),
+    blocks=blocks,
+    folds=folds,
+    examples=folds["0"]["frames"] if folds else {},
+    intensity=intensity_table(examples, clip),
     skipped=dict(
       count=len(skipped),
       by_reason=dict(sorted(by_reason.items())),
@@ -152,12 +254,27 @@ def write(version_dir, report: dict) -> None:
 
 def format_report(report: dict) -> str:
   """A few console lines summarising a build report."""
-  lines = [
+  lines = [SIMULATED_LINE] if report.get("simulated") else []
+  lines.append(
     f"sdo_aia171/{report['config']}:{report['version']} build report ({report['split_rule']})"
-  ]
-  for split, counts in report["examples"].items():
-    per_class = " ".join(f"{c}={counts[c]}" for c in flare_labels.CLASS_LETTERS)
-    lines.append(f"  {split:<10} {counts['total']:6d} examples  {per_class}")
+  )
+  fold = report.get("folds", {}).get("0")
+  if fold:
+    lines.append(
+      f"  fold 0 (label {REPORT_LABEL}, embargo {REPORT_EMBARGO_DAYS:g} d): "
+      f"{fold['embargoed']} frames embargoed, {fold['unlabelled']} without a label"
+    )
+    for split, counts in fold["frames"].items():
+      per_class = " ".join(
+        f"{c}={counts[c]}/{fold['events'][split][c]}" for c in goes.CLASS_LETTERS
+      )
+      lines.append(f"  {split:<10} {counts['total']:6d} frames  (frames/events) {per_class}")
+    overlap = fold["ar_overlap"]
+    share = "n/a" if overlap["share"] is None else f"{overlap['share']:.0%}"
+    lines.append(
+      f"  test events whose AR also flared in train: {overlap['in_train']} of "
+      f"{overlap['test_events_with_ar']} with an AR ({share})"
+    )
   skipped = report["skipped"]
   reasons = ", ".join(f"{k}={v}" for k, v in skipped["by_reason"].items()) or "none"
   lines.append(f"  skipped {skipped['count']} of {report['files_found']} files: {reasons}")

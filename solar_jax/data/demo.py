@@ -43,9 +43,9 @@ import time as time_lib
 
 import numpy as np
 
-from solar_jax.data import demo_files, demo_plan, demo_render, flare_labels
+from solar_jax.data import demo_files, demo_plan, demo_render, goes
 
-CLASSES = flare_labels.CLASS_LETTERS
+CLASSES = goes.CLASS_LETTERS
 XRS_CADENCE_S = demo_files.XRS_CADENCE_S
 
 

@@ -19,7 +19,7 @@ import pathlib
 import numpy as np
 from astropy.io import fits
 
-from solar_jax.data import demo_plan, demo_render
+from solar_jax.data import demo_plan, demo_render, goes
 
 SIMULATED_NOTE = "SIMULATED by solar_jax.data.demo from sunpy's real AIA 171 test frame"
 XRS_CADENCE_S = 60
@@ -150,7 +150,7 @@ def xrs_hdul(month_start, month_end, flares, bkg, t0, rng, cadence_s: int) -> fi
   h["TELESCOP"] = ("GOES 15", "spacecraft (SIMULATED series)")
   h["INSTRUME"] = "X-ray Detector"
   h["OBJECT"] = "Sun"
-  # read_xrs decides the SWPC scaling from ORIGIN: SDAC layout, SWPC scale.
+  # read_xrs decides the scaling from ORIGIN: SDAC layout, SWPC scale (0.7 x true).
   h["ORIGIN"] = ("SDAC/GSFC layout, SIMULATED by solar_jax", "not real GOES data")
   h["DATE-OBS"] = (month_start.strftime("%d/%m/%Y"), "date of first obs.(DD/MM/YYYY)")
   h["TIME-OBS"] = "00:00:00.000"
@@ -158,7 +158,7 @@ def xrs_hdul(month_start, month_end, flares, bkg, t0, rng, cadence_s: int) -> fi
   h["TIME-END"] = "23:59:00.000"
   h["SIMULATE"] = (True, "SIMULATED: not a real GOES observation")
   h.add_comment(SIMULATED_NOTE.replace("AIA 171 test frame", "flare schedule") + ".")
-  h.add_comment("Fluxes are on the SWPC (operational) scale, like SDAC files.")
+  h.add_comment("Fluxes are on the SWPC (operational) scale, 0.7 x true, like SDAC files.")
   edges = fits.BinTableHDU.from_columns(
     [
       fits.Column(
@@ -171,7 +171,8 @@ def xrs_hdul(month_start, month_end, flares, bkg, t0, rng, cadence_s: int) -> fi
     ],
     name="EDGES",
   )
-  flux = np.stack([xrsb, xrsa], axis=-1).astype(np.float32)[None]
+  # The plan's fluxes are true; SDAC files of GOES 8-15 publish 0.7 of XRS-B.
+  flux = np.stack([goes.SWPC_XRSB_SCALE * xrsb, xrsa], axis=-1).astype(np.float32)[None]
   fluxes = fits.BinTableHDU.from_columns(
     [
       fits.Column(name="TIME", format=f"{n}D", unit="s", array=seconds[None]),
@@ -237,7 +238,7 @@ def write_flare_csv(path: pathlib.Path, flares, disk: demo_render.Disk) -> None:
           flare.end.strftime(fmt),
           flare.goes_class[0],
           flare.goes_class,
-          repr(flare.peak_flux),
+          repr(goes.class_to_flux(flare.goes_class)),  # as published
           f"{integrated:.1E}",
           11100 + flare.region,
           f"{'N' if lat_d >= 0 else 'S'}{abs(round(lat_d)):02d}{'W' if lon_d >= 0 else 'E'}{abs(round(lon_d)):02d}",
@@ -258,7 +259,7 @@ def write_bad_files(out: pathlib.Path, disk: demo_render.Disk, frames, starts, r
 
   Returns:
     [{'file', 'reason'}]: the reason the dataset builder should report
-    (aia.BadFrameError reasons, plus 'duplicate_time' and 'no_label').
+    (aia.BadFrameError reasons, plus 'duplicate_time').
   """
   bad_dir = out / "aia" / "bad"
   bad_dir.mkdir(parents=True, exist_ok=True)
@@ -307,6 +308,6 @@ def write_bad_files(out: pathlib.Path, disk: demo_render.Disk, frames, starts, r
 
   make("nan_on_disk.fits", "non_finite", base + 6 * hour, data_fn=nan_disk)
   make("duplicate_time.fits", "duplicate_time", base)  # same T_OBS as a good frame
-  # Before the GOES coverage and far from any flare: no label can be given.
-  make("no_goes_coverage.fits", "no_label", starts[0] - datetime.timedelta(days=3))
+  # (A frame outside the GOES coverage is no longer bad: it is stored with NaN GOES
+  # facts and gets no label from policies that need them.)
   return entries

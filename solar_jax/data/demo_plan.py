@@ -2,11 +2,14 @@
 
 ``plan_archive`` decides, for a seed, which flares happen when (class, rise
 and decay times, active region), the daily GOES background flux, and the
-time and intended class of every AIA frame: near a flare's peak (flaring,
-the flare's class) or far from any flare and away from a class boundary
-(quiet, the class of the background). Class edges are those of
-``flare_labels`` (sunkit-instruments' table), so the plan and the builder's
-labels use one definition. Nothing here draws images or writes files
+time and intended class of every AIA frame: inside a flare, between its start
+and a few minutes after its peak (flaring, the flare's class), or far from any
+flare and away from a class boundary (quiet, the class of the background).
+Class edges are those of ``goes`` (sunkit-instruments' table), so the plan and
+the builder's labels use one definition. Fluxes are TRUE fluxes (the dataset's
+scale); ``SimFlare.goes_class`` is the class as an SWPC list of the GOES-15 era
+would publish it (0.7 of the true flux, ``goes.SWPC_XRSB_SCALE``), which the
+builder converts back. Nothing here draws images or writes files
 (``demo_render``, ``demo_files``).
 """
 
@@ -18,11 +21,11 @@ import math
 
 import numpy as np
 
-from solar_jax.data import flare_labels
+from solar_jax.data import goes
 
 CADENCE_S = 12  # AIA 171 cadence; planned times lie on this grid.
-# Frames are at most this far from a flare peak (minutes): inside any builder
-# window >= 15 min.
+# Flaring frames lie between the flare's start and this many minutes after its
+# peak (within the end plus any cooling lag >= 12 min).
 FLARING_OFFSET_MIN = 12.0
 
 
@@ -34,8 +37,8 @@ class SimFlare:
   start: datetime.datetime
   peak: datetime.datetime
   end: datetime.datetime
-  goes_class: str
-  peak_flux: float
+  goes_class: str  # as published (SWPC scale, 0.7 of the true flux)
+  peak_flux: float  # true flux
   rise_min: float
   decay_min: float
   background: float
@@ -64,13 +67,25 @@ def _month_starts(start: datetime.datetime, months: int) -> list[datetime.dateti
 
 
 def _class_string(letter: str, rng) -> tuple[str, float]:
-  """A random class string of ``letter`` and its flux, e.g. ('M2.5', 2.5e-5)."""
-  base = flare_labels.class_edges()[letter]
-  # One decimal in [1.0, 9.5] (X up to 5): away from the next class boundary.
+  """A true flux of class ``letter`` and the class an SWPC list publishes for it.
+
+  E.g. ('M1.75', 2.5e-5): one decimal of true flux in [1.1, 9.5] (X up to 5),
+  away from the class boundaries; the published string has two decimals so the
+  builder's /0.7 gives the true flux back to 0.3 %.
+  """
+  base = goes.class_edges()[letter]
   top = 5.0 if letter == "X" else 9.5
   value = round(float(math.exp(rng.uniform(0.0, math.log(top)))), 1)
-  value = min(max(value, 1.0), top)
-  return f"{letter}{value:.1f}", value * base
+  value = min(max(value, 1.1), top)
+  flux = value * base
+  return _published(flux), flux
+
+
+def _published(true_flux: float) -> str:
+  """The SWPC-scale class string of a true flux, two decimals: 2.5e-5 -> 'M1.75'."""
+  flux = goes.SWPC_XRSB_SCALE * true_flux
+  letter = goes.class_letter(flux)
+  return f"{letter}{flux / goes.class_edges()[letter]:.2f}"
 
 
 def _background(rng, month_starts) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +133,7 @@ def plan_archive(
   """
   rng = np.random.default_rng(seed)
   # log10 of the lower edges of B..X: a quiet frame keeps away from them.
-  boundaries = [math.log10(e) for c, e in flare_labels.class_edges().items() if c != "A"]
+  boundaries = [math.log10(e) for c, e in goes.class_edges().items() if c != "A"]
   starts = _month_starts(start, months)
   bkg = _background(rng, starts)
   per_month = np.full(months, num_frames // months)
@@ -145,13 +160,12 @@ def plan_archive(
           month_flares.append(flare)
     month_flares.sort(key=lambda f: f.peak)
     for flare in month_flares:
-      offsets = rng.uniform(-FLARING_OFFSET_MIN, FLARING_OFFSET_MIN, size=per_event)
+      rise = min(FLARING_OFFSET_MIN, (flare.peak - flare.start).total_seconds() / 60.0 - 0.5)
+      offsets = rng.uniform(-rise, FLARING_OFFSET_MIN, size=per_event)
       for off in np.sort(offsets):
         t = _on_grid(flare.peak + datetime.timedelta(minutes=float(off)))
         frames.append(
-          PlannedFrame(
-            t, flare_labels.class_letter(flare.peak_flux), True, flare.event_id, flare.peak_flux
-          )
+          PlannedFrame(t, goes.class_letter(flare.peak_flux), True, flare.event_id, flare.peak_flux)
         )
     quiet = budget - per_event * len(month_flares)
     span = (hi - lo).total_seconds()
@@ -165,7 +179,7 @@ def plan_archive(
       flux = _background_at(bkg, starts[0], t)
       if min(abs(math.log10(flux) - e) for e in boundaries) < 0.03:
         continue  # too near a class boundary: XRS noise could flip the label
-      frames.append(PlannedFrame(t, flare_labels.class_letter(flux), False, "", flux))
+      frames.append(PlannedFrame(t, goes.class_letter(flux), False, "", flux))
       placed += 1
     flares.extend(month_flares)
   frames.sort(key=lambda f: f.time)

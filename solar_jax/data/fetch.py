@@ -1,13 +1,19 @@
 """Downloads the raw inputs of the sdo_aia171 dataset (needs internet).
 
-Queries the HEK for GOES flares, writes them as ``OUT/flares.csv`` (a HEK
-export that ``flare_labels.read_flare_list`` reads), downloads the AIA 171 Å
-frame nearest each flare peak and quiet frames at a fixed cadence to
-``OUT/aia/``, and GOES XRS 1-minute averages to ``OUT/goes/``. The directory
-is then the manual dir of the TFDS builder::
+Queries the HEK for GOES flares of class B1.0 and above (``--min_class``)
+and keeps its answer as ``OUT/hek_events.csv``. One flare is often listed
+once per HEK detection module (SWPC, SSW Latest Events, ...): those
+near-duplicates (same NOAA AR, peaks within ``MERGE_MINUTES``) are joined by
+``flare_list.merge_duplicates`` and the merged list is written as
+``OUT/flares.csv`` (a HEK export that ``flare_list.read_flare_list`` reads).
+It downloads to ``OUT/aia/`` the AIA 171 Å frame nearest each flare peak,
+and quiet frames: the frame nearest each time of the grid ``start + k *
+quiet_cadence`` that lies more than ``--quiet_margin`` outside every listed
+flare's [start, end]. GOES XRS 1-minute averages go to ``OUT/goes/``. The
+directory is then the manual dir of the TFDS builder::
 
   python -m solar_jax.data.fetch --start 2011-06-01 --end 2011-07-01 \\
-      --min_class C1.0 --quiet_cadence 6h --out ~/sdo_aia171_raw
+      --min_class B1.0 --quiet_cadence 6h --quiet_margin 2h --out ~/sdo_aia171_raw
 
 Without network it stops with one line naming the service it could not reach
 (exit status 1). Downloads that fail while others succeed are counted: the
@@ -32,9 +38,10 @@ import sunpy.net.attrs as a
 from sunpy.net import Fido
 from sunpy.util.exceptions import SunpyConnectionWarning
 
-from solar_jax.data import flare_labels
+from solar_jax.data import flare_list, goes
 
-# Columns of the HEK export (flare_labels reads the first four).
+# Columns of the HEK export (flare_list.read_flare_list reads the first four,
+# the event id and the NOAA AR, ar_noaanum).
 HEK_COLUMNS = (
   "event_starttime",
   "event_peaktime",
@@ -53,6 +60,16 @@ HEK_COLUMNS = (
 # takes a 171 Å image every 12 s, so a minute always holds several.
 AIA_SEARCH_HALF_WIDTH = datetime.timedelta(minutes=1)
 
+# Defaults of the command line. B1.0: the dataset has a B class, so the HEK
+# list must hold B flares too. Quiet frames every 6 h, none within 2 h
+# of a listed flare's [start, end]: well beyond the builder's 30 min label
+# window, so a quiet frame shows no listed flare's rise or decay.
+DEFAULT_MIN_CLASS = "B1.0"
+DEFAULT_QUIET_CADENCE = "6h"
+DEFAULT_QUIET_MARGIN = "2h"
+# HEK events of one flare from several modules peak within a few minutes.
+MERGE_MINUTES = 6.0
+
 
 class FetchError(RuntimeError):
   """A download step failed; the message is one line for the user."""
@@ -61,21 +78,59 @@ class FetchError(RuntimeError):
     super().__init__(" ".join(str(message).split()))
 
 
-def parse_cadence(text: str) -> datetime.timedelta:
-  """'6h', '30m', '1d', '90s' -> timedelta."""
+def parse_duration(text: str, what: str = "duration") -> datetime.timedelta:
+  """'6h', '30m', '1d', '90s', '0m' -> timedelta (zero allowed, negative not)."""
   match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
   if not match:
-    raise ValueError(f"cadence {text!r}: use a number and s/m/h/d, e.g. '6h'.")
+    raise ValueError(f"{what} {text!r}: use a number and s/m/h/d, e.g. '6h'.")
   unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-  value = datetime.timedelta(**{unit: float(match.group(1))})
+  return datetime.timedelta(**{unit: float(match.group(1))})
+
+
+def parse_cadence(text: str) -> datetime.timedelta:
+  """'6h', '30m', '1d', '90s' -> timedelta; it must be positive."""
+  value = parse_duration(text, "cadence")
   if value <= datetime.timedelta(0):
     raise ValueError(f"cadence {text!r} must be positive.")
   return value
 
 
+def quiet_times(
+  start: datetime.datetime,
+  end: datetime.datetime,
+  cadence: datetime.timedelta,
+  flares,
+  margin: datetime.timedelta,
+) -> tuple[list[datetime.datetime], int]:
+  """The times ``start + k * cadence`` in [start, end) away from every flare.
+
+  A flare's window is [flare.start - margin, flare.end + margin], closed: a
+  grid time on its edge is left out. One sweep over the sorted windows.
+
+  Returns:
+    (the chosen times in order, number of grid times left out near a flare).
+  """
+  if cadence <= datetime.timedelta(0):
+    raise ValueError(f"cadence {cadence} must be positive")
+  windows = sorted((f.start - margin, f.end + margin) for f in flares)
+  chosen, near, i = [], 0, 0
+  reach = None  # the latest end of the windows opened at or before t
+  t = start
+  while t < end:
+    while i < len(windows) and windows[i][0] <= t:
+      reach = windows[i][1] if reach is None else max(reach, windows[i][1])
+      i += 1
+    if reach is not None and t <= reach:
+      near += 1
+    else:
+      chosen.append(t)
+    t += cadence
+  return chosen, near
+
+
 def hek_query(start: datetime.datetime, end: datetime.datetime, min_class: str) -> tuple:
   """sunpy attrs for GOES flares of at least ``min_class`` in [start, end]."""
-  flare_labels.class_to_flux(min_class)  # validates the class string
+  goes.class_to_flux(min_class)  # validates the class string
   return (
     a.Time(start, end),
     a.hek.EventType("FL"),
@@ -90,16 +145,6 @@ def aia_query(time: datetime.datetime) -> tuple:
     a.Time(time - AIA_SEARCH_HALF_WIDTH, time + AIA_SEARCH_HALF_WIDTH, near=time),
     a.Instrument.aia,
     a.Wavelength(171 * u.angstrom),
-  )
-
-
-def aia_quiet_query(start: datetime.datetime, end: datetime.datetime, cadence) -> tuple:
-  """sunpy attrs for AIA 171 Å frames every ``cadence`` in [start, end]."""
-  return (
-    a.Time(start, end),
-    a.Instrument.aia,
-    a.Wavelength(171 * u.angstrom),
-    a.Sample(cadence.total_seconds() * u.s),
   )
 
 
@@ -190,17 +235,95 @@ def write_hek_export(table, path: pathlib.Path) -> int:
   seen, rows = set(), []
   for row in table:
     goes_class = str(row["fl_goescls"]).strip() if "fl_goescls" in names else ""
-    peak = _iso(row["event_peaktime"])
-    if not goes_class or (peak, goes_class) in seen:
+    key = _row_key(_iso(row["event_peaktime"]), goes_class)
+    if not goes_class or key in seen:
       continue  # several HEK methods report the same GOES flare
-    seen.add((peak, goes_class))
-    rows.append([_iso(row[c]) if c in names else "" for c in HEK_COLUMNS])
+    seen.add(key)
+    rows.append({c: _iso(row[c]) if c in names else "" for c in HEK_COLUMNS})
+  _write_rows(path, rows)
+  return len(rows)
+
+
+def _row_key(peak: str, goes_class: str) -> tuple:
+  """(peak, class) of an export row as ``read_flare_list`` reads them."""
+  try:
+    peak = flare_list.to_naive_utc(peak)
+  except (TypeError, ValueError):
+    pass  # an unreadable time: read_flare_list skips the row, compare as text
+  return peak, goes_class.strip().upper()
+
+
+def _write_rows(path: pathlib.Path, rows: list[dict]) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   with open(path, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(HEK_COLUMNS)
+    writer = csv.DictWriter(f, HEK_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
     writer.writerows(rows)
-  return len(rows)
+
+
+def write_merged_export(
+  events_csv: pathlib.Path, path: pathlib.Path, minutes: float = MERGE_MINUTES
+) -> tuple[flare_list.FlareList, int]:
+  """Joins the near-duplicate events of a HEK export; writes the result as a HEK export.
+
+  Each merged flare is written as the row of its largest event (its id,
+  class, peak and other columns) with the group's earliest start, latest end
+  and known NOAA AR, so ``read_flare_list(path)`` gives the flares of
+  ``flare_list.merge_duplicates(read_flare_list(events_csv), minutes)``.
+  Rows ``read_flare_list`` cannot read are left out (they stay in
+  ``events_csv``).
+
+  Returns:
+    (the merged flares as read back from ``path``, number of events merged away).
+  """
+  merged, num_merged = flare_list.merge_duplicates(
+    flare_list.read_flare_list(events_csv), minutes=minutes
+  )
+  with open(events_csv, newline="", encoding="utf-8") as f:
+    by_key = {_row_key(r["event_peaktime"], r["fl_goescls"]): r for r in csv.DictReader(f)}
+  rows = []
+  for flare in merged:
+    row = dict(by_key[(flare.peak, flare.goes_class)])
+    row["event_starttime"] = flare.start.isoformat()
+    row["event_endtime"] = flare.end.isoformat()
+    if flare.noaa_ar:
+      row["ar_noaanum"] = str(flare.noaa_ar)
+    rows.append(row)
+  _write_rows(path, rows)
+  return flare_list.read_flare_list(path), num_merged
+
+
+def _fetch_flares(
+  start: datetime.datetime,
+  end: datetime.datetime,
+  min_class: str,
+  out: pathlib.Path,
+  margin: datetime.timedelta,
+) -> tuple[flare_list.FlareList, dict[str, int]]:
+  """HEK flares -> OUT/hek_events.csv (as answered) and OUT/flares.csv (merged).
+
+  The HEK is asked for [start - margin, end + margin]: a flare just outside
+  the range still keeps quiet frames inside it away from its window.
+  """
+  hek = _search(
+    "the HEK (Heliophysics Event Knowledgebase)",
+    hek_query(start - margin, end + margin, min_class),
+  )
+  events_csv = out / "hek_events.csv"
+  num_events = write_hek_export(_hek_table(hek), events_csv)
+  flares, num_merged = write_merged_export(events_csv, out / "flares.csv")
+  return flares, {"hek_events": num_events, "flares": len(flares), "merged_duplicates": num_merged}
+
+
+def _fetch_aia(times, out: pathlib.Path, failures: Failures) -> list[str]:
+  """The AIA 171 Å frame nearest each time, into OUT/aia/ (one search per time)."""
+  aia, aia_search = "the VSO/JSOC (AIA)", "the VSO/JSOC (AIA search)"
+  files = []
+  for time in times:
+    found = _search(aia_search, aia_query(time))
+    if _file_num(aia_search, found):
+      files += _download(aia, found[:, 0], out / "aia", failures)
+  return files
 
 
 def fetch(
@@ -209,40 +332,43 @@ def fetch(
   min_class: str,
   out: pathlib.Path,
   quiet_cadence: datetime.timedelta,
+  quiet_margin: datetime.timedelta | None = None,
 ) -> dict[str, int]:
   """Downloads flares, AIA frames and GOES XRS for [start, end] into ``out``.
 
+  AIA frames: the one nearest each flare peak in [start, end], and the one
+  nearest each ``quiet_times(start, end, quiet_cadence, flares, quiet_margin)``
+  (``quiet_margin`` None: ``DEFAULT_QUIET_MARGIN``).
+
   Returns:
-    counts of what was written (``flares``, ``aia_files``, ``goes_files``) and
-    of downloads that failed (``failed``, with the first error in
-    ``first_error``; the rest was still fetched).
+    counts of what was written: ``hek_events`` (HEK events with a GOES class),
+    ``flares`` (after merging), ``merged_duplicates`` (events joined into
+    another), ``quiet_times`` (grid times chosen), ``quiet_near_flares`` (grid
+    times left out), ``aia_files``, ``goes_files``; and of downloads that
+    failed (``failed``, with the first error in ``first_error``; the rest was
+    still fetched).
 
   Raises:
     FetchError: no network, or an answer of an unexpected shape (one line).
+    flare_list.FlareListError: a HEK answer whose rows cannot be read.
   """
   out = pathlib.Path(out).expanduser()
+  if quiet_margin is None:
+    quiet_margin = parse_duration(DEFAULT_QUIET_MARGIN)
   failures = Failures()
-  hek = _search("the HEK (Heliophysics Event Knowledgebase)", hek_query(start, end, min_class))
-  flares_csv = out / "flares.csv"
-  num_flares = write_hek_export(_hek_table(hek), flares_csv)
-  flares = flare_labels.read_flare_list(flares_csv)
-
-  aia_files = []
-  aia, aia_search = "the VSO/JSOC (AIA)", "the VSO/JSOC (AIA search)"
-  for flare in flares:
-    found = _search(aia_search, aia_query(flare.peak))
-    if _file_num(aia_search, found):
-      aia_files += _download(aia, found[:, 0], out / "aia", failures)
-  quiet = _search(aia_search, aia_quiet_query(start, end, quiet_cadence))
-  if _file_num(aia_search, quiet):
-    aia_files += _download(aia, quiet, out / "aia", failures)
+  flares, counts = _fetch_flares(start, end, min_class, out, quiet_margin)
+  peaks = [f.peak for f in flares if start <= f.peak <= end]
+  quiet, near = quiet_times(start, end, quiet_cadence, flares, quiet_margin)
+  aia_files = _fetch_aia(peaks, out, failures) + _fetch_aia(quiet, out, failures)
   goes_search = "NOAA NCEI (GOES XRS search)"
-  goes = _search(goes_search, goes_query(start, end))
+  xrs = _search(goes_search, goes_query(start, end))
   goes_files = []
-  if _file_num(goes_search, goes):
-    goes_files = _download("NOAA NCEI (GOES XRS)", goes, out / "goes", failures)
+  if _file_num(goes_search, xrs):
+    goes_files = _download("NOAA NCEI (GOES XRS)", xrs, out / "goes", failures)
   return {
-    "flares": num_flares,
+    **counts,
+    "quiet_times": len(quiet),
+    "quiet_near_flares": near,
     "aia_files": len(aia_files),
     "goes_files": len(goes_files),
     "failed": failures.count,
@@ -252,7 +378,7 @@ def fetch(
 
 def _time(text: str) -> datetime.datetime:
   try:
-    return flare_labels.to_naive_utc(text)
+    return flare_list.to_naive_utc(text)
   except ValueError as e:
     raise argparse.ArgumentTypeError(f"{text!r} is not an ISO time (YYYY-MM-DD[THH:MM])") from e
 
@@ -263,14 +389,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   )
   parser.add_argument("--start", type=_time, required=True, help="UTC start, ISO 8601")
   parser.add_argument("--end", type=_time, required=True, help="UTC end, ISO 8601")
-  parser.add_argument("--min_class", default="C1.0", help="smallest GOES class, e.g. M1.0")
+  parser.add_argument(
+    "--min_class",
+    default=DEFAULT_MIN_CLASS,
+    help=f"smallest GOES class of the HEK flares (default {DEFAULT_MIN_CLASS})",
+  )
   parser.add_argument("--out", type=pathlib.Path, required=True, help="output directory")
-  parser.add_argument("--quiet_cadence", type=parse_cadence, default="6h", help="e.g. 6h, 90m")
+  parser.add_argument(
+    "--quiet_cadence",
+    type=parse_cadence,
+    default=DEFAULT_QUIET_CADENCE,
+    help=f"grid of quiet-frame times from --start, e.g. 6h, 90m (default {DEFAULT_QUIET_CADENCE})",
+  )
+  parser.add_argument(
+    "--quiet_margin",
+    type=parse_duration,
+    default=DEFAULT_QUIET_MARGIN,
+    help="no quiet frame within this of a listed flare's [start, end] "
+    f"(default {DEFAULT_QUIET_MARGIN})",
+  )
   args = parser.parse_args(argv)
   if args.end <= args.start:
     parser.error(f"--end {args.end} must be after --start {args.start}")
   try:
-    flare_labels.class_to_flux(args.min_class)
+    goes.class_to_flux(args.min_class)
   except ValueError as e:
     parser.error(f"--min_class: {e}")
   return args
@@ -279,12 +421,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   try:
-    counts = fetch(args.start, args.end, args.min_class, args.out, args.quiet_cadence)
-  except (FetchError, flare_labels.FlareListError) as e:
+    counts = fetch(
+      args.start, args.end, args.min_class, args.out, args.quiet_cadence, args.quiet_margin
+    )
+  except (FetchError, flare_list.FlareListError) as e:
     print(f"fetch: {e}", file=sys.stderr)
     return 1
   print(
-    f"fetch: wrote {counts['flares']} flares, {counts['aia_files']} AIA files and "
+    f"fetch: wrote {counts['flares']} flares ({counts['merged_duplicates']} duplicate HEK "
+    f"events merged), {counts['aia_files']} AIA files ({counts['quiet_times']} quiet times, "
+    f"{counts['quiet_near_flares']} left out near flares) and "
     f"{counts['goes_files']} GOES files under {args.out}"
   )
   if counts["failed"]:

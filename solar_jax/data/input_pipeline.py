@@ -1,9 +1,15 @@
 """Input pipeline: the built ``sdo_aia171`` TFDS dataset as numpy batches.
 
-Each process reads its own share of a split (``tfds.even_splits`` over
-processes, equal sizes so every host runs the same number of steps), maps
-DN/s to the model's [-1, 1] with the same transform as
-``solar_jax.data.scaling.forward``, and yields dicts of numpy arrays.
+Labels and splits are policies applied here, on read (DESIGN.md, 'Records keep
+facts'). A split of ``data.fold`` is the union of its stored month blocks
+(``splits``); a first pass over the records' facts (images not decoded, cached
+per process) decides which records the split keeps (its months, less the
+embargo, less frames without a label under ``data.label``) and their labels
+(``frame_facts.labels``). The data pass reads the same blocks in the same order
+and keeps those records. Each process keeps every ``process_count``-th of them,
+equal shares so every host runs the same number of steps, maps DN/s to the
+model's [-1, 1] with ``solar_jax.data.scaling.forward``, and yields dicts of
+numpy arrays. ``provenance`` says whether the data are simulated.
 
 Order and resume. The stream is a sequence of epochs; epoch ``e`` is the
 process's share in stored order shuffled with a buffer seeded by
@@ -20,19 +26,21 @@ deterministic, and it keeps the epoch structure above.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-import json
 
 import numpy as np
 from etils import epath
 
 from solar_jax import errors
-from solar_jax.data import scaling
+from solar_jax.data import frame_facts, scaling, splits
+
+LABELS = frame_facts.LABELS
 
 _BUILDER_MODULE = "tfds_builders.sdo_aia171.sdo_aia171_dataset_builder"
 # Bytes a TFRecord adds to each record: 8 of length, 4 of length CRC, 4 of data CRC.
 _TFRECORD_FRAMING = 16
-_KEYS = ("image", "label", "time", "source")
+_FACT_KEYS = ("time", "source", "exposure", "intensity_max", "intensity_p999", *frame_facts.FIELDS)
 
 
 def get_builder(data_config):
@@ -54,22 +62,60 @@ def get_builder(data_config):
       f"the stored images {shape} of {data_config.dataset}/{data_config.builder_config}: the "
       "image size must divide the stored side; set data.builder_config to a matching resolution."
     )
-  names = tuple(builder.info.features["label"].names)
-  if names != tuple(data_config.classes):
-    raise errors.InputMismatchError(
-      f"data.classes={tuple(data_config.classes)} differ from the dataset's labels {names}."
-    )
   if not builder.is_prepared():
     raise errors.MissingInputError(
       f"{data_config.dataset}/{data_config.builder_config} is not built in "
       f"{builder.data_dir_root}. Build it first: tfds build tfds_builders/sdo_aia171 "
       f"--config={data_config.builder_config} --manual_dir=<dir> --data_dir={data_config.data_dir or '<dir>'}"
     )
+  _check_metadata(builder, data_config)
   return builder
 
 
-def verify_shards(data_config, splits=("train", "validation", "test"), *, builder=None) -> None:
-  """Checks every shard of ``splits`` before a run reads them; names the first damaged one.
+def _check_metadata(builder, data_config) -> None:
+  """The read-time choices must fit what the build stored (one line naming the field)."""
+  meta = metadata(builder)
+  where = f"{data_config.dataset}/{data_config.builder_config} in {builder.data_dir}"
+  if tuple(meta.get("classes", ())) != tuple(data_config.classes):
+    raise errors.InputMismatchError(
+      f"data.classes={tuple(data_config.classes)} differ from the classes of {where} "
+      f"({meta.get('classes')}); a dataset of version < 2.0.0 must be rebuilt."
+    )
+  if not 0 <= data_config.fold < meta["num_folds"]:
+    raise errors.InputMismatchError(
+      f"data.fold={data_config.fold}: {where} has {meta['num_folds']} folds (0..{meta['num_folds'] - 1})."
+    )
+  if data_config.cooling_lag_minutes > meta["association_lag_minutes"]:
+    raise errors.InputMismatchError(
+      f"data.cooling_lag_minutes={data_config.cooling_lag_minutes:g} exceeds the "
+      f"{meta['association_lag_minutes']:g} min after a flare's end that {where} stores facts for."
+    )
+
+
+def metadata(builder) -> dict:
+  """The dataset's stored metadata (``simulated``, ``num_folds``, GOES scale, ...)."""
+  return dict(builder.info.metadata or {})
+
+
+def provenance(data_config) -> dict:
+  """What a report must say about the data: simulated or not, scale, label, fold."""
+  meta = metadata(get_builder(data_config))
+  return dict(
+    simulated=bool(meta.get("simulated", False)),
+    goes_scale=meta.get("goes_scale_note", ""),
+    label=data_config.label,
+    fold=data_config.fold,
+    embargo_days=data_config.embargo_days,
+    split_rule=meta.get("split_rule", ""),
+  )
+
+
+def verify_shards(data_config, split_names=None, *, builder=None) -> None:
+  """Checks every stored shard before a run reads them; names the first damaged one.
+
+  Every split reads month blocks from all of the dataset (a fold's train split
+  is most of it), so every stored block is checked; ``split_names`` is kept
+  for callers that name the splits they read.
 
   Each shard must exist; the TFRecord files of a split must add up to the bytes
   ``dataset_info.json`` records for it; with ``data.verify_shards`` every record is
@@ -82,7 +128,8 @@ def verify_shards(data_config, splits=("train", "validation", "test"), *, builde
   import tensorflow as tf
 
   builder = builder or get_builder(data_config)
-  for name in splits:
+  del split_names  # every block is read by some split
+  for name in sorted(builder.info.splits):
     info = builder.info.splits[name]
     paths = [epath.Path(p) for p in info.filepaths]
     missing = [p for p in paths if not p.exists()]
@@ -152,23 +199,99 @@ def downsample(images: np.ndarray, factor: int) -> np.ndarray:
   return blocks.mean(axis=(2, 4), dtype=np.float64).astype(images.dtype)
 
 
-def _process_split(split: str, process_index, process_count) -> str:
+@dataclasses.dataclass
+class _Plan:
+  """Which stored records a split keeps, and their labels (positions in ``spec`` order)."""
+
+  spec: str  # TFDS split string: the split's blocks joined by '+'
+  keep: np.ndarray  # bool [records of spec]
+  labels: np.ndarray  # int32 [records of spec], -1 where not kept
+  groups: np.ndarray  # object [records of spec]
+  facts: dict  # arrays [records of spec] of _FACT_KEYS
+
+
+_FACTS_CACHE: dict = {}
+
+
+def _read_config():
   import tensorflow_datasets as tfds
 
+  return tfds.ReadConfig(try_autocache=False)  # epochs are rebuilt, not cached
+
+
+def _facts(builder, spec: str) -> dict:
+  """The facts of every record of ``spec`` in stored order (images skipped; cached)."""
+  import tensorflow_datasets as tfds
+
+  key = (str(builder.data_path), spec)
+  if key not in _FACTS_CACHE:
+    ds = builder.as_dataset(
+      split=spec,
+      shuffle_files=False,
+      read_config=_read_config(),
+      decoders={"image": tfds.decode.SkipDecoding()},
+    )
+    parts: dict = {k: [] for k in _FACT_KEYS}
+    for batch in ds.map(lambda ex: {k: ex[k] for k in _FACT_KEYS}).batch(4096).as_numpy_iterator():
+      for k in _FACT_KEYS:
+        parts[k].append(batch[k])
+    _FACTS_CACHE[key] = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
+  return _FACTS_CACHE[key]
+
+
+def _blocks(builder, data_config, split: str) -> list[str]:
+  if split not in (*splits.SPLITS, "all"):
+    raise ValueError(f"split {split!r}: use one of {(*splits.SPLITS, 'all')}.")
+  meta = metadata(builder)
+  names = sorted(n for n in builder.info.splits if n.startswith("block"))
+  if split == "all":
+    return names
+  role = splits.roles(meta["num_folds"], data_config.fold)
+  code = splits.SPLITS.index(split)
+  return [n for n in names if role[int(n[len("block") :])] == code]
+
+
+def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
+  """The records ``split`` keeps under ``data.fold``, the embargo and the label policy."""
+  label = label or data_config.label
+  blocks = _blocks(builder, data_config, split)
+  if not blocks:
+    raise errors.InputMismatchError(
+      f"split {split!r} of fold {data_config.fold} has no stored month block in "
+      f"{builder.data_dir} (blocks: {sorted(builder.info.splits)}): the archive covers too few "
+      "months for this fold; choose another data.fold or add data."
+    )
+  spec = "+".join(blocks)
+  facts = _facts(builder, spec)
+  labels, groups = frame_facts.labels(facts, label, data_config.cooling_lag_minutes)
+  keep = labels >= 0
+  if split != "all":
+    codes = splits.assign(
+      facts["time"],
+      fold=data_config.fold,
+      num_folds=metadata(builder)["num_folds"],
+      embargo_days=data_config.embargo_days,
+    )
+    keep &= codes == splits.SPLITS.index(split)
+  return _Plan(spec, keep, np.where(keep, labels, -1).astype(np.int32), groups, facts)
+
+
+def _process_share(keep: np.ndarray, process_index: int, process_count: int) -> np.ndarray:
+  """Every ``process_count``-th kept record, equal shares (up to count - 1 dropped)."""
   if not 0 <= process_index < process_count:
     raise ValueError(
       f"process_index={process_index} must lie in [0, process_count={process_count})."
     )
-  if process_count == 1:
-    return split
-  # Equal shares (up to process_count - 1 examples dropped): every host
-  # must run the same number of steps.
-  return tfds.even_splits(split, n=process_count, drop_remainder=True)[process_index]
+  kept = np.flatnonzero(keep)
+  per_process = len(kept) // process_count
+  mine = np.zeros_like(keep)
+  mine[kept[process_index::process_count][:per_process]] = True
+  return mine
 
 
-def _repeats(builder, data_config, split: str):
+def _repeats(labels: np.ndarray, num_classes: int) -> np.ndarray:
   """Per-class repetition counts for class balancing (from the whole split's counts)."""
-  counts = class_counts(data_config, split, builder=builder)
+  counts = np.bincount(labels[labels >= 0], minlength=num_classes)[:num_classes]
   present = counts[counts > 0]
   top = present.max() if present.size else 1
   return np.where(counts > 0, np.maximum(1, np.round(top / np.maximum(counts, 1))), 1).astype(
@@ -189,12 +312,13 @@ def get_dataset(
   process_count: int = 1,
   drop_remainder: bool = True,
   transform: bool = True,
+  label: str | None = None,
 ):
   """Iterator of batches (dicts of numpy) of this process's share of ``split``.
 
   Args:
     data_config: the ``config.data`` section.
-    split: 'train', 'validation' or 'test' (or a TFDS slice such as 'train[:10%]').
+    split: 'train', 'validation' or 'test' of ``data.fold``, or 'all'.
     batch_size: examples per batch on THIS process.
     shuffle: shuffle each epoch with a buffer of ``data.shuffle_buffer``.
     seed: seed of the shuffle (epoch ``e`` uses ``(seed, e)``).
@@ -203,27 +327,31 @@ def get_dataset(
     process_index, process_count: this process's share (the trainer passes JAX's).
     drop_remainder: drop a last incomplete batch.
     transform: map images to [-1, 1] (``scaling.forward``); else DN/s.
+    label: a label policy of ``LABELS``; None = ``data.label``.
 
   Returns:
     An iterator of {'image': float32 [b, S, S, C], 'label': int32 [b],
     'time': bytes [b], 'source': bytes [b]}.
   """
   import tensorflow as tf
-  import tensorflow_datasets as tfds
 
   if batch_size < 1 or start_step < 0:
     raise ValueError(f"batch_size={batch_size} must be >= 1 and start_step={start_step} >= 0.")
   builder = get_builder(data_config)
-  sub_split = _process_split(split, process_index, process_count)
-  read_config = tfds.ReadConfig(try_autocache=False)  # epochs are rebuilt, not cached
-  base = builder.as_dataset(split=sub_split, shuffle_files=False, read_config=read_config)
-  base = base.map(lambda ex: {k: ex[k] for k in _KEYS})
+  plan = _plan(builder, data_config, split, label)
+  mine = _process_share(plan.keep, process_index, process_count)
+  reps = np.ones(len(data_config.classes), np.int64)
   if data_config.class_balance:
-    reps = tf.constant(_repeats(builder, data_config, split))
-    base = base.flat_map(lambda ex: tf.data.Dataset.from_tensors(ex).repeat(reps[ex["label"]]))
-    per_epoch = None  # counted below only when resuming
-  else:
-    per_epoch = builder.info.splits[sub_split].num_examples
+    reps = _repeats(plan.labels, len(data_config.classes))
+  per_epoch = int(reps[plan.labels[mine]].sum())
+  mine_t, labels_t, reps_t = tf.constant(mine), tf.constant(plan.labels), tf.constant(reps)
+  base = builder.as_dataset(split=plan.spec, shuffle_files=False, read_config=_read_config())
+  base = base.enumerate().filter(lambda i, ex: mine_t[i])
+  base = base.map(
+    lambda i, ex: dict(image=ex["image"], label=labels_t[i], time=ex["time"], source=ex["source"])
+  )
+  if data_config.class_balance:
+    base = base.flat_map(lambda ex: tf.data.Dataset.from_tensors(ex).repeat(reps_t[ex["label"]]))
 
   def epoch(e):
     if not shuffle:
@@ -234,10 +362,8 @@ def get_dataset(
   skip_elements = start_step * batch_size
   first_epoch = 0
   if skip_elements and repeat:
-    if per_epoch is None:
-      per_epoch = int(base.reduce(np.int64(0), lambda n, _: n + 1))
     if per_epoch == 0:
-      raise ValueError(f"split {sub_split!r} is empty on this process.")
+      raise ValueError(f"split {split!r} is empty on this process.")
     first_epoch, skip_elements = divmod(skip_elements, per_epoch)
   if repeat:
     stream = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
@@ -253,9 +379,7 @@ def get_dataset(
       image = tf.nn.avg_pool2d(image[None], factor, factor, "VALID")[0]
     if transform:
       image = forward_tf(image, data_config.clip_min, data_config.clip_max)
-    return dict(
-      image=image, label=tf.cast(ex["label"], tf.int32), time=ex["time"], source=ex["source"]
-    )
+    return dict(image=image, label=ex["label"], time=ex["time"], source=ex["source"])
 
   stream = stream.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   stream = stream.batch(batch_size, drop_remainder=drop_remainder)
@@ -264,52 +388,80 @@ def get_dataset(
 
 
 def load_split_arrays(
-  data_config, split: str, max_examples: int | None = None, transform: bool = True
+  data_config,
+  split: str,
+  max_examples: int | None = None,
+  transform: bool = True,
+  *,
+  label: str | None = None,
 ) -> dict:
   """A whole split (or its first ``max_examples``) as numpy arrays, in stored order.
 
   Returns:
-    {'image': float32 [N, S, S, C], 'label': int32 [N], 'goes_flux': float32,
-    'exposure': float32, 'flaring': bool, 'time', 'source', 'event_id': bytes}.
+    {'image': float32 [N, S, S, C], 'label': int32 [N] (``label`` policy, None =
+    ``data.label``), 'group': the bootstrap unit (``frame_facts.labels``),
+    'event_id': the flare of a flaring frame ('' otherwise), 'flaring': bool,
+    'noaa_ar': int32, 'goes_flux', 'exposure': float32, 'time', 'source': bytes,
+    and every stored fact of ``frame_facts.FIELDS``}.
   """
   builder = get_builder(data_config)
-  ds = builder.as_dataset(split=split, shuffle_files=False)
+  plan = _plan(builder, data_config, split, label)
+  kept = np.flatnonzero(plan.keep)
   if max_examples is not None:
-    ds = ds.take(max_examples)
-  parts = {}
-  for batch in ds.batch(256).as_numpy_iterator():
-    for key, value in batch.items():
-      parts.setdefault(key, []).append(value)
-  if not parts:
-    side = data_config.image_size
-    shape = (side, side, data_config.channels)
-    return dict(image=np.zeros((0, *shape), np.float32), label=np.zeros((0,), np.int32))
-  arrays = {k: np.concatenate(v) for k, v in parts.items()}
-  arrays["label"] = arrays["label"].astype(np.int32)
-  arrays["image"] = downsample(arrays["image"], block_factor(builder, data_config))
+    kept = kept[:max_examples]
+  side = data_config.image_size * block_factor(builder, data_config)
+  images = np.zeros((len(kept), side, side, data_config.channels), np.float32)
+  if len(kept):
+    ds = builder.as_dataset(split=plan.spec, shuffle_files=False, read_config=_read_config())
+    ds = ds.take(int(kept[-1]) + 1).map(lambda ex: ex["image"]).batch(256)
+    position = {int(p): n for n, p in enumerate(kept)}
+    offset = 0
+    for batch in _named_read_errors(ds.as_numpy_iterator(), split, builder.data_dir):
+      for i in range(len(batch)):
+        if offset + i in position:
+          images[position[offset + i]] = batch[i]
+      offset += len(batch)
+  arrays = {k: v[kept] for k, v in plan.facts.items()}
+  flaring = frame_facts.in_flare(arrays, data_config.cooling_lag_minutes)
+  arrays.update(
+    image=downsample(images, block_factor(builder, data_config)),
+    label=plan.labels[kept].astype(np.int32),
+    group=plan.groups[kept].astype(bytes) if len(kept) else np.zeros(0, bytes),
+    event_id=np.where(flaring, arrays["flare_event_id"], b""),
+    flaring=flaring,
+    noaa_ar=arrays["noaa_ar"].astype(np.int32),
+  )
   if transform:
     arrays["image"] = scaling.forward(arrays["image"], data_config.clip_min, data_config.clip_max)
   return arrays
 
 
-def class_counts(data_config, split: str, *, builder=None) -> np.ndarray:
-  """Examples per class (order of ``data.classes``) in ``split``.
-
-  From the build report when it is there (no data read), else by reading the
-  labels (images are not decoded).
-  """
-  import tensorflow_datasets as tfds
-
+def class_counts(data_config, split: str, *, builder=None, label: str | None = None) -> np.ndarray:
+  """Examples per class (order of ``data.classes``) in ``split`` (from the facts; no images)."""
   builder = builder or get_builder(data_config)
-  classes = tuple(data_config.classes)
-  report = builder.data_path / "build_report.json"
-  if split in ("train", "validation", "test") and report.exists():
-    counts = json.loads(report.read_text())["examples"].get(split)
-    if counts is not None:
-      return np.array([counts.get(c, 0) for c in classes], dtype=np.int64)
-  ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-  labels = ds.map(lambda ex: ex["label"]).batch(4096).as_numpy_iterator()
-  counts = np.zeros(len(classes), np.int64)
-  for batch in labels:
-    counts += np.bincount(batch, minlength=len(classes))[: len(classes)]
-  return counts
+  plan = _plan(builder, data_config, split, label)
+  kept = plan.labels[plan.keep]
+  return np.bincount(kept, minlength=len(data_config.classes))[: len(data_config.classes)].astype(
+    np.int64
+  )
+
+
+def train_clip_max(data_config) -> float:
+  """``data.clip_max`` chosen from the train split: a quantile of its frames' on-disk maxima.
+
+  With ``data.clip_max_quantile`` = q, a share 1 - q of the training frames have a
+  brightest on-disk pixel above the clip (flare kernels of the largest flares), the
+  rest none: the transform stops saturating most flare kernels, and nothing of the
+  validation or test split enters the choice.
+  """
+  builder = get_builder(data_config)
+  plan = _plan(builder, data_config, "train", None)
+  peaks = np.asarray(plan.facts["intensity_max"], np.float64)[plan.keep]
+  peaks = peaks[np.isfinite(peaks)]
+  if not peaks.size:
+    raise errors.InputMismatchError(
+      f"data.clip_max_quantile={data_config.clip_max_quantile}: the train split of fold "
+      f"{data_config.fold} has no frame to choose the clip level from."
+    )
+  value = float(np.quantile(peaks, data_config.clip_max_quantile))
+  return max(value, data_config.clip_min * 10.0)

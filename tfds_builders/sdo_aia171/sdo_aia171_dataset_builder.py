@@ -1,19 +1,27 @@
-"""sdo_aia171: SDO/AIA 171 Å images labelled with their GOES flare class.
+"""sdo_aia171: SDO/AIA 171 Å images with the GOES and flare facts of each frame.
 
 Reads a manual directory of AIA level-1/1.5 FITS files, a flare list and
 (optionally) GOES XRS files, and writes one example per usable frame, stored
-in DN/s at the config's resolution. Layout and options: README.md beside this
-file. Splits are by time blocks, never random (consecutive frames are nearly
-identical): see ``SdoAia171Config.split_of``.
+in DN/s at the config's resolution. A record keeps FACTS, not one label
+(``frame_facts``: GOES flux at the frame on the true scale, the flare it
+belongs to with its times and AR, the next 24 h); the training configs choose
+a label from them on read (``data.label``). Layout and options: README.md
+beside this file.
+
+Splits. Stored splits are month blocks ``block0 .. block{k-1}`` (calendar month
+index modulo ``num_folds``); train / validation / test of a fold, with the
+embargo, are chosen on read (``solar_jax.data.splits``), so every fold is read
+from one build. A simulated archive (the demo) is flagged in the dataset's
+metadata (``simulated``) and every report built on it says so.
 
 Bad input never stops the build. Each file that cannot become an example is
-skipped with a reason (``aia.BadFrameError`` reasons, ``no_label``,
+skipped with a reason (``aia.BadFrameError`` reasons,
 ``duplicate_time``, ...) and listed in ``build_report.json`` in the dataset
 version directory, beside ``dataset_info.json`` (``solar_jax.data.build_report``);
 a summary is logged (absl, INFO).
 A flare list or XRS file that cannot be read stops the build with an error
 naming the file (without it no label can be trusted); so does a flare list
-with more than half of its rows unreadable (``flare_labels.read_flare_list``).
+with more than half of its rows unreadable (``flare_list.read_flare_list``).
 Flare-list rows left out, GOES files without a usable sample and directory
 entries not followed (symlink loops, dangling links) are logged as warnings
 and listed in the report; the build goes on.
@@ -27,6 +35,7 @@ examples and the same report.
 from __future__ import annotations
 
 import collections
+import csv
 import dataclasses
 import datetime
 import functools
@@ -41,12 +50,15 @@ from etils import epath
 # `tfds build tfds_builders/sdo_aia171` from a checkout without `pip install -e .`
 # cannot import solar_jax: the repository root is put on sys.path then.
 try:
-  from solar_jax.data import aia, build_report, flare_labels
+  from solar_jax.data import aia, build_report, flare_list, frame_facts, goes
 except ImportError:
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-  from solar_jax.data import aia, build_report, flare_labels
+  from solar_jax.data import aia, build_report, flare_list, frame_facts, goes
 
-CLASS_NAMES = flare_labels.CLASS_LETTERS
+CLASS_NAMES = goes.CLASS_LETTERS
+# The intensity above which the default transform (data.clip_max) saturates:
+# the report gives the share of frames per class whose disk exceeds it.
+REFERENCE_CLIP_DN_S = 3000.0
 
 _CITATION = """
 @article{lemen2012aia,
@@ -60,74 +72,91 @@ _CITATION = """
 
 @dataclasses.dataclass(eq=False)
 class SdoAia171Config(tfds.core.BuilderConfig):
-  """One stored resolution and the labelling / split rules.
+  """One stored resolution and the rules of the facts.
 
   Attributes:
     image_size: side S of the stored square images.
     disk_radius_px: solar disk radius in output pixels (None: 0.40 * S).
-    window_minutes: a frame within this many minutes of a listed flare's
-      peak is flaring and takes the flare's class (``label_frame``).
-    quiet_policy: 'background' (quiet frames take the class of the median XRS
-      flux) or 'drop' (quiet frames are skipped).
-    degradation: divide by aiapy's time-dependent degradation factor.
-    split_modulus, validation_blocks, test_blocks: the time-block split rule.
-      Block index = 12 * year + month - 1 of the frame time (UTC); residue
-      ``block % split_modulus`` in ``validation_blocks`` -> validation, in
-      ``test_blocks`` -> test, otherwise train. The default (10, (8,), (9,))
-      gives 80/10/10 % in whole calendar months.
+    association_lag_minutes: a frame belongs to a flare from its start to
+      this long after its end; ``data.cooling_lag_minutes`` chooses on read
+      how much of it counts as flaring (at most this).
+    degradation: divide by aiapy's time-dependent degradation factor (on for
+      the research resolutions; a simulated archive has none to correct).
+    num_folds: month blocks (stored splits ``block0 ..``); folds on read.
+    true_flux_lists_since: listed classes of flares from this day on are true
+      fluxes, earlier ones carry the SWPC 0.7 scaling (``goes``).
   """
 
   image_size: int = 64
   disk_radius_px: float | None = None
-  window_minutes: float = 30.0
-  quiet_policy: str = "background"
+  association_lag_minutes: float = 120.0
   degradation: bool = False
-  split_modulus: int = 10
-  validation_blocks: tuple[int, ...] = (8,)
-  test_blocks: tuple[int, ...] = (9,)
+  num_folds: int = 10
+  true_flux_lists_since: str = "2020-01-01"
 
-  def split_of(self, time: datetime.datetime) -> str:
-    """The split of a frame observed at ``time`` (naive UTC)."""
-    residue = (12 * time.year + time.month - 1) % self.split_modulus
-    if residue in self.validation_blocks:
-      return "validation"
-    if residue in self.test_blocks:
-      return "test"
-    return "train"
+  def block_of(self, time: datetime.datetime) -> str:
+    """The stored split of a frame observed at ``time`` (naive UTC)."""
+    return f"block{(12 * time.year + time.month - 1) % self.num_folds}"
 
   def split_rule(self) -> str:
     return (
-      f"calendar-month blocks: (12*year + month - 1) % {self.split_modulus} in "
-      f"{list(self.validation_blocks)} -> validation, in {list(self.test_blocks)} -> test, "
-      "else train (UTC frame time)"
+      f"stored: month blocks (12*year + month - 1) % {self.num_folds} (UTC frame time); "
+      "on read (solar_jax.data.splits): test = block `fold`, validation = block "
+      f"(fold + {self.num_folds // 2}) % {self.num_folds}, train the rest, frames within "
+      "data.embargo_days of a higher-priority split dropped"
     )
 
 
 def _config(size: int) -> SdoAia171Config:
+  # Degradation correction for the research resolutions: multi-year archives lose
+  # up to ~half the 171 Å sensitivity over the mission. The 64 px config keeps it off
+  # (the quickstart's demo and the tests; switch it on for real multi-year data).
+  degradation = size >= 128
   return SdoAia171Config(
     name=str(size),
     image_size=size,
-    description=f"{size}x{size} px, disk radius 0.40*S, window 30 min, quiet=background, month blocks",
+    degradation=degradation,
+    description=(
+      f"{size}x{size} px, disk radius 0.40*S, facts per frame, 10 month blocks, "
+      f"degradation correction {'on' if degradation else 'off'}"
+    ),
   )
 
 
 # ------------------------------------------------------------ per file ---
 
 
-def _iso(time: datetime.datetime) -> str:
-  return time.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+_iso = frame_facts.iso
 
 
-def process_file(item: dict, *, image_size: int, disk_radius_px, degradation: bool) -> dict:
+def _intensity(image: np.ndarray, radius_px: float) -> dict:
+  """On-disk intensity facts (DN/s): the maximum and the 99.9th percentile."""
+  side = image.shape[0]
+  yy, xx = np.mgrid[:side, :side] - (side - 1) / 2.0
+  disk = image[np.hypot(yy, xx) <= radius_px]
+  if not disk.size:
+    return dict(intensity_max=np.float32(np.nan), intensity_p999=np.float32(np.nan))
+  return dict(
+    intensity_max=np.float32(disk.max()), intensity_p999=np.float32(np.percentile(disk, 99.9))
+  )
+
+
+def process_file(
+  item: dict, *, image_size: int, disk_radius_px, degradation: bool, correction_table=None
+) -> dict:
   """Reads one planned file: {'kind': 'example', ...} or {'kind': 'skip', ...}.
 
   Module level so Beam can pickle it. ``item`` holds the file ('file' relative
-  to the manual dir, 'path'), the header time ('time') and the label.
+  to the manual dir, 'path'), the header time ('time') and the frame's facts.
   """
   rel = item["file"]
   try:
     frame = aia.read_frame(
-      item["path"], image_size=image_size, disk_radius_px=disk_radius_px, degradation=degradation
+      item["path"],
+      image_size=image_size,
+      disk_radius_px=disk_radius_px,
+      degradation=degradation,
+      correction_table=correction_table,
     )
   except aia.BadFrameError as e:
     return build_report.skip(rel, e.reason, e.detail)
@@ -139,18 +168,20 @@ def process_file(item: dict, *, image_size: int, disk_radius_px, degradation: bo
     return build_report.skip(
       rel, "time_mismatch", f"header scan gave {item['time']}, reader {_iso(frame.time)}"
     )
-  label = item["label"]
+  facts = item["facts"]
   example = {
     "image": frame.image[..., None].astype(np.float32),
-    "label": label["letter"],
-    "goes_flux": np.float32(label["flux"]),
     "time": item["time"],
     "exposure": np.float32(frame.exposure),
     "source": frame.source,
-    "event_id": label["event_id"],
-    "flaring": bool(label["flaring"]),
+    **_intensity(frame.image, frame.disk_radius_px),
+    **{k: _feature_value(kind, facts[k]) for k, kind in frame_facts.FIELDS.items()},
   }
   return dict(kind="example", file=rel, time=item["time"], example=example)
+
+
+def _feature_value(kind: str, value):
+  return {"f": np.float32, "i": np.int32, "b": bool, "s": str}[kind](value)
 
 
 def _dedupe(results: list[dict]) -> list[dict]:
@@ -168,11 +199,38 @@ def _dedupe(results: list[dict]) -> list[dict]:
 # -------------------------------------------------------------- builder ---
 
 
+_FACT_DOCS = {
+  "goes_flux": "median GOES 1-8 Å flux within 5 min of the frame, W m^-2, true scale (NaN: none)",
+  "flare_event_id": "the flare the frame belongs to ('' none)",
+  "flare_class": "its GOES class as published",
+  "flare_flux": "its peak flux, true scale: max(listed, XRS peak in [start, end])",
+  "flare_start": "its start, ISO UTC",
+  "flare_peak": "its peak, ISO UTC",
+  "flare_end": "its end, ISO UTC",
+  "minutes_after_flare_start": "frame time minus the flare's start, minutes",
+  "minutes_after_flare_end": "frame time minus the flare's end, minutes",
+  "noaa_ar": "NOAA active region of the flare (0 unknown)",
+  "next24_flux": "largest 1-8 Å flux in (t, t + 24 h], true scale (NaN unknown)",
+  "next24_event_id": "largest listed flare peaking in (t, t + 24 h] ('' none)",
+  "next24_complete": "GOES XRS covers all of (t, t + 24 h]",
+}
+
+
 class Builder(tfds.core.GeneratorBasedBuilder):
   """SDO/AIA 171 Å frames with GOES flare-class labels (manual download)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release: DN/s images, GOES class labels, month-block splits."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {
+    "1.0.0": "Initial release: DN/s images, GOES class labels, month-block splits.",
+    "2.0.0": (
+      "Records keep facts (GOES flux at the frame, the flare with start/peak/end and NOAA AR, "
+      "the next 24 h, on-disk intensity), labels chosen on read (data.label); one GOES scale "
+      "(true flux; SDAC files and pre-2020 listed classes / 0.7); primary GOES satellite per "
+      "day; flares from start to end (+ cooling lag), not +-30 min of the peak; stored splits "
+      "are month blocks, folds with an embargo on read; near-duplicate events merged; "
+      "degradation correction on at 128 px and above; metadata flags simulated archives."
+    ),
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put the data in the manual dir (`--manual_dir=DIR`) as:
     DIR/aia/**/*.fits[.gz]  AIA 171 Å level-1 or 1.5 FITS (any depth; plain,
@@ -190,21 +248,27 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     size = self.builder_config.image_size
+    kinds = {
+      "f": lambda doc: tfds.features.Scalar(dtype=np.float32, doc=doc),
+      "i": lambda doc: tfds.features.Scalar(dtype=np.int32, doc=doc),
+      "b": lambda doc: tfds.features.Scalar(dtype=np.bool_, doc=doc),
+      "s": lambda doc: tfds.features.Text(doc=doc),
+    }
+    facts = {k: kinds[kind](_FACT_DOCS[k]) for k, kind in frame_facts.FIELDS.items()}
     return self.dataset_info_from_configs(
       description=__doc__.split("\n\n")[0],
       features=tfds.features.FeaturesDict(
         {
           "image": tfds.features.Tensor(shape=(size, size, 1), dtype=np.float32),
-          "label": tfds.features.ClassLabel(names=CLASS_NAMES),
-          "goes_flux": tfds.features.Scalar(dtype=np.float32, doc="GOES 1-8 Å W m^-2 (SWPC scale)"),
           "time": tfds.features.Text(doc="UTC frame time, ISO 8601"),
           "exposure": tfds.features.Scalar(dtype=np.float32, doc="EXPTIME in s"),
           "source": tfds.features.Text(doc="source FITS file name"),
-          "event_id": tfds.features.Text(doc="flare event id ('' when quiet)"),
-          "flaring": tfds.features.Scalar(dtype=np.bool_),
+          "intensity_max": kinds["f"]("largest on-disk DN/s"),
+          "intensity_p999": kinds["f"]("99.9th percentile of on-disk DN/s"),
+          **facts,
         }
       ),
-      supervised_keys=("image", "label"),
+      metadata=tfds.core.MetadataDict(),
       homepage="https://sdo.gsfc.nasa.gov/",
       citation=_CITATION,
     )
@@ -225,21 +289,23 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       download_config.beam_options is not None or download_config.beam_runner is not None
     )
     super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
-    report = build_report.merge(self._parts_dir, self._report_settings())
+    report = build_report.merge(self._parts_dir, self._report_settings(), clip=REFERENCE_CLIP_DN_S)
     build_report.write(self.data_dir, report)
     logging.info("%s", build_report.format_report(report))
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     cfg = self.builder_config
     root = pathlib.Path(dl_manager.manual_dir)
-    flares, flare_path = _read_flares(root)
+    since = datetime.datetime.fromisoformat(cfg.true_flux_lists_since)
+    flares, flare_path, merged = _read_flares(root, since)
     xrs, xrs_paths = _read_goes(root)
     files, not_followed = aia.scan_fits_files(root / "aia")
     if not files:
       raise FileNotFoundError(
         f"No FITS files under {root / 'aia'}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
       )
-    index = flare_labels.FlareIndex(flares)
+    simulated = (root / SIMULATED_MARKER).exists()
+    index = flare_list.FlareIndex(flares)
     planned = collections.defaultdict(list)
     skipped = []
     for path in files:
@@ -249,25 +315,21 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       except Exception:  # noqa: BLE001 - the reader below names what is wrong
         skipped.append(self._diagnose(path, rel))
         continue
-      label = flare_labels.label_frame(
-        time, index, xrs, window_minutes=cfg.window_minutes, quiet_policy=cfg.quiet_policy
+      facts = frame_facts.frame_facts(
+        time, index, xrs, association_lag_minutes=cfg.association_lag_minutes
       )
-      if label is None:
-        why = (
-          "quiet frame and quiet_policy='drop'"
-          if cfg.quiet_policy == "drop"
-          else (f"no listed flare within {cfg.window_minutes:g} min and no GOES XRS coverage")
-        )
-        skipped.append(build_report.skip(rel, "no_label", f"{_iso(time)}: {why}"))
-        continue
-      item = dict(file=rel, path=str(path), time=_iso(time), label=dataclasses.asdict(label))
-      planned[cfg.split_of(time)].append(item)
+      item = dict(file=rel, path=str(path), time=_iso(time), facts=facts)
+      planned[cfg.block_of(time)].append(item)
     self._parts_dir = str(epath.Path(self.data_dir) / build_report.PARTS_DIR)
     driver = dict(
       manual_dir=str(root),
       files_found=len(files),
-      flare_list=build_report.flare_list_entry(flare_path, flares),
+      simulated=simulated,
+      flare_list=dict(build_report.flare_list_entry(flare_path, flares), merged_duplicates=merged),
       goes_files=[str(p) for p in xrs_paths],
+      goes_scale=goes.SCALE_NOTE.format(since=cfg.true_flux_lists_since),
+      goes_conversions=dict(xrs.conversions) if xrs is not None else {},
+      goes_primary=dict(xrs.primary) if xrs is not None else {},
       goes_skipped=[dict(file=f, reason="no_usable_samples", detail=d) for f, d in xrs.skipped]
       if xrs is not None
       else [],
@@ -280,15 +342,32 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     for line in build_report.input_problems(driver):
       logging.warning("sdo_aia171: %s", line)
     build_report.write_driver_part(self._parts_dir, driver)
+    self.info.metadata.update(self._metadata(simulated))
+    degradation = cfg.degradation and not simulated  # a simulation has no degradation
     settings = dict(
-      image_size=cfg.image_size, disk_radius_px=cfg.disk_radius_px, degradation=cfg.degradation
+      image_size=cfg.image_size,
+      disk_radius_px=cfg.disk_radius_px,
+      degradation=degradation,
+      correction_table=_correction_table(root) if degradation else None,
     )
-    # A split with no file at all is left out (TFDS cannot write an empty split).
+    # A block with no file at all is left out (TFDS cannot write an empty split).
     return {
-      split: self._generate_examples(split, planned[split], settings)
-      for split in ("train", "validation", "test")
-      if planned[split]
+      block: self._generate_examples(block, planned[block], settings) for block in sorted(planned)
     }
+
+  def _metadata(self, simulated: bool) -> dict:
+    """What readers need to interpret the records (stored in the dataset's metadata.json)."""
+    cfg = self.builder_config
+    return dict(
+      simulated=simulated,
+      classes=list(CLASS_NAMES),
+      goes_scale=goes.SCALE,
+      goes_scale_note=goes.SCALE_NOTE.format(since=cfg.true_flux_lists_since),
+      num_folds=cfg.num_folds,
+      association_lag_minutes=cfg.association_lag_minutes,
+      degradation=cfg.degradation and not simulated,
+      split_rule=cfg.split_rule(),
+    )
 
   def _diagnose(self, path: pathlib.Path, rel: str) -> dict:
     """Skip record of a file whose header could not be scanned: the reader's reason."""
@@ -308,9 +387,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       config=cfg.name,
       version=str(self.version),
       image_size=cfg.image_size,
-      window_minutes=cfg.window_minutes,
-      quiet_policy=cfg.quiet_policy,
+      association_lag_minutes=cfg.association_lag_minutes,
       degradation=cfg.degradation,
+      num_folds=cfg.num_folds,
       split_rule=cfg.split_rule(),
       beam=bool(getattr(self, "_use_beam", False)),
     )
@@ -389,7 +468,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 # ------------------------------------------------------------ inputs ---
 
 
-def _read_flares(root: pathlib.Path):
+# A manual dir holding this file is a simulated archive (the demo writes it).
+SIMULATED_MARKER = "demo_manifest.json"
+
+
+def _read_flares(root: pathlib.Path, since: datetime.datetime):
+  """(flares with near-duplicates merged, the list's path, number merged away)."""
   candidates = [root / "flares.csv", root / "flares.json"]
   present = [p for p in candidates if p.exists()]
   if len(present) != 1:
@@ -397,7 +481,10 @@ def _read_flares(root: pathlib.Path):
       f"Manual dir {root} must hold exactly one flare list, flares.csv or flares.json "
       f"(found {[p.name for p in present] or 'none'})."
     )
-  return flare_labels.read_flare_list(present[0]), present[0]
+  flares = flare_list.read_flare_list(present[0], true_flux_since=since)
+  merged, count = flare_list.merge_duplicates(flares)
+  kept = flare_list.FlareList(merged, flares.skipped, flares.path, flares.rows)
+  return kept, present[0], count
 
 
 def _read_goes(root: pathlib.Path):
@@ -412,5 +499,20 @@ def _read_goes(root: pathlib.Path):
   if not paths:
     return None, []
   # A file without a usable sample adds no coverage: it is reported and left
-  # out (frames it would have labelled become no_label), not a stopped build.
-  return flare_labels.read_xrs(paths, skip_empty=True), paths
+  # out (its frames get NaN GOES facts), not a stopped build.
+  return goes.read_xrs(paths, skip_empty=True, primary=_primary_table(goes_dir)), paths
+
+
+def _primary_table(goes_dir: pathlib.Path):
+  """Rows (first day, last day, satellite) of ``goes/primary.csv`` when present."""
+  path = goes_dir / "primary.csv"
+  if not path.exists():
+    return None
+  with path.open() as f:
+    return [(r["start"], r["end"], int(r["satellite"])) for r in csv.DictReader(f)]
+
+
+def _correction_table(root: pathlib.Path):
+  """A degradation table under ``DIR/calibration/`` if there is one, else aiapy's (network)."""
+  tables = sorted((root / "calibration").glob("*response_table*.txt"))
+  return str(tables[-1]) if tables else None

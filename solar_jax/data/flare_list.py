@@ -1,0 +1,360 @@
+"""Flare lists (SWPC-style CSV, HEK exports): read, checked, indexed, de-duplicated.
+
+Times are naive UTC datetimes (aware ones are converted). Each flare keeps its
+class as published and its peak flux on the dataset's true scale
+(``goes.listed_true_flux``: classes of flares before the GOES-16 era carry the
+SWPC 0.7 scaling). ``merge_duplicates`` joins the HEK's near-duplicate events
+(one flare reported by several detection modules).
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import dataclasses
+import datetime
+import json
+import math
+import pathlib
+import re
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from solar_jax import errors
+from solar_jax.data import goes
+
+
+class FlareListError(errors.UserError, ValueError):
+  """A flare list that cannot be read (names the file and the column or row)."""
+
+
+@dataclasses.dataclass
+class Flare:
+  """One flare: naive UTC times, its class as published, peak flux on the TRUE scale.
+
+  ``noaa_ar`` is the NOAA active region number (0 when the list gives none).
+  """
+
+  event_id: str
+  start: datetime.datetime
+  peak: datetime.datetime
+  end: datetime.datetime
+  goes_class: str
+  peak_flux: float
+  noaa_ar: int = 0
+
+
+class SkippedRow(NamedTuple):
+  """A row left out: its number (1 = first data row) and why ('bad_time: ...')."""
+
+  row: int
+  detail: str
+
+  @property
+  def reason(self) -> str:  # one of ROW_REASONS
+    return self.detail.split(":", 1)[0]
+
+
+# Why a row is left out; only 'no_goes_class' (HEK events of non-GOES methods) is not an error.
+ROW_REASONS = ("no_goes_class", "bad_time", "bad_class", "field_count")
+
+# A list with more than this fraction of unreadable rows is an error, not a
+# list with a few gaps: a shifted column or a wrong time format spoils every
+# row at once, and building on the rest would store flaring frames as quiet.
+MAX_UNREADABLE_FRACTION = 0.5
+
+
+class FlareList(list):
+  """A list of ``Flare`` with ``skipped``: the ``SkippedRow`` records of rows left out."""
+
+  def __init__(self, flares=(), skipped=(), path="", rows=0):
+    super().__init__(flares)
+    self.skipped = [SkippedRow(*s) for s in skipped]
+    self.path = str(path)
+    self.rows = int(rows)
+
+
+# Column spellings: SWPC-style list first, HEK second.
+_COLUMNS = {
+  "start": ("event_starttime",),
+  "peak": ("event_peaktime",),
+  "end": ("event_endtime",),
+  "goes_class": ("goes_class", "fl_goescls"),
+}
+_ID_COLUMNS = ("event_id", "SOL_standard", "sol_standard", "kb_archivid")
+_AR_COLUMNS = ("noaa_ar", "ar_noaanum")
+
+# The time spellings of the lists we read and no others: ISO 8601 with 'T' or a
+# space (SWPC list and demo: '2011-06-07 06:41:00'; HEK: '2011-06-07T06:41:00.000'), a date,
+# optionally 'Z', 'UTC' or +-HH:MM. 'MM/DD/YYYY', 'EST', ... are errors, not guesses.
+_TIME_RE = re.compile(
+  r"(\d{4})-(\d{2})-(\d{2})"
+  r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
+  r"\s*(Z|UTC|[+-]\d{2}:?\d{2})?"
+)
+TIME_FORMATS = "YYYY-MM-DD[(T| )HH:MM[:SS[.fff]]][Z|UTC|+HH:MM]"
+
+
+def to_naive_utc(value) -> datetime.datetime:
+  """datetime / np.datetime64 / ISO 8601 string -> naive datetime in UTC.
+
+  Strings must be ISO 8601 (``TIME_FORMATS``); naive ones are taken as UTC.
+  """
+  if isinstance(value, np.datetime64):
+    value = value.astype("datetime64[us]").item()
+  if isinstance(value, str):
+    value = _parse_time(value)
+  if not isinstance(value, datetime.datetime):
+    raise TypeError(f"cannot use {value!r} as a time")
+  if value.tzinfo is not None:
+    value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+  return value
+
+
+def _parse_time(text: str) -> datetime.datetime:
+  match = _TIME_RE.fullmatch(text.strip())
+  if match is None:
+    raise ValueError(f"{text!r} is not an ISO 8601 UTC time ({TIME_FORMATS})")
+  *fields, frac, zone = match.groups()
+  micro = int((frac or "0")[:6].ljust(6, "0"))
+  try:  # Bad values raise here: month 13, 25:00, an offset of 24 h or more ...
+    tz = datetime.timezone.utc if zone else None
+    if zone and zone[0] in "+-":
+      minutes = (int(zone[1:3]) * 60 + int(zone[-2:])) * (-1 if zone[0] == "-" else 1)
+      tz = datetime.timezone(datetime.timedelta(minutes=minutes))
+    value = datetime.datetime(*(int(f or 0) for f in fields), micro, tzinfo=tz)
+  except ValueError as e:
+    raise ValueError(f"{text!r} is not a valid time ({e})") from e
+  return to_naive_utc(value)
+
+
+def _records(path: pathlib.Path) -> list[tuple[int | None, dict | str]]:
+  """(CSV line or None, {column: field} or 'field_count: ...' reason) of a CSV or HEK JSON."""
+  try:
+    text = path.read_text(encoding="utf-8-sig")
+  except (OSError, UnicodeDecodeError) as e:
+    raise FlareListError(f"flare list {path}: cannot read it ({e})") from e
+  stripped = text.lstrip()
+  if stripped.startswith(("{", "[")):
+    try:
+      data = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise FlareListError(f"flare list {path}: invalid JSON ({e})") from e
+    # HEK's API answers {"result": [...]}; a plain list of events is fine too.
+    rows = data.get("result", data.get("events")) if isinstance(data, dict) else data
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+      raise FlareListError(
+        f"flare list {path}: JSON must be a list of events or {{'result': [...]}}"
+      )
+    return [(None, r) for r in rows]
+  try:
+    reader = csv.reader(text.splitlines())
+    table = [(reader.line_num, row) for row in reader if row]
+  except csv.Error as e:
+    raise FlareListError(f"flare list {path}: invalid CSV ({e})") from e
+  if not table:
+    raise FlareListError(f"flare list {path}: the file is empty")
+  header = _csv_header(path, table[0][1], [row for _, row in table[1:]])
+  return [(line, _csv_row(row, header)) for line, row in table[1:]]
+
+
+def _csv_header(path: pathlib.Path, header: list[str], body: list[list[str]]) -> list[str]:
+  """The column names of every field of a data row; '' names the index column.
+
+  pandas writes its row index as an unnamed first column, named '' (demo list)
+  or not at all (SWPC list: rows have a field more than the header). Decided
+  once from the whole file: one row's trailing comma must not shift every row.
+  """
+  while len(header) > 1 and header[-1].strip() == "":
+    header = header[:-1]  # a trailing comma on the header line names nothing
+  names = [h.strip() for h in header]
+  if names[0] != "":
+    # An extra field that is not empty cannot be a trailing comma.
+    indexed = sum(len(r) == len(names) + 1 and r[-1].strip() != "" for r in body)
+    plain = sum(len(r) == len(names) for r in body)
+    if indexed > plain:
+      names = ["", *names]
+  bad = [n for i, n in enumerate(names) if (i and not n) or (n and names.count(n) > 1)]
+  if bad:
+    what = f"duplicate column {bad[0]!r}" if bad[0] else "an empty column name"
+    raise FlareListError(f"flare list {path}: malformed header line 1 ({what}); fix the header")
+  return names
+
+
+def _csv_row(row: list[str], names: list[str]) -> dict | str:
+  """A CSV row as {column: field}, or the 'field_count' reason it cannot be one."""
+  if len(row) > len(names) and not any(f.strip() for f in row[len(names) :]):
+    row = row[: len(names)]  # trailing commas: empty fields past the last column
+  if len(row) != len(names):
+    return f"field_count: {len(row)} fields, the header has {len(names)} columns"
+  return {n: f for n, f in zip(names, row) if n}
+
+
+def _pick(row: dict, names: Sequence[str]):
+  for name in names:
+    if name in row:
+      return row[name]
+  return None
+
+
+def _noaa_ar(row: dict) -> int:
+  """The NOAA AR number of a row, 0 when blank, unknown or not a number."""
+  text = str(_pick(row, _AR_COLUMNS) or "").strip()
+  try:
+    value = int(float(text)) if text else 0
+  except ValueError:
+    return 0
+  return value if value > 0 else 0
+
+
+def _flare(row: dict, true_flux_since: datetime.datetime) -> Flare:
+  """One row as a ``Flare``; ValueError whose message starts with a ``ROW_REASONS`` entry."""
+  if isinstance(row, str):
+    raise ValueError(row)  # _csv_row's reason
+  times = {}
+  for key in ("start", "peak", "end"):
+    value = _pick(row, _COLUMNS[key])
+    try:
+      times[key] = to_naive_utc(str(value))
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"bad_time: {_COLUMNS[key][0]} {e}") from e
+  goes_class = str(_pick(row, _COLUMNS["goes_class"]) or "").strip().upper()
+  if not goes_class:
+    raise ValueError("no_goes_class: the event has no GOES class")
+  try:
+    flux = goes.listed_true_flux(goes.class_to_flux(goes_class), times["peak"], true_flux_since)
+  except ValueError as e:
+    raise ValueError(f"bad_class: {e}") from e
+  event_id = str(_pick(row, _ID_COLUMNS) or "").strip()
+  if not event_id:
+    event_id = "SOL" + times["peak"].strftime("%Y-%m-%dT%H:%M:%S")
+  return Flare(
+    event_id=event_id, goes_class=goes_class, peak_flux=flux, noaa_ar=_noaa_ar(row), **times
+  )
+
+
+def read_flare_list(
+  path, *, true_flux_since: datetime.datetime = goes.TRUE_FLUX_LISTS_SINCE
+) -> FlareList:
+  """Reads an SWPC-style flare list CSV or a HEK export (CSV or JSON).
+
+  Accepted columns: ``event_starttime``, ``event_peaktime``,
+  ``event_endtime`` and ``goes_class`` (SWPC list) or ``fl_goescls`` (HEK).
+  The event id is ``event_id``, ``SOL_standard`` or ``kb_archivid`` when
+  present, else ``SOL<peak time>``. Flux comes from the class string. Times
+  must be ISO 8601 (``TIME_FORMATS``), UTC unless they carry an offset.
+
+  Returns:
+    A ``FlareList`` (``Flare`` sorted by peak) whose ``skipped`` holds a
+    ``SkippedRow`` per row left out (``ROW_REASONS``: no GOES class as in HEK
+    events of other methods, unreadable time or class, wrong field count).
+
+  Raises:
+    FlareListError: unreadable file, a malformed header, a required column is
+      missing, or more than ``MAX_UNREADABLE_FRACTION`` of the rows cannot be
+      read (the message names the first bad row and why).
+  """
+  path = pathlib.Path(path)
+  records = _records(path)
+  rows = [r for _, r in records if isinstance(r, dict)]
+  if rows:
+    present = set().union(*(r.keys() for r in rows[:50]))
+    for field, names in _COLUMNS.items():
+      if not present.intersection(names):
+        raise FlareListError(
+          f"flare list {path}: no column {' or '.join(names)} (for the flare {field}); "
+          f"columns are {sorted(c for c in present if c)}"
+        )
+  flares, skipped = [], []
+  for number, (line, row) in enumerate(records, start=1):
+    try:
+      flares.append(_flare(row, true_flux_since))
+    except ValueError as e:
+      reason, detail = str(e).split(": ", 1)
+      where = "" if line is None else f"line {line}: "
+      skipped.append(SkippedRow(number, f"{reason}: {where}{detail}"))
+  unreadable = [s for s in skipped if s.reason != "no_goes_class"]
+  if unreadable and len(unreadable) > MAX_UNREADABLE_FRACTION * len(records):
+    first = unreadable[0]
+    raise FlareListError(
+      f"flare list {path}: {len(unreadable)} of {len(records)} rows cannot be read "
+      f"(more than {MAX_UNREADABLE_FRACTION:.0%}); first: row {first.row}, {first.detail}"
+    )
+  flares.sort(key=lambda f: f.peak)
+  return FlareList(flares, skipped, path, rows=len(records))
+
+
+class FlareIndex:
+  """Flares sorted by peak time, for fast window look-ups (``bisect``)."""
+
+  def __init__(self, flares: Iterable[Flare]):
+    self.flares = sorted(flares, key=lambda f: f.peak)
+    self.peaks = [f.peak for f in self.flares]
+
+  def __len__(self) -> int:
+    return len(self.flares)
+
+  def within(self, time: datetime.datetime, window: datetime.timedelta) -> list[Flare]:
+    """Flares whose peak lies in ``[time - window, time + window]``."""
+    return self.peaking(time - window, time + window)
+
+  def peaking(self, lo: datetime.datetime, hi: datetime.datetime, *, open_lo=False) -> list:
+    """Flares peaking in ``[lo, hi]`` (``(lo, hi]`` with ``open_lo``)."""
+    first = (bisect.bisect_right if open_lo else bisect.bisect_left)(self.peaks, lo)
+    return self.flares[first : bisect.bisect_right(self.peaks, hi)]
+
+
+def merge_duplicates(flares: Sequence[Flare], minutes: float = 6.0) -> tuple[list[Flare], int]:
+  """Joins near-duplicate events: peaks within ``minutes`` and the same NOAA AR.
+
+  The HEK lists one flare once per detection module (SWPC, SSW Latest Events,
+  ...). An event joins a group whose first peak lies within ``minutes`` before
+  its own and whose AR agrees (an event or group without an AR agrees with
+  any); of several, the group of its own AR, then the one of the most similar
+  class (duplicates report about the same flux), then the nearest in time. Flares
+  of other regions in between do not split a group. A group becomes one flare:
+  the largest class, the earliest start, the latest end, the known AR, the
+  largest event's id.
+
+  Returns:
+    (flares sorted by peak, number of events merged away).
+  """
+  ordered = sorted(flares, key=lambda f: f.peak)
+  window = datetime.timedelta(minutes=minutes)
+  groups: list[list[Flare]] = []
+  for flare in ordered:
+    best, best_key = None, None
+    for group in reversed(groups):
+      if flare.peak - group[0].peak > window:
+        break  # groups are in order of first peak; older ones are closed
+      ars = {f.noaa_ar for f in group if f.noaa_ar}
+      if flare.noaa_ar and ars and flare.noaa_ar not in ars:
+        continue
+      top = max(f.peak_flux for f in group)
+      key = (
+        not (flare.noaa_ar and flare.noaa_ar in ars),
+        abs(math.log(flare.peak_flux / top)) if flare.peak_flux > 0 and top > 0 else math.inf,
+        flare.peak - group[-1].peak,
+      )
+      if best_key is None or key < best_key:
+        best, best_key = group, key
+    if best is None:
+      groups.append([flare])
+    else:
+      best.append(flare)
+  merged = []
+  for group in groups:
+    top = max(group, key=lambda f: f.peak_flux)
+    ars = [f.noaa_ar for f in group if f.noaa_ar]
+    merged.append(
+      dataclasses.replace(
+        top,
+        start=min(f.start for f in group),
+        end=max(f.end for f in group),
+        noaa_ar=ars[0] if ars else 0,
+      )
+    )
+  merged.sort(key=lambda f: f.peak)
+  return merged, len(ordered) - len(merged)

@@ -1,0 +1,171 @@
+"""What is true of one AIA frame (stored), and the label policies applied on read.
+
+A record keeps facts, not one baked-in label (DESIGN.md, 'Records keep facts'):
+``frame_facts`` computes them at build time from the flare list and the GOES
+series, all fluxes on the true scale (``goes``):
+
+* ``goes_flux``: the median 1-8 Å flux of the primary satellite within
+  ``FLUX_HALF_WINDOW`` of the frame (NaN without XRS coverage);
+* the flare the frame belongs to: the largest listed flare in progress
+  (``start <= t <= end``), else the one that ended last within the association
+  lag before ``t``: its id, class as published, flux (the larger of the listed one and the XRS peak in
+  ``[start, end]``), start/peak/end, NOAA AR, and the frame's minutes after its
+  start and after its end;
+* the next 24 hours ``(t, t + 24 h]``: the largest flux (listed peaks there and
+  XRS samples there), the largest listed event, and whether XRS covers the
+  whole window.
+
+``labels`` turns these facts into class indices with a policy (``LABELS``):
+
+* ``goes_class``: inside a flare (``start <= t <= end + cooling lag``) the
+  flare's class, else the class of ``goes_flux``: the X-ray level the frame
+  sees, one meaning for every frame;
+* ``flare_class``: flaring frames only, the flare's class;
+* ``background_class``: frames outside every flare window only, ``goes_flux``;
+* ``max_class_next_24h``: the largest class in ``(t, t + 24 h]``, where XRS
+  covers the window or a listed flare lies in it (the list is complete above
+  its threshold); otherwise unknown (no label).
+
+The cooling lag: 171 Å (Fe IX, ~0.7 MK) brightens as flare loops cool, tens of
+minutes after the GOES 1-8 Å end (Viall & Klimchuk 2012; the cooling sequence
+94 -> 335 -> 211 -> 193 -> 171 Å), so a frame shortly after the listed end still
+shows the flare. ``data.cooling_lag_minutes`` (at most the dataset's
+association lag) sets it on read.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+
+from solar_jax import configuration
+from solar_jax.data import flare_list, goes
+
+LABELS = configuration.DATA_LABELS
+FLUX_HALF_WINDOW = datetime.timedelta(minutes=5)
+NEXT_WINDOW = datetime.timedelta(hours=24)
+# Flares are looked up by peak within this of the frame (longer flares are not listed).
+_LONGEST_FLARE = datetime.timedelta(hours=12)
+
+# Stored fields (TFDS feature name -> kind): 'f' float32, 'i' int32, 's' text, 'b' bool.
+FIELDS = {
+  "goes_flux": "f",
+  "flare_event_id": "s",
+  "flare_class": "s",
+  "flare_flux": "f",
+  "flare_start": "s",
+  "flare_peak": "s",
+  "flare_end": "s",
+  "minutes_after_flare_start": "f",
+  "minutes_after_flare_end": "f",
+  "noaa_ar": "i",
+  "next24_flux": "f",
+  "next24_event_id": "s",
+  "next24_complete": "b",
+}
+
+
+def iso(time: datetime.datetime) -> str:
+  """ISO 8601 with milliseconds, the form records store."""
+  return time.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+
+
+def frame_facts(
+  time, flares: flare_list.FlareIndex, xrs: goes.XRSSeries | None, *, association_lag_minutes: float
+) -> dict:
+  """The stored facts of a frame at ``time`` (``FIELDS``; module docstring)."""
+  t = flare_list.to_naive_utc(time)
+  lag = datetime.timedelta(minutes=association_lag_minutes)
+  facts = {k: {"f": np.nan, "i": 0, "s": "", "b": False}[v] for k, v in FIELDS.items()}
+  if xrs is not None:
+    samples = xrs.window(t - FLUX_HALF_WINDOW, t + FLUX_HALF_WINDOW)
+    if samples is not None:
+      facts["goes_flux"] = float(np.median(samples))
+  near = flares.peaking(t - _LONGEST_FLARE - lag, t + _LONGEST_FLARE)
+  inside = [f for f in near if f.start <= t <= f.end]
+  cooling = [f for f in near if f.end < t <= f.end + lag]
+  if inside or cooling:
+    if inside:  # the largest flare in progress
+      flare = max(inside, key=lambda f: (f.peak_flux, -abs((f.peak - t).total_seconds())))
+    else:  # else the one that ended last (its loops are the ones cooling through 171 Å)
+      flare = max(cooling, key=lambda f: (f.end, f.peak_flux))
+    flux = flare.peak_flux
+    peak = None if xrs is None else xrs.window(flare.start, flare.end)
+    if peak is not None and len(peak):
+      flux = max(flux, float(peak.max()))
+    facts.update(
+      flare_event_id=flare.event_id,
+      flare_class=flare.goes_class,
+      flare_flux=flux,
+      flare_start=iso(flare.start),
+      flare_peak=iso(flare.peak),
+      flare_end=iso(flare.end),
+      minutes_after_flare_start=(t - flare.start).total_seconds() / 60.0,
+      minutes_after_flare_end=(t - flare.end).total_seconds() / 60.0,
+      noaa_ar=flare.noaa_ar,
+    )
+  coming = flares.peaking(t, t + NEXT_WINDOW, open_lo=True)
+  best = max(coming, key=lambda f: f.peak_flux) if coming else None
+  values = [best.peak_flux] if best else []
+  if xrs is not None:
+    ahead = xrs.partial(t + datetime.timedelta(microseconds=1), t + NEXT_WINDOW)
+    if len(ahead):
+      values.append(float(ahead.max()))
+    facts["next24_complete"] = xrs.window(t, t + NEXT_WINDOW) is not None
+  if values:
+    facts["next24_flux"] = max(values)
+  facts["next24_event_id"] = best.event_id if best else ""
+  return facts
+
+
+# ------------------------------------------------------------- on read ---
+
+
+def class_index(flux: np.ndarray) -> np.ndarray:
+  """Class index 0..4 (A..X) of fluxes (below A1.0 is A); -1 where not finite."""
+  edges = np.array([goes.class_edges()[c] for c in goes.CLASS_LETTERS])
+  flux = np.asarray(flux, np.float64)
+  index = np.clip(np.searchsorted(edges, np.nan_to_num(flux, nan=0.0), side="right") - 1, 0, 4)
+  return np.where(np.isfinite(flux), index, -1).astype(np.int32)
+
+
+def _text(values) -> np.ndarray:
+  return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
+
+
+def in_flare(facts: dict, cooling_lag_minutes: float) -> np.ndarray:
+  """Frames inside their flare: ``start <= t <= end + cooling lag``."""
+  after_start = np.asarray(facts["minutes_after_flare_start"], np.float64)
+  after_end = np.asarray(facts["minutes_after_flare_end"], np.float64)
+  with np.errstate(invalid="ignore"):
+    return np.isfinite(after_start) & (after_start >= 0) & (after_end <= cooling_lag_minutes)
+
+
+def labels(facts: dict, policy: str, cooling_lag_minutes: float) -> tuple[np.ndarray, np.ndarray]:
+  """(class index int32 [-1 = no label under ``policy``], resampling group) per frame.
+
+  ``facts`` holds arrays of ``FIELDS`` and ``time`` (ISO strings). The group
+  is the unit a bootstrap resamples: the event the label comes from, else the
+  frame's UTC day ('day:YYYY-MM-DD'), so frames of one flare or one quiet day
+  move together.
+  """
+  if policy not in LABELS:
+    raise ValueError(f"label policy {policy!r}: use one of {LABELS}.")
+  days = np.array(["day:" + t[:10] for t in _text(facts["time"])], dtype=object)
+  flaring = in_flare(facts, cooling_lag_minutes)
+  flare_ids = _text(facts["flare_event_id"])
+  background = class_index(facts["goes_flux"])
+  flare = class_index(facts["flare_flux"])
+  if policy == "max_class_next_24h":
+    known = np.asarray(facts["next24_complete"], bool) | (_text(facts["next24_event_id"]) != "")
+    label = np.where(known, class_index(facts["next24_flux"]), -1)
+    ids = _text(facts["next24_event_id"])
+    return label.astype(np.int32), np.where(ids != "", ids, days)
+  if policy == "flare_class":
+    label = np.where(flaring, flare, -1)
+  elif policy == "background_class":
+    label = np.where(flaring, -1, background)
+  else:  # goes_class
+    label = np.where(flaring, flare, background)
+  return label.astype(np.int32), np.where(flaring, flare_ids, days)

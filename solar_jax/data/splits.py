@@ -1,0 +1,105 @@
+"""Train / validation / test by month-block folds with an embargo, decided on read.
+
+A frame's block is its calendar month ``12 * year + month - 1`` (UTC) modulo
+``num_folds``: whole months move together, so frames hours apart never straddle
+two splits inside a month. For fold ``f`` the test blocks are residue ``f``,
+validation residue ``(f + num_folds // 2) % num_folds`` (far from test, so the
+embargo between them costs nothing), train the rest. Across folds every month
+is tested once, so every rare flare is tested once.
+
+Embargo (purging): full-disk frames hours apart are nearly the same image and
+an active region lives for weeks, so a frame is dropped when a month of a
+HIGHER-priority split (test > validation > train) lies within ``embargo_days``
+of it: train frames near a validation or test month, validation frames near a
+test month. Test frames are never dropped. So no train frame lies within the
+embargo of any test frame, and the drops are counted (``EMBARGOED``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+TRAIN, VALIDATION, TEST, EMBARGOED = 0, 1, 2, -1
+
+
+def as_times(times) -> np.ndarray:
+  """ISO strings / bytes / datetime64 -> datetime64[ms]."""
+  values = [t.decode() if isinstance(t, bytes) else t for t in np.asarray(times).ravel()]
+  return np.array(values, dtype="datetime64[ms]")
+
+
+def month_index(times) -> np.ndarray:
+  """``12 * year + month - 1`` of each time (UTC)."""
+  months = as_times(times).astype("datetime64[M]").astype(np.int64)  # months since 1970-01
+  return months + 12 * 1970
+
+
+def roles(num_folds: int, fold: int) -> np.ndarray:
+  """Split code (``TRAIN``, ``VALIDATION``, ``TEST``) of each block residue."""
+  if num_folds < 3 or not 0 <= fold < num_folds:
+    raise ValueError(f"fold={fold} must lie in [0, num_folds={num_folds}), num_folds >= 3.")
+  codes = np.full(num_folds, TRAIN, np.int8)
+  codes[(fold + num_folds // 2) % num_folds] = VALIDATION
+  codes[fold] = TEST
+  return codes
+
+
+def assign(times, *, fold: int, num_folds: int, embargo_days: float) -> np.ndarray:
+  """Split code per frame: ``TRAIN``/``VALIDATION``/``TEST``, or ``EMBARGOED`` (dropped)."""
+  times = as_times(times)
+  role = roles(num_folds, fold)
+  code = role[month_index(times) % num_folds].astype(np.int8)
+  if embargo_days <= 0 or not len(times):
+    return code
+  margin = np.timedelta64(int(round(embargo_days * 86400e3)), "ms")
+  lo, hi = month_index(times - margin), month_index(times + margin)
+  nearest = np.full(len(times), TRAIN, np.int8)  # highest-priority split within the margin
+  for offset in range(int((hi - lo).max()) + 1):
+    month = lo + offset
+    inside = month <= hi
+    nearest = np.where(inside, np.maximum(nearest, role[month % num_folds]), nearest)
+  return np.where(nearest > code, EMBARGOED, code).astype(np.int8)
+
+
+def summary(codes, labels, groups, noaa_ar, flare_ids, classes) -> dict:
+  """Per split and class: frames and distinct events; embargo drops; AR overlap of test.
+
+  Args:
+    codes: ``assign``'s split codes; labels: class index (-1 none); groups:
+      resampling groups (``frame_facts.labels``); noaa_ar: AR per frame (0
+      unknown); flare_ids: the frame's flare ('' none); classes: class names.
+
+  Returns:
+    {'frames': {split: {class: n, 'total': n}}, 'events': {split: {class: n}},
+     'embargoed': n dropped, 'unlabelled': n without a label,
+     'ar_overlap': {'test_events_with_ar', 'in_train', 'share'}} ('share' is
+     None when no test event has an AR).
+  """
+  codes, labels = np.asarray(codes), np.asarray(labels)
+  groups, flare_ids = np.asarray(groups, object), np.asarray(flare_ids, object)
+  noaa_ar = np.asarray(noaa_ar)
+  frames, events = {}, {}
+  for code, split in enumerate(SPLITS):
+    mine = (codes == code) & (labels >= 0)
+    frames[split] = {c: int(np.sum(mine & (labels == i))) for i, c in enumerate(classes)}
+    frames[split]["total"] = int(mine.sum())
+    events[split] = {
+      c: len(set(groups[mine & (labels == i)].tolist())) for i, c in enumerate(classes)
+    }
+  flaring = flare_ids != ""
+  train_ars = set(noaa_ar[(codes == TRAIN) & flaring & (noaa_ar > 0)].tolist())
+  test = (codes == TEST) & flaring & (noaa_ar > 0)
+  test_events = {(e, a) for e, a in zip(flare_ids[test].tolist(), noaa_ar[test].tolist())}
+  overlap = sum(a in train_ars for _, a in test_events)
+  return dict(
+    frames=frames,
+    events=events,
+    embargoed=int(np.sum(codes == EMBARGOED)),
+    unlabelled=int(np.sum((codes != EMBARGOED) & (labels < 0))),
+    ar_overlap=dict(
+      test_events_with_ar=len(test_events),
+      in_train=int(overlap),
+      share=overlap / len(test_events) if test_events else None,
+    ),
+  )

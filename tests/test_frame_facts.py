@@ -1,0 +1,136 @@
+"""Tests of solar_jax.data.frame_facts: stored facts and label policies, on real inputs."""
+
+import datetime
+import pathlib
+
+import numpy as np
+import pytest
+
+from solar_jax.data import flare_list, frame_facts, goes
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+T = datetime.datetime
+LAG = 120.0  # the builder's association lag
+
+
+def goes_file(name):
+  import sunpy.data.test
+
+  return pathlib.Path(sunpy.data.test.get_test_filepath(name))
+
+
+@pytest.fixture(scope="module")
+def index():
+  return flare_list.FlareIndex(flare_list.read_flare_list(FIXTURES / "flare_list_sc24_excerpt.csv"))
+
+
+@pytest.fixture(scope="module")
+def xrs():
+  return goes.read_xrs([goes_file("go1520110607.fits"), goes_file("go1520120601.fits.gz")])
+
+
+def facts_of(times, index, xrs):
+  rows = [frame_facts.frame_facts(t, index, xrs, association_lag_minutes=LAG) for t in times]
+  arrays = {k: np.array([r[k] for r in rows]) for k in frame_facts.FIELDS}
+  arrays["time"] = np.array([frame_facts.iso(t) for t in times])
+  return rows, arrays
+
+
+def label(arrays, policy, lag=30.0):
+  return frame_facts.labels(arrays, policy, lag)
+
+
+def test_frame_before_a_c_flare_start_is_not_flaring_and_inside_is(index, xrs):
+  # C1.1 of 2012-06-01: start 07:37, peak 07:40, end 07:43 (AR 11493). The old rule
+  # (+-30 min of the peak) called a frame 25 min before its start flaring.
+  times = [T(2012, 6, 1, 7, 12), T(2012, 6, 1, 7, 38), T(2012, 6, 1, 7, 42, 30)]
+  rows, arrays = facts_of(times, index, xrs)
+  letters, groups = label(arrays, "goes_class")
+  flare, _ = label(arrays, "flare_class")
+  before, inside, late = rows
+  # 07:12 is 91 min after the C2.1's end (05:41): associated, but past any 30 min lag.
+  assert before["flare_event_id"] == "SOL2012-06-01T05:34:00"
+  assert before["minutes_after_flare_end"] == pytest.approx(91.0)
+  assert flare[0] == -1
+  assert letters[0] == frame_facts.class_index([before["goes_flux"]])[0]
+  for row in (inside, late):
+    assert row["flare_event_id"] == "SOL2012-06-01T07:40:00" and row["noaa_ar"] == 11493
+  assert flare[1] == flare[2] == goes.CLASS_LETTERS.index("C")
+  assert groups[1] == groups[2] == "SOL2012-06-01T07:40:00"
+  assert groups[0] == "day:2012-06-01"
+
+
+def test_cooling_lag_on_read(index, xrs):
+  # 20 min after the C1.1's end: flaring with a 30 min lag, not with 10.
+  _, arrays = facts_of([T(2012, 6, 1, 8, 3)], index, xrs)
+  assert label(arrays, "flare_class", lag=30.0)[0][0] == 2
+  assert label(arrays, "flare_class", lag=10.0)[0][0] == -1
+  assert label(arrays, "background_class", lag=10.0)[0][0] >= 0
+  assert label(arrays, "background_class", lag=30.0)[0][0] == -1
+
+
+def test_m25_flare_facts_on_the_true_scale(index, xrs):
+  rows, arrays = facts_of([T(2011, 6, 7, 6, 41)], index, xrs)
+  row = rows[0]
+  assert row["flare_event_id"] == "SOL2011-06-07T06:41:00" and row["flare_class"] == "M2.5"
+  assert (row["flare_start"], row["flare_end"]) == (
+    "2011-06-07T06:16:00.000",
+    "2011-06-07T06:59:00.000",
+  )
+  # Flux: the larger of the listed M2.5 / 0.7 and the SDAC peak / 0.7 (2.5554e-5 / 0.7).
+  assert row["flare_flux"] == pytest.approx(2.5554e-5 / 0.7, rel=1e-4)
+  assert label(arrays, "goes_class")[0][0] == goes.CLASS_LETTERS.index("M")
+  # goes_flux: the median of the SDAC samples within 5 min, divided by 0.7.
+  import sunpy.timeseries
+
+  raw = sunpy.timeseries.TimeSeries(str(goes_file("go1520110607.fits"))).to_dataframe()["xrsb"]
+  near = raw[T(2011, 6, 7, 6, 36) : T(2011, 6, 7, 6, 46)]
+  assert row["goes_flux"] == pytest.approx(float(np.median(near)) / 0.7, rel=1e-6)
+
+
+def test_next_24_hours(index, xrs):
+  rows, arrays = facts_of(
+    [T(2011, 6, 6, 12, 0), T(2011, 6, 7, 7, 30), T(2012, 6, 2, 1, 0)], index, xrs
+  )
+  ahead, after, quiet = rows
+  # The M2.5 peaks 18.7 h later: the largest listed flare of the window.
+  assert ahead["next24_event_id"] == "SOL2011-06-07T06:41:00"
+  assert ahead["next24_flux"] >= 2.5e-5 / 0.7
+  assert not ahead["next24_complete"]  # the file starts on 2011-06-07
+  # After the M2.5: nothing listed in the next 24 h of the excerpt, and XRS runs out.
+  assert after["next24_event_id"] == "" and not after["next24_complete"]
+  forecast, groups = label(arrays, "max_class_next_24h")
+  assert forecast[0] == goes.CLASS_LETTERS.index("M") and groups[0] == "SOL2011-06-07T06:41:00"
+  assert forecast[1] == -1  # unknown: no listed flare and no full XRS coverage
+  assert np.isnan(quiet["next24_flux"]) and forecast[2] == -1
+
+
+def test_next_24_hours_with_full_coverage(index, xrs):
+  # 2011-06-07 00:00 to 24:00 is covered by the SDAC file (1 s .. 2 s cadence).
+  rows, arrays = facts_of([T(2011, 6, 6, 23, 59, 58)], index, xrs)
+  if not rows[0]["next24_complete"]:
+    pytest.skip("the file's first samples leave a gap over 5 min")
+  window = xrs.partial(T(2011, 6, 6, 23, 59, 59), T(2011, 6, 7, 23, 59, 58))
+  assert rows[0]["next24_flux"] == pytest.approx(max(window.max(), 2.5e-5 / 0.7))
+
+
+def test_policies_partition_the_frames(index, xrs):
+  times = [T(2012, 6, 1, h, m) for h in range(0, 24) for m in (0, 20, 40)]
+  _, arrays = facts_of(times, index, xrs)
+  goes_class, _ = label(arrays, "goes_class")
+  flare, _ = label(arrays, "flare_class")
+  background, _ = label(arrays, "background_class")
+  flaring = frame_facts.in_flare(arrays, 30.0)
+  assert flaring.any() and (~flaring).any()
+  np.testing.assert_array_equal(flare >= 0, flaring)
+  np.testing.assert_array_equal(np.where(flaring, flare, background), goes_class)
+  with pytest.raises(ValueError, match="label policy"):
+    frame_facts.labels(arrays, "peak_class", 30.0)
+
+
+def test_class_index_matches_class_letter():
+  rng = np.random.default_rng(0)
+  fluxes = np.concatenate([10 ** rng.uniform(-10, -2, 300), list(goes.class_edges().values())])
+  index = frame_facts.class_index(fluxes)
+  assert [goes.CLASS_LETTERS[i] for i in index] == [goes.class_letter(f) for f in fluxes]
+  assert frame_facts.class_index([np.nan])[0] == -1

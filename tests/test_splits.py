@@ -1,0 +1,98 @@
+"""Tests of solar_jax.data.splits: month-block folds and the embargo, on the real 2011 list."""
+
+import datetime
+import pathlib
+
+import numpy as np
+import pytest
+
+from solar_jax.data import flare_list, frame_facts, splits
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+DAY = np.timedelta64(86400_000, "ms")
+
+
+@pytest.fixture(scope="module")
+def year():
+  """Facts of frames every 6 h over 2011 plus one at each flare's peak (real list, no XRS)."""
+  flares = flare_list.read_flare_list(FIXTURES / "flare_list_sc24_2011.csv")
+  index = flare_list.FlareIndex(flares)
+  t0 = datetime.datetime(2011, 1, 1)
+  times = sorted(
+    {t0 + datetime.timedelta(hours=6 * i) for i in range(365 * 4)} | {f.peak for f in flares}
+  )
+  rows = [frame_facts.frame_facts(t, index, None, association_lag_minutes=120.0) for t in times]
+  facts = {k: np.array([r[k] for r in rows]) for k in frame_facts.FIELDS}
+  facts["time"] = np.array([frame_facts.iso(t) for t in times])
+  return facts
+
+
+def test_month_index_and_roles():
+  assert splits.month_index(["2011-01-01T00:00:00.000", "2011-12-31T23:59:59.999"]).tolist() == [
+    12 * 2011,
+    12 * 2011 + 11,
+  ]
+  role = splits.roles(10, 3)
+  assert role[3] == splits.TEST and role[8] == splits.VALIDATION
+  assert (role == splits.TRAIN).sum() == 8
+  with pytest.raises(ValueError, match="fold"):
+    splits.roles(10, 10)
+
+
+@pytest.mark.parametrize("fold", range(10))
+def test_no_train_frame_within_the_embargo_of_a_test_frame(year, fold):
+  times = splits.as_times(year["time"])
+  codes = splits.assign(year["time"], fold=fold, num_folds=10, embargo_days=14)
+  test, train, val = (times[codes == c] for c in (splits.TEST, splits.TRAIN, splits.VALIDATION))
+  assert len(test) and len(train) and len(val)
+
+  def nearest(a, b):  # distance from each of a to the nearest of b
+    j = np.clip(np.searchsorted(b, a), 1, len(b) - 1)
+    return np.minimum(np.abs(a - b[j - 1]), np.abs(b[j] - a))
+
+  assert nearest(train, test).min() > 14 * DAY
+  assert nearest(train, val).min() > 14 * DAY
+  assert nearest(val, test).min() > 14 * DAY
+  # Test frames are never dropped: the test split is whole months of residue `fold`.
+  months = splits.month_index(year["time"])
+  np.testing.assert_array_equal(codes == splits.TEST, months % 10 == fold)
+  # Without an embargo nothing is dropped, and the drops are what the embargo removed.
+  plain = splits.assign(year["time"], fold=fold, num_folds=10, embargo_days=0)
+  assert (plain == splits.EMBARGOED).sum() == 0
+  assert np.all((codes == plain) | (codes == splits.EMBARGOED))
+
+
+def test_every_month_is_tested_once_across_folds(year):
+  tested = np.zeros(len(year["time"]), int)
+  for fold in range(10):
+    tested += splits.assign(year["time"], fold=fold, num_folds=10, embargo_days=14) == splits.TEST
+  np.testing.assert_array_equal(tested, 1)
+
+
+def test_summary_counts_and_active_region_overlap(year):
+  labels, groups = frame_facts.labels(year, "goes_class", 30.0)
+  flaring = frame_facts.in_flare(year, 30.0)
+  flare_ids = np.where(flaring, year["flare_event_id"], "")
+  codes = splits.assign(year["time"], fold=0, num_folds=10, embargo_days=14)
+  table = splits.summary(codes, labels, groups, year["noaa_ar"], flare_ids, "ABCMX")
+  # Without XRS only flaring frames have a label: frames = flaring frames per split.
+  for code, name in enumerate(splits.SPLITS):
+    mine = (codes == code) & flaring
+    assert table["frames"][name]["total"] == mine.sum()
+    for i, c in enumerate("ABCMX"):
+      assert table["events"][name][c] == len(set(flare_ids[mine & (labels == i)]))
+  assert table["embargoed"] == (codes == splits.EMBARGOED).sum() > 0
+  # Brute force: test flares with an AR whose AR also flared in a train frame.
+  train_ars = {
+    a for a, c, f in zip(year["noaa_ar"], codes, flare_ids) if c == splits.TRAIN and f and a
+  }
+  test_events = {
+    (f, a) for a, c, f in zip(year["noaa_ar"], codes, flare_ids) if c == splits.TEST and f and a
+  }
+  overlap = sum(a in train_ars for _, a in test_events)
+  assert table["ar_overlap"] == dict(
+    test_events_with_ar=len(test_events), in_train=overlap, share=overlap / len(test_events)
+  )
+  # Month blocks with a 14-day embargo still leave active regions shared with train
+  # (an AR lives for weeks and returns after a rotation): the share is reported, not hidden.
+  assert 0 < table["ar_overlap"]["share"] < 1
