@@ -202,11 +202,25 @@ def _summary(entry: dict, memorised: dict) -> dict:
   return {k: v for k, v in found.items() if v is not None}
 
 
-def _space(config, name, extract, model: dict, sel, labels, out_dir) -> tuple[dict, dict, dict]:
-  """Features of every image set in one space; its distribution metrics and memorisation."""
+def _features(name, extract, model: dict, cache: dict | None) -> dict:
+  """Features of every image set; the real sets' are kept in ``cache`` for a second call."""
   sizes = {k: len(v) for k, v in model.items() if v is not None}
   logging.info("Extracting %s features: %s.", name, sizes)
-  feats = {k: None if v is None else np.asarray(extract(v), np.float32) for k, v in model.items()}
+  feats = {}
+  for key, images in model.items():
+    if images is None:
+      feats[key] = None
+    elif cache is not None and key != "fake" and (name, key) in cache:
+      feats[key] = cache[(name, key)]
+    else:
+      feats[key] = np.asarray(extract(images), np.float32)
+      if cache is not None and key != "fake":
+        cache[(name, key)] = feats[key]
+  return feats
+
+
+def _space(config, name, feats: dict, sel, labels, out_dir) -> tuple[dict, dict, dict]:
+  """Features of every image set in one space; its distribution metrics and memorisation."""
   entry = distribution.space_metrics(config, feats, sel, feats["real"].shape[1])
   entry["description"] = features_lib.DESCRIPTIONS.get(name, name)
   mem, arrays = _memorisation(config, feats, labels["fake"])
@@ -231,6 +245,7 @@ def evaluate_arrays(
   reference: dict | None = None,
   train: dict | None = None,
   classify=None,
+  feature_cache: dict | None = None,
   write_plots: bool = True,
   extra: dict | None = None,
 ) -> dict:
@@ -246,6 +261,8 @@ def evaluate_arrays(
     train: the DDPM's training images (same layout) for memorisation; None: none.
     classify: (predict(model-space images) -> task labels, info) of the
       real-only classifier, for class consistency; None: not scored.
+    feature_cache: features of the real sets by (extractor, set), filled and
+      reused across calls with the same real sets (the samples and the pool).
     write_plots: whether to draw the PNGs.
     extra: entries added to metrics.json as they are (e.g. the samples' settings).
 
@@ -268,7 +285,8 @@ def evaluate_arrays(
   model = {k: None if v is None else _model_space(config, v["images"]) for k, v in sets.items()}
   mem_arrays = {}
   for name, extract in extractors.items():
-    entry, mem, mem_arrays[name] = _space(config, name, extract, model, sel, labels, out_dir)
+    feats = _features(name, extract, model, feature_cache)
+    entry, mem, mem_arrays[name] = _space(config, name, feats, sel, labels, out_dir)
     metrics["features"][name], metrics["memorisation"][name] = entry, mem
     metrics["summary"][name] = _summary(entry, mem)
   metrics["memorisation"]["pixels"], mem_arrays["pixels"] = _memorisation(
@@ -368,7 +386,7 @@ def _evaluate_pool(config, workdir, inputs: dict, samples_info, main) -> dict | 
   metrics = evaluate_arrays(
     config, inputs["real"], pool, inputs["extractors"], pool_dir if main else None,
     reference=inputs["reference"], train=inputs["train"], classify=inputs["classify"],
-    extra=extra,
+    feature_cache=inputs["feature_cache"], extra=extra,
   )  # fmt: skip
   if main:
     _log_summary(
@@ -404,6 +422,7 @@ def _load_inputs(config, workdir, mesh, names, generated_shape, samples_path) ->
     "real": real,
     "reference": reference,
     "train": train,
+    "feature_cache": {},
     "extra": {
       "skipped_extractors": skipped,
       "memorisation_train_images_searched": searched,
@@ -432,7 +451,7 @@ def run(config, workdir, mesh=None) -> dict:
   metrics = evaluate_arrays(
     config, inputs["real"], generated, inputs["extractors"], out_dir if main else None,
     reference=inputs["reference"], train=inputs["train"], classify=inputs["classify"],
-    extra={"samples": samples_info, **inputs["extra"]},
+    feature_cache=inputs["feature_cache"], extra={"samples": samples_info, **inputs["extra"]},
   )  # fmt: skip
   if main:
     _log_summary("the samples", metrics, out_dir)
