@@ -130,7 +130,7 @@ def get_config() -> ml_collections.ConfigDict:
   evaluation.num_clusters = 20  # k-means clusters on real features.
   # DDPM training images searched for each sample's nearest neighbour (memorisation;
   # the first ones in stored order); 0 = no memorisation figures.
-  evaluation.memorisation_train_images = 5000
+  evaluation.memorisation_train_images = 2000
   # Flare-kernel threshold [DN/s]: per class, the share of the disk at or above it.
   evaluation.flare_kernel_dns = 1500.0
 
