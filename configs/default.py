@@ -134,16 +134,25 @@ def get_config() -> ml_collections.ConfigDict:
   evaluation = config.evaluation = ml_collections.ConfigDict()
   evaluation.num_images = 500  # N for real and generated sets alike.
   evaluation.split = "test"
+  # Second, disjoint real split for the real-vs-real floors at the same N; "" = no floors.
+  evaluation.floor_split = "validation"
   # Path to Inception-v3 FID weights (.npz converted from pytorch-fid's
   # pt_inception-2015-12-05-6726825d.pth, see solar_jax/models/inception.py).
   # Needed only when 'inception' is in extractors; a missing file is an error.
   evaluation.inception_weights = ""
-  evaluation.extractors = ("classifier",)  # Any of 'inception', 'classifier'.
+  # Feature spaces: any of 'classifier' (the real-only flare classifier), 'random'
+  # (random projections: no training, no download), 'inception' (needs the weights).
+  evaluation.extractors = ("classifier", "random")
+  evaluation.random_features_dim = 16  # D of the 'random' space (FID needs N > D).
   evaluation.batch_size = 50
-  evaluation.kid_subsets = 100
-  evaluation.kid_subset_size = 1000  # Clipped to N.
+  evaluation.kid_bootstrap = 200  # Bootstrap resamples behind KID's 95 % interval.
   evaluation.nearest_k = 5  # k for precision/recall and density/coverage.
   evaluation.num_clusters = 20  # k-means clusters on real features.
+  # DDPM training images searched for each sample's nearest neighbour (memorisation;
+  # the first ones in stored order); 0 = no memorisation figures.
+  evaluation.memorisation_train_images = 2000
+  # Flare-kernel threshold [DN/s]: per class, the share of the disk at or above it.
+  evaluation.flare_kernel_dns = 1500.0
 
   # ---------------------------------------------------------- classifier ---
   classifier = config.classifier = ml_collections.ConfigDict()

@@ -55,8 +55,6 @@ def get_config():
   config.sampling.counts = "fixed"
 
   config.evaluation.num_images = 100
-  config.evaluation.kid_subsets = 20
-  config.evaluation.kid_subset_size = 50
   config.evaluation.num_clusters = 8
 
   config.classifier.stage_sizes = (1, 1, 1)

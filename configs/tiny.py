@@ -36,8 +36,8 @@ def get_config():
   config.sampling.per_class = (2, 2, 2, 2, 2)
 
   config.evaluation.num_images = 16
-  config.evaluation.kid_subsets = 10
-  config.evaluation.kid_subset_size = 8
+  config.evaluation.kid_bootstrap = 50
+  config.evaluation.memorisation_train_images = 64
   config.evaluation.nearest_k = 3
   config.evaluation.num_clusters = 4
   config.evaluation.batch_size = 8

@@ -22,7 +22,7 @@ DTYPES = ("float32", "bfloat16")
 SAMPLE_COUNTS = ("fixed", "balance")
 CLASSIFIER_TASKS = ("multiclass", "ge_m", "ge_c")
 CLASSIFIER_REGIMES = ("real", "weighted", "oversample", "real_synthetic", "synthetic_only")
-EXTRACTORS = ("inception", "classifier")
+EXTRACTORS = ("inception", "classifier", "random")
 BUILDER_CONFIGS = ("64", "128", "256", "512")
 # Label policies applied on read (solar_jax/data/frame_facts.py says what each means).
 DATA_LABELS = ("goes_class", "flare_class", "background_class", "max_class_next_24h")
@@ -163,11 +163,23 @@ def _validate_sampling(config) -> None:
 def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
   for name in evaluation.extractors:
     _choice(name, "evaluation.extractors", EXTRACTORS)
-  for field in ("num_images", "batch_size", "kid_subsets", "kid_subset_size", "nearest_k"):
+  for field in ("num_images", "batch_size", "kid_bootstrap", "nearest_k", "random_features_dim"):
     _positive(evaluation[field], f"evaluation.{field}")
   if evaluation.num_clusters < 2:
     raise ConfigError(f"evaluation.num_clusters={evaluation.num_clusters} must be >= 2.")
   _choice(evaluation.split, "evaluation.split", ("train", "validation", "test"))
+  if evaluation.floor_split:
+    _choice(evaluation.floor_split, "evaluation.floor_split", ("train", "validation", "test"))
+    if evaluation.floor_split == evaluation.split:
+      raise ConfigError(
+        f"evaluation.floor_split={evaluation.floor_split} must differ from evaluation.split "
+        "(the floor compares two disjoint real sets); use '' for no floors."
+      )
+  if evaluation.memorisation_train_images < 0:
+    raise ConfigError(
+      f"evaluation.memorisation_train_images={evaluation.memorisation_train_images} must be >= 0."
+    )
+  _positive(evaluation.flare_kernel_dns, "evaluation.flare_kernel_dns")
 
   _choice(classifier.task, "classifier.task", CLASSIFIER_TASKS)
   for name in classifier.regimes:

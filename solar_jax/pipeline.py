@@ -42,7 +42,7 @@ def check_inputs(config, workdir: str, mode: str) -> None:
     features.check_available(config, workdir, classifier_yet_to_train=mode == "all")
   if mode in ("train", "evaluate", "classify", "all"):
     builder = input_pipeline.get_builder(config.data)
-    splits = _SPLITS_READ.get(mode, (config.evaluation.split,))  # evaluate: its split.
+    splits = _SPLITS_READ.get(mode) or evaluate.splits_read(config)
     input_pipeline.verify_shards(config.data, splits, builder=builder)
   if mode == "sample":
     wd.require_checkpoint(workdir)

@@ -14,6 +14,7 @@ from etils import epath
 
 from solar_jax import errors
 from solar_jax import workdir as wd
+from solar_jax.evaluation import tables
 
 
 def _flatten(tree, prefix=""):
@@ -166,8 +167,8 @@ def build_report(config, workdir) -> str:
   evaluation = workdir / "eval" / "metrics.json"
   if evaluation.exists():
     parts += ["", "## Evaluation: how real are the synthetic Suns?", ""]
-    parts.append(metrics_table(json.loads(evaluation.read_text())))
-    parts += [""] + _images(workdir / "eval", workdir)
+    parts.append(tables.evaluation_markdown(json.loads(evaluation.read_text())))
+    parts += ["Full figures: `eval/metrics.json`.", ""] + _images(workdir / "eval", workdir)
     pool = workdir / "eval" / "classifier_pool" / "metrics.json"
     if pool.exists():
       metrics = json.loads(pool.read_text())
@@ -184,7 +185,7 @@ def build_report(config, workdir) -> str:
         f"(N={metrics.get('num_images')}; details in "
         f"`{(pool.parent / 'metrics.json').relative_to(workdir)}`):",
         "",
-        metrics_table(metrics.get("summary", {})),
+        tables.evaluation_markdown(metrics),
         "",
         *_images(pool.parent, workdir),
       ]

@@ -52,31 +52,77 @@ def test_identical_sets_score_perfectly(tmp_path, config):
   real = _data(rng, 40)
   config.evaluation.num_images = 40  # All images, so both subsets are the same images.
   metrics = evaluate.evaluate_arrays(
-    config, real, dict(real), {"pixels": _pixel_features}, tmp_path
+    config, real, dict(real), {"pooled": _pixel_features}, tmp_path
   )
   assert metrics["num_images"] == 40
-  overall = metrics["features"]["pixels"]["overall"]
+  overall = metrics["features"]["pooled"]["overall"]
   assert overall["n"] == 40
-  assert abs(overall["fid"]) < 1e-6
+  assert abs(overall["fid"]) < 1e-6 and overall["fid_method"] == "sqrtm"
   assert overall["precision"] == 1.0 and overall["recall"] == 1.0
   assert overall["clusters"]["js_divergence"] < 1e-9
-  # Per class: same images of that class on both sides.
+  assert overall["kid"]["ci_low"] <= 0.0 <= overall["kid"]["ci_high"]
+  assert overall["floor"] == {"not_estimable": "no second real split (evaluation.floor_split)"}
+  # Per class: same images of that class on both sides; FID only where n > D = 16.
   for name, count in zip(("A", "B", "C"), np.bincount(real["labels"], minlength=3)):
-    entry = metrics["features"]["pixels"]["per_class"][name]
+    entry = metrics["features"]["pooled"]["per_class"][name]
     assert entry["n"] == count
-    assert abs(entry["fid"]) < 1e-6
-  assert metrics["features"]["pixels"]["per_class"]["X"] == {
-    "n": 0,
-    "note": "fewer than 2 images per set: no figures",
-  }
+    if count > 16:
+      assert abs(entry["fid"]) < 1e-6
+    else:
+      assert "fid" not in entry and entry["fid_not_estimable"] == f"N={count} <= D=16"
+  assert (
+    metrics["features"]["pooled"]["per_class"]["X"]["not_estimable"] == "N=0 < 2 images per set"
+  )
   assert metrics["physics"]["intensity_wasserstein_dex"] == 0.0
   assert metrics["physics"]["brightness_by_class"]["B"]["ratio"] == pytest.approx(1.0)
+  assert metrics["physics"]["flare"]["overall"]["peak_dns"]["ks_statistic"] == 0.0
+  assert metrics["memorisation"]["pixels"]["not_estimable"].startswith("no DDPM training")
   written = json.loads((tmp_path / "metrics.json").read_text())
-  assert written["summary"]["pixels"]["fid"] == pytest.approx(overall["fid"], abs=1e-12)
-  for name in ("intensity_histogram", "limb_profile", "power_spectrum", "cluster_occupancy_pixels"):
+  assert written["summary"]["pooled"]["fid"] == pytest.approx(overall["fid"], abs=1e-12)
+  for name in ("intensity_histogram", "limb_profile", "power_spectrum", "cluster_occupancy_pooled"):
     assert (tmp_path / f"{name}.png").stat().st_size > 1000
-  with np.load(tmp_path / "features_pixels.npz") as f:
-    assert f["real"].shape[1] == 16 and len(f["real"]) == len(f["real_index"])
+  with np.load(tmp_path / "features_pooled.npz") as f:
+    assert f["real"].shape == (40, 16) and len(f["generated_labels"]) == 40
+
+
+def _brightness_classifier(config, data):
+  """A 'real-only classifier' that recognises the class from the median brightness."""
+
+  def median(images_model):
+    return np.median(images_model.reshape(len(images_model), -1), axis=1)
+
+  m = median(evaluate._model_space(config, data["images"]))
+  levels = np.sort([m[data["labels"] == c].mean() for c in np.unique(data["labels"])])
+  edges = (levels[1:] + levels[:-1]) / 2
+  info = {"regime": "real", "seed": 0, "step": 1, "task": "multiclass"}
+  info["class_names"] = list(config.data.classes)
+  return (lambda images_model: np.digitize(median(images_model), edges)), info
+
+
+def test_floors_memorisation_and_consistency_end_to_end(tmp_path, config):
+  # Real test, a disjoint real "validation" set and a training set all from one
+  # distribution; the samples are copies of training images, labelled right.
+  rng = np.random.default_rng(4)
+  config.evaluation.num_images = 40
+  real, reference, train = _data(rng, 60), _data(rng, 60), _data(rng, 80)
+  copies = {"images": train["images"][:45], "labels": train["labels"][:45]}
+  metrics = evaluate.evaluate_arrays(
+    config, real, copies, {"pooled": _pixel_features}, tmp_path, reference=reference,
+    train=train, classify=_brightness_classifier(config, real),
+  )  # fmt: skip
+  overall = metrics["features"]["pooled"]["overall"]
+  assert overall["floor"]["n"] == 40
+  assert overall["floor"]["kid"]["ci_low"] <= 0.0 <= overall["floor"]["kid"]["ci_high"]
+  counts = metrics["class_counts"]
+  assert counts["floor_reference_overall"] == counts["real_overall"]
+  for space in ("pooled", "pixels"):
+    mem = metrics["memorisation"][space]
+    assert mem["share"] == 1.0 and mem["memorised"] and mem["n_train"] == 80
+  cc = metrics["class_consistency"]
+  assert cc["real_reference"]["balanced_accuracy"] > 0.9
+  assert cc["synthetic"]["balanced_accuracy"] > 0.9
+  for name in ("memorisation_pairs_pixels", "class_consistency_synthetic", "flare_physics"):
+    assert (tmp_path / f"{name}.png").stat().st_size > 1000
 
 
 def test_a_brighter_model_is_worse_and_the_class_mix_is_matched(tmp_path, config):
@@ -84,12 +130,12 @@ def test_a_brighter_model_is_worse_and_the_class_mix_is_matched(tmp_path, config
   real = _data(rng, 60)
   good = _data(rng, 90)
   bright = {"images": good["images"] * 3.0, "labels": good["labels"]}
-  fx = {"pixels": _pixel_features}
+  fx = {"pooled": _pixel_features}
   m_good = evaluate.evaluate_arrays(config, real, good, fx, tmp_path / "g", write_plots=False)
   m_bad = evaluate.evaluate_arrays(config, real, bright, fx, tmp_path / "b", write_plots=False)
   assert (
-    m_bad["features"]["pixels"]["overall"]["fid"]
-    > 5 * m_good["features"]["pixels"]["overall"]["fid"]
+    m_bad["features"]["pooled"]["overall"]["fid"]
+    > 5 * m_good["features"]["pooled"]["overall"]["fid"]
   )
   assert m_bad["physics"]["intensity_wasserstein_dex"] == pytest.approx(np.log10(3.0), abs=0.05)
   assert m_bad["physics"]["brightness_by_class"]["A"]["ratio"] == pytest.approx(3.0, rel=0.1)
@@ -118,18 +164,41 @@ def _write_samples(workdir, step, data, path=None, guidance=1.0):
 
 def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   rng = np.random.default_rng(2)
-  real = _data(rng, 50)
+  splits = {"test": _data(rng, 50), "validation": _data(rng, 40), "train": _data(rng, 60)}
   _write_samples(tmp_path, 9, _data(rng, 12))
   _write_samples(tmp_path, 40, _data(rng, 20))  # Newest: 40 > 9 numerically.
-  monkeypatch.setattr(evaluate, "load_real", lambda cfg, max_examples: real)
+  read = []
+
+  def load_real(cfg, max_examples, split=None):
+    read.append((split or cfg.evaluation.split, max_examples))
+    return splits[split or cfg.evaluation.split]
+
+  monkeypatch.setattr(evaluate, "load_real", load_real)
   monkeypatch.setattr(
-    evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pixels": _pixel_features}, {})
+    evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pooled": _pixel_features}, {})
   )
   metrics = evaluate.run(config, tmp_path)
   assert metrics["samples"]["step"] == 40
   assert metrics["num_images"] == 20  # min(30, 50 real, 20 generated)
   written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
   assert written["samples"]["sampler"] == "ddim"
+  assert read == [("test", 150), ("validation", 150), ("train", 64)]
+  assert written["memorisation_train_images_searched"] == 60
+  assert written["floor_split"] == "validation" and written["sample_size_rules"]["fid"]
+  # The report: one compact table per feature space, FID marked where N <= D, no key dump.
+  text = report.build_report(config, tmp_path)
+  section = text[text.index("## Evaluation") :]
+  assert "### Feature space `pooled` (D = 16)" in section and "| overall | 20 |" in section
+  marked = 0
+  for name, entry in written["features"]["pooled"]["per_class"].items():
+    n = entry["n"]
+    if 2 <= n <= 16:
+      assert "fid" not in entry and f"| {name} | {n} | n/a: N={n} <= D=16 |" in section
+      marked += 1
+  assert marked >= 2
+  assert "summary." not in section and "class_counts." not in section
+  assert "(eval/memorisation_pairs_pixels.png)" in section
+  assert "(eval/flare_physics.png)" in section
   assert sorted(p.name for p in (tmp_path / "eval").glob("grid_*.png")) == [
     "grid_A.png",
     "grid_B.png",
@@ -139,15 +208,17 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
 
 def test_run_also_scores_the_classifier_pool_when_drawn_otherwise(tmp_path, config, monkeypatch):
   rng = np.random.default_rng(3)
-  real = _data(rng, 50)
+  splits = {"test": _data(rng, 50), "validation": _data(rng, 40), "train": _data(rng, 60)}
   samples = _data(rng, 30)
   _write_samples(tmp_path, 40, samples)
   pool_path = tmp_path / "classifier" / "synthetic" / "step_40.npz"
   # Drawn like the samples: nothing more to score.
   _write_samples(tmp_path, 40, samples, path=pool_path)
-  monkeypatch.setattr(evaluate, "load_real", lambda cfg, max_examples: real)
   monkeypatch.setattr(
-    evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pixels": _pixel_features}, {})
+    evaluate, "load_real", lambda cfg, max_examples, split=None: splits[split or "test"]
+  )
+  monkeypatch.setattr(
+    evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pooled": _pixel_features}, {})
   )
   assert "classifier_pool" not in evaluate.run(config, tmp_path)
   assert not (tmp_path / "eval" / "classifier_pool").exists()
@@ -158,13 +229,14 @@ def test_run_also_scores_the_classifier_pool_when_drawn_otherwise(tmp_path, conf
   pool = json.loads((tmp_path / "eval" / "classifier_pool" / "metrics.json").read_text())
   assert pool["samples"]["guidance_scale"] == 10.0 and pool["samples"]["path"] == str(pool_path)
   assert pool == json.loads(json.dumps(evaluate._jsonable(metrics["classifier_pool"])))
-  assert pool["summary"]["pixels"]["fid"] > 5 * metrics["summary"]["pixels"]["fid"]
+  assert pool["summary"]["pooled"]["fid"] > 5 * metrics["summary"]["pooled"]["fid"]
   assert pool["physics"]["intensity_wasserstein_dex"] == pytest.approx(np.log10(3.0), abs=0.05)
   assert (tmp_path / "eval" / "classifier_pool" / "grid_A.png").exists()
   text = report.build_report(config, tmp_path)
   section = text[text.index("### The classifier's synthetic training images") :]
   assert "guidance 10.0" in section and "(eval/classifier_pool/grid_A.png)" in section
-  assert f"| pixels.fid | {pool['summary']['pixels']['fid']:.4g} |" in section
+  assert "### Feature space `pooled` (D = 16)" in section
+  assert f"| overall | 30 | {pool['summary']['pooled']['fid']:.3g} " in section
 
 
 def test_missing_inputs_are_clear_errors(tmp_path, config):

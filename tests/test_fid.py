@@ -110,11 +110,13 @@ def test_mmd_estimator_is_unbiased():
 
 def test_kid_is_near_zero_for_one_distribution_and_positive_for_a_shift():
   rng = np.random.default_rng(5)
-  x, y = rng.normal(size=(600, 16)), rng.normal(size=(600, 16))
-  same = fid.kernel_inception_distance(x, y, num_subsets=20, subset_size=300, seed=0)
-  shifted = fid.kernel_inception_distance(x, y + 0.5, num_subsets=20, subset_size=300, seed=0)
-  assert abs(same["mean"]) < 2 * same["std"] + 1e-3
-  assert shifted["mean"] > 10 * max(same["std"], abs(same["mean"]))
+  x, y = rng.normal(size=(300, 16)), rng.normal(size=(300, 16))
+  same = fid.kernel_inception_distance(x, y, num_bootstrap=100, seed=0)
+  shifted = fid.kernel_inception_distance(x, y + 0.5, num_bootstrap=100, seed=0)
+  assert same["ci_low"] <= 0.0 <= same["ci_high"]
+  assert shifted["ci_low"] > same["ci_high"]
+  # The point estimate is the whole-set unbiased MMD², not a subset average.
+  assert shifted["mean"] == pytest.approx(fid.mmd2_unbiased(x, y + 0.5), rel=1e-12)
 
 
 def test_mmd_matches_a_direct_double_sum():
@@ -130,8 +132,49 @@ def test_mmd_matches_a_direct_double_sum():
   assert fid.mmd2_unbiased(x, y) == pytest.approx(xx + yy - 2 * xy, rel=1e-12)
 
 
-def test_kid_subset_size_is_clipped_to_n():
+def test_kid_interval_is_wider_for_smaller_n_and_covers_the_truth():
+  # The interval comes from resampling images, so it must shrink roughly as
+  # 1/sqrt(N); and over independent draws it must cover the large-sample value.
   rng = np.random.default_rng(6)
-  out = fid.kernel_inception_distance(rng.normal(size=(30, 4)), rng.normal(size=(40, 4)))
-  assert out["subset_size"] == 30
-  assert out["num_subsets"] == 100
+  d, shift = 8, 0.3
+  truth = fid.mmd2_unbiased(rng.normal(size=(3000, d)), rng.normal(size=(3000, d)) + shift)
+  widths = {}
+  for n in (25, 100, 400):
+    x, y = rng.normal(size=(n, d)), rng.normal(size=(n, d)) + shift
+    out = fid.kernel_inception_distance(x, y, num_bootstrap=200, seed=n)
+    assert out["n_real"] == out["n_fake"] == n and out["num_bootstrap"] == 200
+    widths[n] = out["ci_high"] - out["ci_low"]
+  assert widths[25] > 1.5 * widths[100] > 1.5 * 1.5 * widths[400]
+  covered = 0
+  for seed in range(40):
+    x, y = rng.normal(size=(60, d)), rng.normal(size=(60, d)) + shift
+    out = fid.kernel_inception_distance(x, y, num_bootstrap=100, seed=seed)
+    covered += out["ci_low"] <= truth <= out["ci_high"]
+  assert covered >= 33  # 95 % nominal; >= 33 of 40 fails with probability < 2 %.
+
+
+def test_fid_of_a_set_with_itself_is_zero_and_grows_as_the_shift_squared():
+  # Shifting every feature by delta moves the mean by delta·1 and leaves the
+  # covariance unchanged: FID = D delta² exactly.
+  rng = np.random.default_rng(7)
+  x = rng.normal(size=(300, 12))
+  assert abs(fid.fid_from_features(x, x)) < 1e-6
+  values = [fid.fid_from_features(x, x + delta) for delta in (0.1, 0.2, 0.4, 0.8)]
+  for delta, value in zip((0.1, 0.2, 0.4, 0.8), values):
+    assert value == pytest.approx(12 * delta**2, rel=1e-6, abs=1e-6)
+  assert values == sorted(values)
+
+
+def test_fid_floor_of_two_gaussian_samples_matches_the_analytic_bias():
+  # Two samples of n from N(0, I_D): E|mu1-mu2|² = 2D/n, and to second order the
+  # Bures term is |S1-S2|_F²/4 with E|S-I|_F² = D(D+1)/(n-1) for a sample
+  # covariance (ddof=1), so E FID = 2D/n + D(D+1)/(2(n-1)).
+  rng = np.random.default_rng(8)
+  d, n, reps = 8, 400, 60
+  values = [
+    fid.fid_from_features(rng.normal(size=(n, d)), rng.normal(size=(n, d))) for _ in range(reps)
+  ]
+  expected = 2 * d / n + d * (d + 1) / (2 * (n - 1))
+  stderr = np.std(values) / np.sqrt(reps)
+  assert abs(np.mean(values) - expected) < 4 * stderr
+  assert abs(np.mean(values) - expected) < 0.05 * expected

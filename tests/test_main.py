@@ -121,7 +121,14 @@ def test_library_info_filter_keeps_warnings_and_our_info():
 
 def test_evaluate_before_classify_is_one_line_exit_2(repo_root, tmp_path):
   workdir = tmp_path / "run"
-  result = _run(repo_root, "--config=configs/tiny.py", f"--workdir={workdir}", "--mode=evaluate")
+  only_classifier = "--config.evaluation.extractors=('classifier',)"  # 'random' needs nothing.
+  result = _run(
+    repo_root,
+    "--config=configs/tiny.py",
+    f"--workdir={workdir}",
+    "--mode=evaluate",
+    only_classifier,
+  )
   assert result.returncode == 2, result.stderr
   assert "Traceback" not in result.stderr
   line = result.stderr.strip().splitlines()[-1]
@@ -152,8 +159,8 @@ def test_missing_config_file_is_one_line(repo_root, tmp_path):
     ("data.shuffle_buffer", 0),
     ("data.prefetch", -5),
     ("evaluation.batch_size", 0),
-    ("evaluation.kid_subsets", 0),
-    ("evaluation.kid_subset_size", 0),
+    ("evaluation.kid_bootstrap", 0),
+    ("evaluation.floor_split", "test"),
     ("evaluation.num_clusters", 1),
     ("classifier.learning_rate", 0.0),
   ],

@@ -1,39 +1,41 @@
-"""--mode=evaluate: how close are the generated Suns to real ones?
+"""--mode=evaluate: how close are the generated Suns to real ones, and can a reader trust it?
 
-Reads the newest ``workdir/samples/<step>/samples.npz`` (generated, DN/s) and
-real images of ``config.evaluation.split`` (DN/s), computes features with
-every extractor in ``config.evaluation.extractors`` and writes to
-``workdir/eval/``:
+Reads the newest ``workdir/samples/<step>/samples.npz`` (generated, DN/s),
+real images of ``config.evaluation.split`` (DN/s), of a second disjoint real
+split for the floors (``evaluation.floor_split``) and of the DDPM's training
+split (for memorisation), and writes to ``workdir/eval/``:
 
-* ``metrics.json``: FID, KID, precision/recall, density/coverage and cluster
-  occupancy per extractor, overall and per GOES class, and the physical
-  statistics; every figure carries the number of images behind it;
-* ``features_<extractor>.npz``: the features, labels and image indices used;
-* PNGs: real vs synthetic grids per class, on-disk intensity histograms, limb
-  profiles, power spectra and cluster occupancy bars;
+* ``metrics.json``: per feature space (``evaluation.extractors``), overall
+  and per GOES class, FID (only where N > D), KID with a bootstrap interval,
+  precision/recall, density/coverage and cluster occupancy, each with its
+  real-vs-real floor at the same N (``distribution``); memorisation per
+  space and in pixels (``memorisation``); class consistency under the
+  real-only classifier (``consistency``); physical statistics, with the flare
+  quantities per class (``physics``); the sample-size rules
+  (``sample_size.RULES``). Every figure carries its N; a figure below its
+  minimum N is marked ``*_not_estimable`` with the reason;
+* ``features_<extractor>.npz``: the features and labels of the real and
+  generated images;
+* PNGs: real vs synthetic grids per class, intensity histogram, limb profile,
+  power spectrum, cluster occupancy, flare physics per class, memorisation
+  ratios and closest pairs, class-consistency confusion matrices;
 * ``classifier_pool/``: the same for the synthetic images the flare classifier
   trained on (``workdir/classifier/synthetic/step_<step>.npz`` of the samples'
   step), when they were drawn with other sampling settings than the samples
-  (for example ``classifier.guidance_scale``), so that the realism of the
-  images behind the classifier's figures is on record too.
+  (for example ``classifier.guidance_scale``).
 
-Which images. Up to ``num_images × num_classes`` real images are read, so
-rarer classes have real images for the per-class figures. The overall figures
-use the same N for both sets: N = min(num_images, real available, generated
-available). The N real images are a seeded random subset; the N generated
-ones are drawn class by class to match the real subset's class mix as far as
-the generated set allows (the rest at random), so that the overall FID does
-not mostly measure a difference in class proportions. Per class, n = min(real
-of that class, generated of that class, num_images). Both sets' class counts
-are in metrics.json.
+Which images: see ``solar_jax.evaluation.distribution``. Up to
+``num_images × num_classes`` images of the evaluation and floor splits are
+read (so rarer classes have images for the per-class figures) and up to
+``memorisation_train_images`` of the training split (the first ones in stored
+order; the number searched is recorded).
 
 Extractors. 'inception' needs ``config.evaluation.inception_weights`` (see
 solar_jax/models/inception.py; a missing file is an error). 'classifier' uses
-the trained flare classifier's penultimate features from
-``solar_jax.evaluation.features.load_classifier_extractor(config, workdir)``; when
-no trained classifier exists this is an error too, unless another requested
-extractor is available, in which case the classifier is skipped and the
-reason recorded under ``skipped_extractors``.
+the trained flare classifier's penultimate features; when no trained
+classifier exists this is an error too, unless another requested extractor is
+available, in which case the classifier is skipped and the reason recorded
+under ``skipped_extractors``. 'random' always works.
 """
 
 from __future__ import annotations
@@ -45,14 +47,20 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from solar_jax import errors, parallel, viz
+from solar_jax import errors, parallel
 from solar_jax import workdir as wd
 from solar_jax.data import input_pipeline, scaling
-from solar_jax.evaluation import clusters, fid, physics, precision_recall
+from solar_jax.evaluation import (
+  consistency,
+  distribution,
+  memorisation,
+  physics,
+  plots,
+  sample_size,
+)
+from solar_jax.evaluation import features as features_lib
 from solar_jax.evaluation.features import Extractor, build_extractors
-
-GRID_PER_CLASS = 6  # Real and synthetic images shown per class.
-
+from solar_jax.models import classifier as classifier_lib
 
 # ------------------------------------------------------------- inputs ---
 
@@ -66,72 +74,119 @@ def load_samples(path) -> dict:
   return out
 
 
-def load_real(config, max_examples: int) -> dict:
-  """Real images of ``config.evaluation.split`` in DN/s, with labels."""
+def load_real(config, max_examples: int, split: str | None = None) -> dict:
+  """Real images of ``split`` (default ``config.evaluation.split``) in DN/s, with labels."""
   arrays = input_pipeline.load_split_arrays(
-    config.data, config.evaluation.split, max_examples=max_examples, transform=False
+    config.data, split or config.evaluation.split, max_examples=max_examples, transform=False
   )
   return {"images": np.asarray(arrays["image"], np.float32), "labels": np.asarray(arrays["label"])}
 
 
-# -------------------------------------------------------- selection ---
-
-
-def _select_overall(real_labels, fake_labels, n, num_classes, rng):
-  """Indices of N real (random) and N generated images (class mix matched to the real)."""
-  real_idx = np.sort(rng.choice(len(real_labels), n, replace=False))
-  wanted = np.bincount(real_labels[real_idx], minlength=num_classes)
-  fake_idx = []
-  for c in range(num_classes):
-    pool = np.flatnonzero(fake_labels == c)
-    fake_idx.extend(rng.choice(pool, min(wanted[c], len(pool)), replace=False))
-  rest = np.setdiff1d(np.arange(len(fake_labels)), fake_idx)
-  fake_idx.extend(rng.choice(rest, n - len(fake_idx), replace=False))
-  return real_idx, np.sort(np.asarray(fake_idx, np.int64))
-
-
-def _select_class(real_labels, fake_labels, c, cap, rng):
-  real_pool, fake_pool = np.flatnonzero(real_labels == c), np.flatnonzero(fake_labels == c)
-  n = min(len(real_pool), len(fake_pool), cap)
-  return (
-    np.sort(rng.choice(real_pool, n, replace=False)),
-    np.sort(rng.choice(fake_pool, n, replace=False)),
-  )
+def splits_read(config) -> tuple[str, ...]:
+  """The dataset splits --mode=evaluate reads."""
+  ev = config.evaluation
+  extra = (ev.floor_split,) if ev.floor_split else ()
+  extra += ("train",) if ev.memorisation_train_images else ()
+  return tuple(dict.fromkeys((ev.split, *extra)))
 
 
 # ---------------------------------------------------------- metrics ---
 
 
-def _fid(real_f, fake_f) -> dict:
-  try:
-    return {"fid": fid.fid_from_features(real_f, fake_f), "fid_method": "sqrtm"}
-  except ValueError:  # Rank-deficient covariances (n < D): the eigenvalue route is stable.
-    return {"fid": fid.fid_from_features(real_f, fake_f, method="eigh"), "fid_method": "eigh"}
+def _model_space(config, images) -> np.ndarray | None:
+  """Images after the intensity transform (what the DDPM and the extractors see)."""
+  if images is None:
+    return None
+  return scaling.forward(np.asarray(images, np.float32), config.data.clip_min, config.data.clip_max)
 
 
-def feature_metrics(real_f, fake_f, config, *, with_clusters: bool) -> dict:
-  """FID, KID, P/R, D/C (and clusters) of two equal-size feature sets."""
+def _counts(labels, class_names) -> dict:
+  counts = np.bincount(np.asarray(labels, np.int64), minlength=len(class_names))
+  return dict(zip(class_names, counts.tolist()))
+
+
+def _header(config, sel, labels: dict, extra) -> dict:
+  """The figures' provenance: N, splits, class counts, the sample-size rules."""
   ev = config.evaluation
-  n = len(real_f)
-  out: dict = {"n": n}
-  if n < 2:
-    out["note"] = "fewer than 2 images per set: no figures"
-    return out
-  out.update(_fid(real_f, fake_f))
-  out["kid"] = fid.kernel_inception_distance(
-    real_f, fake_f, num_subsets=ev.kid_subsets, subset_size=ev.kid_subset_size, seed=config.seed
+  names = tuple(config.data.classes)
+  real_idx, fake_idx, _, ref_idx = sel["overall"]
+  counts = {
+    "real_overall": _counts(labels["real"][real_idx], names),
+    "generated_overall": _counts(labels["fake"][fake_idx], names),
+    "real_available": _counts(labels["real"], names),
+    "generated_available": _counts(labels["fake"], names),
+  }
+  if labels["reference"] is not None:
+    counts["floor_reference_overall"] = _counts(labels["reference"][ref_idx], names)
+    counts["floor_reference_available"] = _counts(labels["reference"], names)
+  return {
+    "num_images": sel["n"],
+    "num_images_note": (
+      f"N = min(evaluation.num_images={ev.num_images}, real available={len(labels['real'])}, "
+      f"generated available={len(labels['fake'])}); per-class n = min(real, generated, "
+      "num_images) for that class"
+    ),
+    "split": ev.split,
+    "floor_split": ev.floor_split if labels["reference"] is not None else None,
+    "sample_size_rules": dict(sample_size.RULES),
+    "summary": {},
+    "class_counts": counts,
+    **(extra or {}),
+    "features": {},
+    "memorisation": {},
+  }
+
+
+def _memorisation(config, spaces: dict, fake_labels) -> tuple[dict, dict]:
+  """Memorisation of the generated images in one space (features or transformed pixels)."""
+  if spaces["train"] is None or len(spaces["train"]) == 0:
+    reason = "no DDPM training images read (evaluation.memorisation_train_images=0 or empty)"
+    return {"not_estimable": reason}, {}
+  return memorisation.memorisation(
+    spaces["fake"],
+    spaces["train"],
+    spaces["real"],
+    generated_labels=fake_labels,
+    class_names=tuple(config.data.classes),
   )
-  if n > ev.nearest_k:
-    out.update(precision_recall.prdc(real_f, fake_f, k=ev.nearest_k))
-  else:
-    out["note"] = f"n={n} <= nearest_k={ev.nearest_k}: no precision/recall"
-  if with_clusters:
-    out["clusters"] = clusters.cluster_metrics(real_f, fake_f, ev.num_clusters, seed=config.seed)
+
+
+def _consistency(config, classify, model: dict, labels: dict) -> dict:
+  """Class consistency of the samples, and of real images as the reference."""
+  if classify is None:
+    return {"not_available": "no real-only classifier (run --mode=classify with regime 'real')"}
+  predict, info = classify
+  names = tuple(config.data.classes)
+  task_of_class = classifier_lib.task_labels(np.arange(len(names)), info["task"], names)
+  out = {"classifier": info}
+  for key, side in (("synthetic", "fake"), ("real_reference", "real")):
+    out[key] = consistency.class_consistency(
+      labels[side], predict(model[side]), names, info["class_names"], task_of_class
+    )
   return out
 
 
-def _summary(overall: dict) -> dict:
-  """The headline figures of one extractor's overall metrics."""
+def _physics(config, real, generated, sel, labels) -> tuple[dict, dict]:
+  """Physical statistics: overall comparison at N, and flare quantities per class."""
+  data, names = config.data, tuple(config.data.classes)
+  real_idx, fake_idx = sel["overall"][:2]
+  stats = physics.physics_statistics(
+    real["images"][real_idx], generated["images"][fake_idx], floor=data.clip_min, seed=config.seed
+  )
+  out = {k: v for k, v in stats.items() if not isinstance(v, dict)}
+  out["brightness_by_class"] = physics.compare_brightness_by_class(
+    real["images"], labels["real"], generated["images"], labels["fake"], names
+  )
+  out["flare"] = physics.flare_physics_by_class(
+    real["images"], labels["real"], generated["images"], labels["fake"], names,
+    threshold=config.evaluation.flare_kernel_dns, clip_min=data.clip_min, clip_max=data.clip_max,
+  )  # fmt: skip
+  return out, stats
+
+
+def _summary(entry: dict, memorised: dict) -> dict:
+  """The headline figures of one feature space (overall, with floors)."""
+  overall, floor = entry["overall"], entry["overall"].get("floor", {})
   found = {
     "fid": overall.get("fid"),
     "kid": overall.get("kid", {}).get("mean"),
@@ -140,58 +195,44 @@ def _summary(overall: dict) -> dict:
     "density": overall.get("density"),
     "coverage": overall.get("coverage"),
     "cluster_js": overall.get("clusters", {}).get("js_divergence"),
+    "floor_fid": floor.get("fid"),
+    "floor_kid": floor.get("kid", {}).get("mean"),
+    "memorised_share": memorised.get("share"),
   }
   return {k: v for k, v in found.items() if v is not None}
 
 
-def _select(config, real_labels, fake_labels, rng) -> tuple[int, tuple, dict]:
-  """(N, the overall (real, generated) indices, per-class index pairs); see the module doc."""
-  ev = config.evaluation
-  class_names = tuple(config.data.classes)
-  n = int(min(ev.num_images, len(real_labels), len(fake_labels)))
-  if n < 2:
-    raise errors.InputMismatchError(
-      f"need at least 2 real and 2 generated images, have {len(real_labels)} real "
-      f"({ev.split} split) and {len(fake_labels)} generated."
-    )
-  overall = _select_overall(real_labels, fake_labels, n, len(class_names), rng)
-  per_class = {
-    c: _select_class(real_labels, fake_labels, i, ev.num_images, rng)
-    for i, c in enumerate(class_names)
-  }
-  return n, overall, per_class
+def _features(name, extract, model: dict, cache: dict | None) -> dict:
+  """Features of every image set; the real sets' are kept in ``cache`` for a second call."""
+  sizes = {k: len(v) for k, v in model.items() if v is not None}
+  logging.info("Extracting %s features: %s.", name, sizes)
+  feats = {}
+  for key, images in model.items():
+    if images is None:
+      feats[key] = None
+    elif cache is not None and key != "fake" and (name, key) in cache:
+      feats[key] = cache[(name, key)]
+    else:
+      feats[key] = np.asarray(extract(images), np.float32)
+      if cache is not None and key != "fake":
+        cache[(name, key)] = feats[key]
+  return feats
 
 
-def _feature_entry(config, extract, real, generated, overall_idx, per_class_idx, out_dir, name):
-  """Every feature-space figure of one extractor; writes its features (and cluster plot)."""
-  data = config.data
-  real_idx, fake_idx = overall_idx
-  # Features once per image that any figure uses.
-  real_used = np.unique(np.concatenate([real_idx, *(r for r, _ in per_class_idx.values())]))
-  fake_used = np.unique(np.concatenate([fake_idx, *(f for _, f in per_class_idx.values())]))
-
-  def features(images_dns, used):
-    model = scaling.forward(np.asarray(images_dns[used], np.float32), data.clip_min, data.clip_max)
-    return _scatter(extract(model), used)
-
-  logging.info(
-    "Extracting %s features: %d real, %d generated.", name, len(real_used), len(fake_used)
-  )
-  real_f = features(real["images"], real_used)
-  fake_f = features(generated["images"], fake_used)
-  entry = {"dim": int(real_f[real_used[0]].shape[0])}
-  entry["overall"] = feature_metrics(
-    _gather(real_f, real_idx), _gather(fake_f, fake_idx), config, with_clusters=True
-  )
-  entry["per_class"] = {
-    c: feature_metrics(_gather(real_f, r), _gather(fake_f, f), config, with_clusters=False)
-    for c, (r, f) in per_class_idx.items()
-  }
+def _space(config, name, feats: dict, sel, labels, out_dir) -> tuple[dict, dict, dict]:
+  """Features of every image set in one space; its distribution metrics and memorisation."""
+  entry = distribution.space_metrics(config, feats, sel, feats["real"].shape[1])
+  entry["description"] = features_lib.DESCRIPTIONS.get(name, name)
+  mem, arrays = _memorisation(config, feats, labels["fake"])
   if out_dir is not None:
-    _save_features(
-      out_dir / f"features_{name}.npz", real_f, fake_f, real_used, fake_used, real, generated
+    wd.write_npz(
+      out_dir / f"features_{name}.npz",
+      real=feats["real"],
+      generated=feats["fake"],
+      real_labels=labels["real"],
+      generated_labels=labels["fake"],
     )
-  return entry
+  return entry, mem, arrays
 
 
 def evaluate_arrays(
@@ -201,6 +242,10 @@ def evaluate_arrays(
   extractors: dict[str, Extractor],
   out_dir,
   *,
+  reference: dict | None = None,
+  train: dict | None = None,
+  classify=None,
+  feature_cache: dict | None = None,
   write_plots: bool = True,
   extra: dict | None = None,
 ) -> dict:
@@ -212,6 +257,12 @@ def evaluate_arrays(
     extractors: name -> callable(model-space images) -> features [N, D].
     out_dir: directory for metrics.json, features_*.npz and the plots; None
       writes nothing (processes other than 0).
+    reference: a second, disjoint real set (same layout) for the floors; None: no floors.
+    train: the DDPM's training images (same layout) for memorisation; None: none.
+    classify: (predict(model-space images) -> task labels, info) of the
+      real-only classifier, for class consistency; None: not scored.
+    feature_cache: features of the real sets by (extractor, set), filled and
+      reused across calls with the same real sets (the samples and the pool).
     write_plots: whether to draw the PNGs.
     extra: entries added to metrics.json as they are (e.g. the samples' settings).
 
@@ -221,51 +272,28 @@ def evaluate_arrays(
   if out_dir is not None:
     out_dir = epath.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-  write_plots = write_plots and out_dir is not None
-  ev, data = config.evaluation, config.data
-  class_names = tuple(data.classes)
-  real_labels = np.asarray(real["labels"], np.int64)
-  fake_labels = np.asarray(generated["labels"], np.int64)
-  rng = np.random.default_rng(config.seed)
-  n, (real_idx, fake_idx), per_class_idx = _select(config, real_labels, fake_labels, rng)
-
-  def counts(labels):
-    return dict(zip(class_names, np.bincount(labels, minlength=len(class_names)).tolist()))
-
-  metrics: dict = {
-    "num_images": n,
-    "num_images_note": (
-      f"N = min(evaluation.num_images={ev.num_images}, real available={len(real_labels)}, "
-      f"generated available={len(fake_labels)}); per-class n = min(real, generated, "
-      "num_images) for that class"
-    ),
-    "summary": {},
-    "split": ev.split,
-    "class_counts": {
-      "real_overall": counts(real_labels[real_idx]),
-      "generated_overall": counts(fake_labels[fake_idx]),
-      "real_available": counts(real_labels),
-      "generated_available": counts(fake_labels),
-    },
-    **(extra or {}),
-    "features": {},
-  }
-  for name, extract in extractors.items():
-    entry = _feature_entry(
-      config, extract, real, generated, (real_idx, fake_idx), per_class_idx, out_dir, name
+  sets = {"real": real, "fake": generated, "reference": reference, "train": train}
+  labels = {k: None if v is None else np.asarray(v["labels"], np.int64) for k, v in sets.items()}
+  if min(len(labels["real"]), len(labels["fake"])) < 2:
+    raise errors.InputMismatchError(
+      f"need at least 2 real and 2 generated images, have {len(labels['real'])} real "
+      f"({config.evaluation.split} split) and {len(labels['fake'])} generated."
     )
-    metrics["features"][name] = entry
-    metrics["summary"][name] = _summary(entry["overall"])
-    if write_plots and "clusters" in entry["overall"]:
-      _plot_clusters(entry["overall"]["clusters"], name, out_dir / f"cluster_occupancy_{name}.png")
-
-  stats = physics.physics_statistics(
-    real["images"][real_idx], generated["images"][fake_idx], floor=data.clip_min, seed=config.seed
+  rng = np.random.default_rng(config.seed)
+  sel = distribution.select(config, labels["real"], labels["fake"], labels["reference"], rng)
+  metrics = _header(config, sel, labels, extra)
+  model = {k: None if v is None else _model_space(config, v["images"]) for k, v in sets.items()}
+  mem_arrays = {}
+  for name, extract in extractors.items():
+    feats = _features(name, extract, model, feature_cache)
+    entry, mem, mem_arrays[name] = _space(config, name, feats, sel, labels, out_dir)
+    metrics["features"][name], metrics["memorisation"][name] = entry, mem
+    metrics["summary"][name] = _summary(entry, mem)
+  metrics["memorisation"]["pixels"], mem_arrays["pixels"] = _memorisation(
+    config, model, labels["fake"]
   )
-  metrics["physics"] = {k: v for k, v in stats.items() if not isinstance(v, dict)}
-  metrics["physics"]["brightness_by_class"] = physics.compare_brightness_by_class(
-    real["images"], real_labels, generated["images"], fake_labels, class_names
-  )
+  metrics["class_consistency"] = _consistency(config, classify, model, labels)
+  metrics["physics"], stats = _physics(config, real, generated, sel, labels)
   metrics["summary"]["physics"] = {
     key: stats[key]
     for key in (
@@ -274,32 +302,43 @@ def evaluate_arrays(
       "power_spectrum_mean_abs_log_ratio",
     )
   }
-  if write_plots:
-    _plot_physics(stats, n, out_dir)
-    _plot_grids(config, real, generated, per_class_idx, out_dir)
+  if write_plots and out_dir is not None:
+    _plot_all(config, metrics, stats, sets, sel, mem_arrays, out_dir)
   if out_dir is not None:
     wd.write_json(out_dir / "metrics.json", _jsonable(metrics))
   return metrics
 
 
-def _scatter(features: np.ndarray, indices: np.ndarray) -> dict:
-  return {int(i): f for i, f in zip(indices, np.asarray(features, np.float32))}
-
-
-def _gather(table: dict, indices: np.ndarray) -> np.ndarray:
-  return np.stack([table[int(i)] for i in indices]) if len(indices) else np.zeros((0, 1))
-
-
-def _save_features(path, real_f, fake_f, real_used, fake_used, real, generated) -> None:
-  wd.write_npz(
-    path,
-    real=_gather(real_f, real_used),
-    generated=_gather(fake_f, fake_used),
-    real_index=real_used,
-    generated_index=fake_used,
-    real_labels=np.asarray(real["labels"])[real_used],
-    generated_labels=np.asarray(generated["labels"])[fake_used],
+def _plot_all(config, metrics, stats, sets, sel, mem_arrays, out_dir) -> None:
+  names = tuple(config.data.classes)
+  plots.physics(stats, sel["n"], out_dir)
+  plots.grids(config, sets["real"], sets["fake"], sel["per_class"], out_dir)
+  for name, entry in metrics["features"].items():
+    if "clusters" in entry["overall"]:
+      plots.clusters(entry["overall"]["clusters"], name, out_dir / f"cluster_occupancy_{name}.png")
+  for space, mem in metrics["memorisation"].items():
+    if sets["train"] is not None:
+      path = out_dir / f"memorisation_pairs_{space}.png"
+      plots.closest_pairs(config, mem, sets["fake"], sets["train"], space, path)
+  plots.ratio_histograms(mem_arrays, out_dir / "memorisation_ratios.png")
+  values = {}
+  for key, fn in (
+    ("peak_dns", physics.peak_on_disk),
+    ("kernel_area", lambda x: physics.kernel_area(x, config.evaluation.flare_kernel_dns)),
+  ):
+    per_side = {}
+    for side in ("real", "fake"):
+      v, lab = fn(sets[side]["images"]), np.asarray(sets[side]["labels"])
+      per_side[side] = [v[lab == i] for i in range(len(names))]
+    values[key] = per_side
+  plots.flare_physics(
+    values, names, config.evaluation.flare_kernel_dns, out_dir / "flare_physics.png"
   )
+  cc = metrics["class_consistency"]
+  for key, what in (("synthetic", "samples"), ("real_reference", "real test images")):
+    if key in cc:
+      title = f"{what} (N={cc[key]['n']}): asked for vs recognised as"
+      plots.consistency(cc[key], names, title, out_dir / f"class_consistency_{key}.png")
 
 
 def _jsonable(tree):
@@ -316,85 +355,6 @@ def _jsonable(tree):
   return tree
 
 
-# ------------------------------------------------------------- plots ---
-
-
-def _plot_physics(stats: dict, n: int, out_dir: epath.Path) -> None:
-  hist = stats["histogram"]
-  fig = viz.figure(5, 3.5)
-  ax = fig.add_subplot()
-  for key, label in (("real", "real"), ("fake", "synthetic")):
-    ax.stairs(hist[key], hist["edges"], label=label)
-  ax.set_xlabel("log10 intensity on disk [DN/s]")
-  ax.set_ylabel("density")
-  ax.set_title(f"on-disk intensity (N={n} each)")
-  ax.legend()
-  viz.save_png(fig, out_dir / "intensity_histogram.png", tight=True)
-
-  fig = viz.figure(5, 3.5)
-  ax = fig.add_subplot()
-  for key, label in (("real", "real"), ("fake", "synthetic")):
-    prof = stats["limb"][key]
-    ax.plot(prof["r"], prof["mean"], label=label)
-    ax.fill_between(prof["r"], prof["mean"] - prof["std"], prof["mean"] + prof["std"], alpha=0.2)
-  ax.axvline(1.0, color="grey", lw=0.8, ls="--")
-  ax.set_xlabel("r / R_sun")
-  ax.set_ylabel("mean intensity [DN/s]")
-  ax.set_title(f"radial profile (N={n} each, ±1 std)")
-  ax.legend()
-  viz.save_png(fig, out_dir / "limb_profile.png", tight=True)
-
-  fig = viz.figure(5, 3.5)
-  ax = fig.add_subplot()
-  for key, label in (("real", "real"), ("fake", "synthetic")):
-    spec = stats["spectrum"][key]
-    ax.loglog(spec["k"], spec["power"], label=label)
-  ax.set_xlabel("k [cycles per image]")
-  ax.set_ylabel("power of log10 intensity")
-  ax.set_title(f"azimuthally averaged power spectrum (N={n} each)")
-  ax.legend()
-  viz.save_png(fig, out_dir / "power_spectrum.png", tight=True)
-
-
-def _plot_clusters(result: dict, name: str, path) -> None:
-  real = np.asarray(result["real_counts"], float)
-  fake = np.asarray(result["fake_counts"], float)
-  order = np.argsort(-real)
-  x = np.arange(len(real))
-  fig = viz.figure(max(5, 0.3 * len(real)), 3.5)
-  ax = fig.add_subplot()
-  ax.bar(x - 0.2, real[order] / real.sum(), 0.4, label=f"real (N={result['num_real']})")
-  ax.bar(x + 0.2, fake[order] / fake.sum(), 0.4, label=f"synthetic (N={result['num_fake']})")
-  ax.set_xticks(x, [str(i) for i in order], fontsize=7)
-  ax.set_xlabel("k-means cluster of real features (sorted by real share)")
-  ax.set_ylabel("share")
-  ax.set_title(
-    f"{name} feature clusters: JS={result['js_divergence']:.3f}, "
-    f"missed {len(result['missed'])}, over-filled {len(result['overfilled'])}"
-  )
-  ax.legend()
-  viz.save_png(fig, path, tight=True)
-
-
-def _plot_grids(config, real, generated, per_class_idx, out_dir) -> None:
-  for c, (r, f) in per_class_idx.items():
-    k = min(len(r), len(f), GRID_PER_CLASS)
-    if k == 0:
-      continue
-    images = np.concatenate([real["images"][r[:k]], generated["images"][f[:k]]])
-    labels = np.repeat([0, 1], k)
-    viz.save_image_grid(
-      images,
-      labels,
-      (f"real {c}", f"synthetic {c}"),
-      out_dir / f"grid_{c}.png",
-      title=f"class {c}: real (top) vs synthetic (bottom)",
-      vmin=config.data.clip_min,
-      vmax=config.data.clip_max,
-      ncols=k,
-    )
-
-
 # --------------------------------------------------------------- run ---
 
 
@@ -408,7 +368,7 @@ def _log_summary(what: str, metrics: dict, out_dir) -> None:
   )
 
 
-def _evaluate_pool(config, workdir, real, samples_info, extractors, skipped, main) -> dict | None:
+def _evaluate_pool(config, workdir, inputs: dict, samples_info, main) -> dict | None:
   """Scores the classifier's synthetic images when they were drawn otherwise than the samples."""
   pool_path = wd.pool_path(workdir, samples_info["step"])
   if not pool_path.exists():
@@ -422,19 +382,52 @@ def _evaluate_pool(config, workdir, real, samples_info, extractors, skipped, mai
   if not differs or tuple(str(x) for x in pool["class_names"]) != tuple(config.data.classes):
     return None
   pool_dir = wd.eval_dir(workdir) / "classifier_pool"
+  extra = {"samples": pool_info, **inputs["extra"]}
   metrics = evaluate_arrays(
-    config,
-    real,
-    pool,
-    extractors,
-    pool_dir if main else None,
-    extra={"samples": pool_info, "skipped_extractors": skipped},
-  )
+    config, inputs["real"], pool, inputs["extractors"], pool_dir if main else None,
+    reference=inputs["reference"], train=inputs["train"], classify=inputs["classify"],
+    feature_cache=inputs["feature_cache"], extra=extra,
+  )  # fmt: skip
   if main:
     _log_summary(
       f"the classifier's synthetic images (other {', '.join(differs)})", metrics, pool_dir
     )
   return metrics
+
+
+def _load_inputs(config, workdir, mesh, names, generated_shape, samples_path) -> dict:
+  """Extractors, the real-only classifier and every real image set the evaluation reads."""
+  ev = config.evaluation
+  extractors, skipped = build_extractors(config, workdir, mesh)
+  try:
+    classify = features_lib.load_classifier_predictor(config, workdir)
+  except errors.MissingInputError as e:
+    logging.warning("No class consistency: %s", e)
+    classify = None
+  cap = ev.num_images * len(names)
+  real = load_real(config, max_examples=cap)
+  if real["images"].shape[1:] != generated_shape:
+    raise errors.InputMismatchError(
+      f"real images {real['images'].shape[1:]} and generated {generated_shape} "
+      f"({samples_path}) differ in shape; evaluate with the config the samples were made with."
+    )
+  reference = load_real(config, cap, ev.floor_split) if ev.floor_split else None
+  train = None
+  if ev.memorisation_train_images:
+    train = load_real(config, ev.memorisation_train_images, "train")
+  searched = 0 if train is None else len(train["labels"])
+  return {
+    "extractors": extractors,
+    "classify": classify,
+    "real": real,
+    "reference": reference,
+    "train": train,
+    "feature_cache": {},
+    "extra": {
+      "skipped_extractors": skipped,
+      "memorisation_train_images_searched": searched,
+    },
+  }
 
 
 def run(config, workdir, mesh=None) -> dict:
@@ -450,23 +443,19 @@ def run(config, workdir, mesh=None) -> dict:
     )
   if mesh is None and "inception" in config.evaluation.extractors:
     mesh = parallel.create_mesh(config.mesh)
-  extractors, skipped = build_extractors(config, workdir, mesh)
-  real = load_real(config, max_examples=config.evaluation.num_images * len(names))
-  if real["images"].shape[1:] != generated["images"].shape[1:]:
-    raise errors.InputMismatchError(
-      f"real images {real['images'].shape[1:]} and generated {generated['images'].shape[1:]} "
-      f"({samples_path}) differ in shape; evaluate with the config the samples were made with."
-    )
+  shape = generated["images"].shape[1:]
+  inputs = _load_inputs(config, workdir, mesh, names, shape, samples_path)
   out_dir = wd.eval_dir(workdir)
   main = parallel.is_main_process()
   samples_info = _samples_info(samples_path, generated)
-  extra = {"samples": samples_info, "skipped_extractors": skipped}
   metrics = evaluate_arrays(
-    config, real, generated, extractors, out_dir if main else None, extra=extra
-  )
+    config, inputs["real"], generated, inputs["extractors"], out_dir if main else None,
+    reference=inputs["reference"], train=inputs["train"], classify=inputs["classify"],
+    feature_cache=inputs["feature_cache"], extra={"samples": samples_info, **inputs["extra"]},
+  )  # fmt: skip
   if main:
     _log_summary("the samples", metrics, out_dir)
-  pool_metrics = _evaluate_pool(config, workdir, real, samples_info, extractors, skipped, main)
+  pool_metrics = _evaluate_pool(config, workdir, inputs, samples_info, main)
   if pool_metrics is not None:
     metrics["classifier_pool"] = pool_metrics
   return metrics

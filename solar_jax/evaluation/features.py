@@ -1,10 +1,16 @@
-"""Feature extractors for the evaluation: the trained flare classifier, Inception-v3.
+"""Feature extractors for the evaluation: the flare classifier, random projections, Inception-v3.
 
 'classifier' is the penultimate layer of the 'real' regime's classifier (first
-seed) from ``workdir/classifier/runs/real/seed_<s>/``; 'inception' needs the
+seed, the checkpoint chosen on validation) from
+``workdir/classifier/runs/real/seed_<s>/``; 'random' is a fixed random
+projection of block-averaged images that needs no training nor download (a
+sanity floor, ``solar_jax.evaluation.random_features``); 'inception' needs the
 FID Inception weights (``config.evaluation.inception_weights``, see
 ``solar_jax.models.inception``). Each extractor maps model-space images
 [N, H, W, C] to float32 features [N, D].
+
+The same real-only classifier's predictions score class consistency
+(``load_classifier_predictor``).
 """
 
 from __future__ import annotations
@@ -20,10 +26,20 @@ from etils import epath
 from solar_jax import checkpointing, errors, parallel
 from solar_jax import workdir as wd
 from solar_jax.classifier_training import apply_batched, architecture, make_programs
+from solar_jax.evaluation import random_features
 from solar_jax.models import classifier as classifier_lib
 from solar_jax.models import inception
 
 Extractor = Callable[[np.ndarray], np.ndarray]  # model-space [N, H, W, C] -> [N, D]
+
+# What each feature space is, in the words the report uses.
+DESCRIPTIONS = {
+  "classifier": "penultimate layer of the real-only flare classifier ('real' regime, first "
+  "seed, checkpoint chosen on validation)",
+  "random": "fixed random projection of 16x16 block means of the transformed image "
+  "(no training, no download: a sanity floor)",
+  "inception": "Inception-v3 pool3 (pytorch-fid weights)",
+}
 
 
 class NoExtractorError(errors.UserError, RuntimeError):
@@ -38,6 +54,8 @@ def check_available(config, workdir, *, classifier_yet_to_train: bool = False) -
   (whose loader gives the error that says how to get them).
   """
   names = tuple(config.evaluation.extractors)
+  if "random" in names:
+    return  # Always available.
   if "inception" in names:
     weights = config.evaluation.inception_weights
     if not weights or not epath.Path(weights).exists():
@@ -74,6 +92,10 @@ def build_extractors(config, workdir, mesh=None) -> tuple[dict[str, Extractor], 
       sharding = None if mesh is None else parallel.data_sharding(mesh)
       model = inception.make_extractor(config.evaluation.inception_weights, batch_size, sharding)
       extractors[name] = lambda x, m=model: m(x, progress=progress)
+    elif name == "random":
+      extractors[name] = random_features.make_extractor(
+        config.evaluation.random_features_dim, config.seed
+      )
     elif name == "classifier":
       try:
         fn = load_classifier_extractor(config, workdir)
@@ -99,18 +121,8 @@ def _batched_callable(fn, batch_size, progress, desc) -> Extractor:
   return lambda x: inception.batched_features(fn, x, batch_size, progress=progress, desc=desc)
 
 
-def load_classifier_extractor(config, workdir):
-  """The trained 'real' classifier (first seed) as a feature extractor.
-
-  Returns:
-    ``fn(images [N,H,W,C] model space, numpy) -> float32 numpy [N, D]``: the
-    pooled penultimate features.
-
-  Raises:
-    FileNotFoundError: no trained classifier (run --mode=classify with 'real'
-      in classifier.regimes).
-    ValueError: the stored classifier does not match the config's architecture.
-  """
+def _restore_classifier(config, workdir):
+  """(programs, params, mesh, step) of the stored 'real' classifier (first seed)."""
   seed = config.classifier.seeds[0]
   run_dir = wd.classifier_run_dir(workdir, "real", seed)
   directory = wd.checkpoints_dir(run_dir)
@@ -134,25 +146,72 @@ def load_classifier_extractor(config, workdir):
         f"the classifier in {directory} was trained with {meta_arch}, but the config asks for "
         f"{architecture(config)}; rerun --mode=classify or use the matching config."
       )
+    step = checkpointer.latest_step()
     restored = checkpointer.restore(abstract)
   finally:
     checkpointer.close()
   if restored is None:
     raise errors.MissingInputError(f"no readable classifier checkpoint in {directory}.")
-  params = restored[0]["params"]
-  batch_size = config.evaluation.batch_size
+  return programs, restored[0]["params"], mesh, step
+
+
+def _apply(config, mesh, fn, params, images, empty) -> np.ndarray:
+  images = np.asarray(images, np.float32)
+  if len(images) == 0:
+    return empty
   shards = parallel.num_batch_shards(mesh) * jax.process_count()
-  batch_size = -(-batch_size // shards) * shards
+  batch_size = -(-config.evaluation.batch_size // shards) * shards
+  with jax.set_mesh(mesh):
+    return apply_batched(fn, params, images, batch_size, mesh)
+
+
+def load_classifier_extractor(config, workdir):
+  """The trained 'real' classifier (first seed) as a feature extractor.
+
+  Returns:
+    ``fn(images [N,H,W,C] model space, numpy) -> float32 numpy [N, D]``: the
+    pooled penultimate features.
+
+  Raises:
+    MissingInputError: no trained classifier (run --mode=classify with 'real'
+      in classifier.regimes).
+    InputMismatchError: the stored classifier does not match the config's architecture.
+  """
+  programs, params, mesh, _ = _restore_classifier(config, workdir)
+  empty = np.zeros((0, classifier_lib.feature_dim(config.classifier)), np.float32)
 
   def extract(images) -> np.ndarray:
-    images = np.asarray(images, np.float32)
-    if len(images) == 0:
-      return np.zeros((0, classifier_lib.feature_dim(config.classifier)), np.float32)
-    with jax.set_mesh(mesh):
-      feats = apply_batched(programs.features, params, images, batch_size, mesh)
-    return feats.astype(np.float32)
+    feats = _apply(config, mesh, programs.features, params, images, empty)
+    return np.asarray(feats, np.float32)
 
   return extract
+
+
+def load_classifier_predictor(config, workdir):
+  """The real-only classifier's labels, for class consistency.
+
+  Returns:
+    (``fn(model-space images [N,H,W,C]) -> int32 [N]`` task labels, info:
+    {'regime', 'seed', 'step', 'task', 'class_names'}).
+
+  Raises:
+    MissingInputError, InputMismatchError: as :func:`load_classifier_extractor`.
+  """
+  programs, params, mesh, step = _restore_classifier(config, workdir)
+  empty = np.zeros((0,), np.int32)
+  task = config.classifier.task
+  info = {
+    "regime": "real",
+    "seed": int(config.classifier.seeds[0]),
+    "step": None if step is None else int(step),
+    "task": task,
+    "class_names": list(classifier_lib.task_class_names(task, config.data.classes)),
+  }
+
+  def predict(images) -> np.ndarray:
+    return np.asarray(_apply(config, mesh, programs.predict, params, images, empty), np.int32)
+
+  return predict, info
 
 
 def _stored_architecture(checkpointer, directory) -> dict | None:

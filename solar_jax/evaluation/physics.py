@@ -11,7 +11,12 @@ whether they look alike to a solar physicist:
 * the azimuthally averaged spatial power spectrum (is the fine structure of
   loops and network there, or is the image too smooth?);
 * the disk-integrated brightness per GOES class (brighter active regions go
-  with bigger flares), compared with means, ratios and a KS test.
+  with bigger flares), compared with means, ratios and a KS test;
+* per class, what matters for flares: the distribution of the brightest
+  on-disk intensity of each image and of the area above a flare-kernel
+  threshold (share of the disk), real vs synthetic with a two-sample KS
+  test, and the share of clipped pixels (at the intensity transform's bounds:
+  a generator that saturates shows many at clip_max).
 
 Geometry follows the stored images (solar_jax/data/aia.py): the disk centre
 is the array centre ``((S - 1) / 2, (S - 1) / 2)`` and the radius is
@@ -25,6 +30,7 @@ import scipy.sparse
 import scipy.stats
 
 from solar_jax.data import aia
+from solar_jax.evaluation import sample_size
 
 
 def _as_stack(images) -> np.ndarray:
@@ -260,4 +266,87 @@ def physics_statistics(
     },
     "limb": {"real": limb_real, "fake": limb_fake},
     "spectrum": {"real": spec_real, "fake": spec_fake},
+  }
+
+
+def peak_on_disk(images, radius_px=None) -> np.ndarray:
+  """Brightest on-disk intensity of each image, ``[N]`` (DN/s)."""
+  x = _as_stack(images)
+  return x[:, disk_mask(x.shape[1:], radius_px)].max(axis=1)
+
+
+def kernel_area(images, threshold: float, radius_px=None) -> np.ndarray:
+  """Share of each image's disk at or above ``threshold`` DN/s, ``[N]`` in [0, 1]."""
+  x = _as_stack(images)
+  return (x[:, disk_mask(x.shape[1:], radius_px)] >= threshold).mean(axis=1)
+
+
+def clipped_fraction(images, clip_min: float, clip_max: float) -> dict:
+  """Share of all pixels at or beyond the transform's bounds: {'high', 'low'}."""
+  x = _as_stack(images)
+  if x.size == 0:
+    return {"high": None, "low": None}
+  # float32 round trips through the transform land within 1e-4 of the bound.
+  return {
+    "high": float((x >= clip_max * (1 - 1e-4)).mean()),
+    "low": float((x <= clip_min * (1 + 1e-4)).mean()),
+  }
+
+
+def compare_distributions(real, fake) -> dict:
+  """Medians, quartiles and a two-sample KS test of one quantity, real vs synthetic."""
+  real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+  out = {"n_real": len(real), "n_fake": len(fake)}
+  for name, values in (("real", real), ("fake", fake)):
+    q = np.quantile(values, [0.25, 0.5, 0.75]) if len(values) else [None] * 3
+    out[f"q25_{name}"], out[f"median_{name}"], out[f"q75_{name}"] = (
+      None if v is None else float(v) for v in q
+    )
+  reason = sample_size.ks_reason(len(real), len(fake))
+  if reason is None:
+    ks = scipy.stats.ks_2samp(real, fake)
+    out["ks_statistic"], out["ks_pvalue"] = float(ks.statistic), float(ks.pvalue)
+  else:
+    out["ks_not_estimable"] = reason
+  return out
+
+
+def flare_physics_by_class(
+  real_images,
+  real_labels,
+  fake_images,
+  fake_labels,
+  class_names,
+  *,
+  threshold: float,
+  clip_min: float,
+  clip_max: float,
+  radius_px=None,
+) -> dict:
+  """Peak intensity, kernel area and clipped share, real vs synthetic, overall and per class.
+
+  Returns:
+    {'threshold_dns', 'overall': entry, 'per_class': {name: entry}} where an
+    entry is {'peak_dns': compare_distributions, 'kernel_area':
+    compare_distributions, 'clipped_real': {...}, 'clipped_fake': {...}}.
+  """
+  real, fake = _as_stack(real_images), _as_stack(fake_images)
+  real_labels, fake_labels = np.asarray(real_labels), np.asarray(fake_labels)
+  peaks = (peak_on_disk(real, radius_px), peak_on_disk(fake, radius_px))
+  areas = (kernel_area(real, threshold, radius_px), kernel_area(fake, threshold, radius_px))
+
+  def entry(r_sel, f_sel):
+    return {
+      "peak_dns": compare_distributions(peaks[0][r_sel], peaks[1][f_sel]),
+      "kernel_area": compare_distributions(areas[0][r_sel], areas[1][f_sel]),
+      "clipped_real": clipped_fraction(real[r_sel], clip_min, clip_max),
+      "clipped_fake": clipped_fraction(fake[f_sel], clip_min, clip_max),
+    }
+
+  return {
+    "threshold_dns": float(threshold),
+    "overall": entry(np.ones(len(real), bool), np.ones(len(fake), bool)),
+    "per_class": {
+      str(c): entry(real_labels == i, fake_labels == i) for i, c in enumerate(class_names)
+    },
   }

@@ -67,6 +67,31 @@ def _as_features(x) -> np.ndarray:
   return x
 
 
+def as_matrix(x) -> np.ndarray:
+  """``x`` as float64 ``[N, D]`` (images ``[N, H, W, C]`` are flattened)."""
+  x = np.asarray(x, dtype=np.float64)
+  return _as_features(x.reshape(len(x), -1) if x.ndim > 2 else x)
+
+
+def nearest_neighbour(queries, references, chunk: int = DEFAULT_CHUNK):
+  """Distance to, and index of, each query's nearest reference row.
+
+  Args:
+    queries, references: ``[Q, D]`` and ``[R >= 1, D]`` (or images, flattened).
+
+  Returns:
+    (distances float64 [Q], indices int64 [Q] into ``references``).
+  """
+  q, r = as_matrix(queries), as_matrix(references)
+  if len(r) == 0:
+    raise ValueError("nearest_neighbour needs at least one reference row.")
+  dist, index = np.empty(len(q)), np.empty(len(q), np.int64)
+  for start, d in _distance_chunks(q, r, chunk):
+    index[start : start + len(d)] = d.argmin(axis=1)
+    dist[start : start + len(d)] = d.min(axis=1)
+  return dist, index
+
+
 def _fraction_inside(
   queries: np.ndarray, centres: np.ndarray, radii: np.ndarray, chunk: int
 ) -> np.ndarray:

@@ -1,0 +1,91 @@
+"""Class consistency: does a sample drawn for class X look like an X to a real-only classifier?
+
+A flare classifier trained on real images only (no synthetic image has
+touched it) labels every generated image; the figure is the share of the
+images asked for each conditioning class that it recognises as that class
+(per-class recall, with a Wilson 95 % interval), and the confusion matrix of
+"asked for" against "recognised as". The same on real test images gives the
+reference: the classifier's own recall, which is all a generator can hope to
+reach.
+
+The classifier's classes may be coarser than the conditioning classes (a
+binary ">= M" task): ``task_of_class`` maps each conditioning class to the
+classifier label that counts as recognised.
+
+Chance level is the balanced accuracy of labels independent of the images,
+given how often the classifier outputs each label:
+``mean_c P(recognised = task(c))``; shuffled labels score near it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+  """Wilson score interval of a binomial proportion (sensible at small n and 0 or n)."""
+  if n == 0:
+    return (float("nan"), float("nan"))
+  p = successes / n
+  denom = 1.0 + z * z / n
+  centre = (p + z * z / (2 * n)) / denom
+  half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+  return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def class_consistency(
+  asked,
+  recognised,
+  class_names: Sequence[str],
+  recognised_names: Sequence[str] | None = None,
+  task_of_class=None,
+) -> dict:
+  """Per-class recall and confusion of conditioning labels vs a classifier's labels.
+
+  Args:
+    asked: int [N], the conditioning class of each image (index into class_names).
+    recognised: int [N], the classifier's label (index into recognised_names).
+    class_names: conditioning classes, e.g. ('A', 'B', 'C', 'M', 'X').
+    recognised_names: the classifier's classes (default: class_names).
+    task_of_class: int [len(class_names)], the classifier label that counts as
+      recognised for each conditioning class (default: the identity).
+
+  Returns:
+    {'per_class': {name: {'n', 'recognised', 'recall', 'ci_low', 'ci_high'}},
+    'confusion' [K, K'] (rows asked, columns recognised), 'balanced_accuracy'
+    (mean recall of the classes present), 'chance', 'n', 'recognised_names'}.
+  """
+  asked, recognised = np.asarray(asked, np.int64), np.asarray(recognised, np.int64)
+  recognised_names = tuple(recognised_names or class_names)
+  k, k_task = len(class_names), len(recognised_names)
+  target = np.arange(k) if task_of_class is None else np.asarray(task_of_class, np.int64)
+  confusion = np.zeros((k, k_task), np.int64)
+  np.add.at(confusion, (asked, recognised), 1)
+  per_class, recalls, chance = {}, [], []
+  share = np.bincount(recognised, minlength=k_task) / max(len(recognised), 1)
+  for i, name in enumerate(class_names):
+    n = int(confusion[i].sum())
+    hits = int(confusion[i, target[i]])
+    low, high = wilson_interval(hits, n)
+    per_class[str(name)] = {
+      "n": n,
+      "recognised": hits,
+      "recall": hits / n if n else None,
+      "ci_low": low if n else None,
+      "ci_high": high if n else None,
+    }
+    if n:
+      recalls.append(hits / n)
+      chance.append(share[target[i]])
+  return {
+    "n": int(len(asked)),
+    "per_class": per_class,
+    "confusion": confusion.tolist(),
+    "recognised_names": list(recognised_names),
+    "balanced_accuracy": float(np.mean(recalls)) if recalls else None,
+    "chance": float(np.mean(chance)) if chance else None,
+  }

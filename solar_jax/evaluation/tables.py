@@ -1,0 +1,196 @@
+"""The report's evaluation section: compact tables from ``eval/metrics.json``, nothing recomputed.
+
+One table per feature space, rows overall and each class, columns N, FID,
+KID [95 % CI], precision, recall (each with its real-vs-real floor in
+brackets), memorisation share and class consistency; then memorisation in
+pixels, class consistency and the flare physics per class. A figure that is
+not estimable at its N shows "n/a" and the reason.
+"""
+
+from __future__ import annotations
+
+NA = "n/a"
+
+
+def _g(value, digits: int = 3) -> str:
+  return NA if value is None else f"{value:.{digits}g}"
+
+
+def _floor(entry: dict, key: str, n: int) -> str:
+  floor = entry.get("floor", {})
+  value = floor.get(key)
+  if isinstance(value, dict):
+    value = value.get("mean")
+  if "n" not in floor:
+    return ""
+  at = "" if floor["n"] == n else f" @n={floor['n']}"
+  return f" ({NA if value is None else _g(value)}{at})"
+
+
+def _fid(entry: dict) -> str:
+  if "fid" in entry:
+    method = " eigh" if entry.get("fid_method") == "eigh" else ""
+    return _g(entry["fid"]) + method + _floor(entry, "fid", entry["n"])
+  return f"{NA}: {entry.get('fid_not_estimable') or entry.get('not_estimable', '')}"
+
+
+def _kid(entry: dict) -> str:
+  kid = entry.get("kid")
+  if kid is None:
+    return f"{NA}: {entry.get('kid_not_estimable') or entry.get('not_estimable', '')}"
+  text = f"{_g(kid['mean'])} [{_g(kid['ci_low'])}, {_g(kid['ci_high'])}]"
+  return text + _floor(entry, "kid", entry["n"])
+
+
+def _pr(entry: dict, key: str) -> str:
+  if key not in entry:
+    return NA
+  return f"{entry[key]:.2f}" + _floor(entry, key, entry["n"])
+
+
+def _memorised(mem: dict, name: str | None) -> str:
+  if "share" not in mem:
+    return NA
+  if name is None:
+    flag = " **memorised**" if mem["memorised"] else ""
+    return f"{mem['count']}/{mem['n_generated']} (null {mem['null_share']:.2g}){flag}"
+  row = mem.get("per_class", {}).get(name, {})
+  return f"{row.get('count', 0)}/{row.get('n', 0)}" if row.get("n") else NA
+
+
+def _consistency(cc: dict, name: str | None) -> str:
+  if "synthetic" not in cc:
+    return NA
+  if name is None:
+    synth, real = cc["synthetic"]["balanced_accuracy"], cc["real_reference"]["balanced_accuracy"]
+    return f"{_g(synth, 2)} ({_g(real, 2)})"
+  synth = cc["synthetic"]["per_class"].get(name, {})
+  real = cc["real_reference"]["per_class"].get(name, {})
+  if not synth.get("n"):
+    return NA
+  return f"{synth['recall']:.2f} ({_g(real.get('recall'), 2)})"
+
+
+def space_table(name: str, space: dict, metrics: dict) -> list[str]:
+  """The compact table of one feature space."""
+  mem = metrics.get("memorisation", {}).get(name, {})
+  cc = metrics.get("class_consistency", {})
+  lines = [
+    f"### Feature space `{name}` (D = {space['dim']})",
+    "",
+    f"Features: {space.get('description', name)}.",
+    "",
+    "| class | N | FID (floor) | KID [95 % CI] (floor) | precision (floor) | recall (floor) "
+    "| closer to train than any held-out (null) | class consistency (real) |",
+    "|" + " --- |" * 8,
+  ]
+  rows = [("overall", space["overall"], None)]
+  rows += [(c, e, c) for c, e in space["per_class"].items()]
+  for label, entry, cls in rows:
+    cells = [label, str(entry["n"]), _fid(entry), _kid(entry)]
+    cells += [_pr(entry, "precision"), _pr(entry, "recall")]
+    cells += [_memorised(mem, cls), _consistency(cc, cls)]
+    lines.append("| " + " | ".join(cells) + " |")
+  return lines
+
+
+def _legend(metrics: dict) -> list[str]:
+  floor = metrics.get("floor_split")
+  floor_text = (
+    f"real `{metrics.get('split')}` vs real `{floor}` images at the same N and class mix "
+    "(what a perfect generator scores; `@n=` where the floor split had fewer)"
+    if floor
+    else "none (no second real split)"
+  )
+  rules = metrics.get("sample_size_rules", {})
+  return [
+    f"Evaluation split `{metrics.get('split')}`; N = {metrics.get('num_images')} images per set "
+    "overall. In brackets: the real-vs-real floor, " + floor_text + ". KID: unbiased MMD² of "
+    "the whole sets, 95 % bootstrap interval over images. Memorisation: generated images "
+    "closer to a DDPM training image than any held-out real image is (null: the expected "
+    "share if they were new draws, 1/(M+1)). Class consistency: recall of the asked-for "
+    "class under the real-only classifier (overall: balanced accuracy), real test images "
+    "in brackets.",
+    "",
+    "Sample-size rules: " + "; ".join(f"{k}: {v}" for k, v in rules.items()) + ".",
+    "",
+  ]
+
+
+def _memorisation_lines(metrics: dict) -> list[str]:
+  lines = ["### Memorisation", "", "| space | generated | train searched | held-out "]
+  lines[-1] += "| share closer (null) | p | median ratio gen. (held-out) |"
+  lines.append("|" + " --- |" * 7)
+  for space, mem in metrics.get("memorisation", {}).items():
+    if "share" not in mem:
+      lines.append(f"| {space} | {mem.get('not_estimable', NA)} |" + " |" * 5)
+      continue
+    lines.append(
+      f"| {space} | {mem['n_generated']} | {mem['n_train']} | {mem['n_heldout']} | "
+      f"{mem['share']:.3f} ({mem['null_share']:.3f}) | {mem['binomial_pvalue']:.2g} | "
+      f"{_g(mem['ratio_generated']['q50'], 2)} ({_g(mem['ratio_heldout']['q50'], 2)}) |"
+    )
+  lines += [
+    "",
+    "`pixels`: the images after the intensity transform. Ratio: distance to the nearest "
+    "training image over the held-out images' median of that distance.",
+    "",
+  ]
+  return lines
+
+
+def _physics_lines(metrics: dict) -> list[str]:
+  flare = metrics.get("physics", {}).get("flare")
+  if not flare:
+    return []
+  lines = [
+    "### Flare physics per class (real evaluation split vs all samples)",
+    "",
+    f"Kernel area: share of the disk at or above {flare['threshold_dns']:g} DN/s. "
+    "Medians real / synthetic; KS: two-sample Kolmogorov-Smirnov p-value.",
+    "",
+    "| class | N real / syn. | peak DN/s | KS p | kernel area | KS p | clipped at max real / syn. |",
+    "|" + " --- |" * 7,
+  ]
+  for label, e in (("overall", flare["overall"]), *flare["per_class"].items()):
+    peak, area = e["peak_dns"], e["kernel_area"]
+    cells = [label, f"{peak['n_real']} / {peak['n_fake']}"]
+    for d in (peak, area):
+      cells.append(f"{_g(d['median_real'])} / {_g(d['median_fake'])}")
+      cells.append(_g(d["ks_pvalue"], 2) if "ks_pvalue" in d else f"{NA}: {d['ks_not_estimable']}")
+    cells.append(f"{_g(e['clipped_real']['high'], 2)} / {_g(e['clipped_fake']['high'], 2)}")
+    lines.append("| " + " | ".join(cells) + " |")
+  summary = metrics.get("summary", {}).get("physics", {})
+  if summary:
+    lines += [
+      "",
+      "Overall (N each): on-disk log-intensity Wasserstein "
+      f"{_g(summary.get('intensity_wasserstein_dex'))} dex, limb profile mean |log10 ratio| "
+      f"{_g(summary.get('limb_profile_mean_abs_log_ratio'))}, power spectrum mean |log10 "
+      f"ratio| {_g(summary.get('power_spectrum_mean_abs_log_ratio'))}.",
+    ]
+  return lines + [""]
+
+
+def evaluation_markdown(metrics: dict) -> str:
+  """The evaluation section's text (tables only; the caller links the pictures)."""
+  lines = _legend(metrics)
+  for name, space in metrics.get("features", {}).items():
+    lines += space_table(name, space, metrics) + [""]
+  skipped = metrics.get("skipped_extractors") or {}
+  for name, reason in skipped.items():
+    lines += [f"Feature space `{name}` skipped: {reason}.", ""]
+  lines += _memorisation_lines(metrics)
+  cc = metrics.get("class_consistency", {})
+  if "classifier" in cc:
+    info = cc["classifier"]
+    lines += [
+      f"Class consistency classifier: regime `{info['regime']}`, seed {info['seed']}, step "
+      f"{info['step']}, task `{info['task']}`; chance (labels independent of the images) "
+      f"{_g(cc['synthetic']['chance'], 2)} for the samples.",
+      "",
+    ]
+  elif cc:
+    lines += [f"Class consistency: {cc.get('not_available', NA)}.", ""]
+  lines += _physics_lines(metrics)
+  return "\n".join(lines)
