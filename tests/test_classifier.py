@@ -185,7 +185,8 @@ def test_learns_a_separable_toy_task(one_device_mesh):
     programs = ct.make_programs(config, mesh)
     ts = cd.build_training_set("real", train, None, config, 0)
     params, info = ct.train_one(config, programs, ts, val, seed=0)
-    pred = ct.apply_batched(programs.predict, params, test["image"], 16, mesh)
+    pred, prob = ct.predict_labels(programs, params, test["image"], 16, mesh)
+  np.testing.assert_allclose(prob.sum(-1), 1.0, rtol=1e-5)
   accuracy = np.mean(pred == test["label"])
   assert accuracy >= 0.9, (accuracy, info["history"])
   assert info["history"][-1]["train_loss"] < info["history"][0]["train_loss"]
@@ -195,7 +196,8 @@ def _two_steps(config, devices):
   mesh = parallel.create_mesh(config.mesh, devices=devices)
   train = _split((4, 4, 4, 2, 2), 0)
   w = np.linspace(0.5, 2.0, 16).astype(np.float32)  # Unequal weights: tests the weighting.
-  batch = {"image": train["image"], "label": train["label"], "weight": w}
+  gamma = np.full(16, 2.0, np.float32)  # Focal: the factor must agree too.
+  batch = {"image": train["image"], "label": train["label"], "weight": w, "gamma": gamma}
   with jax.set_mesh(mesh):
     programs = ct.make_programs(config, mesh)
     state = ct.init_state(programs, config, seed=0)
@@ -222,8 +224,11 @@ def test_two_steps_same_on_1_and_8_devices():
 # ------------------------------------------------------------- run ---
 
 
+REGIMES5 = ("real", "weighted", "oversample", "real_synthetic", "synthetic_only")
+
+
 def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_mesh, monkeypatch):
-  config = _config(seeds=(0, 1))
+  config = _config(seeds=(0, 1), regimes=REGIMES5)
   splits = {
     "train": _split(TRAIN_COUNTS, 0),
     "validation": _split((2, 2, 2, 1, 1), 1),
@@ -273,13 +278,13 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
     config,
     tmp_path,
     splits=splits,
-    synthetic={**pool, "settings": {**cd.pool_settings(config), "guidance_scale": 3.0}},
+    synthetic={**pool, "settings": {**cd.pool_settings(config), "eta": 0.5}},
     mesh=one_device_mesh,
   )
   assert sorted(trained) == [
     f"{r}/seed{s}" for r in ("real_synthetic", "synthetic_only") for s in (0, 1)
   ]
-  assert "guidance 3, seed 0." in report.classifier_tables(third)
+  assert "η 0.5, guidance 1, seed 0." in report.classifier_tables(third)
   run_dir = out / "runs" / "real_synthetic" / "seed_0" / "checkpoints"
   best = third["regimes"]["real_synthetic"]["seeds"]["0"]["best_step"]
   assert [p.name for p in run_dir.iterdir() if p.name.isdigit()] == [str(best)]
@@ -320,13 +325,18 @@ def test_synthetic_pool_reads_its_cache_and_maps_dns_to_model_space(tmp_path):
   (tmp_path / "checkpoints" / "5").mkdir(parents=True)  # The newest DDPM step.
   cache = tmp_path / "classifier" / "synthetic"
   cache.mkdir(parents=True)
+  assert cd.pool_file(tmp_path, 5, 1.0, 0) == cache / "step_5_g1_pool0.npz"
   lo, hi = config.data.clip_min, config.data.clip_max
   images = np.full((3, SIZE, SIZE, 1), lo, np.float32)
   images[1], images[2] = hi, np.sqrt(lo * hi)  # Geometric midpoint -> 0 in model space.
   labels = np.array([0, 2, 2], np.int32)
   settings = {k: np.asarray(v) for k, v in cd.pool_settings(config).items()}
   np.savez(
-    cache / "step_5.npz", images=images, labels=labels, class_names=np.array(GOES), **settings
+    cache / "step_5_g1_pool0.npz",
+    images=images,
+    labels=labels,
+    class_names=np.array(GOES),
+    **settings,
   )
   pool = cd.synthetic_pool(config, tmp_path, [1, 0, 2, 0, 0])  # Served from the cache.
   assert pool["step"] == 5
@@ -343,10 +353,10 @@ def test_synthetic_pool_resamples_when_the_sampling_settings_change(tmp_path, mo
   cache = tmp_path / "classifier" / "synthetic"
   cache.mkdir(parents=True)
   stale = np.full((2, SIZE, SIZE, 1), config.data.clip_max, np.float32)
-  # Drawn with guidance 1.
+  # In the guidance-3 file, but drawn with guidance 1.
   settings = {k: np.asarray(v) for k, v in cd.pool_settings(config).items()}
   np.savez(
-    cache / "step_5.npz",
+    cache / "step_5_g3_pool0.npz",
     images=stale,
     labels=np.array([0, 1]),
     class_names=np.array(GOES),
@@ -355,27 +365,40 @@ def test_synthetic_pool_resamples_when_the_sampling_settings_change(tmp_path, mo
   sampled = []
 
   def generate(config, params, labels, **kwargs):
-    sampled.append((config.sampling.guidance_scale, labels.tolist()))
+    s = config.sampling
+    sampled.append((s.guidance_scale, s.seed, s.num_steps, labels.tolist()))
     return np.full((len(labels), SIZE, SIZE, 1), -1.0, np.float32)
 
   monkeypatch.setattr(sample, "generate", generate)
   monkeypatch.setattr(cd.sample, "load_inference_params", lambda workdir, config, mesh: ({}, 5))
   config.classifier.guidance_scale = 3.0  # The pool's own guidance; sampling's stays 1.
   pool = cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])
-  assert sampled == [(3.0, [0, 1])] and config.sampling.guidance_scale == 1.0
+  steps = config.sampling.num_steps
+  assert sampled == [(3.0, 0, steps, [0, 1])] and config.sampling.guidance_scale == 1.0
   np.testing.assert_allclose(pool["image"], -1.0)  # The new images, not the stale ones.
   assert pool["settings"]["guidance_scale"] == 3.0
-  with np.load(cache / "step_5.npz") as data:
+  with np.load(cache / "step_5_g3_pool0.npz") as data:
     assert float(data["guidance_scale"]) == 3.0 and str(data["sampler"]) == config.sampling.sampler
   # Same settings again (here through sampling.guidance_scale): served from the
   # rewritten cache, nothing sampled.
   config.classifier.guidance_scale, config.sampling.guidance_scale = None, 3.0
   assert cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])["settings"] == pool["settings"]
   assert len(sampled) == 1
+  # Pool 1 is another draw (seed + 1, its own file); the grid's guidance and the pools'
+  # own step count override the config's.
+  config.classifier.sampling_steps = 2
+  other = cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0], guidance=6.0, pool=1)
+  assert sampled[-1] == (6.0, 1, 2, [0, 1])
+  assert other["path"].endswith("step_5_g6_pool1.npz") and other["settings"]["seed"] == 1
   # A cache written before the settings were stored is resampled too.
-  np.savez(cache / "step_5.npz", images=stale, labels=np.array([0, 1]), class_names=np.array(GOES))
+  np.savez(
+    cache / "step_5_g3_pool0.npz",
+    images=stale,
+    labels=np.array([0, 1]),
+    class_names=np.array(GOES),
+  )
   cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])
-  assert len(sampled) == 2
+  assert len(sampled) == 3
 
 
 def test_pool_settings_record_what_samples_npz_records():
