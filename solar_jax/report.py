@@ -110,7 +110,9 @@ def headline_table(metrics: dict) -> str:
     cells += ["—" if regime == "oversample" else _ci(delta.get(k), signed=True) for k in deltas]
     cells.append(f"{ev} events / {fr} frames")
     lines.append("| " + " | ".join(cells) + " |")
-    for base in ("oversample", "real"):
+    # Every regime against oversample; the synthetic ones against real too.
+    bases = ("oversample", "real") if "synthetic" in regime else ("oversample",)
+    for base in bases:
       d = (entry.get(f"delta_vs_{base}") or {}).get("macro_f1") or {}
       if regime == base or d.get("includes_zero") is None:
         continue

@@ -238,7 +238,10 @@ class _Experiment:
   # ------------------------------------------------- validation grid ---
 
   def choose(self, regime: str, programs, writer) -> dict:
-    """Guidance (and ratio) of ``regime`` chosen on validation, with the scores of each point."""
+    """Guidance (and ratio) of ``regime`` chosen on validation, with the scores of each point.
+
+    The best validation selection score wins (ties: the first grid point).
+    """
     c, config = self.config.classifier, self.config
     ratios = classifier_data.pool_ratios(config) if regime == "real_synthetic" else (None,)
     grid = [(g, r) for g in classifier_data.pool_guidances(config) for r in ratios]
@@ -260,7 +263,8 @@ class _Experiment:
       pool = self.pool(g, 0)
       ts = classifier_data.build_training_set(regime, self.train, pool, config, seed, ratio=r)
       fingerprint = _fingerprint(config, ts.counts, self._pool_key(pool, g, 0))
-      cache = wd.classifier_dir(self.workdir) / "runs" / regime / "grid" / f"g{g:g}_r{r}.json"
+      point_name = f"g{g:g}" + ("" if r is None else f"_r{r:g}")
+      cache = wd.classifier_dir(self.workdir) / "runs" / regime / "grid" / f"{point_name}.json"
       saved = json.loads(cache.read_text()) if cache.exists() else {}
       if saved.get("fingerprint") == fingerprint:
         info = saved["info"]
@@ -271,12 +275,13 @@ class _Experiment:
           ts,
           self.validation,
           seed=seed,
-          name=f"{regime}/grid_g{g:g}_r{r}",
+          name=f"{regime}/grid_{point_name}",
           writer=writer,
         )
         info = classification.to_jsonable(info)
         self.trained[(regime, seed, fingerprint)] = (params, info)
         if parallel.is_main_process():
+          cache.parent.mkdir(parents=True, exist_ok=True)
           wd.write_text(cache, json.dumps({"fingerprint": fingerprint, "info": info}))
       validation = info.get("validation") or {}
       value = selection_score(config, validation) if validation else float("nan")
