@@ -1,9 +1,13 @@
 """The paired group bootstrap: agreement with scikit-learn, resampling by event, pairing."""
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, f1_score
 
+from solar_jax import folds as folds_lib
+from solar_jax import train_classifier
 from solar_jax.evaluation import bootstrap, classification
 
 NAMES = ("A", "B", "C", "M", "X")
@@ -149,3 +153,56 @@ def test_brier_skill_score_against_climatology():
   assert sum(table["count"]) == 500
   first = np.asarray(prob) < 0.2
   assert table["observed_frequency"][0] == pytest.approx(y[first].mean())
+
+
+def _write_fold(workdir, y, groups, preds, climatology):
+  """A fold's classifier outputs as --mode=classify writes them (metrics.json, predictions.csv)."""
+  out = workdir / "classifier"
+  out.mkdir(parents=True)
+  names = ["<M", ">=M"]
+  metrics = {"task": "forecast_ge_m", "class_names": names, "seeds": [0, 1]}
+  (out / "metrics.json").write_text(json.dumps({**metrics, "climatology": climatology}))
+  lines = [",".join(train_classifier.PREDICTION_COLUMNS)]
+  for (regime, seed, pool), (pred, prob) in preds.items():
+    for i in range(len(y)):
+      row = [i, "t", groups[i], names[y[i]], names[pred[i]], prob[i], regime, seed, pool, "s"]
+      lines.append(",".join(map(str, row)))
+  (out / "predictions.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_folds_pool_every_test_event_once(tmp_path):
+  rng = np.random.default_rng(0)
+  keys = [(r, s, 0) for r in ("real", "oversample") for s in (0, 1)]
+  folds, truth, groups, refs, runs = [], [], [], [], {}
+  for f, (n, clim) in enumerate([(30, 0.1), (40, 0.3)]):
+    y = (rng.random(n) < clim).astype(int)
+    g = [f"fold{f}_E{i // 2}" for i in range(n)]
+    preds = {k: (rng.integers(0, 2, n), rng.random(n).round(4)) for k in keys}
+    _write_fold(tmp_path / f"fold{f}", y, g, preds, clim)
+    folds.append(tmp_path / f"fold{f}")
+    truth.append(y)
+    groups.extend(g)
+    refs.extend([clim] * n)
+    for (r, s, k), (pred, prob) in preds.items():
+      run = runs.setdefault(r, {}).setdefault((s, k), {"pred": [], "prob": []})
+      run["pred"].append(pred)
+      run["prob"].append(prob)
+  for regime in runs.values():
+    for run in regime.values():
+      run["pred"], run["prob"] = np.concatenate(run["pred"]), np.concatenate(run["prob"])
+  pooled = folds_lib.pool_folds(folds, num_samples=300, seed=3)
+  direct = bootstrap.summarize(
+    np.concatenate(truth),
+    groups,
+    runs,
+    ("<M", ">=M"),
+    reference=np.asarray(refs),
+    num_samples=300,
+    seed=3,
+  )
+  assert pooled["support"] == direct["support"] and pooled["support"]["frames"] == 70
+  for regime in ("real", "oversample"):
+    assert pooled["regimes"][regime]["scores"] == direct["regimes"][regime]["scores"]
+  folds_lib.main([*map(str, folds), f"--out={tmp_path / 'pooled'}", "--num_samples=200"])
+  text = (tmp_path / "pooled" / "folds.md").read_text()
+  assert "2 folds pooled" in text and "35 events / 70 frames" in text
