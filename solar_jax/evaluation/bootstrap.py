@@ -170,6 +170,23 @@ def _nanmean(values: np.ndarray, axis) -> np.ndarray:
   return _divide(total, finite.sum(axis))
 
 
+def _chunked_scores(y_true, run, codes, counts, k, thresholds, reference, chunk: int = 64):
+  """``headline_scores`` of every row of ``counts``, a few rows at a time.
+
+  Frame weights are [rows, N]: a thousand resamples of 10^5 test frames would need
+  0.8 GB at once; chunks keep it to tens of MB.
+  """
+  parts: dict[str, list] = {}
+  for start in range(0, len(counts), chunk):
+    weights = frame_weights(codes, counts[start : start + chunk])
+    scores = headline_scores(
+      y_true, run["pred"], weights, k, thresholds, run.get("prob"), reference
+    )
+    for name, values in scores.items():
+      parts.setdefault(name, []).append(values)
+  return {name: np.concatenate(values) for name, values in parts.items()}
+
+
 def summarize(
   y_true,
   groups,
@@ -208,8 +225,8 @@ def summarize(
   rng = np.random.default_rng([seed, 20260])
   num_groups = int(codes.max()) + 1 if codes.size else 0
   counts = draw_counts(group_draws(num_groups, num_samples, rng), num_groups)
-  # Row 0: the whole test set (the point estimate); rows 1..B: the resamples.
-  weights = np.concatenate([np.ones((1, y_true.size)), frame_weights(codes, counts)])
+  # Row 0: the whole test set (each group once: the point estimate); rows 1..B: resamples.
+  counts = np.concatenate([np.ones((1, num_groups), np.int64), counts])
   seeds = sorted({s for regime in runs.values() for s, _ in regime})
   num_pools = max((p + 1 for regime in runs.values() for _, p in regime), default=1)
   seed_draw = rng.integers(0, len(seeds), (num_samples, len(seeds)))
@@ -220,9 +237,7 @@ def summarize(
     pools = max(p for _, p in regime_runs) + 1
     table: dict[str, np.ndarray] = {}
     for (s, p), run in regime_runs.items():
-      scores = headline_scores(
-        y_true, run["pred"], weights, k, thresholds, run.get("prob"), reference
-      )
+      scores = _chunked_scores(y_true, run, codes, counts, k, thresholds, reference)
       for name, values in scores.items():
         table.setdefault(name, np.full((len(seeds), pools, num_samples + 1), np.nan))
         table[name][seeds.index(s), p] = values
