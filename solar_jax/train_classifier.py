@@ -96,7 +96,13 @@ _NOT_FINGERPRINTED = (
   "sampling_steps",
   "num_pools",
   "bootstrap_samples",
+  # Enter through the training set, for the regimes that use them:
+  "focal_gamma",
+  "augment_flips",
+  "augment_rotation_deg",
+  "augment_intensity",
 )
+_AUGMENT_FIELDS = ("augment_flips", "augment_rotation_deg", "augment_intensity")
 
 
 def _text(values, n: int) -> list[str]:
@@ -105,16 +111,19 @@ def _text(values, n: int) -> list[str]:
   return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).tolist()]
 
 
-def _fingerprint(config, counts: dict, synthetic_pool) -> str:
+def _fingerprint(config, ts, synthetic_pool) -> str:
   """What a finished run depends on: reused only when all of it matches."""
+  c = config.classifier
   return json.dumps(
     {
+      "focal_gamma": ts.focal_gamma,
+      "augment": {k: c[k] for k in _AUGMENT_FIELDS} if ts.augment else None,
       "classifier": {
         k: v for k, v in config.classifier.to_dict().items() if k not in _NOT_FINGERPRINTED
       },
       "data": config.data.to_dict(),
       "seed": config.seed,
-      "counts": counts,
+      "counts": ts.counts,
       "synthetic_pool": synthetic_pool,
     },
     sort_keys=True,
@@ -262,7 +271,7 @@ class _Experiment:
     for g, r in grid:
       pool = self.pool(g, 0)
       ts = classifier_data.build_training_set(regime, self.train, pool, config, seed, ratio=r)
-      fingerprint = _fingerprint(config, ts.counts, self._pool_key(pool, g, 0))
+      fingerprint = _fingerprint(config, ts, self._pool_key(pool, g, 0))
       point_name = f"g{g:g}" + ("" if r is None else f"_r{r:g}")
       cache = wd.classifier_dir(self.workdir) / "runs" / regime / "grid" / f"{point_name}.json"
       saved = json.loads(cache.read_text()) if cache.exists() else {}
@@ -350,7 +359,7 @@ class _Experiment:
     config = self.config
     directory = run_dir(self.workdir, regime, seed, k)
     key = None if pool is None else self._pool_key(pool, chosen["guidance_scale"], k)
-    fingerprint = _fingerprint(config, ts.counts, key)
+    fingerprint = _fingerprint(config, ts, key)
     result_path = directory / "result.json"
     if result_path.exists():
       saved = json.loads(result_path.read_text())
