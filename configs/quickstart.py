@@ -66,12 +66,14 @@ def get_config():
   config.classifier.num_steps = 500
   config.classifier.eval_every = 100
   # What the quickstart cuts from the research experiment (configs/default.py), to keep
-  # the classify stage near its old 555 s on 2 cores (README, "Flare classifier"):
+  # the classify stage near its old 555 s on 2 cores (README, "The flare classifier
+  # experiment"; estimate: 13 runs x 23 s + 3 pools x ~50 s, about 480 s):
   # 2 seeds x 2 synthetic pools (research: 5 x 2); regimes real, oversample, augment,
   # focal and real_synthetic (research adds weighted and synthetic_only); a 2-point
   # guidance grid (6, 10) chosen on validation with the first seed (research: 1, 3, 10
   # and ratios 0.5, 1), ratio fixed at 1; synthetic pools drawn with 10 DDIM steps
-  # instead of 25 (3 pools of 590 images: about 50 s each against 130 s). On this demo a
+  # instead of 25 (3 pools of 590 images: about 50 s each against 130 s, estimated from
+  # the 442 s / 555 s classify stages of 10 / 25 steps in RESULTS.md). On this demo a
   # 10-step pool at guidance 10 scored lower than a 25-step one on one pool seed
   # (real_synthetic macro F1 0.332 against 0.397, within about one seed std;
   # benchmarks/RESULTS.md, "DDIM steps for the quickstart model"). Earlier 3-seed figures
