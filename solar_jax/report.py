@@ -113,15 +113,19 @@ def headline_table(metrics: dict) -> str:
     # Every regime against oversample; the synthetic ones against real too.
     bases = ("oversample", "real") if "synthetic" in regime else ("oversample",)
     for base in bases:
-      d = (entry.get(f"delta_vs_{base}") or {}).get("macro_f1") or {}
-      if regime == base or d.get("includes_zero") is None:
-        continue
-      verdict = (
-        "includes zero: no difference shown at this test support"
-        if d["includes_zero"]
-        else ("lies above zero" if d["ci95"][0] > 0 else "lies below zero")
-      )
-      words.append(f"{regime} − {base}: macro F1 {_ci(d, signed=True)}; the interval {verdict}.")
+      said = []
+      for key in deltas:
+        d = (entry.get(f"delta_vs_{base}") or {}).get(key) or {}
+        if regime == base or d.get("includes_zero") is None:
+          continue
+        verdict = (
+          "includes zero (no difference shown at this test support)"
+          if d["includes_zero"]
+          else ("lies above zero" if d["ci95"][0] > 0 else "lies below zero")
+        )
+        said.append(f"{keys[key]} {_ci(d, signed=True)}: the interval {verdict}")
+      if said:
+        words.append(f"{regime} − {base}: " + "; ".join(said) + ".")
   per_class = support.get("per_class") or {}
   text = [
     f"Task `{metrics['task']}` (labels `{metrics.get('label', '?')}`"

@@ -562,4 +562,8 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   text = report.build_report(config, tmp_path)
   assert "| regime | macro F1 [95% CI] | TSS >=M [95% CI] | BSS [95% CI]" in text
   assert "6 events / 12 frames" in text and "chosen on validation tss" in text
+  # Every difference to oversample is put in words, saying where its interval lies.
+  for regime in ("real", "focal", "augment", "real_synthetic"):
+    line = next(x for x in text.splitlines() if x.startswith(f"- {regime} − oversample: macro F1"))
+    assert "the interval includes zero" in line or "the interval lies" in line
   assert metrics["regimes"]["real"]["scores"]["macro_f1"]["ci95"] is not None
