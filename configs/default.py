@@ -156,7 +156,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---------------------------------------------------------- classifier ---
   classifier = config.classifier = ml_collections.ConfigDict()
-  classifier.task = "multiclass"  # 'multiclass' (A..X), 'ge_m', 'ge_c'.
+  # Concurrent tasks, labelled by data.label: 'multiclass' (A..X), 'ge_m', 'ge_c'.
+  # Forecasting tasks, labelled by the largest GOES class of the next 24 h (the dataset's
+  # 'max_class_next_24h'): 'forecast_multiclass', 'forecast_ge_m', 'forecast_ge_c'.
+  classifier.task = "multiclass"
   classifier.stage_sizes = (2, 2, 2)  # Residual blocks per ResNet stage.
   classifier.width = 32  # Channels of the first stage (doubled per stage).
   classifier.stem_stride = 2  # Stride of the first conv: 2 quarters the cost of every layer.
@@ -166,19 +169,43 @@ def get_config() -> ml_collections.ConfigDict:
   classifier.learning_rate = 1e-3
   classifier.weight_decay = 1e-4
   classifier.eval_every = 500  # Validation interval (model selection).
-  classifier.seeds = (0, 1, 2)
+  classifier.seeds = (0, 1, 2, 3, 4)  # Classifier seeds (paired across regimes).
+  # The synthetic regimes must beat the classical fixes (weighted, focal, oversample,
+  # augment), not only 'real', to be called useful.
   classifier.regimes = (
     "real",
     "weighted",
+    "focal",
     "oversample",
+    "augment",
     "real_synthetic",
     "synthetic_only",
   )
-  classifier.synthetic_ratio = 1.0  # Synthetic images per missing real image.
+  classifier.focal_gamma = 2.0  # Exponent of the 'focal' regime's loss (1 - p_t)^gamma CE.
+  # 'augment' regime (solar_jax/classifier_data.py says why each keeps a plausible AIA
+  # frame): flips 'none', 'ns' (north-south) or 'ns_ew' (also east-west, which reverses
+  # solar rotation: not for the forecasting tasks); rotation about the disk centre up to
+  # this many degrees; intensity gain exp(N(0, augment_intensity)) in DN/s.
+  classifier.augment_flips = "ns"
+  classifier.augment_rotation_deg = 5.0
+  classifier.augment_intensity = 0.05
+  classifier.synthetic_ratio = 1.0  # Synthetic images per missing real image (no ratio_grid).
+  # Synthetic ratios real_synthetic chooses from on the validation split; () = synthetic_ratio.
+  classifier.ratio_grid = (0.5, 1.0)
   # Classifier-free guidance of the synthetic training images; None = sampling.guidance_scale.
-  # Stronger guidance sharpens what tells the classes apart at some cost in FID
-  # (measured on the quickstart: README, "Guidance of the synthetic training images").
+  # Used when guidance_grid is empty. Stronger guidance sharpens what tells the classes
+  # apart at some cost in FID (README, "Guidance of the synthetic training images").
   classifier.guidance_scale = ml_collections.config_dict.placeholder(float)
+  # Guidance scales the synthetic regimes choose from on the validation split (first
+  # seed, pool 0); the test split is scored once, with the choice. () = guidance_scale.
+  classifier.guidance_grid = (1.0, 3.0, 10.0)
+  # DDIM/DPM steps of the synthetic pools; None = sampling.num_steps.
+  classifier.sampling_steps = ml_collections.config_dict.placeholder(int)
+  # Synthetic pools drawn (seeds sampling.seed + k); each seed trains on each pool, so
+  # the generator's spread enters the intervals. >= 2 for a reported figure.
+  classifier.num_pools = 2
+  # Resamples of the paired bootstrap (test events, seeds, pools) behind every interval.
+  classifier.bootstrap_samples = 1000
 
   # ---------------------------------------------------------------- mesh ---
   mesh = config.mesh = ml_collections.ConfigDict()

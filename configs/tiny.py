@@ -48,6 +48,11 @@ def get_config():
   config.classifier.num_steps = 4
   config.classifier.eval_every = 2
   config.classifier.seeds = (0,)
+  # One pool, no validation grid: the tests of the grid and the pools set their own.
+  config.classifier.num_pools = 1
+  config.classifier.guidance_grid = ()
+  config.classifier.ratio_grid = ()
+  config.classifier.bootstrap_samples = 200
 
   config.logging.progress = False
   return config

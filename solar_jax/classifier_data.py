@@ -2,9 +2,27 @@
 
 Pure NumPy on the host (the datasets are held in memory, see
 ``solar_jax.train_classifier``), except ``synthetic_pool``, which samples the
-workdir's DDPM once per checkpoint and caches the images. Counts of synthetic
-images are per GOES class, the DDPM's conditioning; oversampling and class
-weights work on the classifier task's classes.
+workdir's DDPM once per (checkpoint, guidance, pool seed) and caches the
+images. Counts of synthetic images are per GOES class, the DDPM's
+conditioning; oversampling and class weights work on the classifier task's
+classes.
+
+The ``augment`` regime's transforms, and why each keeps a plausible AIA 171 Å
+frame (frames are centred on the disk, solar north up, ``data/aia.py``):
+
+* north-south flip: the hemispheres are statistically alike (flare rates,
+  differential rotation), and the mirror of a northern active region obeys
+  Joy's law as a southern one (leading polarity nearer the equator); rotation
+  still runs east to west. On by default.
+* east-west flip: NOT by default. It reverses the direction of rotation (a
+  region about to set on the west limb becomes one rising on the east limb,
+  which matters for the 24-hour forecast) and breaks Joy's law. Allowed with
+  ``classifier.augment_flips='ns_ew'`` for the concurrent tasks.
+* rotation about the disk centre by at most ``augment_rotation_deg``: an error
+  in the roll (P) angle; only the off-limb corners move in from outside the
+  field of view (filled with the nearest edge value).
+* intensity gain ``exp(N(0, augment_intensity))`` in DN/s (a shift of the log
+  scale of model space): exposure and degradation-calibration errors of a few %.
 """
 
 from __future__ import annotations
@@ -15,6 +33,7 @@ import os
 import ml_collections
 import numpy as np
 from absl import logging
+from etils import epath
 
 from solar_jax import errors, parallel, sample
 from solar_jax import workdir as wd
@@ -23,6 +42,12 @@ from solar_jax.diffusion import samplers
 from solar_jax.models import classifier as classifier_lib
 
 SYNTHETIC_REGIMES = ("real_synthetic", "synthetic_only")
+FORECAST_LABEL = "max_class_next_24h"  # The dataset's label of the forecasting tasks.
+
+
+def is_forecast(task: str) -> bool:
+  """Forecasting tasks read the largest GOES class of the next 24 h, not the frame's class."""
+  return task.startswith("forecast_")
 
 
 # ------------------------------------------------------ training sets ---
@@ -41,6 +66,8 @@ class TrainingSet:
   weights: np.ndarray  # float32 [M], per-example loss weight.
   indices: np.ndarray  # int64 [E], one epoch.
   counts: dict  # Per task class: real, synthetic, total (per epoch), unique_real.
+  focal_gamma: float = 0.0  # Focal-loss exponent (0: cross-entropy).
+  augment: bool = False  # Random flips, rotations and gains per batch (augment_batch).
 
 
 def per_class_counts(labels, num_classes: int) -> np.ndarray:
@@ -104,6 +131,8 @@ def build_training_set(
   synthetic: dict | None,
   config: ml_collections.ConfigDict,
   seed: int,
+  *,
+  ratio: float | None = None,
 ) -> TrainingSet:
   """The training set of ``regime``.
 
@@ -114,6 +143,8 @@ def build_training_set(
       index), at least ``synthetic_pool_counts`` per class; None if absent.
     config: reads data.classes and classifier.{task, synthetic_ratio}.
     seed: the run's seed (oversampling draws).
+    ratio: synthetic images per missing real image (real_synthetic); default
+      classifier.synthetic_ratio (the validation grid passes its own).
   """
   c = config.classifier
   goes = tuple(config.data.classes)
@@ -126,7 +157,7 @@ def build_training_set(
       raise ValueError(f"regime {regime!r} needs synthetic images; none were given.")
     goes_counts = per_class_counts(real_goes, len(goes))
     if regime == "real_synthetic":
-      want = synthetic_topup_counts(goes_counts, c.synthetic_ratio)
+      want = synthetic_topup_counts(goes_counts, c.synthetic_ratio if ratio is None else ratio)
     else:
       want = goes_counts
     pick = _take_per_class(np.asarray(synthetic["label"]), want)
@@ -162,7 +193,37 @@ def build_training_set(
     counts["synthetic_goes"] = dict(zip(goes, per_class_counts(syn_goes, len(goes)).tolist()))
   if regime == "weighted":
     counts["class_weight"] = inverse_frequency_weights(labels, k).tolist()
-  return TrainingSet(images, labels, weights, indices, counts)
+  gamma = float(c.focal_gamma) if regime == "focal" else 0.0
+  return TrainingSet(images, labels, weights, indices, counts, gamma, regime == "augment")
+
+
+def augment_batch(images: np.ndarray, config, rng: np.random.Generator) -> np.ndarray:
+  """Random flips, rotations about the disk centre and intensity gains of model-space images.
+
+  See the module docstring for why each keeps a plausible AIA frame. The gain
+  ``g`` multiplies DN/s, i.e. adds ``2 log10(g) / log10(clip_max / clip_min)``
+  in model space (then clipped to [-1, 1], as the transform clips).
+  """
+  from scipy import ndimage  # Only the augment regime needs it.
+
+  c, d = config.classifier, config.data
+  out = np.array(images, np.float32, copy=True)
+  n = len(out)
+  if c.augment_flips in ("ns", "ns_ew"):
+    flip = rng.random(n) < 0.5
+    out[flip] = out[flip, ::-1]  # Rows run north-south.
+  if c.augment_flips == "ns_ew":
+    flip = rng.random(n) < 0.5
+    out[flip] = out[flip, :, ::-1]
+  if c.augment_rotation_deg > 0:
+    angles = rng.uniform(-c.augment_rotation_deg, c.augment_rotation_deg, n)
+    for i, angle in enumerate(angles):
+      out[i] = ndimage.rotate(out[i], angle, axes=(0, 1), reshape=False, order=1, mode="nearest")
+  if c.augment_intensity > 0:
+    log_gain = rng.normal(0.0, c.augment_intensity, n) / np.log(10.0)
+    shift = 2.0 * log_gain / np.log10(d.clip_max / d.clip_min)
+    out = np.clip(out + shift[:, None, None, None].astype(np.float32), -1.0, 1.0)
+  return out
 
 
 class EpochSampler:
@@ -195,24 +256,52 @@ class NoDDPMCheckpointError(errors.MissingInputError):
   """The workdir has no diffusion checkpoint to sample synthetic images from."""
 
 
-def pool_config(config) -> ml_collections.ConfigDict:
-  """``config`` with ``classifier.guidance_scale`` (when set) as the sampling guidance."""
-  scale = config.classifier.get("guidance_scale")
-  if scale is None or float(scale) == float(config.sampling.guidance_scale):
+def pool_guidances(config) -> tuple[float, ...]:
+  """The guidance scales the synthetic regimes choose from on validation (one: no choice)."""
+  c = config.classifier
+  if c.guidance_grid:
+    return tuple(float(g) for g in c.guidance_grid)
+  scale = c.get("guidance_scale")
+  return (float(config.sampling.guidance_scale if scale is None else scale),)
+
+
+def pool_ratios(config) -> tuple[float, ...]:
+  """The synthetic ratios real_synthetic chooses from on validation."""
+  c = config.classifier
+  return tuple(float(r) for r in (c.ratio_grid or (c.synthetic_ratio,)))
+
+
+def pool_config(config, guidance: float | None = None, pool: int = 0) -> ml_collections.ConfigDict:
+  """The sampling config of one synthetic pool.
+
+  Guidance ``guidance`` (default: ``classifier.guidance_scale`` when set, else
+  sampling's), DDIM steps ``classifier.sampling_steps`` when set, and sampling
+  seed ``sampling.seed + pool``: pool 0 is drawn like ``--mode=sample``'s images.
+  """
+  c = config.classifier
+  scale = c.get("guidance_scale") if guidance is None else guidance
+  s = config.sampling
+  want = {
+    "guidance_scale": float(s.guidance_scale if scale is None else scale),
+    "num_steps": int(s.num_steps if c.get("sampling_steps") is None else c.sampling_steps),
+    "seed": int(s.seed + pool),
+  }
+  if all(s[k] == v for k, v in want.items()):
     return config
   config = config.copy_and_resolve_references()
-  config.sampling.guidance_scale = float(scale)
+  for key, value in want.items():
+    config.sampling[key] = value
   return config
 
 
-def pool_settings(config) -> dict:
+def pool_settings(config, guidance: float | None = None, pool: int = 0) -> dict:
   """The settings that decide a synthetic pool's images, besides the DDPM step (JSON-friendly).
 
   ``samplers.recorded_settings`` (as samples.npz records them) plus the DDIM spacing,
   x0 clipping and the model's prediction; the sampler's noise is per image, so the
   batch size does not count.
   """
-  config = pool_config(config)
+  config = pool_config(config, guidance, pool)
   s = config.sampling
   return {
     **samplers.recorded_settings(config),
@@ -230,14 +319,22 @@ def _stored_settings(data: dict, keys) -> dict | None:
     return None
 
 
-def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
+def pool_file(workdir, step: int, guidance: float, pool: int):
+  """Cache of one pool: ``synthetic/step_<step>_g<guidance>_pool<k>.npz``."""
+  return wd.pool_path(workdir, step).with_name(f"step_{int(step)}_g{guidance:g}_pool{pool}.npz")
+
+
+def synthetic_pool(
+  config, workdir, counts, *, mesh=None, guidance: float | None = None, pool: int = 0
+) -> dict:
   """Synthetic images per GOES class from the workdir's newest DDPM checkpoint.
 
-  Reuses ``workdir/classifier/synthetic/step_<step>.npz`` when it holds at
-  least ``counts`` images of each class and was drawn with the config's
+  Reuses ``pool_file(workdir, step, guidance, pool)`` when it holds at
+  least ``counts`` images of each class and was drawn with the pool's
   sampling settings (``pool_settings``: sampler, steps, eta, spacing, guidance,
   x0 clipping, seed, prediction); samples (and overwrites) it otherwise. The
-  guidance is ``classifier.guidance_scale`` when set, else ``sampling.guidance_scale``.
+  guidance is ``guidance``, else ``classifier.guidance_scale`` when set, else
+  ``sampling.guidance_scale``; pool ``k`` is drawn with seed ``sampling.seed + k``.
 
   Returns:
     {'image': float32 [N,H,W,C] model space, 'label': int32 GOES index,
@@ -247,7 +344,9 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
     NoDDPMCheckpointError: the workdir holds no DDPM checkpoint.
   """
   counts = np.asarray(counts, np.int64)
-  config = pool_config(config)
+  settings = pool_settings(config, guidance, pool)
+  config = pool_config(config, guidance, pool)
+  guidance = float(config.sampling.guidance_scale)
   classes = tuple(config.data.classes)
   checkpoints = wd.checkpoints_dir(workdir)
   steps = wd.steps(checkpoints)
@@ -257,7 +356,7 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
     )
 
   def cached(step):
-    path = wd.pool_path(workdir, step)
+    path = pool_file(workdir, step, guidance, pool)
     if not path.exists():
       return path, None
     try:
@@ -277,7 +376,6 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
       return path, None
     return path, data
 
-  settings = pool_settings(config)
   step = max(steps)
   path, data = cached(step)  # Found without loading the DDPM.
   if data is None:
@@ -313,7 +411,20 @@ def synthetic_pool(config, workdir, counts, *, mesh=None) -> dict:
     "step": int(step),
     "settings": settings,
     "path": os.fspath(path),
+    "guidance": guidance,
+    "pool": pool,
   }
+
+
+def publish_pool(pool: dict, workdir) -> None:
+  """Copies the chosen pool 0 to ``workdir.pool_path(step)``, where ``--mode=evaluate`` scores it."""
+  source = pool.get("path")
+  if not source or not parallel.is_main_process():
+    return
+  target = wd.pool_path(workdir, pool["step"])
+  if os.fspath(target) != os.fspath(source):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    wd.write_bytes(target, epath.Path(source).read_bytes())
 
 
 # -------------------------------------------------------- real data ---
@@ -345,8 +456,33 @@ def check_splits(config: ml_collections.ConfigDict, splits: dict) -> None:
 
 
 def load_real_splits(config) -> dict[str, dict]:
-  """Train, validation and test splits in model space, in memory."""
+  """Train, validation and test splits in model space, in memory.
+
+  The concurrent tasks read the dataset's ``data.label``; the forecasting
+  tasks read ``max_class_next_24h`` (the largest class of the next 24 h).
+  """
+  kwargs = {"label": FORECAST_LABEL} if is_forecast(config.classifier.task) else {}
   return {
-    split: input_pipeline.load_split_arrays(config.data, split, transform=True)
+    split: input_pipeline.load_split_arrays(config.data, split, transform=True, **kwargs)
     for split in ("train", "validation", "test")
   }
+
+
+def frame_groups(split: dict) -> np.ndarray:
+  """The bootstrap's resampling unit of every frame of ``split`` (str [N]).
+
+  The dataset's ``group`` array (the flare's event id, or ``day:YYYY-MM-DD``).
+  Fallback for arrays without it (datasets built before the 'group' array;
+  to be removed once every dataset has it): the ``event_id`` when set, else the
+  day of ``time``, else each frame on its own.
+  """
+  n = len(split["label"])
+  text = lambda key: [v.decode() if isinstance(v, bytes) else str(v) for v in split[key]]  # noqa: E731
+  if "group" in split:
+    return np.asarray(text("group"), dtype=object)
+  events = text("event_id") if "event_id" in split else [""] * n
+  days = [f"day:{t[:10]}" for t in text("time")] if "time" in split else None
+  return np.asarray(
+    [e or (days[i] if days is not None else f"frame:{i}") for i, e in enumerate(events)],
+    dtype=object,
+  )

@@ -24,7 +24,7 @@ import optax
 import tqdm
 
 from solar_jax import errors, parallel
-from solar_jax.classifier_data import EpochSampler, TrainingSet
+from solar_jax.classifier_data import EpochSampler, TrainingSet, augment_batch
 from solar_jax.evaluation import classification
 from solar_jax.models import classifier as classifier_lib
 
@@ -61,17 +61,31 @@ def _init_state(rng, *, config, model, optimizer) -> ClassifierState:
   )
 
 
-def train_step(state: ClassifierState, batch, *, model, optimizer):
-  """One step of (weighted) cross-entropy: ``(state, batch) -> (state, metrics)``.
+def focal_factor(logits, labels, gamma):
+  """``(1 - p_t)^gamma`` of the focal loss (Lin et al. 2017); 1 where ``gamma`` is 0.
 
-  ``batch`` = {'image', 'label', 'weight'}; the loss is sum(w * CE) / sum(w).
-  A non-finite loss leaves the parameters unchanged and shows in the metrics.
+  ``p_t`` is the softmax probability of the true class. Clamping ``1 - p_t``
+  away from 0 keeps the gradient finite at ``gamma = 0`` (0 * inf otherwise).
+  """
+  log_p = jax.nn.log_softmax(logits)
+  p_true = jnp.exp(jnp.take_along_axis(log_p, labels[:, None], axis=-1)[:, 0])
+  return jnp.power(jnp.maximum(1.0 - p_true, 1e-12), gamma)
+
+
+def train_step(state: ClassifierState, batch, *, model, optimizer):
+  """One step of (weighted, optionally focal) cross-entropy: ``(state, batch) -> (state, metrics)``.
+
+  ``batch`` = {'image', 'label', 'weight', 'gamma'}; the loss is
+  sum(w * (1 - p_t)^gamma * CE) / sum(w) (gamma 0: cross-entropy; one compiled
+  step serves every regime). A non-finite loss leaves the parameters unchanged
+  and shows in the metrics.
   """
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
   def loss_fn(params):
     logits = model.apply({"params": params}, batch["image"], train=True, rngs={"dropout": rng})
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    ce = ce * focal_factor(logits, batch["label"], batch["gamma"])
     w = batch["weight"]
     loss = jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
     return loss, jnp.mean(jnp.argmax(logits, -1) == batch["label"])
@@ -101,7 +115,7 @@ class Programs:
   mesh: jax.sharding.Mesh
   init: Any  # root key -> ClassifierState (replicated)
   step: Any  # (state, batch) -> (state, metrics), state donated
-  predict: Any  # (params, images) -> int32 predictions (replicated)
+  predict: Any  # (params, images) -> float32 class probabilities [B, K] (replicated)
   features: Any  # (params, images) -> float32 features (replicated)
 
 
@@ -155,7 +169,7 @@ def _build_programs(config, mesh) -> Programs:
   )
 
   def _predict(params, images):
-    return jnp.argmax(model.apply({"params": params}, images, train=False), -1).astype(jnp.int32)
+    return jax.nn.softmax(model.apply({"params": params}, images, train=False), -1)
 
   def _features(params, images):
     return model.apply({"params": params}, images, train=False, return_features=True)[1]
@@ -199,27 +213,38 @@ def apply_batched(fn, params, images: np.ndarray, batch_size: int, mesh) -> np.n
 # ----------------------------------------------------------- one run ---
 
 
+def is_multiclass(task: str) -> bool:
+  return task in ("multiclass", "forecast_multiclass")
+
+
 def selection_metric(task: str) -> str:
   """Validation figure that picks the checkpoint: macro F1 (multiclass) or TSS (binary)."""
-  return "macro_f1" if task == "multiclass" else "tss"
+  return "macro_f1" if is_multiclass(task) else "tss"
 
 
-def _thresholds(config) -> dict[str, int]:
-  """For the multiclass task: TSS/HSS of >=M and >=C from the five-class predictions."""
+def thresholds(config) -> dict[str, int]:
+  """For the multiclass tasks: the class index of >=M and >=C (TSS/HSS of those events)."""
   goes = tuple(config.data.classes)
-  if config.classifier.task != "multiclass":
+  if not is_multiclass(config.classifier.task):
     return {}
   return {f">={c}": goes.index(c) for c in ("M", "C") if c in goes}
 
 
+def predict_labels(programs: Programs, params, images, batch_size: int, mesh) -> np.ndarray:
+  """``(labels int32 [N], probabilities float32 [N, K])`` of ``images``."""
+  prob = apply_batched(programs.predict, params, images, batch_size, mesh)
+  if prob.ndim == 1:  # No images.
+    return prob.astype(np.int32), prob.reshape(0, 0)
+  return np.argmax(prob, -1).astype(np.int32), prob
+
+
 def score(config, y_true, y_pred) -> dict:
   names = classifier_lib.task_class_names(config.classifier.task, config.data.classes)
-  return classification.classification_metrics(
-    y_true, y_pred, names, thresholds=_thresholds(config)
-  )
+  return classification.classification_metrics(y_true, y_pred, names, thresholds=thresholds(config))
 
 
-def _selection_score(config, metrics: dict) -> float:
+def selection_score(config, metrics: dict) -> float:
+  """The selection metric of validation ``metrics`` (macro F1 where the TSS is undefined)."""
   value = metrics[selection_metric(config.classifier.task)]
   return value if np.isfinite(value) else metrics["macro_f1"]
 
@@ -272,6 +297,8 @@ def train_one(
   sampler = EpochSampler(
     training_set.indices, c.batch_size, np.random.default_rng([config.seed, seed, 11])
   )
+  augment_rng = np.random.default_rng([config.seed, seed, 13])
+  gamma = np.full(c.batch_size, training_set.focal_gamma, np.float32)
   has_val = validation is not None and len(validation["label"]) > 0
   every = c.eval_every if c.eval_every > 0 else c.num_steps
   show = config.logging.progress and parallel.is_main_process()
@@ -285,6 +312,9 @@ def train_one(
     for step in range(1, c.num_steps + 1):
       idx = sampler.next()
       arrays = {k: getattr(training_set, k + "s")[idx] for k in ("image", "label", "weight")}
+      arrays["gamma"] = gamma
+      if training_set.augment:
+        arrays["image"] = augment_batch(arrays["image"], config, augment_rng)
       state, metrics = programs.step(state, _global(mesh, arrays))
       sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
       count += 1
@@ -294,12 +324,10 @@ def train_one(
       record = _window_record(sums, count, step, name)
       sums, count = None, 0
       if has_val:
-        pred = apply_batched(
-          programs.predict, state.params, validation["image"], c.batch_size, mesh
-        )
+        pred, _ = predict_labels(programs, state.params, validation["image"], c.batch_size, mesh)
         val = score(config, validation["label"], pred)
         record.update(val_macro_f1=val["macro_f1"], val_tss=val["tss"], val_hss=val["hss"])
-        value = _selection_score(config, val)
+        value = selection_score(config, val)
         if best is None or value > best[0]:
           # A copy: the state's buffers are donated to the next step.
           best = (value, jax.tree.map(jnp.copy, state.params), step, val)

@@ -20,8 +20,24 @@ LOSS_WEIGHTINGS = ("none", "min_snr")
 SPACINGS = ("uniform", "quadratic")
 DTYPES = ("float32", "bfloat16")
 SAMPLE_COUNTS = ("fixed", "balance")
-CLASSIFIER_TASKS = ("multiclass", "ge_m", "ge_c")
-CLASSIFIER_REGIMES = ("real", "weighted", "oversample", "real_synthetic", "synthetic_only")
+CLASSIFIER_TASKS = (
+  "multiclass",
+  "ge_m",
+  "ge_c",
+  "forecast_multiclass",
+  "forecast_ge_m",
+  "forecast_ge_c",
+)
+CLASSIFIER_REGIMES = (
+  "real",
+  "weighted",
+  "focal",
+  "oversample",
+  "augment",
+  "real_synthetic",
+  "synthetic_only",
+)
+AUGMENT_FLIPS = ("none", "ns", "ns_ew")
 EXTRACTORS = ("inception", "classifier", "random")
 BUILDER_CONFIGS = ("64", "128", "256", "512")
 # Label policies applied on read (solar_jax/data/frame_facts.py says what each means).
@@ -151,6 +167,10 @@ def _validate_sampling(config) -> None:
   ):
     if scale is not None and not scale >= 0:
       raise ConfigError(f"{name}={scale} must be >= 0.")
+  if config.classifier.sampling_steps is not None:
+    _in_range(
+      config.classifier.sampling_steps, "classifier.sampling_steps", 1, diffusion.num_timesteps
+    )
   _positive(sampling.batch_size, "sampling.batch_size")
   _positive(sampling.max_images, "sampling.max_images")
   if len(sampling.per_class) != len(data.classes) or min(sampling.per_class) < 0:
@@ -201,6 +221,35 @@ def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
       raise ConfigError(f"classifier.{field}={classifier[field]} must be >= 0.")
   if classifier.synthetic_ratio < 0:
     raise ConfigError(f"classifier.synthetic_ratio={classifier.synthetic_ratio} must be >= 0.")
+  _validate_experiment(classifier)
+
+
+def _validate_experiment(classifier) -> None:
+  """The fields of the augmentation experiment: baselines, validation grid, uncertainty."""
+  if len(set(classifier.seeds)) != len(classifier.seeds):
+    raise ConfigError(f"classifier.seeds={tuple(classifier.seeds)} repeats a seed.")
+  if classifier.focal_gamma < 0:
+    raise ConfigError(f"classifier.focal_gamma={classifier.focal_gamma} must be >= 0.")
+  _choice(classifier.augment_flips, "classifier.augment_flips", AUGMENT_FLIPS)
+  if classifier.augment_flips == "ns_ew" and classifier.task.startswith("forecast_"):
+    raise ConfigError(
+      "classifier.augment_flips='ns_ew' with classifier.task="
+      f"{classifier.task!r}: an east-west flip reverses solar rotation, which a 24-hour "
+      "forecast depends on; use 'ns'."
+    )
+  _in_range(classifier.augment_rotation_deg, "classifier.augment_rotation_deg", 0.0, 180.0)
+  if classifier.augment_intensity < 0:
+    raise ConfigError(f"classifier.augment_intensity={classifier.augment_intensity} must be >= 0.")
+  for field in ("guidance_grid", "ratio_grid"):
+    values = tuple(classifier[field])
+    if any(not v >= 0 for v in values) or len(set(values)) != len(values):
+      raise ConfigError(f"classifier.{field}={values} needs distinct values >= 0.")
+  _positive(classifier.num_pools, "classifier.num_pools")
+  if classifier.bootstrap_samples < 100:
+    raise ConfigError(
+      f"classifier.bootstrap_samples={classifier.bootstrap_samples} must be >= 100 "
+      "(the 2.5 and 97.5 percentiles need it)."
+    )
 
 
 def _validate_mesh(config, num_devices: int | None) -> None:

@@ -8,6 +8,7 @@ import io
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -185,7 +186,8 @@ def test_learns_a_separable_toy_task(one_device_mesh):
     programs = ct.make_programs(config, mesh)
     ts = cd.build_training_set("real", train, None, config, 0)
     params, info = ct.train_one(config, programs, ts, val, seed=0)
-    pred = ct.apply_batched(programs.predict, params, test["image"], 16, mesh)
+    pred, prob = ct.predict_labels(programs, params, test["image"], 16, mesh)
+  np.testing.assert_allclose(prob.sum(-1), 1.0, rtol=1e-5)
   accuracy = np.mean(pred == test["label"])
   assert accuracy >= 0.9, (accuracy, info["history"])
   assert info["history"][-1]["train_loss"] < info["history"][0]["train_loss"]
@@ -195,7 +197,8 @@ def _two_steps(config, devices):
   mesh = parallel.create_mesh(config.mesh, devices=devices)
   train = _split((4, 4, 4, 2, 2), 0)
   w = np.linspace(0.5, 2.0, 16).astype(np.float32)  # Unequal weights: tests the weighting.
-  batch = {"image": train["image"], "label": train["label"], "weight": w}
+  gamma = np.full(16, 2.0, np.float32)  # Focal: the factor must agree too.
+  batch = {"image": train["image"], "label": train["label"], "weight": w, "gamma": gamma}
   with jax.set_mesh(mesh):
     programs = ct.make_programs(config, mesh)
     state = ct.init_state(programs, config, seed=0)
@@ -222,8 +225,11 @@ def test_two_steps_same_on_1_and_8_devices():
 # ------------------------------------------------------------- run ---
 
 
+REGIMES5 = ("real", "weighted", "oversample", "real_synthetic", "synthetic_only")
+
+
 def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_mesh, monkeypatch):
-  config = _config(seeds=(0, 1))
+  config = _config(seeds=(0, 1), regimes=REGIMES5)
   splits = {
     "train": _split(TRAIN_COUNTS, 0),
     "validation": _split((2, 2, 2, 1, 1), 1),
@@ -273,13 +279,13 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
     config,
     tmp_path,
     splits=splits,
-    synthetic={**pool, "settings": {**cd.pool_settings(config), "guidance_scale": 3.0}},
+    synthetic={**pool, "settings": {**cd.pool_settings(config), "eta": 0.5}},
     mesh=one_device_mesh,
   )
   assert sorted(trained) == [
     f"{r}/seed{s}" for r in ("real_synthetic", "synthetic_only") for s in (0, 1)
   ]
-  assert "guidance 3, seed 0." in report.classifier_tables(third)
+  assert "η 0.5, guidance 1, seed 0." in report.classifier_tables(third)
   run_dir = out / "runs" / "real_synthetic" / "seed_0" / "checkpoints"
   best = third["regimes"]["real_synthetic"]["seeds"]["0"]["best_step"]
   assert [p.name for p in run_dir.iterdir() if p.name.isdigit()] == [str(best)]
@@ -320,13 +326,18 @@ def test_synthetic_pool_reads_its_cache_and_maps_dns_to_model_space(tmp_path):
   (tmp_path / "checkpoints" / "5").mkdir(parents=True)  # The newest DDPM step.
   cache = tmp_path / "classifier" / "synthetic"
   cache.mkdir(parents=True)
+  assert cd.pool_file(tmp_path, 5, 1.0, 0) == cache / "step_5_g1_pool0.npz"
   lo, hi = config.data.clip_min, config.data.clip_max
   images = np.full((3, SIZE, SIZE, 1), lo, np.float32)
   images[1], images[2] = hi, np.sqrt(lo * hi)  # Geometric midpoint -> 0 in model space.
   labels = np.array([0, 2, 2], np.int32)
   settings = {k: np.asarray(v) for k, v in cd.pool_settings(config).items()}
   np.savez(
-    cache / "step_5.npz", images=images, labels=labels, class_names=np.array(GOES), **settings
+    cache / "step_5_g1_pool0.npz",
+    images=images,
+    labels=labels,
+    class_names=np.array(GOES),
+    **settings,
   )
   pool = cd.synthetic_pool(config, tmp_path, [1, 0, 2, 0, 0])  # Served from the cache.
   assert pool["step"] == 5
@@ -343,10 +354,10 @@ def test_synthetic_pool_resamples_when_the_sampling_settings_change(tmp_path, mo
   cache = tmp_path / "classifier" / "synthetic"
   cache.mkdir(parents=True)
   stale = np.full((2, SIZE, SIZE, 1), config.data.clip_max, np.float32)
-  # Drawn with guidance 1.
+  # In the guidance-3 file, but drawn with guidance 1.
   settings = {k: np.asarray(v) for k, v in cd.pool_settings(config).items()}
   np.savez(
-    cache / "step_5.npz",
+    cache / "step_5_g3_pool0.npz",
     images=stale,
     labels=np.array([0, 1]),
     class_names=np.array(GOES),
@@ -355,27 +366,40 @@ def test_synthetic_pool_resamples_when_the_sampling_settings_change(tmp_path, mo
   sampled = []
 
   def generate(config, params, labels, **kwargs):
-    sampled.append((config.sampling.guidance_scale, labels.tolist()))
+    s = config.sampling
+    sampled.append((s.guidance_scale, s.seed, s.num_steps, labels.tolist()))
     return np.full((len(labels), SIZE, SIZE, 1), -1.0, np.float32)
 
   monkeypatch.setattr(sample, "generate", generate)
   monkeypatch.setattr(cd.sample, "load_inference_params", lambda workdir, config, mesh: ({}, 5))
   config.classifier.guidance_scale = 3.0  # The pool's own guidance; sampling's stays 1.
   pool = cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])
-  assert sampled == [(3.0, [0, 1])] and config.sampling.guidance_scale == 1.0
+  steps = config.sampling.num_steps
+  assert sampled == [(3.0, 0, steps, [0, 1])] and config.sampling.guidance_scale == 1.0
   np.testing.assert_allclose(pool["image"], -1.0)  # The new images, not the stale ones.
   assert pool["settings"]["guidance_scale"] == 3.0
-  with np.load(cache / "step_5.npz") as data:
+  with np.load(cache / "step_5_g3_pool0.npz") as data:
     assert float(data["guidance_scale"]) == 3.0 and str(data["sampler"]) == config.sampling.sampler
   # Same settings again (here through sampling.guidance_scale): served from the
   # rewritten cache, nothing sampled.
   config.classifier.guidance_scale, config.sampling.guidance_scale = None, 3.0
   assert cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])["settings"] == pool["settings"]
   assert len(sampled) == 1
+  # Pool 1 is another draw (seed + 1, its own file); the grid's guidance and the pools'
+  # own step count override the config's.
+  config.classifier.sampling_steps = 2
+  other = cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0], guidance=6.0, pool=1)
+  assert sampled[-1] == (6.0, 1, 2, [0, 1])
+  assert other["path"].endswith("step_5_g6_pool1.npz") and other["settings"]["seed"] == 1
   # A cache written before the settings were stored is resampled too.
-  np.savez(cache / "step_5.npz", images=stale, labels=np.array([0, 1]), class_names=np.array(GOES))
+  np.savez(
+    cache / "step_5_g3_pool0.npz",
+    images=stale,
+    labels=np.array([0, 1]),
+    class_names=np.array(GOES),
+  )
   cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])
-  assert len(sampled) == 2
+  assert len(sampled) == 3
 
 
 def test_pool_settings_record_what_samples_npz_records():
@@ -389,3 +413,157 @@ def test_pool_settings_record_what_samples_npz_records():
   assert cd.pool_settings(config) == settings
   recorded = samplers.recorded_settings(config)
   assert {k: settings[k] for k in recorded} == recorded
+
+
+# ------------------------------------------------------ experiment ---
+
+
+def test_focal_factor_is_analytic_and_one_at_gamma_zero():
+  logits = jnp.array([[2.0, 0.0], [0.0, 1.0]])
+  labels = jnp.array([0, 0])
+  p = jax.nn.softmax(logits)[:, 0]
+  np.testing.assert_allclose(ct.focal_factor(logits, labels, 0.0), 1.0)
+  np.testing.assert_allclose(ct.focal_factor(logits, labels, 2.0), (1 - p) ** 2, rtol=1e-6)
+  # gamma = 0 gives plain cross-entropy gradients, finite even for a certain prediction.
+  grad = jax.grad(lambda x: ct.focal_factor(x, labels, jnp.zeros(2)).sum())(logits * 100)
+  np.testing.assert_array_equal(grad, 0.0)
+
+
+def test_augment_batch_flips_rotates_and_scales_as_documented():
+  config = _config(augment_flips="ns", augment_rotation_deg=0.0, augment_intensity=0.0)
+  images = np.random.default_rng(0).uniform(-1, 1, (64, SIZE, SIZE, 1)).astype(np.float32)
+  out = cd.augment_batch(images, config, np.random.default_rng(1))
+  flipped = np.array([np.array_equal(o, i[::-1]) for o, i in zip(out, images)])
+  kept = np.array([np.array_equal(o, i) for o, i in zip(out, images)])
+  assert (flipped | kept).all() and 16 < flipped.sum() < 48  # North-south only, about half.
+  # A gain g in DN/s shifts model space by 2 log10(g) / log10(clip_max / clip_min).
+  config = _config(augment_flips="none", augment_rotation_deg=0.0, augment_intensity=0.1)
+  flat = np.zeros((200, SIZE, SIZE, 1), np.float32)
+  shift = cd.augment_batch(flat, config, np.random.default_rng(2))[:, 0, 0, 0]
+  log_gain = shift * np.log10(config.data.clip_max / config.data.clip_min) / 2 * np.log(10)
+  assert np.std(log_gain) == pytest.approx(0.1, rel=0.15)
+  # A disk centred in the frame is unchanged by a rotation about the centre.
+  config = _config(augment_flips="none", augment_rotation_deg=10.0, augment_intensity=0.0)
+  yy, xx = np.mgrid[:SIZE, :SIZE] - (SIZE - 1) / 2
+  disk = np.where(yy**2 + xx**2 <= 25, 0.8, -0.8).astype(np.float32)[None, ..., None]
+  rotated = cd.augment_batch(np.repeat(disk, 8, 0), config, np.random.default_rng(3))
+  assert np.abs(rotated - disk).mean() < 0.05
+
+
+def test_frame_groups_prefer_the_dataset_group_then_fall_back():
+  split = {"label": np.zeros(3), "group": np.array([b"E1", b"day:2014-01-02", b"E1"])}
+  assert list(cd.frame_groups(split)) == ["E1", "day:2014-01-02", "E1"]
+  old = {
+    "label": np.zeros(3),
+    "event_id": np.array([b"E7", b"", b""]),
+    "time": np.array([b"2014-01-01T00:00:00", b"2014-01-01T05:00:00", b"2014-01-03T00:00:00"]),
+  }
+  assert list(cd.frame_groups(old)) == ["E7", "day:2014-01-01", "day:2014-01-03"]
+
+
+def test_forecast_tasks_read_the_next_24h_label(monkeypatch):
+  calls = []
+
+  def load(data_config, split, transform=True, **kwargs):
+    calls.append((split, kwargs))
+    return {}
+
+  monkeypatch.setattr(cd.input_pipeline, "load_split_arrays", load)
+  cd.load_real_splits(_config(task="forecast_ge_m"))
+  assert calls[0] == ("train", {"label": "max_class_next_24h"}) and len(calls) == 3
+  calls.clear()
+  cd.load_real_splits(_config(task="ge_m"))  # Concurrent: the dataset's data.label.
+  assert calls[0] == ("train", {})
+
+
+def test_experiment_chooses_on_validation_and_reads_test_once(
+  tmp_path, one_device_mesh, monkeypatch
+):
+  regimes = ("real", "oversample", "focal", "augment", "real_synthetic")
+  config = _config(
+    task="forecast_ge_m", seeds=(0, 1), regimes=regimes, num_pools=2, guidance_grid=(1.0, 10.0)
+  )
+  test = _split((3, 3, 2, 2, 2), 2)
+  test["group"] = np.array([f"E{i // 2}".encode() for i in range(12)])  # Two frames per event.
+  splits = {
+    "train": _split(TRAIN_COUNTS, 0),
+    "validation": _split((2, 2, 2, 1, 1), 1),
+    "test": test,
+  }
+
+  def pools(guidance, k):
+    image, label = toy_images((8, 4, 6, 7, 7), np.random.default_rng(10 + k))
+    if guidance == 1.0:  # A useless pool: labels scrambled.
+      label = np.random.default_rng(k).permutation(label)
+    marker = 10.0 + guidance + 2 * k  # Tells which pool a training image came from.
+    return {"image": image + marker, "label": label, "step": 7, "settings": {"g": guidance}}
+
+  test_reads, trained = [], []
+  predict = tc.predict_labels
+  monkeypatch.setattr(
+    tc,
+    "predict_labels",
+    lambda p, params, images, *a: (
+      test_reads.append(images is test["image"]) or predict(p, params, images, *a)
+    ),
+  )
+  train_one = ct.train_one
+
+  def spy(config, programs, ts, *a, **k):
+    synthetic = np.unique(np.round(ts.images.max(axis=(1, 2, 3)) - 0.8))
+    trained.append((k["name"], sorted(float(v) for v in synthetic if v > 5)))
+    return train_one(config, programs, ts, *a, **k)
+
+  monkeypatch.setattr(tc, "train_one", spy)
+  metrics = tc.run(config, tmp_path, splits=splits, synthetic=pools, mesh=one_device_mesh)
+  on_disk = json.loads((tmp_path / "classifier" / "metrics.json").read_text())
+
+  # The choice and the validation scores it was made from.
+  sel = on_disk["selection"]["real_synthetic"]
+  assert sel["split"] == "validation" and sel["metric"] == "tss" and sel["seed"] == 0
+  scores = [p["selection_score"] for p in sel["grid"]]
+  assert [p["guidance_scale"] for p in sel["grid"]] == [1.0, 10.0]
+  assert all(set(p["validation"]) >= {"macro_f1", "tss"} for p in sel["grid"])
+  best = sel["grid"][int(np.nanargmax(scores))]["guidance_scale"]
+  assert sel["chosen"]["guidance_scale"] == best
+  # Grid runs saw validation only; every final run read the test split exactly once.
+  runs = 2 * 4 + 2 * 2  # Real-data regimes x seeds + seeds x pools.
+  assert sum(test_reads) == runs and len(on_disk["test_reads"]) == runs
+  assert set(on_disk["test_reads"].values()) == {1}
+  grid = [t for t in trained if "grid" in t[0]]
+  assert [t[1] for t in grid] == [[11.0], [20.0]]  # Pool 0 at guidance 1 and 10.
+  # The chosen grid run is the (seed 0, pool 0) run: not trained again.
+  final = {n: m for n, m in trained if n.startswith("real_synthetic/seed")}
+  assert len(trained) == len(grid) + runs - 1
+  assert set(final) == {
+    "real_synthetic/seed0/pool1",
+    "real_synthetic/seed1",
+    "real_synthetic/seed1/pool1",
+  }
+  assert final["real_synthetic/seed1/pool1"] == [10.0 + best + 2]
+
+  # Uncertainty and support beside every score; BSS against the training base rate.
+  assert on_disk["support"]["events"] == 6 and on_disk["support"]["frames"] == 12
+  assert on_disk["climatology"] == pytest.approx(2 / 16)
+  for regime in regimes:
+    entry = on_disk["regimes"][regime]
+    assert set(entry["ci95"]) == {"macro_f1", "tss", "bss"}
+    assert entry["support"] == {"events": 6, "frames": 12}
+    d = entry["delta_vs_oversample"]["macro_f1"]
+    if regime == "oversample":
+      assert d["mean"] == 0 and d["ci95"] == [0, 0]
+    lo, hi = entry["ci95"]["macro_f1"]
+    assert lo <= entry["scores"]["macro_f1"]["mean"] <= hi
+  assert len(on_disk["regimes"]["real_synthetic"]["runs"]) == 4
+  rows = list(csv.DictReader(io.StringIO((tmp_path / "classifier/predictions.csv").read_text())))
+  assert len(rows) == runs * 12 and rows[0]["group"] == "E0" and rows[0]["prob_positive"]
+  for name in ("scores.png", "reliability.png"):
+    assert (tmp_path / "classifier" / name).read_bytes()[:4] == b"\x89PNG"
+  text = report.build_report(config, tmp_path)
+  assert "| regime | macro F1 [95% CI] | TSS >=M [95% CI] | BSS [95% CI]" in text
+  assert "6 events / 12 frames" in text and "chosen on validation tss" in text
+  # Every difference to oversample is put in words, saying where its interval lies.
+  for regime in ("real", "focal", "augment", "real_synthetic"):
+    line = next(x for x in text.splitlines() if x.startswith(f"- {regime} − oversample: macro F1"))
+    assert "the interval includes zero" in line or "the interval lies" in line
+  assert metrics["regimes"]["real"]["scores"]["macro_f1"]["ci95"] is not None

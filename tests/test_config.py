@@ -47,7 +47,15 @@ def test_configs_only_override_declared_fields(name):
     ("sampling.guidance_scale", -0.5, ["sampling.guidance_scale=-0.5", ">= 0"]),
     ("classifier.guidance_scale", -1.0, ["classifier.guidance_scale=-1.0", ">= 0"]),
     ("model.attention_resolutions", (7,), ["model.attention_resolutions", "7"]),
-    ("classifier.task", "ge_x", ["classifier.task", "'ge_m'"]),
+    ("classifier.task", "ge_x", ["classifier.task", "'ge_m'", "'forecast_ge_m'"]),
+    ("classifier.regimes", ("real", "mixup"), ["classifier.regimes", "'focal'", "'augment'"]),
+    ("classifier.augment_flips", "ew", ["classifier.augment_flips", "'ns'"]),
+    ("classifier.guidance_grid", (1.0, -3.0), ["classifier.guidance_grid", ">= 0"]),
+    ("classifier.ratio_grid", (1.0, 1.0), ["classifier.ratio_grid", "distinct"]),
+    ("classifier.sampling_steps", 101, ["classifier.sampling_steps=101", "[1, 100]"]),
+    ("classifier.num_pools", 0, ["classifier.num_pools=0", "positive"]),
+    ("classifier.bootstrap_samples", 10, ["classifier.bootstrap_samples=10", ">= 100"]),
+    ("classifier.seeds", (0, 0), ["classifier.seeds", "repeats"]),
     ("mesh.fsdp", 3, ["mesh.fsdp=3", "divisor"]),
     ("data.clip_min", 0.0, ["data.clip_min=0.0"]),
   ],
@@ -62,6 +70,13 @@ def test_impossible_values_name_the_field(field, value, words):
   assert "\n" not in message
   for word in words:
     assert word in message
+
+
+def test_east_west_flips_are_refused_for_forecasting():
+  config = _config("tiny")
+  config.classifier.task, config.classifier.augment_flips = "forecast_ge_m", "ns_ew"
+  with pytest.raises(configuration.ConfigError, match="reverses solar rotation"):
+    configuration.validate(config)
 
 
 def test_batch_divisibility_follows_device_count():

@@ -26,6 +26,7 @@ LAYERS = (
     "evaluation.precision_recall",
     "evaluation.clusters",
     "evaluation.classification",
+    "evaluation.bootstrap",
     "evaluation.physics",
     "evaluation.sample_size",
     "evaluation.memorisation",
@@ -39,7 +40,7 @@ LAYERS = (
   ("train", "classifier_data", "classifier_training", "train_classifier"),
   ("evaluation",),
   ("report",),
-  ("pipeline", "main"),
+  ("pipeline", "main", "folds"),
 )
 
 

@@ -292,3 +292,79 @@ def save_confusion_png(cm, class_names: Sequence[str], path, title: str = "") ->
   fig.savefig(buffer, format="png")
   path.write_bytes(buffer.getvalue())
   return path
+
+
+def _save_figure(fig, path) -> epath.Path:
+  fig.tight_layout()
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png")
+  path.write_bytes(buffer.getvalue())
+  return path
+
+
+def save_interval_png(regimes: Mapping[str, Mapping], labels: Mapping[str, str], path, *, baseline):
+  """Scores with 95 % intervals per regime (top) and their paired differences to ``baseline``.
+
+  Args:
+    regimes: regime -> metrics.json entry with 'scores' and 'delta_vs_<baseline>'.
+    labels: score key -> axis label (one column of panels per score).
+    path: the PNG.
+    baseline: the regime the differences are taken against (a dashed zero line).
+  """
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  names = list(regimes)
+  fig = Figure(figsize=(4.2 * len(labels), 0.45 * len(names) * 2 + 2.0), dpi=100)
+  FigureCanvasAgg(fig)
+  y = np.arange(len(names))[::-1]
+  for col, (key, label) in enumerate(labels.items()):
+    for row, (field, title) in enumerate(
+      (("scores", label), (f"delta_vs_{baseline}", f"{label}: regime − {baseline}"))
+    ):
+      ax = fig.add_subplot(2, len(labels), row * len(labels) + col + 1)
+      for yi, name in zip(y, names):
+        s = regimes[name].get(field, {}).get(key) or {}
+        mean, ci = s.get("mean"), s.get("ci95")
+        if mean is None or (isinstance(mean, float) and not math.isfinite(mean)):
+          ax.text(0.5, yi, "n/a", transform=ax.get_yaxis_transform(), ha="center", va="center")
+          continue
+        if ci:
+          ax.plot(ci, [yi, yi], color="C0", lw=2)
+        ax.plot([mean], [yi], "o", color="C3" if field != "scores" else "C0")
+      if field != "scores":
+        ax.axvline(0.0, color="k", ls="--", lw=1)
+      ax.set_yticks(y, labels=names)
+      ax.set_title(title, fontsize=9)
+      ax.grid(axis="x", alpha=0.3)
+  fig.suptitle("test split: mean over runs, 95 % paired bootstrap interval", fontsize=9)
+  return _save_figure(fig, path)
+
+
+def save_reliability_png(tables: Mapping[str, Mapping], climatology: float, path):
+  """Reliability diagram of binary forecasts: observed frequency against mean forecast per bin."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=(5.0, 4.6), dpi=100)
+  FigureCanvasAgg(fig)
+  ax = fig.add_subplot(1, 1, 1)
+  ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect reliability")
+  ax.axhline(climatology, color="grey", ls=":", lw=1, label=f"climatology {climatology:.3f}")
+  for name, table in tables.items():
+    pts = [
+      (f, o)
+      for f, o in zip(table["mean_forecast"], table["observed_frequency"])
+      if f is not None and o is not None
+    ]
+    if pts:
+      ax.plot(*zip(*pts), "o-", ms=4, label=f"{name} (N={sum(table['count'])})")
+  ax.set_xlim(0, 1)
+  ax.set_ylim(0, 1)
+  ax.set_xlabel("forecast probability (bin mean)")
+  ax.set_ylabel("observed frequency")
+  ax.legend(fontsize=7)
+  ax.set_title("reliability, test split, pooled over runs", fontsize=9)
+  return _save_figure(fig, path)

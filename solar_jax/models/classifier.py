@@ -14,7 +14,8 @@ mutable collections to shard and average.
 
 Tasks (``config.classifier.task``) map the dataset's GOES class index to the
 classifier's label: 'multiclass' keeps A, B, C, M, X; 'ge_m' is >=M against
-<M; 'ge_c' is >=C against <C. The pooled features are the domain-specific
+<M; 'ge_c' is >=C against <C; the 'forecast_' forms map the same way (their labels
+are the largest class of the next 24 h). The pooled features are the domain-specific
 feature extractor used by the evaluation (``return_features=True``).
 """
 
@@ -30,9 +31,11 @@ import numpy as np
 from solar_jax.models import layers
 from solar_jax.models.layers import group_count
 
-TASKS = ("multiclass", "ge_m", "ge_c")
+# Concurrent tasks (the class of the frame, data.label) and their forecasting forms
+# (the largest class of the next 24 h, label 'max_class_next_24h'): same classes.
+TASKS = ("multiclass", "ge_m", "ge_c", "forecast_multiclass", "forecast_ge_m", "forecast_ge_c")
 # Binary tasks: the GOES class from which an image counts as positive.
-_THRESHOLD_CLASS = {"ge_m": "M", "ge_c": "C"}
+_THRESHOLD_CLASS = {"ge_m": "M", "ge_c": "C", "forecast_ge_m": "M", "forecast_ge_c": "C"}
 # GroupNorm groups (clipped to the channel count). Fixed rather than configured:
 # 8 groups work for every width the classifier is used at (8 to 256 channels).
 NUM_GROUPS = 8
@@ -44,7 +47,7 @@ def task_class_names(task: str, goes_classes: Sequence[str]) -> tuple[str, ...]:
   Binary tasks are ``('<M', '>=M')`` (or C): index 1 is the positive, flaring class.
   """
   goes_classes = tuple(goes_classes)
-  if task == "multiclass":
+  if task in ("multiclass", "forecast_multiclass"):
     return goes_classes
   if task in _THRESHOLD_CLASS:
     letter = _threshold_index(task, goes_classes)[1]
@@ -70,7 +73,7 @@ def task_labels(goes_labels, task: str, goes_classes: Sequence[str]) -> np.ndarr
       f"GOES labels must lie in [0, {len(goes_classes) - 1}] (data.classes={goes_classes}); "
       f"got values from {goes_labels.min()} to {goes_labels.max()}."
     )
-  if task == "multiclass":
+  if task in ("multiclass", "forecast_multiclass"):
     return goes_labels.astype(np.int32)
   task_class_names(task, goes_classes)  # Validates the task name.
   threshold, _ = _threshold_index(task, goes_classes)

@@ -1,0 +1,295 @@
+"""Confidence intervals of classifier scores: a paired bootstrap over test events, seeds and pools.
+
+Why: a flare test set holds few events, and frames of one flare are not
+independent (a flare lasts many frames; quiet frames of one day look alike).
+Resampling frames would understate the spread, so the resampling unit is the
+frame's *group* (the dataset's ``group`` array: the flare's event id, or
+``day:YYYY-MM-DD`` for quiet frames): the groups are drawn with replacement
+and every frame of a drawn group enters with that multiplicity.
+
+On top, each resample draws the classifier seeds with replacement and, for
+regimes trained on synthetic images, one synthetic pool per drawn seed, so the
+interval also holds the spread of training and of the generator (a two-level
+bootstrap: runs, then test events). Every regime sees the same resamples
+(the same groups, seeds and pools), so differences between regimes are
+paired: a regime against itself differs by exactly 0 in every resample.
+
+A regime's figure is the mean over its (seed, pool) runs of the score on the
+whole test set; its 95 % interval is the 2.5 and 97.5 percentiles of the
+resampled figures (percentile bootstrap). Resamples where a score is undefined
+(e.g. TSS with no positive event drawn) are left out, and their share is
+reported as ``valid_fraction``.
+
+Scores come from weighted confusion matrices (one per resample), so a
+thousand resamples of tens of runs cost one matrix product each; they agree
+with ``classification.classification_metrics`` on the unweighted data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+# ------------------------------------------------------------ groups ---
+
+
+def group_codes(groups) -> tuple[np.ndarray, np.ndarray]:
+  """``(codes int64 [N], names [G])``: each frame's group as an index into the distinct names."""
+  names = np.asarray([g.decode() if isinstance(g, bytes) else str(g) for g in groups], dtype=object)
+  if names.size == 0:
+    return np.zeros(0, np.int64), np.zeros(0, object)
+  unique, codes = np.unique(names.astype(str), return_inverse=True)
+  return codes.astype(np.int64), unique
+
+
+def group_draws(num_groups: int, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+  """int64 [B, G]: the groups drawn (with replacement) by each of ``num_samples`` resamples."""
+  return rng.integers(0, num_groups, (num_samples, num_groups))
+
+
+def draw_counts(draws: np.ndarray, num_groups: int) -> np.ndarray:
+  """int64 [B, G]: how often each group is drawn in each resample."""
+  b = draws.shape[0]
+  flat = draws + num_groups * np.arange(b)[:, None]
+  return np.bincount(flat.ravel(), minlength=b * num_groups).reshape(b, num_groups)
+
+
+def frame_weights(codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+  """float64 [B, N]: each frame's multiplicity: the count of its group (frames of a group move together)."""
+  return counts[:, codes].astype(np.float64)
+
+
+def support(y_true, codes, class_names: Sequence[str]) -> dict:
+  """Test support: distinct events (groups) and frames, overall and per class."""
+  y_true, codes = np.asarray(y_true), np.asarray(codes)
+  per_class = {}
+  for k, name in enumerate(class_names):
+    members = y_true == k
+    per_class[name] = {"events": int(np.unique(codes[members]).size), "frames": int(members.sum())}
+  return {"events": int(np.unique(codes).size), "frames": int(y_true.size), "per_class": per_class}
+
+
+# ------------------------------------------------ scores of confusions ---
+
+
+def weighted_confusions(y_true, y_pred, weights: np.ndarray, num_classes: int) -> np.ndarray:
+  """float64 [B, K, K] confusion matrices (rows true) of the frames weighted by ``weights`` [B, N]."""
+  k = num_classes
+  cell = np.asarray(y_true, np.int64) * k + np.asarray(y_pred, np.int64)
+  onehot = np.zeros((cell.size, k * k))
+  onehot[np.arange(cell.size), cell] = 1.0
+  return (np.asarray(weights, np.float64) @ onehot).reshape(-1, k, k)
+
+
+def _divide(a, b):
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def macro_f1(cms: np.ndarray) -> np.ndarray:
+  """[B] macro F1 over the classes present in the truth of each matrix (as ``classification``)."""
+  tp = np.diagonal(cms, axis1=-2, axis2=-1)
+  rows, cols = cms.sum(-1), cms.sum(-2)
+  f1 = np.where(rows + cols > 0, _divide(2 * tp, rows + cols), 0.0)
+  present = rows > 0
+  n = present.sum(-1)
+  return _divide(np.where(present, f1, 0.0).sum(-1), n)
+
+
+def multiclass_tss(cms: np.ndarray) -> np.ndarray:
+  """[B] Hanssen-Kuipers discriminant (the TSS for two classes); NaN where undefined."""
+  total = cms.sum((-2, -1))
+  p = cms / np.where(total > 0, total, 1.0)[..., None, None]
+  observed, forecast = p.sum(-1), p.sum(-2)
+  correct = np.trace(p, axis1=-2, axis2=-1)
+  chance = (observed * forecast).sum(-1)
+  return _divide(correct - chance, 1.0 - (observed * observed).sum(-1))
+
+
+def threshold_tss(cms: np.ndarray, threshold: int) -> np.ndarray:
+  """[B] TSS of the event ``class >= threshold`` from K x K matrices."""
+  t = np.arange(cms.shape[-1]) >= threshold
+  tp = cms[..., t, :][..., :, t].sum((-2, -1))
+  fn = cms[..., t, :][..., :, ~t].sum((-2, -1))
+  fp = cms[..., ~t, :][..., :, t].sum((-2, -1))
+  tn = cms[..., ~t, :][..., :, ~t].sum((-2, -1))
+  return _divide(tp, tp + fn) - _divide(fp, fp + tn)
+
+
+def brier_skill(prob, y_true, reference, weights: np.ndarray) -> np.ndarray:
+  """[B] Brier skill score ``1 - BS / BS_ref`` of positive-class probabilities.
+
+  Args:
+    prob: float [N] forecast probability of class 1.
+    y_true: int [N] in {0, 1}.
+    reference: float [N] (or scalar) reference forecast, e.g. the training split's base rate
+      (climatology).
+    weights: [B, N] frame multiplicities.
+  """
+  o = np.asarray(y_true, np.float64)
+  err = (np.asarray(prob, np.float64) - o) ** 2
+  ref = (np.broadcast_to(np.asarray(reference, np.float64), o.shape) - o) ** 2
+  return 1.0 - _divide(weights @ err, weights @ ref)
+
+
+def headline_scores(
+  y_true,
+  y_pred,
+  weights: np.ndarray,
+  num_classes: int,
+  thresholds: Mapping[str, int],
+  prob=None,
+  reference=None,
+) -> dict[str, np.ndarray]:
+  """The reported scores, each [B]: macro_f1, tss, ``tss_<name>`` per threshold, bss (binary)."""
+  cms = weighted_confusions(y_true, y_pred, weights, num_classes)
+  out = {"macro_f1": macro_f1(cms), "tss": multiclass_tss(cms)}
+  for name, index in thresholds.items():
+    out[f"tss_{name}"] = threshold_tss(cms, index)
+  if prob is not None and reference is not None:
+    out["bss"] = brier_skill(prob, y_true, reference, weights)
+  return out
+
+
+# ------------------------------------------------------------ summary ---
+
+
+def _interval(values: np.ndarray) -> dict:
+  finite = values[np.isfinite(values)]
+  if finite.size == 0:
+    return {"ci95": None, "valid_fraction": 0.0}
+  lo, hi = np.percentile(finite, [2.5, 97.5])
+  return {"ci95": [float(lo), float(hi)], "valid_fraction": float(finite.size / values.size)}
+
+
+def _nanmean(values: np.ndarray, axis) -> np.ndarray:
+  finite = np.isfinite(values)
+  total = np.where(finite, values, 0.0).sum(axis)
+  return _divide(total, finite.sum(axis))
+
+
+def _chunked_scores(y_true, run, codes, counts, k, thresholds, reference, chunk: int = 64):
+  """``headline_scores`` of every row of ``counts``, a few rows at a time.
+
+  Frame weights are [rows, N]: a thousand resamples of 10^5 test frames would need
+  0.8 GB at once; chunks keep it to tens of MB.
+  """
+  parts: dict[str, list] = {}
+  for start in range(0, len(counts), chunk):
+    weights = frame_weights(codes, counts[start : start + chunk])
+    scores = headline_scores(
+      y_true, run["pred"], weights, k, thresholds, run.get("prob"), reference
+    )
+    for name, values in scores.items():
+      parts.setdefault(name, []).append(values)
+  return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def summarize(
+  y_true,
+  groups,
+  runs: Mapping[str, Mapping[tuple[int, int], Mapping]],
+  class_names: Sequence[str],
+  *,
+  thresholds: Mapping[str, int] | None = None,
+  reference=None,
+  num_samples: int = 1000,
+  seed: int = 0,
+  baselines: Sequence[str] = ("real", "oversample"),
+) -> dict:
+  """Paired-bootstrap summary of every regime's test predictions.
+
+  Args:
+    y_true: int [N] task labels of the test frames.
+    groups: [N] resampling unit of each frame (str or bytes).
+    runs: regime -> {(seed, pool): {'pred': int [N], 'prob': float [N] or None}};
+      every regime has the same seeds; pools are 0..P-1 (P = 1 for real-data regimes).
+    class_names: the task's classes.
+    thresholds: {name: class index} for ``tss_<name>`` (e.g. {'ge_m': 3}).
+    reference: climatological probability of class 1 (scalar or [N]); with the
+      runs' 'prob' gives the Brier skill score (binary tasks).
+    num_samples: bootstrap resamples B.
+    seed: seed of the resampling (the same draws serve every regime: paired).
+    baselines: regimes every other regime is compared with (``delta_vs_<name>``).
+
+  Returns:
+    {'support', 'num_samples', 'regimes': {regime: {'scores': {score: {'mean', 'ci95',
+    'valid_fraction', 'seed_std'}}, 'runs', 'delta_vs_<baseline>': {score: {'mean',
+    'ci95', 'includes_zero'}}}}}.
+  """
+  y_true = np.asarray(y_true, np.int64)
+  codes, _ = group_codes(groups)
+  k, thresholds = len(class_names), dict(thresholds or {})
+  rng = np.random.default_rng([seed, 20260])
+  num_groups = int(codes.max()) + 1 if codes.size else 0
+  counts = draw_counts(group_draws(num_groups, num_samples, rng), num_groups)
+  # Row 0: the whole test set (each group once: the point estimate); rows 1..B: resamples.
+  counts = np.concatenate([np.ones((1, num_groups), np.int64), counts])
+  seeds = sorted({s for regime in runs.values() for s, _ in regime})
+  num_pools = max((p + 1 for regime in runs.values() for _, p in regime), default=1)
+  seed_draw = rng.integers(0, len(seeds), (num_samples, len(seeds)))
+  pool_draw = rng.integers(0, num_pools, (num_samples, len(seeds)))
+
+  per_regime = {}
+  for regime, regime_runs in runs.items():
+    pools = max(p for _, p in regime_runs) + 1
+    table: dict[str, np.ndarray] = {}
+    for (s, p), run in regime_runs.items():
+      scores = _chunked_scores(y_true, run, codes, counts, k, thresholds, reference)
+      for name, values in scores.items():
+        table.setdefault(name, np.full((len(seeds), pools, num_samples + 1), np.nan))
+        table[name][seeds.index(s), p] = values
+    resampled = {}
+    for name, arr in table.items():
+      drawn = arr[seed_draw, pool_draw % pools, np.arange(1, num_samples + 1)[:, None]]
+      resampled[name] = (_nanmean(arr[..., 0], (0, 1)), _nanmean(drawn, 1), arr[..., 0])
+    per_regime[regime] = resampled
+
+  out = {"support": support(y_true, codes, class_names), "num_samples": num_samples, "regimes": {}}
+  for regime, resampled in per_regime.items():
+    entry = {"runs": len(runs[regime]), "scores": {}}
+    for name, (point, values, full) in resampled.items():
+      seed_means = _nanmean(full, 1)
+      finite = seed_means[np.isfinite(seed_means)]
+      entry["scores"][name] = {
+        "mean": float(point),
+        **_interval(values),
+        # Spread of the per-seed figures (pools averaged): what "± std" used to show.
+        "seed_std": float(np.std(finite, ddof=1)) if finite.size > 1 else None,
+      }
+    for base in baselines:
+      if base not in per_regime:
+        continue
+      delta = {}
+      for name, (point, values, _) in resampled.items():
+        if name not in per_regime[base]:
+          continue
+        b_point, b_values, _ = per_regime[base][name]
+        interval = _interval(values - b_values)
+        ci = interval["ci95"]
+        delta[name] = {
+          "mean": float(point - b_point),
+          **interval,
+          "includes_zero": None if ci is None else bool(ci[0] <= 0.0 <= ci[1]),
+        }
+      entry[f"delta_vs_{base}"] = delta
+    out["regimes"][regime] = entry
+  return out
+
+
+def reliability(prob, y_true, num_bins: int = 10) -> dict:
+  """Reliability table of binary forecasts: per probability bin, the mean forecast and frequency."""
+  prob, y = np.asarray(prob, np.float64), np.asarray(y_true, np.float64)
+  edges = np.linspace(0.0, 1.0, num_bins + 1)
+  which = np.clip(np.digitize(prob, edges[1:-1]), 0, num_bins - 1)
+  n = np.bincount(which, minlength=num_bins)
+  mean_forecast = _divide(np.bincount(which, prob, num_bins), n)
+  frequency = _divide(np.bincount(which, y, num_bins), n)
+  return {
+    "edges": edges.tolist(),
+    "count": n.tolist(),
+    "mean_forecast": [None if math.isnan(v) else float(v) for v in mean_forecast],
+    "observed_frequency": [None if math.isnan(v) else float(v) for v in frequency],
+  }
