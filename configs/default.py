@@ -109,6 +109,10 @@ def get_config() -> ml_collections.ConfigDict:
   sampling.max_images = 1000
   sampling.seed = 0
   sampling.write_fits = True
+  # Where --mode=sample reads the model: '' = this workdir's checkpoints/; else another
+  # run's workdir, its checkpoints/, or an inference checkpoint of --mode=export. The
+  # samples go to this workdir, in a folder whose name says where the model came from.
+  sampling.checkpoint = ""
 
   # ---------------------------------------------------------- evaluation ---
   evaluation = config.evaluation = ml_collections.ConfigDict()

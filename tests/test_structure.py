@@ -31,11 +31,11 @@ LAYERS = (
   ("models",),
   ("diffusion",),
   ("parallel", "workdir", "checkpointing", "train_state"),
-  ("sample",),
+  ("sample", "export", "api"),
   ("train", "classifier_data", "classifier_training", "train_classifier"),
   ("evaluation",),
   ("report",),
-  ("pipeline", "main"),
+  ("pipeline", "cli", "main"),
 )
 
 

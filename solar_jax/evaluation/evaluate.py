@@ -440,7 +440,7 @@ def _evaluate_pool(config, workdir, real, samples_info, extractors, skipped, mai
 def run(config, workdir, mesh=None) -> dict:
   """--mode=evaluate: newest samples vs the real split; writes ``workdir/eval/``."""
   workdir = epath.Path(workdir)
-  samples_path = wd.latest_samples(workdir)
+  samples_path = wd.latest_samples(workdir, config)  # Drawn with config's sampler settings.
   generated = load_samples(samples_path)
   names = tuple(str(x) for x in generated["class_names"])
   if names != tuple(config.data.classes):
