@@ -1,7 +1,8 @@
 """Default configuration: declares every field the project reads.
 
-Other configs import this module and override fields; nothing may add a field
-elsewhere (configs are locked). Run with::
+Other configs start from it (``solar_jax.configuration.default_config()``, which
+loads this file by path, so a config file runs from any directory) and override
+fields; nothing may add a field elsewhere (configs are locked). Run with::
 
   python -m solar_jax.main --config=configs/default.py --workdir=runs/default
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging as stdlib_logging
 import os
 import sys
+import textwrap
 
 from absl import flags
 
@@ -39,8 +40,9 @@ usage: python -m solar_jax.main --config=CONFIG --workdir=DIR [--mode=MODE]
   --workdir   the run directory (local path or gs://): checkpoints, samples, report
   --mode      one of the modes below (default: train)
   --config.SECTION.FIELD=VALUE overrides one field of the config (every field is
-              declared, with its meaning, in configs/default.py); ~ and $VARS expand
-              in path fields ({paths}).
+              declared, with its meaning, in configs/default.py); ~ and $VARS
+              expand in the path fields:
+              {paths}
 
 modes:
 {modes}
@@ -68,8 +70,11 @@ def help_requested(argv: list[str]) -> str | None:
 
 def help_text(full: bool, flag_values=flags.FLAGS) -> str:
   """The usage, every mode, and with ``full`` every flag of every module (absl's list)."""
-  modes = "\n".join(f"  {m:9s} {MODE_HELP[m]}" for m in configuration.MODES)
-  text = USAGE.format(modes=modes, paths=", ".join(configuration.PATH_FIELDS))
+  modes = "\n".join(
+    textwrap.fill(f"  {m:9s} {MODE_HELP[m]}", width=88, subsequent_indent=" " * 12)
+    for m in configuration.MODES
+  )
+  text = USAGE.format(modes=modes, paths=", ".join(configuration.PATH_FIELDS) + ".")
   if full:
     text += "\nall flags:\n" + flag_values.get_help()
   return text

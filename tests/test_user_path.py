@@ -196,3 +196,36 @@ def test_research_configs_state_their_measured_parameter_count(name):
   # Scores published from these configs rest on N >= 1000 generated images per class.
   assert min(config.sampling.per_class) >= 1000
   assert config.evaluation.num_images >= 1000 * len(config.data.classes)
+
+
+def test_orbax_read_only_warnings_are_quiet_and_others_kept():
+  import logging
+
+  def record(message):
+    return logging.LogRecord(
+      "absl", logging.WARNING, "/x/orbax/checkpoint_manager.py", 1, message, (), None
+    )
+
+  keep = cli.LibraryInfoFilter().filter
+  assert not keep(record("Given directory is read only=%s"))
+  assert not keep(record("%s is read only, save will be skipped"))
+  assert keep(record("checkpoint 7 is unreadable"))
+
+
+def test_evaluation_figures_reach_tensorboard(tmp_path):
+  import tensorflow as tf
+  from tensorboard.backend.event_processing import event_accumulator
+
+  from solar_jax.evaluation import evaluate
+
+  config = configuration.default_config()
+  summary = {"classifier": {"fid": 2.5, "kid": {"mean": 0.125, "std": None}}, "flag": True}
+  evaluate._to_tensorboard(config, tmp_path, summary, 40)
+  events = event_accumulator.EventAccumulator(str(tmp_path))
+  events.Reload()
+  values = {
+    tag: (e[0].step, float(tf.make_ndarray(e[0].tensor_proto)))
+    for tag in events.Tags()["tensors"]
+    for e in [events.Tensors(tag)]
+  }
+  assert values == {"eval/classifier/fid": (40, 2.5), "eval/classifier/kid/mean": (40, 0.125)}
