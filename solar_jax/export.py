@@ -62,6 +62,8 @@ def dataset_summary(config: ml_collections.ConfigDict) -> dict:
   if report.exists():
     stored = json.loads(report.read_text())
     settings = {k: stored.get(k) for k in ("split_rule", "degradation", "window_minutes")}
+    manual = stored.get("manual_dir")
+    settings["simulated"] = bool(manual) and epath.Path(manual, "demo_manifest.json").exists()
   return {
     "dataset": f"{config.data.dataset}/{config.data.builder_config} {builder.info.version}",
     "first": min(times) if times else None,
@@ -92,7 +94,8 @@ def model_card(config, step: int, num_params: int, data: dict, source: str) -> s
     lines.append(f"Not recorded: the dataset could not be read when exporting ({data['error']}).")
   else:
     lines += [
-      f"- dataset: {data['dataset']}",
+      f"- dataset: {data['dataset']}"
+      + (" (the SIMULATED demo archive, not observations)" if data.get("simulated") else ""),
       f"- data span: {data['first']} to {data['last']} (UTC frame times, all splits)",
       f"- split rule: {data.get('split_rule') or 'not recorded'}",
       f"- degradation correction: {data.get('degradation', 'not recorded')}",
@@ -110,7 +113,7 @@ def model_card(config, step: int, num_params: int, data: dict, source: str) -> s
     "python -m solar_jax.main --config=<this dir>/config.json --workdir=<new dir> "
     "--mode=sample --config.sampling.checkpoint=<this dir>",
     "```",
-    "or in Python: `solar_jax.generate('<this dir>', classes={'M': 4}, n=None)`.",
+    "or in Python: `solar_jax.generate('<this dir>', classes={'M': 4})`.",
     "",
     "## Known failure modes",
     "",
