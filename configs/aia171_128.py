@@ -1,14 +1,14 @@
-"""AIA 171 Å at 128² (about 60M parameters); one GPU.
+"""AIA 171 Å at 128² (90.9M parameters, measured by tests/test_user_path.py); one GPU.
 
   python -m solar_jax.main --config=configs/aia171_128.py --workdir=runs/aia128 \
       --config.data.data_dir=$HOME/tensorflow_datasets
 """
 
-from configs import default
+from solar_jax.configuration import default_config
 
 
 def get_config():
-  config = default.get_config()
+  config = default_config()
   config.data.builder_config = "128"
   config.data.image_size = 128
   # Real data: the clip level from the train split, so flare kernels do not saturate
@@ -24,4 +24,8 @@ def get_config():
   config.training.num_steps = 200_000
   config.training.learning_rate = 1e-4
   config.training.sample_every = 20_000
+  # Evaluation N >= 1000 per class where the test split has that many frames: 1000
+  # samples of each class, and N up to 1000 per class (5 classes) in the pooled scores.
+  config.sampling.per_class = (1000, 1000, 1000, 1000, 1000)
+  config.evaluation.num_images = 5000
   return config

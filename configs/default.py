@@ -1,7 +1,8 @@
 """Default configuration: declares every field the project reads.
 
-Other configs import this module and override fields; nothing may add a field
-elsewhere (configs are locked). Run with::
+Other configs start from it (``solar_jax.configuration.default_config()``, which
+loads this file by path, so a config file runs from any directory) and override
+fields; nothing may add a field elsewhere (configs are locked). Run with::
 
   python -m solar_jax.main --config=configs/default.py --workdir=runs/default
 """
@@ -129,6 +130,10 @@ def get_config() -> ml_collections.ConfigDict:
   sampling.max_images = 1000
   sampling.seed = 0
   sampling.write_fits = True
+  # Where --mode=sample reads the model: '' = this workdir's checkpoints/; else another
+  # run's workdir, its checkpoints/, or an inference checkpoint of --mode=export. The
+  # samples go to this workdir, in a folder whose name says where the model came from.
+  sampling.checkpoint = ""
 
   # ---------------------------------------------------------- evaluation ---
   evaluation = config.evaluation = ml_collections.ConfigDict()

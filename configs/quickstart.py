@@ -5,11 +5,11 @@ make quickstart
 python -m solar_jax.main --config=configs/quickstart.py --workdir=runs/quickstart --mode=all
 """
 
-from configs import default
+from solar_jax.configuration import default_config
 
 
 def get_config():
-  config = default.get_config()
+  config = default_config()
   config.data.builder_config = "64"
   config.data.image_size = 64
   config.data.shuffle_buffer = 1024

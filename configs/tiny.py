@@ -3,11 +3,11 @@
 python -m solar_jax.main --config=configs/tiny.py --workdir=runs/tiny --mode=train
 """
 
-from configs import default
+from solar_jax.configuration import default_config
 
 
 def get_config():
-  config = default.get_config()
+  config = default_config()
   config.data.builder_config = "64"
   config.data.image_size = 32
   config.data.shuffle_buffer = 64

@@ -44,4 +44,8 @@ step "3/3 train -> sample -> classify -> evaluate -> report (configs/quickstart.
 
 ELAPSED=$(( $(date +%s) - START ))
 echo
-echo "[quickstart] done in $((ELAPSED / 60)) min $((ELAPSED % 60)) s. Read $QS_DIR/report.md"
+echo "[quickstart] done in $((ELAPSED / 60)) min $((ELAPSED % 60)) s. What to open next:"
+echo "  $QS_DIR/report.md                 every figure of the run, with N and uncertainty"
+echo "  tensorboard --logdir $QS_DIR       loss curves, sample grids, evaluation scalars"
+echo "  examples/quickstart.ipynb          sample a GOES class in Python, plot it with the limb"
+echo "  $QS_DIR/samples/*/fits/            FITS files (sunpy.map.Map; titled SYNTHETIC)"

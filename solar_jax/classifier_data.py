@@ -471,18 +471,12 @@ def load_real_splits(config) -> dict[str, dict]:
 def frame_groups(split: dict) -> np.ndarray:
   """The bootstrap's resampling unit of every frame of ``split`` (str [N]).
 
-  The dataset's ``group`` array (the flare's event id, or ``day:YYYY-MM-DD``).
-  Fallback for arrays without it (datasets built before the 'group' array;
-  to be removed once every dataset has it): the ``event_id`` when set, else the
-  day of ``time``, else each frame on its own.
+  The input pipeline's ``group`` array: the event the label comes from, else
+  ``day:YYYY-MM-DD`` (``frame_facts.labels``), so frames of one flare or one quiet
+  day move together.
   """
-  n = len(split["label"])
-  text = lambda key: [v.decode() if isinstance(v, bytes) else str(v) for v in split[key]]  # noqa: E731
-  if "group" in split:
-    return np.asarray(text("group"), dtype=object)
-  events = text("event_id") if "event_id" in split else [""] * n
-  days = [f"day:{t[:10]}" for t in text("time")] if "time" in split else None
+  if "group" not in split:
+    raise KeyError("the split arrays have no 'group' (read them with input_pipeline).")
   return np.asarray(
-    [e or (days[i] if days is not None else f"frame:{i}") for i, e in enumerate(events)],
-    dtype=object,
+    [v.decode() if isinstance(v, bytes) else str(v) for v in split["group"]], dtype=object
   )

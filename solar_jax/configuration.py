@@ -7,9 +7,14 @@ what is allowed, so a bad run fails in seconds instead of after compiling.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import pathlib
+import sys
 
 import ml_collections
+from etils import epath
 
 from solar_jax.errors import ConfigError
 
@@ -43,7 +48,13 @@ BUILDER_CONFIGS = ("64", "128", "256", "512")
 # Label policies applied on read (solar_jax/data/frame_facts.py says what each means).
 DATA_LABELS = ("goes_class", "flare_class", "background_class", "max_class_next_24h")
 DISTRIBUTED = ("auto", "yes", "no")
-MODES = ("train", "sample", "evaluate", "classify", "all")
+MODES = ("train", "sample", "evaluate", "classify", "all", "export")
+# Fields that name a file or directory: ``~`` and ``$VARS`` in them are expanded
+# (``--config.data.data_dir=~/tfds`` reaches the program unexpanded: the shell
+# expands ``~`` only at the start of a word).
+PATH_FIELDS = ("data.data_dir", "evaluation.inception_weights", "sampling.checkpoint")
+# configs/default.py, beside the package (a clone or an editable install).
+DEFAULT_CONFIG_FILE = pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py"
 
 
 def _choice(value, field: str, allowed) -> None:
@@ -289,3 +300,73 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
 def to_json(config: ml_collections.ConfigDict) -> str:
   """The resolved config as JSON (tuples become lists)."""
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
+
+
+def expand_paths(config: ml_collections.ConfigDict) -> None:
+  """Expands ``~`` and environment variables in every ``PATH_FIELDS`` value, in place.
+
+  URLs (``gs://...``) pass through unchanged unless they hold ``$VARS``.
+  """
+  for field in PATH_FIELDS:
+    section, key = field.split(".")
+    value = config[section][key]
+    if isinstance(value, str) and value:
+      config[section][key] = os.path.expandvars(os.path.expanduser(value))
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """``configs/default.py``'s config, loaded by path: a config file anywhere can extend it.
+
+  The configs import this instead of ``from configs import default``, which worked
+  only from the repository root.
+  """
+  name = "solar_jax_configs_default"
+  module = sys.modules.get(name)
+  if module is None:
+    if not DEFAULT_CONFIG_FILE.exists():
+      raise ConfigError(
+        f"{DEFAULT_CONFIG_FILE} is missing: install solar_jax from its repository "
+        "(pip install -e .), which holds configs/default.py."
+      )
+    spec = importlib.util.spec_from_file_location(name, DEFAULT_CONFIG_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+  return module.get_config()
+
+
+def _merge(config: ml_collections.ConfigDict, stored: dict, prefix: str = "") -> None:
+  """Sets ``stored``'s values on ``config``; lists become tuples where the field holds one."""
+  for key, value in stored.items():
+    if key not in config:
+      raise ConfigError(
+        f"{prefix}{key}: not a field of configs/default.py (a config of another version?)."
+      )
+    if isinstance(config[key], ml_collections.ConfigDict):
+      _merge(config[key], value, f"{prefix}{key}.")
+    elif isinstance(value, list):
+      config[key] = tuple(value)
+    else:
+      config[key] = value
+
+
+def from_json(path) -> ml_collections.ConfigDict:
+  """A run's ``config.json`` (``workdir.write_config``) as the config that wrote it.
+
+  The stored values are set on the default config, so the field types (tuples,
+  typed placeholders) are the default's and ``to_json`` of the result equals the file.
+  """
+  path = epath.Path(os.path.expandvars(os.path.expanduser(os.fspath(path))))
+  try:
+    stored = json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"--config={path}: cannot read it as a run's config.json ({e}).") from None
+  config = default_config()
+  _merge(config, stored)
+  return config
+
+
+def get_config(path: str) -> ml_collections.ConfigDict:
+  """Config-file entry point for a ``config.json``: ``--config=<this file>:<config.json>``
+  (``solar_jax.cli`` rewrites ``--config=<workdir>/config.json`` to that)."""
+  return from_json(path)

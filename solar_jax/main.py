@@ -7,8 +7,6 @@ Exit codes (``solar_jax.errors``): 0 done or preempted, 1 non-finite loss,
 
 from __future__ import annotations
 
-import logging as stdlib_logging
-import os
 import sys
 
 import jax
@@ -17,6 +15,7 @@ from etils import epath
 from ml_collections import config_flags
 
 from solar_jax import (
+  cli,
   configuration,
   errors,
   parallel,
@@ -29,7 +28,7 @@ FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples, reports.")
 _MODE = flags.DEFINE_enum("mode", "train", configuration.MODES, "What to run.")
 config_flags.DEFINE_config_file(
-  "config", None, "Path to a config file (configs/*.py).", lock_config=True
+  "config", None, "A config file (configs/*.py) or a run's config.json.", lock_config=True
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -63,43 +62,25 @@ def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
       raise
 
 
-class _LibraryInfoFilter(stdlib_logging.Filter):
-  """Drops INFO/DEBUG records of orbax (a dozen lines per save), and the traceback of
-  its thread's disk-full error: the run ends on it with exit 3 and one line."""
-
-  def filter(self, record: stdlib_logging.LogRecord) -> bool:
-    if "/orbax/" not in record.pathname:
-      return True
-    if record.exc_info and errors.environment_failure(record.exc_info[1]) is not None:
-      record.exc_info, record.exc_text = None, None
-    return record.levelno >= stdlib_logging.WARNING
-
-
-def _fail(message, code: int = 2):
-  print("error: " + " ".join(str(message).splitlines()), file=sys.stderr, flush=True)
-  if code == 3:  # Orbax's failed save threads would print tracebacks during shutdown.
-    os._exit(code)
-  sys.exit(code)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   if FLAGS.verbosity <= 0:  # --v=1 (or more) shows everything again.
-    logging.get_absl_handler().addFilter(_LibraryInfoFilter())
+    logging.get_absl_handler().addFilter(cli.LibraryInfoFilter())
   config, workdir, mode = FLAGS.config, _WORKDIR.value, _MODE.value
   if not workdir.strip():
-    _fail("--workdir is empty: name the run directory (a local path or gs://).")
+    cli.fail("--workdir is empty: name the run directory (a local path or gs://).")
   try:
     config.mesh  # noqa: B018 - ml_collections reports a config file's load error on first use.
   except OSError as e:
-    _fail(f"--config: cannot load the config file ({str(e).strip().splitlines()[-1].strip()}).")
+    cli.fail(f"--config: cannot load the config file ({str(e).strip().splitlines()[-1].strip()}).")
+  configuration.expand_paths(config)  # ~ and $VARS in path fields (not expanded after '=').
   xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
   parallel.maybe_initialize_distributed(config.mesh)
   try:
     configuration.validate(config, num_devices=jax.device_count())
   except errors.ConfigError as e:
-    _fail(e)
+    cli.fail(e)
   logging.info(
     f"JAX {jax.__version__}: process {jax.process_index()} of {jax.process_count()}, "
     f"{jax.local_device_count()} local / {jax.device_count()} global {jax.default_backend()} devices"
@@ -114,35 +95,26 @@ def main(argv):
     if code is None:
       raise  # A bug: keep the traceback.
     if failure is not None:
-      e = (
-        f"{failure.strerror or failure} ({failure.filename or f'under {workdir}'}): the "
-        "machine, not the command, failed; fix it and run the same command again (training "
-        "resumes from its last complete checkpoint)."
-      )
-    _fail(e, code)
-
-
-def _override_error(error: Exception, argv: list[str]) -> str:
-  """One line naming the --config override that does not fit the config."""
-  key = str(error).strip("\"'")
-  overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-  culprit = next((o for o in overrides if key and key in o.split(".")), None)
-  if culprit:
-    return (
-      f"{culprit[2:]}: the config has no field {key!r} or the value does not fit it "
-      "(every field is declared in configs/default.py)."
-    )
-  return f"--config: {error}"
+      e = cli.environment_message(failure, workdir)
+    cli.fail(e, code)
 
 
 def run():
-  """Console entry: flag and config-override errors exit with one line."""
+  """Console entry: help exits 0; flag and config-override errors exit with one line."""
+  wanted = cli.help_requested(sys.argv)
+  if wanted:
+    print(cli.help_text(full=wanted == "full"))
+    sys.exit(0)
   try:
-    remaining = FLAGS(sys.argv)
+    argv = cli.config_json_argv(sys.argv)
+  except errors.ConfigError as e:
+    cli.fail(e)
+  try:
+    remaining = FLAGS(argv)
   except flags.Error as e:
-    _fail(e)
+    cli.fail(e)
   except (KeyError, AttributeError, TypeError, ValueError) as e:
-    _fail(_override_error(e, sys.argv))
+    cli.fail(cli.override_error(e, argv))
   app.run(main, flags_parser=lambda _: remaining)  # Flags are parsed once, above.
 
 

@@ -9,7 +9,7 @@ import time
 
 from absl import logging
 
-from solar_jax import report, sample, train, train_classifier
+from solar_jax import export, report, sample, train, train_classifier
 from solar_jax import workdir as wd
 from solar_jax.data import input_pipeline
 from solar_jax.evaluation import evaluate, features
@@ -44,10 +44,12 @@ def check_inputs(config, workdir: str, mode: str) -> None:
     builder = input_pipeline.get_builder(config.data)
     splits = _SPLITS_READ.get(mode) or evaluate.splits_read(config)
     input_pipeline.verify_shards(config.data, splits, builder=builder)
-  if mode == "sample":
-    wd.require_checkpoint(workdir)
+  if mode in ("sample", "export"):
+    kind, source = sample.checkpoint_source(config, workdir)  # sampling.checkpoint, or here.
+    if kind == "workdir":
+      wd.require_checkpoint(source)
   if mode == "evaluate":
-    wd.latest_samples(workdir)
+    wd.latest_samples(workdir, config)
 
 
 def run_all(config, workdir) -> None:
@@ -77,4 +79,5 @@ ENTRY_POINTS = {  # mode -> function(config, workdir)
   "evaluate": evaluate.run,
   "classify": train_classifier.run,
   "all": run_all,
+  "export": export.run,
 }

@@ -254,11 +254,12 @@ def build_report(config, workdir) -> str:
           f"({last.get('images_per_sec', float('nan')):.1f} images/s)."
         )
   try:
-    samples = wd.latest_samples(workdir).parent
+    samples = wd.latest_samples(workdir, config).parent
   except errors.MissingInputError:
     samples = None
   if samples is not None:
-    parts += ["", f"## Samples (model step {samples.name})", ""]
+    step, _, key = samples.name.partition("-")
+    parts += ["", f"## Samples (model step {step}{', ' + key if key else ''})", ""]
     parts.append(f"![samples]({(samples / 'grid.png').relative_to(workdir)})")
     npz = wd.read_npz(samples / "samples.npz")
     labels = npz["labels"]

@@ -268,14 +268,10 @@ def _train(config, workdir, preemption, batches_fn):
     total = training.num_steps
     step_fn = make_train_step(config, mesh, abstract)
     train_iter = batches_fn(start)
-    from clu import metric_writers  # Imports TensorFlow (~4 s): only when a run starts.
-
-    writer = metric_writers.create_default_writer(
-      os.fspath(workdir), just_logging=not (main and config.logging.tensorboard), asynchronous=False
-    )
+    writer = _metric_writer(config, workdir, main)
     if start == 0 and main:
       writer.write_hparams({k: str(v) for k, v in config.to_dict().items()})
-    progress = _progress_bar(config, start, total) if main else None
+    progress = None  # Started after the first step: its ETA leaves out compilation.
     window = _LogWindow(start)
     step, preempted = start, False
     try:
@@ -287,6 +283,8 @@ def _train(config, workdir, preemption, batches_fn):
         window.add(metrics)
         if progress is not None:
           progress.update(1)
+        elif main:
+          progress = _progress_bar(config, step, total)
         at_end = step == total
         checkpoint_due = step % training.checkpoint_every == 0
         if step % training.log_every == 0 or at_end or checkpoint_due:
@@ -320,6 +318,19 @@ def _train(config, workdir, preemption, batches_fn):
         "command to resume."
       )
     return state
+
+
+def _metric_writer(config, workdir, main: bool):
+  """TensorBoard (process 0, when enabled) and log lines, unless a progress bar shows the
+  loss: metric lines printed under a bar break it; train_metrics.jsonl keeps every value."""
+  from clu import metric_writers  # Imports TensorFlow (~4 s): only when a run starts.
+
+  writers = []
+  if main and config.logging.tensorboard:
+    writers.append(metric_writers.SummaryWriter(os.fspath(workdir)))
+  if not (main and config.logging.progress):
+    writers.append(metric_writers.LoggingWriter())
+  return metric_writers.MultiWriter(writers)
 
 
 def _progress_bar(config, start: int, total: int):

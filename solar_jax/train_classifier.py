@@ -191,7 +191,7 @@ class _Experiment:
       "label": classifier_data.FORECAST_LABEL
       if classifier_data.is_forecast(c.task)
       else self.config.data.get("label", "goes_class"),
-      "fold": self.config.data.get("fold"),
+      "fold": self.config.data.fold,
       "class_names": list(self.names),
       "selection_metric": selection_metric(c.task),
       "seeds": list(c.seeds),

@@ -6,7 +6,10 @@ workdir/
   config.json                   the resolved config (``write_config``)
   checkpoints/<step>/           orbax (``checkpoints_dir``)
   train_metrics.jsonl           one line per logged step (``history_path``)
-  samples/<step>/               samples.npz, grid.png, fits/ (``samples_dir``)
+  samples/<step>-<key>/         samples.npz, grid.png, fits/ (``samples_dir``); <key> names
+                                the sampler settings (``sample_key``): runs with other
+                                settings or another checkpoint never overwrite each other
+  export/<step>/                EMA weights, config.json, MODEL_CARD.md (``export_dir``)
   classifier/                   metrics.json, predictions.csv, runs/<regime>/seed_<s>/,
                                 synthetic/step_<step>.npz (``pool_path``)
   eval/                         metrics.json, features, plots (``eval_dir``)
@@ -22,9 +25,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import io
 import json
 import os
+import re
 import socket
 import zipfile
 
@@ -34,6 +39,7 @@ import numpy as np
 from etils import epath
 
 from solar_jax import configuration, errors
+from solar_jax.diffusion import samplers
 
 # --------------------------------------------------------------- paths ---
 
@@ -56,8 +62,33 @@ def history_path(workdir) -> epath.Path:
   return epath.Path(workdir) / "train_metrics.jsonl"
 
 
-def samples_dir(workdir, step: int) -> epath.Path:
-  return epath.Path(workdir) / "samples" / str(int(step))
+def sample_key(config: ml_collections.ConfigDict) -> str:
+  """What distinguishes one sampled set from another of the same step, as a folder name.
+
+  ``<sampler>-<steps>-eta<eta>-g<guidance>-s<seed>``, then ``-<spacing>`` when not
+  uniform and ``-ckpt<hash>`` when the model came from ``sampling.checkpoint``.
+  """
+  info = samplers.recorded_settings(config)
+  key = (
+    f"{info['sampler']}-{info['num_steps']}-eta{info['eta']:g}"
+    f"-g{info['guidance_scale']:g}-s{info['seed']}"
+  )
+  if config.sampling.spacing != "uniform":
+    key += f"-{config.sampling.spacing}"
+  if config.sampling.checkpoint:
+    key += "-ckpt" + hashlib.sha1(config.sampling.checkpoint.encode()).hexdigest()[:8]
+  return key
+
+
+def samples_dir(workdir, step: int, key: str | None = None) -> epath.Path:
+  """``samples/<step>-<key>/`` (``samples/<step>/`` without a key: runs before keys)."""
+  name = str(int(step)) if key is None else f"{int(step)}-{key}"
+  return epath.Path(workdir) / "samples" / name
+
+
+def export_dir(workdir, step: int) -> epath.Path:
+  """An inference checkpoint (``--mode=export``) of the EMA weights at ``step``."""
+  return epath.Path(workdir) / "export" / str(int(step))
 
 
 def classifier_dir(workdir) -> epath.Path:
@@ -111,15 +142,48 @@ def require_checkpoint(workdir) -> epath.Path:
   return directory
 
 
-def latest_samples(workdir) -> epath.Path:
-  """The newest ``workdir/samples/<step>/samples.npz`` (largest step)."""
+_SAMPLES_NAME = re.compile(r"^(\d+)(?:-(.+))?$")  # <step> or <step>-<key>
+
+
+def sample_sets(workdir) -> list[tuple[int, str | None, epath.Path]]:
+  """``(step, key, samples.npz)`` of every sampled set in ``workdir/samples``, by step."""
   root = epath.Path(workdir) / "samples"
-  found = steps(root, containing="samples.npz")
+  if not root.exists():
+    return []
+  found = []
+  for p in root.iterdir():
+    match = _SAMPLES_NAME.match(p.name)
+    if match and (p / "samples.npz").exists():
+      found.append((int(match.group(1)), match.group(2), p / "samples.npz"))
+  return sorted(found, key=lambda f: (f[0], f[1] or ""))
+
+
+def latest_samples(workdir, config: ml_collections.ConfigDict | None = None) -> epath.Path:
+  """The newest-step ``samples.npz`` drawn with ``config``'s sampler settings.
+
+  Without ``config``: the newest step of any settings. Sets written before folders
+  had keys (``samples/<step>/``) are used when none has ``config``'s key.
+
+  Raises:
+    errors.MissingInputError: no such set (names the sets there are).
+  """
+  root = epath.Path(workdir) / "samples"
+  found = sample_sets(workdir)
+  if config is not None:
+    key = sample_key(config)
+    matching = [f for f in found if f[1] == key] or [f for f in found if f[1] is None]
+    if not matching:
+      there = ", ".join(f[2].parent.name for f in found) or "none"
+      raise errors.MissingInputError(
+        f"no {root}/<step>-{key}/samples.npz (sets there: {there}): run --mode=sample "
+        "(or --mode=train) with these sampling settings first."
+      )
+    found = matching
   if not found:
     raise errors.MissingInputError(
-      f"no {root}/<step>/samples.npz: run --mode=sample (or --mode=train) first."
+      f"no {root}/<step>-<sampler settings>/samples.npz: run --mode=sample (or --mode=train) first."
     )
-  return root / str(found[-1]) / "samples.npz"
+  return found[-1][2]
 
 
 # ----------------------------------------------------------------- I/O ---

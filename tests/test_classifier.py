@@ -450,15 +450,11 @@ def test_augment_batch_flips_rotates_and_scales_as_documented():
   assert np.abs(rotated - disk).mean() < 0.05
 
 
-def test_frame_groups_prefer_the_dataset_group_then_fall_back():
+def test_frame_groups_are_the_dataset_groups():
   split = {"label": np.zeros(3), "group": np.array([b"E1", b"day:2014-01-02", b"E1"])}
   assert list(cd.frame_groups(split)) == ["E1", "day:2014-01-02", "E1"]
-  old = {
-    "label": np.zeros(3),
-    "event_id": np.array([b"E7", b"", b""]),
-    "time": np.array([b"2014-01-01T00:00:00", b"2014-01-01T05:00:00", b"2014-01-03T00:00:00"]),
-  }
-  assert list(cd.frame_groups(old)) == ["E7", "day:2014-01-01", "day:2014-01-03"]
+  with pytest.raises(KeyError, match="group"):
+    cd.frame_groups({"label": np.zeros(1)})
 
 
 def test_forecast_tasks_read_the_next_24h_label(monkeypatch):

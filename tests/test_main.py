@@ -112,7 +112,7 @@ def test_library_info_filter_keeps_warnings_and_our_info():
   def record(path, level):
     return logging.LogRecord("absl", level, path, 1, "msg", None, None)
 
-  keep = main_module._LibraryInfoFilter().filter
+  keep = main_module.cli.LibraryInfoFilter().filter
   orbax_file = "/venv/lib/python3.11/site-packages/orbax/checkpoint/checkpoint_manager.py"
   assert not keep(record(orbax_file, logging.INFO))
   assert keep(record(orbax_file, logging.WARNING))

@@ -44,7 +44,7 @@ def written(tmp_path_factory):
 
 def test_layout_and_npz_round_trip(written):
   config, params, out = written
-  assert out.name == "123" and out.parent.name == "samples"
+  assert out.name == "123-ddim-2-eta0-g1-s11" and out.parent.name == "samples"
   with np.load(out / "samples.npz") as npz:
     data = {k: npz[k] for k in npz.files}
   assert set(data) == {
@@ -89,10 +89,10 @@ def test_fits_is_an_aia_171_map(written):
   config, _, out = written
   files = sorted((out / "fits").iterdir())
   assert [f.name for f in files] == [
-    "sample_00000_A.fits",
-    "sample_00001_C.fits",
-    "sample_00002_C.fits",
-    "sample_00003_X.fits",
+    "synthetic_00000_A.fits",
+    "synthetic_00001_C.fits",
+    "synthetic_00002_C.fits",
+    "synthetic_00003_X.fits",
   ]
   with warnings.catch_warnings():
     warnings.simplefilter("error")  # No header sunpy/astropy has to repair.
@@ -103,6 +103,9 @@ def test_fits_is_an_aia_171_map(written):
   assert m.unit == u.DN / u.s and m.exposure_time == 1 * u.s
   assert m.meta["synthetic"] is True and m.meta["modelstp"] == 123 and m.meta["seed"] == 11
   assert m.meta["goescls"] == "X" and "Synthetic" in str(m.meta["comment"])
+  assert m.meta["img_type"] == "SYNTHETIC" and m.name.startswith("SYNTHETIC 171")
+  assert (m.meta["clipmin"], m.meta["clipmax"]) == (config.data.clip_min, config.data.clip_max)
+  assert m.meta["sampler"] == "ddim" and m.meta["nsteps"] == 2 and m.meta["ckptsrc"]
   # Geometry of the dataset: disk centred, radius 0.40 * size pixels.
   radius = (m.rsun_obs / m.scale[0]).to_value(u.pix)
   assert radius == pytest.approx(aia.default_disk_radius(32), rel=1e-6)

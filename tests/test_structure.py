@@ -36,11 +36,11 @@ LAYERS = (
   ("models",),
   ("diffusion",),
   ("parallel", "workdir", "checkpointing", "train_state"),
-  ("sample",),
+  ("sample", "export", "api"),
   ("train", "classifier_data", "classifier_training", "train_classifier"),
   ("evaluation",),
   ("report",),
-  ("pipeline", "main", "folds"),
+  ("pipeline", "cli", "main", "folds"),
 )
 
 

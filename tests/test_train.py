@@ -100,7 +100,12 @@ def _demo_images(tmp_path, config, num_frames=24):
 
   demo.write_demo_archive(tmp_path / "manual", num_frames=num_frames, months=1)
   files = aia.find_fits_files(tmp_path / "manual" / "aia")
-  images = np.stack([aia.read_frame(f, image_size=config.data.image_size).image for f in files])
+  images = np.stack(
+    [
+      aia.read_frame(f, image_size=config.data.image_size, accept_synthetic=True).image
+      for f in files
+    ]
+  )
   images = scaling.forward(images, config.data.clip_min, config.data.clip_max)
   return images[..., None].astype(np.float32)
 

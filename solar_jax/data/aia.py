@@ -189,6 +189,7 @@ def read_frame(
   degradation: bool = False,
   correction_table=None,
   register: str = "auto",
+  accept_synthetic: bool = False,
 ) -> Frame:
   """Reads, validates and resamples one AIA 171 Å FITS file.
 
@@ -205,6 +206,9 @@ def read_frame(
     register: 'auto' (aiapy.calibrate.register for full-resolution 4096×4096
       level-1 images, the direct mapping otherwise), 'aiapy' (always) or
       'direct' (never).
+    accept_synthetic: read frames whose header says they were made, not observed
+      (``SYNTHETIC``, ``SIMULATE``: samples of a model, the demo archive); by default
+      they are rejected with reason 'synthetic', so none enters a dataset of observations.
 
   Returns:
     A ``Frame``.
@@ -227,6 +231,7 @@ def read_frame(
     degradation=degradation,
     correction_table=correction_table,
     register=register,
+    accept_synthetic=accept_synthetic,
   )
 
 
@@ -239,6 +244,7 @@ def read_frame_bytes(
   degradation: bool = False,
   correction_table=None,
   register: str = "auto",
+  accept_synthetic: bool = False,
 ) -> Frame:
   """Like ``read_frame`` on the bytes of a FITS file (gzip allowed); ``source`` names it."""
   return _read_checked_bytes(
@@ -249,6 +255,7 @@ def read_frame_bytes(
     degradation=degradation,
     correction_table=correction_table,
     register=register,
+    accept_synthetic=accept_synthetic,
   )
 
 
@@ -261,6 +268,7 @@ def _read_checked_bytes(
   degradation: bool,
   correction_table,
   register: str,
+  accept_synthetic: bool = False,
 ) -> Frame:
   """``read_frame_bytes`` on plain bytes already cut to size by ``_read_bounded``."""
   if register not in ("auto", "aiapy", "direct"):
@@ -273,6 +281,11 @@ def _read_checked_bytes(
   table = _correction_table(correction_table) if degradation else None
 
   data, header = _open(raw, source)
+  made = None if accept_synthetic else aia_header.not_observed(header)
+  if made:
+    raise BadFrameError(
+      source, "synthetic", f"{made}: made, not observed (read it with accept_synthetic=True)"
+    )
   meta, notes = aia_header.validate_header(header, source)
   geometry = aia_header.geometry(header, data.shape, source)
   data = _validate_data(data, geometry, source)

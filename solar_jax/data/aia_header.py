@@ -55,7 +55,26 @@ REASONS = (
   "out_of_range",  # |DN| > aia.MAX_ABS_DN anywhere
   "too_large",  # the header claims an image beyond MAX_IMAGE_SIDE / MAX_HDU_DATA_BYTES
   "calibration",  # aiapy registration / degradation failed on this file
+  "synthetic",  # SYNTHETIC (a model's sample) or SIMULATE (the demo archive): not observed
 )
+
+# Header cards that mark a frame as not observed: (keyword, values that mark it).
+_NOT_OBSERVED = (
+  ("SYNTHETIC", (True,)),  # solar_jax.sample's FITS (a HIERARCH card)
+  ("SIMULATE", (True,)),  # solar_jax.data.demo's archive
+  ("DETECTOR", ("SYNTHETIC",)),
+  ("IMG_TYPE", ("SYNTHETIC", "SIMULATED")),
+)
+
+
+def not_observed(header) -> str | None:
+  """The cards that say a frame was made, not observed ('' joined), or None if none do."""
+  found = [
+    f"{key}={header[key]!r}"
+    for key, marks in _NOT_OBSERVED
+    if key in header and (header[key] in marks or str(header[key]).strip().upper() in marks)
+  ]
+  return ", ".join(found) or None
 
 
 class BadFrameError(ValueError):

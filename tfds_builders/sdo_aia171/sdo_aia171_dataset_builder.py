@@ -142,7 +142,13 @@ def _intensity(image: np.ndarray, radius_px: float) -> dict:
 
 
 def process_file(
-  item: dict, *, image_size: int, disk_radius_px, degradation: bool, correction_table=None
+  item: dict,
+  *,
+  image_size: int,
+  disk_radius_px,
+  degradation: bool,
+  correction_table=None,
+  accept_synthetic: bool = False,
 ) -> dict:
   """Reads one planned file: {'kind': 'example', ...} or {'kind': 'skip', ...}.
 
@@ -157,6 +163,7 @@ def process_file(
       disk_radius_px=disk_radius_px,
       degradation=degradation,
       correction_table=correction_table,
+      accept_synthetic=accept_synthetic,
     )
   except aia.BadFrameError as e:
     return build_report.skip(rel, e.reason, e.detail)
@@ -349,6 +356,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       disk_radius_px=cfg.disk_radius_px,
       degradation=degradation,
       correction_table=_correction_table(root) if degradation else None,
+      # The reader refuses simulated or synthetic frames unless the archive says it is one.
+      accept_synthetic=simulated,
     )
     # A block with no file at all is left out (TFDS cannot write an empty split).
     return {

@@ -1,0 +1,153 @@
+"""The command line's text: help, one-line errors, a run's config.json as --config.
+
+``solar_jax.main`` owns the flags; this module says what they mean and turns
+failures into the one line the user reads. absl's own ``--help`` exits 1 and
+runs only inside ``app.run``, after our flag parsing, so help is answered here
+(exit 0) before any flag is parsed.
+"""
+
+from __future__ import annotations
+
+import logging as stdlib_logging
+import os
+import sys
+import textwrap
+
+from absl import flags
+
+from solar_jax import configuration, errors
+
+HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+
+MODE_HELP = {
+  "train": "train the DDPM (resumes from workdir/checkpoints by itself)",
+  "sample": "draw images per GOES class into samples/<step>-<sampler settings>/ "
+  "(npz, grid.png, FITS); sampling.checkpoint=PATH samples another run's model",
+  "classify": "train the flare classifiers on real, rebalanced and synthetic sets",
+  "evaluate": "FID/KID, precision/recall, clusters and physics of the samples",
+  "all": "train -> sample -> classify -> evaluate -> report.md",
+  "export": "write the EMA weights and a model card (MODEL_CARD.md) to workdir/export/",
+}
+
+USAGE = """\
+solar_jax: class-conditional diffusion models of SDO/AIA 171 A images.
+
+usage: python -m solar_jax.main --config=CONFIG --workdir=DIR [--mode=MODE]
+                                [--config.SECTION.FIELD=VALUE ...]
+
+  --config    a config file (configs/*.py, from any directory) or a run's
+              <workdir>/config.json to repeat or continue that run exactly
+  --workdir   the run directory (local path or gs://): checkpoints, samples, report
+  --mode      one of the modes below (default: train)
+  --config.SECTION.FIELD=VALUE overrides one field of the config (every field is
+              declared, with its meaning, in configs/default.py); ~ and $VARS
+              expand in the path fields:
+              {paths}
+
+modes:
+{modes}
+
+examples:
+  python -m solar_jax.main --config=configs/quickstart.py --workdir=runs/qs --mode=all
+  python -m solar_jax.main --config=runs/qs/config.json --workdir=runs/qs --mode=sample \\
+      --config.sampling.num_steps=100
+  python -m solar_jax.main --config=configs/quickstart.py --workdir=runs/mine --mode=sample \\
+      --config.sampling.checkpoint=~/shared/qs/checkpoints
+
+Exit codes: 0 done or preempted, 1 non-finite loss, 2 the command cannot run as given,
+3 the environment failed (disk full, read-only).
+"""
+
+
+def help_requested(argv: list[str]) -> str | None:
+  """'short' or 'full' when ``argv`` asks for help, else None."""
+  for arg in argv[1:]:
+    name = arg.split("=", 1)[0]
+    if name in HELP_FLAGS:
+      return "full" if name in ("--helpfull", "--helpxml") else "short"
+  return None
+
+
+def help_text(full: bool, flag_values=flags.FLAGS) -> str:
+  """The usage, every mode, and with ``full`` every flag of every module (absl's list)."""
+  modes = "\n".join(
+    textwrap.fill(f"  {m:9s} {MODE_HELP[m]}", width=88, subsequent_indent=" " * 12)
+    for m in configuration.MODES
+  )
+  text = USAGE.format(modes=modes, paths=", ".join(configuration.PATH_FIELDS) + ".")
+  if full:
+    text += "\nall flags:\n" + flag_values.get_help()
+  return text
+
+
+def config_json_argv(argv: list[str]) -> list[str]:
+  """``--config=<workdir>/config.json`` -> the config-file form that loads it.
+
+  ml_collections loads ``--config`` as a Python file and passes what follows a
+  ``:`` to its ``get_config``; ``configuration.get_config`` rebuilds a run's
+  config from its JSON.
+
+  Raises:
+    errors.ConfigError: the JSON cannot be read or has a field the config lacks
+      (checked here: ml_collections would wrap the error in a traceback).
+  """
+  out, i = [], 0
+  while i < len(argv):
+    arg = argv[i]
+    value = None
+    if arg.startswith("--config="):
+      value = arg.split("=", 1)[1]
+    elif arg == "--config" and i + 1 < len(argv):
+      value, i = argv[i + 1], i + 1
+    if value is not None and value.lower().endswith(".json"):
+      configuration.from_json(value)
+      arg = f"--config={configuration.__file__}:{value}"
+    elif value is not None:
+      arg = f"--config={value}"
+    out.append(arg)
+    i += 1
+  return out
+
+
+def fail(message, code: int = 2):
+  """Prints ``error: <one line>`` to stderr and exits with ``code``."""
+  print("error: " + " ".join(str(message).splitlines()), file=sys.stderr, flush=True)
+  if code == 3:  # Orbax's failed save threads would print tracebacks during shutdown.
+    os._exit(code)
+  sys.exit(code)
+
+
+def override_error(error: Exception, argv: list[str]) -> str:
+  """One line naming the --config override that does not fit the config."""
+  key = str(error).strip("\"'")
+  overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+  culprit = next((o for o in overrides if key and key in o.split(".")), None)
+  if culprit:
+    return (
+      f"{culprit[2:]}: the config has no field {key!r} or the value does not fit it "
+      "(every field is declared in configs/default.py)."
+    )
+  return f"--config: {error}"
+
+
+def environment_message(failure: OSError, workdir: str) -> str:
+  return (
+    f"{failure.strerror or failure} ({failure.filename or f'under {workdir}'}): the "
+    "machine, not the command, failed; fix it and run the same command again (training "
+    "resumes from its last complete checkpoint)."
+  )
+
+
+class LibraryInfoFilter(stdlib_logging.Filter):
+  """Drops INFO/DEBUG records of orbax (a dozen lines per save), its warnings about
+  read-only restores (three per restore, for a mode that only reads), and the traceback
+  of its thread's disk-full error: the run ends on it with exit 3 and one line."""
+
+  def filter(self, record: stdlib_logging.LogRecord) -> bool:
+    if "/orbax/" not in record.pathname:
+      return True
+    if record.exc_info and errors.environment_failure(record.exc_info[1]) is not None:
+      record.exc_info, record.exc_text = None, None
+    if record.levelno == stdlib_logging.WARNING and "read only" in str(record.msg):
+      return False  # 'Given directory is read only=...': we opened it read-only on purpose.
+    return record.levelno >= stdlib_logging.WARNING

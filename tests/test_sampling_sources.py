@@ -1,0 +1,159 @@
+"""Sampling without training: another run's checkpoint, an export, the Python API, and
+synthetic FITS that nobody (the dataset reader included) takes for observations."""
+
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from etils import epath
+
+from configs import tiny
+from solar_jax import api, checkpointing, export, parallel, pipeline, sample, train_state
+from solar_jax import workdir as wd
+from solar_jax.data import aia
+
+STEP = 4
+pytestmark = pytest.mark.filterwarnings("ignore:.*BLANK.*")  # sunpy's real test frame.
+
+
+def _config():
+  config = tiny.get_config()
+  config.sampling.num_steps = 2
+  config.sampling.per_class = (1, 0, 0, 0, 1)
+  return config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A workdir with a checkpoint at STEP (a fresh init: what is tested is where it goes)."""
+  config = _config()
+  workdir = tmp_path_factory.mktemp("trained")
+  mesh = parallel.create_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    state = train_state.init_train_state(config, mesh)
+    checkpointer = checkpointing.Checkpointer(workdir, keep=2)
+    checkpointer.save(STEP, state, {"config": config.to_json()})
+    checkpointer.close()
+  wd.write_config(config, workdir)
+  return workdir
+
+
+def test_sampling_another_runs_checkpoint_writes_a_new_folder(trained, tmp_path):
+  mine = tmp_path / "mine"
+  legacy = pathlib.Path(
+    wd.samples_dir(mine, STEP)
+  )  # samples/<step>/ of a run before keyed folders.
+  (legacy / "fits").mkdir(parents=True)
+  wd.write_npz(legacy / "samples.npz", images=np.ones((1, 32, 32, 1), np.float32))
+  (legacy / "fits" / "sample_00000_A.fits").write_bytes(b"an older run's file")
+  before = {p: p.read_bytes() for p in legacy.rglob("*") if p.is_file()}
+
+  config = _config()
+  config.sampling.checkpoint = str(trained / "checkpoints")
+  pipeline.check_inputs(config, str(mine), "sample")  # No checkpoint in mine: not needed.
+  out = sample.run(config, mine)
+  assert out.name == f"{STEP}-{wd.sample_key(config)}" and "-ckpt" in out.name
+  assert {p: p.read_bytes() for p in legacy.rglob("*") if p.is_file()} == before
+  assert wd.latest_samples(mine, config) == out / "samples.npz"
+
+  config.sampling.guidance_scale = 3.0  # Other settings: another folder, the first kept.
+  second = sample.run(config, mine)
+  assert second != out and (out / "samples.npz").exists()
+  assert sorted(p.name for p in (mine / "samples").iterdir()) == sorted(
+    [str(STEP), out.name, second.name]
+  )
+
+
+def test_a_path_that_holds_no_model_is_named(tmp_path):
+  config = _config()
+  config.sampling.checkpoint = str(tmp_path / "nothing")
+  with pytest.raises(FileNotFoundError, match="sampling.checkpoint=.*nothing"):
+    pipeline.check_inputs(config, str(tmp_path / "run"), "sample")
+
+
+@pytest.fixture(scope="module")
+def fits_file(trained, tmp_path_factory):
+  config = _config()
+  config.sampling.checkpoint = str(trained)  # A workdir given as the source.
+  out = sample.run(config, tmp_path_factory.mktemp("fits_run"))
+  return config, sorted((out / "fits").iterdir())[-1], out
+
+
+def test_synthetic_fits_is_an_aia_map_titled_synthetic(fits_file, trained):
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  import sunpy.map
+
+  config, path, _ = fits_file
+  assert path.name.startswith("synthetic_")
+  m = sunpy.map.Map(str(path))
+  assert isinstance(m, sunpy.map.sources.AIAMap)
+  assert "SYNTHETIC" in m.name and "SYNTHETIC" in m.latex_name
+  assert m.meta["img_type"] == "SYNTHETIC" and m.meta["ckptsrc"] == str(trained)
+  assert (m.meta["clipmin"], m.meta["clipmax"]) == (config.data.clip_min, config.data.clip_max)
+  fig = plt.figure()
+  axes = fig.add_subplot(projection=m)
+  m.plot(axes=axes, cmap="sdoaia171")  # What the FITS COMMENT tells a reader to pass.
+  assert "SYNTHETIC" in axes.get_title()
+  plt.close(fig)
+
+
+def test_the_dataset_reader_refuses_synthetic_frames_unless_told(fits_file):
+  config, path, out = fits_file
+  with pytest.raises(aia.BadFrameError) as info:
+    aia.read_frame(path, image_size=config.data.image_size)
+  assert info.value.reason == "synthetic" and "SYNTHETIC" in info.value.detail
+  assert "accept_synthetic=True" in info.value.detail
+  frame = aia.read_frame(path, image_size=config.data.image_size, accept_synthetic=True)
+  images = wd.read_npz(out / "samples.npz")["images"]
+  # Same geometry as the dataset: the reader gives back the written image (disk pixels).
+  yy, xx = np.mgrid[:32, :32] - 15.5
+  disk = np.hypot(yy, xx) < 0.9 * aia.default_disk_radius(32)
+  np.testing.assert_allclose(frame.image[disk], images[-1, ..., 0][disk], rtol=1e-3)
+
+
+def test_the_reader_refuses_a_simulated_frame_unless_told(tmp_path):
+  import sunpy.data.test
+  from astropy.io import fits
+
+  real = sunpy.data.test.get_test_filepath("aia_171_level1.fits")  # A real AIA frame.
+  with fits.open(real) as hdul:
+    data, header = hdul[0].data.astype(np.float32), hdul[0].header.copy()
+  del header["BLANK"]  # Only valid for integer data.
+  header["SIMULATE"] = (True, "SIMULATED frame")
+  path = tmp_path / "simulated.fits"
+  fits.PrimaryHDU(data, header).writeto(path)
+  with pytest.raises(aia.BadFrameError, match="SIMULATE=True") as info:
+    aia.read_frame(path, image_size=16)
+  assert info.value.reason == "synthetic"
+  assert aia.read_frame(path, image_size=16, accept_synthetic=True).image.shape == (16, 16)
+  header["SIMULATE"] = False
+  fits.PrimaryHDU(data, header).writeto(path, overwrite=True)
+  assert aia.read_frame(path, image_size=16).image.shape == (16, 16)
+
+
+def test_export_then_generate_in_python(trained):
+  import sunpy.map
+
+  config = _config()
+  out = export.run(config, trained)
+  assert out == epath.Path(trained) / "export" / str(STEP)
+  card = (out / "MODEL_CARD.md").read_text()
+  assert "Known failure modes" in card and "Training data" in card and "parameters" in card
+  from_export = api.generate(out, classes={"A": 1, "X": 1}, num_steps=2)
+  from_workdir = api.generate(trained, classes=["A", "X"], n=1, num_steps=2)
+  assert from_export.images.shape == (2, 32, 32) and from_export.step == STEP
+  assert list(from_export.labels) == [0, 4] and from_export.class_names[4] == "X"
+  np.testing.assert_allclose(from_export.images, from_workdir.images, rtol=1e-5)
+  assert from_export.images.min() >= config.data.clip_min * (1 - 1e-6)
+  maps = from_export.maps()
+  assert isinstance(maps[0], sunpy.map.sources.AIAMap) and maps[0].name.startswith("SYNTHETIC")
+  # --mode=sample reads the export too.
+  config.sampling.checkpoint = str(out)
+  written = sample.run(config, epath.Path(trained) / "elsewhere")
+  np.testing.assert_allclose(
+    wd.read_npz(written / "samples.npz")["images"][..., 0], from_export.images, rtol=1e-5
+  )
