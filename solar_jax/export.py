@@ -11,8 +11,6 @@ failure modes. Someone who did not train samples from it with
 
 from __future__ import annotations
 
-import json
-
 import jax
 import ml_collections
 import numpy as np
@@ -21,7 +19,7 @@ from etils import epath
 
 from solar_jax import parallel, sample
 from solar_jax import workdir as wd
-from solar_jax.data import input_pipeline
+from solar_jax.data import build_report, input_pipeline, splits
 from solar_jax.models import unet
 
 # What the samples of these models get wrong, measured on the quickstart model
@@ -46,24 +44,25 @@ def dataset_summary(config: ml_collections.ConfigDict) -> dict:
   Returns ``{'error': ...}`` instead when the dataset cannot be read here (an export
   from a machine without the data still gets a card that says so).
   """
-  import tensorflow_datasets as tfds  # Imports TensorFlow (~4 s): only when exporting.
-
   try:
     builder = input_pipeline.get_builder(config.data)
   except Exception as e:  # noqa: BLE001 - any failure: the card says the data were absent.
     return {"error": f"{type(e).__name__}: {e}"}
   counts, times = {}, []
-  for split in builder.info.splits:
-    counts[split] = input_pipeline.class_counts(config.data, split, builder=builder).tolist()
-    ds = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
-    times += [t.decode() for t in ds.map(lambda ex: ex["time"]).as_numpy_iterator()]
-  report = builder.data_path / "build_report.json"
-  settings = {}
-  if report.exists():
-    stored = json.loads(report.read_text())
-    settings = {k: stored.get(k) for k in ("split_rule", "degradation", "window_minutes")}
-    manual = stored.get("manual_dir")
-    settings["simulated"] = bool(manual) and epath.Path(manual, "demo_manifest.json").exists()
+  for split in splits.SPLITS:
+    arrays = input_pipeline.split_facts(config.data, split, builder=builder)
+    counts[split] = np.bincount(arrays["label"], minlength=len(config.data.classes)).tolist()
+    times += [t.decode() if isinstance(t, bytes) else str(t) for t in arrays["time"]]
+  meta = input_pipeline.metadata(builder)
+  settings = dict(
+    split_rule=meta.get("split_rule"),
+    degradation=meta.get("degradation"),
+    simulated=bool(meta.get("simulated")),
+    label=config.data.label,
+    fold=config.data.fold,
+    embargo_days=config.data.embargo_days,
+    goes_scale=meta.get("goes_scale_note"),
+  )
   return {
     "dataset": f"{config.data.dataset}/{config.data.builder_config} {builder.info.version}",
     "first": min(times) if times else None,
@@ -90,10 +89,14 @@ def model_card(config, step: int, num_params: int, data: dict, source: str) -> s
     "## Training data",
     "",
   ]
+  if data.get("simulated"):
+    lines[:0] = [build_report.SIMULATED_LINE, ""]
   if "error" in data:
     lines.append(f"Not recorded: the dataset could not be read when exporting ({data['error']}).")
   else:
     lines += [
+      f"- label: {data['label']} (data.label), fold {data['fold']}, embargo "
+      f"{data['embargo_days']:g} days; GOES scale: {data.get('goes_scale') or 'not recorded'}",
       f"- dataset: {data['dataset']}"
       + (" (the SIMULATED demo archive, not observations)" if data.get("simulated") else ""),
       f"- data span: {data['first']} to {data['last']} (UTC frame times, all splits)",
@@ -103,7 +106,7 @@ def model_card(config, step: int, num_params: int, data: dict, source: str) -> s
       "| split | " + " | ".join(classes) + " | total |",
       "| --- | " + " | ".join("---:" for _ in classes) + " | ---: |",
     ]
-    for split, counts in sorted(data["counts"].items()):
+    for split, counts in data["counts"].items():
       lines.append(f"| {split} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
   lines += [
     "",

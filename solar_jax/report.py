@@ -14,6 +14,8 @@ from etils import epath
 
 from solar_jax import errors
 from solar_jax import workdir as wd
+from solar_jax.data import build_report as dataset_report
+from solar_jax.data import input_pipeline
 from solar_jax.evaluation import tables
 
 
@@ -236,12 +238,18 @@ def classifier_section(workdir: epath.Path) -> list[str]:
 def build_report(config, workdir) -> str:
   """Returns the report's markdown for ``workdir``."""
   workdir = epath.Path(workdir)
-  parts = [
+  data = _provenance(config)
+  parts = [f"**{dataset_report.SIMULATED_LINE}**", ""] if data.get("simulated") else []
+  parts += [
     "# solar_jax run report",
     "",
     f"Workdir `{workdir.name}`; dataset `{config.data.dataset}/{config.data.builder_config}`, "
-    f"{config.data.image_size}² images, classes {', '.join(config.data.classes)}.",
+    f"{config.data.image_size}² images, classes {', '.join(config.data.classes)}; label "
+    f"`{config.data.label}`, fold {config.data.fold} (month blocks, embargo "
+    f"{config.data.embargo_days:g} days).",
   ]
+  if data.get("goes_scale"):
+    parts.append(f"GOES scale: {data['goes_scale']}.")
   if (workdir / "loss_curve.png").exists():
     parts += ["", "## Training", "", "![loss curve](loss_curve.png)"]
     history = workdir / "train_metrics.jsonl"
@@ -305,6 +313,15 @@ def build_report(config, workdir) -> str:
     "",
   ]
   return "\n".join(parts)
+
+
+def _provenance(config) -> dict:
+  """The dataset's provenance, or {} where it cannot be read (a report still gets written)."""
+  try:
+    return input_pipeline.provenance(config.data)
+  except (errors.UserError, OSError) as e:
+    logging.warning("The report cannot read the dataset's provenance: %s", e)
+    return {}
 
 
 def write_report(config, workdir) -> epath.Path:

@@ -82,6 +82,7 @@ from solar_jax.classifier_training import (
   thresholds,
   train_one,
 )
+from solar_jax.data import build_report, input_pipeline
 from solar_jax.evaluation import bootstrap, classification
 from solar_jax.models import classifier as classifier_lib
 
@@ -501,6 +502,9 @@ def run(
   elif skip_reason:
     metrics["synthetic"] = {"skipped": skip_reason}
   metrics["test_reads"] = experiment.test_reads
+  metrics["data"] = input_pipeline.provenance(config.data)
+  if metrics["data"]["simulated"]:
+    metrics["data"]["note"] = build_report.SIMULATED_LINE
   add_uncertainty(
     metrics, experiment.test_labels, experiment.test_groups, config, experiment.climatology
   )

@@ -202,3 +202,14 @@ def test_clip_level_from_the_train_split(data_config):
     data_config.clip_max_quantile = 0.0
   assert clip == pytest.approx(np.quantile(peaks, 0.9), rel=1e-6)
   assert np.mean(peaks > clip) == pytest.approx(0.1, abs=1.5 / len(peaks))
+
+
+def test_reports_on_a_simulated_dataset_open_with_the_simulated_line(data_config, tmp_path):
+  from solar_jax import report
+  from solar_jax.data import build_report
+
+  config = default.get_config()
+  config.data = data_config
+  text = report.build_report(config, tmp_path)
+  assert text.splitlines()[0] == f"**{build_report.SIMULATED_LINE}**"
+  assert "label `goes_class`, fold 0" in text and "true 1-8 Å flux" in text

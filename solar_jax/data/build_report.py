@@ -34,8 +34,11 @@ from etils import epath
 from solar_jax.data import frame_facts, goes, splits
 
 REPORT_NAME = "build_report.json"
+# The first line of everything built on a simulated archive (build report, report.md,
+# metrics.json files, model cards): no figure there is a statement about the Sun.
 SIMULATED_LINE = (
-  "SIMULATED DATA: this dataset was built from a simulated archive, not observations."
+  "SIMULATED DATA: built from a simulated archive (the demo), not observations; "
+  "no figure here is a statement about the Sun."
 )
 PARTS_DIR = "_build_report_parts"  # per-split partial reports, merged at the end
 # What the report's fold tables assume (configs/default.py has the same defaults).

@@ -436,6 +436,14 @@ def load_split_arrays(
   return arrays
 
 
+def split_facts(data_config, split: str, *, builder=None, label: str | None = None) -> dict:
+  """The stored facts (no images) of the records ``split`` keeps, with 'label' and 'group'."""
+  builder = builder or get_builder(data_config)
+  plan = _plan(builder, data_config, split, label)
+  facts = {k: v[plan.keep] for k, v in plan.facts.items()}
+  return dict(facts, label=plan.labels[plan.keep], group=plan.groups[plan.keep])
+
+
 def class_counts(data_config, split: str, *, builder=None, label: str | None = None) -> np.ndarray:
   """Examples per class (order of ``data.classes``) in ``split`` (from the facts; no images)."""
   builder = builder or get_builder(data_config)

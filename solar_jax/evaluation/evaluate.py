@@ -49,7 +49,7 @@ from etils import epath
 
 from solar_jax import errors, parallel
 from solar_jax import workdir as wd
-from solar_jax.data import input_pipeline, scaling
+from solar_jax.data import build_report, input_pipeline, scaling
 from solar_jax.evaluation import (
   consistency,
   distribution,
@@ -368,6 +368,14 @@ def _log_summary(what: str, metrics: dict, out_dir) -> None:
   )
 
 
+def _data_note(config) -> dict:
+  """The dataset's provenance for metrics.json (a simulated archive says so)."""
+  data = input_pipeline.provenance(config.data)
+  if data["simulated"]:
+    data["note"] = build_report.SIMULATED_LINE
+  return data
+
+
 def _to_tensorboard(config, workdir, summary: dict, step: int) -> None:
   """The summary's numbers as TensorBoard scalars ``eval/...`` beside the training curves."""
   if not config.logging.tensorboard:
@@ -469,7 +477,8 @@ def run(config, workdir, mesh=None) -> dict:
   metrics = evaluate_arrays(
     config, inputs["real"], generated, inputs["extractors"], out_dir if main else None,
     reference=inputs["reference"], train=inputs["train"], classify=inputs["classify"],
-    feature_cache=inputs["feature_cache"], extra={"samples": samples_info, **inputs["extra"]},
+    feature_cache=inputs["feature_cache"],
+    extra={"samples": samples_info, "data": _data_note(config), **inputs["extra"]},
   )  # fmt: skip
   if main:
     _log_summary("the samples", metrics, out_dir)
