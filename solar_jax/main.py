@@ -95,9 +95,8 @@ def main(argv):
   except OSError as e:
     _fail(f"--config: cannot load the config file ({str(e).strip().splitlines()[-1].strip()}).")
   xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
-  parallel.maybe_initialize_distributed(config.mesh)
   try:
-    configuration.validate(config, num_devices=jax.device_count())
+    parallel.initialize(config)  # jax.distributed (when asked), then the config's values.
   except errors.ConfigError as e:
     _fail(e)
   logging.info(
