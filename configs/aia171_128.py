@@ -1,4 +1,4 @@
-"""AIA 171 Å at 128² (about 60M parameters); one GPU.
+"""AIA 171 Å at 128² (90.9M parameters); one GPU.
 
   python -m solar_jax.main --config=configs/aia171_128.py --workdir=runs/aia128 \
       --config.data.data_dir=$HOME/tensorflow_datasets

@@ -1,4 +1,4 @@
-"""AIA 171 Å at 64² (about 35M parameters); one GPU, or a long CPU run.
+"""AIA 171 Å at 64² (37.1M parameters); one GPU, or a long CPU run.
 
 python -m solar_jax.main --config=configs/aia171_64.py --workdir=runs/aia64
 """
