@@ -10,7 +10,8 @@ through the config's explicit fields (``mesh.coordinator_address``,
 the process runs alone (the reference). Then it runs the product's modes in one
 workdir as ``solar_jax.main`` runs them (``run_in_workdir``): train towards step 6
 until SIGTERM (sent to the last process only, while it prepares batch 1) stops
-every process, resume to step 6, sample, classify, evaluate.
+every process, resume to step 6, sample, classify, evaluate, and
+--mode=all's report stage.
 
 Only the training stream is substituted: global batch k is drawn from
 ``default_rng(1000 + k)`` and process p feeds its rows ``[p * B/P, (p+1) * B/P)``,
@@ -151,6 +152,7 @@ def run(spec) -> None:
   main.run_in_workdir(config, workdir, "train", train_stage)
   for mode in ("sample", "classify", "evaluate"):
     main.run_in_workdir(config, workdir, mode, pipeline.ENTRY_POINTS[mode])
+  main.run_in_workdir(config, workdir, "report", pipeline.write_report)  # --mode=all's last stage.
   params = _gathered({"params": final["state"].params, "ema": final["state"].ema_params})
   if jax.process_index() == 0:
     flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(params)}

@@ -210,4 +210,5 @@ def test_two_processes_run_every_mode_as_one_does(repo_root, tmp_path, data_dir)
   writes = [json.loads((mo / f"writes_{p}.json").read_text()) for p in (0, 1)]
   assert any("samples/6/samples.npz" in w for w in writes[0])
   assert any("eval/metrics.json" in w for w in writes[0])
+  assert any(w.endswith(" report.md") for w in writes[0])
   assert writes[1] and all("array_metadatas/process_1" in w for w in writes[1]), writes[1]
