@@ -2,6 +2,9 @@
 
   python -m solar_jax.main --config=configs/aia171_128.py --workdir=runs/aia128 \
       --config.data.data_dir=$HOME/tensorflow_datasets
+
+Plan (benchmarks/memory_plan.py, XLA:CPU estimate): 90.9M parameters, 390 train GFLOPs/image;
+batch/device (plain/remat/FSDP-8/FSDP-8+remat) in 16 GiB: 13/11/14/13, in 80 GiB: 74/65/76/67.
 """
 
 from solar_jax.configuration import default_config

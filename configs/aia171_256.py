@@ -3,10 +3,14 @@
   # one host:
   python -m solar_jax.main --config=configs/aia171_256.py --workdir=gs://BUCKET/runs/aia256 \
       --config.data.data_dir=gs://BUCKET/tfds
-  # TPU pod / multi-host: run the same command on every host (jax.distributed
-  # is initialised from the environment), e.g.
+  # TPU pod: the same command on every host (JAX detects the pod), e.g.
   gcloud compute tpus tpu-vm ssh NAME --worker=all --command="cd solar_jax && \
       python -m solar_jax.main --config=configs/aia171_256.py --workdir=gs://BUCKET/runs/aia256"
+  # several GPU hosts: the same command on each, plus --config.mesh.coordinator_address=HOST0:1234
+  # --config.mesh.num_processes=N --config.mesh.process_id=RANK (README, "Parallelism")
+
+Plan (benchmarks/memory_plan.py, XLA:CPU estimate): 118.9M parameters, 1480 train GFLOPs/image;
+batch/device (plain/remat/FSDP-8/FSDP-8+remat) in 16 GiB: 3/3/3/3, in 80 GiB: 19/18/20/19.
 """
 
 from solar_jax.configuration import default_config

@@ -1,6 +1,10 @@
 """AIA 171 Å at 64² (37.1M parameters, measured by tests/test_user_path.py); one GPU, or a long CPU run.
 
 python -m solar_jax.main --config=configs/aia171_64.py --workdir=runs/aia64
+
+Plan (benchmarks/memory_plan.py, XLA:CPU estimate): 37.1M parameters, 136 train GFLOPs/image;
+batch/device (plain/remat/FSDP-8/FSDP-8+remat) in 16 GiB: 48/39/51/41, in 80 GiB:
+257/207/259/209.
 """
 
 from solar_jax.configuration import default_config

@@ -219,6 +219,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Call jax.distributed.initialize(): 'auto' (when the environment names a
   # cluster), 'yes' or 'no'.
   mesh.distributed = "auto"
+  # An explicit multi-process launch (any launcher): all three, or none to let JAX
+  # detect TPU pods, SLURM, Open MPI and Kubernetes. Unset (None) = the matching
+  # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID variable, if any.
+  mesh.coordinator_address = ml_collections.config_dict.placeholder(str)  # host:port of process 0.
+  mesh.num_processes = ml_collections.config_dict.placeholder(int)
+  mesh.process_id = ml_collections.config_dict.placeholder(int)  # This process's rank, 0-based.
 
   # ------------------------------------------------------------- logging ---
   logging = config.logging = ml_collections.ConfigDict()

@@ -1,6 +1,13 @@
 """Tiny configuration for tests: seconds per step on one CPU core.
 
-python -m solar_jax.main --config=configs/tiny.py --workdir=runs/tiny --mode=train
+32² images read from the 64² builder config (block means of 2 x 2 stored pixels);
+any built sdo_aia171/64 dataset serves, e.g. the demo archive's:
+
+python -m solar_jax.data.demo --out runs/demo_manual --num_frames 24
+python -m tensorflow_datasets.scripts.cli.main build tfds_builders/sdo_aia171 --config=64 \
+    --manual_dir=runs/demo_manual --data_dir=runs/tfds --noforce_checksums_validation
+python -m solar_jax.main --config=configs/tiny.py --workdir=runs/tiny --mode=train \
+    --config.data.data_dir=runs/tfds
 """
 
 from solar_jax.configuration import default_config

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import sys
 
 import ml_collections
@@ -263,9 +264,31 @@ def _validate_experiment(classifier) -> None:
     )
 
 
+def distributed_value(field: str, value, source: str | None = None):
+  """A parsed ``mesh.{coordinator_address, num_processes, process_id}`` value.
+
+  ``source`` names where it came from (the field, or its JAX_* variable).
+  """
+  source = source or f"mesh.{field}"
+  if field == "coordinator_address":
+    if not re.fullmatch(r"[^\s:]+:\d+", str(value)):
+      raise ConfigError(f"{source}={value!r} must be host:port (e.g. 10.0.0.1:1234).")
+    return str(value)
+  try:
+    number = int(value)
+  except (TypeError, ValueError):
+    raise ConfigError(f"{source}={value!r} must be an integer.") from None
+  if number < (1 if field == "num_processes" else 0):
+    raise ConfigError(f"{source}={value!r} must be >= {1 if field == 'num_processes' else 0}.")
+  return number
+
+
 def _validate_mesh(config, num_devices: int | None) -> None:
   training, sampling, classifier = config.training, config.sampling, config.classifier
   _choice(config.mesh.distributed, "mesh.distributed", DISTRIBUTED)
+  for field in ("coordinator_address", "num_processes", "process_id"):
+    if config.mesh[field] is not None:
+      distributed_value(field, config.mesh[field])
   if num_devices is not None:
     data_axis, fsdp = mesh_shape(config.mesh, num_devices)
     shards = data_axis * fsdp  # The batch is split over both axes.

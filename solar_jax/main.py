@@ -76,9 +76,8 @@ def main(argv):
     cli.fail(f"--config: cannot load the config file ({str(e).strip().splitlines()[-1].strip()}).")
   configuration.expand_paths(config)  # ~ and $VARS in path fields (not expanded after '=').
   xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
-  parallel.maybe_initialize_distributed(config.mesh)
   try:
-    configuration.validate(config, num_devices=jax.device_count())
+    parallel.initialize(config)  # jax.distributed (when asked), then the config's values.
   except errors.ConfigError as e:
     cli.fail(e)
   logging.info(

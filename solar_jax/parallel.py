@@ -19,49 +19,116 @@ from etils import epath
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from solar_jax import configuration
+from solar_jax import configuration, errors
 
 BATCH_AXES = ("data", "fsdp")
 # Parameters smaller than this stay replicated under FSDP: splitting them
 # costs more in collectives than it saves in memory.
 _MIN_FSDP_SIZE = 2**14
 
-# Environment variables that show a multi-process launch.
+# Environment variables of a scheduler whose launch JAX detects by itself
+# (jax._src.clusters): Cloud TPU pods, multislice, Open MPI, SLURM, Kubernetes.
 _CLUSTER_ENV = (
-  "JAX_COORDINATOR_ADDRESS",
-  "COORDINATOR_ADDRESS",
   "TPU_WORKER_HOSTNAMES",
   "MEGASCALE_COORDINATOR_ADDRESS",
   "OMPI_COMM_WORLD_SIZE",
 )
+# The explicit set-up: config field -> the environment variable read when it is unset.
+EXPLICIT_FIELDS = {
+  "coordinator_address": "JAX_COORDINATOR_ADDRESS",
+  "num_processes": "JAX_NUM_PROCESSES",
+  "process_id": "JAX_PROCESS_ID",
+}
 
 
-def _cluster_detected() -> bool:
-  if any(os.environ.get(name) for name in _CLUSTER_ENV):
-    hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-    return (
-      "," in hosts
-      or not hosts
-      or any(os.environ.get(n) for n in _CLUSTER_ENV if n != "TPU_WORKER_HOSTNAMES")
+def _cluster_detected(environ=os.environ) -> bool:
+  """Whether a scheduler that JAX auto-detects launched this process as one of several."""
+  hosts = environ.get("TPU_WORKER_HOSTNAMES", "")
+  if "," in hosts or any(environ.get(n) for n in _CLUSTER_ENV if n != "TPU_WORKER_HOSTNAMES"):
+    return True
+  if environ.get("KUBERNETES_SERVICE_HOST") and environ.get("JOB_COMPLETION_INDEX"):
+    return True  # An indexed Job (JobSet): JAX asks the Kubernetes API for the rest.
+  return int(environ.get("SLURM_NTASKS", "1") or 1) > 1
+
+
+def distributed_args(mesh_config: ml_collections.ConfigDict, environ=os.environ) -> dict:
+  """The explicit ``jax.distributed.initialize`` arguments the config or environment gives.
+
+  Each of ``mesh.coordinator_address``, ``mesh.num_processes``, ``mesh.process_id``
+  is taken from the config, else from its ``JAX_*`` variable (``EXPLICIT_FIELDS``).
+
+  Returns:
+    The fields given, by name ({} when none is).
+
+  Raises:
+    errors.ConfigError: a value is malformed, or only some fields are given and no
+      scheduler that JAX detects (SLURM, Open MPI, TPU, Kubernetes) can supply the rest.
+  """
+  args, sources = {}, []
+  for field, variable in EXPLICIT_FIELDS.items():
+    value, source = mesh_config[field], f"mesh.{field}"
+    if value is None and environ.get(variable, "").strip():
+      value, source = environ[variable].strip(), variable
+    if value is not None:
+      args[field] = configuration.distributed_value(field, value, source)
+      sources.append(source)
+  if args.get("process_id", 0) >= args.get("num_processes", 2**31):
+    raise errors.ConfigError(
+      f"mesh.process_id={args['process_id']} must lie in [0, mesh.num_processes - 1] "
+      f"(mesh.num_processes={args['num_processes']})."
     )
-  return int(os.environ.get("SLURM_NTASKS", "1")) > 1
+  missing = [f for f in EXPLICIT_FIELDS if f not in args]
+  if args and missing and not _cluster_detected(environ):
+    raise errors.ConfigError(
+      f"an explicit multi-process set-up needs {' and '.join(_named(f) for f in missing)} "
+      f"as well ({' and '.join(sources)} {'is' if len(sources) == 1 else 'are'} set): give all three, or none to let JAX detect the cluster "
+      "(TPU, SLURM, Open MPI, Kubernetes)."
+    )
+  return args
 
 
-def maybe_initialize_distributed(mesh_config: ml_collections.ConfigDict) -> bool:
-  """Calls ``jax.distributed.initialize()`` when the config or environment asks.
+def _named(field: str) -> str:
+  return f"mesh.{field} ({EXPLICIT_FIELDS[field]})"
 
-  Must run before any other JAX call. Returns whether it initialised.
+
+def maybe_initialize_distributed(mesh_config: ml_collections.ConfigDict, environ=os.environ):
+  """Calls ``jax.distributed.initialize`` when the config or environment asks.
+
+  Explicit fields (``distributed_args``) are passed on; without them JAX detects
+  the cluster. ``mesh.distributed``: 'auto' initialises when fields are given or a
+  scheduler is detected, 'yes' always, 'no' never. Must run before any other JAX
+  call. Returns whether it initialised.
+
+  Raises:
+    errors.ConfigError: a partial or malformed set-up, or one that JAX rejects.
   """
   mode = mesh_config.distributed
   if mode == "no" or jax.distributed.is_initialized():
     return False
-  if mode == "auto" and not _cluster_detected():
+  args = distributed_args(mesh_config, environ)
+  if mode == "auto" and not args and not _cluster_detected(environ):
     return False
-  jax.distributed.initialize()
+  try:
+    jax.distributed.initialize(**args)
+  except (ValueError, TypeError) as e:  # JAX's own checks: a set-up it cannot complete.
+    raise errors.ConfigError(
+      f"jax.distributed.initialize({', '.join(f'{k}={v!r}' for k, v in args.items())}): "
+      f"{e} Set mesh.coordinator_address, mesh.num_processes and mesh.process_id."
+    ) from None
   logging.info(
     "jax.distributed initialised: process %d of %d", jax.process_index(), jax.process_count()
   )
   return True
+
+
+def initialize(config: ml_collections.ConfigDict) -> None:
+  """Starts the distributed system (if asked) and validates ``config`` against the devices.
+
+  Raises:
+    errors.ConfigError: a bad distributed set-up or config value, naming the field.
+  """
+  maybe_initialize_distributed(config.mesh)
+  configuration.validate(config, num_devices=jax.device_count())
 
 
 def create_mesh(mesh_config: ml_collections.ConfigDict, devices=None) -> Mesh:

@@ -1,13 +1,22 @@
 """The modes: what each needs before it starts, and --mode=all.
 
 ``--mode=all`` runs train -> sample -> classify -> evaluate -> report, for any config.
+
+On several processes every mode runs on all of them, and only process 0 writes:
+training, sampling (each process samples its share of every batch; the images
+are gathered for process 0 to write), the classifier experiment and the
+evaluation's feature extraction are sharded over the global mesh; the report,
+which only reads files and writes one, runs on process 0 while the others wait
+at a barrier.
 """
 
 from __future__ import annotations
 
 import time
 
+import jax
 from absl import logging
+from jax.experimental import multihost_utils
 
 from solar_jax import export, report, sample, train, train_classifier
 from solar_jax import workdir as wd
@@ -52,6 +61,14 @@ def check_inputs(config, workdir: str, mode: str) -> None:
     wd.latest_samples(workdir, config)
 
 
+def write_report(config, workdir) -> None:
+  """The report stage: process 0 writes report.md, the other processes wait for it."""
+  if jax.process_index() == 0:
+    report.write_report(config, workdir)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("solar_jax: report written")
+
+
 def run_all(config, workdir) -> None:
   """Runs every stage in ``workdir``; each stage resumes or reuses what exists."""
   stages = (
@@ -59,7 +76,7 @@ def run_all(config, workdir) -> None:
     ("sample", sample.run),
     ("classify", train_classifier.run),
     ("evaluate", evaluate.run),
-    ("report", report.write_report),
+    ("report", write_report),
   )
   timings = {}
   start = time.time()

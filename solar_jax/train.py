@@ -132,6 +132,31 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+class _StopAgreement:
+  """Makes every process stop at the same step when any one of them is asked to.
+
+  SIGTERM may reach one host only; were it to save and leave alone, the others
+  would wait in the next step's collective (and the save is collective too). At
+  each step boundary every process adds its flag to a tiny all-reduce; its result
+  is read one step later, so the host still keeps a step queued ahead of the
+  devices, and every process reads the same answer at the same step.
+  """
+
+  def __init__(self, mesh):
+    self.sharding = parallel.data_sharding(mesh) if jax.process_count() > 1 else None
+    self.pending = None
+    self._any = jax.jit(jnp.max, out_shardings=parallel.replicated(mesh))
+
+  def __call__(self, requested: bool) -> bool:
+    """Whether to stop now: the same answer on every process."""
+    if self.sharding is None:
+      return requested
+    local = np.full(jax.local_device_count(), int(requested), np.int32)
+    current = self._any(jax.make_array_from_process_local_data(self.sharding, local))
+    previous, self.pending = self.pending, current
+    return previous is not None and bool(np.asarray(previous.addressable_data(0)))
+
+
 def _train_iterator(config, start_step: int):
   return input_pipeline.get_dataset(
     config.data,
@@ -272,7 +297,7 @@ def _train(config, workdir, preemption, batches_fn):
     if start == 0 and main:
       writer.write_hparams({k: str(v) for k, v in config.to_dict().items()})
     progress = None  # Started after the first step: its ETA leaves out compilation.
-    window = _LogWindow(start)
+    window, stop_agreed = _LogWindow(start), _StopAgreement(mesh)
     step, preempted = start, False
     try:
       while step < total:
@@ -294,7 +319,7 @@ def _train(config, workdir, preemption, batches_fn):
             _append_history(workdir, step, scalars)
             if progress is not None:
               progress.set_postfix(loss=f"{scalars['loss']:.4f}")
-        preempted = preemption.requested or checkpointer.reached_preemption(step)
+        preempted = stop_agreed(preemption.requested) or checkpointer.reached_preemption(step)
         if checkpoint_due or at_end or preempted:
           checkpointer.save(step, state, {"config": config.to_json()})
         if preempted:
