@@ -233,3 +233,24 @@ def test_gs_store_without_gcsfs_says_what_to_install():
     pytest.skip("gcsfs is installed: the store would be opened over the network")
   with pytest.raises(errors.MissingInputError, match="pip install gcsfs"):
     sdoml.open_store("gs://fdl-sdoml-v2/sdomlv2_small.zarr")
+
+
+@pytest.mark.parametrize(
+  "spec, match",
+  [
+    ({"years": [2011]}, "PATH_OR_URL"),
+    ({"store": "x", "year": [2011]}, "unknown keys"),
+    ({"store": "x", "years": "2011"}, "years="),
+    ({"store": "x", "cadence_minutes": -6}, "cadence_minutes="),
+  ],
+)
+def test_bad_spec_names_the_key(tmp_path, spec, match):
+  (tmp_path / "sdoml.json").write_text(json.dumps(spec))
+  with pytest.raises(errors.InputMismatchError, match=match):
+    sdoml.find_store(tmp_path)
+
+
+def test_a_group_without_year_groups_is_not_an_sdoml_store(tmp_path):
+  zarr.open_group(str(tmp_path / "store"), mode="w", zarr_format=2).create_group("aia")
+  with pytest.raises(errors.InputMismatchError, match="no year group"):
+    sdoml.list_frames(str(tmp_path / "store"))

@@ -144,9 +144,7 @@ def find_store(manual_dir) -> dict | None:
       raise errors.InputMismatchError(f"{spec_path} is not JSON: {e}") from e
     if not isinstance(spec, dict) or not isinstance(spec.get("store"), str):
       raise errors.InputMismatchError(f'{spec_path} must be an object with "store": PATH_OR_URL.')
-    unknown = set(spec) - {"store", "years", "cadence_minutes", "storage_options"}
-    if unknown:
-      raise errors.InputMismatchError(f"{spec_path}: unknown keys {sorted(unknown)}.")
+    _check_spec(spec, spec_path)
   elif (root / LOCAL_NAME).is_dir():
     spec = dict(store=LOCAL_NAME)
   else:
@@ -155,6 +153,27 @@ def find_store(manual_dir) -> dict | None:
   if "://" not in store:
     store = str((root / pathlib.Path(store).expanduser()).resolve())
   return dict(spec, store=store)
+
+
+def _check_spec(spec: dict, spec_path) -> None:
+  """One line naming the key of ``sdoml.json`` that cannot work."""
+  unknown = set(spec) - {"store", "years", "cadence_minutes", "storage_options"}
+  if unknown:
+    raise errors.InputMismatchError(f"{spec_path}: unknown keys {sorted(unknown)}.")
+  years = spec.get("years")
+  if years is not None and not (
+    isinstance(years, list) and years and all(str(y).isdigit() and len(str(y)) == 4 for y in years)
+  ):
+    raise errors.InputMismatchError(f"{spec_path}: years={years!r}, expected e.g. [2011, 2012].")
+  cadence = spec.get("cadence_minutes")
+  if cadence is not None and (
+    isinstance(cadence, bool) or not isinstance(cadence, int | float) or not 0 < cadence < 1e7
+  ):
+    raise errors.InputMismatchError(
+      f"{spec_path}: cadence_minutes={cadence!r}, expected a positive number of minutes."
+    )
+  if not isinstance(spec.get("storage_options", {}), dict):
+    raise errors.InputMismatchError(f"{spec_path}: storage_options must be an object.")
 
 
 def open_store(store: str, storage_options: dict | None = None):
@@ -177,13 +196,19 @@ def open_store(store: str, storage_options: dict | None = None):
     ) from e
 
 
-def _years(group, wanted) -> list[str]:
+def _years(group, wanted, store: str) -> list[str]:
   years = sorted(k for k in group.group_keys() if k.isdigit() and len(k) == 4)
+  if not years:
+    raise errors.InputMismatchError(
+      f"SDOML store {store} has no year group (<year>/{CHANNEL}); is it an SDOML v2 store?"
+    )
   if wanted is not None:
     wanted = [str(y) for y in wanted]
     missing = sorted(set(wanted) - set(years))
     if missing:
-      raise errors.MissingInputError(f"SDOML store has no year group {missing} (has {years}).")
+      raise errors.MissingInputError(
+        f"SDOML store {store} has no year group {missing} (has {years})."
+      )
     years = [y for y in years if y in wanted]
   return years
 
@@ -218,7 +243,7 @@ def list_frames(
   options = dict(storage_options or {})
   root = open_store(store, options)
   frames, bad, per_year = [], [], {}
-  for year in _years(root, years):
+  for year in _years(root, years, store):
     if CHANNEL not in root[year]:
       raise errors.InputMismatchError(f"SDOML store {store}: {year}/ has no {CHANNEL} array.")
     array = root[year][CHANNEL]
