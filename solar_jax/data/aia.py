@@ -313,6 +313,26 @@ def _read_checked_bytes(
   )
 
 
+def resample_image(
+  data: np.ndarray, header, *, source: str, image_size: int, disk_radius_px: float | None = None
+) -> tuple[np.ndarray, float]:
+  """``read_frame``'s geometry step on an image already in memory: (float64 [S, S], radius px).
+
+  For readers of other containers (``sdoml``): checks the WCS keywords of ``header`` (a
+  ``fits.Header`` or a dict, ``aia_header.geometry``) and the pixel values as ``read_frame``
+  does, and maps ``data`` with the same single resampling onto the centred, north-up grid.
+  Nothing is divided: the caller owns the units (exposure, degradation).
+  """
+  if image_size < 2:
+    raise ValueError(f"image_size={image_size} must be >= 2.")
+  radius_out = default_disk_radius(image_size) if disk_radius_px is None else float(disk_radius_px)
+  if not 0 < radius_out < image_size:
+    raise ValueError(f"disk_radius_px={radius_out} must lie in (0, image_size={image_size}).")
+  geometry = aia_header.geometry(header, data.shape, source)
+  data = _validate_data(np.asarray(data, dtype=np.float64), geometry, source)
+  return _resample(data, geometry, image_size, radius_out), radius_out
+
+
 def uses_aiapy_register(register: str, shape: tuple[int, ...], level: float) -> bool:
   """Whether ``read_frame`` runs aiapy.calibrate.register on an image."""
   if register == "auto":

@@ -1,6 +1,7 @@
 """sdo_aia171: SDO/AIA 171 Å images with the GOES and flare facts of each frame.
 
-Reads a manual directory of AIA level-1/1.5 FITS files, a flare list and
+Reads a manual directory of AIA level-1/1.5 FITS files (or an SDOML v2 Zarr
+store: ``solar_jax.data.sdoml``), a flare list and
 (optionally) GOES XRS files, and writes one example per usable frame, stored
 in DN/s at the config's resolution. A record keeps FACTS, not one label
 (``frame_facts``: GOES flux at the frame on the true scale, the flare it
@@ -50,10 +51,10 @@ from etils import epath
 # `tfds build tfds_builders/sdo_aia171` from a checkout without `pip install -e .`
 # cannot import solar_jax: the repository root is put on sys.path then.
 try:
-  from solar_jax.data import aia, build_report, flare_list, frame_facts, goes
+  from solar_jax.data import aia, build_report, flare_list, frame_facts, goes, sdoml
 except ImportError:
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-  from solar_jax.data import aia, build_report, flare_list, frame_facts, goes
+  from solar_jax.data import aia, build_report, flare_list, frame_facts, goes, sdoml
 
 CLASS_NAMES = goes.CLASS_LETTERS
 # The intensity above which the default transform (data.clip_max) saturates:
@@ -157,14 +158,22 @@ def process_file(
   """
   rel = item["file"]
   try:
-    frame = aia.read_frame(
-      item["path"],
-      image_size=image_size,
-      disk_radius_px=disk_radius_px,
-      degradation=degradation,
-      correction_table=correction_table,
-      accept_synthetic=accept_synthetic,
-    )
+    if "sdoml" in item:  # SDOML: already DN/s and degradation-corrected (sdoml.read_frame)
+      frame = sdoml.read_frame(
+        item["sdoml"],
+        image_size=image_size,
+        disk_radius_px=disk_radius_px,
+        accept_synthetic=accept_synthetic,
+      )
+    else:
+      frame = aia.read_frame(
+        item["path"],
+        image_size=image_size,
+        disk_radius_px=disk_radius_px,
+        degradation=degradation,
+        correction_table=correction_table,
+        accept_synthetic=accept_synthetic,
+      )
   except aia.BadFrameError as e:
     return build_report.skip(rel, e.reason, e.detail)
   except aia.DegradationTableError:
@@ -248,6 +257,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                             export (CSV or JSON, fl_goescls).
     DIR/goes/ (optional)    GOES XRS files (SDAC FITS, NCEI netCDF) read with
                             sunpy.timeseries; needed to label quiet frames.
+  Or, instead of DIR/aia/, an SDOML v2 Zarr store (AIA at 512 px, DN/s, degradation-
+  corrected): DIR/sdoml/ (a local store) or DIR/sdoml.json {"store": "gs://..." or a path}
+  (solar_jax.data.sdoml; gs:// needs `pip install gcsfs`).
   A simulated archive for trying it out: python -m solar_jax.data.demo --out DIR
   """
   BUILDER_CONFIGS = [_config(s) for s in (64, 128, 256, 512)]
@@ -306,31 +318,22 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     since = datetime.datetime.fromisoformat(cfg.true_flux_lists_since)
     flares, flare_path, merged = _read_flares(root, since)
     xrs, xrs_paths = _read_goes(root)
-    files, not_followed = aia.scan_fits_files(root / "aia")
-    if not files:
-      raise FileNotFoundError(
-        f"No FITS files under {root / 'aia'}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
-      )
+    store = sdoml.find_store(root)
+    scan = self._scan_fits if store is None else functools.partial(_scan_sdoml, store=store)
+    timed, skipped, found, source_entries = scan(root)
     simulated = (root / SIMULATED_MARKER).exists()
     index = flare_list.FlareIndex(flares)
     planned = collections.defaultdict(list)
-    skipped = []
-    for path in files:
-      rel = path.relative_to(root).as_posix()
-      try:
-        time = aia.read_time(path)
-      except Exception:  # noqa: BLE001 - the reader below names what is wrong
-        skipped.append(self._diagnose(path, rel))
-        continue
+    for rel, time, where in timed:
       facts = frame_facts.frame_facts(
         time, index, xrs, association_lag_minutes=cfg.association_lag_minutes
       )
-      item = dict(file=rel, path=str(path), time=_iso(time), facts=facts)
+      item = dict(file=rel, time=_iso(time), facts=facts, **where)
       planned[cfg.block_of(time)].append(item)
     self._parts_dir = str(epath.Path(self.data_dir) / build_report.PARTS_DIR)
     driver = dict(
       manual_dir=str(root),
-      files_found=len(files),
+      files_found=found,
       simulated=simulated,
       flare_list=dict(build_report.flare_list_entry(flare_path, flares), merged_duplicates=merged),
       goes_files=[str(p) for p in xrs_paths],
@@ -340,17 +343,18 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       goes_skipped=[dict(file=f, reason="no_usable_samples", detail=d) for f, d in xrs.skipped]
       if xrs is not None
       else [],
-      not_followed=[
-        dict(entry=pathlib.Path(p).relative_to(root).as_posix(), detail=d) for p, d in not_followed
-      ],
       skipped=skipped,
       splits=sorted(planned),
+      **source_entries,  # not_followed (FITS) or the SDOML store's provenance
     )
     for line in build_report.input_problems(driver):
       logging.warning("sdo_aia171: %s", line)
     build_report.write_driver_part(self._parts_dir, driver)
     self.info.metadata.update(self._metadata(simulated))
-    degradation = cfg.degradation and not simulated  # a simulation has no degradation
+    if store is not None:  # SDOML images are degradation-corrected already: never twice
+      self.info.metadata.update(degradation=True, sdoml=source_entries["sdoml"])
+    # A simulation has no degradation; SDOML's was corrected by its converter.
+    degradation = cfg.degradation and not simulated and store is None
     settings = dict(
       image_size=cfg.image_size,
       disk_radius_px=cfg.disk_radius_px,
@@ -377,6 +381,25 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       degradation=cfg.degradation and not simulated,
       split_rule=cfg.split_rule(),
     )
+
+  def _scan_fits(self, root: pathlib.Path):
+    """([(file, header time, {'path'})], skip records, files found, {'not_followed'})."""
+    files, not_followed = aia.scan_fits_files(root / "aia")
+    if not files:
+      raise FileNotFoundError(
+        f"No FITS files under {root / 'aia'}.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
+    timed, skipped = [], []
+    for path in files:
+      rel = path.relative_to(root).as_posix()
+      try:
+        timed.append((rel, aia.read_time(path), dict(path=str(path))))
+      except Exception:  # noqa: BLE001 - the reader below names what is wrong
+        skipped.append(self._diagnose(path, rel))
+    entries = [
+      dict(entry=pathlib.Path(p).relative_to(root).as_posix(), detail=d) for p, d in not_followed
+    ]
+    return timed, skipped, len(files), dict(not_followed=entries)
 
   def _diagnose(self, path: pathlib.Path, rel: str) -> dict:
     """Skip record of a file whose header could not be scanned: the reader's reason."""
@@ -519,6 +542,31 @@ def _primary_table(goes_dir: pathlib.Path):
     return None
   with path.open() as f:
     return [(r["start"], r["end"], int(r["satellite"])) for r in csv.DictReader(f)]
+
+
+def _scan_sdoml(root: pathlib.Path, store: dict):
+  """``_scan_fits`` for an SDOML store (``sdoml.find_store``): frames named 'sdoml/<year>/171A/<i>'."""
+  listing = sdoml.list_frames(
+    store["store"],
+    years=store.get("years"),
+    cadence_minutes=store.get("cadence_minutes"),
+    storage_options=store.get("storage_options"),
+  )
+  if not listing.frames and not listing.bad:
+    raise FileNotFoundError(f"No 171 Å frame in the SDOML store {store['store']} (from {root}).")
+  if (root / "aia").is_dir():
+    logging.warning("sdo_aia171: %s names an SDOML store; %s/aia/ is not read", root, root)
+  timed = [(ref.name, time, dict(sdoml=ref)) for ref, time in listing.frames]
+  skipped = [
+    build_report.skip(pathlib.PurePath(e.path).as_posix(), e.reason, e.detail) for e in listing.bad
+  ]
+  provenance = dict(listing.provenance, degradation="applied by SDOML (DEG_COR), not by aiapy here")
+  return (
+    timed,
+    skipped,
+    len(listing.frames) + len(listing.bad),
+    dict(not_followed=[], sdoml=provenance),
+  )
 
 
 def _correction_table(root: pathlib.Path):
