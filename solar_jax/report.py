@@ -316,12 +316,11 @@ def build_report(config, workdir) -> str:
 
 
 def _provenance(config) -> dict:
-  """The dataset's provenance, or {} where it cannot be read (a report still gets written)."""
-  try:
-    return input_pipeline.provenance(config.data)
-  except (errors.UserError, OSError) as e:
-    logging.warning("The report cannot read the dataset's provenance: %s", e)
-    return {}
+  """The dataset's provenance (``simulated`` None where it cannot be read)."""
+  data = input_pipeline.provenance(config.data)
+  if data.get("unreadable"):
+    logging.warning("The report cannot read the dataset's provenance: %s", data["unreadable"])
+  return data
 
 
 def write_report(config, workdir) -> epath.Path:

@@ -64,7 +64,9 @@ def _split(counts, seed):
   times = np.array(
     [f"2014-01-01T00:{i // 60:02d}:{i % 60:02d}.000".encode() for i in range(len(label))]
   )
-  return {"image": image, "label": label, "time": times}
+  # Resampling groups as the input pipeline gives them: one 'event' per 3 frames.
+  groups = np.array([f"E{i // 3}".encode() for i in range(len(label))])
+  return {"image": image, "label": label, "time": times, "group": groups}
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ def test_truncated_pool_npz_is_a_cache_miss(tmp_path, monkeypatch):
 
   config = tiny.get_config()
   (tmp_path / "checkpoints" / "5").mkdir(parents=True)
-  path = wd.pool_path(tmp_path, 5)
+  guidance = float(cd.pool_config(config, None, 0).sampling.guidance_scale)
+  path = cd.pool_file(tmp_path, 5, guidance, 0)
   path.parent.mkdir(parents=True)
   good = tmp_path / "good.npz"
   wd.write_npz(good, images=np.zeros((2, 32, 32, 1), np.float32), labels=np.array([0, 1]))

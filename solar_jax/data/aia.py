@@ -281,7 +281,7 @@ def _read_checked_bytes(
   table = _correction_table(correction_table) if degradation else None
 
   data, header = _open(raw, source)
-  made = None if accept_synthetic else aia_header.not_observed(header)
+  made = None if accept_synthetic else aia_header.not_observed(header, source)
   if made:
     raise BadFrameError(
       source, "synthetic", f"{made}: made, not observed (read it with accept_synthetic=True)"

@@ -67,13 +67,16 @@ _NOT_OBSERVED = (
 )
 
 
-def not_observed(header) -> str | None:
-  """The cards that say a frame was made, not observed ('' joined), or None if none do."""
-  found = [
-    f"{key}={header[key]!r}"
-    for key, marks in _NOT_OBSERVED
-    if key in header and (header[key] in marks or str(header[key]).strip().upper() in marks)
-  ]
+def not_observed(header, source: str = "") -> str | None:
+  """The cards that say a frame was made, not observed (joined), or None if none do.
+
+  A damaged card is 'bad_keyword' (``BadFrameError``), as everywhere in the header.
+  """
+  found = []
+  for key, marks in _NOT_OBSERVED:
+    value = _value(header, key, source)
+    if value is not None and (value in marks or str(value).strip().upper() in marks):
+      found.append(f"{key}={value!r}")
   return ", ".join(found) or None
 
 

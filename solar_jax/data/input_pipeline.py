@@ -98,8 +98,15 @@ def metadata(builder) -> dict:
 
 
 def provenance(data_config) -> dict:
-  """What a report must say about the data: simulated or not, scale, label, fold."""
-  meta = metadata(get_builder(data_config))
+  """What a report must say about the data: simulated or not, scale, label, fold.
+
+  Where the dataset cannot be read (a report or metrics file written on a machine
+  without it), ``simulated`` is None and ``unreadable`` says why.
+  """
+  try:
+    meta = metadata(get_builder(data_config))
+  except errors.UserError as e:
+    return dict(simulated=None, unreadable=str(e), label=data_config.label, fold=data_config.fold)
   return dict(
     simulated=bool(meta.get("simulated", False)),
     goes_scale=meta.get("goes_scale_note", ""),

@@ -324,7 +324,7 @@ def read_frame(
     aia.BadFrameError: a frame that cannot be used (``aia.REASONS``).
   """
   source, header = ref.name, ref.header
-  made = None if accept_synthetic else aia_header.not_observed(header)
+  made = None if accept_synthetic else aia_header.not_observed(header, source)
   if made:
     raise aia.BadFrameError(
       source, "synthetic", f"{made}: made, not observed (read it with accept_synthetic=True)"
