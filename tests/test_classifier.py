@@ -265,6 +265,14 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
   table = report.classifier_tables(on_disk)
   assert table.count("\n| synthetic_only |") == 2  # Scores and counts tables.
   assert "± " in table
+  # The evaluation's class-consistency predictor (the stored real/seed-0 classifier)
+  # gives the same labels as the predictions file.
+  from solar_jax.evaluation import features
+
+  predict, info = features.load_classifier_predictor(config, tmp_path)
+  labels = predict(splits["test"]["image"])
+  assert labels.shape == (10,) and labels.dtype == np.int32 and info["regime"] == "real"
+  np.testing.assert_array_equal(labels, predicted)
 
   # A second run finds every (regime, seed) finished and reuses it.
   trained = []

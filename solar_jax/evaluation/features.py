@@ -198,7 +198,10 @@ def load_classifier_predictor(config, workdir):
     MissingInputError, InputMismatchError: as :func:`load_classifier_extractor`.
   """
   programs, params, mesh, step = _restore_classifier(config, workdir)
-  empty = np.zeros((0,), np.int32)
+  empty = np.zeros(
+    (0, len(classifier_lib.task_class_names(config.classifier.task, config.data.classes))),
+    np.float32,
+  )
   task = config.classifier.task
   info = {
     "regime": "real",
@@ -209,7 +212,9 @@ def load_classifier_predictor(config, workdir):
   }
 
   def predict(images) -> np.ndarray:
-    return np.asarray(_apply(config, mesh, programs.predict, params, images, empty), np.int32)
+    # programs.predict gives class probabilities [N, K]; the label is their argmax.
+    prob = np.asarray(_apply(config, mesh, programs.predict, params, images, empty))
+    return np.argmax(prob, axis=-1).astype(np.int32)
 
   return predict, info
 
