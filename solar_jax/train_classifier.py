@@ -361,13 +361,17 @@ class _Experiment:
     directory = run_dir(self.workdir, regime, seed, k)
     key = None if pool is None else self._pool_key(pool, chosen["guidance_scale"], k)
     fingerprint = _fingerprint(config, ts, key)
+    name = f"{regime}/seed{seed}" + (f"/pool{k}" if k else "")
+    self.runs_started = getattr(self, "runs_started", 0) + 1
+    logging.info(
+      "Classifier run %d of %d: %s.", self.runs_started, getattr(self, "runs_total", 0), name
+    )
     result_path = directory / "result.json"
     if result_path.exists():
       saved = json.loads(result_path.read_text())
       if saved.get("fingerprint") == fingerprint:
         logging.info("Reusing the finished classifier run %s.", directory)
         return saved["result"]
-    name = f"{regime}/seed{seed}" + (f"/pool{k}" if k else "")
     if (regime, seed, fingerprint) in self.trained:  # The chosen grid point: trained already.
       params, info = self.trained.pop((regime, seed, fingerprint))
     else:
@@ -475,6 +479,12 @@ def run(
     os.fspath(out_dir), just_logging=not (main and config.logging.tensorboard), asynchronous=False
   )
   rows, selection = [], {}
+  # The stage's overall counter ("run k of N"; the validation grid's runs come on top).
+  experiment.runs_total = sum(
+    len(c.seeds) * (c.num_pools if r in SYNTHETIC_REGIMES else 1)
+    for r in c.regimes
+    if not (r in SYNTHETIC_REGIMES and skip_reason)
+  )
   with jax.set_mesh(mesh):
     programs = make_programs(config, mesh)
     for regime in c.regimes:
