@@ -166,12 +166,10 @@ def _fact_arrays(examples: list[dict]) -> dict:
   return arrays
 
 
-def fold_tables(examples: list[dict], num_folds: int) -> dict:
+def fold_tables(facts: dict, labels, groups, num_folds: int) -> dict:
   """{fold: ``splits.summary``} of every fold (label ``REPORT_LABEL``, default lag/embargo)."""
-  if not examples:
+  if not len(labels):
     return {}
-  facts = _fact_arrays(examples)
-  labels, groups = frame_facts.labels(facts, REPORT_LABEL, REPORT_COOLING_LAG_MINUTES)
   in_flare = frame_facts.in_flare(facts, REPORT_COOLING_LAG_MINUTES)
   flare_ids = np.where(in_flare, facts["flare_event_id"], "")
   tables = {}
@@ -185,12 +183,10 @@ def fold_tables(examples: list[dict], num_folds: int) -> dict:
   return tables
 
 
-def intensity_table(examples: list[dict], clip: float) -> dict:
+def intensity_table(facts: dict, labels, clip: float) -> dict:
   """Per class (``REPORT_LABEL``): frames, the share whose disk exceeds ``clip``, median max."""
-  if not examples:
+  if not len(labels):
     return {}
-  facts = _fact_arrays(examples)
-  labels, _ = frame_facts.labels(facts, REPORT_LABEL, REPORT_COOLING_LAG_MINUTES)
   peak = facts["intensity_max"]
   table = {}
   for i, c in enumerate(goes.CLASS_LETTERS):
@@ -229,7 +225,11 @@ def merge(parts_dir, settings: dict, *, clip: float) -> dict:
     skipped += [dict(s, split=part["split"]) for s in part["skipped"]]
   parts_dir.rmtree()
   by_reason = collections.Counter(s["reason"] for s in skipped)
-  folds = fold_tables(examples, settings["num_folds"])
+  facts = _fact_arrays(examples) if examples else {}
+  labels, groups = (
+    frame_facts.labels(facts, REPORT_LABEL, REPORT_COOLING_LAG_MINUTES) if examples else ([], [])
+  )
+  folds = fold_tables(facts, labels, groups, settings["num_folds"])
   return dict(
     **settings,
     report_rules=dict(
@@ -240,7 +240,7 @@ def merge(parts_dir, settings: dict, *, clip: float) -> dict:
     blocks=blocks,
     folds=folds,
     examples=folds["0"]["frames"] if folds else {},
-    intensity=intensity_table(examples, clip),
+    intensity=intensity_table(facts, labels, clip),
     skipped=dict(
       count=len(skipped),
       by_reason=dict(sorted(by_reason.items())),

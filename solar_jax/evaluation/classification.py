@@ -28,7 +28,6 @@ scikit-learn.
 
 from __future__ import annotations
 
-import io
 import math
 import numbers
 import warnings
@@ -36,6 +35,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from etils import epath
+
+from solar_jax import viz
 
 
 def confusion(y_true, y_pred, num_classes: int) -> np.ndarray:
@@ -285,23 +286,12 @@ def save_confusion_png(cm, class_names: Sequence[str], path, title: str = "") ->
   ax.set_ylabel("true")
   if title:
     ax.set_title(title, fontsize=9)
-  fig.tight_layout()
-  path = epath.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format="png")
-  path.write_bytes(buffer.getvalue())
-  return path
+  return _save_figure(fig, path)
 
 
 def _save_figure(fig, path) -> epath.Path:
   fig.tight_layout()
-  path = epath.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format="png")
-  path.write_bytes(buffer.getvalue())
-  return path
+  return viz.save_png(fig, path)
 
 
 def save_interval_png(regimes: Mapping[str, Mapping], labels: Mapping[str, str], path, *, baseline):
