@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 QS_DIR ?= runs/quickstart
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup test quickstart lint format bench clean
+.PHONY: setup test test-fast quickstart lint format bench clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): setup.py pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --durations=15
+
+# The daily loop: every test but those marked slow (end-to-end runs, builds, processes).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" --durations=10
 
 quickstart: $(STAMP)
 	bash scripts/quickstart.sh $(QS_DIR)

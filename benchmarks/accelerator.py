@@ -14,7 +14,7 @@ What it measures, in this order, each phase timed:
    state, temporaries = activations, linear in the batch) and the device's
    ``bytes_limit`` give the largest multiple of 8 under ``--memory_fraction``
    of the device; a step that still runs out of memory backs off by 3/4;
-3. train: ``--steps`` steps of the real train step (``solar_jax.train``; bf16
+3. train: ``--steps`` steps of the real train step (``solar_jax.ddpm.train``; bf16
    compute, float32 parameters, AdamW, EMA) on synthetic random batches in
    [-1, 1] already on the device: images/s, FLOPs per image from the cost
    analysis of the lowered step, MFU = achieved FLOP/s / peak;
@@ -49,8 +49,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from configs import aia171_256, tiny  # noqa: E402
-from solar_jax import parallel, sample, train, train_state  # noqa: E402
+from solar_jax import parallel  # noqa: E402
+from solar_jax.configs import aia171_256, tiny  # noqa: E402
+from solar_jax.ddpm import sample, train, train_state  # noqa: E402
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 

@@ -53,7 +53,7 @@ def build_rate(manual_dir, data_dir, config, num_files) -> float:
 def pipeline_rates(data_dir, config, batches=60, batch_size=64):
   import tensorflow as tf
 
-  from configs import default
+  from solar_jax.configs import default
   from solar_jax.data import input_pipeline
 
   data = default.get_config().data

@@ -1,13 +1,13 @@
 """Images/s of evaluation feature extraction (Inception pool3; the flare classifier if trained).
 
   python benchmarks/bench_features.py --image_size=64 --batch_sizes=8,32 --num_images=64
-  python benchmarks/bench_features.py --config=configs/quickstart.py --workdir=runs/qs
+  python benchmarks/bench_features.py --config=quickstart --workdir=runs/qs
 
 The Inception network runs with RANDOM weights: the timing is that of the real
 network (same layers, same 299x299 input), but the features mean nothing.
 Compilation is timed separately from the steady state. With --workdir of a
 run that has a trained classifier, its extractor
-(solar_jax.train_classifier.load_feature_extractor) is timed in the same run.
+(solar_jax.classifier.experiment.load_feature_extractor) is timed in the same run.
 """
 
 from __future__ import annotations
@@ -78,10 +78,10 @@ def main() -> None:
     )
 
   if args.workdir and args.config:
-    from solar_jax import train_classifier
+    from solar_jax.classifier import experiment
 
     config = _load_config(args.config)
-    fn = train_classifier.load_feature_extractor(config, args.workdir)
+    fn = experiment.load_feature_extractor(config, args.workdir)
     size = config.data.image_size
     cls_images = rng.uniform(-1, 1, (args.num_images, size, size, 1)).astype(np.float32)
     first, rate = _time(fn, cls_images, args.repeats)

@@ -1,7 +1,7 @@
 """Held-out denoising error of runs trained with and without min-SNR-gamma weighting.
 
   for w in none min_snr; do
-    python -m solar_jax.main --config=configs/quickstart.py --workdir=runs/snr_$w --mode=train \
+    python -m solar_jax.main --config=quickstart --workdir=runs/snr_$w --mode=train \
       --config.data.data_dir=runs/qs/tfds --config.diffusion.loss_weighting=$w \
       --config.training.num_steps=300 --config.training.num_sample_images=0
   done
@@ -30,8 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from solar_jax import checkpointing, parallel, train_state, xla_flags  # noqa: E402
+from solar_jax import checkpointing, parallel, xla_flags
 from solar_jax.data import input_pipeline  # noqa: E402
+from solar_jax.ddpm import train_state
 from solar_jax.diffusion import losses, schedules  # noqa: E402
 from solar_jax.models import unet  # noqa: E402
 

@@ -130,10 +130,11 @@ def _laplacian(images):
 
 
 def model_part(workdir, steps_list, n, ref_steps, ddpm_n, data_dir, seed, settings, clip, timing):
-  from configs import quickstart  # noqa: PLC0415
-  from solar_jax import checkpointing, parallel, sample  # noqa: PLC0415
+  from solar_jax import checkpointing, parallel
+  from solar_jax.configs import quickstart  # noqa: PLC0415
   from solar_jax.data import input_pipeline, scaling  # noqa: PLC0415
-  from solar_jax.evaluation import physics  # noqa: PLC0415
+  from solar_jax.ddpm import sample
+  from solar_jax.metrics import physics
   from solar_jax.models import unet  # noqa: PLC0415
 
   config = quickstart.get_config()

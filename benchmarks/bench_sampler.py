@@ -65,7 +65,7 @@ def main():
   )
   args = parser.parse_args()
 
-  config = importlib.import_module(f"configs.{args.config}").get_config()
+  config = importlib.import_module(f"solar_jax.configs.{args.config}").get_config()
   config.diffusion.num_timesteps = 1000
   size, b = config.data.image_size, args.batch
   model = unet.create_model(config)

@@ -9,7 +9,7 @@ measures, side by side in one process, interleaved (peak, ours, peer, peak,
 ours, peer, ...), the median of ``--repeats`` runs of ``--steps`` steps each,
 after compilation and warm-up:
 
-* ours: the real train step of solar_jax.train (``make_train_step`` on a
+* ours: the real train step of solar_jax.ddpm.train (``make_train_step`` on a
   1-device mesh; noise, timesteps, label dropout, UNet forward and backward,
   global-norm clip, AdamW, EMA, non-finite guard) on synthetic batches in
   [-1, 1] that already live on the device;
@@ -50,7 +50,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from solar_jax import parallel, train, train_state, xla_flags  # noqa: E402
+from solar_jax import parallel, xla_flags
+from solar_jax.ddpm import train, train_state
 from solar_jax.diffusion import schedules  # noqa: E402
 from solar_jax.models import unet  # noqa: E402
 
@@ -67,7 +68,7 @@ def _cores() -> int:
 
 
 def _config(name: str, args):
-  config = importlib.import_module(f"configs.{_ALIASES.get(name, name)}").get_config()
+  config = importlib.import_module(f"solar_jax.configs.{_ALIASES.get(name, name)}").get_config()
   if args.image_size:
     config.data.image_size = args.image_size
   config.training.batch_size = args.batch
@@ -100,7 +101,7 @@ def _synthetic_batches(config, seed: int):
 
 
 class Ours:
-  """solar_jax.train's jitted step on a 1-device mesh, compiled once."""
+  """solar_jax.ddpm.train's jitted step on a 1-device mesh, compiled once."""
 
   def __init__(self, config, host_batches):
     self.mesh = parallel.create_mesh(config.mesh, jax.devices()[:1])

@@ -18,7 +18,7 @@ PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-runs/loss_weighting}
 export TF_CPP_MIN_LOG_LEVEL=2
 run() {
-  "$PY" -m solar_jax.main --config=configs/quickstart.py --workdir="$1" --mode="$2" \
+  "$PY" -m solar_jax.main --config=quickstart --workdir="$1" --mode="$2" \
     --config.data.data_dir="$QS/tfds" --config.diffusion.prediction="$3" \
     --config.diffusion.loss_weighting="$4" --config.logging.progress=False 2> "$1.$2.log"
 }

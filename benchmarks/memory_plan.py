@@ -3,7 +3,7 @@
   PYTHONPATH=. python benchmarks/memory_plan.py --out=runs/memory_plan.json
 
 For configs/aia171_{64,128,256}.py this lowers and compiles the real sharded
-train step (``solar_jax.train.make_train_step``; the configs' bfloat16 compute,
+train step (``solar_jax.ddpm.train.make_train_step``; the configs' bfloat16 compute,
 float32 parameters, AdamW, EMA) on 8 fake CPU devices and reports:
 
 * parameters (from ``jax.eval_shape``, nothing allocated);
@@ -47,7 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from solar_jax import parallel, train, train_state  # noqa: E402
+from solar_jax import parallel  # noqa: E402
+from solar_jax.ddpm import train, train_state  # noqa: E402
 from solar_jax.models import unet  # noqa: E402
 
 CONFIGS = ("aia171_64", "aia171_128", "aia171_256")
@@ -57,7 +58,7 @@ CAPACITIES_GIB = (16, 80)
 
 
 def load_config(name: str, *, fsdp: int = 1, remat: bool = False, batch_per_device: int = 1):
-  config = importlib.import_module(f"configs.{name}").get_config()
+  config = importlib.import_module(f"solar_jax.configs.{name}").get_config()
   config.mesh.fsdp, config.mesh.data = fsdp, DEVICES // fsdp
   config.mesh.distributed = "no"
   config.model.remat = remat

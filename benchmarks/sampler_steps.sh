@@ -22,7 +22,7 @@ for setting in 1:10:0 1:15:0 1:25:0 1:50:0 1:25:1 1:25:2 10:10:0 10:15:0 10:25:0
   rm -rf "$W"; mkdir -p "$W/classifier/runs/real"
   ln -s "$QS/checkpoints" "$W/checkpoints"
   cp -r "$QS/classifier/runs/real/seed_0" "$W/classifier/runs/real/"
-  flags=(--config=configs/quickstart.py --workdir="$W" --config.data.data_dir="$QS/tfds"
+  flags=(--config=quickstart --workdir="$W" --config.data.data_dir="$QS/tfds"
     --config.sampling.guidance_scale="$g" --config.sampling.num_steps="$s"
     --config.sampling.seed="$seed" --config.logging.progress=False --config.sampling.write_fits=False)
   start=$SECONDS

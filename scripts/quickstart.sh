@@ -38,8 +38,8 @@ else
     --config=64 --manual_dir="$MANUAL" --data_dir="$DATA" --noforce_checksums_validation
 fi
 
-step "3/3 train -> sample -> classify -> evaluate -> report (configs/quickstart.py)"
-"$PY" -m solar_jax.main --config=configs/quickstart.py --workdir="$QS_DIR" --mode=all \
+step "3/3 train -> sample -> classify -> evaluate -> report (solar_jax/configs/quickstart.py)"
+"$PY" -m solar_jax.main --config=quickstart --workdir="$QS_DIR" --mode=all \
   --config.data.data_dir="$DATA"
 
 ELAPSED=$(( $(date +%s) - START ))

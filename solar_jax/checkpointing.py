@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from solar_jax import errors
+from solar_jax import configuration, errors
 from solar_jax import workdir as wd
 
 
@@ -56,11 +56,11 @@ _DATA_MEANING = ("classes", "image_size", "channels", "clip_min", "clip_max")
 
 def parameter_meaning(config: dict) -> dict[str, Any]:
   """``{"section.field": value}`` of the fields above, from a config as a dict (JSON types)."""
-  config = json.loads(json.dumps(config, default=list))  # Tuples -> lists, as stored.
-  fields = {f"model.{k}": v for k, v in config["model"].items() if k not in _MODEL_COMPUTE_ONLY}
-  fields.update({f"diffusion.{k}": config["diffusion"].get(k) for k in _DIFFUSION_MEANING})
-  fields.update({f"data.{k}": config["data"].get(k) for k in _DATA_MEANING})
-  return fields
+  fields = ("model.*", *(f"diffusion.{k}" for k in _DIFFUSION_MEANING))
+  fields += tuple(f"data.{k}" for k in _DATA_MEANING)
+  return configuration.depends_on(
+    config, fields, exclude=tuple(f"model.{k}" for k in _MODEL_COMPUTE_ONLY)
+  )
 
 
 class Checkpointer:

@@ -35,12 +35,14 @@ solar_jax: class-conditional diffusion models of SDO/AIA 171 A images.
 usage: python -m solar_jax.main --config=CONFIG --workdir=DIR [--mode=MODE]
                                 [--config.SECTION.FIELD=VALUE ...]
 
-  --config    a config file (configs/*.py, from any directory) or a run's
-              <workdir>/config.json to repeat or continue that run exactly
+  --config    a config by name (tiny, quickstart, aia171_64, aia171_128, aia171_256,
+              default: solar_jax/configs/), any importable module with a
+              get_config() (my_configs.run1), or a run's <workdir>/config.json
+              to repeat or continue that run exactly
   --workdir   the run directory (local path or gs://): checkpoints, samples, report
   --mode      one of the modes below (default: train)
   --config.SECTION.FIELD=VALUE overrides one field of the config (every field is
-              declared, with its meaning, in configs/default.py); ~ and $VARS
+              declared, with its meaning, in solar_jax/configs/default.py); ~ and $VARS
               expand in the path fields:
               {paths}
 
@@ -48,10 +50,10 @@ modes:
 {modes}
 
 examples:
-  python -m solar_jax.main --config=configs/quickstart.py --workdir=runs/qs --mode=all
+  python -m solar_jax.main --config=quickstart --workdir=runs/qs --mode=all
   python -m solar_jax.main --config=runs/qs/config.json --workdir=runs/qs --mode=sample \\
       --config.sampling.num_steps=100
-  python -m solar_jax.main --config=configs/quickstart.py --workdir=runs/mine --mode=sample \\
+  python -m solar_jax.main --config=quickstart --workdir=runs/mine --mode=sample \\
       --config.sampling.checkpoint=~/shared/qs/checkpoints
 
 Exit codes: 0 done or preempted, 1 non-finite loss, 2 the command cannot run as given,
@@ -80,33 +82,38 @@ def help_text(full: bool, flag_values=flags.FLAGS) -> str:
   return text
 
 
-def config_json_argv(argv: list[str]) -> list[str]:
-  """``--config=<workdir>/config.json`` -> the config-file form that loads it.
-
-  ml_collections loads ``--config`` as a Python file and passes what follows a
-  ``:`` to its ``get_config``; ``configuration.get_config`` rebuilds a run's
-  config from its JSON.
-
-  Raises:
-    errors.ConfigError: the JSON cannot be read or has a field the config lacks
-      (checked here: ml_collections would wrap the error in a traceback).
-  """
-  out, i = [], 0
+def split_config_argv(argv: list[str]) -> tuple[str | None, list[str]]:
+  """``argv`` without its ``--config=VALUE`` (or ``--config VALUE``), and that value."""
+  out, value, i = [], None, 0
   while i < len(argv):
     arg = argv[i]
-    value = None
     if arg.startswith("--config="):
       value = arg.split("=", 1)[1]
     elif arg == "--config" and i + 1 < len(argv):
       value, i = argv[i + 1], i + 1
-    if value is not None and value.lower().endswith(".json"):
-      configuration.from_json(value)
-      arg = f"--config={configuration.__file__}:{value}"
-    elif value is not None:
-      arg = f"--config={value}"
-    out.append(arg)
+    else:
+      out.append(arg)
     i += 1
-  return out
+  return value, out
+
+
+def load_config(value: str | None):
+  """The config ``--config`` names: a shipped config, an importable module or a config.json.
+
+  Configs are Python modules imported by name (``tiny`` is ``solar_jax.configs.tiny``;
+  ``my_configs.run1`` is any module on ``sys.path``), never files executed by path.
+
+  Raises:
+    errors.ConfigError: the value names nothing loadable (the line says what would).
+  """
+  if not value:
+    raise errors.ConfigError(
+      f"--config is required: one of {', '.join(configuration.shipped_configs())}, "
+      "a module on PYTHONPATH, or a run's config.json."
+    )
+  if value.lower().endswith(".json"):
+    return configuration.from_json(value)
+  return configuration.load_module_config(value)
 
 
 def fail(message, code: int = 2):
@@ -125,7 +132,7 @@ def override_error(error: Exception, argv: list[str]) -> str:
   if culprit:
     return (
       f"{culprit[2:]}: the config has no field {key!r} or the value does not fit it "
-      "(every field is declared in configs/default.py)."
+      "(every field is declared in solar_jax/configs/default.py)."
     )
   return f"--config: {error}"
 

@@ -7,16 +7,19 @@ what is allowed, so a bad run fails in seconds instead of after compiling.
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
+import importlib
 import json
 import os
 import pathlib
+import pkgutil
 import re
-import sys
 
 import ml_collections
 from etils import epath
 
+from solar_jax import configs as configs_package
+from solar_jax.configs import default
 from solar_jax.errors import ConfigError
 
 SCHEDULES = ("linear", "cosine")
@@ -54,8 +57,6 @@ MODES = ("train", "sample", "evaluate", "classify", "all", "export")
 # (``--config.data.data_dir=~/tfds`` reaches the program unexpanded: the shell
 # expands ``~`` only at the start of a word).
 PATH_FIELDS = ("data.data_dir", "evaluation.inception_weights", "sampling.checkpoint")
-# configs/default.py, beside the package (a clone or an editable install).
-DEFAULT_CONFIG_FILE = pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py"
 
 
 def _choice(value, field: str, allowed) -> None:
@@ -320,6 +321,42 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
   _validate_mesh(config, num_devices)
 
 
+def depends_on(config, fields, *, exclude=()) -> dict:
+  """What an artefact depends on: ``{"section.field": value}`` for ``fields`` of ``config``.
+
+  The one helper behind every cache key and stored record (checkpoints, sample sets,
+  synthetic pools, classifier runs, compiled programs), so two keys cannot drift apart.
+
+  Args:
+    config: a ConfigDict or its dict (as stored in a checkpoint or config.json).
+    fields: ``"section.field"``, ``"field"`` (top level) or ``"section.*"`` (every
+      field of the section but those in ``exclude``).
+    exclude: dotted fields a ``.*`` entry leaves out.
+
+  Returns:
+    JSON-normalised values (tuples become lists); a field the config lacks is None.
+  """
+  tree = config.to_dict() if hasattr(config, "to_dict") else config
+  tree = json.loads(json.dumps(tree, default=list))
+  out = {}
+  for field in fields:
+    section, _, key = field.rpartition(".")
+    node = tree
+    for part in section.split(".") if section else ():
+      node = node.get(part) or {}
+    if key == "*":
+      out.update({f"{section}.{k}": v for k, v in node.items() if f"{section}.{k}" not in exclude})
+    else:
+      out[field] = node.get(key)
+  return out
+
+
+def digest(values, length: int = 8) -> str:
+  """A short hash of ``values`` (canonical JSON): the readable key's suffix."""
+  text = json.dumps(values, sort_keys=True, default=str)
+  return hashlib.sha1(text.encode()).hexdigest()[:length]
+
+
 def to_json(config: ml_collections.ConfigDict) -> str:
   """The resolved config as JSON (tuples become lists)."""
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
@@ -338,24 +375,45 @@ def expand_paths(config: ml_collections.ConfigDict) -> None:
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """``configs/default.py``'s config, loaded by path: a config file anywhere can extend it.
+  """``solar_jax/configs/default.py``'s config: every other config starts from it."""
+  return default.get_config()
 
-  The configs import this instead of ``from configs import default``, which worked
-  only from the repository root.
+
+def shipped_configs() -> list[str]:
+  """The names of the configs in ``solar_jax/configs/`` (``--config=NAME``)."""
+  return sorted(
+    m.name for m in pkgutil.iter_modules(configs_package.__path__) if not m.name.startswith("_")
+  )
+
+
+def load_module_config(name: str) -> ml_collections.ConfigDict:
+  """``get_config()`` of the module ``name``: a shipped config's name or a dotted module.
+
+  Raises:
+    ConfigError: ``name`` is a file path, or no such module (or it has no get_config).
   """
-  name = "solar_jax_configs_default"
-  module = sys.modules.get(name)
-  if module is None:
-    if not DEFAULT_CONFIG_FILE.exists():
-      raise ConfigError(
-        f"{DEFAULT_CONFIG_FILE} is missing: install solar_jax from its repository "
-        "(pip install -e .), which holds configs/default.py."
-      )
-    spec = importlib.util.spec_from_file_location(name, DEFAULT_CONFIG_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules[name] = module
-  return module.get_config()
+  if name.endswith(".py") or "/" in name or os.sep in name:
+    stem = pathlib.PurePath(name).stem
+    hint = f"--config={stem}" if stem in shipped_configs() else f"--config={stem} from its folder"
+    raise ConfigError(
+      f"--config={name}: configs are modules imported by name, not files: use {hint} "
+      "(or put its folder on PYTHONPATH and name the module)."
+    )
+  candidates = [f"solar_jax.configs.{name}", name] if name.isidentifier() else [name]
+  for candidate in candidates:
+    try:
+      module = importlib.import_module(candidate)
+    except ModuleNotFoundError as e:
+      if e.name and candidate.startswith(e.name):
+        continue  # This candidate does not exist; an import error inside it is the user's.
+      raise ConfigError(f"--config={name}: {candidate} fails to import ({e}).") from None
+    if not hasattr(module, "get_config"):
+      raise ConfigError(f"--config={name}: {module.__name__} has no get_config().")
+    return module.get_config()
+  raise ConfigError(
+    f"--config={name}: no such config; use one of {', '.join(shipped_configs())}, "
+    "a module on PYTHONPATH, or a run's config.json."
+  )
 
 
 def _merge(config: ml_collections.ConfigDict, stored: dict, prefix: str = "") -> None:
@@ -387,9 +445,3 @@ def from_json(path) -> ml_collections.ConfigDict:
   config = default_config()
   _merge(config, stored)
   return config
-
-
-def get_config(path: str) -> ml_collections.ConfigDict:
-  """Config-file entry point for a ``config.json``: ``--config=<this file>:<config.json>``
-  (``solar_jax.cli`` rewrites ``--config=<workdir>/config.json`` to that)."""
-  return from_json(path)

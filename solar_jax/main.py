@@ -27,10 +27,15 @@ from solar_jax import workdir as wd
 FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples, reports.")
 _MODE = flags.DEFINE_enum("mode", "train", configuration.MODES, "What to run.")
-config_flags.DEFINE_config_file(
-  "config", None, "A config file (configs/*.py) or a run's config.json.", lock_config=True
-)
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
+_CONFIG_HELP = "A config by name (solar_jax/configs/), an importable module, or a config.json."
+
+
+def _define_config_flag(config, argv) -> None:
+  """``--config`` and its ``--config.SECTION.FIELD=VALUE`` overrides, for this ``config``."""
+  if "config" in FLAGS:
+    delattr(FLAGS, "config")
+  config_flags.DEFINE_config_dict("config", config, _CONFIG_HELP, lock_config=True, sys_argv=argv)
 
 
 def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
@@ -70,10 +75,6 @@ def main(argv):
   config, workdir, mode = FLAGS.config, _WORKDIR.value, _MODE.value
   if not workdir.strip():
     cli.fail("--workdir is empty: name the run directory (a local path or gs://).")
-  try:
-    config.mesh  # noqa: B018 - ml_collections reports a config file's load error on first use.
-  except OSError as e:
-    cli.fail(f"--config: cannot load the config file ({str(e).strip().splitlines()[-1].strip()}).")
   configuration.expand_paths(config)  # ~ and $VARS in path fields (not expanded after '=').
   xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
   try:
@@ -98,23 +99,34 @@ def main(argv):
     cli.fail(e, code)
 
 
-def run():
-  """Console entry: help exits 0; flag and config-override errors exit with one line."""
-  wanted = cli.help_requested(sys.argv)
-  if wanted:
-    print(cli.help_text(full=wanted == "full"))
-    sys.exit(0)
+def parse_flags(argv: list[str]) -> list[str]:
+  """Loads the config ``--config`` names, defines ``--config`` with it and parses ``argv``.
+
+  Returns what absl leaves of ``argv``; a bad config, flag or override is one line
+  and exit 2 (``cli.fail``). Callable again in one process (tests run the CLI in-process).
+  """
+  value, argv = cli.split_config_argv(argv)
+  FLAGS.unparse_flags()
   try:
-    argv = cli.config_json_argv(sys.argv)
+    _define_config_flag(cli.load_config(value), argv)
+    return FLAGS(argv)
   except errors.ConfigError as e:
     cli.fail(e)
-  try:
-    remaining = FLAGS(argv)
   except flags.Error as e:
     cli.fail(e)
   except (KeyError, AttributeError, TypeError, ValueError) as e:
     cli.fail(cli.override_error(e, argv))
-  app.run(main, flags_parser=lambda _: remaining)  # Flags are parsed once, above.
+
+
+def run(argv: list[str] | None = None):
+  """Console entry: help exits 0; flag and config-override errors exit with one line."""
+  argv = list(sys.argv if argv is None else argv)
+  wanted = cli.help_requested(argv)
+  if wanted:
+    print(cli.help_text(full=wanted == "full"))
+    sys.exit(0)
+  remaining = parse_flags(argv)
+  app.run(main, argv=argv, flags_parser=lambda _: remaining)  # Flags are parsed once, above.
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ import jax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from solar_jax import export, report, sample, train, train_classifier
+from solar_jax import report
 from solar_jax import workdir as wd
+from solar_jax.classifier import experiment
 from solar_jax.data import input_pipeline
+from solar_jax.ddpm import export, sample, train
 from solar_jax.evaluation import evaluate, features
 
 # The dataset splits each mode reads.
@@ -72,9 +74,9 @@ def write_report(config, workdir) -> None:
 def run_all(config, workdir) -> None:
   """Runs every stage in ``workdir``; each stage resumes or reuses what exists."""
   stages = (
-    ("train", train.train_and_evaluate),
+    ("train", train.run),
     ("sample", sample.run),
-    ("classify", train_classifier.run),
+    ("classify", experiment.run),
     ("evaluate", evaluate.run),
     ("report", write_report),
   )
@@ -91,10 +93,10 @@ def run_all(config, workdir) -> None:
 
 
 ENTRY_POINTS = {  # mode -> function(config, workdir)
-  "train": train.train_and_evaluate,
+  "train": train.run,
   "sample": sample.run,
   "evaluate": evaluate.run,
-  "classify": train_classifier.run,
+  "classify": experiment.run,
   "all": run_all,
   "export": export.run,
 }

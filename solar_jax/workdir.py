@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import io
 import json
 import os
@@ -65,19 +64,17 @@ def history_path(workdir) -> epath.Path:
 def sample_key(config: ml_collections.ConfigDict) -> str:
   """What distinguishes one sampled set from another of the same step, as a folder name.
 
-  ``<sampler>-<steps>-eta<eta>-g<guidance>-s<seed>``, then ``-<spacing>`` when not
-  uniform and ``-ckpt<hash>`` when the model came from ``sampling.checkpoint``.
+  A readable ``<sampler>-<steps>-eta<eta>-g<guidance>-s<seed>`` then ``-<hash>``: a short
+  hash of ``samplers.image_settings`` (every setting that changes the images: spacing,
+  x0 clipping, the model's source, ...), so sets that differ in any of them never share
+  a folder.
   """
   info = samplers.recorded_settings(config)
-  key = (
+  readable = (
     f"{info['sampler']}-{info['num_steps']}-eta{info['eta']:g}"
     f"-g{info['guidance_scale']:g}-s{info['seed']}"
   )
-  if config.sampling.spacing != "uniform":
-    key += f"-{config.sampling.spacing}"
-  if config.sampling.checkpoint:
-    key += "-ckpt" + hashlib.sha1(config.sampling.checkpoint.encode()).hexdigest()[:8]
-  return key
+  return f"{readable}-{configuration.digest(samplers.image_settings(config))}"
 
 
 def samples_dir(workdir, step: int, key: str | None = None) -> epath.Path:

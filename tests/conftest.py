@@ -13,6 +13,13 @@ if "xla_force_host_platform_device_count" not in _flags:
   os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# One persistent compilation cache for the session's processes (xdist workers and the
+# CLI subprocesses inherit it): the tiny UNet's train step and samplers compile once.
+os.environ.setdefault(
+  "JAX_COMPILATION_CACHE_DIR",
+  str(pathlib.Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax_compilation"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import pytest  # noqa: E402
 

@@ -65,8 +65,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
-from configs import tiny  # noqa: E402
-from solar_jax import errors, main, parallel, pipeline, train, xla_flags  # noqa: E402
+from solar_jax import errors, main, parallel, pipeline, xla_flags  # noqa: E402
+from solar_jax.configs import tiny  # noqa: E402
+from solar_jax.ddpm import train  # noqa: E402
 
 
 def config_for(spec):
@@ -139,7 +140,7 @@ def run(spec) -> None:
 
   def train_stage(c, w, sigterm_at=None):
     train._train_iterator = lambda c, start: process_batches(c, start, sigterm_at)  # noqa: SLF001
-    final["state"] = train.train_and_evaluate(c, w)
+    final["state"] = train.run(c, w)
 
   # 1. Train towards step 6; SIGTERM on one process after step 1: every process stops at
   # one step and saves it. 2. Resume to step 6. 3-5. sample, classify, evaluate.

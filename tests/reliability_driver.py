@@ -1,6 +1,6 @@
 """The real command line (solar_jax.main) on a synthetic training stream, for subprocess tests.
 
-    PYTHONPATH=. python tests/reliability_driver.py --config=configs/tiny.py \
+    PYTHONPATH=. python tests/reliability_driver.py --config=tiny \
         --workdir=runs/w --config.training.num_steps=8
 
 Only the data source differs from ``python -m solar_jax.main``: batch k is drawn
@@ -22,8 +22,9 @@ import sys
 import numpy as np
 from etils import epath
 
-from solar_jax import main, train
+from solar_jax import main
 from solar_jax.data import input_pipeline
+from solar_jax.ddpm import train
 
 
 def synthetic_batches(config, start_step: int):

@@ -72,7 +72,7 @@ def _results_row(repo_root, name: str) -> list[str]:
 @pytest.mark.parametrize("name", ["aia171_64", "aia171_128", "aia171_256"])
 def test_research_config_states_its_plan(repo_root, name):
   """The docstring's plan line: exact parameter count, and the RESULTS.md table's figures."""
-  module = importlib.import_module(f"configs.{name}")
+  module = importlib.import_module(f"solar_jax.configs.{name}")
   doc = " ".join(module.__doc__.split())
   match = _PLAN_LINE.search(doc)
   assert match, f"configs/{name}.py: no memory plan line in the docstring"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, f1_score
 
-from solar_jax import folds as folds_lib
-from solar_jax import train_classifier
-from solar_jax.evaluation import bootstrap, classification
+from solar_jax.classifier import experiment
+from solar_jax.classifier import folds as folds_lib
+from solar_jax.metrics import bootstrap, classification
 
 NAMES = ("A", "B", "C", "M", "X")
 
@@ -162,7 +162,7 @@ def _write_fold(workdir, y, groups, preds, climatology):
   names = ["<M", ">=M"]
   metrics = {"task": "forecast_ge_m", "class_names": names, "seeds": [0, 1]}
   (out / "metrics.json").write_text(json.dumps({**metrics, "climatology": climatology}))
-  lines = [",".join(train_classifier.PREDICTION_COLUMNS)]
+  lines = [",".join(experiment.PREDICTION_COLUMNS)]
   for (regime, seed, pool), (pred, prob) in preds.items():
     for i in range(len(y)):
       row = [i, "t", groups[i], names[y[i]], names[pred[i]], prob[i], regime, seed, pool, "s"]

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import tiny
 from solar_jax import checkpointing, errors, parallel
 from solar_jax import workdir as wd
+from solar_jax.configs import tiny
 
 
 def _state(mesh, scale=1.0):

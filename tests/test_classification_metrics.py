@@ -14,7 +14,7 @@ from sklearn.metrics import (
   recall_score,
 )
 
-from solar_jax.evaluation import classification
+from solar_jax.metrics import classification
 
 # Rows true, columns predicted; N = 15. Worked out by hand below.
 HAND_CM = np.array([[5, 1, 0], [2, 3, 1], [0, 2, 1]])

@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import tiny
 from solar_jax import checkpointing, parallel, report
-from solar_jax import classifier_data as cd
-from solar_jax import classifier_training as ct
-from solar_jax import train_classifier as tc
+from solar_jax.classifier import experiment as tc
+from solar_jax.classifier import trainer as ct
+from solar_jax.classifier import training_sets as cd
+from solar_jax.configs import tiny
 from solar_jax.diffusion import samplers
 from solar_jax.evaluation import features
 from solar_jax.models import classifier as classifier_lib
@@ -357,7 +357,7 @@ def test_synthetic_pool_reads_its_cache_and_maps_dns_to_model_space(tmp_path):
 
 
 def test_synthetic_pool_resamples_when_the_sampling_settings_change(tmp_path, monkeypatch):
-  from solar_jax import sample
+  from solar_jax.ddpm import sample
 
   config = _config()
   (tmp_path / "checkpoints" / "5").mkdir(parents=True)
@@ -565,7 +565,7 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   assert len(rows) == runs * 12 and rows[0]["group"] == "E0" and rows[0]["prob_positive"]
   for name in ("scores.png", "reliability.png"):
     assert (tmp_path / "classifier" / name).read_bytes()[:4] == b"\x89PNG"
-  text = report.build_report(config, tmp_path)
+  text = report.render_report(config, tmp_path)
   assert "| regime | macro F1 [95% CI] | TSS >=M [95% CI] | BSS [95% CI]" in text
   assert "6 events / 12 frames" in text and "chosen on validation tss" in text
   # Every difference to oversample is put in words, saying where its interval lies.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from solar_jax.evaluation import clusters
+from solar_jax.metrics import clusters
 
 CENTRES = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0], [20.0, 20.0]])
 WEIGHTS = np.array([0.4, 0.3, 0.2, 0.1])

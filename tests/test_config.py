@@ -10,7 +10,7 @@ CONFIG_NAMES = ["default", "tiny", "quickstart", "aia171_64", "aia171_128", "aia
 
 
 def _config(name="tiny"):
-  return importlib.import_module(f"configs.{name}").get_config()
+  return importlib.import_module(f"solar_jax.configs.{name}").get_config()
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)

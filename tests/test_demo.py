@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from solar_jax.data import aia, demo, demo_plan, demo_render, flare_list, frame_facts, goes, splits
+from solar_jax.data import aia, demo, flare_list, frame_facts, goes, splits
+from solar_jax.data.demo import plan as demo_plan
+from solar_jax.data.demo import render as demo_render
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import default
 from solar_jax import configuration
+from solar_jax.configs import default
 from solar_jax.diffusion import losses, samplers, schedules
 
 NUM_CLASSES = 2  # Class 2 is the null class: the whole mixture.

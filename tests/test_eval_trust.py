@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 
 from solar_jax.data import scaling
-from solar_jax.evaluation import (
-  consistency,
-  distribution,
-  memorisation,
-  physics,
-  random_features,
-  sample_size,
-)
+from solar_jax.evaluation import distribution
+from solar_jax.metrics import consistency, memorisation, physics, random_features, sample_size
 
 
 def test_copies_of_training_images_are_memorised_and_fresh_draws_are_not():
@@ -143,7 +137,7 @@ def test_floor_of_two_gaussian_samples_matches_the_analytic_fid_bias():
   # The floor path (selection, class-mix matching, pair metrics) on real and
   # reference sets that are two samples of one Gaussian: E FID = 2D/n + D(D+1)/(2(n-1))
   # (tests/test_fid.py derives it); KID's floor is 0 in expectation.
-  from configs import tiny
+  from solar_jax.configs import tiny
 
   config = tiny.get_config()
   config.evaluation.num_images = 150

@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from configs import tiny
 from solar_jax import report
 from solar_jax import workdir as wd
-from solar_jax.evaluation import evaluate, physics
+from solar_jax.configs import tiny
+from solar_jax.evaluation import evaluate
+from solar_jax.metrics import physics
 
 
 def _suns(rng, labels, size=32):
@@ -186,7 +187,7 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   assert written["memorisation_train_images_searched"] == 60
   assert written["floor_split"] == "validation" and written["sample_size_rules"]["fid"]
   # The report: one compact table per feature space, FID marked where N <= D, no key dump.
-  text = report.build_report(config, tmp_path)
+  text = report.render_report(config, tmp_path)
   section = text[text.index("## Evaluation") :]
   assert "### Feature space `pooled` (D = 16)" in section and "| overall | 20 |" in section
   marked = 0
@@ -232,7 +233,7 @@ def test_run_also_scores_the_classifier_pool_when_drawn_otherwise(tmp_path, conf
   assert pool["summary"]["pooled"]["fid"] > 5 * metrics["summary"]["pooled"]["fid"]
   assert pool["physics"]["intensity_wasserstein_dex"] == pytest.approx(np.log10(3.0), abs=0.05)
   assert (tmp_path / "eval" / "classifier_pool" / "grid_A.png").exists()
-  text = report.build_report(config, tmp_path)
+  text = report.render_report(config, tmp_path)
   section = text[text.index("### The classifier's synthetic training images") :]
   assert "guidance 10.0" in section and "(eval/classifier_pool/grid_A.png)" in section
   assert "### Feature space `pooled` (D = 16)" in section

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from solar_jax.evaluation import fid
+from solar_jax.metrics import fid
 
 
 def _random_spd(rng, d, scale=1.0):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import default
+from solar_jax.configs import default
 from solar_jax.data import demo, input_pipeline, scaling
 from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
 
@@ -210,6 +210,6 @@ def test_reports_on_a_simulated_dataset_open_with_the_simulated_line(data_config
 
   config = default.get_config()
   config.data = data_config
-  text = report.build_report(config, tmp_path)
+  text = report.render_report(config, tmp_path)
   assert text.splitlines()[0] == f"**{build_report.SIMULATED_LINE}**"
   assert "label `goes_class`, fold 0" in text and "true 1-8 Å flux" in text

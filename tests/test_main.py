@@ -26,9 +26,7 @@ def _run(repo_root, *args, env_extra=None):
 
 
 def test_unknown_config_key_is_named(repo_root, tmp_path):
-  result = _run(
-    repo_root, "--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.nonexistent=1"
-  )
+  result = _run(repo_root, "--config=tiny", f"--workdir={tmp_path}", "--config.nonexistent=1")
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and "nonexistent" in lines[0], result.stderr
@@ -38,7 +36,7 @@ def test_unknown_config_key_is_named(repo_root, tmp_path):
 def test_impossible_value_fails_before_compiling(repo_root, tmp_path):
   result = _run(
     repo_root,
-    "--config=configs/tiny.py",
+    "--config=tiny",
     f"--workdir={tmp_path}",
     "--config.training.batch_size=12",
     "--mode=train",
@@ -52,7 +50,7 @@ def test_impossible_value_fails_before_compiling(repo_root, tmp_path):
 def test_bad_override_value_is_one_line(repo_root, tmp_path):
   result = _run(
     repo_root,
-    "--config=configs/tiny.py",
+    "--config=tiny",
     f"--workdir={tmp_path}",
     "--config.training.batch_size=abc",
   )
@@ -80,29 +78,21 @@ def test_writes_resolved_config(repo_root, tmp_path, monkeypatch):
   monkeypatch.chdir(repo_root)
   from absl import flags
 
-  flags.FLAGS.unparse_flags()
-  flags.FLAGS(
-    [
-      "main",
-      "--config=configs/tiny.py",
-      f"--workdir={tmp_path}",
-      "--mode=sample",
-    ]
-  )
+  main_module.parse_flags(["main", "--config=tiny", f"--workdir={tmp_path}", "--mode=sample"])
   try:
     main_module.main(["main"])
   finally:
     flags.FLAGS.unparse_flags()
   assert calls == [("sample", str(tmp_path))]
   written = json.loads((tmp_path / "config.json").read_text())
-  from configs import tiny
+  from solar_jax.configs import tiny
 
   assert written == json.loads(configuration.to_json(tiny.get_config()))
 
 
 @pytest.mark.parametrize("mode", ["bogus"])
 def test_unknown_mode(repo_root, tmp_path, mode):
-  result = _run(repo_root, "--config=configs/tiny.py", f"--workdir={tmp_path}", f"--mode={mode}")
+  result = _run(repo_root, "--config=tiny", f"--workdir={tmp_path}", f"--mode={mode}")
   assert result.returncode == 2 and "--mode" in result.stderr
 
 
@@ -124,7 +114,7 @@ def test_evaluate_before_classify_is_one_line_exit_2(repo_root, tmp_path):
   only_classifier = "--config.evaluation.extractors=('classifier',)"  # 'random' needs nothing.
   result = _run(
     repo_root,
-    "--config=configs/tiny.py",
+    "--config=tiny",
     f"--workdir={workdir}",
     "--mode=evaluate",
     only_classifier,
@@ -147,10 +137,18 @@ def test_importing_the_package_leaves_xla_flags_alone(repo_root):
 
 
 def test_missing_config_file_is_one_line(repo_root, tmp_path):
-  result = _run(repo_root, "--config=configs/no_such_config.py", f"--workdir={tmp_path / 'run'}")
+  result = _run(repo_root, "--config=no_such_config", f"--workdir={tmp_path / 'run'}")
   assert result.returncode == 2 and "Traceback" not in result.stderr
   line = result.stderr.strip().splitlines()[-1]
-  assert line.startswith("error: --config: cannot load") and "no_such_config.py" in line
+  assert line.startswith("error: --config=no_such_config: no such config; use one of")
+  assert "tiny" in line  # The line names the configs there are.
+
+
+def test_a_config_given_as_a_file_path_is_refused_naming_its_module(repo_root, tmp_path):
+  result = _run(repo_root, "--config=solar_jax/configs/tiny.py", f"--workdir={tmp_path / 'r'}")
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert "use --config=tiny" in result.stderr.strip().splitlines()[-1]
+  assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize(
@@ -166,8 +164,8 @@ def test_missing_config_file_is_one_line(repo_root, tmp_path):
   ],
 )
 def test_values_that_failed_late_are_rejected_up_front(field, value):
-  from configs import tiny
   from solar_jax import configuration
+  from solar_jax.configs import tiny
 
   config = tiny.get_config()
   section, key = field.split(".")

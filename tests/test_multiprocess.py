@@ -18,8 +18,8 @@ import sys
 import numpy as np
 import pytest
 
-from configs import default
 from solar_jax import errors, parallel
+from solar_jax.configs import default
 
 _DRIVER = pathlib.Path(__file__).with_name("multiprocess_driver.py")
 _TIMEOUT_S = 420  # The whole run takes ~90 s on 2 idle cores.
@@ -91,7 +91,7 @@ def test_coordinator_address_alone_is_one_line_exit_2(repo_root, tmp_path):
   for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
     env.pop(name, None)
   result = subprocess.run(
-    [sys.executable, "-m", "solar_jax.main", "--config=configs/tiny.py", f"--workdir={tmp_path}"],
+    [sys.executable, "-m", "solar_jax.main", "--config=tiny", f"--workdir={tmp_path}"],
     cwd=repo_root,
     env=env,
     capture_output=True,

@@ -14,9 +14,10 @@ import os
 import jax
 import pytest
 
-from configs import tiny
-from solar_jax import checkpointing, parallel, train_state
+from solar_jax import checkpointing, parallel
 from solar_jax import workdir as wd
+from solar_jax.configs import tiny
+from solar_jax.ddpm import train_state
 
 NOTEBOOK = "examples/quickstart.ipynb"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from solar_jax.evaluation import physics
+from solar_jax.metrics import physics
 
 
 def _limb_disk(size, radius, u):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.spatial.distance
 
-from solar_jax.evaluation import precision_recall as pr
+from solar_jax.metrics import precision_recall as pr
 
 K = 5
 

@@ -19,9 +19,10 @@ import jax
 import numpy as np
 import pytest
 
-from configs import tiny
-from solar_jax import checkpointing, errors, parallel, train_state
+from solar_jax import checkpointing, errors, parallel
 from solar_jax import main as main_module
+from solar_jax.configs import tiny
+from solar_jax.ddpm import train_state
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DRIVER = REPO / "tests" / "reliability_driver.py"
@@ -30,7 +31,7 @@ STEPS = 6
 MODEL = {"channel_mult": (1,), "attention_resolutions": ()}
 # The same command for every run of a workdir: checkpoints at 2, 4, 6; the last 2 kept.
 TRAIN_FLAGS = (
-  "--config=configs/tiny.py",
+  "--config=tiny",
   *(f"--config.model.{k}={v}" for k, v in MODEL.items()),
   f"--config.training.num_steps={STEPS}",
   "--config.training.checkpoint_every=2",
@@ -288,7 +289,7 @@ def _bad_config_value(tmp_path):
 def test_input_errors_are_one_line_and_leave_no_workdir(env, tmp_path, case):
   flags, expected = case(tmp_path)
   workdir = tmp_path / "run"
-  result = _run(env, workdir, *flags, base=("--config=configs/tiny.py",), module=True)
+  result = _run(env, workdir, *flags, base=("--config=tiny",), module=True)
   assert result.returncode == 2
   assert expected in _error_line(result)
   assert not workdir.exists()  # Nothing a later run could mistake for a real run.

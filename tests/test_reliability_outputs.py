@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import test_reliability as rel
 
-from solar_jax import classifier_data as cd
-from solar_jax import errors, sample
+from solar_jax import errors
 from solar_jax import workdir as wd
+from solar_jax.classifier import training_sets as cd
 from solar_jax.data import input_pipeline
+from solar_jax.ddpm import sample
 from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
 
 env = rel.env  # The subprocess environment fixture of the reliability tests.
@@ -27,7 +28,7 @@ env = rel.env  # The subprocess environment fixture of the reliability tests.
 
 
 def test_truncated_pool_npz_is_a_cache_miss(tmp_path, monkeypatch):
-  from configs import tiny
+  from solar_jax.configs import tiny
 
   config = tiny.get_config()
   (tmp_path / "checkpoints" / "5").mkdir(parents=True)
@@ -147,7 +148,7 @@ def built(tmp_path_factory):
 
 
 def _copy(built, tmp_path):
-  from configs import default
+  from solar_jax.configs import default
 
   data_dir = tmp_path / "tfds"
   shutil.copytree(built, data_dir)

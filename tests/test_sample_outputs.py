@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from etils import epath
 
-from configs import tiny
-from solar_jax import parallel, sample
+from solar_jax import parallel
+from solar_jax import workdir as wd
+from solar_jax.configs import tiny
 from solar_jax.data import aia, scaling
+from solar_jax.ddpm import sample
 from solar_jax.models import unet
 
 COUNTS = (1, 0, 2, 0, 1)  # A, C, C, X: 4 images, two classes absent.
@@ -44,7 +46,8 @@ def written(tmp_path_factory):
 
 def test_layout_and_npz_round_trip(written):
   config, params, out = written
-  assert out.name == "123-ddim-2-eta0-g1-s11" and out.parent.name == "samples"
+  assert out.name.startswith("123-ddim-2-eta0-g1-s11-") and out.parent.name == "samples"
+  assert out.name == f"123-{wd.sample_key(config)}"
   with np.load(out / "samples.npz") as npz:
     data = {k: npz[k] for k in npz.files}
   assert set(data) == {

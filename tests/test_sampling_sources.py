@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from etils import epath
 
-from configs import tiny
-from solar_jax import api, checkpointing, export, parallel, pipeline, sample, train_state
+from solar_jax import checkpointing, parallel, pipeline
 from solar_jax import workdir as wd
+from solar_jax.configs import tiny
 from solar_jax.data import aia
+from solar_jax.ddpm import api, export, sample, train_state
 
 STEP = 4
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLANK.*")  # sunpy's real test frame.
@@ -53,7 +54,10 @@ def test_sampling_another_runs_checkpoint_writes_a_new_folder(trained, tmp_path)
   config.sampling.checkpoint = str(trained / "checkpoints")
   pipeline.check_inputs(config, str(mine), "sample")  # No checkpoint in mine: not needed.
   out = sample.run(config, mine)
-  assert out.name == f"{STEP}-{wd.sample_key(config)}" and "-ckpt" in out.name
+  assert out.name == f"{STEP}-{wd.sample_key(config)}"
+  config.sampling.checkpoint = ""
+  assert out.name != f"{STEP}-{wd.sample_key(config)}"  # The model's source is in the key.
+  config.sampling.checkpoint = str(trained / "checkpoints")
   assert {p: p.read_bytes() for p in legacy.rglob("*") if p.is_file()} == before
   assert wd.latest_samples(mine, config) == out / "samples.npz"
 

@@ -9,39 +9,36 @@ import re
 
 import pytest
 
-from configs import default
+from solar_jax.configs import default
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "solar_jax"
 
-# Layer of every module (dotted name below solar_jax); a module imports only its own
-# layer or lower ones. The metric modules of evaluation/ are pure functions of arrays
-# (the classifier trainer scores with them); the evaluation driver sits above the trainers.
+# The layers, lowest first: a module imports only its own layer or lower ones. Every
+# layer below the top is a folder of the package (ARCHITECTURE.md says what each holds);
+# the few top-level modules are the entry, configuration, workdir, checkpointing,
+# parallelism and the report, as in big_vision and the flax examples.
 LAYERS = (
-  ("errors", "configuration", "xla_flags"),
-  (
-    "data",
-    "viz",
-    "evaluation.fid",
-    "evaluation.precision_recall",
-    "evaluation.clusters",
-    "evaluation.classification",
-    "evaluation.bootstrap",
-    "evaluation.physics",
-    "evaluation.sample_size",
-    "evaluation.memorisation",
-    "evaluation.consistency",
-    "evaluation.random_features",
-  ),
+  ("errors", "configuration", "xla_flags", "configs"),
+  ("data", "viz", "metrics"),
   ("models",),
   ("diffusion",),
-  ("parallel", "workdir", "checkpointing", "train_state"),
-  ("sample", "export", "api"),
-  ("train", "classifier_data", "classifier_training", "train_classifier"),
+  ("parallel", "workdir", "checkpointing"),
+  ("ddpm",),
+  ("classifier",),
   ("evaluation",),
   ("report",),
-  ("pipeline", "cli", "main", "folds"),
+  ("pipeline", "cli", "main"),
 )
+FOLDERS = {"configs", "data", "metrics", "models", "diffusion", "ddpm", "classifier", "evaluation"}
+# --mode=NAME runs the package of the same name (train and sample and export live in ddpm/).
+MODE_PACKAGES = {
+  "train": "ddpm.train",
+  "sample": "ddpm.sample",
+  "export": "ddpm.export",
+  "classify": "classifier.experiment",
+  "evaluate": "evaluation.evaluate",
+}
 
 
 def _modules() -> dict[str, pathlib.Path]:
@@ -157,7 +154,9 @@ def _leaves(config, prefix=""):
 
 def test_every_config_field_is_read_by_the_code():
   """A field is read when its name is accessed (``.name``, ``["name"]``) outside the config code."""
-  sources = [p for p in PACKAGE.rglob("*.py") if p.name != "configuration.py"]
+  sources = [
+    p for p in PACKAGE.rglob("*.py") if p.name != "configuration.py" and "configs" not in p.parts
+  ]
   sources += list((ROOT / "tfds_builders").rglob("*.py"))
   text = "\n".join(p.read_text() for p in sources)
   unread = []
@@ -193,3 +192,35 @@ def test_modules_and_functions_stay_readable():
   assert not long_modules, long_modules
   assert not long_functions, long_functions
   assert len((PACKAGE / "main.py").read_text().splitlines()) <= 150
+
+
+def test_every_layer_below_the_top_is_a_folder():
+  """Each entry of LAYERS is a folder of the package or one of the few top-level modules."""
+  modules = _modules()
+  top = {m for m in modules if m and "." not in m and not (PACKAGE / m).is_dir()}
+  assert top == {
+    "errors",
+    "configuration",
+    "xla_flags",
+    "viz",
+    "parallel",
+    "workdir",
+    "checkpointing",
+    "report",
+    "pipeline",
+    "cli",
+    "main",
+  }, top
+  folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+  assert folders == FOLDERS, folders
+  named = {n for layer in LAYERS for n in layer}
+  assert named == top | folders, named ^ (top | folders)
+
+
+def test_modes_run_the_module_of_their_name():
+  from solar_jax import configuration, pipeline
+
+  for mode, module in MODE_PACKAGES.items():
+    assert mode in configuration.MODES
+    entry = pipeline.ENTRY_POINTS[mode]
+    assert entry.__module__ == f"solar_jax.{module}", (mode, entry.__module__)

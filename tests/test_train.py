@@ -4,8 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from configs import tiny
-from solar_jax import checkpointing, errors, parallel, train, train_state
+from solar_jax import checkpointing, errors, parallel
+from solar_jax.configs import tiny
+from solar_jax.ddpm import train, train_state
 
 
 def _config(**training):
@@ -57,10 +58,10 @@ def test_one_step_same_on_1_and_8_devices():
 
 def test_resumed_run_equals_uninterrupted(tmp_path):
   config = _config(num_steps=4, checkpoint_every=2)
-  full = train.train_and_evaluate(config, tmp_path / "full", batches_fn=_batches(config))
+  full = train.run(config, tmp_path / "full", batches_fn=_batches(config))
   first = _config(num_steps=2, checkpoint_every=2)
-  train.train_and_evaluate(first, tmp_path / "resumed", batches_fn=_batches(config))
-  resumed = train.train_and_evaluate(config, tmp_path / "resumed", batches_fn=_batches(config))
+  train.run(first, tmp_path / "resumed", batches_fn=_batches(config))
+  resumed = train.run(config, tmp_path / "resumed", batches_fn=_batches(config))
   assert int(resumed.step) == int(full.step) == 4
   for a, b in zip(
     jax.tree.leaves(checkpointing.host_copy(full.ema_params)),
@@ -76,7 +77,7 @@ def test_non_finite_loss_stops_and_keeps_last_good(tmp_path):
     num_steps=6, checkpoint_every=1, log_every=1, learning_rate=1e30, warmup_steps=0, grad_clip=0.0
   )
   with pytest.raises(errors.NonFiniteError, match=r"at step \d") as info:
-    train.train_and_evaluate(config, tmp_path, batches_fn=_batches(config))
+    train.run(config, tmp_path, batches_fn=_batches(config))
   bad_step = int(str(info.value).split("at step ")[1].split(";")[0])
   ckpt = checkpointing.Checkpointer(tmp_path, keep=5)
   assert ckpt.latest_step() == bad_step - 1
@@ -143,6 +144,6 @@ def test_tiny_run_lowers_the_loss_on_real_derived_frames(tmp_path):
   mesh = parallel.create_mesh(config.mesh)
   with jax.set_mesh(mesh):
     before = loss(checkpointing.host_copy(train_state.init_train_state(config, mesh).params))
-  state = train.train_and_evaluate(config, tmp_path / "run", batches_fn=batches_fn)
+  state = train.run(config, tmp_path / "run", batches_fn=batches_fn)
   after = loss(checkpointing.host_copy(state.params))
   assert after < 0.5 * before, (before, after)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import aia171_256, tiny
+from solar_jax.configs import aia171_256, tiny
 from solar_jax.models import unet
 
 

@@ -41,13 +41,12 @@ def test_help_exits_0_and_lists_the_flags_and_modes(repo_root, tmp_path, flag):
 
 
 def test_a_config_copied_outside_the_repo_runs_from_another_directory(repo_root, tmp_path):
-  elsewhere, cwd = tmp_path / "elsewhere", tmp_path / "cwd"
+  elsewhere = tmp_path / "elsewhere"
   elsewhere.mkdir()
-  cwd.mkdir()
-  shutil.copy(repo_root / "configs" / "tiny.py", elsewhere / "my_config.py")
+  shutil.copy(repo_root / "solar_jax" / "configs" / "tiny.py", elsewhere / "my_config.py")
   result = _run(
-    cwd,
-    f"--config={elsewhere / 'my_config.py'}",
+    elsewhere,  # A module of the working directory, imported by name.
+    "--config=my_config",
     f"--workdir={tmp_path / 'run'}",
     "--mode=sample",
     "--config.sampling.num_steps=3",
@@ -69,8 +68,7 @@ def _main_records(monkeypatch, argv, fields=None):
   for mode in configuration.MODES:
     monkeypatch.setitem(main_module.pipeline.ENTRY_POINTS, mode, lambda c, w: calls.append(c))
   monkeypatch.setattr(main_module.pipeline, "check_inputs", lambda *a: None)
-  flags.FLAGS.unparse_flags()
-  flags.FLAGS(cli.config_json_argv(["main", *argv]))
+  main_module.parse_flags(["main", *argv])
   for field, value in (fields or {}).items():
     section, key = field.split(".")
     flags.FLAGS.config[section][key] = value
@@ -87,7 +85,7 @@ def test_config_json_reproduces_the_run_config_exactly(repo_root, tmp_path, monk
   first = tmp_path / "first"
   original = _main_records(
     monkeypatch,
-    ["--config=configs/quickstart.py", f"--workdir={first}", "--mode=sample"],
+    ["--config=quickstart", f"--workdir={first}", "--mode=sample"],
     {
       "classifier.guidance_scale": 3.5,
       "model.channel_mult": (1, 2, 4, 4),
@@ -110,7 +108,9 @@ def test_config_json_reproduces_the_run_config_exactly(repo_root, tmp_path, monk
 
 def test_overrides_apply_on_top_of_a_config_json(repo_root, tmp_path):
   path = tmp_path / "config.json"
-  path.write_text(configuration.to_json(importlib.import_module("configs.tiny").get_config()))
+  path.write_text(
+    configuration.to_json(importlib.import_module("solar_jax.configs.tiny").get_config())
+  )
   result = _run(
     tmp_path,
     f"--config={path}",
@@ -138,7 +138,7 @@ def test_tilde_and_variables_expand_in_every_path_field(repo_root, tmp_path, mon
   monkeypatch.chdir(repo_root)
   config = _main_records(
     monkeypatch,
-    ["--config=configs/tiny.py", f"--workdir={tmp_path / 'run'}"],
+    ["--config=tiny", f"--workdir={tmp_path / 'run'}"],
     {
       "data.data_dir": "~/tensorflow_datasets",
       "evaluation.inception_weights": "$WEIGHTS/inception.npz",
@@ -167,7 +167,7 @@ def test_tilde_expands_on_the_command_line(repo_root, tmp_path):
       sys.executable,
       "-m",
       "solar_jax.main",
-      "--config=configs/tiny.py",
+      "--config=tiny",
       f"--workdir={tmp_path / 'run'}",
       "--mode=train",
       "--config.data.data_dir=~/tensorflow_datasets",
@@ -184,7 +184,7 @@ def test_tilde_expands_on_the_command_line(repo_root, tmp_path):
 
 @pytest.mark.parametrize("name", ["aia171_64", "aia171_128", "aia171_256"])
 def test_research_configs_state_their_measured_parameter_count(name):
-  module = importlib.import_module(f"configs.{name}")
+  module = importlib.import_module(f"solar_jax.configs.{name}")
   config = module.get_config()
   model = unet.create_model(config)
   s = config.data.image_size

@@ -60,7 +60,7 @@ REASONS = (
 
 # Header cards that mark a frame as not observed: (keyword, values that mark it).
 _NOT_OBSERVED = (
-  ("SYNTHETIC", (True,)),  # solar_jax.sample's FITS (a HIERARCH card)
+  ("SYNTHETIC", (True,)),  # solar_jax.ddpm.sample's FITS (a HIERARCH card)
   ("SIMULATE", (True,)),  # solar_jax.data.demo's archive
   ("DETECTOR", ("SYNTHETIC",)),
   ("IMG_TYPE", ("SYNTHETIC", "SIMULATED")),

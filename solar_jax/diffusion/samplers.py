@@ -51,6 +51,7 @@ import numpy as np
 import tqdm
 from jax.experimental import multihost_utils
 
+from solar_jax import configuration
 from solar_jax.configuration import SAMPLERS, SPACINGS
 from solar_jax.diffusion import losses, schedules
 from solar_jax.errors import ConfigError
@@ -127,6 +128,28 @@ def recorded_settings(config: ml_collections.ConfigDict) -> dict:
     "guidance_scale": float(s.guidance_scale),
     "seed": int(s.seed),
   }
+
+
+# sampling.* fields that change no image of a set: how many images, how they are batched
+# and written. Every other sampling field (and any added later) changes the images, so it
+# is part of a sample set's key (``image_settings``); a test flips each one.
+NOT_IMAGE_FIELDS = ("batch_size", "per_class", "counts", "max_images", "write_fits")
+
+
+def image_settings(config: ml_collections.ConfigDict) -> dict:
+  """Every setting that changes the images of a sampled set, besides the model's step.
+
+  The effective values of ``recorded_settings`` (so two sets drawn alike key alike)
+  plus every other ``sampling`` field not in ``NOT_IMAGE_FIELDS`` and the model's
+  prediction target; per-image noise keys make the batch size irrelevant.
+  """
+  fields = configuration.depends_on(
+    config, ("sampling.*",), exclude=tuple(f"sampling.{k}" for k in NOT_IMAGE_FIELDS)
+  )
+  settings = {k.removeprefix("sampling."): v for k, v in fields.items()}
+  settings.update(recorded_settings(config))
+  settings["prediction"] = config.diffusion.prediction
+  return settings
 
 
 def _check_spec(spec: SamplerSpec, num_timesteps: int) -> None:

@@ -1,0 +1,1 @@
+"""The --mode=evaluate driver: feature extractors, floors, tables and plots."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from absl import logging
 
-from solar_jax.evaluation import clusters, fid, precision_recall, sample_size
+from solar_jax.metrics import clusters, fid, precision_recall, sample_size
 
 
 def match_class_mix(wanted_labels, pool_labels, n, num_classes, rng) -> np.ndarray:

@@ -50,16 +50,10 @@ from etils import epath
 from solar_jax import errors, parallel
 from solar_jax import workdir as wd
 from solar_jax.data import build_report, input_pipeline, scaling
-from solar_jax.evaluation import (
-  consistency,
-  distribution,
-  memorisation,
-  physics,
-  plots,
-  sample_size,
-)
+from solar_jax.evaluation import distribution, plots
 from solar_jax.evaluation import features as features_lib
 from solar_jax.evaluation.features import Extractor, build_extractors
+from solar_jax.metrics import consistency, memorisation, physics, sample_size
 from solar_jax.models import classifier as classifier_lib
 
 # ------------------------------------------------------------- inputs ---

@@ -4,7 +4,7 @@
 seed, the checkpoint chosen on validation) from
 ``workdir/classifier/runs/real/seed_<s>/``; 'random' is a fixed random
 projection of block-averaged images that needs no training nor download (a
-sanity floor, ``solar_jax.evaluation.random_features``); 'inception' needs the
+sanity floor, ``solar_jax.metrics.random_features``); 'inception' needs the
 FID Inception weights (``config.evaluation.inception_weights``, see
 ``solar_jax.models.inception``). Each extractor maps model-space images
 [N, H, W, C] to float32 features [N, D].
@@ -25,8 +25,8 @@ from etils import epath
 
 from solar_jax import checkpointing, errors, parallel
 from solar_jax import workdir as wd
-from solar_jax.classifier_training import apply_batched, architecture, make_programs
-from solar_jax.evaluation import random_features
+from solar_jax.classifier.trainer import apply_batched, architecture, make_programs
+from solar_jax.metrics import random_features
 from solar_jax.models import classifier as classifier_lib
 from solar_jax.models import inception
 

@@ -43,7 +43,7 @@ guidance's pool 0 is also copied to ``step_<step>.npz`` for ``--mode=evaluate``.
 Without a DDPM checkpoint the synthetic regimes are skipped (recorded).
 
 Cross-validation: ``--config.data.fold=k`` runs all of this on fold k (one
-workdir per fold); ``python -m solar_jax.folds`` pools the folds' test
+workdir per fold); ``python -m solar_jax.classifier.folds`` pools the folds' test
 predictions into one table.
 
 Outputs under ``workdir/classifier/``: ``metrics.json``, ``predictions.csv``
@@ -69,10 +69,10 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from solar_jax import checkpointing, classifier_data, parallel
+from solar_jax import checkpointing, parallel
 from solar_jax import workdir as wd
-from solar_jax.classifier_data import SYNTHETIC_REGIMES
-from solar_jax.classifier_training import (
+from solar_jax.classifier import training_sets
+from solar_jax.classifier.trainer import (
   architecture,
   make_programs,
   predict_labels,
@@ -82,8 +82,9 @@ from solar_jax.classifier_training import (
   thresholds,
   train_one,
 )
+from solar_jax.classifier.training_sets import SYNTHETIC_REGIMES
 from solar_jax.data import build_report, input_pipeline
-from solar_jax.evaluation import bootstrap, classification
+from solar_jax.metrics import bootstrap, classification
 from solar_jax.models import classifier as classifier_lib
 
 # Fields whose value a run does not depend on (or that enter through its pool and counts).
@@ -165,7 +166,7 @@ class _Experiment:
     self.config, self.workdir, self.mesh = config, epath.Path(workdir), mesh
     self.goes = tuple(config.data.classes)
     self.names = classifier_lib.task_class_names(c.task, self.goes)
-    classifier_data.check_splits(config, splits)
+    training_sets.check_splits(config, splits)
     self.splits = splits
     self.train, val, self.test = splits["train"], splits["validation"], splits["test"]
     self.validation = {
@@ -176,7 +177,7 @@ class _Experiment:
     n = len(self.test_labels)
     self.test_times = _text(self.test.get("time"), n)
     self.test_sources = _text(self.test.get("source"), n)
-    self.test_groups = classifier_data.frame_groups(self.test)
+    self.test_groups = training_sets.frame_groups(self.test)
     train_task = classifier_lib.task_labels(self.train["label"], c.task, self.goes)
     # Climatology: the training split's base rate of the positive class (binary tasks).
     self.climatology = float(np.mean(train_task == 1)) if len(self.names) == 2 else None
@@ -189,8 +190,8 @@ class _Experiment:
     c = self.config.classifier
     return {
       "task": c.task,
-      "label": classifier_data.FORECAST_LABEL
-      if classifier_data.is_forecast(c.task)
+      "label": training_sets.FORECAST_LABEL
+      if training_sets.is_forecast(c.task)
       else self.config.data.get("label", "goes_class"),
       "fold": self.config.data.fold,
       "class_names": list(self.names),
@@ -200,7 +201,7 @@ class _Experiment:
       "num_steps": c.num_steps,
       "climatology": self.climatology,
       "confusion_png": "confusion_<regime>.png: confusion matrix summed over runs",
-      "data": {k: classifier_data.describe(v["label"], self.goes) for k, v in self.splits.items()},
+      "data": {k: training_sets.describe(v["label"], self.goes) for k, v in self.splits.items()},
       "regimes": {},
     }
 
@@ -217,11 +218,11 @@ class _Experiment:
     else:
       c = self.config.classifier
       wanted = [r for r in c.regimes if r in SYNTHETIC_REGIMES]
-      train_goes = classifier_data.per_class_counts(self.train["label"], len(self.goes))
-      ratio = max(classifier_data.pool_ratios(self.config))
-      counts = classifier_data.synthetic_pool_counts(train_goes, wanted, ratio)
+      train_goes = training_sets.per_class_counts(self.train["label"], len(self.goes))
+      ratio = max(training_sets.pool_ratios(self.config))
+      counts = training_sets.synthetic_pool_counts(train_goes, wanted, ratio)
       with jax.set_mesh(self.mesh):
-        pool = classifier_data.synthetic_pool(
+        pool = training_sets.synthetic_pool(
           self.config, self.workdir, counts, mesh=self.mesh, guidance=guidance, pool=k
         )
     self.pools[(guidance, k)] = pool
@@ -233,8 +234,8 @@ class _Experiment:
     if not any(r in SYNTHETIC_REGIMES for r in c.regimes):
       return None
     try:
-      self.pool(classifier_data.pool_guidances(self.config)[0], 0)
-    except classifier_data.NoDDPMCheckpointError as e:
+      self.pool(training_sets.pool_guidances(self.config)[0], 0)
+    except training_sets.NoDDPMCheckpointError as e:
       reason = f"skipped: no DDPM checkpoint ({e})"
       logging.warning("Synthetic regimes %s", reason)
       return reason
@@ -242,7 +243,7 @@ class _Experiment:
 
   def _pool_key(self, pool: dict, guidance: float, k: int) -> list:
     # The pool is a function of the DDPM step, its per-class sizes and the sampling settings.
-    sizes = classifier_data.per_class_counts(pool["label"], len(self.goes))
+    sizes = training_sets.per_class_counts(pool["label"], len(self.goes))
     return [pool.get("step"), sizes.tolist(), pool.get("settings"), guidance, k]
 
   # ------------------------------------------------- validation grid ---
@@ -253,8 +254,8 @@ class _Experiment:
     The best validation selection score wins (ties: the first grid point).
     """
     c, config = self.config.classifier, self.config
-    ratios = classifier_data.pool_ratios(config) if regime == "real_synthetic" else (None,)
-    grid = [(g, r) for g in classifier_data.pool_guidances(config) for r in ratios]
+    ratios = training_sets.pool_ratios(config) if regime == "real_synthetic" else (None,)
+    grid = [(g, r) for g in training_sets.pool_guidances(config) for r in ratios]
     seed = c.seeds[0]
     record = {
       "split": "validation",
@@ -271,7 +272,7 @@ class _Experiment:
     best = None
     for g, r in grid:
       pool = self.pool(g, 0)
-      ts = classifier_data.build_training_set(regime, self.train, pool, config, seed, ratio=r)
+      ts = training_sets.build_training_set(regime, self.train, pool, config, seed, ratio=r)
       fingerprint = _fingerprint(config, ts, self._pool_key(pool, g, 0))
       point_name = f"g{g:g}" + ("" if r is None else f"_r{r:g}")
       cache = wd.classifier_dir(self.workdir) / "runs" / regime / "grid" / f"{point_name}.json"
@@ -320,7 +321,7 @@ class _Experiment:
     for seed in c.seeds:
       for k in range(c.num_pools if synthetic else 1):
         pool = self.pool(chosen["guidance_scale"], k) if synthetic else None
-        ts = classifier_data.build_training_set(
+        ts = training_sets.build_training_set(
           regime, self.train, pool, self.config, seed, ratio=chosen.get("synthetic_ratio")
         )
         entry["counts"] = ts.counts  # Counts depend on neither the seed nor the pool.
@@ -468,7 +469,7 @@ def run(
   mesh = mesh or parallel.create_mesh(config.mesh)
   parallel.check_local_batch(c.batch_size, mesh)
   experiment = _Experiment(
-    config, workdir, splits or classifier_data.load_real_splits(config), mesh, synthetic
+    config, workdir, splits or training_sets.load_real_splits(config), mesh, synthetic
   )
   metrics = experiment.header()
   skip_reason = experiment.synthetic_available()
@@ -506,9 +507,9 @@ def run(
       "settings": pool.get("settings"),
       "path": pool.get("path", ""),
       "pools": c.num_pools,
-      **classifier_data.describe(pool["label"], experiment.goes),
+      **training_sets.describe(pool["label"], experiment.goes),
     }
-    classifier_data.publish_pool(pool, workdir)
+    training_sets.publish_pool(pool, workdir)
   elif skip_reason:
     metrics["synthetic"] = {"skipped": skip_reason}
   metrics["test_reads"] = experiment.test_reads

@@ -6,7 +6,7 @@ any built sdo_aia171/64 dataset serves, e.g. the demo archive's:
 python -m solar_jax.data.demo --out runs/demo_manual --num_frames 24
 python -m tensorflow_datasets.scripts.cli.main build tfds_builders/sdo_aia171 --config=64 \
     --manual_dir=runs/demo_manual --data_dir=runs/tfds --noforce_checksums_validation
-python -m solar_jax.main --config=configs/tiny.py --workdir=runs/tiny --mode=train \
+python -m solar_jax.main --config=tiny --workdir=runs/tiny --mode=train \
     --config.data.data_dir=runs/tfds
 """
 

@@ -23,7 +23,7 @@ mean over subsets of 1000 says nothing about precision when the subsets are
 as large as the set).
 
 FID is only estimable when N > D: below that the sample covariance has rank
-N - 1 < D (``solar_jax.evaluation.sample_size``); callers mark it so instead
+N - 1 < D (``solar_jax.metrics.sample_size``); callers mark it so instead
 of printing a number.
 """
 

@@ -21,9 +21,10 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
-from solar_jax import configuration, errors, parallel, sample
+from solar_jax import configuration, errors, parallel
 from solar_jax import workdir as wd
 from solar_jax.data import scaling
+from solar_jax.ddpm import sample
 from solar_jax.diffusion import samplers
 
 

@@ -24,8 +24,8 @@ import optax
 import tqdm
 
 from solar_jax import errors, parallel
-from solar_jax.classifier_data import EpochSampler, TrainingSet, augment_batch
-from solar_jax.evaluation import classification
+from solar_jax.classifier.training_sets import EpochSampler, TrainingSet, augment_batch
+from solar_jax.metrics import classification
 from solar_jax.models import classifier as classifier_lib
 
 _CLASSIFIER_STREAM = 1  # jax.random.fold_in stream of the root key (0 is the DDPM's init).

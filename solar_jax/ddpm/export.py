@@ -17,9 +17,10 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from solar_jax import parallel, sample
+from solar_jax import parallel
 from solar_jax import workdir as wd
 from solar_jax.data import build_report, input_pipeline, splits
+from solar_jax.ddpm import sample
 from solar_jax.models import unet
 
 # What the samples of these models get wrong, measured on the quickstart model

@@ -30,7 +30,7 @@ import scipy.sparse
 import scipy.stats
 
 from solar_jax.data import aia
-from solar_jax.evaluation import sample_size
+from solar_jax.metrics import sample_size
 
 
 def _as_stack(images) -> np.ndarray:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.stats
 
-from solar_jax.evaluation import precision_recall, sample_size
+from solar_jax.metrics import precision_recall, sample_size
 
 ALPHA = 0.01
 

@@ -1,11 +1,11 @@
 """AIA 171 Å at 256², research scale (118.9M parameters, measured by tests/test_user_path.py); GPU or TPU.
 
   # one host:
-  python -m solar_jax.main --config=configs/aia171_256.py --workdir=gs://BUCKET/runs/aia256 \
+  python -m solar_jax.main --config=aia171_256 --workdir=gs://BUCKET/runs/aia256 \
       --config.data.data_dir=gs://BUCKET/tfds
   # TPU pod: the same command on every host (JAX detects the pod), e.g.
   gcloud compute tpus tpu-vm ssh NAME --worker=all --command="cd solar_jax && \
-      python -m solar_jax.main --config=configs/aia171_256.py --workdir=gs://BUCKET/runs/aia256"
+      python -m solar_jax.main --config=aia171_256 --workdir=gs://BUCKET/runs/aia256"
   # several GPU hosts: the same command on each, plus --config.mesh.coordinator_address=HOST0:1234
   # --config.mesh.num_processes=N --config.mesh.process_id=RANK (README, "Parallelism")
 

@@ -43,7 +43,10 @@ import time as time_lib
 
 import numpy as np
 
-from solar_jax.data import demo_files, demo_plan, demo_render, goes
+from solar_jax.data import goes
+from solar_jax.data.demo import files as demo_files
+from solar_jax.data.demo import plan as demo_plan
+from solar_jax.data.demo import render as demo_render
 
 CLASSES = goes.CLASS_LETTERS
 XRS_CADENCE_S = demo_files.XRS_CADENCE_S
@@ -137,7 +140,3 @@ def main(argv=None) -> None:
     f"({summary['months'][0]}..{summary['months'][-1]}), {summary['num_flares']} flares, "
     f"intended classes {summary['class_counts']}, {len(summary['bad_files'])} bad files."
   )
-
-
-if __name__ == "__main__":
-  main()

@@ -1,7 +1,7 @@
 """Training sets of the classifier regimes: counts, resampling, weights, synthetic images.
 
 Pure NumPy on the host (the datasets are held in memory, see
-``solar_jax.train_classifier``), except ``synthetic_pool``, which samples the
+``solar_jax.classifier.experiment``), except ``synthetic_pool``, which samples the
 workdir's DDPM once per (checkpoint, guidance, pool seed) and caches the
 images. Counts of synthetic images are per GOES class, the DDPM's
 conditioning; oversampling and class weights work on the classifier task's
@@ -35,9 +35,10 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from solar_jax import errors, parallel, sample
+from solar_jax import errors, parallel
 from solar_jax import workdir as wd
 from solar_jax.data import input_pipeline, scaling
+from solar_jax.ddpm import sample
 from solar_jax.diffusion import samplers
 from solar_jax.models import classifier as classifier_lib
 
@@ -295,20 +296,9 @@ def pool_config(config, guidance: float | None = None, pool: int = 0) -> ml_coll
 
 
 def pool_settings(config, guidance: float | None = None, pool: int = 0) -> dict:
-  """The settings that decide a synthetic pool's images, besides the DDPM step (JSON-friendly).
-
-  ``samplers.recorded_settings`` (as samples.npz records them) plus the DDIM spacing,
-  x0 clipping and the model's prediction; the sampler's noise is per image, so the
-  batch size does not count.
-  """
-  config = pool_config(config, guidance, pool)
-  s = config.sampling
-  return {
-    **samplers.recorded_settings(config),
-    "spacing": s.spacing,
-    "clip_x0": bool(s.clip_x0),
-    "prediction": config.diffusion.prediction,
-  }
+  """The settings that decide a synthetic pool's images, besides the DDPM step (JSON-friendly):
+  ``samplers.image_settings`` of the pool's config, as for any sample set."""
+  return samplers.image_settings(pool_config(config, guidance, pool))
 
 
 def _stored_settings(data: dict, keys) -> dict | None:

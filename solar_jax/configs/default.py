@@ -1,10 +1,12 @@
 """Default configuration: declares every field the project reads.
 
-Other configs start from it (``solar_jax.configuration.default_config()``, which
-loads this file by path, so a config file runs from any directory) and override
-fields; nothing may add a field elsewhere (configs are locked). Run with::
+Other configs start from it (``solar_jax.configuration.default_config()``) and
+override fields; nothing may add a field elsewhere (configs are locked). A config
+is a module with ``get_config()``, named on the command line (``--config=tiny``
+for ``solar_jax/configs/tiny.py``, ``--config=my_configs.run1`` for a module of
+your own on PYTHONPATH). Run with::
 
-  python -m solar_jax.main --config=configs/default.py --workdir=runs/default
+  python -m solar_jax.main --config=default --workdir=runs/default
 """
 
 import ml_collections
@@ -14,6 +16,7 @@ import ml_collections
 GOES_CLASSES = ("A", "B", "C", "M", "X")
 
 
+# Long: one declaration per field, section by section, each with its meaning.
 def get_config() -> ml_collections.ConfigDict:
   """Returns the default configuration, one section per part of the project."""
   config = ml_collections.ConfigDict()
@@ -187,7 +190,7 @@ def get_config() -> ml_collections.ConfigDict:
     "synthetic_only",
   )
   classifier.focal_gamma = 2.0  # Exponent of the 'focal' regime's loss (1 - p_t)^gamma CE.
-  # 'augment' regime (solar_jax/classifier_data.py says why each keeps a plausible AIA
+  # 'augment' regime (solar_jax/classifier/training_sets.py says why each keeps a plausible AIA
   # frame): flips 'none', 'ns' (north-south) or 'ns_ew' (also east-west, which reverses
   # solar rotation: not for the forecasting tasks); rotation about the disk centre up to
   # this many degrees; intensity gain exp(N(0, augment_intensity)) in DN/s.

@@ -2,7 +2,7 @@
 
 Sections: the step (a pure function); its jit with shardings and donation;
 the loop (data, logging, checkpoints, preemption, periodic samples). The train
-state, optimiser and initialisation live in ``solar_jax.train_state``.
+state, optimiser and initialisation live in ``solar_jax.ddpm.train_state``.
 """
 
 from __future__ import annotations
@@ -22,18 +22,19 @@ import tqdm
 from absl import logging
 from etils import epath
 
-from solar_jax import checkpointing, errors, parallel, sample, viz
+from solar_jax import checkpointing, errors, parallel, viz
 from solar_jax import workdir as wd
 from solar_jax.data import input_pipeline
-from solar_jax.diffusion import losses, schedules
-from solar_jax.models import unet
-from solar_jax.train_state import (
+from solar_jax.ddpm import sample
+from solar_jax.ddpm.train_state import (
   TrainState,
   abstract_train_state,
   create_optimizer,
   init_train_state,
   learning_rate_schedule,
 )
+from solar_jax.diffusion import losses, schedules
+from solar_jax.models import unet
 
 _FIRST_BAD = "first_nonfinite_step"
 _NO_BAD_STEP = np.iinfo(np.int32).max
@@ -211,7 +212,7 @@ def _append_history(workdir, step: int, scalars: dict) -> None:
     f.write(line + "\n")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir, *, batches_fn=None):
+def run(config: ml_collections.ConfigDict, workdir, *, batches_fn=None):
   """Trains the DDPM in ``workdir``, resuming from its newest checkpoint.
 
   Args:

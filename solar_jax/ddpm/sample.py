@@ -50,9 +50,10 @@ from absl import logging
 from astropy.io import fits
 from etils import epath
 
-from solar_jax import checkpointing, errors, parallel, train_state, viz
+from solar_jax import checkpointing, errors, parallel, viz
 from solar_jax import workdir as wd
 from solar_jax.data import aia, input_pipeline, scaling
+from solar_jax.ddpm import train_state
 from solar_jax.diffusion import samplers, schedules
 from solar_jax.models import unet
 

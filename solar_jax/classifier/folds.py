@@ -8,7 +8,7 @@ pooled figures use the same paired bootstrap as one fold
 runs of one (regime, seed, pool) are concatenated over the folds. The Brier
 skill score's reference is each frame's own fold climatology.
 
-    python -m solar_jax.folds --out=runs/folds runs/fold0 runs/fold1 ... runs/fold9
+    python -m solar_jax.classifier.folds --out=runs/folds runs/fold0 runs/fold1 ... runs/fold9
 
 Writes ``<out>/folds.json`` (support, per-regime scores, ``ci95``,
 ``delta_vs_real``/``delta_vs_oversample``) and ``<out>/folds.md`` (the report's
@@ -25,9 +25,10 @@ import json
 import numpy as np
 from etils import epath
 
-from solar_jax import errors, report
+from solar_jax import errors
 from solar_jax import workdir as wd
-from solar_jax.evaluation import bootstrap, classification
+from solar_jax.classifier import tables
+from solar_jax.metrics import bootstrap, classification
 
 
 def _read_fold(workdir) -> tuple[dict, list[dict]]:
@@ -121,7 +122,7 @@ def main(argv=None) -> None:
   out = epath.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   wd.write_json(out / "folds.json", classification.to_jsonable(pooled))
-  table = report.headline_table(pooled).replace(
+  table = tables.headline_table(pooled).replace(
     "![scores with intervals](classifier/scores.png)", ""
   )
   text = f"# Classifier, {len(args.workdirs)} folds pooled\n\n{table}\n"

@@ -2,7 +2,7 @@
 
 make quickstart
 # or, after building the demo dataset:
-python -m solar_jax.main --config=configs/quickstart.py --workdir=runs/quickstart --mode=all
+python -m solar_jax.main --config=quickstart --workdir=runs/quickstart --mode=all
 """
 
 from solar_jax.configuration import default_config

@@ -1,0 +1,1 @@
+"""The flare classifier stage (--mode=classify): training sets, one run, the experiment, folds."""

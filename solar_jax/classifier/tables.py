@@ -1,0 +1,104 @@
+"""The classifier's headline table: scores and paired differences with 95 % intervals.
+
+Shared by report.md and the pooled-folds table (``classifier/folds.py``).
+"""
+
+from __future__ import annotations
+
+
+def _ci(stats: dict | None, signed: bool = False) -> str:
+  """``0.412 [0.351, 0.470]`` (mean and 95 % interval); n/a where not estimable."""
+  if not stats or stats.get("mean") is None:
+    return "n/a"
+  fmt = "{:+.3f}" if signed else "{:.3f}"
+  ci = stats.get("ci95")
+  interval = f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]" if ci else " [n/a]"
+  return fmt.format(stats["mean"]) + interval
+
+
+def _score_keys(metrics: dict) -> dict[str, str]:
+  """The headline scores of the task: key -> column name."""
+  names = metrics["class_names"]
+  if len(names) > 2:
+    return {"macro_f1": "macro F1", "tss_ge_m": "TSS ≥M"}
+  return {"macro_f1": "macro F1", "tss": f"TSS {names[1]}", "bss": "BSS"}
+
+
+def headline_table(metrics: dict) -> str:
+  """The classifier section's lead: scores and paired differences with 95 % intervals."""
+  keys = _score_keys(metrics)
+  support = metrics.get("support") or {}
+  ev, fr = support.get("events"), support.get("frames")
+  deltas = [k for k in keys if k != "bss"]
+  head = ["regime", *(f"{v} [95% CI]" for v in keys.values())]
+  head += [f"Δ {keys[k]} vs oversample [CI]" for k in deltas] + ["test support"]
+  lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+  words = []
+  for regime, entry in metrics["regimes"].items():
+    if "scores" not in entry:
+      reason = entry.get("skipped", "not trained")
+      lines.append(f"| {regime} | {reason} |" + " |" * (len(head) - 2))
+      continue
+    cells = [regime] + [_ci(entry["scores"].get(k)) for k in keys]
+    delta = entry.get("delta_vs_oversample") or {}
+    cells += ["—" if regime == "oversample" else _ci(delta.get(k), signed=True) for k in deltas]
+    cells.append(f"{ev} events / {fr} frames")
+    lines.append("| " + " | ".join(cells) + " |")
+    # Every regime against oversample; the synthetic ones against real too.
+    bases = ("oversample", "real") if "synthetic" in regime else ("oversample",)
+    for base in bases:
+      said = []
+      for key in deltas:
+        d = (entry.get(f"delta_vs_{base}") or {}).get(key) or {}
+        if regime == base or d.get("includes_zero") is None:
+          continue
+        verdict = (
+          "includes zero (no difference shown at this test support)"
+          if d["includes_zero"]
+          else ("lies above zero" if d["ci95"][0] > 0 else "lies below zero")
+        )
+        said.append(f"{keys[key]} {_ci(d, signed=True)}: the interval {verdict}")
+      if said:
+        words.append(f"{regime} − {base}: " + "; ".join(said) + ".")
+  per_class = support.get("per_class") or {}
+  text = [
+    f"Task `{metrics['task']}` (labels `{metrics.get('label', '?')}`"
+    + (f", fold {metrics['fold']}" if metrics.get("fold") is not None else "")
+    + f"); test split; mean over {len(metrics['seeds'])} seed(s) × synthetic pools; 95 % "
+    "interval of a paired bootstrap over test events (flares; days of quiet frames), seeds "
+    f"and pools ({(metrics.get('bootstrap') or {}).get('num_samples', '?')} resamples).",
+    "",
+    *lines,
+    "",
+    "Test support per class: "
+    + ", ".join(f"{n} {s['events']} events / {s['frames']} frames" for n, s in per_class.items())
+    + ".",
+  ]
+  if metrics.get("climatology") is not None:
+    text.append(
+      f"BSS: Brier skill score against climatology (training base rate "
+      f"{metrics['climatology']:.3f}); reliability diagram below."
+    )
+  text += ["", "![scores with intervals](classifier/scores.png)", ""]
+  text += [f"- {w}" for w in words]
+  text.append(
+    "- The synthetic regimes count as useful only where their difference to oversample "
+    "(and to focal / augment) lies above zero."
+  )
+  for regime, sel in (metrics.get("selection") or {}).items():
+    grid = "; ".join(
+      f"guidance {p['guidance_scale']:g}"
+      + (f", ratio {p['synthetic_ratio']:g}" if p.get("synthetic_ratio") is not None else "")
+      + f" → {p['selection_score']:.3f}"
+      for p in sel["grid"]
+      if p.get("selection_score") is not None
+    )
+    chosen = sel["chosen"]
+    text.append(
+      f"- {regime}: guidance {chosen['guidance_scale']:g}"
+      + (f", ratio {chosen['synthetic_ratio']:g}" if chosen.get("synthetic_ratio") else "")
+      + f" chosen on validation {sel['metric']} (seed {sel['seed']}, pool 0"
+      + (f"; {grid}" if grid else f"; {sel.get('note', '')}")
+      + ")."
+    )
+  return "\n".join(text)
