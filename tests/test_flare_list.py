@@ -1,6 +1,7 @@
 """Tests of solar_jax.data.flare_list on the real cycle-24 flare list."""
 
 import csv
+import dataclasses
 import datetime
 import json
 import pathlib
@@ -207,3 +208,139 @@ def test_noaa_ar_of_hek_spelling(tmp_path):
   )
   flares = fl.read_flare_list(tmp_path / "hek.json")
   assert [f.noaa_ar for f in flares] == [11226, 0]
+
+
+def _merge_reference(flares, minutes=6.0):
+  """The first ``merge_duplicates`` (every open group scanned per event, ~n^2): the reference."""
+  import math
+
+  ordered = sorted(flares, key=lambda f: f.peak)
+  window = datetime.timedelta(minutes=minutes)
+  groups = []
+  for flare in ordered:
+    best, best_key = None, None
+    for group in reversed(groups):
+      if flare.peak - group[0].peak > window:
+        break
+      ars = {f.noaa_ar for f in group if f.noaa_ar}
+      if flare.noaa_ar and ars and flare.noaa_ar not in ars:
+        continue
+      top = max(f.peak_flux for f in group)
+      key = (
+        not (flare.noaa_ar and flare.noaa_ar in ars),
+        abs(math.log(flare.peak_flux / top)) if flare.peak_flux > 0 and top > 0 else math.inf,
+        flare.peak - group[-1].peak,
+      )
+      if best_key is None or key < best_key:
+        best, best_key = group, key
+    if best is None:
+      groups.append([flare])
+    else:
+      best.append(flare)
+  merged = []
+  for group in groups:
+    top = max(group, key=lambda f: f.peak_flux)
+    ars = [f.noaa_ar for f in group if f.noaa_ar]
+    merged.append(
+      dataclasses.replace(
+        top,
+        start=min(f.start for f in group),
+        end=max(f.end for f in group),
+        noaa_ar=ars[0] if ars else 0,
+      )
+    )
+  merged.sort(key=lambda f: f.peak)
+  return merged, len(ordered) - len(merged)
+
+
+def _dense_rows(rng, n, span_s, classes, ars):
+  base = T(2014, 1, 1)
+  rows = []
+  for i in range(n):
+    peak = base + datetime.timedelta(seconds=rng.randrange(0, span_s, rng.choice([1, 30, 60])))
+    goes_class = rng.choice(classes)
+    rows.append(
+      fl.Flare(
+        f"e{i}",
+        peak - datetime.timedelta(minutes=rng.randint(0, 9)),
+        peak,
+        peak + datetime.timedelta(minutes=rng.randint(0, 9)),
+        goes_class,
+        goes.class_to_flux(goes_class),
+        rng.choice(ars) if ars else 10000 + i,
+      )
+    )
+  return rows
+
+
+def test_merge_duplicates_equals_the_reference_sweep(shared_flare_list):
+  """The bisecting sweep makes the merges of the first implementation, on the real lists."""
+  for path in (EXCERPT, FIXTURES / "flare_list_sc24_2011.csv", shared_flare_list):
+    flares = fl.read_flare_list(path)
+    assert fl.merge_duplicates(flares) == _merge_reference(flares), path.name
+  # Dense synthetic lists with ties of every kind: equal classes (equal fluxes), classes
+  # a factor 2 either side (equal |log ratio|), equal peaks, rows without an AR.
+  import random
+
+  rng = random.Random(1)
+  classes = ["C1.0", "C2.0", "C4.0", "C1.1", "M1.0", "B5.0", "A0.0"]
+  for _ in range(200):
+    rows = _dense_rows(
+      rng, rng.randint(1, 80), rng.choice([60, 600, 3600]), classes, [0, 0, 1, 2, 3]
+    )
+    assert fl.merge_duplicates(rows) == _merge_reference(rows)
+  rows = _dense_rows(rng, 400, 300, classes, None)  # every row its own AR: nothing merges
+  assert fl.merge_duplicates(rows) == _merge_reference(rows) and _merge_reference(rows)[1] == 0
+
+
+def test_merge_duplicates_of_10k_rows_peaking_within_minutes(monkeypatch):
+  """10k rows within 5 min: 5k flares of their own AR, each reported again without an AR.
+
+  The first sweep compared every row without an AR with every open group (~n^2 flux
+  ratios, about a minute here); the work per row must stay a few ratios (no timing).
+  """
+  import math
+  import types
+
+  ratios = []
+
+  def log(x):
+    ratios.append(x)
+    return math.log(x)
+
+  monkeypatch.setattr(
+    fl, "math", types.SimpleNamespace(log=log, inf=math.inf, isfinite=math.isfinite)
+  )
+  rows = []
+  base = T(2014, 1, 1)
+  for i in range(5000):
+    peak = base + datetime.timedelta(milliseconds=50 * i)
+    minutes = datetime.timedelta(minutes=1)
+    rows.append(
+      fl.Flare(
+        f"swpc{i}",
+        peak - 5 * minutes,
+        peak,
+        peak + 10 * minutes,
+        "C2.0",
+        goes.class_to_flux("C2.0"),
+        10000 + i,
+      )
+    )
+    rows.append(
+      fl.Flare(
+        f"ssw{i}",
+        peak - 6 * minutes,
+        peak,
+        peak + 12 * minutes,
+        "C1.9",
+        goes.class_to_flux("C1.9"),
+        0,
+      )
+    )
+  merged, count = fl.merge_duplicates(rows)
+  assert count == 5000
+  assert [f.event_id for f in merged] == [f"swpc{i}" for i in range(5000)]
+  assert [f.noaa_ar for f in merged] == [10000 + i for i in range(5000)]
+  assert all(f.end - f.start == datetime.timedelta(minutes=18) for f in merged)
+  assert len(ratios) <= 20 * len(rows)

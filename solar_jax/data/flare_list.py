@@ -10,6 +10,7 @@ SWPC 0.7 scaling). ``merge_duplicates`` joins the HEK's near-duplicate events
 from __future__ import annotations
 
 import bisect
+import collections
 import csv
 import dataclasses
 import datetime
@@ -313,48 +314,140 @@ def merge_duplicates(flares: Sequence[Flare], minutes: float = 6.0) -> tuple[lis
   ...). An event joins a group whose first peak lies within ``minutes`` before
   its own and whose AR agrees (an event or group without an AR agrees with
   any); of several, the group of its own AR, then the one of the most similar
-  class (duplicates report about the same flux), then the nearest in time. Flares
-  of other regions in between do not split a group. A group becomes one flare:
-  the largest class, the earliest start, the latest end, the known AR, the
-  largest event's id.
+  class (duplicates report about the same flux), then the nearest in time, then
+  the newest. Flares of other regions in between do not split a group. A group
+  becomes one flare: the largest class, the earliest start, the latest end, the
+  known AR, the largest event's id.
+
+  One sweep in peak order: the open groups (first peak within ``minutes``) are
+  kept sorted by their largest flux, per AR and for groups without one, so an
+  event finds its group by bisection: O(n log n) for n events, however many
+  regions flare at once (``benchmarks/bench_merge.py``).
 
   Returns:
     (flares sorted by peak, number of events merged away).
   """
   ordered = sorted(flares, key=lambda f: f.peak)
   window = datetime.timedelta(minutes=minutes)
-  groups: list[list[Flare]] = []
+  groups: list[_Group] = []
+  opened: collections.deque[_Group] = collections.deque()  # open groups, oldest first
+  everyone, no_ar, by_ar = _Shelf(), _Shelf(), collections.defaultdict(_Shelf)
   for flare in ordered:
-    best, best_key = None, None
-    for group in reversed(groups):
-      if flare.peak - group[0].peak > window:
-        break  # groups are in order of first peak; older ones are closed
-      ars = {f.noaa_ar for f in group if f.noaa_ar}
-      if flare.noaa_ar and ars and flare.noaa_ar not in ars:
-        continue
-      top = max(f.peak_flux for f in group)
-      key = (
-        not (flare.noaa_ar and flare.noaa_ar in ars),
-        abs(math.log(flare.peak_flux / top)) if flare.peak_flux > 0 and top > 0 else math.inf,
-        flare.peak - group[-1].peak,
-      )
-      if best_key is None or key < best_key:
-        best, best_key = group, key
-    if best is None:
-      groups.append([flare])
+    while opened and flare.peak - opened[0].first > window:
+      closed = opened.popleft()  # groups are in order of first peak; older ones are closed
+      everyone.remove(closed)
+      (by_ar[closed.ar] if closed.ar else no_ar).remove(closed)
+    if not flare.noaa_ar:
+      shelf = everyone  # agrees with every group
+    elif by_ar.get(flare.noaa_ar):
+      shelf = by_ar[flare.noaa_ar]  # a group of its own AR beats any other
     else:
-      best.append(flare)
+      shelf = no_ar
+    best = shelf.best(flare)
+    if best is None:
+      best = _Group(len(groups), flare)
+      groups.append(best)
+      opened.append(best)
+    else:
+      everyone.remove(best)
+      (by_ar[best.ar] if best.ar else no_ar).remove(best)
+      best.add(flare)
+    everyone.add(best)
+    (by_ar[best.ar] if best.ar else no_ar).add(best)
   merged = []
   for group in groups:
-    top = max(group, key=lambda f: f.peak_flux)
-    ars = [f.noaa_ar for f in group if f.noaa_ar]
+    members = group.members
+    top = max(members, key=lambda f: f.peak_flux)
     merged.append(
       dataclasses.replace(
         top,
-        start=min(f.start for f in group),
-        end=max(f.end for f in group),
-        noaa_ar=ars[0] if ars else 0,
+        start=min(f.start for f in members),
+        end=max(f.end for f in members),
+        noaa_ar=group.ar,
       )
     )
   merged.sort(key=lambda f: f.peak)
   return merged, len(ordered) - len(merged)
+
+
+class _Group:
+  """Events joined so far: first and last peak, largest flux, AR (0: none yet; never two)."""
+
+  def __init__(self, index: int, flare: Flare):
+    self.index, self.members = index, [flare]
+    self.first = self.last = flare.peak
+    self.top, self.ar = flare.peak_flux, flare.noaa_ar
+    self.key = None  # its place on a shelf: (top, last, index, self)
+
+  def add(self, flare: Flare) -> None:
+    self.members.append(flare)
+    self.last = flare.peak  # events arrive in peak order
+    self.top = max(self.top, flare.peak_flux)
+    self.ar = self.ar or flare.noaa_ar  # an event of another AR never joins
+
+
+def _similarity(flare: Flare, top: float) -> float:
+  """How far a flare's flux lies from a group's largest (|log ratio|; inf without flux)."""
+  if flare.peak_flux > 0 and top > 0:
+    return abs(math.log(flare.peak_flux / top))
+  return math.inf
+
+
+class _Shelf:
+  """Open groups sorted by (largest flux, last peak, creation order).
+
+  ``best`` returns the group ``merge_duplicates`` prefers for an event: the
+  smallest |log flux ratio|, then the latest last peak, then the newest group.
+  The nearest flux lies next to the event's own in this order, and within one
+  flux value the preferred group is the last of its run, so a query costs a
+  few bisections.
+  """
+
+  def __init__(self):
+    self.keys: list[tuple] = []
+
+  def __bool__(self) -> bool:
+    return bool(self.keys)
+
+  def add(self, group: _Group) -> None:
+    group.key = (group.top, group.last, group.index, group)
+    bisect.insort(self.keys, group.key)
+
+  def remove(self, group: _Group) -> None:
+    i = bisect.bisect_left(self.keys, group.key[:3])
+    assert self.keys[i][3] is group
+    del self.keys[i]
+
+  def best(self, flare: Flare) -> _Group | None:
+    keys = self.keys
+    if not keys:
+      return None
+    if not (flare.peak_flux > 0 and math.isfinite(flare.peak_flux)) or keys[-1][0] <= 0:
+      candidates = keys  # no flux to compare: every group ties on it (rare)
+    else:
+      candidates = []
+      split = bisect.bisect_left(keys, (flare.peak_flux,))
+      # Upwards: the runs of the smallest flux values >= the event's, while they tie.
+      i, nearest = split, None
+      while i < len(keys):
+        end = bisect.bisect_left(keys, (keys[i][0], _LATEST))
+        distance = _similarity(flare, keys[i][0])
+        if nearest is not None and distance != nearest:
+          break
+        nearest = distance
+        candidates.append(keys[end - 1])
+        i = end
+      # Downwards likewise (fluxes <= 0 are never nearest: their distance is inf).
+      i, nearest = split, None
+      while i > 0 and keys[i - 1][0] > 0:
+        distance = _similarity(flare, keys[i - 1][0])
+        if nearest is not None and distance != nearest:
+          break
+        nearest = distance
+        candidates.append(keys[i - 1])
+        i = bisect.bisect_left(keys, (keys[i - 1][0],))
+    best = min(candidates, key=lambda k: (_similarity(flare, k[0]), flare.peak - k[1], -k[2]))
+    return best[3]
+
+
+_LATEST = datetime.datetime.max
