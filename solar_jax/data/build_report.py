@@ -84,8 +84,10 @@ def write_json(path, value) -> None:
 
 
 def flare_list_entry(path, flares) -> dict:
-  """The report's ``flare_list``: file, rows, flares read, and each row left out with why."""
+  """The report's ``flare_list``: file, rows, flares read, each row left out with why, and
+  each row repaired (a midnight wrap: peak or end moved to the next day)."""
   rows = [dict(row=s.row, reason=s.reason, detail=s.detail) for s in flares.skipped]
+  repaired = [dict(row=r.row, detail=r.detail) for r in getattr(flares, "repaired", ())]
   return dict(
     file=str(path),
     rows=flares.rows,
@@ -93,6 +95,8 @@ def flare_list_entry(path, flares) -> dict:
     skipped_rows=len(rows),
     skipped_by_reason=dict(sorted(collections.Counter(r["reason"] for r in rows).items())),
     skipped=rows,
+    repaired_rows=len(repaired),
+    repaired=repaired,
   )
 
 
@@ -107,6 +111,12 @@ def input_problems(driver: dict) -> list[str]:
       f"rows left out ({reasons})"
     )
     lines += [f"  row {r['row']}: {r['detail']}" for r in flare_list["skipped"][:MAX_LISTED]]
+  if flare_list.get("repaired_rows"):
+    lines.append(
+      f"flare list {flare_list['file']}: {flare_list['repaired_rows']} rows repaired "
+      "(midnight wrap: peak or end on the next day)"
+    )
+    lines += [f"  row {r['row']}: {r['detail']}" for r in flare_list["repaired"][:MAX_LISTED]]
   lines += [
     f"GOES file {g['file']} left out: {g['detail']}" for g in driver.get("goes_skipped", [])
   ]

@@ -59,7 +59,23 @@ class SkippedRow(NamedTuple):
 
 
 # Why a row is left out; only 'no_goes_class' (HEK events of non-GOES methods) is not an error.
-ROW_REASONS = ("no_goes_class", "bad_time", "bad_class", "field_count")
+ROW_REASONS = ("no_goes_class", "bad_time", "bad_class", "field_count", "bad_order", "too_long")
+
+# The longest flare a list may give (end - start). GOES event lists end a flare when
+# the 1-8 Å flux has fallen half-way back to its pre-flare level, so events last
+# minutes to a few hours: of the 8,606 flares of the cycle-24 list (2010-2018) the
+# median lasts 14 min, 99.9 % end within 4.4 h and the longest (C1.5, 2016-04-10)
+# takes 7.25 h. 12 h keeps the rarest long-duration events with room to spare and
+# drops typos such as an end a month late, which would make every frame of that
+# month 'flaring'; frame_facts looks flares up within this much of a frame's time.
+MAX_FLARE_DURATION = datetime.timedelta(hours=12)
+
+
+class RepairedRow(NamedTuple):
+  """A row read after a repair: its number (1 = first data row) and what was changed."""
+
+  row: int
+  detail: str
 
 # A list with more than this fraction of unreadable rows is an error, not a
 # list with a few gaps: a shifted column or a wrong time format spoils every
@@ -68,11 +84,16 @@ MAX_UNREADABLE_FRACTION = 0.5
 
 
 class FlareList(list):
-  """A list of ``Flare`` with ``skipped``: the ``SkippedRow`` records of rows left out."""
+  """A list of ``Flare`` with ``skipped`` (``SkippedRow`` of rows left out) and ``repaired``.
 
-  def __init__(self, flares=(), skipped=(), path="", rows=0):
+  ``repaired`` holds a ``RepairedRow`` per row whose peak or end was moved to the
+  next day (``_checked_order``: a midnight wrap).
+  """
+
+  def __init__(self, flares=(), skipped=(), path="", rows=0, repaired=()):
     super().__init__(flares)
     self.skipped = [SkippedRow(*s) for s in skipped]
+    self.repaired = [RepairedRow(*r) for r in repaired]
     self.path = str(path)
     self.rows = int(rows)
 
@@ -210,8 +231,8 @@ def _noaa_ar(row: dict) -> int:
   return value if value > 0 else 0
 
 
-def _flare(row: dict, true_flux_since: datetime.datetime) -> Flare:
-  """One row as a ``Flare``; ValueError whose message starts with a ``ROW_REASONS`` entry."""
+def _flare(row: dict, true_flux_since: datetime.datetime) -> tuple[Flare, str]:
+  """(one row as a ``Flare``, its repair or ''); ValueError starting with a ``ROW_REASONS`` entry."""
   if isinstance(row, str):
     raise ValueError(row)  # _csv_row's reason
   times = {}
@@ -224,6 +245,7 @@ def _flare(row: dict, true_flux_since: datetime.datetime) -> Flare:
   goes_class = str(_pick(row, _COLUMNS["goes_class"]) or "").strip().upper()
   if not goes_class:
     raise ValueError("no_goes_class: the event has no GOES class")
+  repair = _checked_order(times)  # before the flux: the scale depends on the peak's date
   try:
     flux = goes.listed_true_flux(goes.class_to_flux(goes_class), times["peak"], true_flux_since)
   except ValueError as e:
@@ -231,9 +253,40 @@ def _flare(row: dict, true_flux_since: datetime.datetime) -> Flare:
   event_id = str(_pick(row, _ID_COLUMNS) or "").strip()
   if not event_id:
     event_id = "SOL" + times["peak"].strftime("%Y-%m-%dT%H:%M:%S")
-  return Flare(
+  flare = Flare(
     event_id=event_id, goes_class=goes_class, peak_flux=flux, noaa_ar=_noaa_ar(row), **times
   )
+  return flare, repair
+
+
+def _checked_order(times: dict) -> str:
+  """Checks start <= peak <= end, repairing a midnight wrap in place; '' or what was repaired.
+
+  SWPC-style lists give the peak and end as a time on the start's day: a flare that
+  starts at 23:53 and ends at 00:04 reads as ending 23 h 49 min before it starts.
+  A peak or end on the start's calendar day but before it is moved to the next
+  day. Any other order is 'bad_order'; a flare longer than ``MAX_FLARE_DURATION``
+  is 'too_long'. Raises ValueError with that reason.
+  """
+  start, repaired = times["start"], []
+  for key, column in (("peak", "event_peaktime"), ("end", "event_endtime")):
+    value = times[key]
+    if value < start and value.date() == start.date():
+      times[key] = value + datetime.timedelta(days=1)
+      repaired.append(f"{column} {value:%H:%M:%S} before the start {start:%H:%M:%S}")
+  if not times["start"] <= times["peak"] <= times["end"]:
+    raise ValueError(
+      f"bad_order: start {times['start']}, peak {times['peak']}, end {times['end']} "
+      "are not in order"
+    )
+  if times["end"] - times["start"] > MAX_FLARE_DURATION:
+    raise ValueError(
+      f"too_long: start {times['start']} to end {times['end']} lasts "
+      f"{times['end'] - times['start']}, more than {MAX_FLARE_DURATION} (a typo?)"
+    )
+  if not repaired:
+    return ""
+  return "midnight_wrap: " + " and ".join(repaired) + ": taken as the next day"
 
 
 def read_flare_list(
@@ -247,15 +300,22 @@ def read_flare_list(
   present, else ``SOL<peak time>``. Flux comes from the class string. Times
   must be ISO 8601 (``TIME_FORMATS``), UTC unless they carry an offset.
 
+  Each row must give start <= peak <= end: a peak or end before the start on the
+  start's day (a midnight wrap of an SWPC list) is moved to the next day and
+  listed in ``repaired``; any other order is skipped ('bad_order'), and so is a
+  flare lasting more than ``MAX_FLARE_DURATION`` ('too_long').
+
   Returns:
     A ``FlareList`` (``Flare`` sorted by peak) whose ``skipped`` holds a
     ``SkippedRow`` per row left out (``ROW_REASONS``: no GOES class as in HEK
-    events of other methods, unreadable time or class, wrong field count).
+    events of other methods, unreadable time or class, wrong field count, times
+    out of order, too long) and ``repaired`` a ``RepairedRow`` per midnight wrap.
 
   Raises:
     FlareListError: unreadable file, a malformed header, a required column is
-      missing, or more than ``MAX_UNREADABLE_FRACTION`` of the rows cannot be
-      read (the message names the first bad row and why).
+      missing, no row at all (a header alone) or no flare read, or more than
+      ``MAX_UNREADABLE_FRACTION`` of the rows cannot be read (the message names
+      the first bad row and why).
   """
   path = pathlib.Path(path)
   records = _records(path)
@@ -268,14 +328,24 @@ def read_flare_list(
           f"flare list {path}: no column {' or '.join(names)} (for the flare {field}); "
           f"columns are {sorted(c for c in present if c)}"
         )
-  flares, skipped = [], []
+  if not records:
+    raise FlareListError(
+      f"flare list {path}: no flare rows, only a header; every frame would be labelled "
+      "quiet: give the list of the archive's period"
+    )
+  flares, skipped, repaired = [], [], []
   for number, (line, row) in enumerate(records, start=1):
+    where = "" if line is None else f"line {line}: "
     try:
-      flares.append(_flare(row, true_flux_since))
+      flare, repair = _flare(row, true_flux_since)
     except ValueError as e:
       reason, detail = str(e).split(": ", 1)
-      where = "" if line is None else f"line {line}: "
       skipped.append(SkippedRow(number, f"{reason}: {where}{detail}"))
+      continue
+    flares.append(flare)
+    if repair:
+      kind, detail = repair.split(": ", 1)
+      repaired.append(RepairedRow(number, f"{kind}: {where}{detail}"))
   unreadable = [s for s in skipped if s.reason != "no_goes_class"]
   if unreadable and len(unreadable) > MAX_UNREADABLE_FRACTION * len(records):
     first = unreadable[0]
@@ -283,8 +353,15 @@ def read_flare_list(
       f"flare list {path}: {len(unreadable)} of {len(records)} rows cannot be read "
       f"(more than {MAX_UNREADABLE_FRACTION:.0%}); first: row {first.row}, {first.detail}"
     )
+  if not flares:
+    counts = collections.Counter(s.reason for s in skipped)
+    raise FlareListError(
+      f"flare list {path}: none of its {len(records)} rows is a GOES flare "
+      f"({', '.join(f'{k}={v}' for k, v in sorted(counts.items()))}); every frame would "
+      "be labelled quiet: give a list with GOES classes"
+    )
   flares.sort(key=lambda f: f.peak)
-  return FlareList(flares, skipped, path, rows=len(records))
+  return FlareList(flares, skipped, path, rows=len(records), repaired=repaired)
 
 
 class FlareIndex:

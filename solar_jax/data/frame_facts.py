@@ -45,8 +45,8 @@ from solar_jax.data import flare_list, goes
 LABELS = configuration.DATA_LABELS
 FLUX_HALF_WINDOW = datetime.timedelta(minutes=5)
 NEXT_WINDOW = datetime.timedelta(hours=24)
-# Flares are looked up by peak within this of the frame (longer flares are not listed).
-_LONGEST_FLARE = datetime.timedelta(hours=12)
+# Flares are looked up by peak within this of the frame (longer flares are not read).
+_LONGEST_FLARE = flare_list.MAX_FLARE_DURATION
 
 # Stored fields (TFDS feature name -> kind): 'f' float32, 'i' int32, 's' text, 'b' bool.
 FIELDS = {
