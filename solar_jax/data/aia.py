@@ -3,7 +3,8 @@
 ``read_frame`` is the only door through which AIA files enter the dataset. It
 checks the header and the data before any expensive work, maps the image with
 one interpolation onto a square grid in which the solar disk is centred with a
-fixed radius and solar north is up, and divides by the exposure time (DN/s).
+fixed radius and solar north is up, and divides by the exposure time (DN/s)
+unless BUNIT says the file is in DN/s already (``aia_header.image_unit``).
 Every problem with a file raises ``BadFrameError`` with a stable ``reason``
 that the dataset builder counts in its report; no other exception type escapes
 for a bad file.
@@ -295,7 +296,8 @@ def _read_checked_bytes(
     geometry = aia_header.geometry(header, data.shape, source)
 
   image = _resample(data, geometry, image_size, radius_out)
-  image /= meta["exposure"]
+  if meta["unit"] == "DN":  # a file in DN/s (BUNIT) was divided by its exposure already
+    image /= meta["exposure"]
   if table is not None:
     image /= _degradation_factor(meta["time"], table, source)
   image = image.astype(np.float32)
