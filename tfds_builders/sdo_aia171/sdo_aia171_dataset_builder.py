@@ -219,7 +219,10 @@ _FACT_DOCS = {
   "goes_flux": "median GOES 1-8 Å flux within 5 min of the frame, W m^-2, true scale (NaN: none)",
   "flare_event_id": "the flare the frame belongs to ('' none)",
   "flare_class": "its GOES class as published",
-  "flare_flux": "its peak flux, true scale: max(listed, XRS peak in [start, end])",
+  "flare_flux": (
+    "its peak flux, true scale: max(listed, XRS peak within 5 min of the listed peak); "
+    "the listed one where another listed flare is in progress there"
+  ),
   "flare_start": "its start, ISO UTC",
   "flare_peak": "its peak, ISO UTC",
   "flare_end": "its end, ISO UTC",
