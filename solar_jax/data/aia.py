@@ -51,6 +51,7 @@ from astropy.time import Time
 from etils import epath
 from scipy import ndimage
 
+from solar_jax import errors
 from solar_jax.data import aia_header
 
 # Re-exported: callers catch ``aia.BadFrameError`` and count ``aia.REASONS``
@@ -71,7 +72,7 @@ MAX_ABS_DN = 1.0e6
 FITS_SUFFIXES = (".fits", ".fits.gz", ".fts", ".fts.gz", ".fit")
 
 
-class DegradationTableError(RuntimeError):
+class DegradationTableError(errors.UserError, RuntimeError):
   """The aiapy degradation correction table is not available (a set-up problem)."""
 
 
@@ -537,6 +538,12 @@ def _header_from_meta(meta):
     if isinstance(value, str | int | float | bool) and len(key) <= 8:
       header[key.upper()] = value
   return header
+
+
+def check_correction_table(source) -> None:
+  """Loads the degradation table ``read_frame(degradation=True, correction_table=source)``
+  would use; ``DegradationTableError`` when there is none (before any file is read)."""
+  _correction_table(source)
 
 
 def _correction_table(source):

@@ -31,6 +31,7 @@ import json
 import numpy as np
 from etils import epath
 
+from solar_jax import errors
 from solar_jax.data import frame_facts, goes, splits
 
 REPORT_NAME = "build_report.json"
@@ -60,6 +61,30 @@ _LIGHT_FACTS = (
 )
 # Files listed by name in the console summary; the rest are only in the report.
 MAX_LISTED = 20
+
+
+class NoFramesError(errors.InputMismatchError):
+  """A build in which no file became an example; the message names the main reason."""
+
+
+def check_frames_kept(kept: int, skipped: list[dict], files_found: int, where: str) -> None:
+  """Raises ``NoFramesError`` when ``kept`` is 0, naming why the files were skipped.
+
+  An empty dataset is never a successful build: every later stage would fail on it
+  far from the cause.
+  """
+  if kept:
+    return
+  counts = collections.Counter(s["reason"] for s in skipped)
+  if not counts:
+    raise NoFramesError(f"{where}: no frame kept from {files_found} files; nothing was built")
+  reason, _ = counts.most_common(1)[0]
+  first = next(s for s in sorted(skipped, key=lambda s: s["file"]) if s["reason"] == reason)
+  reasons = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+  raise NoFramesError(
+    f"{where}: no frame kept, all {files_found} files were skipped ({reasons}); "
+    f"e.g. {first['file']}: {reason} ({first['detail']}); fix or replace these files"
+  )
 
 
 def skip(file: str, reason: str, detail: str) -> dict:

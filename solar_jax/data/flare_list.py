@@ -77,6 +77,7 @@ class RepairedRow(NamedTuple):
   row: int
   detail: str
 
+
 # A list with more than this fraction of unreadable rows is an error, not a
 # list with a few gaps: a shifted column or a wrong time format spoils every
 # row at once, and building on the rest would store flaring frames as quiet.
