@@ -337,3 +337,57 @@ def test_degradation_without_table_offline_says_what_to_do(aia_path, monkeypatch
   with pytest.raises(aia.DegradationTableError, match="correction_table="):
     aia.read_frame(aia_path, image_size=32, degradation=True)
   aia._load_correction_table.cache_clear()
+
+
+# ------------------------------------------------------------ units (BUNIT) ---
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_file_sunpy_wrote_in_dn_per_second_reads_like_the_original(aia_path, tmp_path):
+  """``m / m.exposure_time`` saved by sunpy (BUNIT 'DN / s') is not divided a second time."""
+  import sunpy.map
+
+  original = sunpy.map.Map(aia_path)
+  assert "BUNIT" not in original.fits_header  # a level-1 file: DN, no BUNIT
+  normalised = original / original.exposure_time
+  normalised.save(tmp_path / "dn_per_s.fits")
+  assert fits.getheader(tmp_path / "dn_per_s.fits")["BUNIT"] == "DN / s"
+  want = aia.read_frame(aia_path, image_size=64)
+  got = aia.read_frame(tmp_path / "dn_per_s.fits", image_size=64)
+  np.testing.assert_allclose(got.image, want.image, rtol=1e-6, atol=1e-6)
+  assert got.exposure == want.exposure
+
+
+@pytest.mark.parametrize(
+  "bunit, scale", [("DN", 1.0), ("dn", 1.0), ("DN/s", 2.0), ("DN s-1", 2.0), ("ct / s", 2.0)]
+)
+def test_bunit_decides_whether_the_exposure_is_divided(aia_hdu, aia_path, tmp_path, bunit, scale):
+  data, header = aia_hdu[0].copy(), aia_hdu[1].copy()
+  header["EXPTIME"] = 2.0
+  header["BUNIT"] = bunit
+  got = aia.read_frame(write(tmp_path / "f.fits", data, header), image_size=32).image
+  del header["BUNIT"]
+  level1 = aia.read_frame(write(tmp_path / "g.fits", data, header), image_size=32).image
+  np.testing.assert_allclose(got, scale * level1, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+  "card, value, reason",
+  [
+    ("BUNIT", "erg / (cm2 s)", "unit"),
+    ("BUNIT", "DN/sec", "unit"),  # not a unit astropy reads: refused, not guessed
+    ("BUNIT", "MJy/sr", "unit"),
+    ("IMG_TYPE", "DARK", "img_type"),
+  ],
+)
+def test_unknown_unit_or_a_dark_frame_is_refused_naming_file_and_card(
+  aia_hdu, tmp_path, card, value, reason
+):
+  data, header = aia_hdu[0].copy(), aia_hdu[1].copy()
+  header[card] = value
+  path = write(tmp_path / "odd.fits", data, header)
+  with pytest.raises(aia.BadFrameError) as info:
+    aia.read_frame(path, image_size=32)
+  assert info.value.reason == reason and reason in aia.REASONS
+  assert str(path) in str(info.value) and f"{card}={value!r}" in str(info.value)
+  assert "\n" not in str(info.value)

@@ -3,6 +3,8 @@ quiet times, a whole fetch against faked Fido answers, offline failure."""
 
 import csv
 import datetime
+import gzip
+import pathlib
 import random
 import urllib.error
 
@@ -11,6 +13,10 @@ import pytest
 from solar_jax.data import fetch, flare_list
 
 START = datetime.datetime(2011, 6, 7)
+# The first bytes of what a server sends: a FITS file, a netCDF-3 file, an error page.
+_FITS = b"SIMPLE  =                    T / conforms to FITS standard".ljust(2880, b" ")
+_NETCDF = b"CDF\x01\x00\x00\x00\x00"
+_HTML = b"<!DOCTYPE html>\n<html><body><h1>503 Service Unavailable</h1></body></html>\n"
 END = datetime.datetime(2011, 6, 8)
 
 
@@ -266,16 +272,22 @@ def _fake_fido(monkeypatch, hek_rows):
     (instrument,) = _of_type(attrs, a.Instrument)
     if instrument.value.lower() == "xrs":
       searches["xrs"].append((time.start.datetime, time.end.datetime))
-      return _Found(1, "xrs")
+      return _Found(1, "sci_xrsf-l2-avg1m_g15_d20110607_v1-0-0.nc")
     near = time.near.datetime
     searches["aia"].append(near)
     return _Found(1, f"aia_{near:%Y%m%dT%H%M%S}.fits")
 
   def download(found, path, progress):
-    return [path.format(file=found.name)]
+    file = pathlib.Path(path.format(file=found.name))
+    if not file.exists():  # Fido skips a file that is there already
+      file.write_bytes(pages.get(found.name, _FITS if found.name.endswith(".fits") else _NETCDF))
+    return [str(file)]
+
+  pages = {}  # file name -> what the server answers instead of the file
 
   monkeypatch.setattr(Fido, "search", search)
   monkeypatch.setattr(Fido, "fetch", download)
+  searches["pages"] = pages
   return searches
 
 
@@ -310,3 +322,50 @@ def test_fetch_merges_flares_and_queries_quiet_frames_away_from_them(monkeypatch
     "failed": 0,
     "first_error": "",
   }
+
+
+def test_an_error_page_saved_as_fits_is_removed_fails_the_fetch_and_is_fetched_again(
+  monkeypatch, tmp_path, capsys
+):
+  """A server answering 200 with an HTML page: Fido saved it as the .fits, and a rerun kept it
+  (Fido skips files that are there) while the build skipped it as corrupt."""
+  searches = _fake_fido(monkeypatch, HEK_ROWS)
+  page = "aia_20110607T064100.fits"  # the frame nearest the M2.5's peak
+  searches["pages"][page] = _HTML
+  argv = ["--start", "2011-06-07", "--end", "2011-06-08", "--out", str(tmp_path)]
+  assert fetch.main(argv) == 1
+  out, err = capsys.readouterr()
+  assert err.count("\n") == 1 and page in err and "not a FITS file" in err
+  assert "4 AIA files" in out  # the other frames came and are kept
+  assert not (tmp_path / "aia" / page).exists()
+  assert (tmp_path / "goes" / "sci_xrsf-l2-avg1m_g15_d20110607_v1-0-0.nc").exists()
+  searches["pages"].clear()  # the server is back: the rerun fetches the frame
+  assert fetch.main(argv) == 0
+  assert (tmp_path / "aia" / page).read_bytes().startswith(b"SIMPLE  =")
+
+
+@pytest.mark.parametrize(
+  "name, content, ok",
+  [
+    ("a.fits", _FITS, True),
+    ("a.fits.gz", gzip.compress(_FITS), True),
+    ("a.fits", gzip.compress(_FITS), True),  # gzip data under a plain name: astropy reads it
+    ("a.nc", _NETCDF, True),
+    ("a.nc", b"CDF\x02\x00\x00", True),
+    ("a.nc", b"\x89HDF\r\n\x1a\n\x00\x00", True),  # netCDF-4
+    ("a.fits", _HTML, False),
+    ("a.fits.gz", gzip.compress(_HTML), False),
+    ("a.fits.gz", _HTML, False),
+    ("a.nc", _HTML, False),
+    ("a.nc", _FITS, False),
+    ("a.fits", b"", False),
+  ],
+)
+def test_downloads_are_checked_by_their_signature(tmp_path, name, content, ok):
+  path = tmp_path / name
+  path.write_bytes(content)
+  problem = fetch.check_download(path)
+  assert (problem is None) == ok, problem
+  if not ok:
+    assert str(path) in problem and "\n" not in problem
+  assert fetch.check_download(tmp_path / "absent.fits") is not None

@@ -1,6 +1,7 @@
 """Tests of solar_jax.data.flare_list on the real cycle-24 flare list."""
 
 import csv
+import dataclasses
 import datetime
 import json
 import pathlib
@@ -52,8 +53,14 @@ def test_full_list_agrees_with_its_own_class_columns(shared_flare_list):
   by_peak = {}
   for row in rows:  # row[0] is the unnamed index column
     by_peak.setdefault(row[2], []).append(row)
+  # 140 rows give a peak or end after midnight as a time on the start's day (repaired).
+  assert len(flares.repaired) == 140
   for flare in flares:
-    candidates = by_peak[flare.peak.strftime("%Y-%m-%d %H:%M:%S")]
+    text = flare.peak.strftime("%Y-%m-%d %H:%M:%S")
+    if text not in by_peak:  # a repaired peak: the list wrote it on the start's day
+      text = (flare.peak - datetime.timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+      assert flare.start.date() == flare.peak.date() - datetime.timedelta(days=1)
+    candidates = by_peak[text]
     row = next(r for r in candidates if r[5] == flare.goes_class)
     published = flare.peak_flux * goes.SWPC_XRSB_SCALE  # every flare here is pre-2020
     assert goes.class_letter(published) == row[4]  # goes_class_ind
@@ -207,3 +214,243 @@ def test_noaa_ar_of_hek_spelling(tmp_path):
   )
   flares = fl.read_flare_list(tmp_path / "hek.json")
   assert [f.noaa_ar for f in flares] == [11226, 0]
+
+
+def _merge_reference(flares, minutes=6.0):
+  """The first ``merge_duplicates`` (every open group scanned per event, ~n^2): the reference."""
+  import math
+
+  ordered = sorted(flares, key=lambda f: f.peak)
+  window = datetime.timedelta(minutes=minutes)
+  groups = []
+  for flare in ordered:
+    best, best_key = None, None
+    for group in reversed(groups):
+      if flare.peak - group[0].peak > window:
+        break
+      ars = {f.noaa_ar for f in group if f.noaa_ar}
+      if flare.noaa_ar and ars and flare.noaa_ar not in ars:
+        continue
+      top = max(f.peak_flux for f in group)
+      key = (
+        not (flare.noaa_ar and flare.noaa_ar in ars),
+        abs(math.log(flare.peak_flux / top)) if flare.peak_flux > 0 and top > 0 else math.inf,
+        flare.peak - group[-1].peak,
+      )
+      if best_key is None or key < best_key:
+        best, best_key = group, key
+    if best is None:
+      groups.append([flare])
+    else:
+      best.append(flare)
+  merged = []
+  for group in groups:
+    top = max(group, key=lambda f: f.peak_flux)
+    ars = [f.noaa_ar for f in group if f.noaa_ar]
+    merged.append(
+      dataclasses.replace(
+        top,
+        start=min(f.start for f in group),
+        end=max(f.end for f in group),
+        noaa_ar=ars[0] if ars else 0,
+      )
+    )
+  merged.sort(key=lambda f: f.peak)
+  return merged, len(ordered) - len(merged)
+
+
+def _dense_rows(rng, n, span_s, classes, ars):
+  base = T(2014, 1, 1)
+  rows = []
+  for i in range(n):
+    peak = base + datetime.timedelta(seconds=rng.randrange(0, span_s, rng.choice([1, 30, 60])))
+    goes_class = rng.choice(classes)
+    rows.append(
+      fl.Flare(
+        f"e{i}",
+        peak - datetime.timedelta(minutes=rng.randint(0, 9)),
+        peak,
+        peak + datetime.timedelta(minutes=rng.randint(0, 9)),
+        goes_class,
+        goes.class_to_flux(goes_class),
+        rng.choice(ars) if ars else 10000 + i,
+      )
+    )
+  return rows
+
+
+def test_merge_duplicates_equals_the_reference_sweep(shared_flare_list):
+  """The bisecting sweep makes the merges of the first implementation, on the real lists."""
+  for path in (EXCERPT, FIXTURES / "flare_list_sc24_2011.csv", shared_flare_list):
+    flares = fl.read_flare_list(path)
+    assert fl.merge_duplicates(flares) == _merge_reference(flares), path.name
+  # Dense synthetic lists with ties of every kind: equal classes (equal fluxes), classes
+  # a factor 2 either side (equal |log ratio|), equal peaks, rows without an AR.
+  import random
+
+  rng = random.Random(1)
+  classes = ["C1.0", "C2.0", "C4.0", "C1.1", "M1.0", "B5.0", "A0.0"]
+  for _ in range(200):
+    rows = _dense_rows(
+      rng, rng.randint(1, 80), rng.choice([60, 600, 3600]), classes, [0, 0, 1, 2, 3]
+    )
+    assert fl.merge_duplicates(rows) == _merge_reference(rows)
+  rows = _dense_rows(rng, 400, 300, classes, None)  # every row its own AR: nothing merges
+  assert fl.merge_duplicates(rows) == _merge_reference(rows) and _merge_reference(rows)[1] == 0
+
+
+def test_merge_duplicates_of_10k_rows_peaking_within_minutes(monkeypatch):
+  """10k rows within 5 min: 5k flares of their own AR, each reported again without an AR.
+
+  The first sweep compared every row without an AR with every open group (~n^2 flux
+  ratios, about a minute here); the work per row must stay a few ratios (no timing).
+  """
+  import math
+  import types
+
+  ratios = []
+
+  def log(x):
+    ratios.append(x)
+    return math.log(x)
+
+  monkeypatch.setattr(
+    fl, "math", types.SimpleNamespace(log=log, inf=math.inf, isfinite=math.isfinite)
+  )
+  rows = []
+  base = T(2014, 1, 1)
+  for i in range(5000):
+    peak = base + datetime.timedelta(milliseconds=50 * i)
+    minutes = datetime.timedelta(minutes=1)
+    rows.append(
+      fl.Flare(
+        f"swpc{i}",
+        peak - 5 * minutes,
+        peak,
+        peak + 10 * minutes,
+        "C2.0",
+        goes.class_to_flux("C2.0"),
+        10000 + i,
+      )
+    )
+    rows.append(
+      fl.Flare(
+        f"ssw{i}",
+        peak - 6 * minutes,
+        peak,
+        peak + 12 * minutes,
+        "C1.9",
+        goes.class_to_flux("C1.9"),
+        0,
+      )
+    )
+  merged, count = fl.merge_duplicates(rows)
+  assert count == 5000
+  assert [f.event_id for f in merged] == [f"swpc{i}" for i in range(5000)]
+  assert [f.noaa_ar for f in merged] == [10000 + i for i in range(5000)]
+  assert all(f.end - f.start == datetime.timedelta(minutes=18) for f in merged)
+  assert len(ratios) <= 20 * len(rows)
+
+
+# ------------------------------------------------------- order of times ---
+
+LIST_2011 = FIXTURES / "flare_list_sc24_2011.csv"
+# The 2011 list's rows (1 = first data row) whose peak or end the list wrote as a time on
+# the start's day although it came after midnight, e.g. row 158: C2.1 of 2011-03-03,
+# start 23:53, peak 23:58, end '2011-03-03 00:04'.
+WRAPPED_2011 = [68, 144, 158, 324, 643, 685, 748, 788, 800, 813, 907, 1044, 1073, 1107, 1197, 1204]
+
+
+def test_midnight_wraps_of_the_real_2011_list_are_repaired():
+  flares = fl.read_flare_list(LIST_2011)
+  assert len(flares) == flares.rows == 1319 and flares.skipped == []
+  assert [r.row for r in flares.repaired] == WRAPPED_2011
+  assert all(f.start <= f.peak <= f.end for f in flares)
+  by_start = {f.start: f for f in flares}
+  c21 = by_start[T(2011, 3, 3, 23, 53)]  # end 00:04 of the next day
+  assert (c21.peak, c21.end, c21.goes_class) == (T(2011, 3, 3, 23, 58), T(2011, 3, 4, 0, 4), "C2.1")
+  c28 = by_start[T(2011, 2, 16, 23, 2)]  # peak and end after midnight
+  assert (c28.peak, c28.end) == (T(2011, 2, 17, 0, 25), T(2011, 2, 17, 1, 7))
+  assert c28.event_id == "SOL2011-02-17T00:25:00"  # the id names the repaired peak
+  repaired = {r.row: r.detail for r in flares.repaired}
+  assert repaired[158].startswith("midnight_wrap: line 159: event_endtime 00:04:00 before")
+
+
+def _edited_2011(tmp_path, edits=(), extra=()):
+  """The real 2011 list with some rows edited ({line: (old, new)}) and rows appended."""
+  lines = LIST_2011.read_text().splitlines()
+  for line, (old, new) in dict(edits).items():
+    assert old in lines[line - 1]
+    lines[line - 1] = lines[line - 1].replace(old, new, 1)
+  path = tmp_path / "flares.csv"
+  path.write_text("\n".join([*lines, *extra]) + "\n")
+  return path
+
+
+# A typo of the kind the issue reports: an X1.3 whose end went in a month late
+# (2011-03-07 for 2011-02-07). Not in the real list (no flare is listed on 2011-02-07).
+X13_TYPO = (
+  "9001,2011-02-07 09:50:00,2011-02-07 10:20:00,2011-03-07 10:45:00,X,X1.3,1.3e-04,,11153,,,,,"
+)
+
+
+def test_inverted_times_and_a_month_long_flare_are_skipped_with_their_reason(tmp_path):
+  path = _edited_2011(
+    tmp_path,
+    edits={
+      # X2.2 of 2011-02-15: peak and end swapped (end 01:56 before the peak 02:06).
+      48: ("01:56:00,2011-02-15 02:06:00", "02:06:00,2011-02-15 01:56:00"),
+      # C1.0 of 2011-01-14 (start 12:52): an end on the day before, not a wrap.
+      5: ("2011-01-14 13:25:00", "2011-01-13 13:25:00"),
+      # C1.9 of 2011-01-04: a peak 19 years after its start.
+      3: ("2011-01-04 03:25:00", "2030-01-04 03:25:00"),
+    },
+    extra=[X13_TYPO],
+  )
+  flares = fl.read_flare_list(path)
+  skipped = {s.row: s.reason for s in flares.skipped}
+  assert skipped == {2: "bad_order", 4: "bad_order", 47: "bad_order", 1320: "too_long"}
+  assert "2011-03-07 10:45:00" in flares.skipped[-1].detail
+  assert len(flares) == 1320 - 4 and [r.row for r in flares.repaired] == WRAPPED_2011
+  assert not any(f.goes_class in ("X2.2", "X1.3") for f in flares)
+  assert max(f.end - f.start for f in flares) <= fl.MAX_FLARE_DURATION
+
+
+def test_the_x13_typo_no_longer_labels_a_quiet_b_frame_as_x(tmp_path):
+  from solar_jax.data import frame_facts
+
+  flares = fl.read_flare_list(_edited_2011(tmp_path, extra=[X13_TYPO]))
+  index = fl.FlareIndex(fl.merge_duplicates(flares)[0])
+  # A quiet day at B3 (true flux) in 1-min samples around the frame.
+  times = np.arange(np.datetime64("2011-02-07T00:00"), np.datetime64("2011-02-09T00:00"))
+  xrs = goes.XRSSeries(times.astype("datetime64[ns]"), np.full(times.shape, 3e-7))
+  frame = T(2011, 2, 7, 14, 20)  # 4 h after the X1.3's listed peak
+  facts = frame_facts.frame_facts(frame, index, xrs, association_lag_minutes=120.0)
+  arrays = {k: np.array([v]) for k, v in facts.items()}
+  arrays["time"] = np.array([frame_facts.iso(frame)])
+  label, _ = frame_facts.labels(arrays, "goes_class", 30.0)
+  assert goes.CLASS_LETTERS[label[0]] == "B" and facts["flare_event_id"] == ""
+
+
+def test_a_header_only_or_flareless_list_is_an_error_naming_the_file(tmp_path):
+  header = LIST_2011.read_text().splitlines()[0]
+  (tmp_path / "empty.csv").write_text(header + "\n")
+  with pytest.raises(fl.FlareListError, match=r"empty\.csv: no flare rows"):
+    fl.read_flare_list(tmp_path / "empty.csv")
+  (tmp_path / "empty.json").write_text('{"result": []}')
+  with pytest.raises(fl.FlareListError, match=r"empty\.json: no flare rows"):
+    fl.read_flare_list(tmp_path / "empty.json")
+  (tmp_path / "other.json").write_text(
+    json.dumps(
+      [
+        {
+          "event_starttime": "2011-06-07T06:16",
+          "event_peaktime": "2011-06-07T06:41",
+          "event_endtime": "2011-06-07T06:59",
+          "fl_goescls": "",
+        }
+      ]
+    )
+  )
+  with pytest.raises(fl.FlareListError, match=r"other\.json: none of its 1 rows.*no_goes_class=1"):
+    fl.read_flare_list(tmp_path / "other.json")

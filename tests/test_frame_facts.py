@@ -134,3 +134,37 @@ def test_class_index_matches_class_letter():
   index = frame_facts.class_index(fluxes)
   assert [goes.CLASS_LETTERS[i] for i in index] == [goes.class_letter(f) for f in fluxes]
   assert frame_facts.class_index([np.nan])[0] == -1
+
+
+def test_a_neighbours_xrs_peak_is_not_inherited(xrs):
+  """A C flare in progress across the real M2.5's peak (06:41) keeps its own listed flux.
+
+  The C1.2 (another region, added to the real list) runs 06:20-07:10; at 07:05 it is
+  the only flare in progress. Its flux was the XRS maximum over its [start, end]: the
+  M2.5's peak, so the frame was labelled M.
+  """
+  flares = list(flare_list.read_flare_list(FIXTURES / "flare_list_sc24_excerpt.csv"))
+  c12 = flare_list.Flare(
+    "neighbour",
+    T(2011, 6, 7, 6, 20),
+    T(2011, 6, 7, 6, 24),
+    T(2011, 6, 7, 7, 10),
+    "C1.2",
+    goes.listed_true_flux(goes.class_to_flux("C1.2"), T(2011, 6, 7, 6, 24)),
+    11227,
+  )
+  index = flare_list.FlareIndex([*flares, c12])
+  rows, arrays = facts_of([T(2011, 6, 7, 7, 5), T(2011, 6, 7, 6, 41)], index, xrs)
+  assert rows[0]["flare_event_id"] == "neighbour"
+  assert rows[0]["flare_flux"] == pytest.approx(c12.peak_flux, rel=1e-6)
+  letters, _ = label(arrays, "flare_class")
+  assert goes.CLASS_LETTERS[letters[0]] == "C"
+  # At the M2.5's peak the M2.5 is the largest flare in progress; with the C1.2 in
+  # progress around its peak too, it keeps its listed flux (M2.5 / 0.7).
+  assert rows[1]["flare_event_id"] == "SOL2011-06-07T06:41:00"
+  assert rows[1]["flare_flux"] == pytest.approx(2.5e-5 / 0.7, rel=1e-6)
+  assert goes.CLASS_LETTERS[letters[1]] == "M"
+  # Alone, the M2.5 takes the XRS peak within 5 min of its listed peak (SDAC 2.5554e-5 / 0.7).
+  m25 = next(f for f in flares if f.goes_class == "M2.5")
+  alone = frame_facts.flare_flux(m25, flare_list.FlareIndex(flares), xrs)
+  assert alone == pytest.approx(2.5554e-5 / 0.7, rel=1e-3)

@@ -3,7 +3,8 @@
 ``read_frame`` is the only door through which AIA files enter the dataset. It
 checks the header and the data before any expensive work, maps the image with
 one interpolation onto a square grid in which the solar disk is centred with a
-fixed radius and solar north is up, and divides by the exposure time (DN/s).
+fixed radius and solar north is up, and divides by the exposure time (DN/s)
+unless BUNIT says the file is in DN/s already (``aia_header.image_unit``).
 Every problem with a file raises ``BadFrameError`` with a stable ``reason``
 that the dataset builder counts in its report; no other exception type escapes
 for a bad file.
@@ -50,6 +51,7 @@ from astropy.time import Time
 from etils import epath
 from scipy import ndimage
 
+from solar_jax import errors
 from solar_jax.data import aia_header
 
 # Re-exported: callers catch ``aia.BadFrameError`` and count ``aia.REASONS``
@@ -70,7 +72,7 @@ MAX_ABS_DN = 1.0e6
 FITS_SUFFIXES = (".fits", ".fits.gz", ".fts", ".fts.gz", ".fit")
 
 
-class DegradationTableError(RuntimeError):
+class DegradationTableError(errors.UserError, RuntimeError):
   """The aiapy degradation correction table is not available (a set-up problem)."""
 
 
@@ -295,7 +297,8 @@ def _read_checked_bytes(
     geometry = aia_header.geometry(header, data.shape, source)
 
   image = _resample(data, geometry, image_size, radius_out)
-  image /= meta["exposure"]
+  if meta["unit"] == "DN":  # a file in DN/s (BUNIT) was divided by its exposure already
+    image /= meta["exposure"]
   if table is not None:
     image /= _degradation_factor(meta["time"], table, source)
   image = image.astype(np.float32)
@@ -535,6 +538,12 @@ def _header_from_meta(meta):
     if isinstance(value, str | int | float | bool) and len(key) <= 8:
       header[key.upper()] = value
   return header
+
+
+def check_correction_table(source) -> None:
+  """Loads the degradation table ``read_frame(degradation=True, correction_table=source)``
+  would use; ``DegradationTableError`` when there is none (before any file is read)."""
+  _correction_table(source)
 
 
 def _correction_table(source):

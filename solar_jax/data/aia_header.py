@@ -14,6 +14,7 @@ import datetime
 import math
 import re
 
+import astropy.units as u
 import numpy as np
 
 # Accepted 171 Å channel (WAVELNTH is an integer number of Å in AIA headers).
@@ -56,7 +57,13 @@ REASONS = (
   "too_large",  # the header claims an image beyond MAX_IMAGE_SIDE / MAX_HDU_DATA_BYTES
   "calibration",  # aiapy registration / degradation failed on this file
   "synthetic",  # SYNTHETIC (a model's sample) or SIMULATE (the demo archive): not observed
+  "img_type",  # IMG_TYPE other than LIGHT: a dark or other calibration frame, not the Sun
+  "unit",  # BUNIT names neither DN nor DN/s: the intensity cannot be put in DN/s
 )
+
+# IMG_TYPE values of frames that show the Sun. AIA also takes DARK frames (shutter
+# closed); those hold no solar signal. SYNTHETIC/SIMULATED are ``not_observed``'s.
+_SKY_IMG_TYPES = ("LIGHT", "SYNTHETIC", "SIMULATED")
 
 # Header cards that mark a frame as not observed: (keyword, values that mark it).
 _NOT_OBSERVED = (
@@ -129,6 +136,11 @@ def validate_header(header, source: str) -> tuple[dict, list[str]]:
   for key, value in names.items():
     if "AIA" not in value.upper():
       raise BadFrameError(source, "instrument", f"{key}={value!r}, not AIA")
+  img_type = _value(header, "IMG_TYPE", source)
+  if img_type is not None and str(img_type).strip().upper() not in _SKY_IMG_TYPES:
+    raise BadFrameError(
+      source, "img_type", f"IMG_TYPE={img_type!r}: only LIGHT frames show the Sun"
+    )
   wavelength = _get_float(header, "WAVELNTH", source)
   if wavelength != WAVELENGTH_ANGSTROM:
     raise BadFrameError(source, "wavelength", f"WAVELNTH={wavelength:g}, expected 171")
@@ -153,8 +165,36 @@ def validate_header(header, source: str) -> tuple[dict, list[str]]:
     level = 1.0
     notes.append("LVL_NUM missing, taken as 1")
   time = obs_time(header, source)
-  meta = dict(wavelength=wavelength, exposure=exposure, level=level, time=time)
+  unit = image_unit(header, source)
+  meta = dict(wavelength=wavelength, exposure=exposure, level=level, time=time, unit=unit)
   return meta, notes
+
+
+def image_unit(header, source: str) -> str:
+  """'DN' or 'DN/s': the unit of the pixels, from BUNIT.
+
+  Level-1 files hold DN (BUNIT 'DN', or no BUNIT): the reader divides by EXPTIME.
+  A file already divided by its exposure says so ('DN/s', 'DN / s' as sunpy writes
+  after ``m / m.exposure_time``, 'DN s-1'; counts alike): it is kept as it is, never
+  divided twice. Any other unit is 'unit' (``BadFrameError`` naming the card).
+  """
+  value = _value(header, "BUNIT", source)
+  if value is None or not str(value).strip():
+    return "DN"  # as in level-1 files
+  try:
+    unit = u.Unit(str(value).strip(), parse_strict="raise")
+  except (ValueError, TypeError):
+    unit = None
+  if unit in (u.DN, u.ct):
+    return "DN"
+  if unit in (u.DN / u.s, u.ct / u.s):
+    return "DN/s"
+  raise BadFrameError(
+    source,
+    "unit",
+    f"BUNIT={value!r} is neither DN (divided by EXPTIME here) nor DN/s (kept); "
+    "fix the card if the image is in one of them",
+  )
 
 
 _TIME_RE = re.compile(

@@ -31,6 +31,7 @@ import json
 import numpy as np
 from etils import epath
 
+from solar_jax import errors
 from solar_jax.data import frame_facts, goes, splits
 
 REPORT_NAME = "build_report.json"
@@ -62,6 +63,30 @@ _LIGHT_FACTS = (
 MAX_LISTED = 20
 
 
+class NoFramesError(errors.InputMismatchError):
+  """A build in which no file became an example; the message names the main reason."""
+
+
+def check_frames_kept(kept: int, skipped: list[dict], files_found: int, where: str) -> None:
+  """Raises ``NoFramesError`` when ``kept`` is 0, naming why the files were skipped.
+
+  An empty dataset is never a successful build: every later stage would fail on it
+  far from the cause.
+  """
+  if kept:
+    return
+  counts = collections.Counter(s["reason"] for s in skipped)
+  if not counts:
+    raise NoFramesError(f"{where}: no frame kept from {files_found} files; nothing was built")
+  reason, _ = counts.most_common(1)[0]
+  first = next(s for s in sorted(skipped, key=lambda s: s["file"]) if s["reason"] == reason)
+  reasons = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+  raise NoFramesError(
+    f"{where}: no frame kept, all {files_found} files were skipped ({reasons}); "
+    f"e.g. {first['file']}: {reason} ({first['detail']}); fix or replace these files"
+  )
+
+
 def skip(file: str, reason: str, detail: str) -> dict:
   """The record of a file that did not become an example."""
   return dict(kind="skip", file=file, reason=reason, detail=detail)
@@ -84,8 +109,10 @@ def write_json(path, value) -> None:
 
 
 def flare_list_entry(path, flares) -> dict:
-  """The report's ``flare_list``: file, rows, flares read, and each row left out with why."""
+  """The report's ``flare_list``: file, rows, flares read, each row left out with why, and
+  each row repaired (a midnight wrap: peak or end moved to the next day)."""
   rows = [dict(row=s.row, reason=s.reason, detail=s.detail) for s in flares.skipped]
+  repaired = [dict(row=r.row, detail=r.detail) for r in getattr(flares, "repaired", ())]
   return dict(
     file=str(path),
     rows=flares.rows,
@@ -93,6 +120,8 @@ def flare_list_entry(path, flares) -> dict:
     skipped_rows=len(rows),
     skipped_by_reason=dict(sorted(collections.Counter(r["reason"] for r in rows).items())),
     skipped=rows,
+    repaired_rows=len(repaired),
+    repaired=repaired,
   )
 
 
@@ -107,6 +136,12 @@ def input_problems(driver: dict) -> list[str]:
       f"rows left out ({reasons})"
     )
     lines += [f"  row {r['row']}: {r['detail']}" for r in flare_list["skipped"][:MAX_LISTED]]
+  if flare_list.get("repaired_rows"):
+    lines.append(
+      f"flare list {flare_list['file']}: {flare_list['repaired_rows']} rows repaired "
+      "(midnight wrap: peak or end on the next day)"
+    )
+    lines += [f"  row {r['row']}: {r['detail']}" for r in flare_list["repaired"][:MAX_LISTED]]
   lines += [
     f"GOES file {g['file']} left out: {g['detail']}" for g in driver.get("goes_skipped", [])
   ]

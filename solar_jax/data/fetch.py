@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import gzip
 import pathlib
 import re
 import sys
@@ -177,8 +178,59 @@ class Failures:
     self.count += len(errors)
 
 
+# What a downloaded file must start with, by its suffix: FITS ('SIMPLE  =', also
+# inside gzip), netCDF-3 ('CDF\x01', 64-bit offsets 'CDF\x02') or netCDF-4 (HDF5).
+# A server that fails often answers 200 with an HTML error page, which Fido saves
+# under the file's name; a rerun would then skip it as already downloaded.
+_FITS_MAGIC = (b"SIMPLE  =",)
+_NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"\x89HDF\r\n\x1a\n")
+_MAGIC_BY_SUFFIX = {
+  ".fits": _FITS_MAGIC,
+  ".fts": _FITS_MAGIC,
+  ".fit": _FITS_MAGIC,
+  ".nc": _NETCDF_MAGIC,
+}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def check_download(path) -> str | None:
+  """Why a downloaded file is not what its name says (None when it is).
+
+  FITS files (.fits, .fts, .fit, also gzip-compressed) must start with
+  'SIMPLE  =', netCDF files (.nc) with the netCDF-3 or HDF5 (netCDF-4) signature.
+  Other suffixes are not checked.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    return f"{path}: reported as downloaded but absent"
+  name = path.name.lower()
+  stem = name[:-3] if name.endswith(".gz") else name
+  magic = _MAGIC_BY_SUFFIX.get(pathlib.PurePath(stem).suffix)
+  if magic is None:
+    return None
+  try:
+    with open(path, "rb") as f:
+      head = f.read(16)
+      if name.endswith(".gz") or head.startswith(_GZIP_MAGIC):
+        if not head.startswith(_GZIP_MAGIC):
+          return f"{path}: not gzip data (starts with {head[:16]!r})"
+        f.seek(0)
+        with gzip.open(f) as inner:
+          head = inner.read(16)
+  except (OSError, EOFError) as e:
+    return f"{path}: cannot be read ({type(e).__name__}: {e})"
+  if not head.startswith(magic):
+    kind = "FITS" if magic is _FITS_MAGIC else "netCDF"
+    return f"{path}: not a {kind} file (starts with {head[:16]!r}: an error page?)"
+  return None
+
+
 def _download(service: str, results, directory: pathlib.Path, failures: Failures) -> list[str]:
   """Fido.fetch into ``directory``; the files written. Failed downloads go to ``failures``.
+
+  A file that is not what its name says (``check_download``: an HTML error page
+  saved as .fits or .nc) is removed and counted as a failed download, so a rerun
+  fetches it again instead of keeping it.
 
   Raises FetchError when every download failed (the network is gone).
   """
@@ -190,8 +242,16 @@ def _download(service: str, results, directory: pathlib.Path, failures: Failures
   errors = list(getattr(files, "errors", None) or [])
   if errors and not list(files):
     raise FetchError(f"no network: every download from {service} failed (first: {errors[0]})")
+  kept = []
+  for file in files:
+    problem = check_download(file)
+    if problem is None:
+      kept.append(file)
+    else:
+      pathlib.Path(file).unlink(missing_ok=True)
+      errors.append(f"{problem}; removed")
   failures.add(service, errors)
-  return list(files)
+  return kept
 
 
 def _file_num(service: str, found) -> int:

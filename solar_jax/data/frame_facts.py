@@ -8,9 +8,10 @@ series, all fluxes on the true scale (``goes``):
   ``FLUX_HALF_WINDOW`` of the frame (NaN without XRS coverage);
 * the flare the frame belongs to: the largest listed flare in progress
   (``start <= t <= end``), else the one that ended last within the association
-  lag before ``t``: its id, class as published, flux (the larger of the listed one and the XRS peak in
-  ``[start, end]``), start/peak/end, NOAA AR, and the frame's minutes after its
-  start and after its end;
+  lag before ``t``: its id, class as published, flux (``flare_flux``: the larger of
+  the listed one and the XRS peak within ``PEAK_HALF_WINDOW`` of the listed peak,
+  the listed one alone where another listed flare is in progress there),
+  start/peak/end, NOAA AR, and the frame's minutes after its start and after its end;
 * the next 24 hours ``(t, t + 24 h]``: the largest flux (listed peaks there and
   XRS samples there), the largest listed event, and whether XRS covers the
   whole window.
@@ -45,8 +46,12 @@ from solar_jax.data import flare_list, goes
 LABELS = configuration.DATA_LABELS
 FLUX_HALF_WINDOW = datetime.timedelta(minutes=5)
 NEXT_WINDOW = datetime.timedelta(hours=24)
-# Flares are looked up by peak within this of the frame (longer flares are not listed).
-_LONGEST_FLARE = datetime.timedelta(hours=12)
+# The XRS peak of a flare is looked for this close to its listed peak: lists give the
+# peak to the minute, from 1-min averages, and the detection modules' peaks of one
+# flare differ by a few minutes (merge_duplicates joins peaks within 6 min).
+PEAK_HALF_WINDOW = datetime.timedelta(minutes=5)
+# Flares are looked up by peak within this of the frame (longer flares are not read).
+_LONGEST_FLARE = flare_list.MAX_FLARE_DURATION
 
 # Stored fields (TFDS feature name -> kind): 'f' float32, 'i' int32, 's' text, 'b' bool.
 FIELDS = {
@@ -64,6 +69,27 @@ FIELDS = {
   "next24_event_id": "s",
   "next24_complete": "b",
 }
+
+
+def flare_flux(flare: flare_list.Flare, flares: flare_list.FlareIndex, xrs) -> float:
+  """A flare's peak flux (true scale): the listed one, or the XRS peak near the listed peak.
+
+  The XRS peak within ``PEAK_HALF_WINDOW`` of the listed peak refines the class
+  string (M2.5 is any flux in [2.5, 2.6) e-5) when it is larger, but only when no
+  other listed flare is in progress in that window: there the peak may be the
+  neighbour's (a C flare under an X flare's peak must not become X). Otherwise,
+  and without full XRS coverage of the window, the listed flux.
+  """
+  if xrs is None:
+    return flare.peak_flux
+  lo, hi = flare.peak - PEAK_HALF_WINDOW, flare.peak + PEAK_HALF_WINDOW
+  around = flares.peaking(lo - _LONGEST_FLARE, hi + _LONGEST_FLARE)
+  if any(f is not flare and f.start <= hi and f.end >= lo for f in around):
+    return flare.peak_flux
+  samples = xrs.window(lo, hi)
+  if samples is None or not len(samples):
+    return flare.peak_flux
+  return max(flare.peak_flux, float(samples.max()))
 
 
 def iso(time: datetime.datetime) -> str:
@@ -90,10 +116,7 @@ def frame_facts(
       flare = max(inside, key=lambda f: (f.peak_flux, -abs((f.peak - t).total_seconds())))
     else:  # else the one that ended last (its loops are the ones cooling through 171 Å)
       flare = max(cooling, key=lambda f: (f.end, f.peak_flux))
-    flux = flare.peak_flux
-    peak = None if xrs is None else xrs.window(flare.start, flare.end)
-    if peak is not None and len(peak):
-      flux = max(flux, float(peak.max()))
+    flux = flare_flux(flare, flares, xrs)
     facts.update(
       flare_event_id=flare.event_id,
       flare_class=flare.goes_class,

@@ -92,9 +92,30 @@ def _check_metadata(builder, data_config) -> None:
     )
 
 
+# Keys of the dataset's metadata.json that reading a split needs.
+REQUIRED_METADATA = ("classes", "num_folds", "association_lag_minutes")
+
+
 def metadata(builder) -> dict:
-  """The dataset's stored metadata (``simulated``, ``num_folds``, GOES scale, ...)."""
-  return dict(builder.info.metadata or {})
+  """The dataset's stored metadata (``simulated``, ``num_folds``, GOES scale, ...).
+
+  Raises ``errors.DamagedFileError`` naming metadata.json and the key when one of
+  ``REQUIRED_METADATA`` is absent or ``num_folds`` is not a positive integer.
+  """
+  meta = dict(builder.info.metadata or {})
+  path = epath.Path(builder.data_dir) / "metadata.json"
+  for key in REQUIRED_METADATA:
+    if key not in meta:
+      raise errors.DamagedFileError(
+        f"{path}: no {key!r} (keys: {sorted(meta)}); the file was edited or the dataset "
+        "comes from an older builder: rebuild it (tfds build tfds_builders/sdo_aia171)"
+      )
+  folds = meta["num_folds"]
+  if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
+    raise errors.DamagedFileError(
+      f"{path}: num_folds={folds!r} is not a positive integer; rebuild the dataset"
+    )
+  return meta
 
 
 def provenance(data_config) -> dict:

@@ -81,8 +81,13 @@ class SdoAia171Config(tfds.core.BuilderConfig):
     association_lag_minutes: a frame belongs to a flare from its start to
       this long after its end; ``data.cooling_lag_minutes`` chooses on read
       how much of it counts as flaring (at most this).
-    degradation: divide by aiapy's time-dependent degradation factor (on for
-      the research resolutions; a simulated archive has none to correct).
+    degradation: divide the frames of a real FITS archive by aiapy's
+      time-dependent degradation factor (171 Å lost about half its sensitivity
+      over the mission, so a multi-year archive without it drifts). On in every
+      named config; a simulated archive has no degradation and SDOML's frames are
+      corrected already, so neither is corrected here. A real archive is built
+      without it only when a config asks (``degradation=False``); without a
+      table (``DIR/calibration/`` or aiapy's cache) the build stops and says how.
     num_folds: month blocks (stored splits ``block0 ..``); folds on read.
     true_flux_lists_since: listed classes of flares from this day on are true
       fluxes, earlier ones carry the SWPC 0.7 scaling (``goes``).
@@ -91,7 +96,7 @@ class SdoAia171Config(tfds.core.BuilderConfig):
   image_size: int = 64
   disk_radius_px: float | None = None
   association_lag_minutes: float = 120.0
-  degradation: bool = False
+  degradation: bool = True
   num_folds: int = 10
   true_flux_lists_since: str = "2020-01-01"
 
@@ -109,18 +114,23 @@ class SdoAia171Config(tfds.core.BuilderConfig):
 
 
 def _config(size: int) -> SdoAia171Config:
-  # Degradation correction for the research resolutions: multi-year archives lose
-  # up to ~half the 171 Å sensitivity over the mission. The 64 px config keeps it off
-  # (the quickstart's demo and the tests; switch it on for real multi-year data).
-  degradation = size >= 128
+  # Degradation correction is decided by the archive, not the resolution: real FITS
+  # frames are corrected, a simulated archive (the demo) and SDOML are not (none to
+  # correct; corrected already).
   return SdoAia171Config(
     name=str(size),
     image_size=size,
-    degradation=degradation,
     description=(
       f"{size}x{size} px, disk radius 0.40*S, facts per frame, 10 month blocks, "
-      f"degradation correction {'on' if degradation else 'off'}"
+      "degradation correction of real FITS archives"
     ),
+  )
+
+
+def uncorrected_config_json(cfg: SdoAia171Config) -> str:
+  """The ``tfds build --config`` value that asks for ``cfg`` without degradation correction."""
+  return (
+    f'{{"name": "{cfg.name}_uncorrected", "image_size": {cfg.image_size}, "degradation": false}}'
   )
 
 
@@ -219,7 +229,10 @@ _FACT_DOCS = {
   "goes_flux": "median GOES 1-8 Å flux within 5 min of the frame, W m^-2, true scale (NaN: none)",
   "flare_event_id": "the flare the frame belongs to ('' none)",
   "flare_class": "its GOES class as published",
-  "flare_flux": "its peak flux, true scale: max(listed, XRS peak in [start, end])",
+  "flare_flux": (
+    "its peak flux, true scale: max(listed, XRS peak within 5 min of the listed peak); "
+    "the listed one where another listed flare is in progress there"
+  ),
   "flare_start": "its start, ISO UTC",
   "flare_peak": "its peak, ISO UTC",
   "flare_end": "its end, ISO UTC",
@@ -235,7 +248,7 @@ _FACT_DOCS = {
 class Builder(tfds.core.GeneratorBasedBuilder):
   """SDO/AIA 171 Å frames with GOES flare-class labels (manual download)."""
 
-  VERSION = tfds.core.Version("2.0.0")
+  VERSION = tfds.core.Version("2.1.0")
   RELEASE_NOTES = {
     "1.0.0": "Initial release: DN/s images, GOES class labels, month-block splits.",
     "2.0.0": (
@@ -245,6 +258,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       "day; flares from start to end (+ cooling lag), not +-30 min of the peak; stored splits "
       "are month blocks, folds with an embargo on read; near-duplicate events merged; "
       "degradation correction on at 128 px and above; metadata flags simulated archives."
+    ),
+    "2.1.0": (
+      "Flare-list rows checked (midnight wraps repaired, inverted or > 12 h rows skipped, "
+      "counted in the report); flare_flux from the XRS peak near the listed peak, not a "
+      "neighbour's; BUNIT decides the exposure division, IMG_TYPE other than LIGHT skipped; "
+      "degradation correction for every real FITS archive (any resolution), a build "
+      "without it only on request; a build that keeps no frame is an error."
     ),
   }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -309,8 +329,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     )
     super()._download_and_prepare(dl_manager=dl_manager, download_config=download_config)
     report = build_report.merge(self._parts_dir, self._report_settings(), clip=REFERENCE_CLIP_DN_S)
-    build_report.write(self.data_dir, report)
     logging.info("%s", build_report.format_report(report))
+    build_report.check_frames_kept(
+      sum(report["blocks"].values()),
+      report["skipped"]["files"],
+      report["files_found"],
+      f"sdo_aia171/{self.builder_config.name} from {report['manual_dir']}",
+    )
+    build_report.write(self.data_dir, report)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     cfg = self.builder_config
@@ -321,6 +347,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     store = sdoml.find_store(root)
     scan = self._scan_fits if store is None else functools.partial(_scan_sdoml, store=store)
     timed, skipped, found, source_entries = scan(root)
+    # Nothing left to read: stop before TFDS writes an empty dataset.
+    build_report.check_frames_kept(len(timed), skipped, found, f"sdo_aia171/{cfg.name} from {root}")
     simulated = (root / SIMULATED_MARKER).exists()
     index = flare_list.FlareIndex(flares)
     planned = collections.defaultdict(list)
@@ -355,11 +383,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       self.info.metadata.update(degradation=True, sdoml=source_entries["sdoml"])
     # A simulation has no degradation; SDOML's was corrected by its converter.
     degradation = cfg.degradation and not simulated and store is None
+    table = _checked_correction_table(root, cfg) if degradation else None
     settings = dict(
       image_size=cfg.image_size,
       disk_radius_px=cfg.disk_radius_px,
       degradation=degradation,
-      correction_table=_correction_table(root) if degradation else None,
+      correction_table=table,
       # The reader refuses simulated or synthetic frames unless the archive says it is one.
       accept_synthetic=simulated,
     )
@@ -454,6 +483,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           seen[result["time"]] = result["file"]
           yield result["file"], result["example"]
       light.append(build_report.light(result))
+    # TFDS cannot write a split without examples: say why none was kept, not that.
+    build_report.check_frames_kept(
+      len(seen),
+      [r for r in light if r["kind"] == "skip"],
+      len(items),
+      f"sdo_aia171/{self.builder_config.name}, stored split {split} (a month block)",
+    )
     build_report.write_split_part(self._parts_dir, split, light)
 
   def _beam_split(self, split: str, items: list[dict], settings: dict):
@@ -515,7 +551,7 @@ def _read_flares(root: pathlib.Path, since: datetime.datetime):
     )
   flares = flare_list.read_flare_list(present[0], true_flux_since=since)
   merged, count = flare_list.merge_duplicates(flares)
-  kept = flare_list.FlareList(merged, flares.skipped, flares.path, flares.rows)
+  kept = flare_list.FlareList(merged, flares.skipped, flares.path, flares.rows, flares.repaired)
   return kept, present[0], count
 
 
@@ -536,12 +572,40 @@ def _read_goes(root: pathlib.Path):
 
 
 def _primary_table(goes_dir: pathlib.Path):
-  """Rows (first day, last day, satellite) of ``goes/primary.csv`` when present."""
+  """Rows (first day, last day, satellite) of ``goes/primary.csv`` when present.
+
+  Raises ``goes.XRSError`` naming the file and line of a row that is not
+  ``YYYY-MM-DD,YYYY-MM-DD,<GOES number>`` with start <= end.
+  """
   path = goes_dir / "primary.csv"
   if not path.exists():
     return None
-  with path.open() as f:
-    return [(r["start"], r["end"], int(r["satellite"])) for r in csv.DictReader(f)]
+  how = "rows must be start,end,satellite (YYYY-MM-DD,YYYY-MM-DD,GOES number, start <= end)"
+  try:
+    with path.open(newline="") as f:
+      reader = csv.DictReader(f)
+      missing = [c for c in ("start", "end", "satellite") if c not in (reader.fieldnames or ())]
+      if missing:
+        raise goes.XRSError(
+          f"{path} line 1: no column {', '.join(missing)} (header {reader.fieldnames}); {how}"
+        )
+      rows = []
+      for row in reader:
+        line = reader.line_num
+        try:
+          start = datetime.date.fromisoformat(str(row["start"]).strip())
+          end = datetime.date.fromisoformat(str(row["end"]).strip())
+          satellite = int(str(row["satellite"]).strip())
+        except (TypeError, ValueError) as e:
+          raise goes.XRSError(f"{path} line {line}: {e}; {how}") from e
+        if end < start or satellite <= 0:
+          raise goes.XRSError(
+            f"{path} line {line}: start {start}, end {end}, satellite {satellite}; {how}"
+          )
+        rows.append((start.isoformat(), end.isoformat(), satellite))
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
+    raise goes.XRSError(f"{path}: cannot be read ({e}); {how}") from e
+  return rows
 
 
 def _scan_sdoml(root: pathlib.Path, store: dict):
@@ -573,3 +637,20 @@ def _correction_table(root: pathlib.Path):
   """A degradation table under ``DIR/calibration/`` if there is one, else aiapy's (network)."""
   tables = sorted((root / "calibration").glob("*response_table*.txt"))
   return str(tables[-1]) if tables else None
+
+
+def _checked_correction_table(root: pathlib.Path, cfg: SdoAia171Config):
+  """``_correction_table``, loaded once before any file is read; an error says how to go on."""
+  table = _correction_table(root)
+  try:
+    aia.check_correction_table(table)
+  except aia.DegradationTableError as e:
+    cause = e.__cause__ if e.__cause__ is not None else e
+    raise aia.DegradationTableError(
+      f"{root} is a real AIA archive: sdo_aia171/{cfg.name} corrects its degradation, and "
+      f"no aiapy response table is there ({type(cause).__name__}: {cause}). Put "
+      f"aia_V10_20201119_190000_response_table.txt (SolarSoft sdo/aia/response/) in "
+      f"{root / 'calibration'}/, or build without the correction: "
+      f"--config='{uncorrected_config_json(cfg)}'"
+    ) from e
+  return table
