@@ -100,6 +100,7 @@ def config_json_argv(argv: list[str]) -> list[str]:
     elif arg == "--config" and i + 1 < len(argv):
       value, i = argv[i + 1], i + 1
     if value is not None and value.lower().endswith(".json"):
+      value = os.path.expanduser(value)  # Not $VARS: the shell has expanded them once.
       configuration.from_json(value)
       arg = f"--config={configuration.__file__}:{value}"
     elif value is not None:

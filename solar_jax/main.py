@@ -7,6 +7,7 @@ Exit codes (``solar_jax.errors``): 0 done or preempted, 1 non-finite loss,
 
 from __future__ import annotations
 
+import os
 import sys
 
 import jax
@@ -74,7 +75,15 @@ def main(argv):
     config.mesh  # noqa: B018 - ml_collections reports a config file's load error on first use.
   except OSError as e:
     cli.fail(f"--config: cannot load the config file ({str(e).strip().splitlines()[-1].strip()}).")
-  configuration.expand_paths(config)  # ~ and $VARS in path fields (not expanded after '=').
+  # ~ and $VARS in the path fields (the shell does not expand ~ after '='); a stored
+  # config.json is data: only the fields set on the command line are expanded.
+  stored = config_flags.get_config_filename(FLAGS["config"]).lower().endswith(".json")
+  overrides = config_flags.get_override_values(FLAGS["config"])
+  configuration.expand_paths(
+    config, [f for f in configuration.PATH_FIELDS if not stored or f in overrides]
+  )
+  if "://" not in workdir:
+    workdir = os.path.expanduser(workdir)  # As the path fields; $VARS were the shell's.
   xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
   try:
     parallel.initialize(config)  # jax.distributed (when asked), then the config's values.
