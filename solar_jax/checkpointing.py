@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from solar_jax import errors
+from solar_jax import configuration, errors
 from solar_jax import workdir as wd
 
 
@@ -55,8 +55,17 @@ _DATA_MEANING = ("classes", "image_size", "channels", "clip_min", "clip_max")
 
 
 def parameter_meaning(config: dict) -> dict[str, Any]:
-  """``{"section.field": value}`` of the fields above, from a config as a dict (JSON types)."""
+  """``{"section.field": value}`` of the fields above, from a config as a dict (JSON types).
+
+  A field of ``configuration.DEFAULT_WHEN_ABSENT`` that a stored config lacks (it was
+  written before the field existed) counts with its default.
+  """
   config = json.loads(json.dumps(config, default=list))  # Tuples -> lists, as stored.
+  defaults = json.loads(configuration.to_json(configuration.default_config()))
+  for field in configuration.DEFAULT_WHEN_ABSENT:
+    section, key = field.split(".")
+    if isinstance(config.get(section), dict):
+      config[section].setdefault(key, defaults[section][key])
   fields = {f"model.{k}": v for k, v in config["model"].items() if k not in _MODEL_COMPUTE_ONLY}
   fields.update({f"diffusion.{k}": config["diffusion"].get(k) for k in _DIFFUSION_MEANING})
   fields.update({f"data.{k}": config["data"].get(k) for k in _DATA_MEANING})
@@ -119,9 +128,12 @@ class Checkpointer:
   def save(self, step: int, state: Any, meta: dict | None = None, *, force: bool = True) -> None:
     """Saves ``state`` at ``step``; refuses a non-finite state, keeping the last good one."""
     if not all_finite(state):
+      latest = self.latest_step()
+      kept = f"the last good checkpoint (step {latest}) is kept" if latest is not None else (
+        "no checkpoint had been saved yet"
+      )
       raise errors.NonFiniteError(
-        f"the train state at step {step} holds NaN or Inf; not saved, the last good "
-        f"checkpoint (step {self.latest_step()}) is kept."
+        f"the train state at step {step} holds NaN or Inf; not saved, {kept}."
       )
     meta = dict(meta or {}, step=int(step))
     self._manager.save(

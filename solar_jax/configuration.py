@@ -146,8 +146,8 @@ RANGES: dict[str, Range] = {
   "sampling.eta": FRACTION,
   "sampling.guidance_scale": NON_NEGATIVE,
   "sampling.batch_size": POSITIVE_INT,
-  "sampling.per_class": NON_NEGATIVE_INT,
-  "sampling.max_images": POSITIVE_INT,
+  "sampling.per_class": Range(0, 2**31 - 1, integer=True),  # Memory: sample.check_memory.
+  "sampling.max_images": Range(1, 2**31 - 1, integer=True),
   "sampling.seed": SEED,
   "evaluation.num_images": POSITIVE_INT,
   "evaluation.random_features_dim": POSITIVE_INT,

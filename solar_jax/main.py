@@ -40,12 +40,15 @@ def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
   What a failed run leaves behind: nothing is written before the inputs are
   checked; the lock is taken before config.json is touched, so a second run on
   a busy workdir changes nothing; a run that fails on a user error puts
-  config.json back as it was (removes it if there was none). A run stopped by a
+  config.json back as it was (removes it if there was none), and removes the
+  whole workdir (lock, empty folders) when this run created it and wrote nothing
+  else into it (``workdir.holds_nothing``). A run stopped by a
   non-finite loss keeps it: its checkpoints were made with that config.
   """
   pipeline.check_inputs(config, workdir, mode)
   config_path = wd.config_path(workdir)
   try:
+    created = not epath.Path(workdir).exists()
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     previous = config_path.read_text() if config_path.exists() else None
   except OSError as e:
@@ -56,7 +59,9 @@ def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
       entry_point(config, workdir)
     except errors.UserError:
       if parallel.is_main_process():
-        if previous is None:
+        if created and wd.holds_nothing(workdir):  # Ours, empty, and still locked.
+          epath.Path(workdir).rmtree(missing_ok=True)
+        elif previous is None:
           config_path.unlink(missing_ok=True)
         else:
           wd.write_text(config_path, previous)
@@ -98,6 +103,8 @@ def main(argv):
   except errors.Preempted as e:  # Saved and stopped as asked: success.
     logging.warning("%s", e)
     print(f"[solar_jax] {e}", file=sys.stderr, flush=True)
+  except KeyboardInterrupt:  # Ctrl-C outside training (there it stops like SIGTERM).
+    cli.fail("interrupted (SIGINT); rerun the same command: finished stages are reused.", 130)
   except Exception as e:
     code, failure = errors.exit_code(e), errors.environment_failure(e)
     if code is None:

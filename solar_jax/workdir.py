@@ -8,7 +8,8 @@ workdir/
   train_metrics.jsonl           one line per logged step (``history_path``)
   samples/<step>-<key>/         samples.npz, grid.png, fits/ (``samples_dir``); <key> names
                                 the sampler settings (``sample_key``): runs with other
-                                settings or another checkpoint never overwrite each other
+                                settings or another checkpoint never overwrite each other;
+                                COMPLETE, written last, says the set is whole
   export/<step>/                EMA weights, config.json, MODEL_CARD.md (``export_dir``)
   classifier/                   metrics.json, predictions.csv, runs/<regime>/seed_<s>/,
                                 synthetic/step_<step>.npz (``pool_path``)
@@ -112,6 +113,17 @@ def report_path(workdir) -> epath.Path:
   return epath.Path(workdir) / "report.md"
 
 
+def holds_nothing(workdir) -> bool:
+  """Whether ``workdir`` holds no file but ``.lock`` and ``config.json`` (folders may be empty)."""
+  root = epath.Path(workdir)
+  return all(p.name in (".lock", "config.json") and p.parent == root for p in files(root))
+
+
+def files(directory) -> list[epath.Path]:
+  """Every file under ``directory`` (epath: local or gs://, where ``glob('**')`` is refused)."""
+  return [top / name for top, _, names in epath.Path(directory).walk() for name in names]
+
+
 # --------------------------------------------------------------- steps ---
 
 
@@ -143,6 +155,7 @@ def require_checkpoint(workdir) -> epath.Path:
 
 
 _SAMPLES_NAME = re.compile(r"^(\d+)(?:-(.+))?$")  # <step> or <step>-<key>
+SAMPLES_COMPLETE = "COMPLETE"  # The last file of a keyed sample set (sample.sample_and_write).
 
 
 def sample_sets(workdir) -> list[tuple[int, str | None, epath.Path]]:
@@ -183,7 +196,14 @@ def latest_samples(workdir, config: ml_collections.ConfigDict | None = None) -> 
     raise errors.MissingInputError(
       f"no {root}/<step>-<sampler settings>/samples.npz: run --mode=sample (or --mode=train) first."
     )
-  return found[-1][2]
+  step, key, path = found[-1]
+  # Keyed sets end with COMPLETE; sets of the runs before keys (samples/<step>/) had none.
+  if key is not None and not (path.parent / SAMPLES_COMPLETE).exists():
+    raise errors.DamagedFileError(
+      f"{path.parent} is incomplete (no {SAMPLES_COMPLETE}: the run that wrote it stopped "
+      "before the end); run --mode=sample with these settings again, or delete the folder."
+    )
+  return path
 
 
 # ----------------------------------------------------------------- I/O ---
@@ -215,6 +235,33 @@ def write_bytes(path, data: bytes) -> None:
 
 def write_text(path, text: str) -> None:
   write_bytes(path, text.encode())
+
+
+def append_text(path, text: str) -> None:
+  """Appends ``text`` to ``path`` (a log such as train_metrics.jsonl) without following a link.
+
+  Locally the file is opened with ``O_APPEND | O_NOFOLLOW``; a symbolic link planted
+  at ``path`` is replaced by a new file holding ``text`` (its target is not touched).
+  On cloud storage, which cannot append, the file is rewritten whole.
+  """
+  path = epath.Path(path)
+  if not _is_local(path):
+    write_text(path, (path.read_text() if path.exists() else "") + text)
+    return
+  try:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+  except OSError as e:
+    if e.errno != errno.ELOOP:
+      raise
+    write_text(path, text)  # Replaces the link.
+    return
+  with os.fdopen(fd, "a") as f:
+    f.write(text)
+
+
+def is_link(path) -> bool:
+  """Whether ``path`` is a local symbolic link (cloud storage has none)."""
+  return _is_local(path) and os.path.islink(os.fspath(path))
 
 
 def write_json(path, tree) -> None:

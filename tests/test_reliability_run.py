@@ -260,3 +260,269 @@ def test_tilde_expands_in_workdir(tmp_path, monkeypatch, recorded):
   assert recorded[-1][2] == str(tmp_path / "home" / "runs" / "a")
   assert (tmp_path / "home" / "runs" / "a" / "config.json").exists()
   assert not (tmp_path / "~").exists()
+
+
+# ------------------- a trained run in a non-ASCII workdir, with planted links ---
+
+OUTSIDE = "the user's own file"
+
+
+def _planted(outside, name):
+  target = outside / name
+  target.write_text(OUTSIDE)
+  return target
+
+
+@pytest.fixture(scope="module")
+def trained(env, tmp_path_factory):
+  """A run trained to its end in ``.../wörk dir/run`` by the real command line, with links
+  planted (before it started) where it writes its history, loss curve, grid and a FITS."""
+  root = tmp_path_factory.mktemp("links")
+  outside = root / "outside"
+  outside.mkdir()
+  workdir = root / "wörk dir" / "run"
+  key = _sample_key()
+  grid_dir = workdir / "samples" / f"{rel.STEPS}-{key}"
+  (grid_dir / "fits").mkdir(parents=True)
+  links = {
+    workdir / "train_metrics.jsonl": _planted(outside, "history"),
+    workdir / "loss_curve.png": _planted(outside, "curve"),
+    grid_dir / "grid.png": _planted(outside, "grid"),
+    grid_dir / "fits" / "synthetic_00000_A.fits": _planted(outside, "fits"),
+  }
+  for link, target in links.items():
+    link.symlink_to(target)
+  result = rel._run(env, workdir, "--config.training.num_sample_images=5")
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir, links, grid_dir
+
+
+def _sample_key(**sampling):
+  from solar_jax import workdir as wd
+
+  config = tiny.get_config()
+  config.sampling.update(sampling)
+  return wd.sample_key(config)
+
+
+def test_writes_replace_planted_links_and_never_write_through(trained):
+  workdir, links, grid_dir = trained
+  for link, target in links.items():
+    assert target.read_text() == OUTSIDE, link  # The target is unchanged,
+    assert not link.is_symlink(), link  # and the run's own file stands in its place.
+  assert rel._history(workdir) == list(range(1, rel.STEPS + 1))
+  assert (grid_dir / "grid.png").read_bytes()[:4] == b"\x89PNG"
+  assert (grid_dir / "COMPLETE").exists()
+
+
+def _ckptsrc(fits_file) -> str:
+  from astropy.io import fits
+
+  with fits.open(fits_file) as hdul:
+    return hdul[0].header["CKPTSRC"]
+
+
+def test_a_non_ascii_workdir_samples_and_records_its_path(trained, env):
+  import urllib.parse
+
+  import sunpy.map
+
+  workdir, _, grid_dir = trained
+  at_end = sorted((grid_dir / "fits").glob("*.fits"))
+  assert len(at_end) == 5  # End of --mode=train.
+  assert urllib.parse.unquote(_ckptsrc(at_end[0])) == str(workdir)
+  result = rel._run(env, workdir, "--mode=sample", "--config.sampling.seed=3", module=True)
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = workdir / "samples" / f"{rel.STEPS}-{_sample_key(seed=3)}"
+  files = sorted((out / "fits").glob("*.fits"))
+  assert len(files) == sum(tiny.get_config().sampling.per_class)
+  assert json.loads((out / "COMPLETE").read_text())["images"] == len(files)
+  header = sunpy.map.Map(files[0]).meta
+  assert urllib.parse.unquote(header["ckptsrc"]) == str(workdir)
+  assert all(ord(c) < 128 for c in header["ckptsrc"])
+
+
+# ------------------------------------------- 6. half-written outputs ---
+
+
+def test_an_incomplete_sample_set_is_refused_by_evaluate(trained, tmp_path):
+  import shutil
+
+  from solar_jax import report
+  from solar_jax import workdir as wd
+
+  copy = tmp_path / "run"
+  shutil.copytree(trained[0], copy, ignore=shutil.ignore_patterns(".lock"))
+  config = configuration.from_json(copy / "config.json")  # The last command's settings.
+  samples = wd.samples_dir(copy, rel.STEPS, wd.sample_key(config))
+  (samples / "COMPLETE").unlink()  # As a sampler killed before its end leaves it.
+  code, stderr = cli(
+    f"--config={copy / 'config.json'}",
+    f"--workdir={copy}",
+    "--mode=evaluate",
+    "--config.evaluation.extractors=('random',)",
+  )
+  assert code == 2
+  line = error_line(stderr)
+  assert "is incomplete" in line and samples.name in line and "--mode=sample" in line
+  assert "## Samples" not in report.build_report(config, copy)  # Not shown as a result.
+
+
+@pytest.fixture(scope="module")
+def exported(trained, env):
+  workdir = trained[0]
+  result = rel._run(env, workdir, "--mode=export", module=True)
+  assert result.returncode == 0, result.stderr[-3000:]
+  export = workdir / "export" / str(rel.STEPS)
+  meta = json.loads((export / "export.json").read_text())
+  assert meta["files"] and meta["step"] == rel.STEPS
+  return export
+
+
+def _cut(path):
+  path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _largest_weights(export):
+  return max((p for p in (export / "params").rglob("*") if p.is_file()), key=os.path.getsize)
+
+
+def _other_model(export):
+  config = configuration.from_json(export / "config.json")
+  config.model.base_channels = 32
+  (export / "config.json").write_text(configuration.to_json(config))
+
+
+@pytest.mark.parametrize(
+  "damage, named",
+  [
+    (lambda e: _cut(e / "export.json"), "export.json is damaged"),
+    (lambda e: __import__("shutil").rmtree(e / "params"), "params is missing"),
+    (lambda e: _cut(_largest_weights(e)), "is truncated"),
+    (lambda e: (e / "config.json").unlink(), "config.json is missing"),
+    (_other_model, "config.json is not the config the weights were exported with"),
+  ],
+)
+def test_a_damaged_export_is_one_line_and_a_typed_error(exported, tmp_path, damage, named):
+  import shutil
+
+  import solar_jax
+
+  export = tmp_path / "export"
+  shutil.copytree(exported, export)
+  damage(export)
+  new = tmp_path / "new"
+  code, stderr = cli(
+    f"--config={exported / 'config.json'}",
+    f"--workdir={new}",
+    "--mode=sample",
+    f"--config.sampling.checkpoint={export}",
+  )
+  assert code == 2
+  line = error_line(stderr)
+  assert named in line and str(export) in line, line
+  assert not new.exists()
+  with pytest.raises(errors.DamagedFileError, match=named):
+    solar_jax.generate(export, classes="X", n=1)
+
+
+def test_weights_that_fail_to_load_leave_no_new_workdir(exported, tmp_path):
+  import shutil
+
+  export = tmp_path / "old_export"  # Written before export.json listed the file sizes.
+  shutil.copytree(exported, export)
+  meta = json.loads((export / "export.json").read_text())
+  del meta["files"]
+  (export / "export.json").write_text(json.dumps(meta))
+  _cut(_largest_weights(export))
+  new = tmp_path / "new"
+  code, stderr = cli(
+    f"--config={exported / 'config.json'}",
+    f"--workdir={new}",
+    "--mode=sample",
+    f"--config.sampling.checkpoint={export}",
+  )
+  assert code == 2
+  assert "cannot be read as the weights" in error_line(stderr)
+  assert not new.exists()  # No .lock, no samples/ folder, no config.json.
+
+
+def test_an_export_from_before_a_model_field_loads_with_its_default(
+  exported, tmp_path, monkeypatch
+):
+  import shutil
+
+  import jax
+
+  from solar_jax import api, parallel, sample
+
+  export = tmp_path / "older"
+  shutil.copytree(exported, export)
+  stored = json.loads((export / "config.json").read_text())
+  del stored["model"]["name"]  # As if model.name came after this export ('unet' before).
+  (export / "config.json").write_text(json.dumps(stored))
+  meta = json.loads((export / "export.json").read_text())
+  (export / "export.json").write_text(json.dumps({"step": meta["step"], "format": meta["format"]}))
+  with pytest.raises(errors.ConfigError, match="model.name is missing"):
+    api._config_for(export)  # noqa: SLF001 - not (yet) a field that may be absent.
+  monkeypatch.setattr(
+    configuration, "DEFAULT_WHEN_ABSENT", (*configuration.DEFAULT_WHEN_ABSENT, "model.name")
+  )
+  config = api._config_for(export)  # noqa: SLF001
+  assert config.model.name == "unet"
+  config.sampling.checkpoint = str(export)
+  mesh = parallel.create_mesh(config.mesh)
+  with jax.set_mesh(mesh):
+    params, step = sample.load_inference_params(export, config, mesh=mesh)
+  assert step == rel.STEPS and jax.tree.leaves(params)
+
+
+# ------------------------------------------------ 9. bounds and endings ---
+
+
+def test_sample_counts_beyond_memory_are_refused_before_allocation(tmp_path, exported):
+  import solar_jax
+
+  workdir = tmp_path / "run"
+  code, stderr = cli(
+    f"--config={TINY}",
+    f"--workdir={workdir}",
+    "--mode=sample",
+    "--config.sampling.per_class=(100000000,1,1,1,1)",
+  )
+  assert code == 2
+  line = error_line(stderr)
+  assert "GiB" in line and "sampling.per_class" in line
+  assert not workdir.exists()
+  with pytest.raises(errors.ConfigError, match="GiB"):
+    solar_jax.generate(exported, classes="X", n=10**9)
+
+
+def test_sigint_saves_the_current_step_and_exits_like_a_preemption(env, tmp_path):
+  workdir = tmp_path / "run"
+  endless = ("--config.training.num_steps=100000", "--config.training.checkpoint_every=100000")
+  log = tmp_path / "run.log"
+  proc = rel._start(env, workdir, log, *endless)
+  rel._wait_for(lambda: len(rel._history(workdir)) >= 2, proc, log)
+  proc.send_signal(signal.SIGINT)
+  assert proc.wait(timeout=rel.TIMEOUT_S) == 0, log.read_text()[-3000:]
+  text = log.read_text()
+  assert "Traceback" not in text and "KeyboardInterrupt" not in text
+  last = rel._history(workdir)[-1]
+  assert rel._steps(workdir) == [last]
+  assert f"stopped at step {last} on an interrupt (SIGINT)" in text.strip().splitlines()[-1]
+
+
+def test_a_non_finite_loss_on_a_fresh_run_names_no_step_none(env, tmp_path):
+  workdir = tmp_path / "run"
+  result = rel._run(
+    env,
+    workdir,
+    "--config.training.learning_rate=1e30",
+    "--config.training.warmup_steps=0",
+    "--config.training.checkpoint_every=100",
+  )
+  assert result.returncode == 1
+  line = rel._error_line(result)
+  assert "non-finite loss or gradient at step" in line
+  assert "None" not in line and "no checkpoint had been saved yet" in line
