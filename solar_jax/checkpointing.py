@@ -129,8 +129,10 @@ class Checkpointer:
     """Saves ``state`` at ``step``; refuses a non-finite state, keeping the last good one."""
     if not all_finite(state):
       latest = self.latest_step()
-      kept = f"the last good checkpoint (step {latest}) is kept" if latest is not None else (
-        "no checkpoint had been saved yet"
+      kept = (
+        f"the last good checkpoint (step {latest}) is kept"
+        if latest is not None
+        else ("no checkpoint had been saved yet")
       )
       raise errors.NonFiniteError(
         f"the train state at step {step} holds NaN or Inf; not saved, {kept}."

@@ -495,7 +495,11 @@ def _typed(value, default, ref_type, field: str, origin: str):
   if value is None and default is None:
     return None  # A typed placeholder, unset.
   want, types = _expected(default, ref_type)
-  ok = types is not None and isinstance(value, types) and (types is bool or not isinstance(value, bool))
+  ok = (
+    types is not None
+    and isinstance(value, types)
+    and (types is bool or not isinstance(value, bool))
+  )
   if not ok:
     raise ConfigError(
       f"{origin}: {field} must be {want}, not {_json_type(value)} ({json.dumps(value)})."

@@ -202,4 +202,3 @@ def check_local_batch(batch_size: int, mesh: Mesh) -> int:
 
 def is_main_process() -> bool:
   return jax.process_index() == 0
-

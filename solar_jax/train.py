@@ -287,8 +287,7 @@ class _LogWindow:
         "training.warmup_steps) and run again"
       )
       raise errors.NonFiniteError(
-        f"non-finite loss or gradient at step {int(scalars[_FIRST_BAD])}; training "
-        f"stopped; {kept}."
+        f"non-finite loss or gradient at step {int(scalars[_FIRST_BAD])}; training stopped; {kept}."
       )
     now = time.time()
     scalars = {k: v / self.count for k, v in scalars.items() if k != _FIRST_BAD}

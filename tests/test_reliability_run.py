@@ -92,9 +92,7 @@ def _numeric_leaves(config: ml_collections.ConfigDict, prefix=""):
     numbers = value if isinstance(value, tuple) else (value,)
     if value is None and kind in (int, float):
       yield field, value
-    elif numbers and all(
-      isinstance(v, int | float) and not isinstance(v, bool) for v in numbers
-    ):
+    elif numbers and all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
       yield field, value
 
 
@@ -124,7 +122,7 @@ def _set(stored, field, value):
 @pytest.mark.parametrize("field", sorted(configuration.RANGES))
 def test_nan_and_inf_are_refused_for_every_numeric_field(tmp_path, field):
   for value in (math.nan, math.inf, -math.inf):
-    path = write_config(tmp_path / "c.json", edit=lambda s: _set(s, field, value))
+    path = write_config(tmp_path / "c.json", edit=lambda s, v=value: _set(s, field, v))
     code, stderr = cli(f"--config={path}", f"--workdir={tmp_path / 'run'}")
     assert code == 2, (field, value, stderr[-2000:])
     assert field in error_line(stderr), (field, value)
@@ -226,16 +224,14 @@ def test_a_stored_config_is_not_expanded_and_the_secret_never_written(
   workdir = tmp_path / "run"
   code, stderr = cli(f"--config={path}", f"--workdir={workdir}", "--mode=sample")
   assert code == 0, stderr[-2000:]
-  (mode, config, _), = recorded
+  ((mode, config, _),) = recorded
   assert config.data.data_dir == planted and config.sampling.checkpoint == "~/${SECRET_TOKEN}"
   written = (workdir / "config.json").read_text()
   assert "hunter2" not in written and "hunter2" not in stderr
   assert json.loads(written)["data"]["data_dir"] == planted
   # What the command line sets is expanded, as for a config file.
   monkeypatch.setenv("HOME", str(tmp_path / "home"))
-  code, stderr = cli(
-    f"--config={path}", f"--workdir={workdir}", "--config.data.data_dir=~/tfds"
-  )
+  code, stderr = cli(f"--config={path}", f"--workdir={workdir}", "--config.data.data_dir=~/tfds")
   assert code == 0, stderr[-2000:]
   assert recorded[-1][1].data.data_dir == str(tmp_path / "home" / "tfds")
 
