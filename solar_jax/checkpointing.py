@@ -55,7 +55,17 @@ _DATA_MEANING = ("classes", "image_size", "channels", "clip_min", "clip_max")
 
 
 def parameter_meaning(config: dict) -> dict[str, Any]:
-  """``{"section.field": value}`` of the fields above, from a config as a dict (JSON types)."""
+  """``{"section.field": value}`` of the fields above, from a config as a dict (JSON types).
+
+  A field of ``configuration.DEFAULT_WHEN_ABSENT`` that a stored config lacks (it was
+  written before the field existed) counts with its default.
+  """
+  config = json.loads(json.dumps(config, default=list))  # Tuples -> lists, as stored.
+  defaults = json.loads(configuration.to_json(configuration.default_config()))
+  for field in configuration.DEFAULT_WHEN_ABSENT:
+    section, key = field.split(".")
+    if isinstance(config.get(section), dict):
+      config[section].setdefault(key, defaults[section][key])
   fields = ("model.*", *(f"diffusion.{k}" for k in _DIFFUSION_MEANING))
   fields += tuple(f"data.{k}" for k in _DATA_MEANING)
   return configuration.depends_on(
@@ -119,9 +129,14 @@ class Checkpointer:
   def save(self, step: int, state: Any, meta: dict | None = None, *, force: bool = True) -> None:
     """Saves ``state`` at ``step``; refuses a non-finite state, keeping the last good one."""
     if not all_finite(state):
+      latest = self.latest_step()
+      kept = (
+        f"the last good checkpoint (step {latest}) is kept"
+        if latest is not None
+        else ("no checkpoint had been saved yet")
+      )
       raise errors.NonFiniteError(
-        f"the train state at step {step} holds NaN or Inf; not saved, the last good "
-        f"checkpoint (step {self.latest_step()}) is kept."
+        f"the train state at step {step} holds NaN or Inf; not saved, {kept}."
       )
     meta = dict(meta or {}, step=int(step))
     self._manager.save(

@@ -112,7 +112,8 @@ def load_config(value: str | None):
       "a module on PYTHONPATH, or a run's config.json."
     )
   if value.lower().endswith(".json"):
-    return configuration.from_json(value)
+    # The path as given, but ~ (not $VARS: the shell has expanded them once).
+    return configuration.from_json(os.path.expanduser(value))
   return configuration.load_module_config(value)
 
 

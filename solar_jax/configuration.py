@@ -7,9 +7,11 @@ what is allowed, so a bad run fails in seconds instead of after compiling.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import json
+import math
 import os
 import pathlib
 import pkgutil
@@ -59,14 +61,165 @@ MODES = ("train", "sample", "evaluate", "classify", "all", "export")
 PATH_FIELDS = ("data.data_dir", "evaluation.inception_weights", "sampling.checkpoint")
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+  """The values a numeric field may take: finite, an integer where ``integer``, within
+  ``[lo, hi]`` (bounds excluded where ``open_lo``/``open_hi``; None: unbounded)."""
+
+  lo: float | None = None
+  hi: float | None = None
+  integer: bool = False
+  open_lo: bool = False
+  open_hi: bool = False
+
+  def holds(self, value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+      return False
+    if self.integer and not isinstance(value, int):
+      return False
+    if not math.isfinite(value):
+      return False
+    if self.lo is not None and (value <= self.lo if self.open_lo else value < self.lo):
+      return False
+    return self.hi is None or (value < self.hi if self.open_hi else value <= self.hi)
+
+  def describe(self) -> str:
+    kind = "an integer" if self.integer else "a finite number"
+    if self.lo is not None and self.hi is not None:
+      left, right = "(" if self.open_lo else "[", ")" if self.open_hi else "]"
+      return f"{kind} in {left}{self.lo:g}, {self.hi:g}{right}"
+    if self.integer and self.lo == 1 and not self.open_lo:
+      return "a positive integer"
+    if self.lo is not None:
+      return f"{kind} {'>' if self.open_lo else '>='} {self.lo:g}"
+    return kind
+
+
+POSITIVE_INT = Range(1, integer=True)
+NON_NEGATIVE_INT = Range(0, integer=True)
+POSITIVE = Range(0, open_lo=True)
+NON_NEGATIVE = Range(0)
+FRACTION = Range(0, 1)  # [0, 1]
+SEED = Range(0, 2**32 - 1, integer=True)
+
+# Every numeric field of configs/default.py and the values it may take, checked by
+# ``validate`` (a tuple field: each element). NaN and Inf are never allowed. Limits
+# that depend on another field (sampling.num_steps <= diffusion.num_timesteps, batch
+# sizes over the mesh, clip_min < clip_max) are checked after this table.
+RANGES: dict[str, Range] = {
+  "seed": SEED,
+  "data.image_size": POSITIVE_INT,
+  "data.channels": POSITIVE_INT,
+  "data.cooling_lag_minutes": NON_NEGATIVE,
+  "data.fold": NON_NEGATIVE_INT,
+  "data.embargo_days": NON_NEGATIVE,
+  "data.clip_min": POSITIVE,
+  "data.clip_max": POSITIVE,
+  "data.clip_max_quantile": Range(0, 1, open_hi=True),
+  "data.shuffle_buffer": POSITIVE_INT,
+  "data.prefetch": NON_NEGATIVE_INT,
+  "model.base_channels": POSITIVE_INT,
+  "model.channel_mult": POSITIVE_INT,
+  "model.num_res_blocks": POSITIVE_INT,
+  "model.attention_resolutions": POSITIVE_INT,
+  "model.num_heads": POSITIVE_INT,
+  "model.dropout": FRACTION,
+  "model.num_groups": POSITIVE_INT,
+  "diffusion.num_timesteps": POSITIVE_INT,
+  "diffusion.beta_start": Range(0, 1, open_lo=True, open_hi=True),
+  "diffusion.beta_end": Range(0, 1, open_lo=True, open_hi=True),
+  "diffusion.cosine_s": POSITIVE,
+  "diffusion.label_dropout": FRACTION,
+  "diffusion.min_snr_gamma": POSITIVE,
+  "training.batch_size": POSITIVE_INT,
+  "training.num_steps": POSITIVE_INT,
+  "training.learning_rate": POSITIVE,
+  "training.warmup_steps": NON_NEGATIVE_INT,
+  "training.weight_decay": NON_NEGATIVE,
+  "training.grad_clip": NON_NEGATIVE,
+  "training.ema_decay": FRACTION,
+  "training.log_every": POSITIVE_INT,
+  "training.checkpoint_every": POSITIVE_INT,
+  "training.keep_checkpoints": POSITIVE_INT,
+  "training.sample_every": NON_NEGATIVE_INT,
+  "training.num_sample_images": NON_NEGATIVE_INT,
+  "sampling.num_steps": POSITIVE_INT,
+  "sampling.eta": FRACTION,
+  "sampling.guidance_scale": NON_NEGATIVE,
+  "sampling.batch_size": POSITIVE_INT,
+  "sampling.per_class": Range(0, 2**31 - 1, integer=True),  # Memory: sample.check_memory.
+  "sampling.max_images": Range(1, 2**31 - 1, integer=True),
+  "sampling.seed": SEED,
+  "evaluation.num_images": POSITIVE_INT,
+  "evaluation.random_features_dim": POSITIVE_INT,
+  "evaluation.batch_size": POSITIVE_INT,
+  "evaluation.kid_bootstrap": POSITIVE_INT,
+  "evaluation.nearest_k": POSITIVE_INT,
+  "evaluation.num_clusters": Range(2, integer=True),
+  "evaluation.memorisation_train_images": NON_NEGATIVE_INT,
+  "evaluation.flare_kernel_dns": POSITIVE,
+  "classifier.stage_sizes": POSITIVE_INT,
+  "classifier.width": POSITIVE_INT,
+  "classifier.stem_stride": POSITIVE_INT,
+  "classifier.dropout": FRACTION,
+  "classifier.batch_size": POSITIVE_INT,
+  "classifier.num_steps": POSITIVE_INT,
+  "classifier.learning_rate": POSITIVE,
+  "classifier.weight_decay": NON_NEGATIVE,
+  "classifier.eval_every": NON_NEGATIVE_INT,
+  "classifier.seeds": SEED,
+  "classifier.focal_gamma": NON_NEGATIVE,
+  "classifier.augment_rotation_deg": Range(0, 180),
+  "classifier.augment_intensity": NON_NEGATIVE,
+  "classifier.synthetic_ratio": NON_NEGATIVE,
+  "classifier.ratio_grid": NON_NEGATIVE,
+  "classifier.guidance_scale": NON_NEGATIVE,  # None: sampling.guidance_scale.
+  "classifier.guidance_grid": NON_NEGATIVE,
+  "classifier.sampling_steps": POSITIVE_INT,  # None: sampling.num_steps.
+  "classifier.num_pools": POSITIVE_INT,
+  "classifier.bootstrap_samples": Range(100, integer=True),  # The 2.5/97.5 percentiles need it.
+  "mesh.data": Range(-1, integer=True),  # -1: all devices / fsdp; 0 is refused by mesh_shape.
+  "mesh.fsdp": POSITIVE_INT,
+  "mesh.num_processes": POSITIVE_INT,  # None: JAX_NUM_PROCESSES or the scheduler's.
+  "mesh.process_id": NON_NEGATIVE_INT,
+}
+
+
+# The numeric fields whose default is an unset placeholder (None).
+NULLABLE = (
+  "classifier.guidance_scale",
+  "classifier.sampling_steps",
+  "mesh.num_processes",
+  "mesh.process_id",
+)
+
+
+def _lookup(config, field: str):
+  for part in field.split("."):
+    config = config[part]
+  return config
+
+
+def _check_ranges(config) -> None:
+  """Every ``RANGES`` field holds allowed values (None only where the default is a
+  placeholder); raises ConfigError naming the first that does not."""
+  for field, allowed in RANGES.items():
+    value = _lookup(config, field)
+    if value is None and field in NULLABLE:
+      continue  # An unset placeholder: its default is None and None has a meaning.
+    values = value if isinstance(value, tuple | list) else (value,)
+    for v in values:
+      if not allowed.holds(v):
+        raise ConfigError(f"{field}={_show(value)} must be {allowed.describe()}.")
+
+
+def _show(value) -> str:
+  return repr(tuple(value) if isinstance(value, list) else value)
+
+
 def _choice(value, field: str, allowed) -> None:
   if value not in allowed:
     raise ConfigError(f"{field}={value!r} is not one of {', '.join(map(repr, allowed))}.")
-
-
-def _positive(value, field: str) -> None:
-  if not value > 0:
-    raise ConfigError(f"{field}={value!r} must be positive.")
 
 
 def _in_range(value, field: str, lo, hi) -> None:
@@ -92,25 +245,12 @@ def mesh_shape(mesh_config, num_devices: int) -> tuple[int, int]:
 
 def _validate_data(data) -> None:
   _choice(data.builder_config, "data.builder_config", BUILDER_CONFIGS)
-  _positive(data.image_size, "data.image_size")
-  _positive(data.channels, "data.channels")
   if not 0 < data.clip_min < data.clip_max:
     raise ConfigError(
       f"data.clip_min={data.clip_min} and data.clip_max={data.clip_max} must satisfy "
       "0 < clip_min < clip_max."
     )
   _choice(data.label, "data.label", DATA_LABELS)
-  if not 0 <= data.clip_max_quantile < 1:
-    raise ConfigError(f"data.clip_max_quantile={data.clip_max_quantile} must lie in [0, 1).")
-  if data.fold < 0:
-    raise ConfigError(f"data.fold={data.fold} must be >= 0 (and below the dataset's folds).")
-  if data.embargo_days < 0:
-    raise ConfigError(f"data.embargo_days={data.embargo_days} must be >= 0.")
-  if data.cooling_lag_minutes < 0:
-    raise ConfigError(f"data.cooling_lag_minutes={data.cooling_lag_minutes} must be >= 0.")
-  _positive(data.shuffle_buffer, "data.shuffle_buffer")
-  if data.prefetch < 0:
-    raise ConfigError(f"data.prefetch={data.prefetch} must be >= 0.")
   if len(data.classes) < 2:
     raise ConfigError(f"data.classes={data.classes!r} needs at least two classes.")
 
@@ -130,12 +270,7 @@ def _validate_model(data, model) -> None:
       f"data.builder_config={data.builder_config!r} (the input pipeline averages "
       "stored pixels in blocks of builder_config / image_size)."
     )
-  _positive(model.num_groups, "model.num_groups")
-  _positive(model.base_channels, "model.base_channels")
-  _positive(model.num_res_blocks, "model.num_res_blocks")
-  _positive(model.num_heads, "model.num_heads")
   _choice(model.dtype, "model.dtype", DTYPES)
-  _in_range(model.dropout, "model.dropout", 0.0, 1.0)
   sides = {data.image_size // 2**i for i in range(len(model.channel_mult))}
   for side in model.attention_resolutions:
     if side not in sides:
@@ -148,23 +283,12 @@ def _validate_model(data, model) -> None:
 def _validate_diffusion_and_training(diffusion, training) -> None:
   _choice(diffusion.schedule, "diffusion.schedule", SCHEDULES)
   _choice(diffusion.prediction, "diffusion.prediction", PREDICTIONS)
-  _positive(diffusion.num_timesteps, "diffusion.num_timesteps")
-  _in_range(diffusion.label_dropout, "diffusion.label_dropout", 0.0, 1.0)
   _choice(diffusion.loss_weighting, "diffusion.loss_weighting", LOSS_WEIGHTINGS)
-  _positive(diffusion.min_snr_gamma, "diffusion.min_snr_gamma")
   if diffusion.schedule == "linear" and not 0 < diffusion.beta_start < diffusion.beta_end < 1:
     raise ConfigError(
       f"diffusion.beta_start={diffusion.beta_start} and diffusion.beta_end="
       f"{diffusion.beta_end} must satisfy 0 < beta_start < beta_end < 1."
     )
-
-  for field in ("batch_size", "num_steps", "log_every", "checkpoint_every", "keep_checkpoints"):
-    _positive(training[field], f"training.{field}")
-  _positive(training.learning_rate, "training.learning_rate")
-  _in_range(training.ema_decay, "training.ema_decay", 0.0, 1.0)
-  for field in ("warmup_steps", "sample_every", "grad_clip", "num_sample_images", "weight_decay"):
-    if training[field] < 0:
-      raise ConfigError(f"training.{field}={training[field]} must be >= 0.")
 
 
 def _validate_sampling(config) -> None:
@@ -173,20 +297,11 @@ def _validate_sampling(config) -> None:
   _choice(sampling.spacing, "sampling.spacing", SPACINGS)
   _choice(sampling.counts, "sampling.counts", SAMPLE_COUNTS)
   _in_range(sampling.num_steps, "sampling.num_steps", 1, diffusion.num_timesteps)
-  _in_range(sampling.eta, "sampling.eta", 0.0, 1.0)
-  for name, scale in (
-    ("sampling.guidance_scale", sampling.guidance_scale),
-    ("classifier.guidance_scale", config.classifier.guidance_scale),
-  ):
-    if scale is not None and not scale >= 0:
-      raise ConfigError(f"{name}={scale} must be >= 0.")
   if config.classifier.sampling_steps is not None:
     _in_range(
       config.classifier.sampling_steps, "classifier.sampling_steps", 1, diffusion.num_timesteps
     )
-  _positive(sampling.batch_size, "sampling.batch_size")
-  _positive(sampling.max_images, "sampling.max_images")
-  if len(sampling.per_class) != len(data.classes) or min(sampling.per_class) < 0:
+  if len(sampling.per_class) != len(data.classes):
     raise ConfigError(
       f"sampling.per_class={tuple(sampling.per_class)} needs one count >= 0 for each of "
       f"data.classes={tuple(data.classes)}."
@@ -196,10 +311,6 @@ def _validate_sampling(config) -> None:
 def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
   for name in evaluation.extractors:
     _choice(name, "evaluation.extractors", EXTRACTORS)
-  for field in ("num_images", "batch_size", "kid_bootstrap", "nearest_k", "random_features_dim"):
-    _positive(evaluation[field], f"evaluation.{field}")
-  if evaluation.num_clusters < 2:
-    raise ConfigError(f"evaluation.num_clusters={evaluation.num_clusters} must be >= 2.")
   _choice(evaluation.split, "evaluation.split", ("train", "validation", "test"))
   if evaluation.floor_split:
     _choice(evaluation.floor_split, "evaluation.floor_split", ("train", "validation", "test"))
@@ -208,32 +319,14 @@ def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
         f"evaluation.floor_split={evaluation.floor_split} must differ from evaluation.split "
         "(the floor compares two disjoint real sets); use '' for no floors."
       )
-  if evaluation.memorisation_train_images < 0:
-    raise ConfigError(
-      f"evaluation.memorisation_train_images={evaluation.memorisation_train_images} must be >= 0."
-    )
-  _positive(evaluation.flare_kernel_dns, "evaluation.flare_kernel_dns")
 
   _choice(classifier.task, "classifier.task", CLASSIFIER_TASKS)
   for name in classifier.regimes:
     _choice(name, "classifier.regimes", CLASSIFIER_REGIMES)
   if not classifier.seeds:
     raise ConfigError("classifier.seeds must name at least one seed.")
-  _positive(classifier.batch_size, "classifier.batch_size")
-  _positive(classifier.num_steps, "classifier.num_steps")
-  _positive(classifier.learning_rate, "classifier.learning_rate")
-  for field in ("width", "stem_stride"):
-    _positive(classifier[field], f"classifier.{field}")
-  if not classifier.stage_sizes or min(classifier.stage_sizes) < 1:
-    raise ConfigError(
-      f"classifier.stage_sizes={tuple(classifier.stage_sizes)} needs one or more counts >= 1."
-    )
-  _in_range(classifier.dropout, "classifier.dropout", 0.0, 1.0)
-  for field in ("weight_decay", "eval_every"):
-    if classifier[field] < 0:
-      raise ConfigError(f"classifier.{field}={classifier[field]} must be >= 0.")
-  if classifier.synthetic_ratio < 0:
-    raise ConfigError(f"classifier.synthetic_ratio={classifier.synthetic_ratio} must be >= 0.")
+  if not classifier.stage_sizes:
+    raise ConfigError("classifier.stage_sizes needs one or more counts >= 1.")
   _validate_experiment(classifier)
 
 
@@ -241,8 +334,6 @@ def _validate_experiment(classifier) -> None:
   """The fields of the augmentation experiment: baselines, validation grid, uncertainty."""
   if len(set(classifier.seeds)) != len(classifier.seeds):
     raise ConfigError(f"classifier.seeds={tuple(classifier.seeds)} repeats a seed.")
-  if classifier.focal_gamma < 0:
-    raise ConfigError(f"classifier.focal_gamma={classifier.focal_gamma} must be >= 0.")
   _choice(classifier.augment_flips, "classifier.augment_flips", AUGMENT_FLIPS)
   if classifier.augment_flips == "ns_ew" and classifier.task.startswith("forecast_"):
     raise ConfigError(
@@ -250,19 +341,10 @@ def _validate_experiment(classifier) -> None:
       f"{classifier.task!r}: an east-west flip reverses solar rotation, which a 24-hour "
       "forecast depends on; use 'ns'."
     )
-  _in_range(classifier.augment_rotation_deg, "classifier.augment_rotation_deg", 0.0, 180.0)
-  if classifier.augment_intensity < 0:
-    raise ConfigError(f"classifier.augment_intensity={classifier.augment_intensity} must be >= 0.")
   for field in ("guidance_grid", "ratio_grid"):
     values = tuple(classifier[field])
-    if any(not v >= 0 for v in values) or len(set(values)) != len(values):
+    if len(set(values)) != len(values):
       raise ConfigError(f"classifier.{field}={values} needs distinct values >= 0.")
-  _positive(classifier.num_pools, "classifier.num_pools")
-  if classifier.bootstrap_samples < 100:
-    raise ConfigError(
-      f"classifier.bootstrap_samples={classifier.bootstrap_samples} must be >= 100 "
-      "(the 2.5 and 97.5 percentiles need it)."
-    )
 
 
 def distributed_value(field: str, value, source: str | None = None):
@@ -313,6 +395,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     num_devices: global device count; when given, batch sizes are checked
       against the data-parallel mesh axis.
   """
+  _check_ranges(config)  # Each numeric field on its own (RANGES), then the fields together.
   _validate_data(config.data)
   _validate_model(config.data, config.model)
   _validate_diffusion_and_training(config.diffusion, config.training)
@@ -362,12 +445,14 @@ def to_json(config: ml_collections.ConfigDict) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
 
 
-def expand_paths(config: ml_collections.ConfigDict) -> None:
-  """Expands ``~`` and environment variables in every ``PATH_FIELDS`` value, in place.
+def expand_paths(config: ml_collections.ConfigDict, fields=PATH_FIELDS) -> None:
+  """Expands ``~`` and environment variables in the ``fields`` (path fields), in place.
 
-  URLs (``gs://...``) pass through unchanged unless they hold ``$VARS``.
+  URLs (``gs://...``) pass through unchanged unless they hold ``$VARS``. A stored
+  config (a run's config.json, an export) is data: expand only the fields the
+  command line set, so that nothing from this environment is filled into it.
   """
-  for field in PATH_FIELDS:
+  for field in fields:
     section, key = field.split(".")
     value = config[section][key]
     if isinstance(value, str) and value:
@@ -416,32 +501,127 @@ def load_module_config(name: str) -> ml_collections.ConfigDict:
   )
 
 
-def _merge(config: ml_collections.ConfigDict, stored: dict, prefix: str = "") -> None:
-  """Sets ``stored``'s values on ``config``; lists become tuples where the field holds one."""
+# Fields added after configs were first stored, whose default does what a config
+# without them did: a run's config.json or an export that lacks one of these loads with
+# the default. Any other missing field is refused (a default might change the run).
+DEFAULT_WHEN_ABSENT = (
+  "data.verify_shards",  # A check of the shards only.
+  "diffusion.loss_weighting",  # 'none': the plain MSE loss of the runs before it.
+  "diffusion.min_snr_gamma",  # Read only with loss_weighting='min_snr'.
+  "sampling.checkpoint",  # '': this workdir's checkpoints.
+  "classifier.guidance_scale",  # None: sampling.guidance_scale, as before.
+  "mesh.coordinator_address",  # None: the JAX_* variables or the scheduler, as before.
+  "mesh.num_processes",
+  "mesh.process_id",
+)
+
+
+def _expected(default, ref_type) -> tuple[str, type | tuple[type, ...] | None]:
+  """What a JSON value of a field with ``default`` (of ``ref_type``) must be."""
+  kind = ref_type if default is None else type(default)
+  if kind is bool:
+    return "true or false", bool
+  if kind is int:
+    return "an integer", int
+  if kind is float:
+    return "a number", (int, float)
+  if kind is str:
+    return "a string", str
+  return f"a {kind.__name__}", None
+
+
+def _json_type(value) -> str:
+  if value is None:
+    return "null"
+  if isinstance(value, bool):
+    return "true" if value else "false"
+  names = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number"}
+  return names.get(type(value), type(value).__name__)
+
+
+def _typed(value, default, ref_type, field: str, origin: str):
+  """``value`` checked against the field's type (None only for placeholders)."""
+  if isinstance(default, tuple):
+    if not isinstance(value, list):
+      raise ConfigError(f"{origin}: {field} must be a list, not {_json_type(value)} ({value!r}).")
+    element = type(default[0]) if default else None
+    if element is None:
+      return tuple(value)
+    return tuple(
+      _typed(v, element(), element, f"{field}[{i}]", origin) for i, v in enumerate(value)
+    )
+  if value is None and default is None:
+    return None  # A typed placeholder, unset.
+  want, types = _expected(default, ref_type)
+  ok = (
+    types is not None
+    and isinstance(value, types)
+    and (types is bool or not isinstance(value, bool))
+  )
+  if not ok:
+    raise ConfigError(
+      f"{origin}: {field} must be {want}, not {_json_type(value)} ({json.dumps(value)})."
+    )
+  return value
+
+
+def _merge(config: ml_collections.ConfigDict, stored, origin: str, prefix: str = "") -> None:
+  """Sets ``stored``'s values on ``config``, each checked against its field's type.
+
+  Raises:
+    ConfigError: an unknown field, a value of another type, or a missing section or
+      field (but for ``DEFAULT_WHEN_ABSENT``); one line naming the field.
+  """
+  if not isinstance(stored, dict):
+    where = f"section {prefix[:-1]}" if prefix else "the file"
+    raise ConfigError(
+      f"{origin}: {where} must be a JSON object of fields, not {_json_type(stored)}."
+    )
   for key, value in stored.items():
     if key not in config:
       raise ConfigError(
-        f"{prefix}{key}: not a field of configs/default.py (a config of another version?)."
+        f"{origin}: {prefix}{key} is not a field of solar_jax/configs/default.py (a config of "
+        "another version?)."
       )
     if isinstance(config[key], ml_collections.ConfigDict):
-      _merge(config[key], value, f"{prefix}{key}.")
-    elif isinstance(value, list):
-      config[key] = tuple(value)
+      _merge(config[key], value, origin, f"{prefix}{key}.")
     else:
-      config[key] = value
+      ref_type = config.get_ref(key).get_type()
+      config[key] = _typed(value, config[key], ref_type, prefix + key, origin)
+  for key in config:
+    field = prefix + key
+    if key in stored or field in DEFAULT_WHEN_ABSENT:
+      continue
+    what = "section" if isinstance(config[key], ml_collections.ConfigDict) else "field"
+    raise ConfigError(
+      f"{origin}: the {what} {field} is missing (not filled with today's default, which "
+      "may change the run); add it, or start from a shipped config (--config=NAME)."
+    )
+
+
+def from_dict(stored, origin: str) -> ml_collections.ConfigDict:
+  """The config that a stored config (a dict read from JSON) describes; see ``from_json``."""
+  config = default_config()
+  _merge(config, stored, origin)
+  return config
 
 
 def from_json(path) -> ml_collections.ConfigDict:
-  """A run's ``config.json`` (``workdir.write_config``) as the config that wrote it.
+  """A run's ``config.json`` (``workdir.write_config``) or an export's, as the config
+  that wrote it.
 
   The stored values are set on the default config, so the field types (tuples,
   typed placeholders) are the default's and ``to_json`` of the result equals the file.
+  Stored values are data: nothing in them (``~``, ``$VARS``) is expanded, and the path
+  is used as given (the shell has expanded it once).
+
+  Raises:
+    ConfigError: the file cannot be read, or a field is unknown, missing or of another
+      type (one line naming the file and the field).
   """
-  path = epath.Path(os.path.expandvars(os.path.expanduser(os.fspath(path))))
+  path = epath.Path(path)
   try:
     stored = json.loads(path.read_text())
   except (OSError, ValueError) as e:
     raise ConfigError(f"--config={path}: cannot read it as a run's config.json ({e}).") from None
-  config = default_config()
-  _merge(config, stored)
-  return config
+  return from_dict(stored, os.fspath(path))

@@ -7,6 +7,7 @@ Exit codes (``solar_jax.errors``): 0 done or preempted, 1 non-finite loss,
 
 from __future__ import annotations
 
+import os
 import sys
 
 import jax
@@ -28,13 +29,14 @@ FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples, reports.")
 _MODE = flags.DEFINE_enum("mode", "train", configuration.MODES, "What to run.")
 flags.mark_flags_as_required(["workdir"])
+_CONFIG_SOURCE = [None]  # What --config named: a config.json is data (see main()).
 _CONFIG_HELP = "A config by name (solar_jax/configs/), an importable module, or a config.json."
 
 
 def _define_config_flag(config, argv) -> None:
   """``--config`` and its ``--config.SECTION.FIELD=VALUE`` overrides, for this ``config``."""
-  if "config" in FLAGS:
-    delattr(FLAGS, "config")
+  for name in [n for n in FLAGS if n == "config" or n.startswith("config.")]:
+    delattr(FLAGS, name)  # A second parse in one process (config_flags adds one per override).
   config_flags.DEFINE_config_dict("config", config, _CONFIG_HELP, lock_config=True, sys_argv=argv)
 
 
@@ -44,12 +46,15 @@ def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
   What a failed run leaves behind: nothing is written before the inputs are
   checked; the lock is taken before config.json is touched, so a second run on
   a busy workdir changes nothing; a run that fails on a user error puts
-  config.json back as it was (removes it if there was none). A run stopped by a
+  config.json back as it was (removes it if there was none), and removes the
+  whole workdir (lock, empty folders) when this run created it and wrote nothing
+  else into it (``workdir.holds_nothing``). A run stopped by a
   non-finite loss keeps it: its checkpoints were made with that config.
   """
   pipeline.check_inputs(config, workdir, mode)
   config_path = wd.config_path(workdir)
   try:
+    created = not epath.Path(workdir).exists()
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     previous = config_path.read_text() if config_path.exists() else None
   except OSError as e:
@@ -60,7 +65,9 @@ def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
       entry_point(config, workdir)
     except errors.UserError:
       if parallel.is_main_process():
-        if previous is None:
+        if created and wd.holds_nothing(workdir):  # Ours, empty, and still locked.
+          epath.Path(workdir).rmtree(missing_ok=True)
+        elif previous is None:
           config_path.unlink(missing_ok=True)
         else:
           wd.write_text(config_path, previous)
@@ -75,7 +82,15 @@ def main(argv):
   config, workdir, mode = FLAGS.config, _WORKDIR.value, _MODE.value
   if not workdir.strip():
     cli.fail("--workdir is empty: name the run directory (a local path or gs://).")
-  configuration.expand_paths(config)  # ~ and $VARS in path fields (not expanded after '=').
+  # ~ and $VARS in the path fields (the shell does not expand ~ after '='); a stored
+  # config.json is data: only the fields set on the command line are expanded.
+  stored = (_CONFIG_SOURCE[0] or "").lower().endswith(".json")
+  overrides = config_flags.get_override_values(FLAGS["config"])
+  configuration.expand_paths(
+    config, [f for f in configuration.PATH_FIELDS if not stored or f in overrides]
+  )
+  if "://" not in workdir:
+    workdir = os.path.expanduser(workdir)  # As the path fields; $VARS were the shell's.
   xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
   try:
     parallel.initialize(config)  # jax.distributed (when asked), then the config's values.
@@ -90,6 +105,8 @@ def main(argv):
   except errors.Preempted as e:  # Saved and stopped as asked: success.
     logging.warning("%s", e)
     print(f"[solar_jax] {e}", file=sys.stderr, flush=True)
+  except KeyboardInterrupt:  # Ctrl-C outside training (there it stops like SIGTERM).
+    cli.fail("interrupted (SIGINT); rerun the same command: finished stages are reused.", 130)
   except Exception as e:
     code, failure = errors.exit_code(e), errors.environment_failure(e)
     if code is None:
@@ -106,6 +123,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   and exit 2 (``cli.fail``). Callable again in one process (tests run the CLI in-process).
   """
   value, argv = cli.split_config_argv(argv)
+  _CONFIG_SOURCE[0] = value
   FLAGS.unparse_flags()
   try:
     _define_config_flag(cli.load_config(value), argv)

@@ -15,7 +15,6 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from etils import epath
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -203,12 +202,3 @@ def check_local_batch(batch_size: int, mesh: Mesh) -> int:
 
 def is_main_process() -> bool:
   return jax.process_index() == 0
-
-
-def write_config(config: ml_collections.ConfigDict, workdir) -> None:
-  """Writes ``workdir/config.json`` (process 0 only)."""
-  if not is_main_process():
-    return
-  workdir = epath.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "config.json").write_text(configuration.to_json(config))

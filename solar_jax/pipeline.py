@@ -49,8 +49,12 @@ def check_inputs(config, workdir: str, mode: str) -> None:
       config.data.clip_max_quantile,
       config.data.fold,
     )
+  if mode in ("sample", "all") and config.sampling.counts == "fixed":
+    sample.sample_counts(config)  # Counts and their memory, before anything is allocated.
   if mode in ("evaluate", "all"):
     features.check_available(config, workdir, classifier_yet_to_train=mode == "all")
+  if mode == "evaluate":
+    wd.latest_samples(workdir, config)  # Present and complete, before the dataset is read.
   if mode in ("train", "evaluate", "classify", "all"):
     builder = input_pipeline.get_builder(config.data)
     splits = _SPLITS_READ.get(mode) or evaluate.splits_read(config)
@@ -59,8 +63,8 @@ def check_inputs(config, workdir: str, mode: str) -> None:
     kind, source = sample.checkpoint_source(config, workdir)  # sampling.checkpoint, or here.
     if kind == "workdir":
       wd.require_checkpoint(source)
-  if mode == "evaluate":
-    wd.latest_samples(workdir, config)
+    else:
+      sample.check_export(source)  # Whole and undamaged, before anything is written.
 
 
 def write_report(config, workdir) -> None:

@@ -166,7 +166,7 @@ def render_report(config, workdir) -> str:
         )
   try:
     samples = wd.latest_samples(workdir, config).parent
-  except errors.MissingInputError:
+  except (errors.MissingInputError, errors.DamagedFileError):  # None, or cut short.
     samples = None
   if samples is not None:
     step, _, key = samples.name.partition("-")

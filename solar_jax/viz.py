@@ -2,7 +2,9 @@
 
 Figures are drawn with Matplotlib's object API on an Agg canvas (no pyplot,
 no global backend switch) and written through ``etils.epath``, so the same
-call works for local and gs:// paths.
+call works for local and gs:// paths; every PNG goes to a temporary name and is
+renamed (``files.write_bytes``), so a link planted at the name is replaced,
+never written through.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from etils import epath
+
+from solar_jax import files
 
 CMAP = "sdoaia171"
 
@@ -32,12 +36,12 @@ def figure(width: float, height: float):
 
 
 def save_png(fig, path, *, tight: bool = False) -> epath.Path:
-  """Writes ``fig`` as a PNG through epath (creating the directory)."""
+  """Writes ``fig`` as a PNG through epath (creating the directory), whole or not at all."""
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", **({"bbox_inches": "tight"} if tight else {}))
-  path.write_bytes(buffer.getvalue())
+  files.write_bytes(path, buffer.getvalue())
   return path
 
 

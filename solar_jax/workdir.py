@@ -8,7 +8,8 @@ workdir/
   train_metrics.jsonl           one line per logged step (``history_path``)
   samples/<step>-<key>/         samples.npz, grid.png, fits/ (``samples_dir``); <key> names
                                 the sampler settings (``sample_key``): runs with other
-                                settings or another checkpoint never overwrite each other
+                                settings or another checkpoint never overwrite each other;
+                                COMPLETE, written last, says the set is whole
   export/<step>/                EMA weights, config.json, MODEL_CARD.md (``export_dir``)
   classifier/                   metrics.json, predictions.csv, runs/<regime>/seed_<s>/,
                                 synthetic/step_<step>.npz (``pool_path``)
@@ -25,20 +26,25 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import io
-import json
 import os
 import re
 import socket
-import zipfile
 
 import jax
 import ml_collections
-import numpy as np
 from etils import epath
 
 from solar_jax import configuration, errors
 from solar_jax.diffusion import samplers
+from solar_jax.files import (  # noqa: F401 - the workdir's writers, re-exported
+  append_text,
+  is_link,
+  read_npz,
+  write_bytes,
+  write_json,
+  write_npz,
+  write_text,
+)
 
 # --------------------------------------------------------------- paths ---
 
@@ -109,6 +115,17 @@ def report_path(workdir) -> epath.Path:
   return epath.Path(workdir) / "report.md"
 
 
+def holds_nothing(workdir) -> bool:
+  """Whether ``workdir`` holds no file but ``.lock`` and ``config.json`` (folders may be empty)."""
+  root = epath.Path(workdir)
+  return all(p.name in (".lock", "config.json") and p.parent == root for p in files(root))
+
+
+def files(directory) -> list[epath.Path]:
+  """Every file under ``directory`` (epath: local or gs://, where ``glob('**')`` is refused)."""
+  return [top / name for top, _, names in epath.Path(directory).walk() for name in names]
+
+
 # --------------------------------------------------------------- steps ---
 
 
@@ -140,6 +157,7 @@ def require_checkpoint(workdir) -> epath.Path:
 
 
 _SAMPLES_NAME = re.compile(r"^(\d+)(?:-(.+))?$")  # <step> or <step>-<key>
+SAMPLES_COMPLETE = "COMPLETE"  # The last file of a keyed sample set (sample.sample_and_write).
 
 
 def sample_sets(workdir) -> list[tuple[int, str | None, epath.Path]]:
@@ -180,67 +198,17 @@ def latest_samples(workdir, config: ml_collections.ConfigDict | None = None) -> 
     raise errors.MissingInputError(
       f"no {root}/<step>-<sampler settings>/samples.npz: run --mode=sample (or --mode=train) first."
     )
-  return found[-1][2]
+  step, key, path = found[-1]
+  # Keyed sets end with COMPLETE; sets of the runs before keys (samples/<step>/) had none.
+  if key is not None and not (path.parent / SAMPLES_COMPLETE).exists():
+    raise errors.DamagedFileError(
+      f"{path.parent} is incomplete (no {SAMPLES_COMPLETE}: the run that wrote it stopped "
+      "before the end); run --mode=sample with these settings again, or delete the folder."
+    )
+  return path
 
 
 # ----------------------------------------------------------------- I/O ---
-
-
-def _is_local(path) -> bool:
-  return "://" not in os.fspath(path)
-
-
-def write_bytes(path, data: bytes) -> None:
-  """Writes ``data`` to a temporary name beside ``path``, then renames it over ``path``.
-
-  A reader never sees half a file, and no link is followed: the rename replaces a
-  symbolic link at ``path`` instead of writing to its target, and the temporary
-  file is created new (``O_EXCL | O_NOFOLLOW``).
-  """
-  path = epath.Path(path)
-  tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-  if _is_local(path):
-    if os.path.lexists(tmp):
-      os.unlink(tmp)  # A leftover of a killed run (or a planted link): removed, not followed.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-  else:
-    tmp.write_bytes(data)
-  tmp.replace(path)
-
-
-def write_text(path, text: str) -> None:
-  write_bytes(path, text.encode())
-
-
-def write_json(path, tree) -> None:
-  write_text(path, json.dumps(tree, indent=2) + "\n")
-
-
-def write_npz(path, **arrays) -> None:
-  """``np.savez`` through epath (local or gs://), whole or not at all."""
-  buffer = io.BytesIO()
-  np.savez(buffer, **arrays)
-  write_bytes(path, buffer.getvalue())
-
-
-def read_npz(path) -> dict[str, np.ndarray]:
-  """Every array of an npz file, read through epath.
-
-  Raises:
-    errors.DamagedFileError: the file is truncated or not an npz (names the file).
-  """
-  try:
-    with epath.Path(path).open("rb") as f:
-      data = np.load(io.BytesIO(f.read()))
-      return {k: data[k] for k in data.files}
-  except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
-    if isinstance(e, FileNotFoundError):
-      raise
-    raise errors.DamagedFileError(
-      f"{path} is damaged ({type(e).__name__}: {e}); delete it and run the stage that writes it."
-    ) from None
 
 
 def write_config(config: ml_collections.ConfigDict, workdir) -> None:

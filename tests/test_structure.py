@@ -19,7 +19,7 @@ PACKAGE = ROOT / "solar_jax"
 # the few top-level modules are the entry, configuration, workdir, checkpointing,
 # parallelism and the report, as in big_vision and the flax examples.
 LAYERS = (
-  ("errors", "configuration", "xla_flags", "configs"),
+  ("errors", "configuration", "xla_flags", "files", "configs"),
   ("data", "viz", "metrics"),
   ("models",),
   ("diffusion",),

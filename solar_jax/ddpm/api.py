@@ -90,7 +90,12 @@ def _counts(classes, n: int, class_names: Sequence[str]) -> dict:
 
 
 def _config_for(path):
-  """The config.json beside the weights: in the directory, or in its parent (checkpoints/)."""
+  """The config.json beside the weights: in the directory, or in its parent (checkpoints/).
+
+  An export (``--mode=export``) is checked whole first (``sample.check_export``).
+  """
+  if (path / sample.EXPORT_META).exists():
+    return sample.check_export(path)[1]
   for candidate in (path / "config.json", path.parent / "config.json"):
     if candidate.exists():
       return configuration.from_json(candidate)
@@ -131,7 +136,9 @@ def generate(
 
   Raises:
     errors.MissingInputError: no config.json or no checkpoint at the path.
-    errors.ConfigError: an unknown class or an impossible sampler setting.
+    errors.DamagedFileError: an export that is incomplete or damaged (names the file).
+    errors.ConfigError: an unknown class, an impossible sampler setting, or a config.json
+      that does not describe a config (names the field).
   """
   path = wd.absolute(os.path.expandvars(os.path.expanduser(os.fspath(workdir_or_checkpoint))))
   config = _config_for(path)

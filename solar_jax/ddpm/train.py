@@ -111,26 +111,44 @@ def make_train_step(config, mesh, abstract_state):
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop reads between steps."""
+  """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop reads between steps.
+
+  After the first SIGINT the previous handler is back, so a second Ctrl-C interrupts
+  at once (orbax's renames keep the last complete checkpoint whole even then).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.received = None  # The name of the first signal.
+    self._previous = {}
 
   def __enter__(self):
     try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for signum in self.SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
     except ValueError:  # Not the main thread: leave signals alone.
-      self._previous = None
+      self._previous = {}
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
+    del frame
     self.requested = True
+    self.received = self.received or signal.Signals(signum).name
+    if signum == signal.SIGINT:
+      signal.signal(signum, self._previous.get(signum, signal.default_int_handler))
+
+  def describe(self) -> str:
+    return "an interrupt (SIGINT)" if self.received == "SIGINT" else "a preemption signal"
+
+  def label(self) -> str:
+    return "Interrupt (SIGINT)" if self.received == "SIGINT" else "Preemption signal"
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      if previous is not None:
+        signal.signal(signum, previous)
 
 
 class _StopAgreement:
@@ -192,6 +210,8 @@ def _truncate_history(workdir, step: int) -> None:
   them twice; a line cut short by the kill is dropped too.
   """
   path = wd.history_path(workdir)
+  if wd.is_link(path):
+    path.unlink()  # Not this run's file: never read or written through.
   if not path.exists():
     return
   lines = path.read_text().splitlines()
@@ -208,8 +228,7 @@ def _truncate_history(workdir, step: int) -> None:
 
 def _append_history(workdir, step: int, scalars: dict) -> None:
   line = json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}})
-  with wd.history_path(workdir).open("a") as f:
-    f.write(line + "\n")
+  wd.append_text(wd.history_path(workdir), line + "\n")
 
 
 def run(config: ml_collections.ConfigDict, workdir, *, batches_fn=None):
@@ -262,9 +281,14 @@ class _LogWindow:
     """Mean scalars of the window; raises NonFiniteError if a step in it went bad."""
     scalars = jax.device_get(self.sums)  # The only device->host read of the loop.
     if scalars[_FIRST_BAD] != _NO_BAD_STEP:
+      kept = (
+        f"the last good checkpoint (step {latest_good}) is intact"
+        if latest_good is not None
+        else "no checkpoint had been saved yet; lower training.learning_rate (or raise "
+        "training.warmup_steps) and run again"
+      )
       raise errors.NonFiniteError(
-        f"non-finite loss or gradient at step {int(scalars[_FIRST_BAD])}; training "
-        f"stopped; the last good checkpoint (step {latest_good}) is intact."
+        f"non-finite loss or gradient at step {int(scalars[_FIRST_BAD])}; training stopped; {kept}."
       )
     now = time.time()
     scalars = {k: v / self.count for k, v in scalars.items() if k != _FIRST_BAD}
@@ -324,7 +348,7 @@ def _train(config, workdir, preemption, batches_fn):
         if checkpoint_due or at_end or preempted:
           checkpointer.save(step, state, {"config": config.to_json()})
         if preempted:
-          logging.warning("Preemption signal: saved step %d, exiting.", step)
+          logging.warning("%s: saved step %d, exiting.", preemption.label(), step)
           break
         every = training.sample_every
         if every and step % every == 0 and not at_end:
@@ -340,7 +364,7 @@ def _train(config, workdir, preemption, batches_fn):
       _save_loss_curve(workdir)
     if preempted:
       raise errors.Preempted(
-        f"stopped at step {step} on a preemption signal, checkpoint saved; run the same "
+        f"stopped at step {step} on {preemption.describe()}, checkpoint saved; run the same "
         "command to resume."
       )
     return state
