@@ -297,15 +297,14 @@ def pool_config(config, guidance: float | None = None, pool: int = 0) -> ml_coll
 def pool_settings(config, guidance: float | None = None, pool: int = 0) -> dict:
   """The settings that decide a synthetic pool's images, besides the DDPM step (JSON-friendly).
 
-  ``samplers.recorded_settings`` (as samples.npz records them) plus the DDIM spacing,
-  x0 clipping and the model's prediction; the sampler's noise is per image, so the
-  batch size does not count.
+  ``samplers.recorded_settings`` (as samples.npz records them: the resolved spacing
+  and final step among them) plus x0 clipping and the model's prediction; the
+  sampler's noise is per image, so the batch size does not count.
   """
   config = pool_config(config, guidance, pool)
   s = config.sampling
   return {
     **samplers.recorded_settings(config),
-    "spacing": s.spacing,
     "clip_x0": bool(s.clip_x0),
     "prediction": config.diffusion.prediction,
   }
@@ -331,8 +330,8 @@ def synthetic_pool(
 
   Reuses ``pool_file(workdir, step, guidance, pool)`` when it holds at
   least ``counts`` images of each class and was drawn with the pool's
-  sampling settings (``pool_settings``: sampler, steps, eta, spacing, guidance,
-  x0 clipping, seed, prediction); samples (and overwrites) it otherwise. The
+  sampling settings (``pool_settings``: sampler, steps, eta, spacing, final step,
+  guidance, x0 clipping, seed, prediction); samples (and overwrites) it otherwise. The
   guidance is ``guidance``, else ``classifier.guidance_scale`` when set, else
   ``sampling.guidance_scale``; pool ``k`` is drawn with seed ``sampling.seed + k``.
 

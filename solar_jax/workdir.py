@@ -65,16 +65,19 @@ def history_path(workdir) -> epath.Path:
 def sample_key(config: ml_collections.ConfigDict) -> str:
   """What distinguishes one sampled set from another of the same step, as a folder name.
 
-  ``<sampler>-<steps>-eta<eta>-g<guidance>-s<seed>``, then ``-<spacing>`` when not
-  uniform and ``-ckpt<hash>`` when the model came from ``sampling.checkpoint``.
+  ``<sampler>-<steps>-eta<eta>-g<guidance>-s<seed>``, then for DDIM and DPM-Solver++
+  the resolved spacing when not uniform and ``-zero`` when the timesteps end at t = 0
+  (so the trailing uniform grid keeps the names of runs before recipes), and
+  ``-ckpt<hash>`` when the model came from ``sampling.checkpoint``.
   """
   info = samplers.recorded_settings(config)
   key = (
     f"{info['sampler']}-{info['num_steps']}-eta{info['eta']:g}"
     f"-g{info['guidance_scale']:g}-s{info['seed']}"
   )
-  if config.sampling.spacing != "uniform":
-    key += f"-{config.sampling.spacing}"
+  if samplers.SAMPLERS[info["sampler"]].stepped:
+    key += "" if info["spacing"] == "uniform" else f"-{info['spacing']}"
+    key += "" if info["final_step"] == "jump" else f"-{info['final_step']}"
   if config.sampling.checkpoint:
     key += "-ckpt" + hashlib.sha1(config.sampling.checkpoint.encode()).hexdigest()[:8]
   return key
