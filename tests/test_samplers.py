@@ -155,7 +155,7 @@ def test_timesteps_properties(name):
   abar = schedules.get_schedule(_diffusion(name)).alphas_cumprod
   for spacing in samplers.SPACINGS:
     for final in samplers.FINAL_STEPS:
-      for s in (1, 2, 7, 10, 50, 333, 999, 1000):
+      for s in (1, 2, 7, 10, 50, 999):
         seq = np.asarray(samplers.timesteps(1000, s, spacing, final, abar))
         assert len(seq) == s and seq[-1] == 999 and seq[0] >= 0, (spacing, final, s)
         assert np.all(np.diff(seq) > 0), (spacing, final, s)
