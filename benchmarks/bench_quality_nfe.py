@@ -52,6 +52,8 @@ from solar_jax import xla_flags  # noqa: E402
 from solar_jax.diffusion import samplers, schedules  # noqa: E402
 
 SETTINGS = (("ddim", 0.0), ("ddim", 1.0), ("dpmpp_2m", 0.0))
+# The trailing uniform grid of the tables in RESULTS.md (bench_sampler_recipes.py compares grids).
+GRID = ("uniform", "jump")
 
 
 def _name(sampler, eta):
@@ -101,7 +103,7 @@ def mixture_part(steps_list, n_random, n_quantiles):
     print(f"| exact draws | - | - | - | - | {e['mean']:.1e} | {e['var']:.1e} | {e['low']:.1e} |")
     for steps in (*steps_list, 200):
       for sampler, eta in SETTINGS:
-        spec = samplers.SamplerSpec(sampler, steps, guided=False)
+        spec = samplers.SamplerSpec(sampler, steps, *GRID, guided=False)
         q = "| - | - | -"
         if eta == 0.0:
           x = samplers.sample_from(
@@ -153,7 +155,7 @@ def model_part(workdir, steps_list, n, ref_steps, ddpm_n, data_dir, seed, settin
   def compile_run(sampler, steps, eta, count):
     """(compiled sample_batch, its dynamic arguments, compile seconds)."""
     spec = samplers.SamplerSpec(
-      sampler, steps, prediction=config.diffusion.prediction, clip_x0=clip, guided=False
+      sampler, steps, *GRID, config.diffusion.prediction, clip_x0=clip, guided=False
     )
     args = (
       model_fn, params, schedule, key, jnp.arange(count, dtype=jnp.int32),

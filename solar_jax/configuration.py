@@ -28,7 +28,10 @@ SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")
 SAMPLERS = ("ddim", "ddpm", "dpmpp_2m")
 LOSS_WEIGHTINGS = ("none", "min_snr")
-SPACINGS = ("uniform", "quadratic")
+# The keys of solar_jax.diffusion.samplers.SAMPLERS / SPACINGS / FINAL_STEPS (a test
+# keeps them equal); sampling.spacing and sampling.final_step also take 'default'.
+SPACINGS = ("uniform", "quadratic", "logsnr")
+FINAL_STEPS = ("jump", "zero")
 DTYPES = ("float32", "bfloat16")
 SAMPLE_COUNTS = ("fixed", "balance")
 CLASSIFIER_TASKS = (
@@ -294,7 +297,8 @@ def _validate_diffusion_and_training(diffusion, training) -> None:
 def _validate_sampling(config) -> None:
   data, diffusion, sampling = config.data, config.diffusion, config.sampling
   _choice(sampling.sampler, "sampling.sampler", SAMPLERS)
-  _choice(sampling.spacing, "sampling.spacing", SPACINGS)
+  _choice(sampling.spacing, "sampling.spacing", ("default", *SPACINGS))
+  _choice(sampling.final_step, "sampling.final_step", ("default", *FINAL_STEPS))
   _choice(sampling.counts, "sampling.counts", SAMPLE_COUNTS)
   _in_range(sampling.num_steps, "sampling.num_steps", 1, diffusion.num_timesteps)
   if config.classifier.sampling_steps is not None:

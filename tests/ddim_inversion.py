@@ -9,7 +9,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from solar_jax.diffusion import losses, samplers
 
@@ -31,13 +30,12 @@ def invert_to(
   sampler's Euler step; the first step (from the clean image) evaluates the
   model at ``t_1``. Inversion never clips x0 (``spec.clip_x0`` is ignored).
   """
-  num_timesteps = schedule.num_timesteps
-  seq = samplers.timesteps(num_timesteps, spec.num_steps, spec.spacing)
-  t_eval = jnp.asarray(np.concatenate([seq[:1], seq[:-1]]))
+  seq = samplers.visited_timesteps(schedule, spec)
+  t_eval = jnp.concatenate([seq[:1], seq[:-1]])
   abar_all = schedule.alphas_cumprod
   abar_eval = abar_all[t_eval]
-  abar_from = jnp.concatenate([jnp.ones((1,), jnp.float32), abar_all[jnp.asarray(seq[:-1])]])
-  abar_to = abar_all[jnp.asarray(seq)]
+  abar_from = jnp.concatenate([jnp.ones((1,), jnp.float32), abar_all[seq[:-1]]])
+  abar_to = abar_all[seq]
 
   def step(x, inputs):
     t, a_eval, a_from, a_to = inputs

@@ -59,6 +59,8 @@ def test_layout_and_npz_round_trip(written):
     "num_steps",
     "eta",
     "sampler",
+    "spacing",
+    "final_step",
     "step",
   }
   assert data["images"].shape == (4, 32, 32, 1) and data["images"].dtype == np.float32
@@ -66,6 +68,7 @@ def test_layout_and_npz_round_trip(written):
   assert list(data["class_names"]) == list(config.data.classes)
   assert int(data["seed"]) == 11 and int(data["step"]) == 123 and int(data["num_steps"]) == 2
   assert str(data["sampler"]) == "ddim"
+  assert (str(data["spacing"]), str(data["final_step"])) == ("uniform", "jump")  # Resolved.
   # Deterministic for a fixed seed, and the DN/s images invert the model-space samples.
   mesh = parallel.create_mesh(config.mesh)  # The one sample_and_write used: no recompile.
   again = sample.generate(config, params, data["labels"], mesh=mesh)

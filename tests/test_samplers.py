@@ -150,32 +150,75 @@ def _run(
   )
 
 
-def test_timesteps_properties():
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+def test_timesteps_properties(name):
+  abar = schedules.get_schedule(_diffusion(name)).alphas_cumprod
   for spacing in samplers.SPACINGS:
-    for s in (1, 2, 7, 10, 50, 333, 999, 1000):
-      seq = samplers.timesteps(1000, s, spacing)
-      assert len(seq) == s and seq[-1] == 999 and seq[0] >= 0
-      assert np.all(np.diff(seq) > 0)
-    np.testing.assert_array_equal(samplers.timesteps(1000, 1000, spacing), np.arange(1000))
+    for final in samplers.FINAL_STEPS:
+      for s in (1, 2, 7, 10, 50, 999):
+        seq = np.asarray(samplers.timesteps(1000, s, spacing, final, abar))
+        assert len(seq) == s and seq[-1] == 999 and seq[0] >= 0, (spacing, final, s)
+        assert np.all(np.diff(seq) > 0), (spacing, final, s)
+        if final == "zero" and s > 1:
+          assert seq[0] == 0, (spacing, s)
+      every = samplers.timesteps(1000, 1000, spacing, final, abar)
+      np.testing.assert_array_equal(every, np.arange(1000))
+  # The trailing uniform spacing (what 'uniform' + 'jump' always meant) and quadratic.
+  np.testing.assert_array_equal(samplers.timesteps(1000, 10), np.arange(99, 1000, 100))
+  np.testing.assert_array_equal(samplers.timesteps(1000, 5, "quadratic"), [40, 160, 359, 640, 999])
   # Quadratic spacing is denser near the data (small t) than uniform spacing.
   assert samplers.timesteps(1000, 20, "quadratic")[3] < samplers.timesteps(1000, 20, "uniform")[3]
   with pytest.raises(ValueError, match="sampling.num_steps"):
     samplers.timesteps(1000, 0)
   with pytest.raises(ValueError, match="sampling.spacing"):
     samplers.timesteps(1000, 10, "cubic")
+  with pytest.raises(ValueError, match="sampling.final_step"):
+    samplers.timesteps(1000, 10, "uniform", "half")
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine"])
+@pytest.mark.parametrize("final", ["jump", "zero"])
+def test_logsnr_placement(name, final):
+  """Uniform in lambda = log(alpha / sigma) from the noisiest timestep to the data end."""
+  schedule = schedules.get_schedule(_diffusion(name))
+  abar = np.cumprod(1.0 - schedules.get_betas(_diffusion(name)))
+  lam = 0.5 * np.log(abar / (1.0 - abar))
+  for s in (10, 20, 50):
+    seq = np.asarray(samplers.timesteps(1000, s, "logsnr", final, schedule.alphas_cumprod))
+    assert seq[-1] == 999 and np.all(np.diff(seq) > 0)  # Starts at pure noise, monotone.
+    # The final treatment: 'zero' ends at t = 0; 'jump' one lambda-step above it.
+    points = s + (final == "jump")
+    step = (lam[0] - lam[-1]) / (points - 1)
+    if final == "zero":
+      assert seq[0] == 0
+    else:
+      assert seq[0] >= 1 and abs(lam[seq[0]] - (lam[0] - step)) < max(step, lam[0] - lam[1])
+    # Each point at the timestep of nearest lambda on that grid, unless two points share
+    # one (the cosine schedule's clipped last beta puts lambda(999) 3.5 below lambda(998):
+    # a quarter of the grid rounds to the last timesteps and is pushed apart).
+    target = np.linspace(lam[0], lam[-1], points)[points - s :]
+    nearest = np.argmin(np.abs(lam[None] - target[:, None]), axis=1)
+    if np.all(np.diff(nearest) > 0) and nearest[0] >= (final == "jump"):
+      np.testing.assert_array_equal(seq, nearest)
+    assert np.mean(seq == nearest) > 0.5
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine"])
 @pytest.mark.parametrize("steps", [10, 50])
 def test_ddim_few_steps_matches_exact_discretisation(gaussian, name, steps):
+  """DDIM's own recipe (spacing and final step) against the exact propagation over its timesteps."""
   labels = np.full(N, 1, np.int32)
   x = _run(gaussian, name, labels, num_steps=steps)
+  schedule = schedules.get_schedule(_diffusion(name))
+  visited = lambda s: np.asarray(  # noqa: E731
+    samplers.visited_timesteps(schedule, samplers.SamplerSpec("ddim", s))
+  )
   betas = schedules.get_betas(_diffusion(name))
-  mean, cov = _exact_output(gaussian, betas, 1, samplers.timesteps(1000, steps))
+  mean, cov = _exact_output(gaussian, betas, 1, visited(steps))
   assert _sample_kl(x, mean, cov) < KL_TOL
   # More steps, closer to the data distribution (the discretisation error shrinks).
   err = _gauss_kl(mean, cov, gaussian["mus"][1], gaussian["sigma"])
-  more = samplers.timesteps(1000, 4 * steps)
+  more = visited(4 * steps)
   err_more = _gauss_kl(
     *_exact_output(gaussian, betas, 1, more), gaussian["mus"][1], gaussian["sigma"]
   )

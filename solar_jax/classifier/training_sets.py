@@ -321,8 +321,8 @@ def synthetic_pool(
 
   Reuses ``pool_file(workdir, step, guidance, pool)`` when it holds at
   least ``counts`` images of each class and was drawn with the pool's
-  sampling settings (``pool_settings``: sampler, steps, eta, spacing, guidance,
-  x0 clipping, seed, prediction); samples (and overwrites) it otherwise. The
+  sampling settings (``pool_settings``: sampler, steps, eta, spacing, final step,
+  guidance, x0 clipping, seed, prediction); samples (and overwrites) it otherwise. The
   guidance is ``guidance``, else ``classifier.guidance_scale`` when set, else
   ``sampling.guidance_scale``; pool ``k`` is drawn with seed ``sampling.seed + k``.
 

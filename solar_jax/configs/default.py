@@ -121,7 +121,15 @@ def get_config() -> ml_collections.ConfigDict:
   sampling.sampler = "ddim"
   sampling.num_steps = 50  # DDIM / dpmpp_2m steps (1..num_timesteps); DDPM uses all.
   sampling.eta = 0.0  # DDIM stochasticity in [0, 1]; dpmpp_2m adds no noise.
-  sampling.spacing = "uniform"  # DDIM / dpmpp_2m timestep spacing: 'uniform', 'quadratic'.
+  # DDIM / dpmpp_2m timestep placement ('uniform', 'quadratic', 'logsnr') and last step
+  # ('jump': x0 from the last visited timestep; 'zero': the timesteps end at t = 0), or
+  # 'default': the sampler's recipe (samplers.SAMPLERS: quadratic + jump for both, the
+  # best on the analytic mixture, RESULTS.md "Each sampler's timestep recipe"). The
+  # configs keep uniform + jump, with which their samples were measured, until
+  # benchmarks/sampler_recipes_model.sh has measured the recipe on a trained model.
+  # Samples record the resolved values.
+  sampling.spacing = "uniform"
+  sampling.final_step = "jump"
   sampling.guidance_scale = 1.0  # CFG: 0 = unconditional, 1 = conditional.
   sampling.clip_x0 = True  # Clip the predicted x0 to [-1, 1].
   sampling.batch_size = 64  # Images per device batch group (global).

@@ -5,7 +5,10 @@ The model enters as ``model_fn(params, x [B,H,W,C], t [B] int32, y [B] int32)
 as on an analytic denoiser (tests). Each sampler is one jitted function whose
 time loop is a ``lax.scan``; the per-step coefficients are gathered from the
 schedule once, before the loop. The guidance scale and DDIM's eta are traced
-arguments: changing them does not recompile.
+arguments: changing them does not recompile. ``SAMPLERS`` lists the samplers,
+each with its recipe (default spacing and final step, recommended steps;
+measured in benchmarks/RESULTS.md, "Each sampler's timestep recipe"), and
+``SPACINGS`` the timestep placements: adding one touches this module only.
 
 Randomness is per image: image ``i`` of a run with key ``k`` draws its initial
 noise and every step's noise from ``fold_in(k, i)`` (split into an initial and
@@ -14,26 +17,27 @@ A run therefore gives the same images whatever the batch size, the padding of
 the last batch or the number of devices, and DDIM with ``eta = 1`` over all
 ``T`` steps draws exactly the noise that DDPM draws.
 
-Timesteps are 0-based (``t = T - 1`` is the noisiest). DDIM visits ``S``
-timesteps ``t_1 < ... < t_S = T - 1`` ("trailing" spacing, Lin et al. 2024,
-which always starts at pure noise): uniform ``t_i = round(i T / S) - 1``, or
-quadratic ``t_i ~ T (i / S)^2`` (denser near the data), made strictly
-increasing. ``S = T`` visits every timestep with either spacing.
+Timesteps are 0-based integers (``t = T - 1`` is the noisiest; the model knows
+integer timesteps only, so every placement is rounded to them). A stepped
+sampler visits ``t_1 < ... < t_S = T - 1`` and returns the x0 prediction at
+``t_1``: S model evaluations. The final step is 'jump' (``t_1`` where the
+spacing puts it: a first-order jump to the clean image) or 'zero' (``t_1 = 0``:
+the last evaluation denoises from the least noisy timestep). 'uniform' +
+'jump' is the trailing spacing of Lin et al. 2024; 'logsnr' is DPM-Solver's,
+uniform in ``lambda = log(alpha / sigma)`` from ``lambda(T - 1)`` to
+``lambda(0)`` at the timesteps of nearest lambda.
 
-DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) visits the same timesteps as
-DDIM, deterministically, with one model evaluation per step. In log-SNR
-``lambda = log(alpha / sigma)`` (``alpha = sqrt(abar)``, ``sigma = sqrt(1 -
+DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) is deterministic, one model
+evaluation per step. In log-SNR (``alpha = sqrt(abar)``, ``sigma = sqrt(1 -
 abar)``) a step ``s -> t`` of length ``h = lambda_t - lambda_s`` is
 
   x_t = (sigma_t / sigma_s) x_s + alpha_t (1 - exp(-h)) D,
   D = x0_s + (h / (2 h_prev)) (x0_s - x0_prev),
 
 the first-order part being exactly DDIM (eta = 0) and the second term a
-multistep correction from the previous step's data prediction ``x0_prev``
-(``r = h_prev / h`` in the paper's notation). The first step has no previous
-prediction and the last step, to the clean image (``sigma = 0``, ``h``
-infinite), returns ``x0`` itself: both are first order, which is also what
-the "lower order final" trick asks for at few steps.
+multistep correction from the previous step's data prediction ``x0_prev``.
+The first step has no previous prediction and the last step, to the clean
+image (``h`` infinite), returns ``x0`` itself: both are first order.
 """
 
 from __future__ import annotations
@@ -52,14 +56,12 @@ import tqdm
 from jax.experimental import multihost_utils
 
 from solar_jax import configuration
-from solar_jax.configuration import SAMPLERS, SPACINGS
 from solar_jax.diffusion import losses, schedules
 from solar_jax.errors import ConfigError
 
-# Samplers that visit ``timesteps(T, num_steps, spacing)``; DDPM visits all T.
-STEPPED = ("ddim", "dpmpp_2m")
-
 ModelFn = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
+FINAL_STEPS = ("jump", "zero")
+DEFAULT = "default"  # sampling.spacing / final_step: the sampler's recipe.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +78,10 @@ class SamplerSpec(NamedTuple):
   """The static (compile-time) choices of a sampler run.
 
   Attributes:
-    sampler: 'ddim', 'dpmpp_2m' (DPM-Solver++(2M), deterministic) or 'ddpm'
-      (ancestral, all T steps).
+    sampler: a key of ``SAMPLERS``: 'ddim', 'dpmpp_2m' or 'ddpm' (all T steps).
     num_steps: DDIM / DPM-Solver++ steps in 1..T (ignored by DDPM).
-    spacing: their timestep spacing, 'uniform' or 'quadratic'.
+    spacing, final_step: a key of ``SPACINGS`` and 'jump' or 'zero' (module
+      docstring), or 'default': the sampler's recipe.
     prediction: what the model outputs, 'eps' or 'v'.
     clip_x0: clip the predicted clean image to [-1, 1] at every step.
     guided: evaluate conditional and unconditional outputs (one 2B forward)
@@ -89,42 +91,59 @@ class SamplerSpec(NamedTuple):
 
   sampler: str = "ddim"
   num_steps: int = 50
-  spacing: str = "uniform"
+  spacing: str = DEFAULT
+  final_step: str = DEFAULT
   prediction: str = "eps"
   clip_x0: bool = False
   guided: bool = True
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, guided: bool | None = None):
-    """From ``config.sampling`` and ``config.diffusion``; ``guided`` defaults to scale != 1."""
+    """From ``config.sampling`` and ``config.diffusion``, resolved; ``guided`` defaults to scale != 1."""
     s = config.sampling
     if guided is None:
       guided = float(s.guidance_scale) != 1.0
-    return cls(
-      sampler=s.sampler,
-      num_steps=int(s.num_steps),
-      spacing=s.spacing,
-      prediction=config.diffusion.prediction,
-      clip_x0=bool(s.clip_x0),
-      guided=bool(guided),
-    )
+    fields = (s.sampler, int(s.num_steps), s.spacing, s.final_step, config.diffusion.prediction)
+    return cls(*fields, clip_x0=bool(s.clip_x0), guided=bool(guided)).resolved()
+
+  def resolved(self) -> SamplerSpec:
+    """This spec with 'default' replaced by the sampler's recipe, every name checked."""
+    recipe = _recipe(self.sampler)
+    if not recipe.stepped:  # DDPM visits every timestep down to t = 0, whatever they say.
+      return self._replace(spacing="uniform", final_step="zero")
+    spacing = recipe.spacing if self.spacing == DEFAULT else self.spacing
+    final = recipe.final_step if self.final_step == DEFAULT else self.final_step
+    _choice(spacing, "sampling.spacing", tuple(SPACINGS))
+    _choice(final, "sampling.final_step", FINAL_STEPS)
+    return self._replace(spacing=spacing, final_step=final)
+
+
+def _choice(value, field, allowed):
+  if value not in allowed:
+    raise ConfigError(f"{field}={value!r} is not one of {', '.join(map(repr, allowed))}.")
+
+
+def _recipe(name: str) -> Sampler:
+  _choice(name, "sampling.sampler", tuple(SAMPLERS))
+  return SAMPLERS[name]
 
 
 def recorded_settings(config: ml_collections.ConfigDict) -> dict:
   """How a sampled set is drawn, as written beside its images: the effective values.
 
-  DDPM runs all ``num_timesteps`` steps and is DDIM with eta = 1, whatever
-  ``sampling.num_steps`` and ``sampling.eta`` say; DPM-Solver++(2M) adds no
-  noise whatever ``sampling.eta`` says (recorded 0). So two sets drawn alike
-  record alike.
+  DDPM runs all ``num_timesteps`` steps down to t = 0 with eta = 1, whatever
+  ``sampling`` says; DPM-Solver++(2M) adds no noise (eta recorded 0); 'default'
+  is recorded as the recipe's values. So two sets drawn alike record alike.
   """
   s = config.sampling
-  ddpm = s.sampler == "ddpm"
-  eta = {"ddpm": 1.0, "dpmpp_2m": 0.0}.get(s.sampler, float(s.eta))
+  recipe = _recipe(s.sampler)
+  spec = SamplerSpec.from_config(config)
   return {
     "sampler": s.sampler,
-    "num_steps": int(config.diffusion.num_timesteps if ddpm else s.num_steps),
-    "eta": eta,
+    "num_steps": int(s.num_steps if recipe.stepped else config.diffusion.num_timesteps),
+    "eta": float(s.eta if recipe.eta is None else recipe.eta),
+    "spacing": spec.spacing,
+    "final_step": spec.final_step,
     "guidance_scale": float(s.guidance_scale),
     "seed": int(s.seed),
   }
@@ -152,35 +171,81 @@ def image_settings(config: ml_collections.ConfigDict) -> dict:
   return settings
 
 
-def _check_spec(spec: SamplerSpec, num_timesteps: int) -> None:
-  if spec.sampler not in SAMPLERS:
-    raise ConfigError(
-      f"sampling.sampler={spec.sampler!r} is not one of {', '.join(map(repr, SAMPLERS))}."
-    )
-  if spec.sampler in STEPPED:
-    timesteps(num_timesteps, spec.num_steps, spec.spacing)  # Validates steps and spacing.
+# ------------------------------------------------------------ timesteps ---
 
 
-def timesteps(num_timesteps: int, num_steps: int, spacing: str = "uniform") -> np.ndarray:
-  """The strictly increasing timesteps (int32 [num_steps]) a DDIM run visits; last = T - 1."""
+def _uniform(num_timesteps, num_steps, final, alphas_cumprod):
+  """'jump': ``round(i T / S) - 1``, i = 1..S (trailing); 'zero': ``round((T - 1) i / (S - 1))``, i = 0..S-1."""
+  i = np.arange(1, num_steps + 1, dtype=np.float64)
+  if final == "zero":
+    return np.round((num_timesteps - 1) * (i - 1) / (num_steps - 1))
+  return np.round(i / num_steps * num_timesteps) - 1  # In this order: the grid of old runs.
+
+
+def _quadratic(num_timesteps, num_steps, final, alphas_cumprod):
+  """As 'uniform' with the fractions squared: denser near the data."""
+  i = np.arange(1, num_steps + 1, dtype=np.float64)
+  if final == "zero":
+    return np.round((num_timesteps - 1) * ((i - 1) / (num_steps - 1)) ** 2)
+  return np.ceil((i / num_steps) ** 2 * num_timesteps) - 1
+
+
+def _logsnr(num_timesteps, num_steps, final, alphas_cumprod):
+  """Uniform in lambda, S points (+ one at t = 0 that 'jump' drops); ``alphas_cumprod`` may be traced."""
+  if alphas_cumprod is None:
+    raise ValueError("the 'logsnr' spacing needs the schedule's alphas_cumprod.")
+  abar = jnp.asarray(alphas_cumprod, jnp.float32)
+  lam = 0.5 * (jnp.log(abar) - jnp.log1p(-abar))  # Decreasing in t.
+  target = jnp.linspace(lam[0], lam[-1], num_steps + (final == "jump"))
+  seq = jnp.argmin(jnp.abs(lam[None, :] - target[:, None]), axis=1)  # Nearest lambda.
+  return jnp.maximum(seq[1:], 1) if final == "jump" else seq
+
+
+SPACINGS = {"uniform": _uniform, "quadratic": _quadratic, "logsnr": _logsnr}
+
+
+def timesteps(
+  num_timesteps: int,
+  num_steps: int,
+  spacing: str = "uniform",
+  final_step: str = "jump",
+  alphas_cumprod=None,
+) -> jax.Array:
+  """The strictly increasing timesteps (int32 [S]) a stepped sampler visits; last = T - 1.
+
+  ``spacing`` is a key of ``SPACINGS`` and ``final_step`` one of ``FINAL_STEPS``;
+  ``alphas_cumprod`` [T] (may be traced) is needed by 'logsnr'. Points that
+  collide after rounding are pushed apart (up from the data end, then down
+  from T - 1); S = T visits every timestep, S = 1 only T - 1.
+  """
   if not 1 <= num_steps <= num_timesteps:
     raise ConfigError(
       f"sampling.num_steps={num_steps} must lie in [1, diffusion.num_timesteps={num_timesteps}]."
     )
-  frac = np.arange(1, num_steps + 1, dtype=np.float64) / num_steps
-  if spacing == "uniform":
-    seq = np.round(frac * num_timesteps).astype(np.int64) - 1
-  elif spacing == "quadratic":
-    seq = np.ceil(frac**2 * num_timesteps).astype(np.int64) - 1
-    for i in range(1, num_steps):  # Early quadratic steps can collide; push them apart.
-      seq[i] = max(seq[i], seq[i - 1] + 1)
-  else:
-    raise ConfigError(
-      f"sampling.spacing={spacing!r} is not one of {', '.join(map(repr, SPACINGS))}."
-    )
-  if seq[0] < 0 or seq[-1] != num_timesteps - 1 or np.any(np.diff(seq) <= 0):
-    raise AssertionError(f"bad timestep sequence for T={num_timesteps}, S={num_steps}: {seq}")
-  return seq.astype(np.int32)
+  _choice(spacing, "sampling.spacing", tuple(SPACINGS))
+  _choice(final_step, "sampling.final_step", FINAL_STEPS)
+  if num_steps == 1:
+    return jnp.full((1,), num_timesteps - 1, jnp.int32)
+  seq = jnp.asarray(SPACINGS[spacing](num_timesteps, num_steps, final_step, alphas_cumprod))
+  # Strictly increasing within [0, T - 1]: push collisions up, then down from the top.
+  idx = jnp.arange(num_steps)
+  seq = jax.lax.cummax(jnp.maximum(seq.astype(jnp.int32), 0) - idx) + idx
+  seq = jax.lax.cummin(jnp.minimum(seq, num_timesteps - 1) - idx, reverse=True) + idx
+  return seq.astype(jnp.int32)
+
+
+def visited_timesteps(schedule: schedules.Schedule, spec: SamplerSpec) -> jax.Array:
+  """The timesteps ``spec`` visits on ``schedule`` (int32 [S] increasing; DDPM: all T)."""
+  spec = spec.resolved()
+  num_timesteps = schedule.num_timesteps
+  if not _recipe(spec.sampler).stepped:
+    return jnp.arange(num_timesteps, dtype=jnp.int32)
+  return timesteps(
+    num_timesteps, spec.num_steps, spec.spacing, spec.final_step, schedule.alphas_cumprod
+  )
+
+
+# ------------------------------------------------------------- samplers ---
 
 
 def guided_output(model_fn, params, x, t, labels, guidance_scale, *, num_classes, guided):
@@ -206,13 +271,21 @@ def guided_output(model_fn, params, x, t, labels, guidance_scale, *, num_classes
   return out_u + guidance_scale * (out_c - out_u)
 
 
-def _eps_x0(output, x, sqrt_abar, sqrt_1m_abar, spec: SamplerSpec):
-  """(eps, x0) from the model output; with clipping, eps is recomputed from the clipped x0."""
-  eps, x0 = losses.output_to_eps_x0(output, x, sqrt_abar, sqrt_1m_abar, spec.prediction)
-  if spec.clip_x0:
-    x0 = jnp.clip(x0, -1.0, 1.0)
-    eps = (x - sqrt_abar * x0) / sqrt_1m_abar
-  return eps, x0
+def _denoiser(model_fn, params, labels, guidance_scale, spec: SamplerSpec, num_classes: int):
+  """``(x, t, abar_t) -> (eps, x0)`` of the guided model; with clipping, eps follows the clipped x0."""
+
+  def denoise(x, t, abar):
+    out = guided_output(
+      model_fn, params, x, t, labels, guidance_scale, num_classes=num_classes, guided=spec.guided
+    )
+    sa, s1a = jnp.sqrt(abar), jnp.sqrt(1.0 - abar)
+    eps, x0 = losses.output_to_eps_x0(out, x, sa, s1a, spec.prediction)
+    if spec.clip_x0:
+      x0 = jnp.clip(x0, -1.0, 1.0)
+      eps = (x - sa * x0) / s1a
+    return eps, x0
+
+  return denoise
 
 
 def per_image_keys(key: jax.Array, indices: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -224,6 +297,130 @@ def per_image_keys(key: jax.Array, indices: jax.Array) -> tuple[jax.Array, jax.A
 
 def _step_noise(step_keys, t, shape):
   return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, t), shape))(step_keys)
+
+
+def _ancestral_loop(denoise, x_T, step_keys, t_arr, abar_arr, c_x0, c_eps, c_x, std):
+  """``x <- c_x0 x0 + c_eps eps + c_x x + std z`` per visited timestep, noisiest first."""
+  shape = x_T.shape[1:]
+
+  def step(x, inputs):
+    t, a, c1, c2, c3, noise_scale = inputs
+    eps, x0 = denoise(x, t, a)
+    # Deterministic steps (DDIM eta = 0, DDPM's last step) skip drawing noise.
+    z = jax.lax.cond(
+      noise_scale > 0, lambda: _step_noise(step_keys, t, shape), lambda: jnp.zeros_like(x)
+    )
+    return c1 * x0 + c2 * eps + c3 * x + noise_scale * z, None
+
+  inputs = (t_arr, abar_arr, c_x0, c_eps, c_x, std)
+  x, _ = jax.lax.scan(step, x_T.astype(jnp.float32), inputs)
+  return x
+
+
+def ddim_from(model_fn, params, schedule, x_T, seq, step_keys, labels, guidance_scale, eta, *,
+              spec, num_classes):  # fmt: skip
+  """DDIM (Song et al. 2021, eq. 12) over ``seq``; ``eta`` in [0, 1] (0: deterministic)."""
+  abar_all = schedule.alphas_cumprod
+  t_arr = seq[::-1]
+  prev = jnp.concatenate([jnp.full((1,), -1, jnp.int32), seq[:-1]])[::-1]  # -1: clean image.
+  abar = abar_all[t_arr]
+  abar_prev = jnp.where(prev >= 0, abar_all[jnp.maximum(prev, 0)], 1.0)
+  eta = jnp.asarray(eta, jnp.float32)
+  sigma = eta * jnp.sqrt((1.0 - abar_prev) / (1.0 - abar) * (1.0 - abar / abar_prev))
+  c_eps = jnp.sqrt(jnp.maximum(1.0 - abar_prev - sigma**2, 0.0))
+  denoise = _denoiser(model_fn, params, labels, guidance_scale, spec, num_classes)
+  zero = jnp.zeros_like(abar)
+  return _ancestral_loop(denoise, x_T, step_keys, t_arr, abar, jnp.sqrt(abar_prev), c_eps, zero,
+                         sigma)  # fmt: skip
+
+
+def ddpm_from(model_fn, params, schedule, x_T, seq, step_keys, labels, guidance_scale, eta, *,
+              spec, num_classes):  # fmt: skip
+  """Ancestral DDPM over every timestep (``seq`` = all T): the posterior q(x_{t-1} | x_t, x0)."""
+  t_arr = seq[::-1]
+  std = jnp.where(t_arr > 0, jnp.exp(0.5 * schedule.posterior_log_variance_clipped[t_arr]), 0.0)
+  denoise = _denoiser(model_fn, params, labels, guidance_scale, spec, num_classes)
+  coef1, coef2 = schedule.posterior_mean_coef1[t_arr], schedule.posterior_mean_coef2[t_arr]
+  abar = schedule.alphas_cumprod[t_arr]
+  return _ancestral_loop(denoise, x_T, step_keys, t_arr, abar, coef1, jnp.zeros_like(abar), coef2,
+                         std)  # fmt: skip
+
+
+def dpm_solver_2m_coefficients(abar_all: jax.Array, seq) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Per-step coefficients of DPM-Solver++(2M) over ``seq``, noisiest step first.
+
+  Step ``k`` goes from ``t = seq[::-1][k]`` to the next visited timestep (the
+  clean image after the last). Returns float32 [S] arrays ``(ratio, coef_d,
+  corr)`` with ``x_next = ratio x + coef_d (x0 + corr (x0 - x0_prev))``:
+  ``ratio = sigma_next / sigma``, ``coef_d = alpha_next (1 - exp(-h))`` and
+  ``corr = h / (2 h_prev)``, 0 at the first and the last step.
+  ``abar_all`` [T] and the increasing ``seq`` may be traced.
+  """
+  seq = jnp.asarray(seq, jnp.int32)
+  t_arr = seq[::-1]
+  nxt = jnp.concatenate([seq[:-1][::-1], jnp.full((1,), -1, jnp.int32)])  # -1: the clean image.
+  abar = abar_all[t_arr]
+  abar_next = jnp.where(nxt >= 0, abar_all[jnp.maximum(nxt, 0)], 1.0)
+  alpha, sigma = jnp.sqrt(abar), jnp.sqrt(1.0 - abar)
+  alpha_next, sigma_next = jnp.sqrt(abar_next), jnp.sqrt(1.0 - abar_next)
+  ratio = sigma_next / sigma
+  # alpha_next exp(-h) = alpha sigma_next / sigma: finite at the clean end (it is 0 there).
+  coef_d = alpha_next - alpha * ratio
+  # lambda = log(alpha / sigma) = 0.5 log(abar / (1 - abar)); the clean end's (+inf) is
+  # never used: its step is first order.
+  lam = 0.5 * jnp.log(abar / (1.0 - abar))
+  h = lam[1:] - lam[:-1]  # Steps 0..S-2 (each ends on a visited timestep).
+  corr = jnp.zeros_like(ratio)
+  if seq.shape[0] > 2:
+    corr = corr.at[1:-1].set(h[1:] / (2.0 * h[:-1]))
+  return ratio, coef_d, corr
+
+
+def dpm_solver_2m_from(model_fn, params, schedule, x_T, seq, step_keys, labels, guidance_scale,
+                       eta, *, spec, num_classes):  # fmt: skip
+  """DPM-Solver++(2M) over ``seq``, deterministic (ignores ``step_keys`` and ``eta``).
+
+  ``spec.clip_x0`` clips the data prediction before it enters the update (the
+  thresholding that the data-prediction form allows).
+  """
+  abar_all = schedule.alphas_cumprod
+  t_arr = jnp.asarray(seq, jnp.int32)[::-1]
+  coefs = dpm_solver_2m_coefficients(abar_all, seq)
+  denoise = _denoiser(model_fn, params, labels, guidance_scale, spec, num_classes)
+
+  def step(carry, inputs):
+    x, x0_prev = carry
+    t, a, ratio, coef_d, corr = inputs
+    _, x0 = denoise(x, t, a)
+    d = x0 + corr * (x0 - x0_prev)
+    return (ratio * x + coef_d * d, x0), None
+
+  x = x_T.astype(jnp.float32)
+  (x, _), _ = jax.lax.scan(step, (x, jnp.zeros_like(x)), (t_arr, abar_all[t_arr], *coefs))
+  return x
+
+
+# ------------------------------------------------------------- registry ---
+
+
+class Sampler(NamedTuple):
+  """A sampler and its recipe: what 'default' means for it (RESULTS.md has the measurements)."""
+
+  # (model_fn, params, schedule, x_T, seq, step_keys, labels, guidance_scale, eta, *,
+  #  spec, num_classes) -> x0, over the visited timesteps seq.
+  run: Callable
+  stepped: bool  # Visits num_steps timesteps; False: all T (DDPM).
+  spacing: str  # The default spacing and final step.
+  final_step: str
+  num_steps: int  # Recommended (tests hold it to its measured error; the config decides).
+  eta: float | None  # The eta it always uses; None: sampling.eta.
+
+
+SAMPLERS = {
+  "ddim": Sampler(ddim_from, True, "quadratic", "jump", 50, None),
+  "ddpm": Sampler(ddpm_from, False, "uniform", "zero", 1000, 1.0),
+  "dpmpp_2m": Sampler(dpm_solver_2m_from, True, "quadratic", "jump", 15, 0.0),
+}
 
 
 def sample_from(
@@ -239,155 +436,19 @@ def sample_from(
   spec: SamplerSpec,
   num_classes: int,
 ) -> jax.Array:
-  """Runs the reverse process from ``x_T`` [B,H,W,C] to clean images (not jitted itself).
+  """Runs the reverse process from ``x_T`` [B,H,W,C] to float32 clean images (not jitted).
 
-  DPM-Solver++(2M) is delegated to ``dpm_solver_2m_from`` (it ignores
-  ``step_keys`` and ``eta``).
-
-  Args:
-    model_fn: ``(params, x, t, y) -> eps or v``.
-    params: passed to ``model_fn``.
-    schedule: the diffusion Schedule the model was trained with.
-    x_T: the initial latents.
-    step_keys: [B] keys for the per-step noise (unused when DDIM eta = 0).
-    labels: [B] int32 class labels (``num_classes`` = null class).
-    guidance_scale: CFG scale ``w`` (traced); ignored when ``spec.guided`` is False.
-    eta: DDIM stochasticity in [0, 1] (traced); ignored by DDPM.
-    spec: static sampler choices.
-    num_classes: number of real classes (the null class index).
-
-  Returns:
-    float32 [B,H,W,C] samples.
+  ``model_fn(params, x, t, y)`` gives eps or v on the ``schedule`` it was trained
+  with; ``step_keys`` [B] key the per-step noise (unused by deterministic
+  samplers); ``labels`` [B] int32 (``num_classes`` = the null class); the CFG
+  scale (ignored unless ``spec.guided``) and DDIM's ``eta`` are traced; 'default'
+  in ``spec`` resolves to the sampler's recipe.
   """
-  num_timesteps = schedule.num_timesteps
-  _check_spec(spec, num_timesteps)
-  if spec.sampler == "dpmpp_2m":
-    return dpm_solver_2m_from(
-      model_fn,
-      params,
-      schedule,
-      x_T,
-      labels,
-      guidance_scale,
-      spec=spec,
-      num_classes=num_classes,
-    )
-  shape = x_T.shape[1:]
-  abar_all = schedule.alphas_cumprod
-  if spec.sampler == "ddim":
-    seq = timesteps(num_timesteps, spec.num_steps, spec.spacing)
-    prev = np.concatenate([[-1], seq[:-1]]).astype(np.int32)
-  else:
-    seq = np.arange(num_timesteps, dtype=np.int32)
-    prev = seq - 1
-  # Per-step coefficients, computed once outside the loop; iterate noisiest first.
-  t_arr = jnp.asarray(seq[::-1])
-  prev_np = prev[::-1]
-  abar = abar_all[t_arr]
-  abar_prev = jnp.where(jnp.asarray(prev_np) >= 0, abar_all[jnp.maximum(prev_np, 0)], 1.0)
-  sqrt_abar, sqrt_1m_abar = jnp.sqrt(abar), jnp.sqrt(1.0 - abar)
-  if spec.sampler == "ddim":
-    eta = jnp.asarray(eta, jnp.float32)
-    sigma = eta * jnp.sqrt((1.0 - abar_prev) / (1.0 - abar) * (1.0 - abar / abar_prev))
-    coef_x0 = jnp.sqrt(abar_prev)
-    coef_eps = jnp.sqrt(jnp.maximum(1.0 - abar_prev - sigma**2, 0.0))
-    coefs = (coef_x0, coef_eps, sigma)
-  else:
-    # Posterior q(x_{t-1} | x_t, x0): mean coef1 x0 + coef2 x_t; no noise at t = 0.
-    std = jnp.where(t_arr > 0, jnp.exp(0.5 * schedule.posterior_log_variance_clipped[t_arr]), 0.0)
-    coefs = (schedule.posterior_mean_coef1[t_arr], schedule.posterior_mean_coef2[t_arr], std)
-
-  def step(x, inputs):
-    t, sa, s1a, c1, c2, noise_scale = inputs
-    out = guided_output(
-      model_fn, params, x, t, labels, guidance_scale, num_classes=num_classes, guided=spec.guided
-    )
-    eps, x0 = _eps_x0(out, x, sa, s1a, spec)
-    if spec.sampler == "ddim":
-      mean = c1 * x0 + c2 * eps
-    else:
-      mean = c1 * x0 + c2 * x
-    # Deterministic steps (DDIM eta = 0, DDPM's last step) skip drawing noise.
-    z = jax.lax.cond(
-      noise_scale > 0, lambda: _step_noise(step_keys, t, shape), lambda: jnp.zeros_like(x)
-    )
-    return mean + noise_scale * z, None
-
-  x, _ = jax.lax.scan(step, x_T.astype(jnp.float32), (t_arr, sqrt_abar, sqrt_1m_abar, *coefs))
-  return x
-
-
-def dpm_solver_2m_coefficients(
-  abar_all: jax.Array, seq: np.ndarray
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Per-step coefficients of DPM-Solver++(2M) over ``seq``, noisiest step first.
-
-  Step ``k`` goes from ``t = seq[::-1][k]`` to the next visited timestep (the
-  clean image after the last). Returns float32 [S] arrays ``(ratio, coef_d,
-  corr)`` with ``x_next = ratio x + coef_d (x0 + corr (x0 - x0_prev))``:
-  ``ratio = sigma_next / sigma``, ``coef_d = alpha_next (1 - exp(-h))`` and
-  ``corr = h / (2 h_prev)``, 0 at the first and the last step.
-
-  Args:
-    abar_all: the schedule's alphas_cumprod [T] (traced).
-    seq: the visited timesteps, increasing (``timesteps``).
-  """
-  t_arr = jnp.asarray(seq[::-1])
-  nxt = np.concatenate([seq[:-1][::-1], [-1]]).astype(np.int32)  # -1: the clean image.
-  abar = abar_all[t_arr]
-  abar_next = jnp.where(jnp.asarray(nxt) >= 0, abar_all[jnp.maximum(nxt, 0)], 1.0)
-  alpha, sigma = jnp.sqrt(abar), jnp.sqrt(1.0 - abar)
-  alpha_next, sigma_next = jnp.sqrt(abar_next), jnp.sqrt(1.0 - abar_next)
-  ratio = sigma_next / sigma
-  # alpha_next exp(-h) = alpha sigma_next / sigma: finite at the clean end (it is 0 there).
-  coef_d = alpha_next - alpha * ratio
-  # lambda = log(alpha / sigma) = 0.5 log(abar / (1 - abar)); the clean end's (+inf) is
-  # never used: its step is first order.
-  lam = 0.5 * jnp.log(abar / (1.0 - abar))
-  h = lam[1:] - lam[:-1]  # Steps 0..S-2 (each ends on a visited timestep).
-  corr = jnp.zeros_like(ratio)
-  if len(seq) > 2:
-    corr = corr.at[1:-1].set(h[1:] / (2.0 * h[:-1]))
-  return ratio, coef_d, corr
-
-
-def dpm_solver_2m_from(
-  model_fn: ModelFn,
-  params,
-  schedule: schedules.Schedule,
-  x_T: jax.Array,
-  labels: jax.Array,
-  guidance_scale,
-  *,
-  spec: SamplerSpec,
-  num_classes: int,
-) -> jax.Array:
-  """DPM-Solver++(2M) from ``x_T`` [B,H,W,C] over ``timesteps(T, spec.num_steps, spec.spacing)``.
-
-  Deterministic, one (guided) model evaluation per step; ``spec.clip_x0``
-  clips the data prediction before it enters the update (the thresholding
-  that the data-prediction form allows). The scan carries the previous data
-  prediction for the multistep correction. Arguments as for ``sample_from``.
-  """
-  seq = timesteps(schedule.num_timesteps, spec.num_steps, spec.spacing)
-  abar_all = schedule.alphas_cumprod
-  t_arr = jnp.asarray(seq[::-1])
-  abar = abar_all[t_arr]
-  coefs = dpm_solver_2m_coefficients(abar_all, seq)
-
-  def step(carry, inputs):
-    x, x0_prev = carry
-    t, a, ratio, coef_d, corr = inputs
-    out = guided_output(
-      model_fn, params, x, t, labels, guidance_scale, num_classes=num_classes, guided=spec.guided
-    )
-    _, x0 = _eps_x0(out, x, jnp.sqrt(a), jnp.sqrt(1.0 - a), spec)
-    d = x0 + corr * (x0 - x0_prev)
-    return (ratio * x + coef_d * d, x0), None
-
-  x = x_T.astype(jnp.float32)
-  (x, _), _ = jax.lax.scan(step, (x, jnp.zeros_like(x)), (t_arr, abar, *coefs))
-  return x
+  spec = spec.resolved()
+  seq = visited_timesteps(schedule, spec)
+  run = SAMPLERS[spec.sampler].run
+  return run(model_fn, params, schedule, x_T, seq, step_keys, labels, guidance_scale, eta,
+             spec=spec, num_classes=num_classes)  # fmt: skip
 
 
 # ---------------------------------------------------------- jitted entry points ---
