@@ -3,7 +3,7 @@
 Importing the package has no side effects; ``python -m solar_jax.main`` runs it
 (see README.md, ``--help``), and ``ARCHITECTURE.md`` maps its modules.
 ``solar_jax.generate(workdir_or_checkpoint, classes=..., n=...)`` samples from a
-trained model in Python (``solar_jax.ddpm.api``; imported on first use, it loads JAX).
+trained model in Python (``solar_jax.api``; imported on first use, it loads JAX).
 """
 
 import importlib
@@ -11,5 +11,5 @@ import importlib
 
 def __getattr__(name):
   if name in ("generate", "Samples"):
-    return getattr(importlib.import_module("solar_jax.ddpm.api"), name)
+    return getattr(importlib.import_module("solar_jax.api"), name)
   raise AttributeError(f"module 'solar_jax' has no attribute {name!r}")

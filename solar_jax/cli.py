@@ -14,8 +14,9 @@ import sys
 import textwrap
 
 from absl import flags
+from ml_collections import config_flags
 
-from solar_jax import configuration, errors
+from solar_jax import configuration, errors, pipeline
 
 HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
 
@@ -74,7 +75,7 @@ def help_text(full: bool, flag_values=flags.FLAGS) -> str:
   """The usage, every mode, and with ``full`` every flag of every module (absl's list)."""
   modes = "\n".join(
     textwrap.fill(f"  {m:9s} {MODE_HELP[m]}", width=88, subsequent_indent=" " * 12)
-    for m in configuration.MODES
+    for m in pipeline.MODES
   )
   text = USAGE.format(modes=modes, paths=", ".join(configuration.PATH_FIELDS) + ".")
   if full:
@@ -115,6 +116,20 @@ def load_config(value: str | None):
     # The path as given, but ~ (not $VARS: the shell has expanded them once).
     return configuration.from_json(os.path.expanduser(value))
   return configuration.load_module_config(value)
+
+
+def define_config_flag(flag_values, config, argv) -> None:
+  """``--config`` holding ``config``, and its ``--config.SECTION.FIELD=VALUE`` overrides."""
+  for name in [n for n in flag_values if n == "config" or n.startswith("config.")]:
+    delattr(flag_values, name)  # A second parse in one process (one flag per override).
+  config_flags.DEFINE_config_dict(
+    "config",
+    config,
+    "A config by name (solar_jax/configs/), an importable module, or a config.json.",
+    flag_values=flag_values,
+    lock_config=True,
+    sys_argv=argv,
+  )
 
 
 def fail(message, code: int = 2):

@@ -1,8 +1,11 @@
-"""Checks a resolved config before anything is compiled.
+"""Configs: loading them by name or from a run's config.json, each numeric field's range.
 
-Locked ``ml_collections`` configs already reject unknown keys. This module
-rejects values that are impossible, with one line that names the field and
-what is allowed, so a bad run fails in seconds instead of after compiling.
+Locked ``ml_collections`` configs already reject unknown keys. This module loads a
+config (``load_module_config``, ``from_json``), checks every numeric field on its own
+against ``RANGES`` (``check_ranges``) and says what an artefact depends on
+(``depends_on``). The choices (samplers, schedules, label policies, regimes, ...) are
+registered where they are implemented, and the rules that tie fields together sit at
+the top, in ``solar_jax.checks``, which calls ``check_ranges`` first.
 """
 
 from __future__ import annotations
@@ -24,40 +27,6 @@ from solar_jax import configs as configs_package
 from solar_jax.configs import default
 from solar_jax.errors import ConfigError
 
-SCHEDULES = ("linear", "cosine")
-PREDICTIONS = ("eps", "v")
-SAMPLERS = ("ddim", "ddpm", "dpmpp_2m")
-LOSS_WEIGHTINGS = ("none", "min_snr")
-# The keys of solar_jax.diffusion.samplers.SAMPLERS / SPACINGS / FINAL_STEPS (a test
-# keeps them equal); sampling.spacing and sampling.final_step also take 'default'.
-SPACINGS = ("uniform", "quadratic", "logsnr")
-FINAL_STEPS = ("jump", "zero")
-DTYPES = ("float32", "bfloat16")
-SAMPLE_COUNTS = ("fixed", "balance")
-CLASSIFIER_TASKS = (
-  "multiclass",
-  "ge_m",
-  "ge_c",
-  "forecast_multiclass",
-  "forecast_ge_m",
-  "forecast_ge_c",
-)
-CLASSIFIER_REGIMES = (
-  "real",
-  "weighted",
-  "focal",
-  "oversample",
-  "augment",
-  "real_synthetic",
-  "synthetic_only",
-)
-AUGMENT_FLIPS = ("none", "ns", "ns_ew")
-EXTRACTORS = ("inception", "classifier", "random")
-BUILDER_CONFIGS = ("64", "128", "256", "512")
-# Label policies applied on read (solar_jax/data/frame_facts.py says what each means).
-DATA_LABELS = ("goes_class", "flare_class", "background_class", "max_class_next_24h")
-DISTRIBUTED = ("auto", "yes", "no")
-MODES = ("train", "sample", "evaluate", "classify", "all", "export")
 # Fields that name a file or directory: ``~`` and ``$VARS`` in them are expanded
 # (``--config.data.data_dir=~/tfds`` reaches the program unexpanded: the shell
 # expands ``~`` only at the start of a word).
@@ -106,7 +75,7 @@ FRACTION = Range(0, 1)  # [0, 1]
 SEED = Range(0, 2**32 - 1, integer=True)
 
 # Every numeric field of configs/default.py and the values it may take, checked by
-# ``validate`` (a tuple field: each element). NaN and Inf are never allowed. Limits
+# ``check_ranges`` (a tuple field: each element). NaN and Inf are never allowed. Limits
 # that depend on another field (sampling.num_steps <= diffusion.num_timesteps, batch
 # sizes over the mesh, clip_min < clip_max) are checked after this table.
 RANGES: dict[str, Range] = {
@@ -203,7 +172,7 @@ def _lookup(config, field: str):
   return config
 
 
-def _check_ranges(config) -> None:
+def check_ranges(config) -> None:
   """Every ``RANGES`` field holds allowed values (None only where the default is a
   placeholder); raises ConfigError naming the first that does not."""
   for field, allowed in RANGES.items():
@@ -220,16 +189,6 @@ def _show(value) -> str:
   return repr(tuple(value) if isinstance(value, list) else value)
 
 
-def _choice(value, field: str, allowed) -> None:
-  if value not in allowed:
-    raise ConfigError(f"{field}={value!r} is not one of {', '.join(map(repr, allowed))}.")
-
-
-def _in_range(value, field: str, lo, hi) -> None:
-  if not lo <= value <= hi:
-    raise ConfigError(f"{field}={value!r} must lie in [{lo}, {hi}].")
-
-
 def mesh_shape(mesh_config, num_devices: int) -> tuple[int, int]:
   """Returns the (data, fsdp) mesh shape for ``num_devices`` devices."""
   fsdp = mesh_config.fsdp
@@ -244,111 +203,6 @@ def mesh_shape(mesh_config, num_devices: int) -> tuple[int, int]:
       f"({num_devices}); use mesh.data=-1 to take all devices."
     )
   return data, fsdp
-
-
-def _validate_data(data) -> None:
-  _choice(data.builder_config, "data.builder_config", BUILDER_CONFIGS)
-  if not 0 < data.clip_min < data.clip_max:
-    raise ConfigError(
-      f"data.clip_min={data.clip_min} and data.clip_max={data.clip_max} must satisfy "
-      "0 < clip_min < clip_max."
-    )
-  _choice(data.label, "data.label", DATA_LABELS)
-  if len(data.classes) < 2:
-    raise ConfigError(f"data.classes={data.classes!r} needs at least two classes.")
-
-
-def _validate_model(data, model) -> None:
-  if not model.channel_mult:
-    raise ConfigError("model.channel_mult must name at least one level.")
-  factor = 2 ** (len(model.channel_mult) - 1)
-  if data.image_size % factor:
-    raise ConfigError(
-      f"data.image_size={data.image_size} is not divisible by the UNet's total "
-      f"downsampling {factor} (model.channel_mult has {len(model.channel_mult)} levels)."
-    )
-  if int(data.builder_config) % data.image_size:
-    raise ConfigError(
-      f"data.image_size={data.image_size} must divide the stored resolution "
-      f"data.builder_config={data.builder_config!r} (the input pipeline averages "
-      "stored pixels in blocks of builder_config / image_size)."
-    )
-  _choice(model.dtype, "model.dtype", DTYPES)
-  sides = {data.image_size // 2**i for i in range(len(model.channel_mult))}
-  for side in model.attention_resolutions:
-    if side not in sides:
-      raise ConfigError(
-        f"model.attention_resolutions contains {side}, which is not a feature-map side "
-        f"of this UNet (sides: {sorted(sides, reverse=True)})."
-      )
-
-
-def _validate_diffusion_and_training(diffusion, training) -> None:
-  _choice(diffusion.schedule, "diffusion.schedule", SCHEDULES)
-  _choice(diffusion.prediction, "diffusion.prediction", PREDICTIONS)
-  _choice(diffusion.loss_weighting, "diffusion.loss_weighting", LOSS_WEIGHTINGS)
-  if diffusion.schedule == "linear" and not 0 < diffusion.beta_start < diffusion.beta_end < 1:
-    raise ConfigError(
-      f"diffusion.beta_start={diffusion.beta_start} and diffusion.beta_end="
-      f"{diffusion.beta_end} must satisfy 0 < beta_start < beta_end < 1."
-    )
-
-
-def _validate_sampling(config) -> None:
-  data, diffusion, sampling = config.data, config.diffusion, config.sampling
-  _choice(sampling.sampler, "sampling.sampler", SAMPLERS)
-  _choice(sampling.spacing, "sampling.spacing", ("default", *SPACINGS))
-  _choice(sampling.final_step, "sampling.final_step", ("default", *FINAL_STEPS))
-  _choice(sampling.counts, "sampling.counts", SAMPLE_COUNTS)
-  _in_range(sampling.num_steps, "sampling.num_steps", 1, diffusion.num_timesteps)
-  if config.classifier.sampling_steps is not None:
-    _in_range(
-      config.classifier.sampling_steps, "classifier.sampling_steps", 1, diffusion.num_timesteps
-    )
-  if len(sampling.per_class) != len(data.classes):
-    raise ConfigError(
-      f"sampling.per_class={tuple(sampling.per_class)} needs one count >= 0 for each of "
-      f"data.classes={tuple(data.classes)}."
-    )
-
-
-def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
-  for name in evaluation.extractors:
-    _choice(name, "evaluation.extractors", EXTRACTORS)
-  _choice(evaluation.split, "evaluation.split", ("train", "validation", "test"))
-  if evaluation.floor_split:
-    _choice(evaluation.floor_split, "evaluation.floor_split", ("train", "validation", "test"))
-    if evaluation.floor_split == evaluation.split:
-      raise ConfigError(
-        f"evaluation.floor_split={evaluation.floor_split} must differ from evaluation.split "
-        "(the floor compares two disjoint real sets); use '' for no floors."
-      )
-
-  _choice(classifier.task, "classifier.task", CLASSIFIER_TASKS)
-  for name in classifier.regimes:
-    _choice(name, "classifier.regimes", CLASSIFIER_REGIMES)
-  if not classifier.seeds:
-    raise ConfigError("classifier.seeds must name at least one seed.")
-  if not classifier.stage_sizes:
-    raise ConfigError("classifier.stage_sizes needs one or more counts >= 1.")
-  _validate_experiment(classifier)
-
-
-def _validate_experiment(classifier) -> None:
-  """The fields of the augmentation experiment: baselines, validation grid, uncertainty."""
-  if len(set(classifier.seeds)) != len(classifier.seeds):
-    raise ConfigError(f"classifier.seeds={tuple(classifier.seeds)} repeats a seed.")
-  _choice(classifier.augment_flips, "classifier.augment_flips", AUGMENT_FLIPS)
-  if classifier.augment_flips == "ns_ew" and classifier.task.startswith("forecast_"):
-    raise ConfigError(
-      "classifier.augment_flips='ns_ew' with classifier.task="
-      f"{classifier.task!r}: an east-west flip reverses solar rotation, which a 24-hour "
-      "forecast depends on; use 'ns'."
-    )
-  for field in ("guidance_grid", "ratio_grid"):
-    values = tuple(classifier[field])
-    if len(set(values)) != len(values):
-      raise ConfigError(f"classifier.{field}={values} needs distinct values >= 0.")
 
 
 def distributed_value(field: str, value, source: str | None = None):
@@ -368,44 +222,6 @@ def distributed_value(field: str, value, source: str | None = None):
   if number < (1 if field == "num_processes" else 0):
     raise ConfigError(f"{source}={value!r} must be >= {1 if field == 'num_processes' else 0}.")
   return number
-
-
-def _validate_mesh(config, num_devices: int | None) -> None:
-  training, sampling, classifier = config.training, config.sampling, config.classifier
-  _choice(config.mesh.distributed, "mesh.distributed", DISTRIBUTED)
-  for field in ("coordinator_address", "num_processes", "process_id"):
-    if config.mesh[field] is not None:
-      distributed_value(field, config.mesh[field])
-  if num_devices is not None:
-    data_axis, fsdp = mesh_shape(config.mesh, num_devices)
-    shards = data_axis * fsdp  # The batch is split over both axes.
-    for field, value in (
-      ("training.batch_size", training.batch_size),
-      ("sampling.batch_size", sampling.batch_size),
-      ("classifier.batch_size", classifier.batch_size),
-    ):
-      if value % shards:
-        raise ConfigError(
-          f"{field}={value} is not divisible by the {shards} data-parallel devices "
-          f"(mesh data={data_axis} x fsdp={fsdp})."
-        )
-
-
-def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
-  """Raises ConfigError naming the first impossible field.
-
-  Args:
-    config: the resolved config.
-    num_devices: global device count; when given, batch sizes are checked
-      against the data-parallel mesh axis.
-  """
-  _check_ranges(config)  # Each numeric field on its own (RANGES), then the fields together.
-  _validate_data(config.data)
-  _validate_model(config.data, config.model)
-  _validate_diffusion_and_training(config.diffusion, config.training)
-  _validate_sampling(config)
-  _validate_evaluation_and_classifier(config.evaluation, config.classifier)
-  _validate_mesh(config, num_devices)
 
 
 def depends_on(config, fields, *, exclude=()) -> dict:

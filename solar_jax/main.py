@@ -16,6 +16,7 @@ from etils import epath
 from ml_collections import config_flags
 
 from solar_jax import (
+  checks,
   cli,
   configuration,
   errors,
@@ -27,17 +28,9 @@ from solar_jax import workdir as wd
 
 FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples, reports.")
-_MODE = flags.DEFINE_enum("mode", "train", configuration.MODES, "What to run.")
+_MODE = flags.DEFINE_enum("mode", "train", pipeline.MODES, "What to run.")
 flags.mark_flags_as_required(["workdir"])
 _CONFIG_SOURCE = [None]  # What --config named: a config.json is data (see main()).
-_CONFIG_HELP = "A config by name (solar_jax/configs/), an importable module, or a config.json."
-
-
-def _define_config_flag(config, argv) -> None:
-  """``--config`` and its ``--config.SECTION.FIELD=VALUE`` overrides, for this ``config``."""
-  for name in [n for n in FLAGS if n == "config" or n.startswith("config.")]:
-    delattr(FLAGS, name)  # A second parse in one process (config_flags adds one per override).
-  config_flags.DEFINE_config_dict("config", config, _CONFIG_HELP, lock_config=True, sys_argv=argv)
 
 
 def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
@@ -94,6 +87,7 @@ def main(argv):
   xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
   try:
     parallel.initialize(config)  # jax.distributed (when asked), then the config's values.
+    checks.validate(config, num_devices=jax.device_count())
   except errors.ConfigError as e:
     cli.fail(e)
   logging.info(
@@ -126,7 +120,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   _CONFIG_SOURCE[0] = value
   FLAGS.unparse_flags()
   try:
-    _define_config_flag(cli.load_config(value), argv)
+    cli.define_config_flag(FLAGS, cli.load_config(value), argv)
     return FLAGS(argv)
   except errors.ConfigError as e:
     cli.fail(e)

@@ -20,6 +20,8 @@ from jax.sharding import PartitionSpec as P
 
 from solar_jax import configuration, errors
 
+# mesh.distributed: detect a cluster launch (auto), force jax.distributed (yes), or not.
+DISTRIBUTED = ("auto", "yes", "no")
 BATCH_AXES = ("data", "fsdp")
 # Parameters smaller than this stay replicated under FSDP: splitting them
 # costs more in collectives than it saves in memory.
@@ -121,13 +123,13 @@ def maybe_initialize_distributed(mesh_config: ml_collections.ConfigDict, environ
 
 
 def initialize(config: ml_collections.ConfigDict) -> None:
-  """Starts the distributed system (if asked) and validates ``config`` against the devices.
+  """Starts the distributed system (if asked); ``checks.validate`` then checks the config
+  against the devices.
 
   Raises:
-    errors.ConfigError: a bad distributed set-up or config value, naming the field.
+    errors.ConfigError: a bad distributed set-up, naming the field.
   """
   maybe_initialize_distributed(config.mesh)
-  configuration.validate(config, num_devices=jax.device_count())
 
 
 def create_mesh(mesh_config: ml_collections.ConfigDict, devices=None) -> Mesh:

@@ -96,7 +96,7 @@ def run_all(config, workdir) -> None:
   logging.info("All stages done in %.0f s (%s).", time.time() - start, summary)
 
 
-ENTRY_POINTS = {  # mode -> function(config, workdir)
+ENTRY_POINTS = {  # mode -> function(config, workdir); --mode=NAME runs NAME's module
   "train": train.run,
   "sample": sample.run,
   "evaluate": evaluate.run,
@@ -104,3 +104,4 @@ ENTRY_POINTS = {  # mode -> function(config, workdir)
   "all": run_all,
   "export": export.run,
 }
+MODES = tuple(ENTRY_POINTS)

@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-from solar_jax import configuration
+from solar_jax import checks, configuration
 
 CONFIG_NAMES = ["default", "tiny", "quickstart", "aia171_64", "aia171_128", "aia171_256"]
 
@@ -15,7 +15,7 @@ def _config(name="tiny"):
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_shipped_configs_are_valid(name):
-  configuration.validate(_config(name), num_devices=8)
+  checks.validate(_config(name), num_devices=8)
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES[1:])
@@ -65,7 +65,7 @@ def test_impossible_values_name_the_field(field, value, words):
   section, key = field.split(".")
   config[section][key] = value
   with pytest.raises(configuration.ConfigError) as info:
-    configuration.validate(config, num_devices=8)
+    checks.validate(config, num_devices=8)
   message = str(info.value)
   assert "\n" not in message
   for word in words:
@@ -76,16 +76,16 @@ def test_east_west_flips_are_refused_for_forecasting():
   config = _config("tiny")
   config.classifier.task, config.classifier.augment_flips = "forecast_ge_m", "ns_ew"
   with pytest.raises(configuration.ConfigError, match="reverses solar rotation"):
-    configuration.validate(config)
+    checks.validate(config)
 
 
 def test_batch_divisibility_follows_device_count():
   config = _config("tiny")
   config.training.batch_size = 12
-  configuration.validate(config, num_devices=4)  # 12 = 3 x 4: fine.
-  configuration.validate(config, num_devices=1)
+  checks.validate(config, num_devices=4)  # 12 = 3 x 4: fine.
+  checks.validate(config, num_devices=1)
   with pytest.raises(configuration.ConfigError, match="training.batch_size=12"):
-    configuration.validate(config, num_devices=8)
+    checks.validate(config, num_devices=8)
 
 
 def test_mesh_shape():

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from solar_jax import checks, pipeline
 from solar_jax import main as main_module
 
 
@@ -59,9 +60,8 @@ def test_bad_override_value_is_one_line(repo_root, tmp_path):
 
 
 def test_every_mode_has_an_entry_point():
-  from solar_jax import configuration
 
-  assert set(main_module.pipeline.ENTRY_POINTS) == set(configuration.MODES)
+  assert set(main_module.pipeline.ENTRY_POINTS) == set(pipeline.MODES)
   assert all(callable(fn) for fn in main_module.pipeline.ENTRY_POINTS.values())
 
 
@@ -70,7 +70,7 @@ def test_writes_resolved_config(repo_root, tmp_path, monkeypatch):
   from solar_jax import configuration
 
   calls = []
-  for mode in configuration.MODES:
+  for mode in pipeline.MODES:
     monkeypatch.setitem(
       main_module.pipeline.ENTRY_POINTS, mode, lambda c, w, mode=mode: calls.append((mode, w))
     )
@@ -171,7 +171,7 @@ def test_values_that_failed_late_are_rejected_up_front(field, value):
   section, key = field.split(".")
   config[section][key] = value
   with pytest.raises(configuration.ConfigError, match=f"{field}={value}"):
-    configuration.validate(config, num_devices=8)
+    checks.validate(config, num_devices=8)
 
 
 def test_permission_denied_is_a_user_error():

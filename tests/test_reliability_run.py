@@ -19,7 +19,7 @@ import pytest
 import test_reliability as rel
 from absl import flags
 
-from solar_jax import configuration, errors
+from solar_jax import checks, configuration, errors, pipeline
 from solar_jax import main as main_module
 from solar_jax.configs import tiny
 
@@ -68,7 +68,7 @@ def write_config(path, config=None, edit=None):
 def recorded(monkeypatch):
   """Every mode records ``(mode, config, workdir)`` instead of running; inputs not checked."""
   calls = []
-  for mode in configuration.MODES:
+  for mode in pipeline.MODES:
     monkeypatch.setitem(
       main_module.pipeline.ENTRY_POINTS,
       mode,
@@ -105,7 +105,7 @@ def test_every_numeric_field_has_a_range():
     configuration.NULLABLE
   )
   config = tiny.get_config()
-  configuration.validate(config, num_devices=8)  # Every shipped default lies in its range.
+  checks.validate(config, num_devices=8)  # Every shipped default lies in its range.
 
 
 def _set(stored, field, value):
@@ -450,8 +450,8 @@ def test_an_export_from_before_a_model_field_loads_with_its_default(
 
   import jax
 
-  from solar_jax import parallel
-  from solar_jax.ddpm import api, sample
+  from solar_jax import api, parallel
+  from solar_jax.ddpm import sample
 
   export = tmp_path / "older"
   shutil.copytree(exported, export)

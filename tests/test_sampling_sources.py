@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from etils import epath
 
-from solar_jax import checkpointing, parallel, pipeline
+from solar_jax import api, checkpointing, parallel, pipeline
 from solar_jax import workdir as wd
 from solar_jax.configs import tiny
 from solar_jax.data import aia
-from solar_jax.ddpm import api, export, sample, train_state
+from solar_jax.ddpm import export, sample, train_state
 
 STEP = 4
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLANK.*")  # sunpy's real test frame.

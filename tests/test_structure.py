@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from solar_jax import pipeline
 from solar_jax.configs import default
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ LAYERS = (
   ("classifier",),
   ("evaluation",),
   ("report",),
-  ("pipeline", "cli", "main"),
+  ("checks", "pipeline", "cli", "main", "api"),
 )
 FOLDERS = {"configs", "data", "metrics", "models", "diffusion", "ddpm", "classifier", "evaluation"}
 # --mode=NAME runs the package of the same name (train and sample and export live in ddpm/).
@@ -202,14 +203,17 @@ def test_every_layer_below_the_top_is_a_folder():
     "errors",
     "configuration",
     "xla_flags",
+    "files",
     "viz",
     "parallel",
     "workdir",
     "checkpointing",
     "report",
+    "checks",
     "pipeline",
     "cli",
     "main",
+    "api",
   }, top
   folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
   assert folders == FOLDERS, folders
@@ -218,9 +222,33 @@ def test_every_layer_below_the_top_is_a_folder():
 
 
 def test_modes_run_the_module_of_their_name():
-  from solar_jax import configuration, pipeline
 
   for mode, module in MODE_PACKAGES.items():
-    assert mode in configuration.MODES
+    assert mode in pipeline.MODES
     entry = pipeline.ENTRY_POINTS[mode]
     assert entry.__module__ == f"solar_jax.{module}", (mode, entry.__module__)
+
+
+def test_choices_are_registered_where_they_are_implemented():
+  """configuration.py declares no list of names; the check reads each implementation's."""
+  from solar_jax import checks, configuration
+  from solar_jax.diffusion import samplers, schedules, timesteps
+
+  names = [
+    n for n in vars(configuration) if n.isupper() and isinstance(getattr(configuration, n), tuple)
+  ]
+  assert set(names) <= {"PATH_FIELDS", "NULLABLE", "DEFAULT_WHEN_ABSENT"}, names
+  config = default.get_config()
+  for field, registry in (
+    ("sampling.sampler", samplers.SAMPLERS),
+    ("sampling.spacing", timesteps.SPACINGS),
+    ("diffusion.schedule", schedules.SCHEDULES),
+  ):
+    section, key = field.split(".")
+    for name in registry:
+      config[section][key] = name
+      checks.validate(config)  # Every registered name passes ...
+    config[section][key] = "no_such_name"
+    with pytest.raises(checks.ConfigError, match=field.replace(".", r"\.")):
+      checks.validate(config)  # ... and an unregistered one is named.
+    config = default.get_config()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from solar_jax import cli, configuration
+from solar_jax import cli, configuration, pipeline
 from solar_jax import main as main_module
 from solar_jax.models import unet
 
@@ -34,7 +34,7 @@ def _run(cwd, *args, repo_root):
 def test_help_exits_0_and_lists_the_flags_and_modes(repo_root, tmp_path, flag):
   result = _run(tmp_path, flag, repo_root=repo_root)
   assert result.returncode == 0, result.stderr
-  for word in ("--config", "--workdir", "--mode", *configuration.MODES):
+  for word in ("--config", "--workdir", "--mode", *pipeline.MODES):
     assert word in result.stdout, word
   # --helpfull adds absl's list of every flag (e.g. its logging flags).
   assert ("--verbosity" in result.stdout) == (flag == "--helpfull")
@@ -65,7 +65,7 @@ def _main_records(monkeypatch, argv, fields=None):
   are defined from sys.argv at import, so a subprocess tests those).
   """
   calls = []
-  for mode in configuration.MODES:
+  for mode in pipeline.MODES:
     monkeypatch.setitem(main_module.pipeline.ENTRY_POINTS, mode, lambda c, w: calls.append(c))
   monkeypatch.setattr(main_module.pipeline, "check_inputs", lambda *a: None)
   main_module.parse_flags(["main", *argv])

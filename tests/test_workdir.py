@@ -16,9 +16,13 @@ def _flipped(value):
   if isinstance(value, float):
     return value + 0.25
   if isinstance(value, str):
-    return {"ddim": "dpmpp_2m", "uniform": "quadratic", "fixed": "balance", "": "/x/checkpoints"}[
-      value
-    ]
+    return {
+      "ddim": "dpmpp_2m",
+      "uniform": "quadratic",
+      "fixed": "balance",
+      "jump": "zero",
+      "": "/x/checkpoints",
+    }[value]
   if isinstance(value, tuple):
     return tuple(v + 1 for v in value)
   raise AssertionError(f"no flip for {value!r}")

@@ -43,6 +43,9 @@ from solar_jax.diffusion import samplers
 from solar_jax.models import classifier as classifier_lib
 
 SYNTHETIC_REGIMES = ("real_synthetic", "synthetic_only")
+# The training regimes build_training_set implements (the experiment's arms).
+REGIMES = ("real", "weighted", "focal", "oversample", "augment", *SYNTHETIC_REGIMES)
+AUGMENT_FLIPS = ("none", "ns", "ns_ew")  # 'ns_ew' reverses solar rotation (see above).
 FORECAST_LABEL = "max_class_next_24h"  # The dataset's label of the forecasting tasks.
 
 
@@ -138,7 +141,7 @@ def build_training_set(
   """The training set of ``regime``.
 
   Args:
-    regime: one of ``configuration.CLASSIFIER_REGIMES``.
+    regime: one of ``REGIMES``.
     real: the real training split: 'image' (model space), 'label' (GOES index).
     synthetic: the synthetic pool, 'image' (model space) and 'label' (GOES
       index), at least ``synthetic_pool_counts`` per class; None if absent.

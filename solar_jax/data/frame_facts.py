@@ -40,10 +40,10 @@ import datetime
 
 import numpy as np
 
-from solar_jax import configuration
 from solar_jax.data import flare_list, goes
 
-LABELS = configuration.DATA_LABELS
+# The label policies applied on read (``labels`` implements each; docstring above).
+LABELS = ("goes_class", "flare_class", "background_class", "max_class_next_24h")
 FLUX_HALF_WINDOW = datetime.timedelta(minutes=5)
 NEXT_WINDOW = datetime.timedelta(hours=24)
 # The XRS peak of a flare is looked for this close to its listed peak: lists give the

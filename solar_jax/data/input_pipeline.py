@@ -37,6 +37,8 @@ from solar_jax.data import frame_facts, scaling, splits
 
 LABELS = frame_facts.LABELS
 
+# The stored resolutions (builder configs of tfds_builders/sdo_aia171).
+BUILDER_CONFIGS = ("64", "128", "256", "512")
 _BUILDER_MODULE = "tfds_builders.sdo_aia171.sdo_aia171_dataset_builder"
 # Bytes a TFRecord adds to each record: 8 of length, 4 of length CRC, 4 of data CRC.
 _TFRECORD_FRAMING = 16

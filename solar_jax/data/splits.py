@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test")  # The splits of a fold.
 TRAIN, VALIDATION, TEST, EMBARGOED = 0, 1, 2, -1
 
 

@@ -62,6 +62,9 @@ from solar_jax.ddpm import train_state
 from solar_jax.diffusion import samplers, schedules
 from solar_jax.models import unet
 
+# How --mode=sample decides its counts: sampling.per_class, or top the training
+# counts up to the largest class (capped by sampling.max_images).
+SAMPLE_COUNTS = ("fixed", "balance")
 SYNTHETIC_DATE = "2014-01-01T00:00:00.000"
 COMPLETE = wd.SAMPLES_COMPLETE  # Written last into a sample set (sample_and_write).
 # Host copies of the images a sample run holds at once (model space, DN/s, the npz

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-SCHEDULES = ("linear", "cosine")
 # Nichol & Dhariwal clip the cosine betas below 1 so the last step stays invertible.
 _MAX_BETA = 0.999
 
@@ -91,11 +90,18 @@ def get_betas(diffusion_config: ml_collections.ConfigDict) -> np.ndarray:
   num_timesteps = int(diffusion_config.num_timesteps)
   if num_timesteps < 1:
     raise ValueError(f"diffusion.num_timesteps={num_timesteps} must be positive.")
-  if name == "linear":
-    return linear_betas(num_timesteps, diffusion_config.beta_start, diffusion_config.beta_end)
-  if name == "cosine":
-    return cosine_betas(num_timesteps, diffusion_config.cosine_s)
-  raise ValueError(f"diffusion.schedule={name!r} is not one of {', '.join(map(repr, SCHEDULES))}.")
+  if name not in SCHEDULES:
+    raise ValueError(
+      f"diffusion.schedule={name!r} is not one of {', '.join(map(repr, SCHEDULES))}."
+    )
+  return SCHEDULES[name](diffusion_config, num_timesteps)
+
+
+# The registry: diffusion.schedule -> betas(diffusion_config, num_timesteps).
+SCHEDULES = {
+  "linear": lambda c, n: linear_betas(n, c.beta_start, c.beta_end),
+  "cosine": lambda c, n: cosine_betas(n, c.cosine_s),
+}
 
 
 def get_schedule(diffusion_config: ml_collections.ConfigDict) -> Schedule:

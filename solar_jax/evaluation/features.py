@@ -41,6 +41,8 @@ DESCRIPTIONS = {
   "inception": "Inception-v3 pool3 (pytorch-fid weights)",
 }
 
+EXTRACTORS = tuple(DESCRIPTIONS)  # The feature spaces build_extractors knows.
+
 
 class NoExtractorError(errors.UserError, RuntimeError):
   """None of ``config.evaluation.extractors`` can run; the message says what each needs."""

@@ -33,7 +33,7 @@ import numpy as np
 from solar_jax.models import layers
 from solar_jax.models.layers import group_count
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
@@ -128,7 +128,7 @@ class UNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, t, y, train: bool = False):
-    dtype = _DTYPES[self.dtype]
+    dtype = DTYPES[self.dtype]
     levels = len(self.channel_mult)
     factor = 2 ** (levels - 1)
     if x.shape[1] != x.shape[2] or x.shape[1] % factor:
@@ -191,8 +191,8 @@ class UNet(nn.Module):
 def create_model(config: ml_collections.ConfigDict) -> UNet:
   """The UNet described by ``config.model`` for ``config.data`` images and classes."""
   m = config.model
-  if m.dtype not in _DTYPES:
-    raise ValueError(f"model.dtype={m.dtype!r} is not one of {', '.join(map(repr, _DTYPES))}.")
+  if m.dtype not in DTYPES:
+    raise ValueError(f"model.dtype={m.dtype!r} is not one of {', '.join(map(repr, DTYPES))}.")
   return UNet(
     out_channels=config.data.channels,
     num_classes=len(config.data.classes),

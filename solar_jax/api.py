@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import numpy as np
 
-from solar_jax import configuration, errors, parallel
+from solar_jax import checks, configuration, errors, parallel
 from solar_jax import workdir as wd
 from solar_jax.data import scaling
 from solar_jax.ddpm import sample
@@ -153,7 +153,7 @@ def generate(
   ):
     if value is not None:
       s[field] = value
-  configuration.validate(config, num_devices=jax.device_count())
+  checks.validate(config, num_devices=jax.device_count())
   per_class = sample.sample_counts(config, _counts(classes, n, config.data.classes))
   labels = np.repeat(np.arange(len(per_class), dtype=np.int32), per_class)
   mesh = parallel.create_mesh(config.mesh)
