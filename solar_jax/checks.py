@@ -37,6 +37,7 @@ def _in_range(value, field: str, lo, hi) -> None:
 
 
 def _validate_data(data) -> None:
+  _choice(data.dataset, "data.dataset", input_pipeline.DATASETS)
   _choice(data.builder_config, "data.builder_config", input_pipeline.BUILDER_CONFIGS)
   if not 0 < data.clip_min < data.clip_max:
     raise ConfigError(
@@ -114,7 +115,8 @@ def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
         "(the floor compares two disjoint real sets); use '' for no floors."
       )
 
-  _choice(classifier.task, "classifier.task", classifier_lib.TASKS)
+  _choice(classifier.grouping, "classifier.grouping", classifier_lib.GROUPINGS)
+  _choice(classifier.label, "classifier.label", ("", *frame_facts.LABELS))
   for name in classifier.regimes:
     _choice(name, "classifier.regimes", training_sets.REGIMES)
   if not classifier.seeds:
@@ -129,10 +131,10 @@ def _validate_experiment(classifier) -> None:
   if len(set(classifier.seeds)) != len(classifier.seeds):
     raise ConfigError(f"classifier.seeds={tuple(classifier.seeds)} repeats a seed.")
   _choice(classifier.augment_flips, "classifier.augment_flips", training_sets.AUGMENT_FLIPS)
-  if classifier.augment_flips == "ns_ew" and classifier.task.startswith("forecast_"):
+  if classifier.augment_flips == "ns_ew" and classifier.label == classifier_lib.FORECAST_LABEL:
     raise ConfigError(
-      "classifier.augment_flips='ns_ew' with classifier.task="
-      f"{classifier.task!r}: an east-west flip reverses solar rotation, which a 24-hour "
+      "classifier.augment_flips='ns_ew' with classifier.label="
+      f"{classifier.label!r}: an east-west flip reverses solar rotation, which a 24-hour "
       "forecast depends on; use 'ns'."
     )
   for field in ("guidance_grid", "ratio_grid"):

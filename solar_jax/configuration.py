@@ -419,10 +419,32 @@ def _merge(config: ml_collections.ConfigDict, stored, origin: str, prefix: str =
     )
 
 
+def _migrate(stored, origin: str):
+  """A stored config of an earlier version in today's fields, where the meaning is kept.
+
+  ``model.name`` (read by nothing; only 'unet' existed) is dropped; ``classifier.task``
+  ('ge_m', 'forecast_ge_m', ...) becomes ``classifier.label`` and ``classifier.grouping``.
+  """
+  if not isinstance(stored, dict):
+    return stored
+  model, classifier = stored.get("model"), stored.get("classifier")
+  if isinstance(model, dict) and "name" in model:
+    model = stored["model"] = dict(model)
+    if model.pop("name") != "unet":
+      raise ConfigError(f"{origin}: model.name must be 'unet', the only model there is.")
+  if isinstance(classifier, dict) and "task" in classifier:
+    classifier = stored["classifier"] = dict(classifier)
+    task = str(classifier.pop("task"))
+    forecast = task.startswith("forecast_")
+    classifier.setdefault("label", "max_class_next_24h" if forecast else "")
+    classifier.setdefault("grouping", task.removeprefix("forecast_"))
+  return stored
+
+
 def from_dict(stored, origin: str) -> ml_collections.ConfigDict:
   """The config that a stored config (a dict read from JSON) describes; see ``from_json``."""
   config = default_config()
-  _merge(config, stored, origin)
+  _merge(config, _migrate(stored, origin), origin)
   return config
 
 

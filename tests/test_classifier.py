@@ -37,7 +37,12 @@ def _config(**classifier):
   c.learning_rate = 1e-2
   c.num_steps = 80
   c.eval_every = 20
+  task = classifier.pop("task", None)  # 'forecast_ge_m' -> label + grouping.
+  if task is not None:
+    c.label = "max_class_next_24h" if task.startswith("forecast_") else ""
+    c.grouping = task.removeprefix("forecast_")
   for key, value in classifier.items():
+    assert key in c, key  # A field the config has (tiny's is not locked).
     c[key] = value
   return config
 
@@ -84,7 +89,7 @@ def test_task_labels_and_names():
   np.testing.assert_array_equal(classifier_lib.task_labels(goes, "ge_c", GOES), [0, 0, 1, 1, 1])
   assert classifier_lib.task_class_names("ge_m", GOES) == ("<M", ">=M")
   assert classifier_lib.task_class_names("multiclass", GOES) == GOES
-  with pytest.raises(ValueError, match="classifier.task='ge_x'"):
+  with pytest.raises(ValueError, match="classifier task 'ge_x'"):
     classifier_lib.task_class_names("ge_x", GOES)
   with pytest.raises(ValueError, match=r"\[0, 4\]"):
     classifier_lib.task_labels([5], "ge_m", GOES)

@@ -1,10 +1,12 @@
 """Config validation: every config loads, bad values fail with the field named."""
 
 import importlib
+import json
 
 import pytest
 
 from solar_jax import checks, configuration
+from solar_jax.models import classifier as classifier_lib
 
 CONFIG_NAMES = ["default", "tiny", "quickstart", "aia171_64", "aia171_128", "aia171_256"]
 
@@ -47,7 +49,9 @@ def test_configs_only_override_declared_fields(name):
     ("sampling.guidance_scale", -0.5, ["sampling.guidance_scale=-0.5", ">= 0"]),
     ("classifier.guidance_scale", -1.0, ["classifier.guidance_scale=-1.0", ">= 0"]),
     ("model.attention_resolutions", (7,), ["model.attention_resolutions", "7"]),
-    ("classifier.task", "ge_x", ["classifier.task", "'ge_m'", "'forecast_ge_m'"]),
+    ("classifier.grouping", "ge_x", ["classifier.grouping", "'ge_m'", "'multiclass'"]),
+    ("classifier.label", "next_week", ["classifier.label", "'max_class_next_24h'"]),
+    ("data.dataset", "sdo_hmi", ["data.dataset", "'sdo_aia171'"]),
     ("classifier.regimes", ("real", "mixup"), ["classifier.regimes", "'focal'", "'augment'"]),
     ("classifier.augment_flips", "ew", ["classifier.augment_flips", "'ns'"]),
     ("classifier.guidance_grid", (1.0, -3.0), ["classifier.guidance_grid", ">= 0"]),
@@ -74,7 +78,8 @@ def test_impossible_values_name_the_field(field, value, words):
 
 def test_east_west_flips_are_refused_for_forecasting():
   config = _config("tiny")
-  config.classifier.task, config.classifier.augment_flips = "forecast_ge_m", "ns_ew"
+  config.classifier.label, config.classifier.grouping = "max_class_next_24h", "ge_m"
+  config.classifier.augment_flips = "ns_ew"
   with pytest.raises(configuration.ConfigError, match="reverses solar rotation"):
     checks.validate(config)
 
@@ -105,3 +110,28 @@ def test_locked_config_rejects_unknown_key():
   config.lock()
   with pytest.raises(AttributeError, match="nonexistent"):
     config.nonexistent = 1
+
+
+@pytest.mark.parametrize(
+  "task,label,grouping",
+  [
+    ("multiclass", "", "multiclass"),
+    ("ge_m", "", "ge_m"),
+    ("forecast_ge_m", "max_class_next_24h", "ge_m"),
+    ("forecast_multiclass", "max_class_next_24h", "multiclass"),
+  ],
+)
+def test_a_config_json_with_the_old_classifier_task_reads_as_label_and_grouping(
+  tmp_path, task, label, grouping
+):
+  """classifier.task mixed two choices; a stored config keeps its meaning in the new two."""
+  stored = json.loads(configuration.to_json(_config("tiny")))
+  del stored["classifier"]["label"], stored["classifier"]["grouping"]
+  stored["classifier"]["task"] = task
+  stored["model"]["name"] = "unet"  # Read by nothing, dropped.
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(stored))
+  config = configuration.from_json(path)
+  assert (config.classifier.label, config.classifier.grouping) == (label, grouping)
+  assert classifier_lib.task_of(config.classifier, config.data.label) == task
+  checks.validate(config)

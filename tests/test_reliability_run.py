@@ -456,17 +456,17 @@ def test_an_export_from_before_a_model_field_loads_with_its_default(
   export = tmp_path / "older"
   shutil.copytree(exported, export)
   stored = json.loads((export / "config.json").read_text())
-  del stored["model"]["name"]  # As if model.name came after this export ('unet' before).
+  del stored["model"]["remat"]  # As if model.remat came after this export (off before).
   (export / "config.json").write_text(json.dumps(stored))
   meta = json.loads((export / "export.json").read_text())
   (export / "export.json").write_text(json.dumps({"step": meta["step"], "format": meta["format"]}))
-  with pytest.raises(errors.ConfigError, match="model.name is missing"):
+  with pytest.raises(errors.ConfigError, match="model.remat is missing"):
     api._config_for(export)  # noqa: SLF001 - not (yet) a field that may be absent.
   monkeypatch.setattr(
-    configuration, "DEFAULT_WHEN_ABSENT", (*configuration.DEFAULT_WHEN_ABSENT, "model.name")
+    configuration, "DEFAULT_WHEN_ABSENT", (*configuration.DEFAULT_WHEN_ABSENT, "model.remat")
   )
   config = api._config_for(export)  # noqa: SLF001
-  assert config.model.name == "unet"
+  assert config.model.remat is False
   config.sampling.checkpoint = str(export)
   mesh = parallel.create_mesh(config.mesh)
   with jax.set_mesh(mesh):

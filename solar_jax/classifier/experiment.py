@@ -165,20 +165,21 @@ class _Experiment:
     c = config.classifier
     self.config, self.workdir, self.mesh = config, epath.Path(workdir), mesh
     self.goes = tuple(config.data.classes)
-    self.names = classifier_lib.task_class_names(c.task, self.goes)
+    self.task = classifier_lib.task_of(c, config.data.label)
+    self.names = classifier_lib.task_class_names(self.task, self.goes)
     training_sets.check_splits(config, splits)
     self.splits = splits
     self.train, val, self.test = splits["train"], splits["validation"], splits["test"]
     self.validation = {
       "image": np.asarray(val["image"], np.float32),
-      "label": classifier_lib.task_labels(val["label"], c.task, self.goes),
+      "label": classifier_lib.task_labels(val["label"], self.task, self.goes),
     }
-    self.test_labels = classifier_lib.task_labels(self.test["label"], c.task, self.goes)
+    self.test_labels = classifier_lib.task_labels(self.test["label"], self.task, self.goes)
     n = len(self.test_labels)
     self.test_times = _text(self.test.get("time"), n)
     self.test_sources = _text(self.test.get("source"), n)
     self.test_groups = training_sets.frame_groups(self.test)
-    train_task = classifier_lib.task_labels(self.train["label"], c.task, self.goes)
+    train_task = classifier_lib.task_labels(self.train["label"], self.task, self.goes)
     # Climatology: the training split's base rate of the positive class (binary tasks).
     self.climatology = float(np.mean(train_task == 1)) if len(self.names) == 2 else None
     self.synthetic = synthetic  # None, one pool dict (tests) or callable(guidance, k) -> pool.
@@ -189,13 +190,11 @@ class _Experiment:
   def header(self) -> dict:
     c = self.config.classifier
     return {
-      "task": c.task,
-      "label": training_sets.FORECAST_LABEL
-      if training_sets.is_forecast(c.task)
-      else self.config.data.get("label", "goes_class"),
+      "task": self.task,
+      "label": self.config.classifier.label or self.config.data.label,
       "fold": self.config.data.fold,
       "class_names": list(self.names),
-      "selection_metric": selection_metric(c.task),
+      "selection_metric": selection_metric(self.task),
       "seeds": list(c.seeds),
       "num_pools": c.num_pools,
       "num_steps": c.num_steps,
@@ -261,7 +260,7 @@ class _Experiment:
       "split": "validation",
       "seed": seed,
       "pool": 0,
-      "metric": selection_metric(c.task),
+      "metric": selection_metric(self.task),
       "grid": [],
     }
     if len(grid) == 1:

@@ -134,7 +134,7 @@ def make_programs(config: ml_collections.ConfigDict, mesh) -> Programs:
   key = (
     json.dumps(
       [
-        c.task,
+        classifier_lib.task_of(c, config.data.label),
         c.stage_sizes,
         c.width,
         c.stem_stride,
@@ -225,7 +225,7 @@ def selection_metric(task: str) -> str:
 def thresholds(config) -> dict[str, int]:
   """For the multiclass tasks: the class index of >=M and >=C (TSS/HSS of those events)."""
   goes = tuple(config.data.classes)
-  if not is_multiclass(config.classifier.task):
+  if not is_multiclass(classifier_lib.task_of(config.classifier, config.data.label)):
     return {}
   return {f">={c}": goes.index(c) for c in ("M", "C") if c in goes}
 
@@ -239,13 +239,15 @@ def predict_labels(programs: Programs, params, images, batch_size: int, mesh) ->
 
 
 def score(config, y_true, y_pred) -> dict:
-  names = classifier_lib.task_class_names(config.classifier.task, config.data.classes)
+  names = classifier_lib.task_class_names(
+    classifier_lib.task_of(config.classifier, config.data.label), config.data.classes
+  )
   return classification.classification_metrics(y_true, y_pred, names, thresholds=thresholds(config))
 
 
 def selection_score(config, metrics: dict) -> float:
   """The selection metric of validation ``metrics`` (macro F1 where the TSS is undefined)."""
-  value = metrics[selection_metric(config.classifier.task)]
+  value = metrics[selection_metric(classifier_lib.task_of(config.classifier, config.data.label))]
   return value if np.isfinite(value) else metrics["macro_f1"]
 
 
@@ -306,7 +308,11 @@ def train_one(
     total=c.num_steps, desc=name, unit="step", dynamic_ncols=True, disable=not show
   )
   best = None
-  info = {"best_step": c.num_steps, "selection_metric": selection_metric(c.task), "history": []}
+  info = {
+    "best_step": c.num_steps,
+    "selection_metric": selection_metric(classifier_lib.task_of(c, config.data.label)),
+    "history": [],
+  }
   sums, count = None, 0
   with progress:
     for step in range(1, c.num_steps + 1):
@@ -348,7 +354,7 @@ def architecture(config) -> dict:
   """What a stored classifier must match to be loaded with ``config``."""
   c = config.classifier
   return {
-    "task": c.task,
+    "task": classifier_lib.task_of(c, config.data.label),
     "stage_sizes": list(c.stage_sizes),
     "width": c.width,
     "stem_stride": c.stem_stride,

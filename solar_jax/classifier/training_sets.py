@@ -46,7 +46,7 @@ SYNTHETIC_REGIMES = ("real_synthetic", "synthetic_only")
 # The training regimes build_training_set implements (the experiment's arms).
 REGIMES = ("real", "weighted", "focal", "oversample", "augment", *SYNTHETIC_REGIMES)
 AUGMENT_FLIPS = ("none", "ns", "ns_ew")  # 'ns_ew' reverses solar rotation (see above).
-FORECAST_LABEL = "max_class_next_24h"  # The dataset's label of the forecasting tasks.
+FORECAST_LABEL = classifier_lib.FORECAST_LABEL
 
 
 def is_forecast(task: str) -> bool:
@@ -152,7 +152,7 @@ def build_training_set(
   """
   c = config.classifier
   goes = tuple(config.data.classes)
-  names = classifier_lib.task_class_names(c.task, goes)
+  names = classifier_lib.task_class_names(classifier_lib.task_of(c, config.data.label), goes)
   k = len(names)
   real_goes = np.asarray(real["label"], np.int64)
   real_images = np.asarray(real["image"], np.float32)
@@ -175,7 +175,9 @@ def build_training_set(
 
   images = np.concatenate([real_images, syn_images])
   is_real = np.concatenate([np.ones(len(real_goes), bool), np.zeros(len(syn_goes), bool)])
-  labels = classifier_lib.task_labels(np.concatenate([real_goes, syn_goes]), c.task, goes)
+  labels = classifier_lib.task_labels(
+    np.concatenate([real_goes, syn_goes]), classifier_lib.task_of(c, config.data.label), goes
+  )
   weights = np.ones(len(labels), np.float32)
   indices = np.arange(len(labels), dtype=np.int64)
   if regime == "weighted":
@@ -454,7 +456,8 @@ def load_real_splits(config) -> dict[str, dict]:
   The concurrent tasks read the dataset's ``data.label``; the forecasting
   tasks read ``max_class_next_24h`` (the largest class of the next 24 h).
   """
-  kwargs = {"label": FORECAST_LABEL} if is_forecast(config.classifier.task) else {}
+  # The label the classifier reads: classifier.label, else data.label (the reader's default).
+  kwargs = {"label": config.classifier.label} if config.classifier.label else {}
   return {
     split: input_pipeline.load_split_arrays(config.data, split, transform=True, **kwargs)
     for split in ("train", "validation", "test")

@@ -24,7 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---------------------------------------------------------------- data ---
   data = config.data = ml_collections.ConfigDict()
-  data.dataset = "sdo_aia171"  # TFDS name of the builder in tfds_builders/.
+  data.dataset = "sdo_aia171"  # TFDS name of the builder (input_pipeline.DATASETS).
   data.builder_config = "64"  # Stored resolution: one of 64, 128, 256, 512.
   data.data_dir = ""  # TFDS data dir ('' = TFDS default); may be gs://.
   # Side the model sees; must divide the stored side, the input pipeline averages
@@ -67,7 +67,6 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --------------------------------------------------------------- model ---
   model = config.model = ml_collections.ConfigDict()
-  model.name = "unet"
   model.base_channels = 64
   model.channel_mult = (1, 2, 2, 2)  # One entry per resolution level.
   model.num_res_blocks = 2  # Residual blocks per level.
@@ -172,10 +171,12 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---------------------------------------------------------- classifier ---
   classifier = config.classifier = ml_collections.ConfigDict()
-  # Concurrent tasks, labelled by data.label: 'multiclass' (A..X), 'ge_m', 'ge_c'.
-  # Forecasting tasks, labelled by the largest GOES class of the next 24 h (the dataset's
-  # 'max_class_next_24h'): 'forecast_multiclass', 'forecast_ge_m', 'forecast_ge_c'.
-  classifier.task = "multiclass"
+  # What the classifier is asked, as two choices: the label it reads ('' = data.label,
+  # what the frame shows now; 'max_class_next_24h' = the largest class of the next 24 h,
+  # a forecast; any label policy of data/frame_facts.py) and how the GOES classes are
+  # grouped ('multiclass' A..X, 'ge_m' >=M against <M, 'ge_c' >=C against <C).
+  classifier.label = ""
+  classifier.grouping = "multiclass"
   classifier.stage_sizes = (2, 2, 2)  # Residual blocks per ResNet stage.
   classifier.width = 32  # Channels of the first stage (doubled per stage).
   classifier.stem_stride = 2  # Stride of the first conv: 2 quarters the cost of every layer.

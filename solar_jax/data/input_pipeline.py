@@ -37,6 +37,8 @@ from solar_jax.data import frame_facts, scaling, splits
 
 LABELS = frame_facts.LABELS
 
+# The TFDS datasets this reads (builders in tfds_builders/): data.dataset.
+DATASETS = ("sdo_aia171",)
 # The stored resolutions (builder configs of tfds_builders/sdo_aia171).
 BUILDER_CONFIGS = ("64", "128", "256", "512")
 _BUILDER_MODULE = "tfds_builders.sdo_aia171.sdo_aia171_dataset_builder"

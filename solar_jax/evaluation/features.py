@@ -201,10 +201,17 @@ def load_classifier_predictor(config, workdir):
   """
   programs, params, mesh, step = _restore_classifier(config, workdir)
   empty = np.zeros(
-    (0, len(classifier_lib.task_class_names(config.classifier.task, config.data.classes))),
+    (
+      0,
+      len(
+        classifier_lib.task_class_names(
+          classifier_lib.task_of(config.classifier, config.data.label), config.data.classes
+        )
+      ),
+    ),
     np.float32,
   )
-  task = config.classifier.task
+  task = classifier_lib.task_of(config.classifier, config.data.label)
   info = {
     "regime": "real",
     "seed": int(config.classifier.seeds[0]),

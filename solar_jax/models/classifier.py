@@ -12,7 +12,7 @@ Each block is GroupNorm-SiLU-conv3x3, GroupNorm-SiLU-dropout-conv3x3, plus a
 BatchNorm) keeps the variables to ``params`` alone, so the train state has no
 mutable collections to shard and average.
 
-Tasks (``config.classifier.task``) map the dataset's GOES class index to the
+Tasks (``task_of(config.classifier, config.data.label)``) map the dataset's GOES class index to the
 classifier's label: 'multiclass' keeps A, B, C, M, X; 'ge_m' is >=M against
 <M; 'ge_c' is >=C against <C; the 'forecast_' forms map the same way (their labels
 are the largest class of the next 24 h). The pooled features are the domain-specific
@@ -34,6 +34,18 @@ from solar_jax.models.layers import group_count
 # Concurrent tasks (the class of the frame, data.label) and their forecasting forms
 # (the largest class of the next 24 h, label 'max_class_next_24h'): same classes.
 TASKS = ("multiclass", "ge_m", "ge_c", "forecast_multiclass", "forecast_ge_m", "forecast_ge_c")
+GROUPINGS = ("multiclass", "ge_m", "ge_c")  # classifier.grouping: how GOES classes are grouped.
+FORECAST_LABEL = "max_class_next_24h"  # The dataset's label of the forecasting tasks.
+
+
+def task_of(classifier_config, data_label: str = "goes_class") -> str:
+  """The task a classifier config asks for: its grouping, as a forecast ('forecast_' +
+  grouping) when the label it reads (``classifier.label``, '' = ``data.label``) is the
+  largest class of the next 24 h."""
+  label = classifier_config.label or data_label
+  return ("forecast_" if label == FORECAST_LABEL else "") + classifier_config.grouping
+
+
 # Binary tasks: the GOES class from which an image counts as positive.
 _THRESHOLD_CLASS = {"ge_m": "M", "ge_c": "C", "forecast_ge_m": "M", "forecast_ge_c": "C"}
 # GroupNorm groups (clipped to the channel count). Fixed rather than configured:
@@ -52,14 +64,16 @@ def task_class_names(task: str, goes_classes: Sequence[str]) -> tuple[str, ...]:
   if task in _THRESHOLD_CLASS:
     letter = _threshold_index(task, goes_classes)[1]
     return (f"<{letter}", f">={letter}")
-  raise ValueError(f"classifier.task={task!r} is not one of {', '.join(map(repr, TASKS))}.")
+  raise ValueError(
+    f"classifier task {task!r} (classifier.label + classifier.grouping) is not one of {', '.join(map(repr, TASKS))}."
+  )
 
 
 def _threshold_index(task: str, goes_classes: tuple[str, ...]) -> tuple[int, str]:
   letter = _THRESHOLD_CLASS[task]
   if letter not in goes_classes:
     raise ValueError(
-      f"classifier.task={task!r} needs class {letter!r} in data.classes={goes_classes}."
+      f"classifier task {task!r} needs class {letter!r} in data.classes={goes_classes}."
     )
   return goes_classes.index(letter), letter
 
@@ -150,7 +164,7 @@ def create_classifier(config: ml_collections.ConfigDict) -> FlareClassifier:
   if c.stem_stride < 1:
     raise ValueError(f"classifier.stem_stride={c.stem_stride} must be positive.")
   return FlareClassifier(
-    num_classes=len(task_class_names(c.task, config.data.classes)),
+    num_classes=len(task_class_names(task_of(c, config.data.label), config.data.classes)),
     stage_sizes=tuple(c.stage_sizes),
     width=c.width,
     dropout=c.dropout,
