@@ -11,8 +11,8 @@ workdir/
                                 settings or another checkpoint never overwrite each other;
                                 COMPLETE, written last, says the set is whole
   export/<step>/                EMA weights, config.json, MODEL_CARD.md (``export_dir``)
-  classifier/                   metrics.json, predictions.csv, runs/<regime>/seed_<s>/,
-                                synthetic/step_<step>.npz (``pool_path``)
+  classifier/                   metrics.json, predictions.csv, runs/<regime>/seed_<s>/ (its
+                                synthetic pools are sample sets under samples/)
   eval/                         metrics.json, features, plots (``eval_dir``)
   report.md
 ```
@@ -67,20 +67,24 @@ def history_path(workdir) -> epath.Path:
   return epath.Path(workdir) / "train_metrics.jsonl"
 
 
-def sample_key(config: ml_collections.ConfigDict) -> str:
+def sample_key(config: ml_collections.ConfigDict, per_class=None) -> str:
   """What distinguishes one sampled set from another of the same step, as a folder name.
 
   A readable ``<sampler>-<steps>-eta<eta>-g<guidance>-s<seed>`` then ``-<hash>``: a short
   hash of ``samplers.image_settings`` (every setting that changes the images: spacing,
   x0 clipping, the model's source, ...), so sets that differ in any of them never share
-  a folder.
+  a folder. ``per_class``: counts a caller draws instead of the config's (the
+  classifier's pools), part of the key so such a set never replaces ``--mode=sample``'s.
   """
   info = samplers.recorded_settings(config)
   readable = (
     f"{info['sampler']}-{info['num_steps']}-eta{info['eta']:g}"
     f"-g{info['guidance_scale']:g}-s{info['seed']}"
   )
-  return f"{readable}-{configuration.digest(samplers.image_settings(config))}"
+  settings = samplers.image_settings(config)
+  if per_class is not None:  # Counts given by the caller (a classifier pool), not the config.
+    settings["per_class"] = [int(n) for n in per_class]
+  return f"{readable}-{configuration.digest(settings)}"
 
 
 def samples_dir(workdir, step: int, key: str | None = None) -> epath.Path:
@@ -100,11 +104,6 @@ def classifier_dir(workdir) -> epath.Path:
 
 def classifier_run_dir(workdir, regime: str, seed: int) -> epath.Path:
   return classifier_dir(workdir) / "runs" / regime / f"seed_{seed}"
-
-
-def pool_path(workdir, step: int) -> epath.Path:
-  """The classifier's synthetic training images drawn from the DDPM at ``step``."""
-  return classifier_dir(workdir) / "synthetic" / f"step_{int(step)}.npz"
 
 
 def eval_dir(workdir) -> epath.Path:

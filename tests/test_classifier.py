@@ -11,8 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from etils import epath
 
 from solar_jax import checkpointing, parallel, report
+from solar_jax import workdir as wd
 from solar_jax.classifier import experiment as tc
 from solar_jax.classifier import trainer as ct
 from solar_jax.classifier import training_sets as cd
@@ -334,50 +336,38 @@ def test_feature_extractor_without_classifier_names_the_fix(tmp_path):
     features.load_classifier_extractor(_config(), tmp_path)
 
 
-def test_synthetic_pool_reads_its_cache_and_maps_dns_to_model_space(tmp_path):
+def _write_set(directory, images, labels, complete=True):
+  directory.mkdir(parents=True, exist_ok=True)
+  wd.write_npz(directory / "samples.npz", images=images, labels=labels, class_names=np.array(GOES))
+  if complete:
+    wd.write_json(directory / "COMPLETE", {"images": len(labels)})
+
+
+def test_synthetic_pool_reads_its_sample_set_and_maps_dns_to_model_space(tmp_path):
   config = _config()
   with pytest.raises(cd.NoDDPMCheckpointError, match="--mode=train"):
     cd.synthetic_pool(config, tmp_path, [1, 0, 0, 0, 0])
   (tmp_path / "checkpoints" / "5").mkdir(parents=True)  # The newest DDPM step.
-  cache = tmp_path / "classifier" / "synthetic"
-  cache.mkdir(parents=True)
-  assert cd.pool_file(tmp_path, 5, 1.0, 0) == cache / "step_5_g1_pool0.npz"
+  counts = [1, 0, 2, 0, 0]
+  directory = cd.pool_set(config, tmp_path, 5, counts)
+  assert directory.parent == tmp_path / "samples" and directory.name.startswith("5-")
   lo, hi = config.data.clip_min, config.data.clip_max
   images = np.full((3, SIZE, SIZE, 1), lo, np.float32)
   images[1], images[2] = hi, np.sqrt(lo * hi)  # Geometric midpoint -> 0 in model space.
   labels = np.array([0, 2, 2], np.int32)
-  settings = {k: np.asarray(v) for k, v in cd.pool_settings(config).items()}
-  np.savez(
-    cache / "step_5_g1_pool0.npz",
-    images=images,
-    labels=labels,
-    class_names=np.array(GOES),
-    **settings,
-  )
-  pool = cd.synthetic_pool(config, tmp_path, [1, 0, 2, 0, 0])  # Served from the cache.
-  assert pool["step"] == 5
+  _write_set(directory, images, labels)
+  pool = cd.synthetic_pool(config, tmp_path, counts)  # Served from the set, no DDPM loaded.
+  assert pool["step"] == 5 and pool["path"] == str(directory / "samples.npz")
   assert pool["settings"] == cd.pool_settings(config)
   np.testing.assert_array_equal(pool["label"], labels)
   np.testing.assert_allclose(pool["image"][:, 0, 0, 0], [-1.0, 1.0, 0.0], atol=1e-6)
 
 
-def test_synthetic_pool_resamples_when_the_sampling_settings_change(tmp_path, monkeypatch):
+def test_pools_are_sample_sets_keyed_by_their_settings(tmp_path, monkeypatch):
   from solar_jax.ddpm import sample
 
   config = _config()
   (tmp_path / "checkpoints" / "5").mkdir(parents=True)
-  cache = tmp_path / "classifier" / "synthetic"
-  cache.mkdir(parents=True)
-  stale = np.full((2, SIZE, SIZE, 1), config.data.clip_max, np.float32)
-  # In the guidance-3 file, but drawn with guidance 1.
-  settings = {k: np.asarray(v) for k, v in cd.pool_settings(config).items()}
-  np.savez(
-    cache / "step_5_g3_pool0.npz",
-    images=stale,
-    labels=np.array([0, 1]),
-    class_names=np.array(GOES),
-    **settings,
-  )
   sampled = []
 
   def generate(config, params, labels, **kwargs):
@@ -387,32 +377,33 @@ def test_synthetic_pool_resamples_when_the_sampling_settings_change(tmp_path, mo
 
   monkeypatch.setattr(sample, "generate", generate)
   monkeypatch.setattr(cd.sample, "load_inference_params", lambda workdir, config, mesh: ({}, 5))
+  # A set drawn with guidance 1 (sampling's) is not the guidance-3 pool.
+  stale = np.full((2, SIZE, SIZE, 1), config.data.clip_max, np.float32)
+  _write_set(cd.pool_set(config, tmp_path, 5, [1, 1, 0, 0, 0]), stale, np.array([0, 1]))
   config.classifier.guidance_scale = 3.0  # The pool's own guidance; sampling's stays 1.
   pool = cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])
   steps = config.sampling.num_steps
   assert sampled == [(3.0, 0, steps, [0, 1])] and config.sampling.guidance_scale == 1.0
   np.testing.assert_allclose(pool["image"], -1.0)  # The new images, not the stale ones.
   assert pool["settings"]["guidance_scale"] == 3.0
-  with np.load(cache / "step_5_g3_pool0.npz") as data:
-    assert float(data["guidance_scale"]) == 3.0 and str(data["sampler"]) == config.sampling.sampler
-  # Same settings again (here through sampling.guidance_scale): served from the
-  # rewritten cache, nothing sampled.
+  drawn = wd.read_npz(pool["path"])  # Written as --mode=sample writes a set, with its marker.
+  assert float(drawn["guidance_scale"]) == 3.0 and str(drawn["sampler"]) == config.sampling.sampler
+  assert (epath.Path(pool["path"]).parent / "COMPLETE").exists()
+  assert not list(epath.Path(pool["path"]).parent.glob("fits"))  # Pools have no FITS.
+  assert len(list((tmp_path / "samples").iterdir())) == 2  # The guidance-1 set is kept.
+  # Same settings again (here through sampling.guidance_scale): served, nothing sampled.
   config.classifier.guidance_scale, config.sampling.guidance_scale = None, 3.0
-  assert cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])["settings"] == pool["settings"]
+  assert cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])["path"] == pool["path"]
   assert len(sampled) == 1
-  # Pool 1 is another draw (seed + 1, its own file); the grid's guidance and the pools'
+  # Pool 1 is another draw (seed + 1, its own set); the grid's guidance and the pools'
   # own step count override the config's.
   config.classifier.sampling_steps = 2
   other = cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0], guidance=6.0, pool=1)
   assert sampled[-1] == (6.0, 1, 2, [0, 1])
-  assert other["path"].endswith("step_5_g6_pool1.npz") and other["settings"]["seed"] == 1
-  # A cache written before the settings were stored is resampled too.
-  np.savez(
-    cache / "step_5_g3_pool0.npz",
-    images=stale,
-    labels=np.array([0, 1]),
-    class_names=np.array(GOES),
-  )
+  assert other["path"] != pool["path"] and other["settings"]["seed"] == 1
+  # A set without its COMPLETE marker (a killed draw) is drawn again.
+  (epath.Path(pool["path"]).parent / "COMPLETE").unlink()
+  config.classifier.sampling_steps = None
   cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])
   assert len(sampled) == 3
 

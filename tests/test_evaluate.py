@@ -212,7 +212,11 @@ def test_run_also_scores_the_classifier_pool_when_drawn_otherwise(tmp_path, conf
   splits = {"test": _data(rng, 50), "validation": _data(rng, 40), "train": _data(rng, 60)}
   samples = _data(rng, 30)
   _write_samples(tmp_path, 40, samples)
-  pool_path = tmp_path / "classifier" / "synthetic" / "step_40.npz"
+  pool_path = tmp_path / "samples" / "40-pool" / "samples.npz"  # A sample set.
+  (tmp_path / "classifier").mkdir()
+  (tmp_path / "classifier" / "metrics.json").write_text(
+    json.dumps({"synthetic": {"path": str(pool_path)}})  # The set the classifier trained on.
+  )
   # Drawn like the samples: nothing more to score.
   _write_samples(tmp_path, 40, samples, path=pool_path)
   monkeypatch.setattr(

@@ -32,12 +32,12 @@ def test_truncated_pool_npz_is_a_cache_miss(tmp_path, monkeypatch):
 
   config = tiny.get_config()
   (tmp_path / "checkpoints" / "5").mkdir(parents=True)
-  guidance = float(cd.pool_config(config, None, 0).sampling.guidance_scale)
-  path = cd.pool_file(tmp_path, 5, guidance, 0)
+  path = cd.pool_set(config, tmp_path, 5, [1, 1, 0, 0, 0]) / "samples.npz"
   path.parent.mkdir(parents=True)
   good = tmp_path / "good.npz"
   wd.write_npz(good, images=np.zeros((2, 32, 32, 1), np.float32), labels=np.array([0, 1]))
-  path.write_bytes(good.read_bytes()[:100])  # Killed (or disk full) mid-write.
+  path.write_bytes(good.read_bytes()[:100])  # Damaged after it was complete (bit rot).
+  wd.write_json(path.parent / "COMPLETE", {"images": 2})
   sampled = []
 
   def generate(config, params, labels, **kwargs):

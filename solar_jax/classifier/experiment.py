@@ -38,8 +38,9 @@ dataset's ``group``: flares, and days of quiet frames), with the differences
 against ``real`` and ``oversample``; the test support (events, frames, per
 class) is written beside them. Synthetic pools are ``classifier.num_pools``
 draws of the DDPM with seeds ``sampling.seed + k``, cached under
-``classifier/synthetic/step_<step>_g<guidance>_pool<k>.npz``; the chosen
-guidance's pool 0 is also copied to ``step_<step>.npz`` for ``--mode=evaluate``.
+``samples/<step>-<key>/`` (a sample set like any other, drawn by the same function,
+without FITS; ``training_sets.pool_set``); ``metrics.json`` names the chosen
+guidance's pool 0 (``synthetic.path``), which ``--mode=evaluate`` scores.
 Without a DDPM checkpoint the synthetic regimes are skipped (recorded).
 
 Cross-validation: ``--config.data.fold=k`` runs all of this on fold k (one
@@ -508,7 +509,6 @@ def run(
       "pools": c.num_pools,
       **training_sets.describe(pool["label"], experiment.goes),
     }
-    training_sets.publish_pool(pool, workdir)
   elif skip_reason:
     metrics["synthetic"] = {"skipped": skip_reason}
   metrics["test_reads"] = experiment.test_reads

@@ -33,9 +33,8 @@ import os
 import ml_collections
 import numpy as np
 from absl import logging
-from etils import epath
 
-from solar_jax import errors, parallel
+from solar_jax import errors
 from solar_jax import workdir as wd
 from solar_jax.data import input_pipeline, scaling
 from solar_jax.ddpm import sample
@@ -306,17 +305,16 @@ def pool_settings(config, guidance: float | None = None, pool: int = 0) -> dict:
   return samplers.image_settings(pool_config(config, guidance, pool))
 
 
-def _stored_settings(data: dict, keys) -> dict | None:
-  """The settings a cached pool was drawn with; None for a cache written before they were."""
-  try:
-    return {key: data[key].item() for key in keys}
-  except KeyError:
-    return None
+def _pool_sampling_config(config, guidance, pool) -> ml_collections.ConfigDict:
+  config = pool_config(config, guidance, pool).copy_and_resolve_references()
+  config.sampling.write_fits = False  # Changes no image (samplers.NOT_IMAGE_FIELDS).
+  return config
 
 
-def pool_file(workdir, step: int, guidance: float, pool: int):
-  """Cache of one pool: ``synthetic/step_<step>_g<guidance>_pool<k>.npz``."""
-  return wd.pool_path(workdir, step).with_name(f"step_{int(step)}_g{guidance:g}_pool{pool}.npz")
+def pool_set(config, workdir, step: int, counts, guidance=None, pool: int = 0):
+  """The sample set (``samples/<step>-<key>/``) that holds pool ``pool`` of ``counts``."""
+  config = _pool_sampling_config(config, guidance, pool)
+  return wd.samples_dir(workdir, step, wd.sample_key(config, per_class=counts))
 
 
 def synthetic_pool(
@@ -324,23 +322,25 @@ def synthetic_pool(
 ) -> dict:
   """Synthetic images per GOES class from the workdir's newest DDPM checkpoint.
 
-  Reuses ``pool_file(workdir, step, guidance, pool)`` when it holds at
-  least ``counts`` images of each class and was drawn with the pool's
-  sampling settings (``pool_settings``: sampler, steps, eta, spacing, final step,
-  guidance, x0 clipping, seed, prediction); samples (and overwrites) it otherwise. The
-  guidance is ``guidance``, else ``classifier.guidance_scale`` when set, else
-  ``sampling.guidance_scale``; pool ``k`` is drawn with seed ``sampling.seed + k``.
+  A pool is a sample set like any other: ``samples/<step>-<key>/`` (``wd.sample_key`` of
+  ``pool_config``: guidance, steps and seed ``sampling.seed + k`` of pool ``k``), drawn
+  by ``sample.sample_and_write`` without FITS. A complete set (``COMPLETE``) of these
+  classes holding at least ``counts`` images of each is reused; else it is drawn (and
+  rewritten). The folder's key covers every setting that changes the images, so a set
+  drawn otherwise is never mistaken for this one. The guidance is ``guidance``, else
+  ``classifier.guidance_scale`` when set, else ``sampling.guidance_scale``.
 
   Returns:
     {'image': float32 [N,H,W,C] model space, 'label': int32 GOES index,
-     'step': DDPM step, 'settings': pool_settings(config), 'path': the npz}.
+     'step': DDPM step, 'settings': pool_settings(config), 'path': the samples.npz
+     relative to the workdir, 'guidance', 'pool'}.
 
   Raises:
     NoDDPMCheckpointError: the workdir holds no DDPM checkpoint.
   """
   counts = np.asarray(counts, np.int64)
   settings = pool_settings(config, guidance, pool)
-  config = pool_config(config, guidance, pool)
+  config = _pool_sampling_config(config, guidance, pool)
   guidance = float(config.sampling.guidance_scale)
   classes = tuple(config.data.classes)
   checkpoints = wd.checkpoints_dir(workdir)
@@ -351,23 +351,17 @@ def synthetic_pool(
     )
 
   def cached(step):
-    path = pool_file(workdir, step, guidance, pool)
-    if not path.exists():
+    directory = wd.samples_dir(workdir, step, wd.sample_key(config, per_class=counts))
+    path = directory / "samples.npz"
+    if not (directory / sample.COMPLETE).exists():
       return path, None
     try:
       data = wd.read_npz(path)
-    except errors.DamagedFileError as e:  # A cache: drawn again and rewritten whole.
+    except errors.DamagedFileError as e:  # Drawn again and rewritten whole.
       logging.warning("Resampling the synthetic pool: %s", e)
       return path, None
     have = per_class_counts(data["labels"], len(classes))
     if tuple(str(c) for c in data["class_names"]) != classes or np.any(have < counts):
-      return path, None
-    stored = _stored_settings(data, settings)
-    if stored != settings:
-      changed = sorted(k for k in settings if stored is None or stored.get(k) != settings[k])
-      logging.info(
-        "Resampling %s: drawn with other sampling settings (%s).", path, ", ".join(changed)
-      )
       return path, None
     return path, data
 
@@ -380,25 +374,15 @@ def synthetic_pool(
       raise NoDDPMCheckpointError(str(e)) from None
     path, data = cached(step)  # An unreadable newest checkpoint falls back to an older step.
   if data is None:
-    labels = np.repeat(np.arange(len(classes), dtype=np.int32), counts)
-    logging.info("Sampling %d synthetic images %s at DDPM step %d.", len(labels), counts, step)
-    images = sample.generate(
-      config,
-      params,
-      labels,
-      mesh=mesh,
-      progress=bool(config.logging.progress) and parallel.is_main_process(),
+    logging.info(
+      "Sampling the synthetic pool %d (guidance %g) at DDPM step %d.", pool, guidance, step
     )
-    data = {
-      "images": scaling.inverse(images, config.data.clip_min, config.data.clip_max),
-      "labels": labels,
-      "class_names": np.array(classes),
-      "step": np.int64(step),
-      **{key: np.asarray(value) for key, value in settings.items()},
-    }
-    if parallel.is_main_process():
-      path.parent.mkdir(parents=True, exist_ok=True)
-      wd.write_npz(path, **data)
+    directory, images_dns, labels = sample.draw_and_write(
+      config, workdir, params, step, mesh=mesh, counts=counts,
+      key=wd.sample_key(config, per_class=counts),
+    )  # fmt: skip
+    path = directory / "samples.npz"
+    data = {"images": images_dns.astype(np.float32), "labels": labels}
   images = np.asarray(data["images"], np.float32)
   return {
     "image": scaling.forward(images, config.data.clip_min, config.data.clip_max),
@@ -409,17 +393,6 @@ def synthetic_pool(
     "guidance": guidance,
     "pool": pool,
   }
-
-
-def publish_pool(pool: dict, workdir) -> None:
-  """Copies the chosen pool 0 to ``workdir.pool_path(step)``, where ``--mode=evaluate`` scores it."""
-  source = pool.get("path")
-  if not source or not parallel.is_main_process():
-    return
-  target = wd.pool_path(workdir, pool["step"])
-  if os.fspath(target) != os.fspath(source):
-    target.parent.mkdir(parents=True, exist_ok=True)
-    wd.write_bytes(target, epath.Path(source).read_bytes())
 
 
 # -------------------------------------------------------- real data ---

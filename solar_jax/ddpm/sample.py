@@ -469,7 +469,15 @@ def _write_fits_files(config, fits_dir, images_dns, labels, step, info, source) 
 
 
 def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -> epath.Path:
+  """``draw_and_write``'s output directory."""
+  return draw_and_write(config, workdir, params, step, mesh=mesh, counts=counts)[0]
+
+
+def draw_and_write(config, workdir, params, step, *, mesh=None, counts=None, key=None):
   """Samples per-class images with ``params``; writes them under workdir/samples/<step>-<key>.
+
+  The one way a sample set is made: ``--mode=sample``, the end of training and the
+  classifier's synthetic pools (``sampling.write_fits=False``) all come through here.
 
   Args:
     config: the resolved config (reads data, diffusion, model, sampling, mesh).
@@ -478,21 +486,23 @@ def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -
     step: the model's training step (names the directory, goes in the headers).
     mesh: a mesh from ``parallel.create_mesh``; default all devices per config.mesh.
     counts: per-class counts overriding the config (see ``sample_counts``).
+    key: the set's folder key; default ``wd.sample_key(config)``.
 
   Returns:
-    The output directory. Only process 0 writes; every process samples.
+    (the output directory, images in DN/s [N,H,W,C], labels [N]). Only process 0
+    writes; every process samples and returns the images.
   """
   class_names = tuple(config.data.classes)
   per_class = sample_counts(config, counts)
   labels = np.repeat(np.arange(len(class_names), dtype=np.int32), per_class)
   mesh = mesh or parallel.create_mesh(config.mesh)
   main = parallel.is_main_process()
-  out_dir = wd.samples_dir(workdir, step, wd.sample_key(config))
+  out_dir = wd.samples_dir(workdir, step, key or wd.sample_key(config))
   logging.info("Sampling %d images %s at step %d.", len(labels), per_class.tolist(), step)
   images = generate(config, params, labels, mesh=mesh, progress=main and config.logging.progress)
   images_dns = scaling.inverse(images, config.data.clip_min, config.data.clip_max)
   if not main:
-    return out_dir
+    return out_dir, images_dns, labels
 
   s = config.sampling
   info = samplers.recorded_settings(config)
@@ -530,7 +540,7 @@ def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -
     },
   )
   logging.info("Wrote %d samples to %s.", len(labels), out_dir)
-  return out_dir
+  return out_dir, images_dns, labels
 
 
 def run(config: ml_collections.ConfigDict, workdir) -> epath.Path:

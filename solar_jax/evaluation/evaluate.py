@@ -20,9 +20,9 @@ split (for memorisation), and writes to ``workdir/eval/``:
   power spectrum, cluster occupancy, flare physics per class, memorisation
   ratios and closest pairs, class-consistency confusion matrices;
 * ``classifier_pool/``: the same for the synthetic images the flare classifier
-  trained on (``workdir/classifier/synthetic/step_<step>.npz`` of the samples'
-  step), when they were drawn with other sampling settings than the samples
-  (for example ``classifier.guidance_scale``).
+  trained on (the sample set ``classifier/metrics.json`` names: pools are sample sets
+  like any other), when they were drawn with other sampling settings than the
+  samples (for example ``classifier.guidance_scale``).
 
 Which images: see ``solar_jax.evaluation.distribution``. Up to
 ``num_images × num_classes`` images of the evaluation and floor splits are
@@ -388,10 +388,20 @@ def _to_tensorboard(config, workdir, summary: dict, step: int) -> None:
   writer.close()
 
 
+def _classifier_pool(workdir) -> epath.Path | None:
+  """The sample set the classifier's synthetic regimes trained on (classifier/metrics.json)."""
+  path = wd.classifier_dir(workdir) / "metrics.json"
+  try:
+    synthetic = json.loads(path.read_text()).get("synthetic") or {}
+  except (OSError, ValueError):
+    return None
+  return epath.Path(synthetic["path"]) if synthetic.get("path") else None
+
+
 def _evaluate_pool(config, workdir, inputs: dict, samples_info, main) -> dict | None:
   """Scores the classifier's synthetic images when they were drawn otherwise than the samples."""
-  pool_path = wd.pool_path(workdir, samples_info["step"])
-  if not pool_path.exists():
+  pool_path = _classifier_pool(workdir)
+  if pool_path is None or not pool_path.exists():
     return None
   pool = load_samples(pool_path)
   pool_info = _samples_info(pool_path, pool)
