@@ -19,9 +19,9 @@ import pathlib
 import numpy as np
 from astropy.io import fits
 
+import solar_jax.data.demo.plan as demo_plan
+import solar_jax.data.demo.render as demo_render
 from solar_jax.data import goes
-from solar_jax.data.demo import plan as demo_plan
-from solar_jax.data.demo import render as demo_render
 
 SIMULATED_NOTE = "SIMULATED by solar_jax.data.demo from sunpy's real AIA 171 test frame"
 XRS_CADENCE_S = 60

@@ -23,7 +23,7 @@ from astropy.io import fits
 from scipy import ndimage
 from sunpy.sun.models import differential_rotation
 
-from solar_jax.data.demo import plan as demo_plan
+import solar_jax.data.demo.plan as demo_plan
 
 REAL_FRAME = "aia_171_level1.fits"
 AIA_SATURATION_DN = 16383  # 14-bit camera
