@@ -456,7 +456,7 @@ def load_real_splits(config) -> dict[str, dict]:
   """
   kwargs = {"label": FORECAST_LABEL} if is_forecast(config.classifier.task) else {}
   return {
-    split: input_pipeline.load_split_arrays(config.data, split, transform=True, **kwargs)
+    split: input_pipeline.make_for_inference(config.data, split, transform=True, **kwargs)
     for split in ("train", "validation", "test")
   }
 
