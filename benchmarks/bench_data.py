@@ -6,7 +6,7 @@
 Figures, all single process, measured side by side in one run:
   * build files/s at 128 and 256 (non-Beam `download_and_prepare`, stats skipped) against the
     floor: astropy reading the same FITS files (header + data, no resampling);
-  * input pipeline images/s (`get_dataset`, shuffle + transform + batch 64) against reading
+  * input pipeline images/s (`make_for_train`, shuffle + transform + batch 64) against reading
     the raw TFRecord files with tf.data (no parsing).
 """
 
@@ -58,7 +58,7 @@ def pipeline_rates(data_dir, config, batches=60, batch_size=64):
 
   data = default.get_config().data
   data.data_dir, data.builder_config, data.image_size = str(data_dir), config, int(config)
-  it = input_pipeline.get_dataset(
+  it = input_pipeline.make_for_train(
     data, "train", batch_size, shuffle=True, seed=0, repeat=True, process_index=0, process_count=1
   )
   next(it)

@@ -67,7 +67,7 @@ def main():
     step = int(meta["step"])
     model = unet.create_model(config)
     schedule = schedules.get_schedule(config.diffusion)
-    arrays = input_pipeline.load_split_arrays(config.data, args.split)
+    arrays = input_pipeline.make_for_inference(config.data, args.split)
     frames = {"image": jnp.asarray(arrays["image"]), "label": jnp.asarray(arrays["label"])}
 
     def apply_fn(p, x, t, y, train, rngs, model=model):

@@ -172,8 +172,10 @@ def model_part(workdir, steps_list, n, ref_steps, ddpm_n, data_dir, seed, settin
     x = np.asarray(jax.block_until_ready(compiled(*args)))
     return x, (time.perf_counter() - start) / count, compile_s
 
-  real = input_pipeline.load_split_arrays(config.data, "test", max_examples=n, transform=False)
-  val = input_pipeline.load_split_arrays(config.data, "validation", max_examples=n, transform=False)
+  real = input_pipeline.make_for_inference(config.data, "test", max_examples=n, transform=False)
+  val = input_pipeline.make_for_inference(
+    config.data, "validation", max_examples=n, transform=False
+  )
   real_dns, val_dns = real["image"], val["image"]
   real_model = scaling.forward(real_dns, *dn_range)
   print(

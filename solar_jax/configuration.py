@@ -333,6 +333,14 @@ DEFAULT_WHEN_ABSENT = (
   "mesh.coordinator_address",  # None: the JAX_* variables or the scheduler, as before.
   "mesh.num_processes",
   "mesh.process_id",
+  # Facts of the dataset, filled in by data.resolve before config.json is written:
+  # a config stored before them (the whole section absent) loads with "not read".
+  "provenance.simulated",
+  "provenance.goes_scale",
+  "provenance.split_rule",
+  "provenance.degradation",
+  "provenance.version",
+  "provenance.unreadable",
 )
 
 
@@ -385,6 +393,13 @@ def _typed(value, default, ref_type, field: str, origin: str):
   return value
 
 
+def _all_default_when_absent(node, field: str) -> bool:
+  """Whether ``node`` is a section whose every field may be absent (a section added later)."""
+  if not isinstance(node, ml_collections.ConfigDict):
+    return False
+  return all(f"{field}.{key}" in DEFAULT_WHEN_ABSENT for key in node)
+
+
 def _merge(config: ml_collections.ConfigDict, stored, origin: str, prefix: str = "") -> None:
   """Sets ``stored``'s values on ``config``, each checked against its field's type.
 
@@ -410,7 +425,8 @@ def _merge(config: ml_collections.ConfigDict, stored, origin: str, prefix: str =
       config[key] = _typed(value, config[key], ref_type, prefix + key, origin)
   for key in config:
     field = prefix + key
-    if key in stored or field in DEFAULT_WHEN_ABSENT:
+    may_lack = field in DEFAULT_WHEN_ABSENT or _all_default_when_absent(config[key], field)
+    if key in stored or may_lack:
       continue
     what = "section" if isinstance(config[key], ml_collections.ConfigDict) else "field"
     raise ConfigError(

@@ -25,6 +25,7 @@ from solar_jax import (
   xla_flags,
 )
 from solar_jax import workdir as wd
+from solar_jax.data import resolve
 
 FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples, reports.")
@@ -34,7 +35,8 @@ _CONFIG_SOURCE = [None]  # What --config named: a config.json is data (see main(
 
 
 def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
-  """Checks the inputs, locks the workdir, records config.json and runs ``entry_point``.
+  """Checks the inputs, resolves the data-dependent values, locks the workdir, records
+  config.json and runs ``entry_point``.
 
   What a failed run leaves behind: nothing is written before the inputs are
   checked; the lock is taken before config.json is touched, so a second run on
@@ -45,6 +47,7 @@ def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
   non-finite loss keeps it: its checkpoints were made with that config.
   """
   pipeline.check_inputs(config, workdir, mode)
+  resolve.resolve_data(config)  # data.clip_max, provenance: recorded in config.json below.
   config_path = wd.config_path(workdir)
   try:
     created = not epath.Path(workdir).exists()

@@ -25,30 +25,17 @@ from solar_jax.data import input_pipeline
 from solar_jax.ddpm import export, sample, train
 from solar_jax.evaluation import evaluate, features
 
-# The dataset splits each mode reads.
-_SPLITS_READ = {
-  "train": ("train",),
-  "classify": ("train", "validation", "test"),
-  "all": ("train", "validation", "test"),
-}
-
 
 def check_inputs(config, workdir: str, mode: str) -> None:
   """Fails fast, before anything is written, on an input that ``mode`` cannot run without.
+
+  Only checks: the values that depend on the data are set afterwards, by
+  ``data.resolve.resolve_data`` (main.run_in_workdir).
 
   Raises:
     errors.UserError: no built dataset matching config.data, no checkpoint (sample),
       no samples or classifier (evaluate), or no Inception weights.
   """
-  if config.data.clip_max_quantile > 0:
-    # Before config.json is written: the run records the clip level it used.
-    config.data.clip_max = input_pipeline.train_clip_max(config.data)
-    logging.info(
-      "data.clip_max = %.1f DN/s: quantile %g of the train frames' on-disk maxima (fold %d).",
-      config.data.clip_max,
-      config.data.clip_max_quantile,
-      config.data.fold,
-    )
   if mode in ("sample", "all") and config.sampling.counts == "fixed":
     sample.sample_counts(config)  # Counts and their memory, before anything is allocated.
   if mode in ("evaluate", "all"):
@@ -56,9 +43,7 @@ def check_inputs(config, workdir: str, mode: str) -> None:
   if mode == "evaluate":
     wd.latest_samples(workdir, config)  # Present and complete, before the dataset is read.
   if mode in ("train", "evaluate", "classify", "all"):
-    builder = input_pipeline.get_builder(config.data)
-    splits = _SPLITS_READ.get(mode) or evaluate.splits_read(config)
-    input_pipeline.verify_shards(config.data, splits, builder=builder)
+    input_pipeline.verify_shards(config.data)  # Every stored block: every split reads some.
   if mode in ("sample", "export"):
     kind, source = sample.checkpoint_source(config, workdir)  # sampling.checkpoint, or here.
     if kind == "workdir":

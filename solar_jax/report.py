@@ -1,7 +1,9 @@
 """Writes ``workdir/report.md``: what a person reads after a run.
 
 It gathers what the stages wrote (loss curve, sample grids, evaluation and
-classifier metrics, their plots) and links the pictures; nothing is recomputed.
+classifier metrics, their plots) and links the pictures; nothing is recomputed and
+the dataset is not opened: its provenance is the one ``data.resolve`` recorded in
+the config (config.json).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from solar_jax import errors
 from solar_jax import workdir as wd
 from solar_jax.classifier.tables import headline_table
 from solar_jax.data import build_report as dataset_report
-from solar_jax.data import input_pipeline
+from solar_jax.data import resolve
 from solar_jax.evaluation import tables
 
 
@@ -219,8 +221,8 @@ def render_report(config, workdir) -> str:
 
 
 def _provenance(config) -> dict:
-  """The dataset's provenance (``simulated`` None where it cannot be read)."""
-  data = input_pipeline.provenance(config.data)
+  """The dataset's provenance as config.json records it (``simulated`` None where unread)."""
+  data = resolve.record(config)
   if data.get("unreadable"):
     logging.warning("The report cannot read the dataset's provenance: %s", data["unreadable"])
   return data

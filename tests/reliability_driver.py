@@ -23,7 +23,7 @@ import numpy as np
 from etils import epath
 
 from solar_jax import main
-from solar_jax.data import input_pipeline
+from solar_jax.data import input_pipeline, resolve
 from solar_jax.ddpm import train
 
 
@@ -59,6 +59,7 @@ if __name__ == "__main__":
   train._train_iterator = synthetic_batches  # noqa: SLF001 - the one substitution
   input_pipeline.get_builder = lambda data_config: None  # No TFDS dataset here,
   input_pipeline.verify_shards = lambda *args, **kwargs: None  # so no shards to check.
+  resolve.resolve_data = lambda config: None  # and no provenance to read.
   if os.environ.get("SOLAR_JAX_TEST_HANG_IN_SAVE"):
     _hang_in_save(os.environ["SOLAR_JAX_TEST_HANG_IN_SAVE"])
   sys.argv[0] = "solar_jax.main"

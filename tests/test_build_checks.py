@@ -20,7 +20,7 @@ import tensorflow_datasets as tfds
 from astropy.io import fits
 
 from solar_jax import errors
-from solar_jax.data import aia, build_report, demo, frame_facts, goes, input_pipeline
+from solar_jax.data import aia, build_report, demo, frame_facts, goes, input_pipeline, resolve
 from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -212,7 +212,7 @@ def test_metadata_json_without_num_folds_is_an_error_naming_file_and_key(edited_
   with pytest.raises(errors.DamagedFileError) as info:
     input_pipeline.get_builder(config)
   assert str(path) in str(info.value) and "'num_folds'" in str(info.value)
-  assert input_pipeline.provenance(config)["unreadable"] == str(info.value)
+  assert resolve.dataset_provenance(config)["unreadable"] == str(info.value)
 
 
 # -------------------------------------------------- degradation correction ---

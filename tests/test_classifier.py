@@ -470,7 +470,7 @@ def test_forecast_tasks_read_the_next_24h_label(monkeypatch):
     calls.append((split, kwargs))
     return {}
 
-  monkeypatch.setattr(cd.input_pipeline, "load_split_arrays", load)
+  monkeypatch.setattr(cd.input_pipeline, "make_for_inference", load)
   cd.load_real_splits(_config(task="forecast_ge_m"))
   assert calls[0] == ("train", {"label": "max_class_next_24h"}) and len(calls) == 3
   calls.clear()

@@ -135,3 +135,23 @@ def test_a_config_json_with_the_old_classifier_task_reads_as_label_and_grouping(
   assert (config.classifier.label, config.classifier.grouping) == (label, grouping)
   assert classifier_lib.task_of(config.classifier, config.data.label) == task
   checks.validate(config)
+
+
+def test_a_config_json_from_before_the_provenance_section_loads(tmp_path):
+  """config.provenance was added later: a stored config without it loads as not read."""
+  from solar_jax.data import resolve
+
+  stored = json.loads(configuration.to_json(_config()))
+  del stored["provenance"]
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(stored))
+  config = configuration.from_json(path)
+  assert config.provenance.simulated is None and config.provenance.unreadable == ""
+  assert "not resolved" in resolve.record(config)["unreadable"]
+  stored["provenance"] = {}  # A section present but empty: every field may be absent too.
+  path.write_text(json.dumps(stored))
+  assert configuration.from_json(path).provenance.version == ""
+  del stored["model"]  # Any other section is still refused.
+  path.write_text(json.dumps(stored))
+  with pytest.raises(configuration.ConfigError, match="section model is missing"):
+    configuration.from_json(path)

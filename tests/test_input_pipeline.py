@@ -5,7 +5,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from solar_jax.configs import default
-from solar_jax.data import demo, input_pipeline, scaling
+from solar_jax.data import demo, input_pipeline, resolve, scaling
 from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
 
 
@@ -35,12 +35,12 @@ def take(iterator, n):
 
 def test_resume_equals_the_uninterrupted_stream(data_config):
   kw = dict(shuffle=True, seed=7, repeat=True, process_index=0, process_count=1)
-  full = take(input_pipeline.get_dataset(data_config, "train", 5, **kw), 14)
-  n = int(input_pipeline.class_counts(data_config, "train").sum())
+  full = take(input_pipeline.make_for_train(data_config, "train", 5, **kw), 14)
+  n = len(input_pipeline.make_for_inference(data_config, "train", images=False)["label"])
   assert 10 <= n <= 40
   for start in (1, 3, 9):  # within the first epoch, at and across epoch ends
     resumed = take(
-      input_pipeline.get_dataset(data_config, "train", 5, start_step=start, **kw), 14 - start
+      input_pipeline.make_for_train(data_config, "train", 5, start_step=start, **kw), 14 - start
     )
     for a, b in zip(full[start:], resumed):
       np.testing.assert_array_equal(a["source"], b["source"])
@@ -54,7 +54,7 @@ def test_resume_equals_the_uninterrupted_stream(data_config):
 def test_process_shares_are_disjoint_and_cover_the_split(data_config):
   shares = []
   for index in range(3):
-    it = input_pipeline.get_dataset(
+    it = input_pipeline.make_for_train(
       data_config,
       "train",
       1,
@@ -65,7 +65,7 @@ def test_process_shares_are_disjoint_and_cover_the_split(data_config):
       process_count=3,
     )
     shares.append({s for b in it for s in b["source"]})
-  everything = input_pipeline.load_split_arrays(data_config, "train", transform=False)
+  everything = input_pipeline.make_for_inference(data_config, "train", images=False)
   n = len(everything["source"])
   assert all(len(s) == n // 3 for s in shares)
   assert not (shares[0] & shares[1] or shares[0] & shares[2] or shares[1] & shares[2])
@@ -75,8 +75,8 @@ def test_process_shares_are_disjoint_and_cover_the_split(data_config):
 
 def test_transform_matches_scaling_forward(data_config):
   kw = dict(shuffle=False, seed=0, repeat=False, process_index=0, process_count=1)
-  raw = next(input_pipeline.get_dataset(data_config, "test", 4, transform=False, **kw))
-  model = next(input_pipeline.get_dataset(data_config, "test", 4, transform=True, **kw))
+  raw = next(input_pipeline.make_for_train(data_config, "test", 4, transform=False, **kw))
+  model = next(input_pipeline.make_for_train(data_config, "test", 4, transform=True, **kw))
   assert model["image"].dtype == np.float32 and model["label"].dtype == np.int32
   want = scaling.forward(raw["image"], data_config.clip_min, data_config.clip_max)
   np.testing.assert_allclose(model["image"], want, atol=2e-6)
@@ -84,12 +84,15 @@ def test_transform_matches_scaling_forward(data_config):
 
 
 def test_class_counts_and_balancing(data_config):
-  arrays = input_pipeline.load_split_arrays(data_config, "train")
-  counts = input_pipeline.class_counts(data_config, "train")
-  np.testing.assert_array_equal(counts, np.bincount(arrays["label"], minlength=5))
+  arrays = input_pipeline.make_for_inference(data_config, "train")
+  facts = input_pipeline.make_for_inference(data_config, "train", images=False)
+  assert "image" not in facts and set(facts) == set(arrays) - {"image"}
+  for key, value in facts.items():  # The facts pass is the image pass less the images.
+    np.testing.assert_array_equal(value, arrays[key])
+  counts = np.bincount(facts["label"], minlength=5)
   data_config.class_balance = True
   try:
-    it = input_pipeline.get_dataset(
+    it = input_pipeline.make_for_train(
       data_config,
       "train",
       4,
@@ -118,11 +121,11 @@ def test_wrong_image_size_is_an_error_naming_the_field(data_config):
 
 def test_a_smaller_image_size_reads_block_means_of_the_stored_images(data_config):
   kw = dict(shuffle=False, seed=0, repeat=False, process_index=0, process_count=1)
-  full = next(input_pipeline.get_dataset(data_config, "test", 4, transform=False, **kw))
+  full = next(input_pipeline.make_for_train(data_config, "test", 4, transform=False, **kw))
   data_config.image_size = 32
   try:
-    half = next(input_pipeline.get_dataset(data_config, "test", 4, transform=False, **kw))
-    arrays = input_pipeline.load_split_arrays(data_config, "test", transform=False)
+    half = next(input_pipeline.make_for_train(data_config, "test", 4, transform=False, **kw))
+    arrays = input_pipeline.make_for_inference(data_config, "test", transform=False)
   finally:
     data_config.image_size = 64
   # Mean of each 2x2 block, in DN/s: the total flux of the image is kept.
@@ -139,7 +142,9 @@ def test_splits_follow_the_fold_and_the_embargo(data_config):
   from solar_jax.data import splits
 
   times = {
-    name: splits.as_times(input_pipeline.load_split_arrays(data_config, name)["time"])
+    name: splits.as_times(
+      input_pipeline.make_for_inference(data_config, name, images=False)["time"]
+    )
     for name in splits.SPLITS
   }
   months = {name: set(splits.month_index(t) % 10) for name, t in times.items()}
@@ -149,8 +154,8 @@ def test_splits_follow_the_fold_and_the_embargo(data_config):
   data_config.fold = 9  # test = August, validation = April again ((9 + 5) % 10 = 4: absent)
   try:
     with pytest.raises(ValueError, match="validation.*fold 9"):
-      input_pipeline.load_split_arrays(data_config, "validation")
-    test9 = input_pipeline.load_split_arrays(data_config, "test")
+      input_pipeline.make_for_inference(data_config, "validation", images=False)
+    test9 = input_pipeline.make_for_inference(data_config, "test", images=False)
     assert set(splits.month_index(test9["time"]) % 10) == {9}
   finally:
     data_config.fold = 0
@@ -165,9 +170,9 @@ def test_changing_data_label_changes_the_labels_without_a_rebuild(data_config):
   for policy in frame_facts.LABELS:
     data_config.label = policy
     try:
-      arrays = input_pipeline.load_split_arrays(data_config, "train", transform=False)
+      arrays = input_pipeline.make_for_inference(data_config, "train", images=False)
       batches = list(
-        input_pipeline.get_dataset(data_config, "train", 1, drop_remainder=False, **kw)
+        input_pipeline.make_for_train(data_config, "train", 1, drop_remainder=False, **kw)
       )
     finally:
       data_config.label = "goes_class"
@@ -184,32 +189,68 @@ def test_changing_data_label_changes_the_labels_without_a_rebuild(data_config):
 
 
 def test_provenance_says_simulated(data_config):
-  assert input_pipeline.provenance(data_config)["simulated"] is True
+  assert resolve.dataset_provenance(data_config)["simulated"] is True
+
+
+def test_one_pass_arrays_equal_the_training_stream(data_config):
+  """make_for_inference's images are what make_for_train yields for the same frames."""
+  kw = dict(shuffle=False, seed=0, repeat=False, process_index=0, process_count=1)
+  for image_size in (64, 32):  # Stored side, and block means of 2x2.
+    data_config.image_size = image_size
+    try:
+      for transform in (False, True):
+        arrays = input_pipeline.make_for_inference(data_config, "train", transform=transform)
+        stream = list(
+          input_pipeline.make_for_train(
+            data_config, "train", 3, drop_remainder=False, transform=transform, **kw
+          )
+        )
+        for key in ("image", "label", "time", "source"):
+          np.testing.assert_array_equal(np.concatenate([b[key] for b in stream]), arrays[key])
+        first = input_pipeline.make_for_inference(
+          data_config, "train", transform=transform, max_examples=5
+        )
+        np.testing.assert_array_equal(first["image"], arrays["image"][:5])
+        np.testing.assert_array_equal(first["group"], arrays["group"][:5])
+    finally:
+      data_config.image_size = 64
 
 
 def test_clip_level_from_the_train_split(data_config):
   """clip_max_quantile: the quantile of the train frames' on-disk maxima, recomputed here."""
-  arrays = input_pipeline.load_split_arrays(data_config, "train", transform=False)
+  arrays = input_pipeline.make_for_inference(data_config, "train", transform=False)
   side = arrays["image"].shape[1]
   yy, xx = np.mgrid[:side, :side] - (side - 1) / 2
   disk = np.hypot(yy, xx) <= 0.40 * side
   peaks = arrays["image"][..., 0][:, disk].max(axis=1)
   np.testing.assert_allclose(peaks, arrays["intensity_max"], rtol=1e-6)
-  data_config.clip_max_quantile = 0.9
+  config = default.get_config()
+  config.data = data_config
+  config.data.clip_max_quantile = 0.9
   try:
-    clip = input_pipeline.train_clip_max(data_config)
+    resolve.resolve_data(config)  # The step main runs before config.json is written.
+    clip = config.data.clip_max
   finally:
-    data_config.clip_max_quantile = 0.0
+    data_config.clip_max_quantile, data_config.clip_max = 0.0, 3000.0
   assert clip == pytest.approx(np.quantile(peaks, 0.9), rel=1e-6)
   assert np.mean(peaks > clip) == pytest.approx(0.1, abs=1.5 / len(peaks))
+  assert config.provenance.simulated is True and "sdo_aia171/64" in config.provenance.version
 
 
-def test_reports_on_a_simulated_dataset_open_with_the_simulated_line(data_config, tmp_path):
+def test_reports_on_a_simulated_dataset_open_with_the_simulated_line(
+  data_config, tmp_path, monkeypatch
+):
   from solar_jax import report
   from solar_jax.data import build_report
 
   config = default.get_config()
   config.data = data_config
+  resolve.resolve_data(config)
+
+  def no_dataset(*args, **kwargs):
+    raise AssertionError("the report opened the dataset")
+
+  monkeypatch.setattr(input_pipeline, "get_builder", no_dataset)  # It reads files only.
   text = report.render_report(config, tmp_path)
   assert text.splitlines()[0] == f"**{build_report.SIMULATED_LINE}**"
   assert "label `goes_class`, fold 0" in text and "true 1-8 Å flux" in text

@@ -86,8 +86,13 @@ def test_writes_resolved_config(repo_root, tmp_path, monkeypatch):
   assert calls == [("sample", str(tmp_path))]
   written = json.loads((tmp_path / "config.json").read_text())
   from solar_jax.configs import tiny
+  from solar_jax.data import resolve
 
-  assert written == json.loads(configuration.to_json(tiny.get_config()))
+  expected = tiny.get_config()
+  resolve.resolve_data(expected)  # What main resolves before writing (no dataset here).
+  assert written == json.loads(configuration.to_json(expected))
+  assert written["provenance"]["simulated"] is None
+  assert "not built" in written["provenance"]["unreadable"]
 
 
 @pytest.mark.parametrize("mode", ["bogus"])

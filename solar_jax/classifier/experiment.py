@@ -84,7 +84,7 @@ from solar_jax.classifier.trainer import (
   train_one,
 )
 from solar_jax.classifier.training_sets import SYNTHETIC_REGIMES
-from solar_jax.data import build_report, input_pipeline
+from solar_jax.data import resolve
 from solar_jax.metrics import bootstrap, classification
 from solar_jax.models import classifier as classifier_lib
 
@@ -452,7 +452,7 @@ def run(
     config: the resolved config.
     workdir: run directory (local or gs://).
     splits: optional {'train', 'validation', 'test'} -> arrays as returned by
-      ``input_pipeline.load_split_arrays`` (tests); default: read the dataset.
+      ``input_pipeline.make_for_inference`` (tests); default: read the dataset.
     synthetic: optional synthetic pools replacing sampling from the workdir's
       DDPM (tests): one dict {'image' (model space), 'label' (GOES index),
       'step'} for every guidance and pool, or ``callable(guidance, k) -> dict``.
@@ -512,9 +512,7 @@ def run(
   elif skip_reason:
     metrics["synthetic"] = {"skipped": skip_reason}
   metrics["test_reads"] = experiment.test_reads
-  metrics["data"] = input_pipeline.provenance(config.data)
-  if metrics["data"]["simulated"]:
-    metrics["data"]["note"] = build_report.SIMULATED_LINE
+  metrics["data"] = resolve.record(config)  # Resolved before config.json was written.
   add_uncertainty(
     metrics, experiment.test_labels, experiment.test_groups, config, experiment.climatology
   )

@@ -432,7 +432,7 @@ def load_real_splits(config) -> dict[str, dict]:
   # The label the classifier reads: classifier.label, else data.label (the reader's default).
   kwargs = {"label": config.classifier.label} if config.classifier.label else {}
   return {
-    split: input_pipeline.load_split_arrays(config.data, split, transform=True, **kwargs)
+    split: input_pipeline.make_for_inference(config.data, split, transform=True, **kwargs)
     for split in ("train", "validation", "test")
   }
 

@@ -51,10 +51,10 @@ def get_config() -> ml_collections.ConfigDict:
   # linearly to [-1, 1]. Inverted exactly on samples (within the clip range).
   data.clip_min = 1.0
   data.clip_max = 3000.0
-  # > 0: replace clip_max, before the run starts, by this quantile of the train split's
-  # on-disk frame maxima (recorded in config.json), so flare kernels do not saturate
-  # (the build report gives the share of frames per class above 3000 DN/s). 0 keeps
-  # clip_max as set.
+  # > 0: replace clip_max, before the run starts (data.resolve.resolve_data), by this
+  # quantile of the train split's on-disk frame maxima (recorded in config.json), so
+  # flare kernels do not saturate (the build report gives the share of frames per
+  # class above 3000 DN/s). 0 keeps clip_max as set.
   data.clip_max_quantile = 0.0
   data.shuffle_buffer = 2048
   data.class_balance = False  # Resample train examples to equal class counts.
@@ -237,6 +237,19 @@ def get_config() -> ml_collections.ConfigDict:
   mesh.coordinator_address = ml_collections.config_dict.placeholder(str)  # host:port of process 0.
   mesh.num_processes = ml_collections.config_dict.placeholder(int)
   mesh.process_id = ml_collections.config_dict.placeholder(int)  # This process's rank, 0-based.
+
+  # ---------------------------------------------------------- provenance ---
+  # What the dataset says about itself: facts, not choices. data.resolve.resolve_data
+  # fills them in from the dataset's metadata before config.json is written (a value
+  # set here is replaced), so every output (metrics.json, the model card, report.md)
+  # carries them and none of them opens the dataset again.
+  provenance = config.provenance = ml_collections.ConfigDict()
+  provenance.simulated = ml_collections.config_dict.placeholder(bool)  # None: not read.
+  provenance.goes_scale = ""  # The GOES flux scale the labels were made on.
+  provenance.split_rule = ""
+  provenance.degradation = ""  # Whether the build corrected the AIA degradation.
+  provenance.version = ""  # dataset/builder_config version
+  provenance.unreadable = ""  # Why the dataset could not be read ('' when it was).
 
   # ------------------------------------------------------------- logging ---
   logging = config.logging = ml_collections.ConfigDict()

@@ -1,15 +1,22 @@
-"""Input pipeline: the built ``sdo_aia171`` TFDS dataset as numpy batches.
+"""Input pipeline: the built ``sdo_aia171`` TFDS dataset, two ways in (as big_vision).
+
+``make_for_train`` is the training stream: resumable, per-process sharded,
+optionally class-balanced batches. ``make_for_inference`` is one pass over a
+split as numpy arrays: the facts always, the images when asked. Both read the
+records through one tf.data path (``_records``) and finish images with one map
+(``_finish``: block means to ``data.image_size``, then the intensity transform);
+class counts, the clip level (``data.resolve``) and the data span of an export
+are computed by their callers from ``make_for_inference(..., images=False)``.
 
 Labels and splits are policies applied here, on read (DESIGN.md, 'Records keep
 facts'). A split of ``data.fold`` is the union of its stored month blocks
-(``splits``); a first pass over the records' facts (images not decoded, cached
-per process) decides which records the split keeps (its months, less the
-embargo, less frames without a label under ``data.label``) and their labels
-(``frame_facts.labels``). The data pass reads the same blocks in the same order
-and keeps those records. Each process keeps every ``process_count``-th of them,
-equal shares so every host runs the same number of steps, maps DN/s to the
-model's [-1, 1] with ``solar_jax.data.scaling.forward``, and yields dicts of
-numpy arrays. ``provenance`` says whether the data are simulated.
+(``splits``); a first pass over the records' facts (images not decoded) decides
+which records the split keeps (its months, less the embargo, less frames without
+a label under ``data.label``) and their labels (``frame_facts.labels``). The
+data pass reads the same blocks in the same order and keeps those records. For
+training, each process keeps every ``process_count``-th of them, equal shares so
+every host runs the same number of steps, and maps DN/s to the model's [-1, 1]
+(``forward_tf``, the TensorFlow form of ``solar_jax.data.scaling.forward``).
 
 Order and resume. The stream is a sequence of epochs; epoch ``e`` is the
 process's share in stored order shuffled with a buffer seeded by
@@ -122,32 +129,11 @@ def metadata(builder) -> dict:
   return meta
 
 
-def provenance(data_config) -> dict:
-  """What a report must say about the data: simulated or not, scale, label, fold.
-
-  Where the dataset cannot be read (a report or metrics file written on a machine
-  without it), ``simulated`` is None and ``unreadable`` says why.
-  """
-  try:
-    meta = metadata(get_builder(data_config))
-  except errors.UserError as e:
-    return dict(simulated=None, unreadable=str(e), label=data_config.label, fold=data_config.fold)
-  return dict(
-    simulated=bool(meta.get("simulated", False)),
-    goes_scale=meta.get("goes_scale_note", ""),
-    label=data_config.label,
-    fold=data_config.fold,
-    embargo_days=data_config.embargo_days,
-    split_rule=meta.get("split_rule", ""),
-  )
-
-
-def verify_shards(data_config, split_names=None, *, builder=None) -> None:
+def verify_shards(data_config, *, builder=None) -> None:
   """Checks every stored shard before a run reads them; names the first damaged one.
 
   Every split reads month blocks from all of the dataset (a fold's train split
-  is most of it), so every stored block is checked; ``split_names`` is kept
-  for callers that name the splits they read.
+  is most of it), so every stored block is checked, whichever splits a mode reads.
 
   Each shard must exist; the TFRecord files of a split must add up to the bytes
   ``dataset_info.json`` records for it; with ``data.verify_shards`` every record is
@@ -160,7 +146,6 @@ def verify_shards(data_config, split_names=None, *, builder=None) -> None:
   import tensorflow as tf
 
   builder = builder or get_builder(data_config)
-  del split_names  # every block is read by some split
   for name in sorted(builder.info.splits):
     info = builder.info.splits[name]
     paths = [epath.Path(p) for p in info.filepaths]
@@ -222,15 +207,6 @@ def block_factor(builder, data_config) -> int:
   return builder.info.features["image"].shape[0] // data_config.image_size
 
 
-def downsample(images: np.ndarray, factor: int) -> np.ndarray:
-  """Means of ``factor``² pixel blocks of [N, S, S, C] images (DN/s: flux-conserving)."""
-  if factor == 1:
-    return images
-  n, s, _, c = images.shape
-  blocks = images.reshape(n, s // factor, factor, s // factor, factor, c)
-  return blocks.mean(axis=(2, 4), dtype=np.float64).astype(images.dtype)
-
-
 @dataclasses.dataclass
 class _Plan:
   """Which stored records a split keeps, and their labels (positions in ``spec`` order)."""
@@ -242,9 +218,6 @@ class _Plan:
   facts: dict  # arrays [records of spec] of _FACT_KEYS
 
 
-_FACTS_CACHE: dict = {}
-
-
 def _read_config():
   import tensorflow_datasets as tfds
 
@@ -252,23 +225,20 @@ def _read_config():
 
 
 def _facts(builder, spec: str) -> dict:
-  """The facts of every record of ``spec`` in stored order (images skipped; cached)."""
+  """The facts of every record of ``spec`` in stored order (images skipped, not decoded)."""
   import tensorflow_datasets as tfds
 
-  key = (str(builder.data_path), spec)
-  if key not in _FACTS_CACHE:
-    ds = builder.as_dataset(
-      split=spec,
-      shuffle_files=False,
-      read_config=_read_config(),
-      decoders={"image": tfds.decode.SkipDecoding()},
-    )
-    parts: dict = {k: [] for k in _FACT_KEYS}
-    for batch in ds.map(lambda ex: {k: ex[k] for k in _FACT_KEYS}).batch(4096).as_numpy_iterator():
-      for k in _FACT_KEYS:
-        parts[k].append(batch[k])
-    _FACTS_CACHE[key] = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
-  return _FACTS_CACHE[key]
+  ds = builder.as_dataset(
+    split=spec,
+    shuffle_files=False,
+    read_config=_read_config(),
+    decoders={"image": tfds.decode.SkipDecoding()},
+  )
+  parts: dict = {k: [] for k in _FACT_KEYS}
+  for batch in ds.map(lambda ex: {k: ex[k] for k in _FACT_KEYS}).batch(4096).as_numpy_iterator():
+    for k in _FACT_KEYS:
+      parts[k].append(batch[k])
+  return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
 
 
 def _blocks(builder, data_config, split: str) -> list[str]:
@@ -331,7 +301,47 @@ def _repeats(labels: np.ndarray, num_classes: int) -> np.ndarray:
   )
 
 
-def get_dataset(
+# ------------------------------------------------- the one tf.data path ---
+
+
+def _records(builder, plan: _Plan, selected: np.ndarray):
+  """tf.data of the ``selected`` records of ``plan``, in stored order, with their labels."""
+  import tensorflow as tf
+
+  selected_t, labels_t = tf.constant(selected), tf.constant(plan.labels)
+  base = builder.as_dataset(split=plan.spec, shuffle_files=False, read_config=_read_config())
+  base = base.enumerate().filter(lambda i, ex: selected_t[i])
+  return base.map(
+    lambda i, ex: dict(image=ex["image"], label=labels_t[i], time=ex["time"], source=ex["source"])
+  )
+
+
+def _finish(builder, data_config, transform: bool):
+  """The one finishing map: block means to ``data.image_size``, then the intensity transform.
+
+  Block means of ``factor``² stored pixels keep the flux (DN/s); ``transform`` maps
+  DN/s to the model's [-1, 1] (``forward_tf``, the TensorFlow form of
+  ``scaling.forward``, which inverts samples).
+  """
+  import tensorflow as tf
+
+  factor = block_factor(builder, data_config)
+
+  def finish(ex):
+    image = tf.cast(ex["image"], tf.float32)
+    if factor > 1:
+      image = tf.nn.avg_pool2d(image[None], factor, factor, "VALID")[0]
+    if transform:
+      image = forward_tf(image, data_config.clip_min, data_config.clip_max)
+    return dict(image=image, label=ex["label"], time=ex["time"], source=ex["source"])
+
+  return finish
+
+
+# ---------------------------------------------------- the two ways in ---
+
+
+def make_for_train(
   data_config,
   split: str,
   batch_size: int,
@@ -346,7 +356,7 @@ def get_dataset(
   transform: bool = True,
   label: str | None = None,
 ):
-  """Iterator of batches (dicts of numpy) of this process's share of ``split``.
+  """The training stream: an iterator of batches (dicts of numpy) of this process's share.
 
   Args:
     data_config: the ``config.data`` section.
@@ -358,7 +368,7 @@ def get_dataset(
     start_step: skip the first ``start_step`` batches of the stream (resume).
     process_index, process_count: this process's share (the trainer passes JAX's).
     drop_remainder: drop a last incomplete batch.
-    transform: map images to [-1, 1] (``scaling.forward``); else DN/s.
+    transform: map images to [-1, 1] (``forward_tf``); else DN/s.
     label: a label policy of ``LABELS``; None = ``data.label``.
 
   Returns:
@@ -376,12 +386,8 @@ def get_dataset(
   if data_config.class_balance:
     reps = _repeats(plan.labels, len(data_config.classes))
   per_epoch = int(reps[plan.labels[mine]].sum())
-  mine_t, labels_t, reps_t = tf.constant(mine), tf.constant(plan.labels), tf.constant(reps)
-  base = builder.as_dataset(split=plan.spec, shuffle_files=False, read_config=_read_config())
-  base = base.enumerate().filter(lambda i, ex: mine_t[i])
-  base = base.map(
-    lambda i, ex: dict(image=ex["image"], label=labels_t[i], time=ex["time"], source=ex["source"])
-  )
+  reps_t = tf.constant(reps)
+  base = _records(builder, plan, mine)
   if data_config.class_balance:
     base = base.flat_map(lambda ex: tf.data.Dataset.from_tensors(ex).repeat(reps_t[ex["label"]]))
 
@@ -402,106 +408,69 @@ def get_dataset(
   else:
     stream = epoch(0)
   stream = stream.skip(skip_elements)
-
-  factor = block_factor(builder, data_config)
-
-  def finish(ex):
-    image = tf.cast(ex["image"], tf.float32)
-    if factor > 1:  # Same block means as ``downsample``.
-      image = tf.nn.avg_pool2d(image[None], factor, factor, "VALID")[0]
-    if transform:
-      image = forward_tf(image, data_config.clip_min, data_config.clip_max)
-    return dict(image=image, label=ex["label"], time=ex["time"], source=ex["source"])
-
-  stream = stream.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  stream = stream.map(
+    _finish(builder, data_config, transform),
+    num_parallel_calls=tf.data.AUTOTUNE,
+    deterministic=True,
+  )
   stream = stream.batch(batch_size, drop_remainder=drop_remainder)
   stream = stream.prefetch(data_config.prefetch)
   return _named_read_errors(stream.as_numpy_iterator(), split, builder.data_dir)
 
 
-def load_split_arrays(
+def make_for_inference(
   data_config,
   split: str,
-  max_examples: int | None = None,
-  transform: bool = True,
   *,
+  images: bool = True,
+  transform: bool = True,
+  max_examples: int | None = None,
   label: str | None = None,
 ) -> dict:
-  """A whole split (or its first ``max_examples``) as numpy arrays, in stored order.
+  """One pass over ``split`` (or its first ``max_examples``) as numpy arrays, in stored order.
+
+  The facts come from a pass that decodes no image; with ``images`` the images come
+  through the training stream's records and finishing map (``_records``, ``_finish``),
+  so they equal what ``make_for_train`` yields for the same frames. Counts, the clip
+  level and the export's data span are computed from these facts by their callers.
 
   Returns:
-    {'image': float32 [N, S, S, C], 'label': int32 [N] (``label`` policy, None =
-    ``data.label``), 'group': the bootstrap unit (``frame_facts.labels``),
-    'event_id': the flare of a flaring frame ('' otherwise), 'flaring': bool,
-    'noaa_ar': int32, 'goes_flux', 'exposure': float32, 'time', 'source': bytes,
-    and every stored fact of ``frame_facts.FIELDS``}.
+    {'label': int32 [N] (``label`` policy, None = ``data.label``), 'group': the
+    bootstrap unit (``frame_facts.labels``), 'event_id': the flare of a flaring frame
+    ('' otherwise), 'flaring': bool, 'noaa_ar': int32, 'goes_flux', 'exposure':
+    float32, 'time', 'source': bytes, every stored fact of ``frame_facts.FIELDS``,
+    and with ``images`` 'image': float32 [N, S, S, C] ([-1, 1] with ``transform``,
+    else DN/s)}.
   """
   builder = get_builder(data_config)
   plan = _plan(builder, data_config, split, label)
-  kept = np.flatnonzero(plan.keep)
-  if max_examples is not None:
-    kept = kept[:max_examples]
-  side = data_config.image_size * block_factor(builder, data_config)
-  images = np.zeros((len(kept), side, side, data_config.channels), np.float32)
-  if len(kept):
-    ds = builder.as_dataset(split=plan.spec, shuffle_files=False, read_config=_read_config())
-    ds = ds.take(int(kept[-1]) + 1).map(lambda ex: ex["image"]).batch(256)
-    position = {int(p): n for n, p in enumerate(kept)}
-    offset = 0
-    for batch in _named_read_errors(ds.as_numpy_iterator(), split, builder.data_dir):
-      for i in range(len(batch)):
-        if offset + i in position:
-          images[position[offset + i]] = batch[i]
-      offset += len(batch)
+  kept = np.flatnonzero(plan.keep)[:max_examples]
   arrays = {k: v[kept] for k, v in plan.facts.items()}
   flaring = frame_facts.in_flare(arrays, data_config.cooling_lag_minutes)
   arrays.update(
-    image=downsample(images, block_factor(builder, data_config)),
     label=plan.labels[kept].astype(np.int32),
     group=plan.groups[kept].astype(bytes) if len(kept) else np.zeros(0, bytes),
     event_id=np.where(flaring, arrays["flare_event_id"], b""),
     flaring=flaring,
     noaa_ar=arrays["noaa_ar"].astype(np.int32),
   )
-  if transform:
-    arrays["image"] = scaling.forward(arrays["image"], data_config.clip_min, data_config.clip_max)
+  if images:
+    selected = np.zeros_like(plan.keep)
+    selected[kept] = True
+    arrays["image"] = _images(builder, data_config, plan, selected, transform, split)
   return arrays
 
 
-def split_facts(data_config, split: str, *, builder=None, label: str | None = None) -> dict:
-  """The stored facts (no images) of the records ``split`` keeps, with 'label' and 'group'."""
-  builder = builder or get_builder(data_config)
-  plan = _plan(builder, data_config, split, label)
-  facts = {k: v[plan.keep] for k, v in plan.facts.items()}
-  return dict(facts, label=plan.labels[plan.keep], group=plan.groups[plan.keep])
+def _images(builder, data_config, plan: _Plan, selected: np.ndarray, transform: bool, split: str):
+  """The finished images of the ``selected`` records (float32 [N, S, S, C], stored order)."""
+  import tensorflow as tf
 
-
-def class_counts(data_config, split: str, *, builder=None, label: str | None = None) -> np.ndarray:
-  """Examples per class (order of ``data.classes``) in ``split`` (from the facts; no images)."""
-  builder = builder or get_builder(data_config)
-  plan = _plan(builder, data_config, split, label)
-  kept = plan.labels[plan.keep]
-  return np.bincount(kept, minlength=len(data_config.classes))[: len(data_config.classes)].astype(
-    np.int64
-  )
-
-
-def train_clip_max(data_config) -> float:
-  """``data.clip_max`` chosen from the train split: a quantile of its frames' on-disk maxima.
-
-  With ``data.clip_max_quantile`` = q, a share 1 - q of the training frames have a
-  brightest on-disk pixel above the clip (flare kernels of the largest flares), the
-  rest none: the transform stops saturating most flare kernels, and nothing of the
-  validation or test split enters the choice.
-  """
-  builder = get_builder(data_config)
-  plan = _plan(builder, data_config, "train", None)
-  peaks = np.asarray(plan.facts["intensity_max"], np.float64)[plan.keep]
-  peaks = peaks[np.isfinite(peaks)]
-  if not peaks.size:
-    raise errors.InputMismatchError(
-      f"data.clip_max_quantile={data_config.clip_max_quantile}: the train split of fold "
-      f"{data_config.fold} has no frame to choose the clip level from."
-    )
-  value = float(np.quantile(peaks, data_config.clip_max_quantile))
-  return max(value, data_config.clip_min * 10.0)
+  side, n = data_config.image_size, int(selected.sum())
+  if not n:
+    return np.zeros((0, side, side, data_config.channels), np.float32)
+  ds = _records(builder, plan, selected).take(n)  # Stops reading after the last one.
+  finish = _finish(builder, data_config, transform)
+  ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(lambda ex: ex["image"]).batch(256).prefetch(data_config.prefetch)
+  batches = _named_read_errors(ds.as_numpy_iterator(), split, builder.data_dir)
+  return np.concatenate(list(batches))

@@ -42,30 +42,33 @@ KNOWN_FAILURE_MODES = (
 def dataset_summary(config: ml_collections.ConfigDict) -> dict:
   """Data span, class counts per split and the build settings of the training dataset.
 
+  The build settings are ``config.provenance`` (``data.resolve``); the counts and the
+  span come from one pass over each split's facts (``make_for_inference``, no images).
   Returns ``{'error': ...}`` instead when the dataset cannot be read here (an export
   from a machine without the data still gets a card that says so).
   """
+  provenance = config.provenance
+  if provenance.simulated is None:
+    return {"error": provenance.unreadable or "the dataset's provenance was not resolved"}
+  counts, times = {}, []
   try:
-    builder = input_pipeline.get_builder(config.data)
+    for split in splits.SPLITS:
+      facts = input_pipeline.make_for_inference(config.data, split, images=False)
+      counts[split] = np.bincount(facts["label"], minlength=len(config.data.classes)).tolist()
+      times += [t.decode() if isinstance(t, bytes) else str(t) for t in facts["time"]]
   except Exception as e:  # noqa: BLE001 - any failure: the card says the data were absent.
     return {"error": f"{type(e).__name__}: {e}"}
-  counts, times = {}, []
-  for split in splits.SPLITS:
-    arrays = input_pipeline.split_facts(config.data, split, builder=builder)
-    counts[split] = np.bincount(arrays["label"], minlength=len(config.data.classes)).tolist()
-    times += [t.decode() if isinstance(t, bytes) else str(t) for t in arrays["time"]]
-  meta = input_pipeline.metadata(builder)
   settings = dict(
-    split_rule=meta.get("split_rule"),
-    degradation=meta.get("degradation"),
-    simulated=bool(meta.get("simulated")),
+    split_rule=provenance.split_rule,
+    degradation=provenance.degradation,
+    simulated=bool(provenance.simulated),
     label=config.data.label,
     fold=config.data.fold,
     embargo_days=config.data.embargo_days,
-    goes_scale=meta.get("goes_scale_note"),
+    goes_scale=provenance.goes_scale,
   )
   return {
-    "dataset": f"{config.data.dataset}/{config.data.builder_config} {builder.info.version}",
+    "dataset": provenance.version,
     "first": min(times) if times else None,
     "last": max(times) if times else None,
     "counts": counts,

@@ -100,7 +100,8 @@ def sample_counts(config: ml_collections.ConfigDict, counts=None) -> np.ndarray:
   """
   classes = tuple(config.data.classes)
   if counts is None and config.sampling.counts == "balance":
-    train = np.asarray(input_pipeline.class_counts(config.data, "train"), dtype=np.int64)
+    labels = input_pipeline.make_for_inference(config.data, "train", images=False)["label"]
+    train = np.bincount(labels, minlength=len(classes))[: len(classes)].astype(np.int64)
     need = train.max() - train
     cap = int(config.sampling.max_images)
     if need.sum() > cap:

@@ -177,7 +177,7 @@ class _StopAgreement:
 
 
 def _train_iterator(config, start_step: int):
-  return input_pipeline.get_dataset(
+  return input_pipeline.make_for_train(
     config.data,
     "train",
     config.training.batch_size // jax.process_count(),

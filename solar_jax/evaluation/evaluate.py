@@ -49,7 +49,7 @@ from etils import epath
 
 from solar_jax import errors, parallel
 from solar_jax import workdir as wd
-from solar_jax.data import build_report, input_pipeline, scaling
+from solar_jax.data import input_pipeline, resolve, scaling
 from solar_jax.evaluation import distribution, plots
 from solar_jax.evaluation import features as features_lib
 from solar_jax.evaluation.features import Extractor, build_extractors
@@ -70,18 +70,10 @@ def load_samples(path) -> dict:
 
 def load_real(config, max_examples: int, split: str | None = None) -> dict:
   """Real images of ``split`` (default ``config.evaluation.split``) in DN/s, with labels."""
-  arrays = input_pipeline.load_split_arrays(
+  arrays = input_pipeline.make_for_inference(
     config.data, split or config.evaluation.split, max_examples=max_examples, transform=False
   )
   return {"images": np.asarray(arrays["image"], np.float32), "labels": np.asarray(arrays["label"])}
-
-
-def splits_read(config) -> tuple[str, ...]:
-  """The dataset splits --mode=evaluate reads."""
-  ev = config.evaluation
-  extra = (ev.floor_split,) if ev.floor_split else ()
-  extra += ("train",) if ev.memorisation_train_images else ()
-  return tuple(dict.fromkeys((ev.split, *extra)))
 
 
 # ---------------------------------------------------------- metrics ---
@@ -362,14 +354,6 @@ def _log_summary(what: str, metrics: dict, out_dir) -> None:
   )
 
 
-def _data_note(config) -> dict:
-  """The dataset's provenance for metrics.json (a simulated archive says so)."""
-  data = input_pipeline.provenance(config.data)
-  if data["simulated"]:
-    data["note"] = build_report.SIMULATED_LINE
-  return data
-
-
 def _to_tensorboard(config, workdir, summary: dict, step: int) -> None:
   """The summary's numbers as TensorBoard scalars ``eval/...`` beside the training curves."""
   if not config.logging.tensorboard:
@@ -482,7 +466,7 @@ def run(config, workdir, mesh=None) -> dict:
     config, inputs["real"], generated, inputs["extractors"], out_dir if main else None,
     reference=inputs["reference"], train=inputs["train"], classify=inputs["classify"],
     feature_cache=inputs["feature_cache"],
-    extra={"samples": samples_info, "data": _data_note(config), **inputs["extra"]},
+    extra={"samples": samples_info, "data": resolve.record(config), **inputs["extra"]},
   )  # fmt: skip
   if main:
     _log_summary("the samples", metrics, out_dir)
