@@ -2,29 +2,18 @@
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from solar_jax.configs import default
-from solar_jax.data import demo, input_pipeline, resolve, scaling
-from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
+from solar_jax.data import input_pipeline, resolve, scaling
 
 
 @pytest.fixture(scope="module")
-def data_config(tmp_path_factory):
-  manual = tmp_path_factory.mktemp("manual")
-  # Six months, 2011-04..09: stored blocks 5..9 and 0, so fold 0 has test = September,
-  # validation = April and train = May..August less the 14-day embargo.
-  demo.write_demo_archive(
-    manual, num_frames=48, months=6, start="2011-04-01", seed=4, xrs_cadence_s=240
-  )
-  data_dir = tmp_path_factory.mktemp("tfds")
-  sdo.Builder(config="64", data_dir=str(data_dir)).download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=str(manual), compute_stats=tfds.download.ComputeStatsMode.SKIP
-    )
-  )
+def data_config(demo_tfds):
+  # The session's demo dataset (conftest.DEMO_ARCHIVE): six months, 2011-04..09, stored
+  # blocks 5..9 and 0, so fold 0 has test = September, validation = April and train =
+  # May..August less the 14-day embargo.
   config = default.get_config().data
-  config.data_dir = str(data_dir)
+  config.data_dir = str(demo_tfds)
   config.shuffle_buffer = 8
   return config
 

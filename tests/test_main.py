@@ -1,4 +1,4 @@
-"""The command line: one-line errors, config.json, mode dispatch."""
+"""The command line: one-line errors, config.json, mode dispatch (in-process: ``cli``)."""
 
 import json
 import os
@@ -11,32 +11,16 @@ from solar_jax import checks, pipeline
 from solar_jax import main as main_module
 
 
-def _run(repo_root, *args, env_extra=None):
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-  env["JAX_PLATFORMS"] = "cpu"
-  env.update(env_extra or {})
-  return subprocess.run(
-    [sys.executable, "-m", "solar_jax.main", *args],
-    cwd=repo_root,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-
-
-def test_unknown_config_key_is_named(repo_root, tmp_path):
-  result = _run(repo_root, "--config=tiny", f"--workdir={tmp_path}", "--config.nonexistent=1")
+def test_unknown_config_key_is_named(cli, tmp_path):
+  result = cli("--config=tiny", f"--workdir={tmp_path}", "--config.nonexistent=1")
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and "nonexistent" in lines[0], result.stderr
   assert not (tmp_path / "config.json").exists()
 
 
-def test_impossible_value_fails_before_compiling(repo_root, tmp_path):
-  result = _run(
-    repo_root,
+def test_impossible_value_fails_before_compiling(cli, tmp_path):
+  result = cli(
     "--config=tiny",
     f"--workdir={tmp_path}",
     "--config.training.batch_size=12",
@@ -48,9 +32,8 @@ def test_impossible_value_fails_before_compiling(repo_root, tmp_path):
   assert not (tmp_path / "config.json").exists()
 
 
-def test_bad_override_value_is_one_line(repo_root, tmp_path):
-  result = _run(
-    repo_root,
+def test_bad_override_value_is_one_line(cli, tmp_path):
+  result = cli(
     "--config=tiny",
     f"--workdir={tmp_path}",
     "--config.training.batch_size=abc",
@@ -96,8 +79,8 @@ def test_writes_resolved_config(repo_root, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("mode", ["bogus"])
-def test_unknown_mode(repo_root, tmp_path, mode):
-  result = _run(repo_root, "--config=tiny", f"--workdir={tmp_path}", f"--mode={mode}")
+def test_unknown_mode(cli, tmp_path, mode):
+  result = cli("--config=tiny", f"--workdir={tmp_path}", f"--mode={mode}")
   assert result.returncode == 2 and "--mode" in result.stderr
 
 
@@ -114,11 +97,10 @@ def test_library_info_filter_keeps_warnings_and_our_info():
   assert keep(record(main_module.__file__, logging.INFO))
 
 
-def test_evaluate_before_classify_is_one_line_exit_2(repo_root, tmp_path):
+def test_evaluate_before_classify_is_one_line_exit_2(cli, tmp_path):
   workdir = tmp_path / "run"
   only_classifier = "--config.evaluation.extractors=('classifier',)"  # 'random' needs nothing.
-  result = _run(
-    repo_root,
+  result = cli(
     "--config=tiny",
     f"--workdir={workdir}",
     "--mode=evaluate",
@@ -141,16 +123,19 @@ def test_importing_the_package_leaves_xla_flags_alone(repo_root):
   assert result.stdout.strip() == "None"
 
 
-def test_missing_config_file_is_one_line(repo_root, tmp_path):
-  result = _run(repo_root, "--config=no_such_config", f"--workdir={tmp_path / 'run'}")
+def test_missing_config_file_is_one_line(cli, tmp_path):
+  result = cli("--config=no_such_config", f"--workdir={tmp_path / 'run'}")
   assert result.returncode == 2 and "Traceback" not in result.stderr
   line = result.stderr.strip().splitlines()[-1]
   assert line.startswith("error: --config=no_such_config: no such config; use one of")
   assert "tiny" in line  # The line names the configs there are.
 
 
-def test_a_config_given_as_a_file_path_is_refused_naming_its_module(repo_root, tmp_path):
-  result = _run(repo_root, "--config=solar_jax/configs/tiny.py", f"--workdir={tmp_path / 'r'}")
+def test_a_config_given_as_a_file_path_is_refused_naming_its_module(
+  cli, tmp_path, repo_root, monkeypatch
+):
+  monkeypatch.chdir(repo_root)  # Where the file is: refused all the same.
+  result = cli("--config=solar_jax/configs/tiny.py", f"--workdir={tmp_path / 'r'}")
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert "use --config=tiny" in result.stderr.strip().splitlines()[-1]
   assert not (tmp_path / "r").exists()

@@ -86,18 +86,11 @@ def test_bad_values_are_named(fields, field):
     parallel.distributed_args(_mesh(**fields), environ={})
 
 
-def test_coordinator_address_alone_is_one_line_exit_2(repo_root, tmp_path):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS="127.0.0.1:1")
+def test_coordinator_address_alone_is_one_line_exit_2(cli, tmp_path, monkeypatch):
+  monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
   for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
-    env.pop(name, None)
-  result = subprocess.run(
-    [sys.executable, "-m", "solar_jax.main", "--config=tiny", f"--workdir={tmp_path}"],
-    cwd=repo_root,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+    monkeypatch.delenv(name, raising=False)
+  result = cli("--config=tiny", f"--workdir={tmp_path}")
   assert result.returncode == 2, result.stderr[-2000:]
   lines = result.stderr.strip().splitlines()
   assert lines[-1].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
@@ -108,25 +101,6 @@ def test_coordinator_address_alone_is_one_line_exit_2(repo_root, tmp_path):
 
 
 # -------------------------------------------------- two processes run ---
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  import tensorflow_datasets as tfds  # Heavy: only for this fixture.
-
-  from solar_jax.data import demo
-  from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
-
-  manual = tmp_path_factory.mktemp("manual")
-  # Six months, 2011-04..09: fold 0 has test = September, validation = April.
-  demo.write_demo_archive(manual, num_frames=36, months=6, start="2011-04-01", seed=4)
-  data_dir = tmp_path_factory.mktemp("tfds")
-  sdo.Builder(config="64", data_dir=str(data_dir)).download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=str(manual), compute_stats=tfds.download.ComputeStatsMode.SKIP
-    )
-  )
-  return data_dir
 
 
 def _free_port() -> int:
@@ -180,7 +154,8 @@ def _files(root: pathlib.Path, under: str) -> dict:
   return out
 
 
-def test_two_processes_run_every_mode_as_one_does(repo_root, tmp_path, data_dir):
+def test_two_processes_run_every_mode_as_one_does(repo_root, tmp_path, demo_tfds):
+  data_dir = demo_tfds  # Fold 0: test = September, validation = April (conftest).
   port = _free_port()
   multi = dict(data_dir=str(data_dir), workdir=str(tmp_path / "multi"), out=str(tmp_path / "mo"))
   single = dict(data_dir=str(data_dir), workdir=str(tmp_path / "one"), out=str(tmp_path / "oo"))

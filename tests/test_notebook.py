@@ -11,33 +11,22 @@ import io
 import json
 import os
 
-import jax
+import conftest
 import pytest
 
-from solar_jax import checkpointing, parallel
 from solar_jax import workdir as wd
-from solar_jax.configs import tiny
-from solar_jax.ddpm import train_state
 
 NOTEBOOK = "examples/quickstart.ipynb"
 
 
 @pytest.fixture(scope="module")
-def tiny_workdir(tmp_path_factory):
+def tiny_workdir(tiny_checkpoint):
   """A workdir with a checkpoint (a fresh init), config.json and two metrics files."""
-  config = tiny.get_config()
-  config.sampling.num_steps = 2
-  workdir = tmp_path_factory.mktemp("nb_run")
-  mesh = parallel.create_mesh(config.mesh)
-  with jax.set_mesh(mesh):
-    state = train_state.init_train_state(config, mesh)
-    checkpointer = checkpointing.Checkpointer(workdir, keep=1)
-    checkpointer.save(3, state, {"config": config.to_json()})
-    checkpointer.close()
-  wd.write_config(config, workdir)
-  (workdir / "eval").mkdir()
-  wd.write_json(workdir / "eval" / "metrics.json", {"summary": {"classifier": {"fid": 12.5}}})
-  return workdir
+  (tiny_checkpoint / "eval").mkdir()
+  wd.write_json(
+    tiny_checkpoint / "eval" / "metrics.json", {"summary": {"classifier": {"fid": 12.5}}}
+  )
+  return tiny_checkpoint
 
 
 def test_the_notebook_is_stored_without_outputs(repo_root):
@@ -77,6 +66,6 @@ def test_the_notebook_runs(repo_root, tiny_workdir, monkeypatch):
     maps = namespace["maps"]
     assert len(maps) == 2 and all(m.name.startswith("SYNTHETIC") for m in maps)
     assert all(m.meta["goescls"] == "X" for m in maps)
-  assert "2 images of class X, model step 3" in text
+  assert f"2 images of class X, model step {conftest.TINY_CHECKPOINT_STEP}" in text
   assert "classifier.fid | 12.5" in text  # The headline figures read from eval/metrics.json.
   assert "classifier/metrics.json: not there yet" in text

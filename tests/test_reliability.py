@@ -3,7 +3,7 @@
 Training runs are subprocesses of the real command line (``tests/reliability_driver.py``
 is ``solar_jax.main`` with a deterministic synthetic stream in place of the TFDS
 dataset) on one CPU device; they share a persistent compilation cache so that a
-restart does not compile again. Error cases run ``python -m solar_jax.main`` itself.
+restart does not compile again. Error cases run the command line in-process (``cli``).
 """
 
 import os
@@ -286,17 +286,17 @@ def _bad_config_value(tmp_path):
 @pytest.mark.parametrize(
   "case", [_missing_dataset, _missing_checkpoint, _missing_weights, _bad_config_value]
 )
-def test_input_errors_are_one_line_and_leave_no_workdir(env, tmp_path, case):
+def test_input_errors_are_one_line_and_leave_no_workdir(cli, tmp_path, case):
   flags, expected = case(tmp_path)
   workdir = tmp_path / "run"
-  result = _run(env, workdir, *flags, base=("--config=tiny",), module=True)
+  result = cli("--config=tiny", *flags, f"--workdir={workdir}")
   assert result.returncode == 2
   assert expected in _error_line(result)
   assert not workdir.exists()  # Nothing a later run could mistake for a real run.
 
 
-def test_missing_or_unusable_workdir_is_one_line(env, tmp_path, monkeypatch):
-  result = _run(env, None, module=True)
+def test_missing_or_unusable_workdir_is_one_line(cli, tmp_path, monkeypatch):
+  result = cli(*TRAIN_FLAGS)
   assert result.returncode == 2 and "--workdir" in _error_line(result)
   blocker = tmp_path / "a_file"
   blocker.write_text("")

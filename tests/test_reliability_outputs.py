@@ -19,7 +19,6 @@ from solar_jax import workdir as wd
 from solar_jax.classifier import training_sets as cd
 from solar_jax.data import input_pipeline
 from solar_jax.ddpm import sample
-from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
 
 env = rel.env  # The subprocess environment fixture of the reliability tests.
 
@@ -131,20 +130,8 @@ def test_a_changed_model_config_leaves_the_checkpoints_intact(env, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-  from solar_jax.data import demo
-
-  manual = tmp_path_factory.mktemp("manual")
-  demo.write_demo_archive(manual, num_frames=24, months=3, start="2011-06-01", seed=4)
-  data_dir = tmp_path_factory.mktemp("tfds")
-  import tensorflow_datasets as tfds
-
-  sdo.Builder(config="64", data_dir=str(data_dir)).download_and_prepare(
-    download_config=tfds.download.DownloadConfig(
-      manual_dir=str(manual), compute_stats=tfds.download.ComputeStatsMode.SKIP
-    )
-  )
-  return data_dir
+def built(demo_tfds):
+  return demo_tfds  # The session's demo dataset: copied before it is damaged.
 
 
 def _copy(built, tmp_path):

@@ -6,18 +6,14 @@ what a failed first run leaves. The command line runs in-process (``cli``) excep
 where a real interpreter is the point (signals: ``test_reliability``'s driver).
 """
 
-import contextlib
-import io
 import json
 import math
 import os
 import signal
-import sys
 
 import ml_collections
 import pytest
 import test_reliability as rel
-from absl import flags
 
 from solar_jax import checks, configuration, errors, pipeline
 from solar_jax import main as main_module
@@ -25,24 +21,6 @@ from solar_jax.configs import tiny
 
 env = rel.env  # The subprocess environment fixture of the reliability tests.
 TINY = "tiny"
-
-
-def cli(*args):
-  """``python -m solar_jax.main ARGS`` in this process: ``(exit code, stderr)``."""
-  argv, sys.argv = sys.argv, ["solar_jax.main", *map(str, args)]
-  err = io.StringIO()
-  try:
-    with contextlib.redirect_stderr(err):
-      main_module.run()
-    code = 0
-  except SystemExit as e:
-    code = 0 if e.code is None else e.code
-  finally:
-    sys.argv = argv
-    flags.FLAGS.unparse_flags()
-    for name in [n for n in flags.FLAGS if n.startswith("config.")]:
-      delattr(flags.FLAGS, name)  # The config flag defines one per override, per parse.
-  return code, err.getvalue()
 
 
 def error_line(stderr: str) -> str:
@@ -120,10 +98,10 @@ def _set(stored, field, value):
 
 
 @pytest.mark.parametrize("field", sorted(configuration.RANGES))
-def test_nan_and_inf_are_refused_for_every_numeric_field(tmp_path, field):
+def test_nan_and_inf_are_refused_for_every_numeric_field(cli, tmp_path, field):
   for value in (math.nan, math.inf, -math.inf):
     path = write_config(tmp_path / "c.json", edit=lambda s, v=value: _set(s, field, v))
-    code, stderr = cli(f"--config={path}", f"--workdir={tmp_path / 'run'}")
+    code, _, stderr = cli(f"--config={path}", f"--workdir={tmp_path / 'run'}")
     assert code == 2, (field, value, stderr[-2000:])
     assert field in error_line(stderr), (field, value)
     assert not (tmp_path / "run").exists()
@@ -141,8 +119,8 @@ def test_nan_and_inf_are_refused_for_every_numeric_field(tmp_path, field):
   ],
 )
 @pytest.mark.parametrize("value", ["nan", "inf"])
-def test_nan_and_inf_overrides_are_one_line(tmp_path, field, value):
-  code, stderr = cli(
+def test_nan_and_inf_overrides_are_one_line(cli, tmp_path, field, value):
+  code, _, stderr = cli(
     f"--config={TINY}", f"--workdir={tmp_path / 'run'}", f"--config.{field}={value}"
   )
   assert code == 2
@@ -175,9 +153,9 @@ def _without(section):
     (_without("model"), ["section model is missing"]),
   ],
 )
-def test_a_hand_edited_config_json_is_one_line_naming_the_field(tmp_path, edit, words):
+def test_a_hand_edited_config_json_is_one_line_naming_the_field(cli, tmp_path, edit, words):
   path = write_config(tmp_path / "c.json", edit=edit)
-  code, stderr = cli(f"--config={path}", f"--workdir={tmp_path / 'run'}")
+  code, _, stderr = cli(f"--config={path}", f"--workdir={tmp_path / 'run'}")
   assert code == 2
   line = error_line(stderr)
   for word in words:
@@ -211,7 +189,7 @@ def test_a_config_json_round_trips_and_fields_added_since_load_with_their_defaul
 
 
 def test_a_stored_config_is_not_expanded_and_the_secret_never_written(
-  tmp_path, monkeypatch, recorded
+  cli, tmp_path, monkeypatch, recorded
 ):
   monkeypatch.setenv("SECRET_TOKEN", "hunter2")
   planted = "/data/${SECRET_TOKEN}/tfds"
@@ -222,7 +200,7 @@ def test_a_stored_config_is_not_expanded_and_the_secret_never_written(
 
   path = write_config(tmp_path / "other run" / "config.json", edit=plant)
   workdir = tmp_path / "run"
-  code, stderr = cli(f"--config={path}", f"--workdir={workdir}", "--mode=sample")
+  code, _, stderr = cli(f"--config={path}", f"--workdir={workdir}", "--mode=sample")
   assert code == 0, stderr[-2000:]
   ((mode, config, _),) = recorded
   assert config.data.data_dir == planted and config.sampling.checkpoint == "~/${SECRET_TOKEN}"
@@ -231,24 +209,24 @@ def test_a_stored_config_is_not_expanded_and_the_secret_never_written(
   assert json.loads(written)["data"]["data_dir"] == planted
   # What the command line sets is expanded, as for a config file.
   monkeypatch.setenv("HOME", str(tmp_path / "home"))
-  code, stderr = cli(f"--config={path}", f"--workdir={workdir}", "--config.data.data_dir=~/tfds")
+  code, _, stderr = cli(f"--config={path}", f"--workdir={workdir}", "--config.data.data_dir=~/tfds")
   assert code == 0, stderr[-2000:]
   assert recorded[-1][1].data.data_dir == str(tmp_path / "home" / "tfds")
 
 
-def test_a_config_path_with_a_dollar_is_read_as_given(tmp_path, monkeypatch, recorded):
+def test_a_config_path_with_a_dollar_is_read_as_given(cli, tmp_path, monkeypatch, recorded):
   monkeypatch.setenv("SECRET_TOKEN", "hunter2")
   path = write_config(tmp_path / "run$SECRET_TOKEN" / "config.json")  # Quoted in the shell.
-  code, stderr = cli(f"--config={path}", f"--workdir={tmp_path / 'run'}")
+  code, _, stderr = cli(f"--config={path}", f"--workdir={tmp_path / 'run'}")
   assert code == 0, stderr[-2000:]
   assert recorded and "hunter2" not in stderr
   assert not (tmp_path / "runhunter2").exists()
 
 
-def test_tilde_expands_in_workdir(tmp_path, monkeypatch, recorded):
+def test_tilde_expands_in_workdir(cli, tmp_path, monkeypatch, recorded):
   monkeypatch.setenv("HOME", str(tmp_path / "home"))
   monkeypatch.chdir(tmp_path)
-  code, stderr = cli(
+  code, _, stderr = cli(
     f"--config={TINY}",
     "--workdir=~/runs/a",
   )
@@ -341,7 +319,7 @@ def test_a_non_ascii_workdir_samples_and_records_its_path(trained, env):
 # ------------------------------------------- 6. half-written outputs ---
 
 
-def test_an_incomplete_sample_set_is_refused_by_evaluate(trained, tmp_path):
+def test_an_incomplete_sample_set_is_refused_by_evaluate(cli, trained, tmp_path):
   import shutil
 
   from solar_jax import report
@@ -352,7 +330,7 @@ def test_an_incomplete_sample_set_is_refused_by_evaluate(trained, tmp_path):
   config = configuration.from_json(copy / "config.json")  # The last command's settings.
   samples = wd.samples_dir(copy, rel.STEPS, wd.sample_key(config))
   (samples / "COMPLETE").unlink()  # As a sampler killed before its end leaves it.
-  code, stderr = cli(
+  code, _, stderr = cli(
     f"--config={copy / 'config.json'}",
     f"--workdir={copy}",
     "--mode=evaluate",
@@ -399,7 +377,7 @@ def _other_model(export):
     (_other_model, "config.json is not the config the weights were exported with"),
   ],
 )
-def test_a_damaged_export_is_one_line_and_a_typed_error(exported, tmp_path, damage, named):
+def test_a_damaged_export_is_one_line_and_a_typed_error(cli, exported, tmp_path, damage, named):
   import shutil
 
   import solar_jax
@@ -408,7 +386,7 @@ def test_a_damaged_export_is_one_line_and_a_typed_error(exported, tmp_path, dama
   shutil.copytree(exported, export)
   damage(export)
   new = tmp_path / "new"
-  code, stderr = cli(
+  code, _, stderr = cli(
     f"--config={exported / 'config.json'}",
     f"--workdir={new}",
     "--mode=sample",
@@ -422,7 +400,7 @@ def test_a_damaged_export_is_one_line_and_a_typed_error(exported, tmp_path, dama
     solar_jax.generate(export, classes="X", n=1)
 
 
-def test_weights_that_fail_to_load_leave_no_new_workdir(exported, tmp_path):
+def test_weights_that_fail_to_load_leave_no_new_workdir(cli, exported, tmp_path):
   import shutil
 
   export = tmp_path / "old_export"  # Written before export.json listed the file sizes.
@@ -432,7 +410,7 @@ def test_weights_that_fail_to_load_leave_no_new_workdir(exported, tmp_path):
   (export / "export.json").write_text(json.dumps(meta))
   _cut(_largest_weights(export))
   new = tmp_path / "new"
-  code, stderr = cli(
+  code, _, stderr = cli(
     f"--config={exported / 'config.json'}",
     f"--workdir={new}",
     "--mode=sample",
@@ -477,11 +455,11 @@ def test_an_export_from_before_a_model_field_loads_with_its_default(
 # ------------------------------------------------ 9. bounds and endings ---
 
 
-def test_sample_counts_beyond_memory_are_refused_before_allocation(tmp_path, exported):
+def test_sample_counts_beyond_memory_are_refused_before_allocation(cli, tmp_path, exported):
   import solar_jax
 
   workdir = tmp_path / "run"
-  code, stderr = cli(
+  code, _, stderr = cli(
     f"--config={TINY}",
     f"--workdir={workdir}",
     "--mode=sample",

@@ -3,18 +3,18 @@ synthetic FITS that nobody (the dataset reader included) takes for observations.
 
 import pathlib
 
-import jax
+import conftest
 import numpy as np
 import pytest
 from etils import epath
 
-from solar_jax import api, checkpointing, parallel, pipeline
+from solar_jax import api, pipeline
 from solar_jax import workdir as wd
 from solar_jax.configs import tiny
 from solar_jax.data import aia
-from solar_jax.ddpm import export, sample, train_state
+from solar_jax.ddpm import export, sample
 
-STEP = 4
+STEP = conftest.TINY_CHECKPOINT_STEP
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLANK.*")  # sunpy's real test frame.
 
 
@@ -26,18 +26,9 @@ def _config():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tiny_checkpoint):
   """A workdir with a checkpoint at STEP (a fresh init: what is tested is where it goes)."""
-  config = _config()
-  workdir = tmp_path_factory.mktemp("trained")
-  mesh = parallel.create_mesh(config.mesh)
-  with jax.set_mesh(mesh):
-    state = train_state.init_train_state(config, mesh)
-    checkpointer = checkpointing.Checkpointer(workdir, keep=2)
-    checkpointer.save(STEP, state, {"config": config.to_json()})
-    checkpointer.close()
-  wd.write_config(config, workdir)
-  return workdir
+  return tiny_checkpoint
 
 
 def test_sampling_another_runs_checkpoint_writes_a_new_folder(trained, tmp_path):

@@ -1,4 +1,8 @@
-"""The command line as a new user meets it: help, configs from anywhere, config.json, ~."""
+"""The command line as a new user meets it: help, configs from anywhere, config.json, ~.
+
+In-process (``cli``) but for a config module found in the working directory, which is
+what a new interpreter started there does.
+"""
 
 import importlib
 import json
@@ -31,8 +35,8 @@ def _run(cwd, *args, repo_root):
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h", "--helpfull"])
-def test_help_exits_0_and_lists_the_flags_and_modes(repo_root, tmp_path, flag):
-  result = _run(tmp_path, flag, repo_root=repo_root)
+def test_help_exits_0_and_lists_the_flags_and_modes(cli, flag):
+  result = cli(flag)
   assert result.returncode == 0, result.stderr
   for word in ("--config", "--workdir", "--mode", *pipeline.MODES):
     assert word in result.stdout, word
@@ -61,8 +65,8 @@ def test_a_config_copied_outside_the_repo_runs_from_another_directory(repo_root,
 def _main_records(monkeypatch, argv, fields=None):
   """Runs main() in-process with every mode replaced by a recorder; returns the config.
 
-  ``fields`` are set on the parsed config the way ``--config.X=V`` would (override flags
-  are defined from sys.argv at import, so a subprocess tests those).
+  ``fields`` are set on the parsed config the way ``--config.X=V`` would (the ``cli``
+  tests give the overrides on the command line).
   """
   calls = []
   for mode in pipeline.MODES:
@@ -106,28 +110,26 @@ def test_config_json_reproduces_the_run_config_exactly(repo_root, tmp_path, monk
   assert again_spaced.to_dict() == original.to_dict()
 
 
-def test_overrides_apply_on_top_of_a_config_json(repo_root, tmp_path):
+def test_overrides_apply_on_top_of_a_config_json(cli, tmp_path):
   path = tmp_path / "config.json"
   path.write_text(
     configuration.to_json(importlib.import_module("solar_jax.configs.tiny").get_config())
   )
-  result = _run(
-    tmp_path,
+  result = cli(
     f"--config={path}",
     f"--workdir={tmp_path / 'run'}",
     "--config.sampling.num_steps=100000",  # Impossible for tiny's 100 timesteps.
-    repo_root=repo_root,
   )
   assert result.returncode == 2
   assert "error: sampling.num_steps=100000 must lie in [1, 100]" in result.stderr
 
 
-def test_a_config_json_with_an_unknown_field_is_one_line(repo_root, tmp_path):
+def test_a_config_json_with_an_unknown_field_is_one_line(cli, tmp_path):
   path = tmp_path / "config.json"
   stored = json.loads(configuration.to_json(configuration.default_config()))
   stored["data"]["colour"] = "red"
   path.write_text(json.dumps(stored))
-  result = _run(tmp_path, f"--config={path}", f"--workdir={tmp_path / 'run'}", repo_root=repo_root)
+  result = cli(f"--config={path}", f"--workdir={tmp_path / 'run'}")
   assert result.returncode == 2 and "data.colour" in result.stderr
   assert "Traceback" not in result.stderr
 
@@ -159,24 +161,15 @@ def test_tilde_and_variables_expand_in_every_path_field(repo_root, tmp_path, mon
   assert unchanged.data.data_dir == "gs://bucket/tfds"
 
 
-def test_tilde_expands_on_the_command_line(repo_root, tmp_path):
+def test_tilde_expands_on_the_command_line(cli, tmp_path, monkeypatch):
   # The shell leaves ~ after '=' alone; the run must not look for a './~' directory.
   env_home = tmp_path / "home"
-  result = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "solar_jax.main",
-      "--config=tiny",
-      f"--workdir={tmp_path / 'run'}",
-      "--mode=train",
-      "--config.data.data_dir=~/tensorflow_datasets",
-    ],
-    cwd=repo_root,
-    env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(repo_root), HOME=str(env_home)),
-    capture_output=True,
-    text=True,
-    timeout=300,
+  monkeypatch.setenv("HOME", str(env_home))
+  result = cli(
+    "--config=tiny",
+    f"--workdir={tmp_path / 'run'}",
+    "--mode=train",
+    "--config.data.data_dir=~/tensorflow_datasets",
   )
   assert result.returncode == 2
   assert f"{env_home}/tensorflow_datasets" in result.stderr and "~" not in result.stderr
