@@ -374,12 +374,17 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
   assert labels.shape == (10,) and labels.dtype == np.int32 and info["regime"] == "real"
   np.testing.assert_array_equal(labels, predicted)
 
-  # A second run finds every (regime, seed) finished and reuses it.
+  # A second run finds every (regime, seed) finished and reuses it, however runs are stacked.
   trained = []
-  train_one = ct.train_one
+  train_many = stacked.train_many
   monkeypatch.setattr(
-    tc, "train_one", lambda *a, **k: trained.append(k["name"]) or train_one(*a, **k)
+    tc,
+    "train_many",
+    lambda c, p, runs, *a, **k: (
+      trained.extend(r.name for r in runs) or train_many(c, p, runs, *a, **k)
+    ),
   )
+  config.classifier.stacked_runs = 3
   again = tc.run(config, tmp_path, splits=splits, synthetic=pool, mesh=one_device_mesh)
   assert again["regimes"]["real"]["seeds"]["1"] == metrics["regimes"]["real"]["seeds"]["1"]
   assert trained == []
@@ -613,14 +618,15 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
       test_reads.append(images is test["image"]) or predict(p, params, images, *a)
     ),
   )
-  train_one = ct.train_one
+  train_many = stacked.train_many
 
-  def spy(config, programs, ts, *a, **k):
-    synthetic = np.unique(np.round(ts.images.max(axis=(1, 2, 3)) - 0.8))
-    trained.append((k["name"], sorted(float(v) for v in synthetic if v > 5)))
-    return train_one(config, programs, ts, *a, **k)
+  def spy(config, programs, runs, *a, **k):
+    for run in runs:
+      synthetic = np.unique(np.round(run.training_set.images.max(axis=(1, 2, 3)) - 0.8))
+      trained.append((run.name, sorted(float(v) for v in synthetic if v > 5)))
+    return train_many(config, programs, runs, *a, **k)
 
-  monkeypatch.setattr(tc, "train_one", spy)
+  monkeypatch.setattr(tc, "train_many", spy)
   metrics = tc.run(config, tmp_path, splits=splits, synthetic=pools, mesh=one_device_mesh)
   on_disk = json.loads((tmp_path / "classifier" / "metrics.json").read_text())
 
