@@ -139,6 +139,8 @@ RANGES: dict[str, Range] = {
   "classifier.learning_rate": POSITIVE,
   "classifier.weight_decay": NON_NEGATIVE,
   "classifier.eval_every": NON_NEGATIVE_INT,
+  "classifier.stacked_runs": POSITIVE_INT,
+  "classifier.vectorized_runs": NON_NEGATIVE_INT,
   "classifier.seeds": SEED,
   "classifier.focal_gamma": NON_NEGATIVE,
   "classifier.augment_rotation_deg": Range(0, 180),

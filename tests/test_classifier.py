@@ -16,6 +16,7 @@ from etils import epath
 from solar_jax import checkpointing, parallel, report
 from solar_jax import workdir as wd
 from solar_jax.classifier import experiment as tc
+from solar_jax.classifier import stacked
 from solar_jax.classifier import trainer as ct
 from solar_jax.classifier import training_sets as cd
 from solar_jax.configs import tiny
@@ -231,6 +232,105 @@ def test_two_steps_same_on_1_and_8_devices():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+# ---------------------------------------------------------- stacked ---
+
+# Conv biases that only feed a GroupNorm of one channel per group (width 8, 8 groups: the
+# whole of stage 0): the norm removes them, their gradient is rounding noise that Adam
+# scales to +-lr, so they differ between any two code paths without changing an output.
+_UNSEEN = ("['conv_in']['bias']", "['stage0_block0']['conv1']['bias']")
+_UNSEEN += ("['stage0_block0']['conv2']['bias']",)
+STACKED_RUNS = (("real", 0), ("weighted", 1), ("focal", 0), ("augment", 2))
+
+
+def _assert_same_run(a, b, test_images, programs, mesh):
+  """Two (params, info) of one run agree: parameters, history, selection, predictions."""
+  (params_a, info_a), (params_b, info_b) = a, b
+  flat_b = dict(jax.tree_util.tree_leaves_with_path(params_b))
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params_a):
+    if jax.tree_util.keystr(path) not in _UNSEEN:
+      np.testing.assert_allclose(leaf, flat_b[path], rtol=1e-4, atol=2e-6, err_msg=str(path))
+  assert info_a["best_step"] == info_b["best_step"]
+  np.testing.assert_equal(info_a["validation"], info_b["validation"])
+  for ra, rb in zip(info_a["history"], info_b["history"], strict=True):
+    np.testing.assert_allclose(ra["train_loss"], rb["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(ra["train_accuracy"], rb["train_accuracy"], atol=1e-6)
+    rest = [{k: v for k, v in r.items() if not k.startswith("train_")} for r in (ra, rb)]
+    np.testing.assert_equal(*rest)  # Step and validation scores.
+  pred_a, prob_a = ct.predict_labels(programs, params_a, test_images, 16, mesh)
+  pred_b, prob_b = ct.predict_labels(programs, params_b, test_images, 16, mesh)
+  np.testing.assert_array_equal(pred_a, pred_b)
+  np.testing.assert_allclose(prob_a, prob_b, atol=1e-5)
+
+
+def _short(**classifier):
+  """The shared config but 20 steps: its compiled programs (an 80-step schedule), a shorter loop."""
+  return _config(num_steps=20, eval_every=5, **classifier)
+
+
+def test_stacked_runs_equal_runs_alone_however_grouped(one_device_mesh):
+  config = _config()
+  mesh = one_device_mesh
+  # 20 steps: cheap, and the selection picks an earlier step than the last in some runs.
+  short = _short()
+  train, val, test = _split((8, 6, 4, 3, 3), 0), _split((3,) * 5, 1), _split((4,) * 5, 2)
+  with jax.set_mesh(mesh):
+    programs = ct.make_programs(config, mesh)
+    runs = []
+    for regime, seed in STACKED_RUNS:
+      ts = cd.build_training_set(regime, train, None, config, seed)
+      runs.append(stacked.Run(ts, seed, f"{regime}/{seed}"))
+    alone = [
+      ct.train_one(short, programs, r.training_set, val, seed=r.seed, name=r.name) for r in runs
+    ]
+    many = stacked.make_stacked_programs(config, mesh)
+    # All four side by side (one vmapped state), as on an accelerator.
+    together = stacked.train_many(_short(vectorized_runs=4), many, runs, val)
+    # Grouped otherwise: one run alone (CPU's default), then three as lanes of 2 and 1.
+    assert stacked.vectorized_runs(config, mesh) == 1
+    regrouped = stacked.train_many(short, many, [runs[2]], val)
+    regrouped += stacked.train_many(
+      _short(vectorized_runs=2), many, [runs[i] for i in (0, 1, 3)], val
+    )
+    regrouped = [regrouped[i] for i in (1, 2, 0, 3)]
+    for one, a, b in zip(alone, together, regrouped, strict=True):
+      _assert_same_run(one, a, test["image"], programs, mesh)
+      _assert_same_run(one, b, test["image"], programs, mesh)
+  assert any(info["best_step"] < 20 for _, info in alone)  # Selection had something to do.
+  # The runs differ from each other (seeds, weights, focal loss, augmentation).
+  losses = {info["history"][-1]["train_loss"] for _, info in alone}
+  assert len(losses) == len(runs)
+
+
+def test_stacked_two_steps_same_on_1_and_8_devices():
+  config = _config()
+  train = _split((4, 4, 4, 2, 2), 0)
+  batch = {
+    "image": np.stack([train["image"], train["image"][::-1]]),
+    "label": np.stack([train["label"], train["label"][::-1]]),
+    "weight": np.stack([np.linspace(0.5, 2.0, 16), np.ones(16)]).astype(np.float32),
+    "gamma": np.stack([np.full(16, 2.0), np.zeros(16)]).astype(np.float32),
+  }
+  heads = []
+  for devices in (jax.devices()[:1], jax.devices()[:8]):
+    mesh = parallel.create_mesh(config.mesh, devices=devices)
+    with jax.set_mesh(mesh):
+      programs = stacked.make_stacked_programs(config, mesh)
+      state = programs.init(jnp.stack([ct.seed_key(config, s) for s in (0, 1)]))
+      for _ in range(2):
+        state, metrics = programs.step(state, stacked._global(mesh, batch))
+      heads.append((checkpointing.host_copy(state.params["head"]), jax.device_get(metrics)))
+  (head1, m1), (head8, m8) = heads
+  np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(head1), jax.tree.leaves(head8)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_group_runs_keeps_order_and_bounds_the_size():
+  assert stacked.group_runs(list(range(10)), 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+  assert stacked.group_runs(list(range(9)), 4) == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+  assert stacked.group_runs([0, 1], 16) == [[0, 1]] and stacked.group_runs([], 3) == []
+
+
 # ------------------------------------------------------------- run ---
 
 
@@ -281,12 +381,17 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
   assert labels.shape == (10,) and labels.dtype == np.int32 and info["regime"] == "real"
   np.testing.assert_array_equal(labels, predicted)
 
-  # A second run finds every (regime, seed) finished and reuses it.
+  # A second run finds every (regime, seed) finished and reuses it, however runs are stacked.
   trained = []
-  train_one = ct.train_one
+  train_many = stacked.train_many
   monkeypatch.setattr(
-    tc, "train_one", lambda *a, **k: trained.append(k["name"]) or train_one(*a, **k)
+    tc,
+    "train_many",
+    lambda c, p, runs, *a, **k: (
+      trained.extend(r.name for r in runs) or train_many(c, p, runs, *a, **k)
+    ),
   )
+  config.classifier.stacked_runs = 3
   again = tc.run(config, tmp_path, splits=splits, synthetic=pool, mesh=one_device_mesh)
   assert again["regimes"]["real"]["seeds"]["1"] == metrics["regimes"]["real"]["seeds"]["1"]
   assert trained == []
@@ -509,14 +614,15 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
       test_reads.append(images is test["image"]) or predict(p, params, images, *a)
     ),
   )
-  train_one = ct.train_one
+  train_many = stacked.train_many
 
-  def spy(config, programs, ts, *a, **k):
-    synthetic = np.unique(np.round(ts.images.max(axis=(1, 2, 3)) - 0.8))
-    trained.append((k["name"], sorted(float(v) for v in synthetic if v > 5)))
-    return train_one(config, programs, ts, *a, **k)
+  def spy(config, programs, runs, *a, **k):
+    for run in runs:
+      synthetic = np.unique(np.round(run.training_set.images.max(axis=(1, 2, 3)) - 0.8))
+      trained.append((run.name, sorted(float(v) for v in synthetic if v > 5)))
+    return train_many(config, programs, runs, *a, **k)
 
-  monkeypatch.setattr(tc, "train_one", spy)
+  monkeypatch.setattr(tc, "train_many", spy)
   metrics = tc.run(config, tmp_path, splits=splits, synthetic=pools, mesh=one_device_mesh)
   on_disk = json.loads((tmp_path / "classifier" / "metrics.json").read_text())
 

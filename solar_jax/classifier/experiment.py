@@ -52,14 +52,19 @@ Outputs under ``workdir/classifier/``: ``metrics.json``, ``predictions.csv``
 probability), ``scores.png`` (scores and differences with intervals),
 ``reliability.png`` (binary tasks), ``confusion_<regime>.png`` (summed over
 runs), ``runs/<regime>/seed_<s>[_pool<k>]/`` (best parameters; result.json),
-``synthetic/`` and TensorBoard events. Runs are sharded over the devices like
-the DDPM trainer; a finished run is reused when its config, counts and pool match.
+``synthetic/`` and TensorBoard events. A finished run is reused when its config,
+counts and pool match.
+
+Runs are trained together (``classifier/stacked.py``; ``classifier.stacked_runs``
+per group): first every real-data regime's runs with the synthetic regimes'
+validation grids, then the synthetic regimes' runs at the chosen point. Each
+run's result is what it would be alone (same seeds, batches and selection).
+Batches are split over the devices as in the DDPM trainer.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import dataclasses
 import json
 import os
 
@@ -72,7 +77,14 @@ from jax.experimental import multihost_utils
 
 from solar_jax import checkpointing, parallel
 from solar_jax import workdir as wd
-from solar_jax.classifier import training_sets
+from solar_jax.classifier import stacked, training_sets
+from solar_jax.classifier.outputs import (  # noqa: F401 (PREDICTION_COLUMNS: the file's header)
+  PREDICTION_COLUMNS,
+  add_uncertainty,
+  write_plots,
+  write_predictions,
+)
+from solar_jax.classifier.stacked import train_many
 from solar_jax.classifier.trainer import (
   architecture,
   make_programs,
@@ -80,12 +92,10 @@ from solar_jax.classifier.trainer import (
   score,
   selection_metric,
   selection_score,
-  thresholds,
-  train_one,
 )
 from solar_jax.classifier.training_sets import SYNTHETIC_REGIMES
 from solar_jax.data import resolve
-from solar_jax.metrics import bootstrap, classification
+from solar_jax.metrics import classification
 from solar_jax.models import classifier as classifier_lib
 
 # Fields whose value a run does not depend on (or that enter through its pool and counts).
@@ -99,6 +109,8 @@ _NOT_FINGERPRINTED = (
   "sampling_steps",
   "num_pools",
   "bootstrap_samples",
+  "stacked_runs",  # How runs are grouped and computed: the results do not depend on it.
+  "vectorized_runs",
   # Enter through the training set, for the regimes that use them:
   "focal_gamma",
   "augment_flips",
@@ -154,9 +166,22 @@ def run_dir(workdir, regime: str, seed: int, pool: int) -> epath.Path:
   return path if pool == 0 else path.with_name(f"seed_{seed}_pool{pool}")
 
 
-def event_thresholds(config) -> dict[str, int]:
-  """{'ge_m': index of M, ...} for the bootstrap's ``tss_ge_m`` (multiclass tasks)."""
-  return {f"ge_{k[2:].lower()}": v for k, v in thresholds(config).items()}
+@dataclasses.dataclass
+class _Job:
+  """One classifier run of the experiment: planned, trained (or reused), then finished."""
+
+  regime: str
+  seed: int
+  k: int  # Synthetic pool (0 for the real-data regimes).
+  pool: dict | None
+  ratio: float | None
+  name: str
+  path: epath.Path  # result.json of a run, or the grid point's json.
+  fingerprint: str
+  counts: dict | None = None
+  grid: tuple | None = None  # (guidance, ratio) of a validation-grid point.
+  trained: tuple | None = None  # (params, info) once trained, until finished.
+  done: dict | None = None  # The finished result (runs) or info (grid points).
 
 
 class _Experiment:
@@ -246,54 +271,125 @@ class _Experiment:
     sizes = training_sets.per_class_counts(pool["label"], len(self.goes))
     return [pool.get("step"), sizes.tolist(), pool.get("settings"), guidance, k]
 
+  # ------------------------------------------------------------ jobs ---
+
+  def _job(self, regime, seed, k, pool, guidance, ratio, name, path) -> _Job:
+    """A planned run; finished (``done``) when ``path`` holds a result of the same fingerprint."""
+    ts = training_sets.build_training_set(regime, self.train, pool, self.config, seed, ratio=ratio)
+    key = None if pool is None else self._pool_key(pool, guidance, k)
+    job = _Job(regime, seed, k, pool, ratio, name, path, _fingerprint(self.config, ts, key))
+    job.counts = ts.counts
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if saved.get("fingerprint") == job.fingerprint:
+      job.done = saved.get("result", saved.get("info"))
+      logging.info("Reusing the finished classifier run %s.", path)
+    elif (regime, seed, job.fingerprint) in self.trained:  # The chosen grid point.
+      job.trained = self.trained.pop((regime, seed, job.fingerprint))
+    return job
+
+  def grid_jobs(self, regime: str) -> list[_Job]:
+    """The validation grid of ``regime``: the first seed on pool 0 per (guidance, ratio)."""
+    config = self.config
+    ratios = training_sets.pool_ratios(config) if regime == "real_synthetic" else (None,)
+    grid = [(g, r) for g in training_sets.pool_guidances(config) for r in ratios]
+    if len(grid) == 1:
+      return []
+    seed, jobs = config.classifier.seeds[0], []
+    for g, r in grid:
+      point = f"g{g:g}" + ("" if r is None else f"_r{r:g}")
+      path = wd.classifier_dir(self.workdir) / "runs" / regime / "grid" / f"{point}.json"
+      job = self._job(regime, seed, 0, self.pool(g, 0), g, r, f"{regime}/grid_{point}", path)
+      job.grid = (g, r)
+      jobs.append(job)
+    return jobs
+
+  def final_jobs(self, regime: str, chosen: dict) -> list[_Job]:
+    """Every (seed, pool) run of ``regime`` with the chosen guidance and ratio."""
+    c = self.config.classifier
+    synthetic, jobs = regime in SYNTHETIC_REGIMES, []
+    for seed in c.seeds:
+      for k in range(c.num_pools if synthetic else 1):
+        g = chosen.get("guidance_scale")
+        pool = self.pool(g, k) if synthetic else None
+        name = f"{regime}/seed{seed}" + (f"/pool{k}" if k else "")
+        path = run_dir(self.workdir, regime, seed, k) / "result.json"
+        ratio = chosen.get("synthetic_ratio")
+        jobs.append(self._job(regime, seed, k, pool, g, ratio, name, path))
+    return jobs
+
+  def train_jobs(self, jobs: list[_Job], writer) -> None:
+    """Trains the unfinished ``jobs`` in stacked groups; finishes each (files, test read)."""
+    c = self.config.classifier
+    pending = [j for j in jobs if j.done is None and j.trained is None]
+    groups = stacked.group_runs(pending, c.stacked_runs)
+    programs = make_programs(self.config, self.mesh)
+    for i, group in enumerate(groups):
+      logging.info(
+        "Classifier runs, stacked group %d of %d: %s.", i + 1, len(groups), [j.name for j in group]
+      )
+      runs = []
+      for j in group:
+        ts = training_sets.build_training_set(
+          j.regime, self.train, j.pool, self.config, j.seed, ratio=j.ratio
+        )
+        runs.append(stacked.Run(ts, j.seed, j.name))
+      many = stacked.make_stacked_programs(self.config, self.mesh)
+      results = train_many(self.config, many, runs, self.validation, writer=writer)
+      for j, result in zip(group, results):
+        j.trained = result
+        self._finish(j, programs)
+    for j in jobs:
+      if j.done is None:
+        self._finish(j, programs)
+
+  def _finish(self, job: _Job, programs) -> None:
+    """Writes a trained job: a grid point's info, or a run's test predictions and parameters."""
+    params, info = job.trained
+    info = classification.to_jsonable(info)
+    if job.grid is not None:
+      self.trained[(job.regime, job.seed, job.fingerprint)] = (params, info)
+      job.done = info
+      if parallel.is_main_process():
+        job.path.parent.mkdir(parents=True, exist_ok=True)
+        wd.write_text(job.path, json.dumps({"fingerprint": job.fingerprint, "info": info}))
+      return
+    pred, prob = self.read_test(programs, params, job.name)
+    result = {"test": score(self.config, self.test_labels, pred), **info}
+    result["predictions"] = pred.tolist()
+    if len(self.names) == 2:
+      result["probabilities"] = prob[:, 1].tolist()
+    meta = {"architecture": architecture(self.config), "regime": job.regime}
+    meta.update(seed=job.seed, pool=job.k)
+    _save_params(job.path.parent, params, int(info["best_step"]), meta)
+    job.done = classification.to_jsonable(result)
+    if parallel.is_main_process():
+      result = {"fingerprint": job.fingerprint, "result": job.done}
+      wd.write_text(job.path, json.dumps(result))
+
   # ------------------------------------------------- validation grid ---
 
-  def choose(self, regime: str, programs, writer) -> dict:
-    """Guidance (and ratio) of ``regime`` chosen on validation, with the scores of each point.
+  def choose(self, regime: str, jobs: list[_Job]) -> dict:
+    """Guidance (and ratio) of ``regime`` chosen on validation from its trained grid ``jobs``.
 
     The best validation selection score wins (ties: the first grid point).
     """
     c, config = self.config.classifier, self.config
-    ratios = training_sets.pool_ratios(config) if regime == "real_synthetic" else (None,)
-    grid = [(g, r) for g in training_sets.pool_guidances(config) for r in ratios]
-    seed = c.seeds[0]
     record = {
       "split": "validation",
-      "seed": seed,
+      "seed": c.seeds[0],
       "pool": 0,
       "metric": selection_metric(self.task),
       "grid": [],
     }
-    if len(grid) == 1:
-      g, r = grid[0]
+    if not jobs:
+      g = training_sets.pool_guidances(config)[0]
+      r = training_sets.pool_ratios(config)[0] if regime == "real_synthetic" else None
       record["chosen"] = {"guidance_scale": g, "synthetic_ratio": r}
       record["note"] = "one grid point: nothing to choose"
       return record
     best = None
-    for g, r in grid:
-      pool = self.pool(g, 0)
-      ts = training_sets.build_training_set(regime, self.train, pool, config, seed, ratio=r)
-      fingerprint = _fingerprint(config, ts, self._pool_key(pool, g, 0))
-      point_name = f"g{g:g}" + ("" if r is None else f"_r{r:g}")
-      cache = wd.classifier_dir(self.workdir) / "runs" / regime / "grid" / f"{point_name}.json"
-      saved = json.loads(cache.read_text()) if cache.exists() else {}
-      if saved.get("fingerprint") == fingerprint:
-        info = saved["info"]
-      else:
-        params, info = train_one(
-          config,
-          programs,
-          ts,
-          self.validation,
-          seed=seed,
-          name=f"{regime}/grid_{point_name}",
-          writer=writer,
-        )
-        info = classification.to_jsonable(info)
-        self.trained[(regime, seed, fingerprint)] = (params, info)
-        if parallel.is_main_process():
-          cache.parent.mkdir(parents=True, exist_ok=True)
-          wd.write_text(cache, json.dumps({"fingerprint": fingerprint, "info": info}))
+    for job in jobs:
+      (g, r), info = job.grid, job.done
       validation = info.get("validation") or {}
       value = selection_score(config, validation) if validation else float("nan")
       point = {
@@ -312,31 +408,24 @@ class _Experiment:
 
   # ------------------------------------------------------------ runs ---
 
-  def run_regime(self, regime, programs, writer, rows, chosen) -> dict:
-    """Trains (or reuses) every seed (and pool) of ``regime``; appends test predictions to rows."""
-    c, names = self.config.classifier, self.names
-    synthetic = regime in SYNTHETIC_REGIMES
-    entry = {"seeds": {}, "runs": {}}
+  def collect(self, regime: str, jobs: list[_Job], rows: list) -> dict:
+    """The metrics entry of ``regime`` from its finished ``jobs``; appends its prediction rows."""
+    names = self.names
+    entry = {"seeds": {}, "runs": {}, "counts": jobs[-1].counts}  # Same for every seed/pool.
     confusion_sum = np.zeros((len(names), len(names)), np.int64)
-    for seed in c.seeds:
-      for k in range(c.num_pools if synthetic else 1):
-        pool = self.pool(chosen["guidance_scale"], k) if synthetic else None
-        ts = training_sets.build_training_set(
-          regime, self.train, pool, self.config, seed, ratio=chosen.get("synthetic_ratio")
+    for job in jobs:
+      result, seed, k = job.done, job.seed, job.k
+      entry["runs"][f"{seed}/{k}"] = result
+      if k == 0:
+        entry["seeds"][str(seed)] = result
+      confusion_sum += np.asarray(result["test"]["confusion"])
+      prob = result.get("probabilities") or [None] * len(result["predictions"])
+      for i, p in enumerate(result["predictions"]):
+        true = names[self.test_labels[i]]
+        rows.append(
+          [i, self.test_times[i], self.test_groups[i], true, names[p], prob[i], regime, seed, k]
+          + [self.test_sources[i]]
         )
-        entry["counts"] = ts.counts  # Counts depend on neither the seed nor the pool.
-        result = self.train_or_reuse(programs, ts, regime, seed, k, pool, chosen, writer)
-        entry["runs"][f"{seed}/{k}"] = result
-        if k == 0:
-          entry["seeds"][str(seed)] = result
-        confusion_sum += np.asarray(result["test"]["confusion"])
-        prob = result.get("probabilities") or [None] * len(result["predictions"])
-        for i, p in enumerate(result["predictions"]):
-          true = names[self.test_labels[i]]
-          rows.append(
-            [i, self.test_times[i], self.test_groups[i], true, names[p], prob[i], regime, seed, k]
-            + [self.test_sources[i]]
-          )
     entry["mean_std"] = classification.mean_std_over_seeds(
       [r["test"] for r in entry["runs"].values()]
     )
@@ -355,87 +444,6 @@ class _Experiment:
     self.test_reads[name] = self.test_reads.get(name, 0) + 1
     c = self.config.classifier
     return predict_labels(programs, params, self.test["image"], c.batch_size, self.mesh)
-
-  def train_or_reuse(self, programs, ts, regime, seed, k, pool, chosen, writer) -> dict:
-    """Result of one (regime, seed, pool) run: reused from its directory when nothing changed."""
-    config = self.config
-    directory = run_dir(self.workdir, regime, seed, k)
-    key = None if pool is None else self._pool_key(pool, chosen["guidance_scale"], k)
-    fingerprint = _fingerprint(config, ts, key)
-    name = f"{regime}/seed{seed}" + (f"/pool{k}" if k else "")
-    self.runs_started = getattr(self, "runs_started", 0) + 1
-    logging.info(
-      "Classifier run %d of %d: %s.", self.runs_started, getattr(self, "runs_total", 0), name
-    )
-    result_path = directory / "result.json"
-    if result_path.exists():
-      saved = json.loads(result_path.read_text())
-      if saved.get("fingerprint") == fingerprint:
-        logging.info("Reusing the finished classifier run %s.", directory)
-        return saved["result"]
-    if (regime, seed, fingerprint) in self.trained:  # The chosen grid point: trained already.
-      params, info = self.trained.pop((regime, seed, fingerprint))
-    else:
-      params, info = train_one(
-        config, programs, ts, self.validation, seed=seed, name=name, writer=writer
-      )
-    pred, prob = self.read_test(programs, params, name)
-    result = {"test": score(config, self.test_labels, pred), **info, "predictions": pred.tolist()}
-    if len(self.names) == 2:
-      result["probabilities"] = prob[:, 1].tolist()
-    meta = {"architecture": architecture(config), "regime": regime, "seed": seed, "pool": k}
-    _save_params(directory, params, int(info["best_step"]), meta)
-    result = classification.to_jsonable(result)
-    if parallel.is_main_process():
-      wd.write_text(result_path, json.dumps({"fingerprint": fingerprint, "result": result}))
-    return result
-
-
-def add_uncertainty(metrics: dict, test_labels, groups, config, climatology) -> dict:
-  """Adds the paired-bootstrap figures (``bootstrap.summarize``) to every trained regime."""
-  runs = {}
-  for regime, entry in metrics["regimes"].items():
-    if "runs" not in entry:
-      continue
-    runs[regime] = {}
-    for key, result in entry["runs"].items():
-      seed, k = (int(x) for x in key.split("/"))
-      prob = result.get("probabilities")
-      runs[regime][(seed, k)] = {
-        "pred": np.asarray(result["predictions"]),
-        "prob": None if prob is None else np.asarray(prob, np.float64),
-      }
-  if not runs:
-    return metrics
-  summary = bootstrap.summarize(
-    test_labels,
-    groups,
-    runs,
-    metrics["class_names"],
-    thresholds=event_thresholds(config),
-    reference=climatology,
-    num_samples=config.classifier.bootstrap_samples,
-    seed=config.seed,
-  )
-  metrics["support"] = summary["support"]
-  metrics["bootstrap"] = {
-    "num_samples": summary["num_samples"],
-    "unit": "test groups (flare event ids; days of quiet frames), seeds and synthetic pools",
-    "interval": "95 % percentile interval; differences paired (same resamples for every regime)",
-  }
-  for regime, figures in summary["regimes"].items():
-    entry = metrics["regimes"][regime]
-    entry["scores"] = figures["scores"]
-    entry["ci95"] = {name: s["ci95"] for name, s in figures["scores"].items()}
-    for base in ("real", "oversample"):
-      if f"delta_vs_{base}" in figures:
-        entry[f"delta_vs_{base}"] = figures[f"delta_vs_{base}"]
-    entry["support"] = {k: summary["support"][k] for k in ("events", "frames")}
-    if climatology is not None:
-      prob = np.concatenate([r["prob"] for r in runs[regime].values()])
-      truth = np.tile(np.asarray(test_labels), len(runs[regime]))
-      entry["reliability"] = bootstrap.reliability(prob, truth)
-  return metrics
 
 
 def run(
@@ -480,23 +488,22 @@ def run(
     os.fspath(out_dir), just_logging=not (main and config.logging.tensorboard), asynchronous=False
   )
   rows, selection = [], {}
-  # The stage's overall counter ("run k of N"; the validation grid's runs come on top).
-  experiment.runs_total = sum(
-    len(c.seeds) * (c.num_pools if r in SYNTHETIC_REGIMES else 1)
-    for r in c.regimes
-    if not (r in SYNTHETIC_REGIMES and skip_reason)
-  )
+  trainable = [r for r in c.regimes if not (r in SYNTHETIC_REGIMES and skip_reason)]
   with jax.set_mesh(mesh):
-    programs = make_programs(config, mesh)
-    for regime in c.regimes:
-      if regime in SYNTHETIC_REGIMES and skip_reason:
-        metrics["regimes"][regime] = {"skipped": skip_reason}
-        continue
-      chosen = {}
-      if regime in SYNTHETIC_REGIMES:
-        selection[regime] = experiment.choose(regime, programs, writer)
-        chosen = selection[regime]["chosen"]
-      metrics["regimes"][regime] = experiment.run_regime(regime, programs, writer, rows, chosen)
+    # First the real-data regimes' runs and the synthetic regimes' validation grids, then
+    # the synthetic regimes' runs at the chosen point: two sets of stacked groups.
+    grids = {r: experiment.grid_jobs(r) for r in trainable if r in SYNTHETIC_REGIMES}
+    jobs = {r: experiment.final_jobs(r, {}) for r in trainable if r not in SYNTHETIC_REGIMES}
+    experiment.train_jobs([j for js in (*jobs.values(), *grids.values()) for j in js], writer)
+    for regime, grid in grids.items():
+      selection[regime] = experiment.choose(regime, grid)
+      jobs[regime] = experiment.final_jobs(regime, selection[regime]["chosen"])
+    experiment.train_jobs([j for r in grids for j in jobs[r]], writer)
+  for regime in c.regimes:
+    if regime in jobs:
+      metrics["regimes"][regime] = experiment.collect(regime, jobs[regime], rows)
+    else:
+      metrics["regimes"][regime] = {"skipped": skip_reason}
   writer.flush()
   if selection:
     metrics["selection"] = selection
@@ -518,52 +525,11 @@ def run(
   )
   if main:
     wd.write_json(out_dir / "metrics.json", classification.to_jsonable(metrics))
-    _write_predictions(out_dir / "predictions.csv", rows)
-    _write_plots(out_dir, metrics)
+    write_predictions(out_dir / "predictions.csv", rows)
+    write_plots(out_dir, metrics)
     for regime, entry in metrics["regimes"].items():
       f1 = entry.get("scores", {}).get("macro_f1") or {}
       logging.info(
         "Classifier %s: test macro F1 %s, 95%% CI %s.", regime, f1.get("mean"), f1.get("ci95")
       )
   return metrics
-
-
-def _write_plots(out_dir, metrics: dict) -> None:
-  regimes = {r: e for r, e in metrics["regimes"].items() if "scores" in e}
-  if not regimes:
-    return
-  multiclass = len(metrics["class_names"]) > 2
-  event = "tss_ge_m" if multiclass else "tss"
-  labels = {
-    "macro_f1": "macro F1",
-    event: "TSS " + (">=M" if multiclass else metrics["class_names"][1]),
-  }
-  classification.save_interval_png(regimes, labels, out_dir / "scores.png", baseline="oversample")
-  if metrics.get("climatology") is not None:
-    classification.save_reliability_png(
-      {r: e["reliability"] for r, e in regimes.items()},
-      metrics["climatology"],
-      out_dir / "reliability.png",
-    )
-
-
-PREDICTION_COLUMNS = (
-  "id",
-  "time",
-  "group",
-  "true_class",
-  "predicted_class",
-  "prob_positive",
-  "regime",
-  "seed",
-  "pool",
-  "source",
-)
-
-
-def _write_predictions(path, rows) -> None:
-  buffer = io.StringIO()
-  out = csv.writer(buffer)
-  out.writerow(PREDICTION_COLUMNS)
-  out.writerows(["" if v is None else v for v in row] for row in rows)
-  wd.write_text(path, buffer.getvalue())

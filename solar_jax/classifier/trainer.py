@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from typing import Any
 
 import flax
@@ -23,7 +22,7 @@ import numpy as np
 import optax
 import tqdm
 
-from solar_jax import errors, parallel
+from solar_jax import configuration, errors, parallel
 from solar_jax.classifier.training_sets import EpochSampler, TrainingSet, augment_batch
 from solar_jax.metrics import classification
 from solar_jax.models import classifier as classifier_lib
@@ -48,7 +47,8 @@ def create_optimizer(c: ml_collections.ConfigDict) -> optax.GradientTransformati
   return optax.adamw(schedule, weight_decay=c.weight_decay)
 
 
-def _init_state(rng, *, config, model, optimizer) -> ClassifierState:
+def new_state(rng, *, config, model, optimizer) -> ClassifierState:
+  """The initial state from key ``rng`` (jit it; ``init_state`` does)."""
   size, channels = config.data.image_size, config.data.channels
   params_rng, state_rng = jax.random.split(rng)
   x = jnp.zeros((1, size, size, channels), jnp.float32)
@@ -119,9 +119,35 @@ class Programs:
   features: Any  # (params, images) -> float32 features (replicated)
 
 
+# What a stored classifier's parameters mean (``architecture``), and what its compiled
+# programs depend on: the architecture plus the optimisation settings baked into them.
+ARCHITECTURE_FIELDS = (
+  "classifier.label",
+  "classifier.grouping",
+  "classifier.stage_sizes",
+  "classifier.width",
+  "classifier.stem_stride",
+  "data.label",
+  "data.image_size",
+  "data.channels",
+  "data.classes",
+)
+PROGRAM_FIELDS = (
+  *ARCHITECTURE_FIELDS,
+  "classifier.dropout",
+  "classifier.learning_rate",
+  "classifier.weight_decay",
+  "classifier.num_steps",
+)
+
 # Programs by (the config fields they depend on, mesh): later runs in one process
 # (regimes, seeds, the feature extractor of --mode=all) reuse the compiled functions.
 _PROGRAMS: dict[tuple[str, Any], Programs] = {}
+
+
+def program_key(config: ml_collections.ConfigDict, mesh) -> tuple:
+  """What the compiled classifier programs depend on: the cache key of plain and stacked ones."""
+  return (configuration.digest(configuration.depends_on(config, PROGRAM_FIELDS)), mesh)
 
 
 def make_programs(config: ml_collections.ConfigDict, mesh) -> Programs:
@@ -130,24 +156,7 @@ def make_programs(config: ml_collections.ConfigDict, mesh) -> Programs:
   The whole state is replicated (the classifier has ~10^5-10^6 parameters);
   batches are split over every device of the mesh.
   """
-  c = config.classifier
-  key = (
-    json.dumps(
-      [
-        classifier_lib.task_of(c, config.data.label),
-        c.stage_sizes,
-        c.width,
-        c.stem_stride,
-        c.dropout,
-        c.learning_rate,
-        c.weight_decay,
-        c.num_steps,
-      ],
-      default=list,
-    ),
-    json.dumps([config.data.image_size, config.data.channels, list(config.data.classes)]),
-    mesh,
-  )
+  key = program_key(config, mesh)
   if key not in _PROGRAMS:
     _PROGRAMS[key] = _build_programs(config, mesh)
   return _PROGRAMS[key]
@@ -158,7 +167,7 @@ def _build_programs(config, mesh) -> Programs:
   optimizer = create_optimizer(config.classifier)
   rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
   init = jax.jit(
-    functools.partial(_init_state, config=config, model=model, optimizer=optimizer),
+    functools.partial(new_state, config=config, model=model, optimizer=optimizer),
     out_shardings=rep,
   )
   step = jax.jit(
@@ -179,10 +188,15 @@ def _build_programs(config, mesh) -> Programs:
   return Programs(model, mesh, init, step, predict, features)
 
 
+def seed_key(config, seed: int) -> jax.Array:
+  """The init key of seed ``seed``: the same for every regime (common random numbers)."""
+  root = jax.random.fold_in(jax.random.key(config.seed), _CLASSIFIER_STREAM)
+  return jax.random.fold_in(root, seed)
+
+
 def init_state(programs: Programs, config, seed: int) -> ClassifierState:
   """Initial state of seed ``seed``: the same for every regime (common random numbers)."""
-  root = jax.random.fold_in(jax.random.key(config.seed), _CLASSIFIER_STREAM)
-  return programs.init(jax.random.fold_in(root, seed))
+  return programs.init(seed_key(config, seed))
 
 
 def _global(mesh, arrays: dict) -> dict:
@@ -194,8 +208,11 @@ def _global(mesh, arrays: dict) -> dict:
   )
 
 
-def apply_batched(fn, params, images: np.ndarray, batch_size: int, mesh) -> np.ndarray:
-  """``fn(params, batch)`` over ``images`` in fixed-size batches (last one zero-padded)."""
+def apply_batched(fn, params, images: np.ndarray, batch_size: int, mesh, axis: int = 0):
+  """``fn(params, batch)`` over ``images`` in fixed-size batches (last one zero-padded).
+
+  ``axis``: the image axis of ``fn``'s output (1 for stacked runs' ``[R, B, ...]``).
+  """
   images = np.asarray(images, np.float32)
   out = []
   for start in range(0, len(images), batch_size):
@@ -203,11 +220,11 @@ def apply_batched(fn, params, images: np.ndarray, batch_size: int, mesh) -> np.n
     pad = batch_size - len(batch)
     if pad:
       batch = np.concatenate([batch, np.zeros((pad, *batch.shape[1:]), np.float32)])
-    result = fn(params, _global(mesh, {"image": batch})["image"])
-    out.append(np.asarray(jax.device_get(result))[: batch_size - pad])
+    result = np.asarray(jax.device_get(fn(params, _global(mesh, {"image": batch})["image"])))
+    out.append(np.take(result, np.arange(batch_size - pad), axis=axis))
   if not out:
     return np.zeros((0,), np.int32)
-  return np.concatenate(out)
+  return np.concatenate(out, axis=axis)
 
 
 # ----------------------------------------------------------- one run ---
@@ -251,19 +268,97 @@ def selection_score(config, metrics: dict) -> float:
   return value if np.isfinite(value) else metrics["macro_f1"]
 
 
-def _window_record(sums, count: int, step: int, name: str) -> dict:
-  """Mean train loss and accuracy of the steps since the last evaluation."""
-  scalars = jax.device_get(sums)  # The only device->host read between evaluations.
-  if scalars["nonfinite"]:
-    raise errors.NonFiniteError(
-      f"{name}: non-finite loss or gradient within steps {step - count + 1}-{step}; "
-      "lower classifier.learning_rate."
-    )
-  return {
-    "step": step,
-    "train_loss": float(scalars["loss"] / count),
-    "train_accuracy": float(scalars["accuracy"] / count),
-  }
+class BatchStream:
+  """The host batches of one run: its epoch order and augmentation draws come from its seed.
+
+  Two runs with the same seed and training set draw the same batches, whether
+  they are trained alone or stacked with others.
+  """
+
+  def __init__(self, config, training_set: TrainingSet, seed: int):
+    c = config.classifier
+    self.config, self.training_set = config, training_set
+    rng = np.random.default_rng([config.seed, seed, 11])
+    self.sampler = EpochSampler(training_set.indices, c.batch_size, rng)
+    self.augment_rng = np.random.default_rng([config.seed, seed, 13])
+    self.gamma = np.full(c.batch_size, training_set.focal_gamma, np.float32)
+
+  def next(self) -> dict:
+    """{'image', 'label', 'weight', 'gamma'} of the next global batch."""
+    ts, idx = self.training_set, self.sampler.next()
+    arrays = {k: getattr(ts, k + "s")[idx] for k in ("image", "label", "weight")}
+    arrays["gamma"] = self.gamma
+    if ts.augment:
+      arrays["image"] = augment_batch(arrays["image"], self.config, self.augment_rng)
+    return arrays
+
+
+class RunLog:
+  """One run's history and best-on-validation selection (host side; device-free)."""
+
+  def __init__(self, config, name: str, validation: dict | None):
+    c = config.classifier
+    self.config, self.name = config, name
+    self.validation = validation
+    self.has_val = validation is not None and len(validation["label"]) > 0
+    self.every = c.eval_every if c.eval_every > 0 else c.num_steps
+    self.best = None  # (selection score, step, validation metrics)
+    self.history: list[dict] = []
+
+  def evaluates(self, step: int) -> bool:
+    """Whether ``step`` ends a logging window (and evaluates on validation)."""
+    return step % self.every == 0 or step == self.config.classifier.num_steps
+
+  def window(self, scalars: dict, count: int, step: int) -> dict:
+    """The record of the window ending at ``step`` from the summed host ``scalars``."""
+    if scalars["nonfinite"]:
+      raise errors.NonFiniteError(
+        f"{self.name}: non-finite loss or gradient within steps {step - count + 1}-{step}; "
+        "lower classifier.learning_rate."
+      )
+    return {
+      "step": step,
+      "train_loss": float(scalars["loss"] / count),
+      "train_accuracy": float(scalars["accuracy"] / count),
+    }
+
+  def validate(self, record: dict, pred: np.ndarray) -> bool:
+    """Scores validation predictions into ``record``; True when they are the best so far."""
+    val = score(self.config, self.validation["label"], pred)
+    record.update(val_macro_f1=val["macro_f1"], val_tss=val["tss"], val_hss=val["hss"])
+    value = selection_score(self.config, val)
+    if self.best is None or value > self.best[0]:
+      self.best = (value, record["step"], val)
+      return True
+    return False
+
+  def append(self, record: dict, writer) -> None:
+    self.history.append(record)
+    if writer is not None:
+      tags = {f"{self.name}/{k}": v for k, v in record.items() if k != "step"}
+      writer.write_scalars(record["step"], tags)
+
+  def info(self) -> dict:
+    """best_step, selection metric and rule, history, final loss, validation metrics."""
+    c = self.config.classifier
+    info = {
+      "best_step": c.num_steps,
+      "selection_metric": selection_metric(classifier_lib.task_of(c, self.config.data.label)),
+      "history": self.history,
+      "final_train_loss": self.history[-1]["train_loss"],
+    }
+    if self.best is None:
+      info["selection"] = "final step (no validation examples)"
+    else:
+      _, info["best_step"], info["validation"] = self.best
+      info["selection"] = f"best validation {info['selection_metric']} of {len(self.history)}"
+    return info
+
+
+def progress_bar(config, name: str):
+  show = config.logging.progress and parallel.is_main_process()
+  total = config.classifier.num_steps
+  return tqdm.tqdm(total=total, desc=name, unit="step", dynamic_ncols=True, disable=not show)
 
 
 def train_one(
@@ -277,6 +372,8 @@ def train_one(
   writer=None,
 ):
   """Trains one classifier and keeps the parameters that score best on validation.
+
+  ``stacked.train_many`` trains several such runs as one program, with the same result.
 
   Args:
     config: reads classifier.{batch_size, num_steps, eval_every, task}.
@@ -296,69 +393,30 @@ def train_one(
   mesh = programs.mesh
   parallel.check_local_batch(c.batch_size, mesh)
   state = init_state(programs, config, seed)
-  sampler = EpochSampler(
-    training_set.indices, c.batch_size, np.random.default_rng([config.seed, seed, 11])
-  )
-  augment_rng = np.random.default_rng([config.seed, seed, 13])
-  gamma = np.full(c.batch_size, training_set.focal_gamma, np.float32)
-  has_val = validation is not None and len(validation["label"]) > 0
-  every = c.eval_every if c.eval_every > 0 else c.num_steps
-  show = config.logging.progress and parallel.is_main_process()
-  progress = tqdm.tqdm(
-    total=c.num_steps, desc=name, unit="step", dynamic_ncols=True, disable=not show
-  )
-  best = None
-  info = {
-    "best_step": c.num_steps,
-    "selection_metric": selection_metric(classifier_lib.task_of(c, config.data.label)),
-    "history": [],
-  }
-  sums, count = None, 0
-  with progress:
+  stream, log = BatchStream(config, training_set, seed), RunLog(config, name, validation)
+  best_params, sums, count = None, None, 0
+  with progress_bar(config, name) as progress:
     for step in range(1, c.num_steps + 1):
-      idx = sampler.next()
-      arrays = {k: getattr(training_set, k + "s")[idx] for k in ("image", "label", "weight")}
-      arrays["gamma"] = gamma
-      if training_set.augment:
-        arrays["image"] = augment_batch(arrays["image"], config, augment_rng)
-      state, metrics = programs.step(state, _global(mesh, arrays))
+      state, metrics = programs.step(state, _global(mesh, stream.next()))
       sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
       count += 1
       progress.update(1)
-      if step % every and step != c.num_steps:
+      if not log.evaluates(step):
         continue
-      record = _window_record(sums, count, step, name)
+      # The only device->host read between evaluations.
+      record = log.window(jax.device_get(sums), count, step)
       sums, count = None, 0
-      if has_val:
+      if log.has_val:
         pred, _ = predict_labels(programs, state.params, validation["image"], c.batch_size, mesh)
-        val = score(config, validation["label"], pred)
-        record.update(val_macro_f1=val["macro_f1"], val_tss=val["tss"], val_hss=val["hss"])
-        value = selection_score(config, val)
-        if best is None or value > best[0]:
+        if log.validate(record, pred):
           # A copy: the state's buffers are donated to the next step.
-          best = (value, jax.tree.map(jnp.copy, state.params), step, val)
-      info["history"].append(record)
-      if writer is not None:
-        writer.write_scalars(step, {f"{name}/{k}": v for k, v in record.items() if k != "step"})
+          best_params = jax.tree.map(jnp.copy, state.params)
+      log.append(record, writer)
       progress.set_postfix(loss=f"{record['train_loss']:.3f}")
-  info["final_train_loss"] = info["history"][-1]["train_loss"]
-  if best is None:
-    info["selection"] = "final step (no validation examples)"
-    return state.params, info
-  _, params, info["best_step"], info["validation"] = best
-  info["selection"] = f"best validation {info['selection_metric']} of {len(info['history'])}"
-  return params, info
+  return (state.params if best_params is None else best_params), log.info()
 
 
 def architecture(config) -> dict:
   """What a stored classifier must match to be loaded with ``config``."""
-  c = config.classifier
-  return {
-    "task": classifier_lib.task_of(c, config.data.label),
-    "stage_sizes": list(c.stage_sizes),
-    "width": c.width,
-    "stem_stride": c.stem_stride,
-    "image_size": config.data.image_size,
-    "channels": config.data.channels,
-    "classes": list(config.data.classes),
-  }
+  fields = configuration.depends_on(config, ARCHITECTURE_FIELDS)
+  return {k.rpartition(".")[2]: v for k, v in fields.items()}

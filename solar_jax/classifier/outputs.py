@@ -1,0 +1,110 @@
+"""What the classifier experiment writes besides its runs: intervals, predictions.csv, plots.
+
+``add_uncertainty`` puts the paired-bootstrap figures (``metrics/bootstrap``)
+beside every regime's scores; ``write_predictions`` writes one row per test
+frame and run; ``write_plots`` the scores and reliability figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+
+from solar_jax import workdir as wd
+from solar_jax.classifier.trainer import thresholds
+from solar_jax.metrics import bootstrap, classification
+
+
+def event_thresholds(config) -> dict[str, int]:
+  """{'ge_m': index of M, ...} for the bootstrap's ``tss_ge_m`` (multiclass tasks)."""
+  return {f"ge_{k[2:].lower()}": v for k, v in thresholds(config).items()}
+
+
+def add_uncertainty(metrics: dict, test_labels, groups, config, climatology) -> dict:
+  """Adds the paired-bootstrap figures (``bootstrap.summarize``) to every trained regime."""
+  runs = {}
+  for regime, entry in metrics["regimes"].items():
+    if "runs" not in entry:
+      continue
+    runs[regime] = {}
+    for key, result in entry["runs"].items():
+      seed, k = (int(x) for x in key.split("/"))
+      prob = result.get("probabilities")
+      runs[regime][(seed, k)] = {
+        "pred": np.asarray(result["predictions"]),
+        "prob": None if prob is None else np.asarray(prob, np.float64),
+      }
+  if not runs:
+    return metrics
+  summary = bootstrap.summarize(
+    test_labels,
+    groups,
+    runs,
+    metrics["class_names"],
+    thresholds=event_thresholds(config),
+    reference=climatology,
+    num_samples=config.classifier.bootstrap_samples,
+    seed=config.seed,
+  )
+  metrics["support"] = summary["support"]
+  metrics["bootstrap"] = {
+    "num_samples": summary["num_samples"],
+    "unit": "test groups (flare event ids; days of quiet frames), seeds and synthetic pools",
+    "interval": "95 % percentile interval; differences paired (same resamples for every regime)",
+  }
+  for regime, figures in summary["regimes"].items():
+    entry = metrics["regimes"][regime]
+    entry["scores"] = figures["scores"]
+    entry["ci95"] = {name: s["ci95"] for name, s in figures["scores"].items()}
+    for base in ("real", "oversample"):
+      if f"delta_vs_{base}" in figures:
+        entry[f"delta_vs_{base}"] = figures[f"delta_vs_{base}"]
+    entry["support"] = {k: summary["support"][k] for k in ("events", "frames")}
+    if climatology is not None:
+      prob = np.concatenate([r["prob"] for r in runs[regime].values()])
+      truth = np.tile(np.asarray(test_labels), len(runs[regime]))
+      entry["reliability"] = bootstrap.reliability(prob, truth)
+  return metrics
+
+
+def write_plots(out_dir, metrics: dict) -> None:
+  regimes = {r: e for r, e in metrics["regimes"].items() if "scores" in e}
+  if not regimes:
+    return
+  multiclass = len(metrics["class_names"]) > 2
+  event = "tss_ge_m" if multiclass else "tss"
+  labels = {
+    "macro_f1": "macro F1",
+    event: "TSS " + (">=M" if multiclass else metrics["class_names"][1]),
+  }
+  classification.save_interval_png(regimes, labels, out_dir / "scores.png", baseline="oversample")
+  if metrics.get("climatology") is not None:
+    classification.save_reliability_png(
+      {r: e["reliability"] for r, e in regimes.items()},
+      metrics["climatology"],
+      out_dir / "reliability.png",
+    )
+
+
+PREDICTION_COLUMNS = (
+  "id",
+  "time",
+  "group",
+  "true_class",
+  "predicted_class",
+  "prob_positive",
+  "regime",
+  "seed",
+  "pool",
+  "source",
+)
+
+
+def write_predictions(path, rows) -> None:
+  buffer = io.StringIO()
+  out = csv.writer(buffer)
+  out.writerow(PREDICTION_COLUMNS)
+  out.writerows(["" if v is None else v for v in row] for row in rows)
+  wd.write_text(path, buffer.getvalue())
