@@ -348,13 +348,17 @@ def test_an_error_page_saved_as_fits_is_removed_fails_the_fetch_and_is_fetched_a
   "name, content, ok",
   [
     ("a.fits", _FITS, True),
-    ("a.fits.gz", gzip.compress(_FITS), True),
-    ("a.fits", gzip.compress(_FITS), True),  # gzip data under a plain name: astropy reads it
+    ("a.fits.gz", gzip.compress(_FITS, mtime=0), True),
+    (
+      "a.fits",
+      gzip.compress(_FITS, mtime=0),
+      True,
+    ),  # gzip data under a plain name: astropy reads it
     ("a.nc", _NETCDF, True),
     ("a.nc", b"CDF\x02\x00\x00", True),
     ("a.nc", b"\x89HDF\r\n\x1a\n\x00\x00", True),  # netCDF-4
     ("a.fits", _HTML, False),
-    ("a.fits.gz", gzip.compress(_HTML), False),
+    ("a.fits.gz", gzip.compress(_HTML, mtime=0), False),
     ("a.fits.gz", _HTML, False),
     ("a.nc", _HTML, False),
     ("a.nc", _FITS, False),
