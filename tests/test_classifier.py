@@ -285,7 +285,7 @@ def test_stacked_runs_equal_runs_alone_however_grouped(one_device_mesh):
     many = stacked.make_stacked_programs(config, mesh)
     # All four side by side (one vmapped state), as on an accelerator.
     together = stacked.train_many(_short(vectorized_runs=4), many, runs, val)
-    # Grouped otherwise: one run alone (CPU's default), then three as lanes of 2 and 1.
+    # Grouped otherwise: one run alone (CPU's default: train_one), then lanes of 2 and 1.
     assert stacked.vectorized_runs(config, mesh) == 1
     regrouped = stacked.train_many(short, many, [runs[2]], val)
     regrouped += stacked.train_many(

@@ -5,7 +5,8 @@ leaves an accelerator idle (benchmarks/RESULTS.md, "Classifier runs stacked").
 Here the runs of an experiment (regimes, seeds, pools, the validation grid's
 points) that share an architecture and step count are trained together: the
 parameters, optimiser state, RNG and batches get a leading run axis ``R`` and
-one compiled step advances every run.
+one compiled step advances every run. On CPU, which one classifier keeps busy,
+the runs are trained one after another instead (``vectorized_runs``).
 
 Each run keeps what it has when trained alone by ``trainer.train_one``: its
 initial state (``trainer.seed_key``), its own batch stream (``trainer.BatchStream``,
@@ -56,6 +57,7 @@ class StackedPrograms:
   step: Any  # (state [R], batch [R, B, ...]) -> (state, metrics [R]), state donated
   predict: Any  # (params [R], images [B]) -> float32 probabilities [R, B, K] (replicated)
   keep: Any  # (best [R], params [R], improved bool [R]) -> params where improved, else best
+  single: trainer.Programs  # The same config's programs for one run (width 1).
 
 
 _STACKED: dict[tuple, StackedPrograms] = {}
@@ -69,10 +71,11 @@ def run_batch_sharding(mesh) -> NamedSharding:
 def vectorized_runs(config, mesh) -> int | None:
   """Runs computed side by side: ``classifier.vectorized_runs``; 0 = 1 on CPU, else all (None).
 
-  On XLA:CPU a vmapped convolution with per-run kernels becomes a grouped
-  convolution that took 2.3x the time per run of one run's (and a ``lax.map``
-  loop over runs 15x; benchmarks/RESULTS.md); on a GPU the side-by-side form is
-  what fills the device.
+  On XLA:CPU, which the classifier keeps busy alone, nothing beat the runs one
+  after another: a vmapped convolution with per-run kernels becomes a grouped
+  convolution (0.44x the runs per hour), a ``lax.map`` over runs was 15x slower
+  per step, and lanes of one vmapped run stepped in turn 0.82x
+  (benchmarks/RESULTS.md). On a GPU the side-by-side form is what fills the device.
   """
   width = config.classifier.vectorized_runs
   if width:
@@ -117,6 +120,7 @@ def _build(config, mesh) -> StackedPrograms:
       jax.vmap(predict_one, in_axes=(0, None)), in_shardings=(rep, data), out_shardings=rep
     ),
     keep=jax.jit(keep, out_shardings=rep),
+    single=trainer.make_programs(config, mesh),
   )
 
 
@@ -188,7 +192,8 @@ def train_many(
   """Trains ``runs`` together, each as ``trainer.train_one`` would.
 
   ``vectorized_runs`` of them at a time are one stacked (vmapped) state; all
-  advance in one host loop over the steps.
+  advance in one host loop over the steps. With ``vectorized_runs`` 1 (CPU's
+  default) each run is trained alone by ``trainer.train_one``, one after another.
 
   Args:
     config: reads classifier.{batch_size, num_steps, eval_every, task, vectorized_runs}.
@@ -204,6 +209,13 @@ def train_many(
   c, mesh = config.classifier, programs.mesh
   parallel.check_local_batch(c.batch_size, mesh)
   width = vectorized_runs(config, mesh) or len(runs)
+  if width == 1:  # CPU: one run after another is the fastest form (see vectorized_runs).
+    return [
+      trainer.train_one(
+        config, programs.single, r.training_set, validation, seed=r.seed, name=r.name, writer=writer
+      )
+      for r in runs
+    ]
   seeds = [r.seed for r in runs]
   lanes = [
     _Lane(programs, config, list(range(i, min(i + width, len(runs)))), seeds)

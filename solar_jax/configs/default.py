@@ -189,9 +189,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Runs of the experiment (regimes, seeds, pools, validation-grid points) trained as one
   # stacked program (classifier/stacked.py). Results do not depend on it; memory grows with it.
   classifier.stacked_runs = 16
-  # Runs of a stacked program computed side by side (jax.vmap); the rest are looped over
-  # inside the program (lax.map). 0 = auto: 1 on CPU (XLA:CPU runs the grouped convolutions
-  # of vmapped runs ~3x slower than one run's), every run of the program on GPU/TPU.
+  # Runs of a stacked group computed side by side (one jax.vmap state; the group's other
+  # runs are further such states); 1 = each run alone, one after another. 0 = auto: 1 on
+  # CPU (vmapped runs gave 0.44x the runs per hour there), the whole group on GPU/TPU.
   classifier.vectorized_runs = 0
   classifier.seeds = (0, 1, 2, 3, 4)  # Classifier seeds (paired across regimes).
   # The synthetic regimes must beat the classical fixes (weighted, focal, oversample,
