@@ -344,17 +344,21 @@ def test_an_error_page_saved_as_fits_is_removed_fails_the_fetch_and_is_fetched_a
   assert (tmp_path / "aia" / page).read_bytes().startswith(b"SIMPLE  =")
 
 
-@pytest.mark.parametrize(
-  "name, content, ok",
+@pytest.mark.parametrize(  # gzip with mtime=0: the test ids (the bytes) are the same in every
+  "name, content, ok",  # process, as pytest-xdist requires of its workers' collections.
   [
     ("a.fits", _FITS, True),
-    ("a.fits.gz", gzip.compress(_FITS), True),
-    ("a.fits", gzip.compress(_FITS), True),  # gzip data under a plain name: astropy reads it
+    ("a.fits.gz", gzip.compress(_FITS, mtime=0), True),
+    (
+      "a.fits",
+      gzip.compress(_FITS, mtime=0),
+      True,
+    ),  # gzip data under a plain name: astropy reads it
     ("a.nc", _NETCDF, True),
     ("a.nc", b"CDF\x02\x00\x00", True),
     ("a.nc", b"\x89HDF\r\n\x1a\n\x00\x00", True),  # netCDF-4
     ("a.fits", _HTML, False),
-    ("a.fits.gz", gzip.compress(_HTML), False),
+    ("a.fits.gz", gzip.compress(_HTML, mtime=0), False),
     ("a.fits.gz", _HTML, False),
     ("a.nc", _HTML, False),
     ("a.nc", _FITS, False),
