@@ -19,7 +19,14 @@ from typing import NamedTuple
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
-  os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+  _flags += " --xla_force_host_platform_device_count=8"
+# Cheaper XLA:CPU compiles (LLVM without its optimisation passes): compiling is most of
+# the suite's time; the two sides of every comparison a test makes run in the same
+# process or environment. The HLO passes, and which library runs the convolutions, are
+# unchanged. Measured in benchmarks/RESULTS.md ("Test suite time").
+if "xla_backend_optimization_level" not in _flags:
+  _flags += " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+os.environ["XLA_FLAGS"] = _flags.strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # One persistent compilation cache for the session's processes (xdist workers and the
@@ -28,7 +35,7 @@ os.environ.setdefault(
   "JAX_COMPILATION_CACHE_DIR",
   str(pathlib.Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax_compilation"),
 )
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
@@ -184,7 +191,7 @@ def _run_cli(*args) -> CliResult:
   return CliResult(code, out.getvalue(), err.getvalue())
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli():
   """``cli(*args) -> CliResult(returncode, stdout, stderr)``: the command line in-process.
 
@@ -192,3 +199,38 @@ def cli():
   process, import side effects, several processes.
   """
   return _run_cli
+
+
+# ------------------------------------------------------------ order ---
+
+
+# The longest modules, longest first (measured: benchmarks/RESULTS.md, "Test suite time").
+LONGEST_MODULES = (
+  "tests/test_multiprocess.py",
+  "tests/test_reliability.py",
+  "tests/test_reliability_run.py",
+  "tests/test_train.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+  """The longest modules first, then the others with tests marked slow, then the rest;
+  each module's tests stay together, in their order.
+
+  With ``-n 2 --dist loadfile --no-loadscope-reorder`` (pyproject.toml) a module runs on
+  one worker and the workers take modules in this order: the long ones start first and
+  the short ones fill in at the end, so both workers finish together.
+  """
+
+  def module(item):
+    return item.nodeid.split("::")[0]
+
+  slow = {module(item) for item in items if item.get_closest_marker("slow")}
+
+  def rank(item):
+    name = module(item)
+    if name in LONGEST_MODULES:
+      return LONGEST_MODULES.index(name)
+    return len(LONGEST_MODULES) + (name not in slow)
+
+  items.sort(key=rank)  # Stable: the order within a rank is kept.

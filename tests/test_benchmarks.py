@@ -22,6 +22,7 @@ import pytest
 from solar_jax.models import unet
 
 
+@pytest.mark.slow
 def test_accelerator_benchmark_runs_at_ci_sizes(repo_root, tmp_path):
   out = tmp_path / "accelerator.json"
   env = dict(

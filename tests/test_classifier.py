@@ -20,6 +20,7 @@ from solar_jax.classifier import stacked
 from solar_jax.classifier import trainer as ct
 from solar_jax.classifier import training_sets as cd
 from solar_jax.configs import tiny
+from solar_jax.ddpm import sample
 from solar_jax.diffusion import samplers
 from solar_jax.evaluation import features
 from solar_jax.models import classifier as classifier_lib
@@ -675,3 +676,28 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
     line = next(x for x in text.splitlines() if x.startswith(f"- {regime} − oversample: macro F1"))
     assert "the interval includes zero" in line or "the interval lies" in line
   assert metrics["regimes"]["real"]["scores"]["macro_f1"]["ci95"] is not None
+
+
+def test_truncated_pool_npz_is_a_cache_miss(tmp_path, monkeypatch):
+  from solar_jax.configs import tiny
+
+  config = tiny.get_config()
+  (tmp_path / "checkpoints" / "5").mkdir(parents=True)
+  path = cd.pool_set(config, tmp_path, 5, [1, 1, 0, 0, 0]) / "samples.npz"
+  path.parent.mkdir(parents=True)
+  good = tmp_path / "good.npz"
+  wd.write_npz(good, images=np.zeros((2, 32, 32, 1), np.float32), labels=np.array([0, 1]))
+  path.write_bytes(good.read_bytes()[:100])  # Damaged after it was complete (bit rot).
+  wd.write_json(path.parent / "COMPLETE", {"images": 2})
+  sampled = []
+
+  def generate(config, params, labels, **kwargs):
+    sampled.append(labels.tolist())
+    return np.full((len(labels), 32, 32, 1), -1.0, np.float32)
+
+  monkeypatch.setattr(sample, "generate", generate)
+  monkeypatch.setattr(cd.sample, "load_inference_params", lambda workdir, config, mesh: ({}, 5))
+  pool = cd.synthetic_pool(config, tmp_path, [1, 1, 0, 0, 0])
+  assert sampled == [[0, 1]] and pool["label"].tolist() == [0, 1]
+  assert wd.read_npz(path)["labels"].tolist() == [0, 1]  # Rewritten whole.
+  assert not [p for p in path.parent.iterdir() if ".tmp" in p.name]

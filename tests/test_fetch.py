@@ -344,8 +344,8 @@ def test_an_error_page_saved_as_fits_is_removed_fails_the_fetch_and_is_fetched_a
   assert (tmp_path / "aia" / page).read_bytes().startswith(b"SIMPLE  =")
 
 
-@pytest.mark.parametrize(
-  "name, content, ok",
+@pytest.mark.parametrize(  # gzip with mtime=0: the test ids (the bytes) are the same in every
+  "name, content, ok",  # process, as pytest-xdist requires of its workers' collections.
   [
     ("a.fits", _FITS, True),
     ("a.fits.gz", gzip.compress(_FITS, mtime=0), True),

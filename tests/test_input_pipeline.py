@@ -1,8 +1,11 @@
 """solar_jax.data.input_pipeline on a small built sdo_aia171 dataset (SIMULATED demo archive)."""
 
+import shutil
+
 import numpy as np
 import pytest
 
+from solar_jax import errors
 from solar_jax.configs import default
 from solar_jax.data import input_pipeline, resolve, scaling
 
@@ -243,3 +246,45 @@ def test_reports_on_a_simulated_dataset_open_with_the_simulated_line(
   text = report.render_report(config, tmp_path)
   assert text.splitlines()[0] == f"**{build_report.SIMULATED_LINE}**"
   assert "label `goes_class`, fold 0" in text and "true 1-8 Å flux" in text
+
+
+# ------------------------------------------------------- damaged shards ---
+
+
+def _copy(demo_tfds, tmp_path):
+  """A copy of the session's dataset to damage; its data config and first shard."""
+  data_dir = tmp_path / "tfds"
+  shutil.copytree(demo_tfds, data_dir)
+  config = default.get_config().data
+  config.data_dir = str(data_dir)
+  shards = sorted(data_dir.rglob("*-block*.tfrecord-*"))
+  return config, shards[0]
+
+
+def test_intact_shards_pass(demo_tfds, tmp_path):
+  config, _ = _copy(demo_tfds, tmp_path)
+  input_pipeline.verify_shards(config)
+
+
+def test_a_flipped_byte_names_the_shard_before_training(demo_tfds, tmp_path):
+  config, shard = _copy(demo_tfds, tmp_path)
+  data = bytearray(shard.read_bytes())
+  data[len(data) // 2] ^= 0xFF
+  shard.write_bytes(bytes(data))
+  with pytest.raises(errors.DamagedFileError, match=shard.name) as info:
+    input_pipeline.verify_shards(config)
+  block = shard.name.split("-")[1].split(".")[0]  # sdo_aia171-block7.tfrecord-... -> block7
+  assert "\n" not in str(info.value) and f"'{block}'" in str(info.value)
+
+
+def test_a_truncated_or_missing_shard_is_named(demo_tfds, tmp_path):
+  config, shard = _copy(demo_tfds, tmp_path)
+  intact = shard.read_bytes()
+  shard.write_bytes(intact[:-100])
+  with pytest.raises(errors.DamagedFileError, match="truncated"):
+    input_pipeline.verify_shards(config)
+  shard.write_bytes(intact)
+  other = next(p for p in sorted(shard.parent.glob("*-block*.tfrecord-*")) if p != shard)
+  other.unlink()
+  with pytest.raises(errors.DamagedFileError, match=f"{other.name}.*missing"):
+    input_pipeline.verify_shards(config)

@@ -154,6 +154,7 @@ def _files(root: pathlib.Path, under: str) -> dict:
   return out
 
 
+@pytest.mark.slow
 def test_two_processes_run_every_mode_as_one_does(repo_root, tmp_path, demo_tfds):
   data_dir = demo_tfds  # Fold 0: test = September, validation = April (conftest).
   port = _free_port()

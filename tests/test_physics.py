@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from solar_jax.data import scaling
 from solar_jax.metrics import physics
 
 
@@ -107,3 +108,32 @@ def test_physics_statistics_of_identical_sets():
   assert stats["limb_profile_mean_abs_log_ratio"] == 0.0
   assert stats["power_spectrum_mean_abs_log_ratio"] == 0.0
   np.testing.assert_array_equal(stats["histogram"]["real"], stats["histogram"]["fake"])
+
+
+def test_flare_physics_on_constructed_disks():
+  size, clip_min, clip_max = 32, 1.0, 3000.0
+  disk = physics.disk_mask((size, size))
+  quiet = np.where(disk, 100.0, 2.0)
+  flaring = quiet.copy()
+  flaring[15:17, 15:17] = 5000.0  # A 2x2 kernel, clipped by the transform.
+  images = np.stack([quiet] * 6 + [flaring] * 6)[..., None]
+  labels = np.array([0] * 6 + [1] * 6)
+  assert physics.peak_on_disk(images).tolist() == [100.0] * 6 + [5000.0] * 6
+  area = physics.kernel_area(images, 1500.0)
+  assert area[-1] == pytest.approx(4 / disk.sum()) and area[0] == 0.0
+  # A round trip through the intensity transform clips the kernel at clip_max.
+  round_trip = scaling.inverse(scaling.forward(images, clip_min, clip_max), clip_min, clip_max)
+  clipped = physics.clipped_fraction(round_trip[6:], clip_min, clip_max)
+  assert clipped["high"] == pytest.approx(4 / size**2)
+  out = physics.flare_physics_by_class(
+    images, labels, round_trip, labels, ("quiet", "flare"),
+    threshold=1500.0, clip_min=clip_min, clip_max=clip_max,
+  )  # fmt: skip
+  flare = out["per_class"]["flare"]
+  assert flare["peak_dns"]["median_real"] == 5000.0
+  assert flare["peak_dns"]["median_fake"] == pytest.approx(3000.0, rel=1e-4)
+  assert flare["peak_dns"]["ks_statistic"] == 1.0
+  assert flare["kernel_area"]["ks_statistic"] == 0.0
+  # Real pixels above clip_max count as clipped too (the transform clips them).
+  assert out["overall"]["clipped_real"]["high"] == pytest.approx(6 * 4 / (12 * size**2))
+  assert out["per_class"]["quiet"]["clipped_fake"]["high"] == 0.0

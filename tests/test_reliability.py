@@ -1,4 +1,5 @@
-"""Reliability end to end: SIGKILL, SIGTERM, corrupt checkpoints, two runs, NaN, input errors.
+"""Reliability end to end: SIGKILL, SIGTERM, corrupt checkpoints, two runs, a changed config,
+NaN, input errors.
 
 Training runs are subprocesses of the real command line (``tests/reliability_driver.py``
 is ``solar_jax.main`` with a deterministic synthetic stream in place of the TFDS
@@ -10,6 +11,7 @@ import os
 import pathlib
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,11 +20,13 @@ import time
 import jax
 import numpy as np
 import pytest
+import reliability_driver
 
 from solar_jax import checkpointing, errors, parallel
 from solar_jax import main as main_module
 from solar_jax.configs import tiny
-from solar_jax.ddpm import train_state
+from solar_jax.data import input_pipeline
+from solar_jax.ddpm import train, train_state
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DRIVER = REPO / "tests" / "reliability_driver.py"
@@ -44,14 +48,15 @@ TIMEOUT_S = 300
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env():
+  """The runs' environment: one CPU device, the session's XLA flags and compilation cache
+  (conftest), every program cached: no run compiles what an earlier one of any module did."""
   env = dict(os.environ)
   env.pop("SOLAR_JAX_TEST_HANG_IN_SAVE", None)
   env.update(
     PYTHONPATH=str(REPO),
     JAX_PLATFORMS="cpu",
-    XLA_FLAGS="--xla_force_host_platform_device_count=1",
-    JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax_cache")),
+    XLA_FLAGS=re.sub(r"device_count=\d+", "device_count=1", os.environ["XLA_FLAGS"]),
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
     TF_CPP_MIN_LOG_LEVEL="2",
@@ -144,13 +149,19 @@ def _assert_same_state(a, b):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(env, tmp_path_factory):
-  """Final train state of one run of the command from start to end."""
+def trained_run(env, tmp_path_factory):
+  """The workdir of one run of the command from start to end (copy it to change it)."""
   workdir = tmp_path_factory.mktemp("uninterrupted") / "run"
   result = _run(env, workdir)
   assert result.returncode == 0, result.stderr[-3000:]
   assert _steps(workdir) == [4, 6]
-  step, state = _state(workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(trained_run):
+  """Final train state of one run of the command from start to end."""
+  step, state = _state(trained_run)
   assert step == STEPS
   return state
 
@@ -254,6 +265,39 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good(env, tmp_
   assert step == bad - 1 and checkpointing.all_finite(state)
 
 
+@pytest.mark.slow
+def test_a_changed_model_config_leaves_the_checkpoints_intact(
+  cli, trained_run, tmp_path, monkeypatch
+):
+  workdir = tmp_path / "run"
+  shutil.copytree(trained_run, workdir, ignore=shutil.ignore_patterns(".lock"))
+  before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+  history = (workdir / "train_metrics.jsonl").read_text()
+  config_json = (workdir / "config.json").read_text()
+  # The command of the run in this process, with the driver's one substitution: the
+  # synthetic stream (never reached: the config is refused before the first step).
+  monkeypatch.setattr(train, "_train_iterator", reliability_driver.synthetic_batches)
+  monkeypatch.setattr(input_pipeline, "get_builder", lambda data_config: None)
+  monkeypatch.setattr(input_pipeline, "verify_shards", lambda *args, **kwargs: None)
+  result = cli(*TRAIN_FLAGS, f"--workdir={workdir}", "--config.model.base_channels=32")
+  assert result.returncode == 2
+  line = _error_line(result)
+  assert "model.base_channels=16 there, 32 here" in line
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before  # Nothing renamed.
+  assert (workdir / "train_metrics.jsonl").read_text() == history
+  assert (workdir / "config.json").read_text() == config_json
+  # Sampling with the classes in another order would relabel every image.
+  reordered = cli(
+    *TRAIN_FLAGS,
+    f"--workdir={workdir}",
+    "--mode=sample",
+    "--config.data.classes=('X','M','C','B','A')",
+  )
+  assert reordered.returncode == 2
+  assert "data.classes" in _error_line(reordered)
+  assert not (workdir / "samples").exists()
+
+
 def _missing_dataset(tmp_path):
   empty = tmp_path / "tfds"
   empty.mkdir()
@@ -341,3 +385,39 @@ def test_unexpected_errors_keep_their_traceback(tmp_path, monkeypatch):
     main_module.run_in_workdir(tiny.get_config(), str(tmp_path), "train", bug)
   assert errors.exit_code(info.value) is None
   assert errors.exit_code(ValueError("x")) is None
+
+
+# ------------------------------------------------------- a full disk ---
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+  """A 1.6 MB tmpfs: room for two checkpoints of the reliability model, not three."""
+  mount = tmp_path / "fs"
+  mount.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1600k", "tmpfs", str(mount)]).returncode:
+    pytest.skip("cannot mount a tmpfs here (needs root)")
+  try:
+    yield mount
+  finally:
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_save_is_exit_3_and_the_rerun_resumes(env, small_tmpfs):
+  workdir = small_tmpfs / "run"
+  result = _run(env, workdir)
+  assert result.returncode == 3, result.stderr[-3000:]
+  # One error line, the last: orbax's and asyncio's save threads may still log the
+  # ENOSPC with their own tracebacks before it (library threads, not ours).
+  lines = result.stderr.strip().splitlines()
+  assert [x for x in lines if x.startswith("error:")] == [lines[-1]]
+  line = lines[-1]
+  assert "No space left on device" in line and "run the same command again" in line
+  kept = _steps(workdir)  # The complete checkpoints before the disk filled.
+  assert kept and kept[-1] < STEPS
+  subprocess.run(["mount", "-o", "remount,size=16m", str(small_tmpfs)], check=True)
+  again = _run(env, workdir)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert _steps(workdir) == [4, 6]
+  assert f"Resumed from checkpoint at step {kept[-1]}" in again.stderr

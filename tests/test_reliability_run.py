@@ -11,6 +11,7 @@ import math
 import os
 import signal
 
+import conftest
 import ml_collections
 import pytest
 import test_reliability as rel
@@ -279,6 +280,7 @@ def _sample_key(**sampling):
   return wd.sample_key(config)
 
 
+@pytest.mark.slow
 def test_writes_replace_planted_links_and_never_write_through(trained):
   workdir, links, grid_dir = trained
   for link, target in links.items():
@@ -296,7 +298,8 @@ def _ckptsrc(fits_file) -> str:
     return hdul[0].header["CKPTSRC"]
 
 
-def test_a_non_ascii_workdir_samples_and_records_its_path(trained, env):
+@pytest.mark.slow
+def test_a_non_ascii_workdir_samples_and_records_its_path(cli, trained):
   import urllib.parse
 
   import sunpy.map
@@ -305,7 +308,9 @@ def test_a_non_ascii_workdir_samples_and_records_its_path(trained, env):
   at_end = sorted((grid_dir / "fits").glob("*.fits"))
   assert len(at_end) == 5  # End of --mode=train.
   assert urllib.parse.unquote(_ckptsrc(at_end[0])) == str(workdir)
-  result = rel._run(env, workdir, "--mode=sample", "--config.sampling.seed=3", module=True)
+  result = cli(
+    *rel.TRAIN_FLAGS, f"--workdir={workdir}", "--mode=sample", "--config.sampling.seed=3"
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   out = workdir / "samples" / f"{rel.STEPS}-{_sample_key(seed=3)}"
   files = sorted((out / "fits").glob("*.fits"))
@@ -319,6 +324,7 @@ def test_a_non_ascii_workdir_samples_and_records_its_path(trained, env):
 # ------------------------------------------- 6. half-written outputs ---
 
 
+@pytest.mark.slow
 def test_an_incomplete_sample_set_is_refused_by_evaluate(cli, trained, tmp_path):
   import shutil
 
@@ -343,13 +349,15 @@ def test_an_incomplete_sample_set_is_refused_by_evaluate(cli, trained, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def exported(trained, env):
-  workdir = trained[0]
-  result = rel._run(env, workdir, "--mode=export", module=True)
+def exported(cli, tiny_checkpoint):
+  """An export of the session's tiny checkpoint, by --mode=export (copy it to damage it)."""
+  result = cli(
+    f"--config={tiny_checkpoint / 'config.json'}", f"--workdir={tiny_checkpoint}", "--mode=export"
+  )
   assert result.returncode == 0, result.stderr[-3000:]
-  export = workdir / "export" / str(rel.STEPS)
+  export = tiny_checkpoint / "export" / str(conftest.TINY_CHECKPOINT_STEP)
   meta = json.loads((export / "export.json").read_text())
-  assert meta["files"] and meta["step"] == rel.STEPS
+  assert meta["files"] and meta["step"] == conftest.TINY_CHECKPOINT_STEP
   return export
 
 
@@ -449,7 +457,7 @@ def test_an_export_from_before_a_model_field_loads_with_its_default(
   mesh = parallel.create_mesh(config.mesh)
   with jax.set_mesh(mesh):
     params, step = sample.load_inference_params(export, config, mesh=mesh)
-  assert step == rel.STEPS and jax.tree.leaves(params)
+  assert step == conftest.TINY_CHECKPOINT_STEP and jax.tree.leaves(params)
 
 
 # ------------------------------------------------ 9. bounds and endings ---
@@ -473,6 +481,7 @@ def test_sample_counts_beyond_memory_are_refused_before_allocation(cli, tmp_path
     solar_jax.generate(exported, classes="X", n=10**9)
 
 
+@pytest.mark.slow
 def test_sigint_saves_the_current_step_and_exits_like_a_preemption(env, tmp_path):
   workdir = tmp_path / "run"
   endless = ("--config.training.num_steps=100000", "--config.training.checkpoint_every=100000")
@@ -488,6 +497,7 @@ def test_sigint_saves_the_current_step_and_exits_like_a_preemption(env, tmp_path
   assert f"stopped at step {last} on an interrupt (SIGINT)" in text.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_on_a_fresh_run_names_no_step_none(env, tmp_path):
   workdir = tmp_path / "run"
   result = rel._run(

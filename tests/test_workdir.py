@@ -1,7 +1,13 @@
-"""The workdir contract's keys: a sample set's folder covers every setting that changes it."""
+"""The workdir contract: a sample set's folder covers every setting that changes it;
+damaged outputs are named; planted links are replaced, never written through."""
 
+import json
+import os
+
+import numpy as np
 import pytest
 
+from solar_jax import errors
 from solar_jax import workdir as wd
 from solar_jax.configs import tiny
 from solar_jax.diffusion import samplers
@@ -62,3 +68,38 @@ def test_sets_drawn_alike_share_a_folder():
   config.sampling.num_steps, config.sampling.eta = 7, 0.5
   assert wd.sample_key(config) == before
   assert wd.sample_key(config).startswith("ddpm-100-eta1-g")
+
+
+# ---------------------------------------------------- damaged outputs and links ---
+
+
+def test_truncated_samples_npz_is_an_error_naming_the_file(tmp_path):
+  path = wd.samples_dir(tmp_path, 7) / "samples.npz"
+  path.parent.mkdir(parents=True)
+  wd.write_npz(path, images=np.zeros((3, 8, 8, 1), np.float32))
+  path.write_bytes(path.read_bytes()[:-40])
+  with pytest.raises(errors.DamagedFileError, match=str(path)) as info:
+    wd.read_npz(path)
+  assert errors.exit_code(info.value) == 2
+
+
+def test_planted_links_are_never_written_through(tmp_path):
+  target = tmp_path / "precious.txt"
+  target.write_text("keep me")
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / ".lock").symlink_to(target)
+  with pytest.raises(errors.WorkdirError, match="symbolic link"):
+    with wd.Lock(run):
+      pass
+  (run / ".lock").unlink()
+  (run / "config.json").symlink_to(target)
+  wd.write_text(wd.config_path(run), '{"seed": 0}')
+  assert target.read_text() == "keep me"
+  assert not (run / "config.json").is_symlink()
+  assert json.loads((run / "config.json").read_text()) == {"seed": 0}
+  # A planted temporary name is removed, not followed.
+  tmp_link = run / f"out.json.tmp{os.getpid()}"
+  tmp_link.symlink_to(target)
+  wd.write_json(run / "out.json", [1])
+  assert target.read_text() == "keep me"
