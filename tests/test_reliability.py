@@ -25,7 +25,7 @@ import reliability_driver
 from solar_jax import checkpointing, errors, parallel
 from solar_jax import main as main_module
 from solar_jax.configs import tiny
-from solar_jax.data import input_pipeline
+from solar_jax.data import input_pipeline, resolve
 from solar_jax.ddpm import train, train_state
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -279,6 +279,7 @@ def test_a_changed_model_config_leaves_the_checkpoints_intact(
   monkeypatch.setattr(train, "_train_iterator", reliability_driver.synthetic_batches)
   monkeypatch.setattr(input_pipeline, "get_builder", lambda data_config: None)
   monkeypatch.setattr(input_pipeline, "verify_shards", lambda *args, **kwargs: None)
+  monkeypatch.setattr(resolve, "resolve_data", lambda config: None)  # No dataset here.
   result = cli(*TRAIN_FLAGS, f"--workdir={workdir}", "--config.model.base_channels=32")
   assert result.returncode == 2
   line = _error_line(result)
