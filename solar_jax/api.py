@@ -153,7 +153,7 @@ def generate(
   ):
     if value is not None:
       s[field] = value
-  checks.validate(config, num_devices=jax.device_count())
+  checks.validate(config, num_devices=jax.device_count(), num_processes=jax.process_count())
   per_class = sample.sample_counts(config, _counts(classes, n, config.data.classes))
   labels = np.repeat(np.arange(len(per_class), dtype=np.int32), per_class)
   mesh = parallel.create_mesh(config.mesh)

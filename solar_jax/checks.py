@@ -143,14 +143,14 @@ def _validate_experiment(classifier) -> None:
       raise ConfigError(f"classifier.{field}={values} needs distinct values >= 0.")
 
 
-def _validate_mesh(config, num_devices: int | None) -> None:
+def _validate_mesh(config, num_devices: int | None, num_processes: int) -> None:
   training, sampling, classifier = config.training, config.sampling, config.classifier
   _choice(config.mesh.distributed, "mesh.distributed", parallel.DISTRIBUTED)
   for field in ("coordinator_address", "num_processes", "process_id"):
     if config.mesh[field] is not None:
       configuration.distributed_value(field, config.mesh[field])
   if num_devices is not None:
-    data_axis, fsdp = configuration.mesh_shape(config.mesh, num_devices)
+    data_axis, fsdp = configuration.mesh_shape(config.mesh, num_devices, num_processes)
     shards = data_axis * fsdp  # The batch is split over both axes.
     for field, value in (
       ("training.batch_size", training.batch_size),
@@ -164,13 +164,16 @@ def _validate_mesh(config, num_devices: int | None) -> None:
         )
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
+def validate(
+  config: ml_collections.ConfigDict, num_devices: int | None = None, num_processes: int = 1
+) -> None:
   """Raises ConfigError naming the first impossible field.
 
   Args:
     config: the resolved config.
     num_devices: global device count; when given, batch sizes are checked
       against the data-parallel mesh axis.
+    num_processes: the process count (several use every device).
   """
   configuration.check_ranges(config)  # Each numeric field on its own, then fields together.
   _validate_data(config.data)
@@ -178,4 +181,4 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
   _validate_diffusion_and_training(config.diffusion, config.training)
   _validate_sampling(config)
   _validate_evaluation_and_classifier(config.evaluation, config.classifier)
-  _validate_mesh(config, num_devices)
+  _validate_mesh(config, num_devices, num_processes)

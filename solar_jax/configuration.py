@@ -191,18 +191,26 @@ def _show(value) -> str:
   return repr(tuple(value) if isinstance(value, list) else value)
 
 
-def mesh_shape(mesh_config, num_devices: int) -> tuple[int, int]:
-  """Returns the (data, fsdp) mesh shape for ``num_devices`` devices."""
+def mesh_shape(mesh_config, num_devices: int, num_processes: int = 1) -> tuple[int, int]:
+  """Returns the (data, fsdp) mesh shape on ``num_devices`` devices.
+
+  ``mesh.data=-1`` takes every device. One process may run on fewer devices than it
+  has (``mesh.data=1`` on an 8-GPU node: the first device); several processes use
+  every device, since each feeds its own devices' share of the batch.
+  """
   fsdp = mesh_config.fsdp
   if fsdp < 1 or num_devices % fsdp:
     raise ConfigError(
       f"mesh.fsdp={fsdp} must be a positive divisor of the device count ({num_devices})."
     )
   data = mesh_config.data if mesh_config.data != -1 else num_devices // fsdp
-  if data < 1 or data * fsdp != num_devices:
+  used = data * fsdp
+  if data < 1 or used > num_devices or (num_processes > 1 and used != num_devices):
+    need = "equal" if num_processes > 1 else "be at most"
     raise ConfigError(
-      f"mesh.data={mesh_config.data} times mesh.fsdp={fsdp} must equal the device count "
-      f"({num_devices}); use mesh.data=-1 to take all devices."
+      f"mesh.data={mesh_config.data} times mesh.fsdp={fsdp} must {need} the device count "
+      f"({num_devices}{f' over {num_processes} processes' if num_processes > 1 else ''}); "
+      "use mesh.data=-1 to take all devices."
     )
   return data, fsdp
 

@@ -90,7 +90,7 @@ def main(argv):
   xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
   try:
     parallel.initialize(config)  # jax.distributed (when asked), then the config's values.
-    checks.validate(config, num_devices=jax.device_count())
+    checks.validate(config, num_devices=jax.device_count(), num_processes=jax.process_count())
   except errors.ConfigError as e:
     cli.fail(e)
   logging.info(

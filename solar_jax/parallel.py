@@ -133,9 +133,17 @@ def initialize(config: ml_collections.ConfigDict) -> None:
 
 
 def create_mesh(mesh_config: ml_collections.ConfigDict, devices=None) -> Mesh:
-  """Builds the ('data', 'fsdp') mesh over ``devices`` (default: all devices)."""
+  """Builds the ('data', 'fsdp') mesh over ``devices`` (default: all devices).
+
+  With ``mesh.data`` x ``mesh.fsdp`` below the device count (one process only), the
+  mesh takes the first devices of the list.
+  """
   devices = list(jax.devices() if devices is None else devices)
-  shape = configuration.mesh_shape(mesh_config, len(devices))
+  shape = configuration.mesh_shape(mesh_config, len(devices), jax.process_count())
+  used = shape[0] * shape[1]
+  if used < len(devices):
+    logging.log_first_n(logging.INFO, "The mesh uses %d of %d devices.", 1, used, len(devices))
+  devices = devices[:used]
   return jax.make_mesh(shape, BATCH_AXES, axis_types=(AxisType.Auto,) * 2, devices=devices)
 
 

@@ -80,7 +80,7 @@ def config_for(spec):
   config.model.attention_resolutions = (8,)
   config.model.num_groups = 4
   config.classifier.stage_sizes = (1,)
-  config.mesh.fsdp = 2
+  config.mesh.data, config.mesh.fsdp = -1, 2  # Every device of both processes.
   config.training.num_steps = 6
   config.training.sample_every = 0
   config.training.num_sample_images = 0

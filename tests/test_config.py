@@ -3,9 +3,10 @@
 import importlib
 import json
 
+import jax
 import pytest
 
-from solar_jax import checks, configuration
+from solar_jax import checks, configuration, parallel
 from solar_jax.models import classifier as classifier_lib
 
 CONFIG_NAMES = ["default", "tiny", "quickstart", "aia171_64", "aia171_128", "aia171_256"]
@@ -66,6 +67,7 @@ def test_configs_only_override_declared_fields(name):
 )
 def test_impossible_values_name_the_field(field, value, words):
   config = _config("tiny")
+  config.mesh.data = -1  # Every one of the 8 devices: the batch checks apply.
   section, key = field.split(".")
   config[section][key] = value
   with pytest.raises(configuration.ConfigError) as info:
@@ -86,6 +88,7 @@ def test_east_west_flips_are_refused_for_forecasting():
 
 def test_batch_divisibility_follows_device_count():
   config = _config("tiny")
+  config.mesh.data = -1  # Every device (tiny runs on one).
   config.training.batch_size = 12
   checks.validate(config, num_devices=4)  # 12 = 3 x 4: fine.
   checks.validate(config, num_devices=1)
@@ -94,13 +97,26 @@ def test_batch_divisibility_follows_device_count():
 
 
 def test_mesh_shape():
-  config = _config("tiny")
+  config = _config("default")  # mesh.data=-1: every device.
   assert configuration.mesh_shape(config.mesh, 8) == (8, 1)
   config.mesh.fsdp = 2
   assert configuration.mesh_shape(config.mesh, 8) == (4, 2)
-  config.mesh.data = 2
-  with pytest.raises(configuration.ConfigError, match="mesh.data=2"):
+  config.mesh.data = 2  # One process may use the first 4 of its 8 devices ...
+  assert configuration.mesh_shape(config.mesh, 8) == (2, 2)
+  with pytest.raises(configuration.ConfigError, match=r"mesh.data=2 .* must equal .* 2 processes"):
+    configuration.mesh_shape(config.mesh, 8, num_processes=2)  # ... several use every device.
+  config.mesh.data = 8
+  with pytest.raises(configuration.ConfigError, match=r"mesh.data=8 .* at most the device count"):
     configuration.mesh_shape(config.mesh, 8)
+
+
+def test_a_smaller_mesh_takes_the_first_devices():
+  config = _config("tiny")
+  for data, fsdp in ((1, 1), (2, 2), (3, 1)):
+    config.mesh.data, config.mesh.fsdp = data, fsdp
+    mesh = parallel.create_mesh(config.mesh)
+    assert dict(mesh.shape) == {"data": data, "fsdp": fsdp}
+    assert list(mesh.devices.flat) == jax.devices()[: data * fsdp]
 
 
 def test_locked_config_rejects_unknown_key():

@@ -62,4 +62,8 @@ def get_config():
   config.classifier.bootstrap_samples = 200
 
   config.logging.progress = False
+  # One device: the tests' 8 fake CPU devices on 2 cores cost ~1.5x more per step than
+  # one (benchmarks/RESULTS.md, "Test suite time"); the tests of 1 vs 8 devices set
+  # their meshes. --config.mesh.data=-1 takes every device.
+  config.mesh.data = 1
   return config

@@ -370,15 +370,45 @@ def _train(config, workdir, preemption, batches_fn):
     return state
 
 
+class _LogLines:
+  """What the loop writes when TensorBoard is off: one log line per logged step, as clu's
+  LoggingWriter writes it, without importing clu.metric_writers (which imports TensorFlow,
+  ~4 s, in every run that never writes a summary)."""
+
+  def __init__(self, enabled: bool):
+    self.enabled = enabled
+
+  def write_scalars(self, step: int, scalars) -> None:
+    if self.enabled:
+      values = (
+        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(scalars.items())
+      )
+      logging.info("[%d] %s", step, ", ".join(values))
+
+  def write_hparams(self, hparams) -> None:
+    if self.enabled:
+      logging.info("[Hyperparameters] %s", hparams)
+
+  def write_images(self, step: int, images) -> None:
+    pass  # The grid is a PNG in the workdir already.
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
 def _metric_writer(config, workdir, main: bool):
   """TensorBoard (process 0, when enabled) and log lines, unless a progress bar shows the
   loss: metric lines printed under a bar break it; train_metrics.jsonl keeps every value."""
-  from clu import metric_writers  # Imports TensorFlow (~4 s): only when a run starts.
+  log_lines = not (main and config.logging.progress)
+  if not (main and config.logging.tensorboard):
+    return _LogLines(log_lines)
+  from clu import metric_writers  # Imports TensorFlow (~4 s): only when summaries are written.
 
-  writers = []
-  if main and config.logging.tensorboard:
-    writers.append(metric_writers.SummaryWriter(os.fspath(workdir)))
-  if not (main and config.logging.progress):
+  writers = [metric_writers.SummaryWriter(os.fspath(workdir))]
+  if log_lines:
     writers.append(metric_writers.LoggingWriter())
   return metric_writers.MultiWriter(writers)
 
