@@ -32,10 +32,13 @@ def all_finite(tree) -> bool:
   ]
   if not leaves:
     return True
-  flags = jax.jit(
-    lambda xs: jax.numpy.all(jax.numpy.stack([jax.numpy.isfinite(x).all() for x in xs]))
-  )(leaves)
-  return bool(flags)
+  return bool(_all_finite_leaves(leaves))
+
+
+@jax.jit
+def _all_finite_leaves(leaves):
+  # At module level: compiled once per tree structure and sharding, not at every save.
+  return jax.numpy.all(jax.numpy.stack([jax.numpy.isfinite(x).all() for x in leaves]))
 
 
 # The config fields that give a DDPM checkpoint's parameters their meaning: their shapes
