@@ -24,6 +24,7 @@ def test_impossible_value_fails_before_compiling(cli, tmp_path):
     "--config=tiny",
     f"--workdir={tmp_path}",
     "--config.training.batch_size=12",
+    "--config.mesh.data=-1",  # All 8 devices: 12 is not divisible by them.
     "--mode=train",
   )
   assert result.returncode == 2
