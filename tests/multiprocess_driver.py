@@ -82,6 +82,7 @@ def config_for(spec):
   config.classifier.stage_sizes = (1,)
   config.mesh.data, config.mesh.fsdp = -1, 2  # Every device of both processes.
   config.training.num_steps = 6
+  config.training.checkpoint_every = 6  # Saves at the preemption and at the end: orbax's are slow.
   config.training.sample_every = 0
   config.training.num_sample_images = 0
   config.sampling.num_steps = 2
