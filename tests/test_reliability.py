@@ -1,10 +1,12 @@
 """Reliability end to end: SIGKILL, SIGTERM, corrupt checkpoints, two runs, a changed config,
 NaN, input errors.
 
-Training runs are subprocesses of the real command line (``tests/reliability_driver.py``
-is ``solar_jax.main`` with a deterministic synthetic stream in place of the TFDS
-dataset) on one CPU device; they share a persistent compilation cache so that a
-restart does not compile again. Error cases run the command line in-process (``cli``).
+Runs that are killed, stopped or interrupted are subprocesses of the real command line
+(``tests/reliability_driver.py`` is ``solar_jax.main`` with a deterministic synthetic
+stream in place of the TFDS dataset) on one CPU device; they share a persistent
+compilation cache so that a restart does not compile again. The uninterrupted reference
+and the runs that end on their own (errors, NaN) run the same command in-process (``cli``,
+with the driver's substitutions), on one device as well (tiny's mesh).
 """
 
 import os
@@ -148,11 +150,23 @@ def _assert_same_state(a, b):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
 
 
+def _run_here(cli, workdir, *flags):
+  """The driver's command run in this process (``cli``), with the driver's substitutions:
+  the same program on one device (tiny's mesh), without a new interpreter."""
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(train, "_train_iterator", reliability_driver.synthetic_batches)
+    patch.setattr(input_pipeline, "get_builder", lambda data_config: None)
+    patch.setattr(input_pipeline, "verify_shards", lambda *args, **kwargs: None)
+    patch.setattr(resolve, "resolve_data", lambda config: None)
+    return cli(*TRAIN_FLAGS, *flags, f"--workdir={workdir}")
+
+
 @pytest.fixture(scope="module")
-def trained_run(env, tmp_path_factory):
-  """The workdir of one run of the command from start to end (copy it to change it)."""
+def trained_run(cli, tmp_path_factory):
+  """The workdir of one run of the command from start to end (copy it to change it); run
+  in this process: the runs it is compared with are interrupted subprocesses."""
   workdir = tmp_path_factory.mktemp("uninterrupted") / "run"
-  result = _run(env, workdir)
+  result = _run_here(cli, workdir)
   assert result.returncode == 0, result.stderr[-3000:]
   assert _steps(workdir) == [4, 6]
   return workdir
@@ -246,10 +260,10 @@ def test_second_run_refuses_and_sigterm_saves_the_current_step(env, tmp_path):
 
 
 @pytest.mark.slow
-def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good(env, tmp_path):
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good(cli, tmp_path):
   workdir = tmp_path / "run"
-  result = _run(
-    env,
+  result = _run_here(
+    cli,
     workdir,
     "--config.training.learning_rate=1e30",
     "--config.training.warmup_steps=0",
@@ -266,21 +280,15 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good(env, tmp_
 
 
 @pytest.mark.slow
-def test_a_changed_model_config_leaves_the_checkpoints_intact(
-  cli, trained_run, tmp_path, monkeypatch
-):
+def test_a_changed_model_config_leaves_the_checkpoints_intact(cli, trained_run, tmp_path):
   workdir = tmp_path / "run"
   shutil.copytree(trained_run, workdir, ignore=shutil.ignore_patterns(".lock"))
   before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
   history = (workdir / "train_metrics.jsonl").read_text()
   config_json = (workdir / "config.json").read_text()
-  # The command of the run in this process, with the driver's one substitution: the
-  # synthetic stream (never reached: the config is refused before the first step).
-  monkeypatch.setattr(train, "_train_iterator", reliability_driver.synthetic_batches)
-  monkeypatch.setattr(input_pipeline, "get_builder", lambda data_config: None)
-  monkeypatch.setattr(input_pipeline, "verify_shards", lambda *args, **kwargs: None)
-  monkeypatch.setattr(resolve, "resolve_data", lambda config: None)  # No dataset here.
-  result = cli(*TRAIN_FLAGS, f"--workdir={workdir}", "--config.model.base_channels=32")
+  # The command of the run in this process (the synthetic stream is never reached: the
+  # config is refused before the first step).
+  result = _run_here(cli, workdir, "--config.model.base_channels=32")
   assert result.returncode == 2
   line = _error_line(result)
   assert "model.base_channels=16 there, 32 here" in line

@@ -249,8 +249,8 @@ def _planted(outside, name):
 
 
 @pytest.fixture(scope="module")
-def trained(env, tmp_path_factory):
-  """A run trained to its end in ``.../wörk dir/run`` by the real command line, with links
+def trained(cli, tmp_path_factory):
+  """A run trained to its end in ``.../wörk dir/run`` by the command line (in this process), with links
   planted (before it started) where it writes its history, loss curve, grid and a FITS."""
   root = tmp_path_factory.mktemp("links")
   outside = root / "outside"
@@ -267,7 +267,7 @@ def trained(env, tmp_path_factory):
   }
   for link, target in links.items():
     link.symlink_to(target)
-  result = rel._run(env, workdir, "--config.training.num_sample_images=5")
+  result = rel._run_here(cli, workdir, "--config.training.num_sample_images=5")
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir, links, grid_dir
 
@@ -498,10 +498,10 @@ def test_sigint_saves_the_current_step_and_exits_like_a_preemption(env, tmp_path
 
 
 @pytest.mark.slow
-def test_a_non_finite_loss_on_a_fresh_run_names_no_step_none(env, tmp_path):
+def test_a_non_finite_loss_on_a_fresh_run_names_no_step_none(cli, tmp_path):
   workdir = tmp_path / "run"
-  result = rel._run(
-    env,
+  result = rel._run_here(
+    cli,
     workdir,
     "--config.training.learning_rate=1e30",
     "--config.training.warmup_steps=0",
