@@ -237,7 +237,7 @@ def _config(args):
   if args.tiny:  # CI sizes: compiling is most of the cost on CPU.
     config.data.image_size = 16
     config.model.base_channels = 8
-    config.model.attention_resolutions = (8,)
+    config.model.channel_mult, config.model.attention_resolutions = (1,), ()
     config.model.num_groups = 4
     config.sampling.num_steps = 2
   return config
