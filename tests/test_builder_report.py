@@ -117,6 +117,7 @@ def test_report_gives_every_fold_with_events_embargo_and_ar_overlap(clean_build)
   assert set(report["folds"]["0"]["ar_overlap"]) == {"test_events_with_ar", "in_train", "share"}
 
 
+@pytest.mark.slow
 def test_beam_direct_runner_gives_the_same_dataset_and_report(clean_build, manual_dir, tmp_path):
   beam_build = build(manual_dir, tmp_path, beam=True)
   a, b = examples_by_source(clean_build), examples_by_source(beam_build)

@@ -268,6 +268,7 @@ def _short(**classifier):
   return _config(num_steps=20, eval_every=5, **classifier)
 
 
+@pytest.mark.slow
 def test_stacked_runs_equal_runs_alone_however_grouped(one_device_mesh):
   config = _config()
   mesh = one_device_mesh
@@ -338,6 +339,7 @@ def test_group_runs_keeps_order_and_bounds_the_size():
 REGIMES5 = ("real", "weighted", "oversample", "real_synthetic", "synthetic_only")
 
 
+@pytest.mark.slow
 def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_mesh, monkeypatch):
   config = _config(seeds=(0, 1), regimes=REGIMES5)
   splits = {
@@ -584,6 +586,7 @@ def test_forecast_tasks_read_the_next_24h_label(monkeypatch):
   assert calls[0] == ("train", {})
 
 
+@pytest.mark.slow
 def test_experiment_chooses_on_validation_and_reads_test_once(
   tmp_path, one_device_mesh, monkeypatch
 ):

@@ -119,6 +119,7 @@ def test_both_converge_to_the_mixture(name, sampler):
   assert max(errs[2].values()) < tol, errs[2]
 
 
+@pytest.mark.slow
 def test_one_and_two_steps_are_ddim():
   """With S <= 2 there is no multistep correction (the first and last steps are first order)."""
   labels = np.full(256, NULL, np.int32)
@@ -268,6 +269,7 @@ NARROW = am.narrow_modes()
 
 @pytest.mark.parametrize("name", ["linear", "cosine"])
 @pytest.mark.parametrize("sampler", list(samplers.SAMPLERS))
+@pytest.mark.slow
 def test_each_recipe_reproduces_the_mixture(name, sampler):
   recipe = samplers.SAMPLERS[sampler]
   schedule = _schedule(name)

@@ -100,6 +100,7 @@ def _brightness_classifier(config, data):
   return (lambda images_model: np.digitize(median(images_model), edges)), info
 
 
+@pytest.mark.slow
 def test_floors_memorisation_and_consistency_end_to_end(tmp_path, config):
   # Real test, a disjoint real "validation" set and a training set all from one
   # distribution; the samples are copies of training images, labelled right.
@@ -163,6 +164,7 @@ def _write_samples(workdir, step, data, path=None, guidance=1.0):
   path.write_bytes(buffer.getvalue())
 
 
+@pytest.mark.slow
 def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   rng = np.random.default_rng(2)
   splits = {"test": _data(rng, 50), "validation": _data(rng, 40), "train": _data(rng, 60)}
@@ -207,6 +209,7 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   ]
 
 
+@pytest.mark.slow
 def test_run_also_scores_the_classifier_pool_when_drawn_otherwise(tmp_path, config, monkeypatch):
   rng = np.random.default_rng(3)
   splits = {"test": _data(rng, 50), "validation": _data(rng, 40), "train": _data(rng, 60)}

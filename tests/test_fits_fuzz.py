@@ -116,6 +116,7 @@ def test_header_mutations(deletions, changes):
   scale=st.sampled_from([1.0, 0.0, -1.0, 1e-300, 1e5, 1e30]),
   dtype=st.sampled_from(["float64", "float32", "int16", "int32", "uint8"]),
 )
+@pytest.mark.slow
 def test_data_mutations(positions, fill, scale, dtype):
   data, header, _ = real()
   data = data * scale
@@ -136,6 +137,7 @@ def test_data_mutations(positions, fill, scale, dtype):
   keep=st.one_of(st.none(), st.integers(0, 10**9)),
   header_only=st.booleans(),
 )
+@pytest.mark.slow
 def test_byte_mutations(flips, keep, header_only):
   _, header, raw = real()
   raw = bytearray(raw)

@@ -59,6 +59,7 @@ def test_incomplete_weights_are_rejected(tmp_path, random_arrays):
     inception.load_variables(path)
 
 
+@pytest.mark.slow
 def test_sharded_extraction_equals_single_device(weights_file):
   variables = inception.load_variables(weights_file)
   rng = np.random.default_rng(2)

@@ -25,6 +25,7 @@ def take(iterator, n):
   return [next(iterator) for _ in range(n)]
 
 
+@pytest.mark.slow
 def test_resume_equals_the_uninterrupted_stream(data_config):
   kw = dict(shuffle=True, seed=7, repeat=True, process_index=0, process_count=1)
   full = take(input_pipeline.make_for_train(data_config, "train", 5, **kw), 14)
@@ -184,6 +185,7 @@ def test_provenance_says_simulated(data_config):
   assert resolve.dataset_provenance(data_config)["simulated"] is True
 
 
+@pytest.mark.slow
 def test_one_pass_arrays_equal_the_training_stream(data_config):
   """make_for_inference's images are what make_for_train yields for the same frames."""
   kw = dict(shuffle=False, seed=0, repeat=False, process_index=0, process_count=1)

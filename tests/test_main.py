@@ -114,6 +114,7 @@ def test_evaluate_before_classify_is_one_line_exit_2(cli, tmp_path):
   assert not workdir.exists()
 
 
+@pytest.mark.slow
 def test_importing_the_package_leaves_xla_flags_alone(repo_root):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   code = "import os, solar_jax, solar_jax.main; print(os.environ.get('XLA_FLAGS'))"

@@ -385,6 +385,7 @@ def _other_model(export):
     (_other_model, "config.json is not the config the weights were exported with"),
   ],
 )
+@pytest.mark.slow
 def test_a_damaged_export_is_one_line_and_a_typed_error(cli, exported, tmp_path, damage, named):
   import shutil
 

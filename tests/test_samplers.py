@@ -151,6 +151,7 @@ def _run(
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine"])
+@pytest.mark.slow
 def test_timesteps_properties(name):
   abar = schedules.get_schedule(_diffusion(name)).alphas_cumprod
   for spacing in samplers.SPACINGS:
@@ -226,6 +227,7 @@ def test_ddim_few_steps_matches_exact_discretisation(gaussian, name, steps):
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine"])
+@pytest.mark.slow
 def test_full_step_samplers_reproduce_data_distribution(gaussian, name):
   labels = np.full(N, 2, np.int32)
   mu, sigma = gaussian["mus"][2], gaussian["sigma"]
@@ -298,6 +300,7 @@ def test_ddim_inversion_round_trip(gaussian):
   assert errors[1] < 5e-3 and errors[0] / errors[1] > 3.0
 
 
+@pytest.mark.slow
 def test_guidance_scales(gaussian):
   labels = np.full(N, 1, np.int32)
   null = np.full(N, NUM_CLASSES, np.int32)

@@ -31,6 +31,7 @@ def trained(tiny_checkpoint):
   return tiny_checkpoint
 
 
+@pytest.mark.slow
 def test_sampling_another_runs_checkpoint_writes_a_new_folder(trained, tmp_path):
   mine = tmp_path / "mine"
   legacy = pathlib.Path(
@@ -130,6 +131,7 @@ def test_the_reader_refuses_a_simulated_frame_unless_told(tmp_path):
   assert aia.read_frame(path, image_size=16).image.shape == (16, 16)
 
 
+@pytest.mark.slow
 def test_export_then_generate_in_python(trained):
   import sunpy.map
 

@@ -135,6 +135,7 @@ def test_sdoml_store_builds_the_same_records_as_the_fits_files(
   assert meta["simulated"] and report["simulated"]
 
 
+@pytest.mark.slow
 def test_beam_build_of_the_store_gives_the_same_records(sdoml_dir, sdoml_build, tmp_path):
   """The planned SDOML items (a FrameRef each) travel through Beam's pickling."""
   import apache_beam as beam  # lazy: only this test runs a pipeline

@@ -58,6 +58,7 @@ def _one_step(config, devices):
     return checkpointing.host_copy(state.params), jax.device_get(metrics)
 
 
+@pytest.mark.slow
 def test_one_step_same_on_1_and_8_devices():
   config = _config()
   params1, metrics1 = _one_step(_config(), jax.devices()[:1])
@@ -68,6 +69,7 @@ def test_one_step_same_on_1_and_8_devices():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted(tmp_path):
   config = _config(num_steps=4, checkpoint_every=2)
   full = train.run(config, tmp_path / "full", batches_fn=_batches(config))
@@ -84,6 +86,7 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
   assert steps == [2, 4]
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good(tmp_path):
   config = _config(
     num_steps=6, checkpoint_every=1, log_every=1, learning_rate=1e30, warmup_steps=0, grad_clip=0.0

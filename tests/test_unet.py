@@ -150,6 +150,7 @@ def test_bfloat16_compute_float32_output(tiny_model):
   assert 0 < rel < 0.05  # bf16 rounding, but the same function.
 
 
+@pytest.mark.slow
 def test_remat_same_output_and_gradients():
   # One level, five res blocks: gradient programs are slow to compile on CPU.
   config = tiny.get_config()
