@@ -22,7 +22,6 @@ Two figures, in any space (features, or pixels after the intensity transform):
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 
 from solar_jax.metrics import precision_recall, sample_size
 
@@ -66,6 +65,8 @@ def memorisation(
   closer = d_gen < d_held.min()
   null = 1.0 / (m + 1)
   count = int(closer.sum())
+  import scipy.stats  # ~0.6 s: only when the test runs.
+
   pvalue = float(scipy.stats.binomtest(count, len(g), null, alternative="greater").pvalue)
   ratio_gen, ratio_held = d_gen / scale, d_held / scale
   out.update(
