@@ -131,8 +131,8 @@ def test_tiny_run_lowers_the_loss_on_real_derived_frames(tmp_path):
   from solar_jax.diffusion import losses, schedules
   from solar_jax.models import unet
 
-  config = _config(levels=2, num_steps=40, warmup_steps=5, learning_rate=3e-3, checkpoint_every=40)
-  config.training.log_every = 20
+  config = _config(levels=2, num_steps=25, warmup_steps=5, learning_rate=3e-3, checkpoint_every=25)
+  config.training.log_every = 25
   images = _demo_images(tmp_path, config)
   b = config.training.batch_size
 

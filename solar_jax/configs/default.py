@@ -233,7 +233,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---------------------------------------------------------------- mesh ---
   mesh = config.mesh = ml_collections.ConfigDict()
-  mesh.data = -1  # Data-parallel axis size; -1 = all devices / fsdp.
+  # Data-parallel axis size; -1 = all devices / fsdp. One process may take fewer than it
+  # has (data x fsdp below the device count: the first devices); several use all.
+  mesh.data = -1
   mesh.fsdp = 1  # Parameter-sharding axis size.
   # Call jax.distributed.initialize(): 'auto' (when the environment names a
   # cluster), 'yes' or 'no'.
