@@ -3,10 +3,10 @@ NaN, input errors.
 
 Runs that are killed, stopped or interrupted are subprocesses of the real command line
 (``tests/reliability_driver.py`` is ``solar_jax.main`` with a deterministic synthetic
-stream in place of the TFDS dataset) on one CPU device; they share a persistent
-compilation cache so that a restart does not compile again. The uninterrupted reference
-and the runs that end on their own (errors, NaN) run the same command in-process (``cli``,
-with the driver's substitutions), on one device as well (tiny's mesh).
+stream in place of the TFDS dataset) on one CPU device (tiny's mesh); they share the
+session's persistent compilation cache so that a restart does not compile again. The
+uninterrupted reference and the runs that end on their own (errors, NaN) run the same
+command in-process (``cli``, with the driver's substitutions), on one device as well.
 """
 
 import os
@@ -23,6 +23,7 @@ import jax
 import numpy as np
 import pytest
 import reliability_driver
+from absl import logging as absl_logging
 
 from solar_jax import checkpointing, errors, parallel
 from solar_jax import main as main_module
@@ -33,11 +34,15 @@ from solar_jax.ddpm import train, train_state
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DRIVER = REPO / "tests" / "reliability_driver.py"
 STEPS = 6
-# Smaller than tiny: one resolution level, no attention, so a compile takes seconds.
+# Smaller than tiny: one resolution level, no attention but the middle block's, on 16²
+# images (synthetic: any side will do), so a compile takes seconds and a step ~50 ms (at
+# 32² the middle block attends over 1024 positions: ~0.6 s a step).
 MODEL = {"channel_mult": (1,), "attention_resolutions": ()}
+IMAGE_SIZE = 16
 # The same command for every run of a workdir: checkpoints at 2, 4, 6; the last 2 kept.
 TRAIN_FLAGS = (
   "--config=tiny",
+  f"--config.data.image_size={IMAGE_SIZE}",
   *(f"--config.model.{k}={v}" for k, v in MODEL.items()),
   f"--config.training.num_steps={STEPS}",
   "--config.training.checkpoint_every=2",
@@ -51,14 +56,15 @@ TIMEOUT_S = 300
 
 @pytest.fixture(scope="module")
 def env():
-  """The runs' environment: one CPU device, the session's XLA flags and compilation cache
-  (conftest), every program cached: no run compiles what an earlier one of any module did."""
+  """The runs' environment: the session's XLA flags (its fake device count too: tiny's mesh
+  takes the first device) and compilation cache (conftest), every program cached. JAX's
+  cache key holds the process's device topology, so with the same device count no run
+  compiles what an earlier one, or this process, did."""
   env = dict(os.environ)
   env.pop("SOLAR_JAX_TEST_HANG_IN_SAVE", None)
   env.update(
     PYTHONPATH=str(REPO),
     JAX_PLATFORMS="cpu",
-    XLA_FLAGS=re.sub(r"device_count=\d+", "device_count=1", os.environ["XLA_FLAGS"]),
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
     TF_CPP_MIN_LOG_LEVEL="2",
@@ -130,6 +136,7 @@ def _error_line(result) -> str:
 def _state(workdir, **training):
   """``(meta step, host copy of the train state)`` of the newest readable checkpoint."""
   config = tiny.get_config()
+  config.data.image_size = IMAGE_SIZE
   config.model.update(MODEL)
   config.training.update(training)
   config.mesh.data = 1
@@ -152,13 +159,29 @@ def _assert_same_state(a, b):
 
 def _run_here(cli, workdir, *flags):
   """The driver's command run in this process (``cli``), with the driver's substitutions:
-  the same program on one device (tiny's mesh), without a new interpreter."""
+  the same program on one device (tiny's mesh), without a new interpreter. As in a
+  subprocess's, ``stderr`` holds the run's absl log lines (info and up) before what the
+  command printed."""
+  logged = []
+
+  def recorder(level):
+    real = getattr(absl_logging, level)
+
+    def log(msg, *args, **kwargs):
+      logged.append(str(msg) % args if args else str(msg))
+      real(msg, *args, **kwargs)
+
+    return log
+
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(train, "_train_iterator", reliability_driver.synthetic_batches)
     patch.setattr(input_pipeline, "get_builder", lambda data_config: None)
     patch.setattr(input_pipeline, "verify_shards", lambda *args, **kwargs: None)
     patch.setattr(resolve, "resolve_data", lambda config: None)
-    return cli(*TRAIN_FLAGS, *flags, f"--workdir={workdir}")
+    for level in ("info", "warning", "error"):  # absl's level is the command's own flag.
+      patch.setattr(absl_logging, level, recorder(level))
+    result = cli(*TRAIN_FLAGS, *flags, f"--workdir={workdir}")
+  return result._replace(stderr="".join(f"{line}\n" for line in logged) + result.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +205,7 @@ def uninterrupted(trained_run):
 
 @pytest.mark.slow
 def test_killed_anywhere_or_corrupted_the_same_command_ends_as_uninterrupted(
-  env, uninterrupted, tmp_path
+  env, uninterrupted, cli, tmp_path
 ):
   workdir = tmp_path / "run"
   # 1. SIGKILL inside the save of checkpoint 6: its files are written, the commit is not.
@@ -208,17 +231,18 @@ def test_killed_anywhere_or_corrupted_the_same_command_ends_as_uninterrupted(
   proc = _start(env, workdir, log)
   # On resuming from 2 the rows after it go; then step 3 is done again.
   _wait_for(lambda: 3 <= len(_history(workdir)) < STEPS, proc, log)
-  time.sleep(random.Random(0).uniform(0.0, 2.0))
+  time.sleep(random.Random(0).uniform(0.0, 0.3))  # Steps take ~50 ms, a save ~1 s.
   proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  assert proc.wait() == -signal.SIGKILL, log.read_text()[-3000:]  # Killed before its end.
   text = log.read_text()
   assert re.search(r"checkpoint \S+/checkpoints/4 is unreadable", text), text[-3000:]
   assert "Resumed from checkpoint at step 2." in text
   assert (workdir / "checkpoints" / "4.unreadable").is_dir()  # Kept for inspection.
   resume_from = _steps(workdir)[-1]
 
-  # 4. Once more: it resumes from the last complete checkpoint and finishes.
-  result = _run(env, workdir)
+  # 4. Once more (a run that ends on its own: in this process): it resumes from the last
+  # complete checkpoint and finishes.
+  result = _run_here(cli, workdir)
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"Resumed from checkpoint at step {resume_from}." in result.stderr
   assert _steps(workdir) == [4, 6]
@@ -230,7 +254,7 @@ def test_killed_anywhere_or_corrupted_the_same_command_ends_as_uninterrupted(
 
 
 @pytest.mark.slow
-def test_second_run_refuses_and_sigterm_saves_the_current_step(env, tmp_path):
+def test_second_run_refuses_and_sigterm_saves_the_current_step(env, cli, tmp_path):
   workdir = tmp_path / "run"
   endless = ("--config.training.num_steps=100000", "--config.training.checkpoint_every=100000")
   log = tmp_path / "first.log"
@@ -240,7 +264,7 @@ def test_second_run_refuses_and_sigterm_saves_the_current_step(env, tmp_path):
 
   first.send_signal(signal.SIGSTOP)  # Still alive and holding the lock, but not using the CPU.
   try:
-    second = _run(env, workdir, *endless, "--config.seed=1")
+    second = _run_here(cli, workdir, *endless, "--config.seed=1")  # Refused: in this process.
   finally:
     first.send_signal(signal.SIGCONT)
   assert second.returncode == 2
@@ -413,7 +437,7 @@ def small_tmpfs(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_full_disk_during_a_save_is_exit_3_and_the_rerun_resumes(env, small_tmpfs):
+def test_a_full_disk_during_a_save_is_exit_3_and_the_rerun_resumes(env, cli, small_tmpfs):
   workdir = small_tmpfs / "run"
   result = _run(env, workdir)
   assert result.returncode == 3, result.stderr[-3000:]
@@ -426,7 +450,7 @@ def test_a_full_disk_during_a_save_is_exit_3_and_the_rerun_resumes(env, small_tm
   kept = _steps(workdir)  # The complete checkpoints before the disk filled.
   assert kept and kept[-1] < STEPS
   subprocess.run(["mount", "-o", "remount,size=16m", str(small_tmpfs)], check=True)
-  again = _run(env, workdir)
+  again = _run_here(cli, workdir)  # Ends on its own: in this process.
   assert again.returncode == 0, again.stderr[-3000:]
   assert _steps(workdir) == [4, 6]
   assert f"Resumed from checkpoint at step {kept[-1]}" in again.stderr
