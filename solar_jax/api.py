@@ -7,7 +7,7 @@ samples, and returns the images in DN/s with their labels, and sunpy maps on dem
   import solar_jax
   out = solar_jax.generate("runs/quickstart", classes="X", n=4, sampler="ddim", num_steps=25)
   out.images.shape        # (4, 64, 64) float32, DN/s
-  m = out.maps()[0]       # a sunpy AIAMap titled "SYNTHETIC 171.0 Angstrom ..."
+  m = out.maps()[0]       # a sunpy map titled "SYNTHETIC 171.0 Angstrom ..."
 
 Nothing is written; ``--mode=sample`` is the way to write npz, PNG and FITS files.
 """
@@ -51,12 +51,14 @@ class Samples:
   clip: tuple[float, float]
 
   def maps(self) -> list:
-    """One ``sunpy.map.Map`` (an AIAMap, DETECTOR = 'SYNTHETIC') per image.
+    """One ``sunpy.map.Map`` (a GenericMap, DETECTOR = 'SYNTHETIC') per image.
 
-    The header is the one ``--mode=sample`` writes into its FITS files; the colour
-    map is set to sdoaia171 (sunpy's default name from DETECTOR does not exist).
+    The header is the one ``--mode=sample`` writes into its FITS files; the plot settings
+    are those sunpy gives an AIA 171 Å map (the sdoaia171 colour map, an asinh stretch),
+    which it cannot give a file that is not an AIA observation (``sample.fits_header``).
     """
     import sunpy.map  # About 2 s to import: only when maps are asked for.
+    from astropy.visualization import AsinhStretch, ImageNormalize
 
     obs = sample.observer()
     out = []
@@ -74,6 +76,7 @@ class Samples:
       )
       m = sunpy.map.Map(np.asarray(image, np.float32), header)
       m.plot_settings["cmap"] = "sdoaia171"
+      m.plot_settings["norm"] = ImageNormalize(stretch=AsinhStretch(0.01), clip=False)
       out.append(m)
     return out
 

@@ -76,7 +76,7 @@ def fits_file(trained, tmp_path_factory):
   return config, sorted((out / "fits").iterdir())[-1], out
 
 
-def test_synthetic_fits_is_an_aia_map_titled_synthetic(fits_file, trained):
+def test_synthetic_fits_plot_in_plain_sunpy_with_no_arguments_titled_synthetic(fits_file, trained):
   import matplotlib
 
   matplotlib.use("Agg")
@@ -86,15 +86,43 @@ def test_synthetic_fits_is_an_aia_map_titled_synthetic(fits_file, trained):
   config, path, _ = fits_file
   assert path.name.startswith("synthetic_")
   m = sunpy.map.Map(str(path))
-  assert isinstance(m, sunpy.map.sources.AIAMap)
+  assert not isinstance(m, sunpy.map.sources.AIAMap)  # Whose colour map would not exist.
   assert "SYNTHETIC" in m.name and "SYNTHETIC" in m.latex_name
   assert m.meta["img_type"] == "SYNTHETIC" and m.meta["ckptsrc"] == str(trained)
   assert (m.meta["clipmin"], m.meta["clipmax"]) == (config.data.clip_min, config.data.clip_max)
+  assert m.cmap is not None and m.wavelength.to_value("angstrom") == 171
+  # A sunpy user's first gestures, with no arguments.
+  plt.close("all")
+  m.peek()
+  (figure,) = [plt.figure(n) for n in plt.get_fignums()]
+  assert any("SYNTHETIC" in axes.get_title() for axes in figure.axes)
   fig = plt.figure()
   axes = fig.add_subplot(projection=m)
-  m.plot(axes=axes, cmap="sdoaia171")  # What the FITS COMMENT tells a reader to pass.
+  m.plot(axes=axes)
   assert "SYNTHETIC" in axes.get_title()
-  plt.close(fig)
+  m.plot(axes=axes, cmap="sdoaia171")  # What the FITS COMMENT tells a reader to pass.
+  plt.close("all")
+
+
+def test_generated_maps_plot_in_the_aia_colours():
+  import sunpy.map
+
+  images = np.random.default_rng(0).lognormal(5.0, 1.0, (2, 32, 32)).astype(np.float32)
+  out = api.Samples(
+    images=images,
+    labels=np.array([0, 4]),
+    class_names=("A", "B", "C", "M", "X"),
+    step=3,
+    settings=dict(sampler="ddim", num_steps=5, eta=0.0, guidance_scale=1.0, seed=0),
+    source="runs/x",
+    clip=(1.0, 3000.0),
+  )
+  maps = out.maps()
+  assert [m.meta["goescls"] for m in maps] == ["A", "X"]
+  for m, image in zip(maps, images):
+    assert isinstance(m, sunpy.map.GenericMap) and "SYNTHETIC" in m.name
+    assert m.cmap.name == "sdoaia171"
+    np.testing.assert_array_equal(m.data, image)
 
 
 def test_the_dataset_reader_refuses_synthetic_frames_unless_told(fits_file):
@@ -133,7 +161,6 @@ def test_the_reader_refuses_a_simulated_frame_unless_told(tmp_path):
 
 @pytest.mark.slow
 def test_export_then_generate_in_python(trained):
-  import sunpy.map
 
   config = _config()
   out = export.run(config, trained)
@@ -147,7 +174,7 @@ def test_export_then_generate_in_python(trained):
   np.testing.assert_allclose(from_export.images, from_workdir.images, rtol=1e-5)
   assert from_export.images.min() >= config.data.clip_min * (1 - 1e-6)
   maps = from_export.maps()
-  assert isinstance(maps[0], sunpy.map.sources.AIAMap) and maps[0].name.startswith("SYNTHETIC")
+  assert maps[0].name.startswith("SYNTHETIC") and maps[0].cmap.name == "sdoaia171"
   # --mode=sample reads the export too.
   config.sampling.checkpoint = str(out)
   written = sample.run(config, epath.Path(trained) / "elsewhere")

@@ -7,8 +7,8 @@ workdir's, so runs with other settings never overwrite each other):
 * ``samples.npz``: images (float32 [N,H,W,C], DN/s), labels (int32 [N]),
   class_names, seed, guidance_scale, num_steps, eta, sampler, step.
 * ``grid.png``: up to 8 images per class in the sdoaia171 colour map.
-* ``fits/synthetic_<index>_<class>.fits``: one file per image that
-  ``sunpy.map.Map`` reads as an AIA 171 Å map (``AIAMap``) titled
+* ``fits/synthetic_<index>_<class>.fits``: one file per image that plain sunpy reads
+  and plots with no arguments (``sunpy.map.Map(f).peek()``), titled
   "SYNTHETIC 171.0 Angstrom ...".
 * ``COMPLETE``: written last (JSON: step, images per class, FITS files); a set
   without it was cut short, and the readers (``workdir.latest_samples``) refuse it.
@@ -25,10 +25,14 @@ header places a synthetic observer at Earth on a fixed date,
 ``HGLT_OBS`` are Earth's at that date, ``RSUN_OBS`` follows from them, and
 ``CDELT = RSUN_OBS / disk_radius_px`` makes the disk radius in pixels match
 the data. No reader can take the file for an observation: ``DETECTOR =
-'SYNTHETIC'`` (sunpy's map name and plot title start with it; its default colour
-map name then does not exist, so ``plot_settings['cmap']`` is set by
-``solar_jax.generate`` and the COMMENT says to pass ``cmap='sdoaia171'``),
-``IMG_TYPE = 'SYNTHETIC'``, ``SYNTHETIC = T``; the reader of the dataset
+'SYNTHETIC'`` (sunpy's map name and plot title start with it), ``INSTRUME =
+'SYNTHETIC AIA_3'``, ``IMG_TYPE = 'SYNTHETIC'``, ``SYNTHETIC = T``. sunpy reads an
+INSTRUME that starts with "AIA" as an ``AIAMap``, whose colour map is named from
+TELESCOP + DETECTOR + WAVELNTH ('sdosynthetic171', which does not exist: ``peek()``,
+``plot()`` and ``.cmap`` would raise); with this INSTRUME it is a ``GenericMap``, which
+plots with no arguments (grey, linear) under the SYNTHETIC title. No keyword gives both
+that title and the AIA colours by default, so the COMMENT says to pass
+``cmap='sdoaia171'``, and ``solar_jax.generate(...).maps()`` sets it. The reader of the dataset
 (``data.aia.read_frame``) refuses such files. ``CLIPMIN``/``CLIPMAX`` give the
 intensity range the model can produce (DN/s), ``MODELSTP``, ``CKPTSRC``,
 ``SAMPLER`` ... ``GUIDANCE``, ``SEED`` and ``GOESCLS`` how the image was made. Everything is a function of the config, the seed and
@@ -197,7 +201,7 @@ def fits_header(
   h = fits.Header()
   cards = [
     ("TELESCOP", "SDO/AIA", "synthetic: see SYNTHETIC"),
-    ("INSTRUME", "AIA_3", ""),
+    ("INSTRUME", "SYNTHETIC AIA_3", "not AIA_3: sunpy reads a GenericMap"),
     ("DETECTOR", "SYNTHETIC", "not an AIA detector: shown in every sunpy title"),
     ("IMG_TYPE", "SYNTHETIC", "diffusion-model sample (AIA: LIGHT/DARK)"),
     ("WAVELNTH", 171, "[angstrom]"),
@@ -252,7 +256,10 @@ def fits_header(
     "CKPTSRC: the checkpoint the model was read from (percent-encoded). CLIPMIN/CLIPMAX: "
     "DN/s range."
   )
-  h.add_comment("DETECTOR names no sunpy colour map: plot with cmap='sdoaia171'.")
+  h.add_comment(
+    "sunpy.map.Map reads this file as a GenericMap titled SYNTHETIC (grey); for the AIA "
+    "171 A colours plot with cmap='sdoaia171'."
+  )
   return h
 
 
