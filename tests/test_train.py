@@ -160,3 +160,14 @@ def test_tiny_run_lowers_the_loss_on_real_derived_frames(tmp_path):
   state = train.run(config, tmp_path / "run", batches_fn=batches_fn)
   after = loss(checkpointing.host_copy(state.params))
   assert after < 0.5 * before, (before, after)
+
+
+def test_sample_grid_shows_every_class_and_spreads_the_rest_evenly():
+  for num_classes in range(1, 7):
+    for n in range(1, 25):
+      counts = train.grid_counts(n, num_classes)
+      assert len(counts) == num_classes and counts.min() >= 1, (n, counts)
+      assert counts.sum() == max(n, num_classes), (n, counts)
+      assert counts.max() - counts.min() <= 1 and list(counts) == sorted(counts, reverse=True)
+  np.testing.assert_array_equal(train.grid_counts(4, 5), [1, 1, 1, 1, 1])  # tiny's 4: X too.
+  np.testing.assert_array_equal(train.grid_counts(12, 5), [3, 3, 2, 2, 2])

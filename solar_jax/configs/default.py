@@ -108,7 +108,7 @@ def get_config() -> ml_collections.ConfigDict:
   training.checkpoint_every = 5000
   training.keep_checkpoints = 3
   training.sample_every = 0  # Steps between sample grids; 0 = only at the end.
-  training.num_sample_images = 16  # Images in each periodic sample grid; 0 = none.
+  training.num_sample_images = 16  # Images in each periodic sample grid (>= 1 per class); 0 = none.
 
   # ------------------------------------------------------------ sampling ---
   sampling = config.sampling = ml_collections.ConfigDict()

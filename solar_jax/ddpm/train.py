@@ -190,11 +190,18 @@ def _train_iterator(config, start_step: int):
   )
 
 
+def grid_counts(num_images: int, num_classes: int) -> np.ndarray:
+  """Images per class in a periodic sample grid: ``num_images`` spread as evenly as the
+  classes allow, the first classes taking the remainder, and never fewer than one per
+  class (a grid that leaves out X, the class the model is for, would hide it)."""
+  counts = np.full(num_classes, max(1, num_images // num_classes))
+  if num_images > num_classes:
+    counts[: num_images % num_classes] += 1
+  return counts
+
+
 def _write_periodic_samples(config, workdir, state, step, mesh, writer):
-  n = config.training.num_sample_images
-  num_classes = len(config.data.classes)
-  counts = np.full(num_classes, n // num_classes)
-  counts[: n % num_classes] += 1
+  counts = grid_counts(config.training.num_sample_images, len(config.data.classes))
   out_dir = sample.sample_and_write(
     config, workdir, state.ema_params, step, mesh=mesh, counts=counts
   )
