@@ -1,9 +1,11 @@
 """Tiny configuration for tests: seconds per step on one CPU core.
 
 32² images read from the 64² builder config (block means of 2 x 2 stored pixels);
-any built sdo_aia171/64 dataset serves, e.g. the demo archive's:
+any built sdo_aia171/64 dataset serves, e.g. the demo archive's (60 frames over the
+default 12 months give fold 0 a train split with every class: A 5, B 8, C 8, M 8, X 9
+frames; 24 frames give M and X only):
 
-python -m solar_jax.data.demo --out runs/demo_manual --num_frames 24
+python -m solar_jax.data.demo --out runs/demo_manual --num_frames 60
 python -m tensorflow_datasets.scripts.cli.main build tfds_builders/sdo_aia171 --config=64 \
     --manual_dir=runs/demo_manual --data_dir=runs/tfds --noforce_checksums_validation
 python -m solar_jax.main --config=tiny --workdir=runs/tiny --mode=train \
