@@ -103,6 +103,24 @@ def test_class_counts_and_balancing(data_config):
   np.testing.assert_array_equal(balanced, counts * reps)
 
 
+def test_a_stream_without_some_class_warns_naming_it(data_config, caplog):
+  # The session's demo archive: fold 0's train split holds no A frame (conftest).
+  facts = input_pipeline.make_for_inference(data_config, "train", images=False)
+  counts = np.bincount(facts["label"], minlength=5)
+  absent = [c for c, n in zip(data_config.classes, counts) if n == 0]
+  assert absent  # What this test needs of the archive.
+  assert input_pipeline.missing_classes(data_config, facts["label"])[0] == absent
+  caplog.set_level("WARNING")
+  input_pipeline.make_for_train(data_config, "train", 4, shuffle=False, seed=0, repeat=False)
+  (line,) = [r.getMessage() for r in caplog.records if "has no frame of class" in r.getMessage()]
+  assert f"has no frame of class {', '.join(absent)} " in line and "'train' of fold 0" in line
+  for name, n in zip(data_config.classes, counts):
+    assert f"{name} {n}" in line
+  caplog.clear()
+  input_pipeline.make_for_train(data_config, "all", 4, shuffle=False, seed=0, repeat=False)
+  assert not [r for r in caplog.records if "has no frame of class" in r.getMessage()]
+
+
 def test_wrong_image_size_is_an_error_naming_the_field(data_config):
   data_config.image_size = 48  # Does not divide the stored 64.
   try:

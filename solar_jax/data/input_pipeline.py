@@ -341,6 +341,32 @@ def _finish(builder, data_config, transform: bool):
 # ---------------------------------------------------- the two ways in ---
 
 
+def missing_classes(data_config, labels: np.ndarray) -> tuple[list[str], dict[str, int]]:
+  """``(classes with no frame, {class: frames})`` of the kept ``labels`` (-1: not kept)."""
+  names = tuple(data_config.classes)
+  counts = np.bincount(labels[labels >= 0], minlength=len(names))[: len(names)]
+  return [n for n, c in zip(names, counts) if c == 0], dict(zip(names, map(int, counts)))
+
+
+def _warn_of_missing_classes(data_config, split: str, plan: _Plan) -> None:
+  """A warning when the stream holds no frame of some class: a model trained on it never
+  sees that class, and what it makes for that label comes from the label embedding alone."""
+  missing, counts = missing_classes(data_config, plan.labels)
+  if missing:
+    from absl import logging
+
+    logging.warning(
+      "Split %r of fold %d has no frame of class %s (frames per class: %s, label policy %r): "
+      "a model trained on it never sees %s; use more data or another data.fold.",
+      split,
+      data_config.fold,
+      ", ".join(missing),
+      ", ".join(f"{k} {v}" for k, v in counts.items()),
+      data_config.label,
+      "it" if len(missing) == 1 else "them",
+    )
+
+
 def make_for_train(
   data_config,
   split: str,
@@ -381,6 +407,7 @@ def make_for_train(
     raise ValueError(f"batch_size={batch_size} must be >= 1 and start_step={start_step} >= 0.")
   builder = get_builder(data_config)
   plan = _plan(builder, data_config, split, label)
+  _warn_of_missing_classes(data_config, split, plan)
   mine = _process_share(plan.keep, process_index, process_count)
   reps = np.ones(len(data_config.classes), np.int64)
   if data_config.class_balance:
