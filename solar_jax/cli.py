@@ -140,6 +140,57 @@ def fail(message, code: int = 2):
   sys.exit(code)
 
 
+def _field_paths(config, prefix: str = "") -> list[str]:
+  """Every field of ``config`` as a dotted path (sections too: ``training``, ``training.x``)."""
+  import ml_collections
+
+  out = []
+  for key in config.keys():
+    path = f"{prefix}{key}"
+    out.append(path)
+    value = config[key]
+    if isinstance(value, ml_collections.ConfigDict):
+      out.extend(_field_paths(value, path + "."))
+  return out
+
+
+def check_override_fields(config, argv: list[str]) -> None:
+  """Raises ConfigError naming the first ``--config.PATH`` override whose PATH is not a
+  field of ``config``, with the closest field's full path, before anything is parsed.
+
+  ml_collections' own message for it is a Python repr of a KeyError without the
+  section ('\\'num_step\\'\\nDid you mean "num_steps"...').
+  """
+  import difflib
+
+  import ml_collections
+
+  paths = None
+  for arg in argv[1:]:
+    if not arg.startswith("--config.") or arg == "--":
+      continue
+    path = arg[len("--config.") :].split("=", 1)[0]
+    node, known = config, True
+    for part in path.split("."):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        known = False
+        break
+      node = node[part]
+    if known:
+      continue
+    paths = paths if paths is not None else _field_paths(config)
+    close = difflib.get_close_matches(path, paths, n=1, cutoff=0.6)
+    if not close:  # A misspelt section: match on the field's own name.
+      leaf = path.rsplit(".", 1)[-1]
+      by_leaf = {q.rsplit(".", 1)[-1]: q for q in paths}
+      close = [by_leaf[m] for m in difflib.get_close_matches(leaf, list(by_leaf), n=1)]
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise errors.ConfigError(
+      f"--config.{path}: the config has no field {path}{hint} (every field is declared in "
+      "solar_jax/configs/default.py)."
+    )
+
+
 def override_error(error: Exception, argv: list[str]) -> str:
   """One line naming the --config override that does not fit the config."""
   key = str(error).strip("\"'")

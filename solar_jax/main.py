@@ -123,7 +123,9 @@ def parse_flags(argv: list[str]) -> list[str]:
   _CONFIG_SOURCE[0] = value
   FLAGS.unparse_flags()
   try:
-    cli.define_config_flag(FLAGS, cli.load_config(value), argv)
+    config = cli.load_config(value)
+    cli.check_override_fields(config, argv)
+    cli.define_config_flag(FLAGS, config, argv)
     return FLAGS(argv)
   except errors.ConfigError as e:
     cli.fail(e)

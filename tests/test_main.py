@@ -19,6 +19,28 @@ def test_unknown_config_key_is_named(cli, tmp_path):
   assert not (tmp_path / "config.json").exists()
 
 
+@pytest.mark.parametrize(
+  "override, named, closest",
+  [
+    ("training.num_step=3", "training.num_step", "training.num_steps"),
+    ("trainng.num_steps=3", "trainng.num_steps", "training.num_steps"),
+    ("sampling.guidence_scale=2", "sampling.guidence_scale", "sampling.guidance_scale"),
+    ("training.num_steps.x=3", "training.num_steps.x", None),
+  ],
+)
+def test_a_misspelt_field_names_its_path_and_the_closest_field(
+  cli, tmp_path, override, named, closest
+):
+  result = cli("--config=tiny", f"--workdir={tmp_path}", f"--config.{override}")
+  assert result.returncode == 2, result.stderr
+  (line,) = result.stderr.strip().splitlines()
+  assert line.startswith(f"error: --config.{named}: the config has no field {named}")
+  assert "\\n" not in line and "'" not in line  # No Python repr.
+  if closest:
+    assert f"did you mean {closest}?" in line
+  assert not (tmp_path / "config.json").exists()
+
+
 def test_impossible_value_fails_before_compiling(cli, tmp_path):
   result = cli(
     "--config=tiny",
