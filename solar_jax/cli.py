@@ -42,6 +42,8 @@ usage: python -m solar_jax.main --config=CONFIG --workdir=DIR [--mode=MODE]
               to repeat or continue that run exactly
   --workdir   the run directory (local path or gs://): checkpoints, samples, report
   --mode      one of the modes below (default: train)
+  --print_config  print the config the command would run with (JSON) and exit;
+              writes nothing, needs no --workdir
   --config.SECTION.FIELD=VALUE overrides one field of the config (every field is
               declared, with its meaning, in solar_jax/configs/default.py); ~ and $VARS
               expand in the path fields:

@@ -30,7 +30,12 @@ from solar_jax.data import resolve
 FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples, reports.")
 _MODE = flags.DEFINE_enum("mode", "train", pipeline.MODES, "What to run.")
-flags.mark_flags_as_required(["workdir"])
+_PRINT_CONFIG = flags.DEFINE_bool(
+  "print_config",
+  False,
+  "Print the config the command would run with (overrides, checks and data-dependent values "
+  "applied) as JSON and exit; nothing is written and --workdir is not needed.",
+)
 _CONFIG_SOURCE = [None]  # What --config named: a config.json is data (see main()).
 
 
@@ -76,7 +81,9 @@ def main(argv):
   if FLAGS.verbosity <= 0:  # --v=1 (or more) shows everything again.
     logging.get_absl_handler().addFilter(cli.LibraryInfoFilter())
   config, workdir, mode = FLAGS.config, _WORKDIR.value, _MODE.value
-  if not workdir.strip():
+  if workdir is None and not _PRINT_CONFIG.value:
+    cli.fail("--workdir is required: name the run directory (a local path or gs://).")
+  if workdir is not None and not workdir.strip():
     cli.fail("--workdir is empty: name the run directory (a local path or gs://).")
   # ~ and $VARS in the path fields (the shell does not expand ~ after '='); a stored
   # config.json is data: only the fields set on the command line are expanded.
@@ -85,7 +92,7 @@ def main(argv):
   configuration.expand_paths(
     config, [f for f in configuration.PATH_FIELDS if not stored or f in overrides]
   )
-  if "://" not in workdir:
+  if workdir is not None and "://" not in workdir:
     workdir = os.path.expanduser(workdir)  # As the path fields; $VARS were the shell's.
   xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
   try:
@@ -93,6 +100,9 @@ def main(argv):
     checks.validate(config, num_devices=jax.device_count(), num_processes=jax.process_count())
   except errors.ConfigError as e:
     cli.fail(e)
+  if _PRINT_CONFIG.value:
+    _print_config(config)
+    return
   logging.info(
     f"JAX {jax.__version__}: process {jax.process_index()} of {jax.process_count()}, "
     f"{jax.local_device_count()} local / {jax.device_count()} global {jax.default_backend()} devices"
@@ -111,6 +121,16 @@ def main(argv):
     if failure is not None:
       e = cli.environment_message(failure, workdir)
     cli.fail(e, code)
+
+
+def _print_config(config) -> None:
+  """The config as config.json would record it, on stdout; why a data-dependent value
+  could not be resolved (no dataset here) on stderr."""
+  try:
+    resolve.resolve_data(config)
+  except errors.UserError as e:
+    print(f"note: data-dependent values not resolved: {e}", file=sys.stderr, flush=True)
+  print(configuration.to_json(config), flush=True)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -41,6 +41,27 @@ def test_a_misspelt_field_names_its_path_and_the_closest_field(
   assert not (tmp_path / "config.json").exists()
 
 
+def test_print_config_shows_the_resolved_config_writes_nothing_and_round_trips(
+  cli, tmp_path, monkeypatch, demo_tfds
+):
+  monkeypatch.chdir(tmp_path)
+  flags = ("--print_config", f"--config.data.data_dir={demo_tfds}", "--config.training.num_steps=7")
+  result = cli("--config=tiny", *flags)
+  assert result.returncode == 0, result.stderr
+  printed = json.loads(result.stdout)
+  assert printed["training"]["num_steps"] == 7 and printed["data"]["data_dir"] == str(demo_tfds)
+  assert printed["provenance"]["simulated"] is True  # Read from the dataset: resolved.
+  assert list(tmp_path.iterdir()) == []  # No workdir, nothing written.
+  (tmp_path / "printed.json").write_text(result.stdout)
+  again = cli(f"--config={tmp_path / 'printed.json'}", "--print_config")
+  assert again.returncode == 0 and json.loads(again.stdout) == printed
+  # The checks still run: an impossible value is the usual one line, exit 2.
+  bad = cli(
+    "--config=tiny", "--print_config", "--config.training.batch_size=12", "--config.mesh.data=-1"
+  )
+  assert bad.returncode == 2 and bad.stderr.strip().startswith("error: training.batch_size=12")
+
+
 def test_impossible_value_fails_before_compiling(cli, tmp_path):
   result = cli(
     "--config=tiny",
