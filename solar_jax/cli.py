@@ -17,6 +17,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from solar_jax import configuration, errors, pipeline
+from solar_jax.data import resolve
 
 HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
 
@@ -132,6 +133,30 @@ def define_config_flag(flag_values, config, argv) -> None:
     lock_config=True,
     sys_argv=argv,
   )
+
+
+PRINT_CONFIG_HELP = (
+  "Print the config the command would run with (overrides, checks and data-dependent values "
+  "applied) as JSON and exit; nothing is written and --workdir is not needed."
+)
+
+
+def check_workdir_flag(workdir: str | None, *, needed: bool) -> None:
+  """One line, exit 2, when --workdir is missing (and needed) or empty."""
+  if workdir is None and needed:
+    fail("--workdir is required: name the run directory (a local path or gs://).")
+  if workdir is not None and not workdir.strip():
+    fail("--workdir is empty: name the run directory (a local path or gs://).")
+
+
+def print_config(config) -> None:
+  """``--print_config``: the config as config.json would record it, after the data-dependent
+  values are resolved, on stdout; why one could not be (no dataset here) on stderr."""
+  try:
+    resolve.resolve_data(config)
+  except errors.UserError as e:
+    print(f"note: data-dependent values not resolved: {e}", file=sys.stderr, flush=True)
+  print(configuration.to_json(config), flush=True)
 
 
 def fail(message, code: int = 2):

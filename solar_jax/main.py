@@ -15,27 +15,14 @@ from absl import app, flags, logging
 from etils import epath
 from ml_collections import config_flags
 
-from solar_jax import (
-  checks,
-  cli,
-  configuration,
-  errors,
-  parallel,
-  pipeline,
-  xla_flags,
-)
+from solar_jax import checks, cli, configuration, errors, parallel, pipeline, xla_flags
 from solar_jax import workdir as wd
 from solar_jax.data import resolve
 
 FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples, reports.")
 _MODE = flags.DEFINE_enum("mode", "train", pipeline.MODES, "What to run.")
-_PRINT_CONFIG = flags.DEFINE_bool(
-  "print_config",
-  False,
-  "Print the config the command would run with (overrides, checks and data-dependent values "
-  "applied) as JSON and exit; nothing is written and --workdir is not needed.",
-)
+_PRINT_CONFIG = flags.DEFINE_bool("print_config", False, cli.PRINT_CONFIG_HELP)
 _CONFIG_SOURCE = [None]  # What --config named: a config.json is data (see main()).
 
 
@@ -81,10 +68,7 @@ def main(argv):
   if FLAGS.verbosity <= 0:  # --v=1 (or more) shows everything again.
     logging.get_absl_handler().addFilter(cli.LibraryInfoFilter())
   config, workdir, mode = FLAGS.config, _WORKDIR.value, _MODE.value
-  if workdir is None and not _PRINT_CONFIG.value:
-    cli.fail("--workdir is required: name the run directory (a local path or gs://).")
-  if workdir is not None and not workdir.strip():
-    cli.fail("--workdir is empty: name the run directory (a local path or gs://).")
+  cli.check_workdir_flag(workdir, needed=not _PRINT_CONFIG.value)
   # ~ and $VARS in the path fields (the shell does not expand ~ after '='); a stored
   # config.json is data: only the fields set on the command line are expanded.
   stored = (_CONFIG_SOURCE[0] or "").lower().endswith(".json")
@@ -101,8 +85,7 @@ def main(argv):
   except errors.ConfigError as e:
     cli.fail(e)
   if _PRINT_CONFIG.value:
-    _print_config(config)
-    return
+    return cli.print_config(config)
   logging.info(
     f"JAX {jax.__version__}: process {jax.process_index()} of {jax.process_count()}, "
     f"{jax.local_device_count()} local / {jax.device_count()} global {jax.default_backend()} devices"
@@ -121,16 +104,6 @@ def main(argv):
     if failure is not None:
       e = cli.environment_message(failure, workdir)
     cli.fail(e, code)
-
-
-def _print_config(config) -> None:
-  """The config as config.json would record it, on stdout; why a data-dependent value
-  could not be resolved (no dataset here) on stderr."""
-  try:
-    resolve.resolve_data(config)
-  except errors.UserError as e:
-    print(f"note: data-dependent values not resolved: {e}", file=sys.stderr, flush=True)
-  print(configuration.to_json(config), flush=True)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
