@@ -8,11 +8,13 @@ runs only inside ``app.run``, after our flag parsing, so help is answered here
 
 from __future__ import annotations
 
+import difflib
 import logging as stdlib_logging
 import os
 import sys
 import textwrap
 
+import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
@@ -169,8 +171,6 @@ def fail(message, code: int = 2):
 
 def _field_paths(config, prefix: str = "") -> list[str]:
   """Every field of ``config`` as a dotted path (sections too: ``training``, ``training.x``)."""
-  import ml_collections
-
   out = []
   for key in config.keys():
     path = f"{prefix}{key}"
@@ -188,10 +188,6 @@ def check_override_fields(config, argv: list[str]) -> None:
   ml_collections' own message for it is a Python repr of a KeyError without the
   section ('\\'num_step\\'\\nDid you mean "num_steps"...').
   """
-  import difflib
-
-  import ml_collections
-
   paths = None
   for arg in argv[1:]:
     if not arg.startswith("--config.") or arg == "--":

@@ -37,6 +37,7 @@ import dataclasses
 import importlib
 
 import numpy as np
+from absl import logging
 from etils import epath
 
 from solar_jax import errors
@@ -353,8 +354,6 @@ def _warn_of_missing_classes(data_config, split: str, plan: _Plan) -> None:
   sees that class, and what it makes for that label comes from the label embedding alone."""
   missing, counts = missing_classes(data_config, plan.labels)
   if missing:
-    from absl import logging
-
     logging.warning(
       "Split %r of fold %d has no frame of class %s (frames per class: %s, label policy %r): "
       "a model trained on it never sees %s; use more data or another data.fold.",
