@@ -190,7 +190,7 @@ def check_override_fields(config, argv: list[str]) -> None:
   """
   paths = None
   for arg in argv[1:]:
-    if not arg.startswith("--config.") or arg == "--":
+    if not arg.startswith("--config."):
       continue
     path = arg[len("--config.") :].split("=", 1)[0]
     node, known = config, True

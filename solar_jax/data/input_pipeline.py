@@ -349,7 +349,7 @@ def missing_classes(data_config, labels: np.ndarray) -> tuple[list[str], dict[st
   return [n for n, c in zip(names, counts) if c == 0], dict(zip(names, map(int, counts)))
 
 
-def _warn_of_missing_classes(data_config, split: str, plan: _Plan) -> None:
+def _warn_of_missing_classes(data_config, split: str, plan: _Plan, label: str) -> None:
   """A warning when the stream holds no frame of some class: a model trained on it never
   sees that class, and what it makes for that label comes from the label embedding alone."""
   missing, counts = missing_classes(data_config, plan.labels)
@@ -361,7 +361,7 @@ def _warn_of_missing_classes(data_config, split: str, plan: _Plan) -> None:
       data_config.fold,
       ", ".join(missing),
       ", ".join(f"{k} {v}" for k, v in counts.items()),
-      data_config.label,
+      label,
       "it" if len(missing) == 1 else "them",
     )
 
@@ -406,7 +406,7 @@ def make_for_train(
     raise ValueError(f"batch_size={batch_size} must be >= 1 and start_step={start_step} >= 0.")
   builder = get_builder(data_config)
   plan = _plan(builder, data_config, split, label)
-  _warn_of_missing_classes(data_config, split, plan)
+  _warn_of_missing_classes(data_config, split, plan, label or data_config.label)
   mine = _process_share(plan.keep, process_index, process_count)
   reps = np.ones(len(data_config.classes), np.int64)
   if data_config.class_balance:
