@@ -7,6 +7,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 QS_DIR ?= runs/quickstart
 PYTEST_WORKERS ?= 2
+# Python writes each module's bytecode (__pycache__) on its first import and every later
+# process reads it. uv installs no bytecode, and an environment that sets
+# PYTHONDONTWRITEBYTECODE (CI machines, containers) would then have every process compile
+# JAX, TensorFlow and the rest from source again (~10 s each; benchmarks/RESULTS.md).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup test test-fast quickstart lint format bench clean
 

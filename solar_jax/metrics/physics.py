@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse
-import scipy.stats
 
 from solar_jax.data import aia
 from solar_jax.metrics import sample_size
@@ -101,6 +100,8 @@ def intensity_wasserstein(
   rng = np.random.default_rng(seed)
   real = _subsample(log_intensity_on_disk(real_images, radius_px, floor), max_pixels, rng)
   fake = _subsample(log_intensity_on_disk(fake_images, radius_px, floor), max_pixels, rng)
+  import scipy.stats  # ~1 s to import: only where it is used, not by every command.
+
   return float(scipy.stats.wasserstein_distance(real, fake))
 
 
@@ -216,6 +217,8 @@ def compare_brightness_by_class(
     entry["std_fake"] = float(f.std()) if len(f) else None
     if len(r) and len(f):
       entry["ratio"] = float(f.mean() / r.mean()) if r.mean() else None
+      import scipy.stats
+
       ks = scipy.stats.ks_2samp(r, f)
       entry["ks_statistic"], entry["ks_pvalue"] = float(ks.statistic), float(ks.pvalue)
     else:
@@ -304,6 +307,8 @@ def compare_distributions(real, fake) -> dict:
     )
   reason = sample_size.ks_reason(len(real), len(fake))
   if reason is None:
+    import scipy.stats
+
     ks = scipy.stats.ks_2samp(real, fake)
     out["ks_statistic"], out["ks_pvalue"] = float(ks.statistic), float(ks.pvalue)
   else:
