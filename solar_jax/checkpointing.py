@@ -21,6 +21,7 @@ from jax.experimental import multihost_utils
 
 from solar_jax import configuration, errors
 from solar_jax import workdir as wd
+from solar_jax.data import splits
 
 
 def all_finite(tree) -> bool:
@@ -112,7 +113,9 @@ class Checkpointer:
 
   def check_config(self, config) -> None:
     """Raises InputMismatchError, before anything is restored or renamed, when the
-    checkpoints were made with other ``parameter_meaning`` fields than ``config``."""
+    checkpoints were made with other ``parameter_meaning`` fields than ``config``, or
+    learned from other data (``data.splits.training_record``: dataset version, training
+    months, embargo, label policy): a generator is bound to its training partition."""
     stored = self.stored_config()
     if stored is None:
       return
@@ -121,12 +124,17 @@ class Checkpointer:
     except (KeyError, AttributeError):
       return  # A config of another layout: leave it to restore().
     want = parameter_meaning(config.to_dict())
-    changed = [k for k in want if have.get(k) != want[k]]
+    changed = [
+      f"{k}={have.get(k)!r} there, {want[k]!r} here" for k in want if have.get(k) != want[k]
+    ]
+    changed += splits.record_changes(
+      splits.training_record(stored), splits.training_record(config.to_dict())
+    )
     if changed:
-      details = "; ".join(f"{k}={have.get(k)!r} there, {want[k]!r} here" for k in changed)
       raise errors.InputMismatchError(
-        f"the checkpoints in {self.directory} were made with another config ({details}); "
-        "run with the config they were trained with, or use another --workdir. Nothing was changed."
+        f"the checkpoints in {self.directory} were made with another config or other data "
+        f"({'; '.join(changed)}); run with the config and data they were trained with, or use "
+        "another --workdir. Nothing was changed."
       )
 
   def save(self, step: int, state: Any, meta: dict | None = None, *, force: bool = True) -> None:

@@ -350,6 +350,7 @@ DEFAULT_WHEN_ABSENT = (
   "provenance.split_rule",
   "provenance.degradation",
   "provenance.version",
+  "provenance.num_folds",
   "provenance.unreadable",
 )
 

@@ -18,10 +18,10 @@ import jax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from solar_jax import report
+from solar_jax import checkpointing, report
 from solar_jax import workdir as wd
 from solar_jax.classifier import experiment
-from solar_jax.data import input_pipeline
+from solar_jax.data import input_pipeline, resolve
 from solar_jax.ddpm import export, sample, train
 from solar_jax.evaluation import evaluate, features
 
@@ -33,9 +33,11 @@ def check_inputs(config, workdir: str, mode: str) -> None:
   ``data.resolve.resolve_data`` (main.run_in_workdir).
 
   Raises:
-    errors.UserError: no built dataset matching config.data, no checkpoint (sample),
-      no samples or classifier (evaluate), or no Inception weights.
+    errors.UserError: a generator that learned from other data (``check_generator``),
+      no built dataset matching config.data, no checkpoint (sample), no samples or
+      classifier (evaluate), or no Inception weights.
   """
+  check_generator(config, workdir, mode)
   if mode in ("sample", "all") and config.sampling.counts == "fixed":
     sample.sample_counts(config)  # Counts and their memory, before anything is allocated.
   if mode in ("evaluate", "all"):
@@ -50,6 +52,37 @@ def check_inputs(config, workdir: str, mode: str) -> None:
       wd.require_checkpoint(source)
     else:
       sample.check_export(source)  # Whole and undamaged, before anything is written.
+
+
+def check_generator(config, workdir: str, mode: str) -> None:
+  """Refuses, before anything is written, a generator that learned from other data than
+  this run reads (DESIGN.md: a generator is bound to the data it learned from).
+
+  The stages that use the diffusion model (sample, export, evaluate, and classify when
+  a synthetic regime is on) compare the record of its checkpoint or export
+  (``data.splits.training_record``: dataset version, training months, embargo, label
+  policy) with this run's, the dataset's facts read as ``data.resolve`` reads them; train
+  does the same when it resumes. A workdir without a checkpoint is left to the stage.
+
+  Raises:
+    errors.InputMismatchError: one line naming the fields that differ.
+  """
+  synthetic = set(config.classifier.regimes) & set(experiment.SYNTHETIC_REGIMES)
+  if mode not in ("sample", "export", "evaluate", "classify") or (
+    mode == "classify" and not synthetic
+  ):
+    return
+  kind, source = sample.checkpoint_source(config, workdir)
+  config = config.copy_and_resolve_references()
+  config.provenance.update(resolve.dataset_provenance(config.data))  # Version, folds.
+  if kind == "export":
+    sample.check_export_data(source, config)
+  elif wd.steps(wd.checkpoints_dir(source)):
+    checkpointer = checkpointing.Checkpointer(source, keep=1, read_only=True)
+    try:
+      checkpointer.check_config(config)
+    finally:
+      checkpointer.close()
 
 
 def write_report(config, workdir) -> None:

@@ -35,6 +35,7 @@ import ml_collections
 from etils import epath
 
 from solar_jax import configuration, errors
+from solar_jax.data import splits
 from solar_jax.diffusion import samplers
 from solar_jax.files import (  # noqa: F401 - the workdir's writers, re-exported
   append_text,
@@ -72,8 +73,9 @@ def sample_key(config: ml_collections.ConfigDict, per_class=None) -> str:
 
   A readable ``<sampler>-<steps>-eta<eta>-g<guidance>-s<seed>`` then ``-<hash>``: a short
   hash of ``samplers.image_settings`` (every setting that changes the images: spacing,
-  x0 clipping, the model's source, ...), so sets that differ in any of them never share
-  a folder. ``per_class``: counts a caller draws instead of the config's (the
+  x0 clipping, the model's source, ...) and of the data the generator learned from
+  (dataset, fold, embargo, label), so sets that differ in any of them never share a
+  folder. ``per_class``: counts a caller draws instead of the config's (the
   classifier's pools), part of the key so such a set never replaces ``--mode=sample``'s.
   """
   info = samplers.recorded_settings(config)
@@ -82,6 +84,13 @@ def sample_key(config: ml_collections.ConfigDict, per_class=None) -> str:
     f"-g{info['guidance_scale']:g}-s{info['seed']}"
   )
   settings = samplers.image_settings(config)
+  # The generator's data (data.splits.training_record), so that sets of generators bound to
+  # other data (another fold, label or embargo) never share a folder; the fold by number
+  # and without the dataset's version: both are known before the dataset is read.
+  record = splits.training_record(config.to_dict())
+  del record["provenance.version"]
+  record["data.fold"] = record["data.fold"]["fold"]
+  settings["trained_on"] = record
   if per_class is not None:  # Counts given by the caller (a classifier pool), not the config.
     settings["per_class"] = [int(n) for n in per_class]
   return f"{readable}-{configuration.digest(settings)}"

@@ -425,6 +425,50 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
     features.load_classifier_extractor(_config(seeds=(0, 1), width=4), tmp_path)
 
 
+def test_a_rebuilt_dataset_retrains_the_finished_runs(tmp_path, one_device_mesh, monkeypatch):
+  """Finished runs are reused only on the frames they read: a dataset rebuilt in place
+  (one frame's time, one label, one pixel) retrains them, and the same frames reuse them."""
+  config = _config(seeds=(0,), regimes=("real",))
+  splits = {
+    "train": _split(TRAIN_COUNTS, 0),
+    "validation": _split((2, 2, 2, 1, 1), 1),
+    "test": _split((3, 3, 2, 1, 1), 2),
+  }
+  trained = []
+  train_many = stacked.train_many
+  monkeypatch.setattr(
+    tc,
+    "train_many",
+    lambda c, p, runs, *a, **k: (
+      trained.extend(r.name for r in runs) or train_many(c, p, runs, *a, **k)
+    ),
+  )
+  tc.run(config, tmp_path, splits=splits, mesh=one_device_mesh)
+  assert trained == ["real/seed0"]
+  tc.run(config, tmp_path, splits=splits, mesh=one_device_mesh)
+  assert trained == ["real/seed0"]  # The same frames: reused.
+
+  def rebuilt(split, field, change):
+    changed = {k: {**v} for k, v in splits.items()}
+    values = np.array(changed[split][field], copy=True)
+    values[0] = change(values[0])
+    changed[split][field] = values
+    return changed
+
+  for changed in (
+    rebuilt("test", "time", lambda t: b"2014-02-01T00:00:00.000"),
+    rebuilt("train", "image", lambda x: x + 1e-3),
+    rebuilt("test", "label", lambda y: (y + 1) % 5),
+  ):
+    del trained[:]
+    metrics = tc.run(config, tmp_path, splits=changed, mesh=one_device_mesh)
+    assert trained == ["real/seed0"]
+  # The confusion matrix is of the new labels, not a finished run's old one.
+  cm = np.asarray(metrics["regimes"]["real"]["seeds"]["0"]["test"]["confusion"])
+  np.testing.assert_array_equal(cm.sum(axis=1), np.bincount(changed["test"]["label"], minlength=5))
+  assert not np.array_equal(changed["test"]["label"], splits["test"]["label"])
+
+
 def test_synthetic_regimes_skipped_without_ddpm_checkpoint(tmp_path, one_device_mesh):
   config = _config(seeds=(0,), regimes=("real", "real_synthetic"))
   splits = {

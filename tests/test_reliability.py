@@ -304,7 +304,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good(cli, tmp_
 
 
 @pytest.mark.slow
-def test_a_changed_model_config_leaves_the_checkpoints_intact(cli, trained_run, tmp_path):
+def test_a_changed_model_or_data_config_leaves_the_checkpoints_intact(cli, trained_run, tmp_path):
   workdir = tmp_path / "run"
   shutil.copytree(trained_run, workdir, ignore=shutil.ignore_patterns(".lock"))
   before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
@@ -312,13 +312,18 @@ def test_a_changed_model_config_leaves_the_checkpoints_intact(cli, trained_run, 
   config_json = (workdir / "config.json").read_text()
   # The command of the run in this process (the synthetic stream is never reached: the
   # config is refused before the first step).
-  result = _run_here(cli, workdir, "--config.model.base_channels=32")
-  assert result.returncode == 2
-  line = _error_line(result)
-  assert "model.base_channels=16 there, 32 here" in line
-  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before  # Nothing renamed.
-  assert (workdir / "train_metrics.jsonl").read_text() == history
-  assert (workdir / "config.json").read_text() == config_json
+  for flag, named in (
+    ("--config.model.base_channels=32", "model.base_channels=16 there, 32 here"),
+    # Resuming on another fold would train on the first fold's test months.
+    ("--config.data.fold=1", "data.fold=0 there (its training months), 1 here"),
+  ):
+    result = _run_here(cli, workdir, flag)
+    assert result.returncode == 2
+    line = _error_line(result)
+    assert named in line
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before  # None renamed.
+    assert (workdir / "train_metrics.jsonl").read_text() == history
+    assert (workdir / "config.json").read_text() == config_json
   # Sampling with the classes in another order would relabel every image.
   reordered = cli(
     *TRAIN_FLAGS,

@@ -6,6 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from solar_jax.configs import tiny
 from solar_jax.data import flare_list, frame_facts, splits
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -96,3 +97,53 @@ def test_summary_counts_and_active_region_overlap(year):
   # Month blocks with a 14-day embargo still leave active regions shared with train
   # (an AR lives for weeks and returns after a rotation): the share is reported, not hidden.
   assert 0 < table["ar_overlap"]["share"] < 1
+
+
+# ------------------------------------------------- the generator's data ---
+
+
+def _train_months(fold, num_folds):
+  """The residues a fold trains on, from ``assign`` itself (one frame per residue)."""
+  times = np.array(
+    [np.datetime64("2011-01-15", "M") + np.timedelta64(r, "M") for r in range(num_folds)]
+  ).astype("datetime64[ms]")
+  code = splits.assign(times, fold=fold, num_folds=num_folds, embargo_days=0)
+  return frozenset(splits.month_index(times)[code == splits.TRAIN] % num_folds)
+
+
+@pytest.mark.parametrize("num_folds", [3, 4, 5, 10])
+def test_folds_share_a_training_partition_exactly_when_they_train_on_the_same_months(num_folds):
+  for f in range(num_folds):
+    for g in range(num_folds):
+      same = _train_months(f, num_folds) == _train_months(g, num_folds)
+      assert (
+        splits.training_partition(f, num_folds) == splits.training_partition(g, num_folds)
+      ) == same
+  # Ten folds: f and f + 5 swap test and validation, so five training partitions.
+  assert len({splits.training_partition(f, 10) for f in range(10)}) == 5
+
+
+def _record(**data):
+  config = tiny.get_config()
+  config.provenance.version, config.provenance.num_folds = "sdo_aia171/64 2.1.0", 10
+  for key, value in data.items():
+    config.data[key] = value
+  return splits.training_record(config.to_dict())
+
+
+def test_the_training_record_names_what_differs_and_skips_what_was_not_read():
+  fold0 = _record(fold=0)
+  assert splits.record_changes(fold0, _record(fold=5)) == []  # One training partition.
+  changes = splits.record_changes(fold0, _record(fold=3, label="flare_class", embargo_days=30.0))
+  assert len(changes) == 3 and changes[0].startswith("data.fold=0 there")
+  assert any(c.startswith("data.label='goes_class' there") for c in changes)
+  assert any(c.startswith("data.embargo_days=14.0 there, 30.0 here") for c in changes)
+  # A dataset not read here (no version, no fold count): the folds compare by number.
+  unread = {**fold0, "provenance.version": None, "data.fold": {"fold": 0, "trains_on": None}}
+  assert splits.record_changes(unread, _record(fold=0)) == []
+  assert splits.record_changes(unread, _record(fold=5))[0].startswith("data.fold=0 there")
+  other = _record(fold=0)
+  other["provenance.version"] = "sdo_aia171/64 2.2.0"
+  assert splits.record_changes(fold0, other) == [
+    "provenance.version='sdo_aia171/64 2.1.0' there, 'sdo_aia171/64 2.2.0' here"
+  ]

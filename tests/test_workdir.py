@@ -70,6 +70,21 @@ def test_sets_drawn_alike_share_a_folder():
   assert wd.sample_key(config).startswith("ddpm-100-eta1-g")
 
 
+@pytest.mark.parametrize(
+  "field, value",
+  [("fold", 3), ("label", "flare_class"), ("embargo_days", 30.0), ("cooling_lag_minutes", 0.0)],
+)
+def test_sets_of_generators_of_other_data_never_share_a_folder(field, value):
+  """A synthetic pool (or any set) drawn for another fold, label or embargo: another folder,
+  whatever the counts, so a pool drawn for one fold is never read for another."""
+  config = _config()
+  counts = (3, 2, 2, 2, 2)
+  before = {wd.sample_key(config), wd.sample_key(config, per_class=counts)}
+  config.data[field] = value
+  after = {wd.sample_key(config), wd.sample_key(config, per_class=counts)}
+  assert len(before | after) == 4
+
+
 # ---------------------------------------------------- damaged outputs and links ---
 
 

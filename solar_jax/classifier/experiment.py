@@ -65,6 +65,7 @@ Batches are split over the devices as in the DDPM trainer.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -126,11 +127,30 @@ def _text(values, n: int) -> list[str]:
   return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).tolist()]
 
 
-def _fingerprint(config, ts, synthetic_pool) -> str:
-  """What a finished run depends on: reused only when all of it matches."""
+def records_digest(splits: dict) -> str:
+  """A digest of the frames the experiment reads: every split's images, labels, times and
+  groups. A dataset rebuilt in place (other frames, other labels) gives another digest."""
+  digest = hashlib.sha256()
+  for name in sorted(splits):
+    split = splits[name]
+    for field in ("image", "label", "time", "group"):
+      if split.get(field) is not None:
+        values = np.asarray(split[field])
+        if values.dtype == object:
+          values = np.asarray(_text(values, len(values)), dtype=str)
+        digest.update(f"{name}/{field}/{values.dtype}/{values.shape}".encode())
+        digest.update(np.ascontiguousarray(values).tobytes())
+  return digest.hexdigest()[:16]
+
+
+def _fingerprint(config, ts, synthetic_pool, records: str) -> str:
+  """What a finished run depends on: reused only when all of it matches, the data it read
+  (the dataset's version and ``records_digest`` of its splits) included."""
   c = config.classifier
   return json.dumps(
     {
+      "dataset_version": config.provenance.version,
+      "records": records,
       "focal_gamma": ts.focal_gamma,
       "augment": {k: c[k] for k in _AUGMENT_FIELDS} if ts.augment else None,
       "classifier": {
@@ -195,6 +215,7 @@ class _Experiment:
     self.names = classifier_lib.task_class_names(self.task, self.goes)
     training_sets.check_splits(config, splits)
     self.splits = splits
+    self.records = records_digest(splits)  # Finished runs are reused on the same frames only.
     self.train, val, self.test = splits["train"], splits["validation"], splits["test"]
     self.validation = {
       "image": np.asarray(val["image"], np.float32),
@@ -277,7 +298,8 @@ class _Experiment:
     """A planned run; finished (``done``) when ``path`` holds a result of the same fingerprint."""
     ts = training_sets.build_training_set(regime, self.train, pool, self.config, seed, ratio=ratio)
     key = None if pool is None else self._pool_key(pool, guidance, k)
-    job = _Job(regime, seed, k, pool, ratio, name, path, _fingerprint(self.config, ts, key))
+    fingerprint = _fingerprint(self.config, ts, key, self.records)
+    job = _Job(regime, seed, k, pool, ratio, name, path, fingerprint)
     job.counts = ts.counts
     saved = json.loads(path.read_text()) if path.exists() else {}
     if saved.get("fingerprint") == job.fingerprint:

@@ -258,6 +258,7 @@ def get_config() -> ml_collections.ConfigDict:
   provenance.split_rule = ""
   provenance.degradation = ""  # Whether the build corrected the AIA degradation.
   provenance.version = ""  # dataset/builder_config version
+  provenance.num_folds = 0  # The dataset's month-block folds (0: not read).
   provenance.unreadable = ""  # Why the dataset could not be read ('' when it was).
 
   # ------------------------------------------------------------- logging ---

@@ -61,7 +61,13 @@ def dataset_provenance(data_config) -> dict:
     meta = input_pipeline.metadata(builder)
   except errors.UserError as e:
     return dict(
-      simulated=None, goes_scale="", split_rule="", degradation="", version="", unreadable=str(e)
+      simulated=None,
+      goes_scale="",
+      split_rule="",
+      degradation="",
+      version="",
+      num_folds=0,
+      unreadable=str(e),
     )
   return dict(
     simulated=bool(meta.get("simulated", False)),
@@ -69,6 +75,7 @@ def dataset_provenance(data_config) -> dict:
     split_rule=str(meta.get("split_rule") or ""),
     degradation=str(meta.get("degradation", "")),
     version=f"{data_config.dataset}/{data_config.builder_config} {builder.info.version}",
+    num_folds=int(meta["num_folds"]),
     unreadable="",
   )
 

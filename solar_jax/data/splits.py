@@ -45,6 +45,75 @@ def roles(num_folds: int, fold: int) -> np.ndarray:
   return codes
 
 
+def training_partition(fold: int, num_folds: int) -> str:
+  """The months fold ``fold`` trains on, named so that folds training on the same months agree.
+
+  Test is residue ``fold`` and validation ``fold + num_folds // 2``: with an even
+  ``num_folds`` folds f and f + num_folds/2 swap the two and train on the same months
+  (and drop the same embargoed frames), so they share one generator. ``num_folds`` < 3
+  (the dataset's count not read): the fold alone.
+  """
+  if num_folds < 3:
+    return f"fold {int(fold)}"
+  held = np.flatnonzero(roles(num_folds, int(fold)) != TRAIN)
+  return f"months mod {num_folds} not in {{{', '.join(str(int(r)) for r in held)}}}"
+
+
+def training_record(config: dict) -> dict:
+  """What a model trained with ``config`` (a dict, JSON types) learned from: its data.
+
+  The dataset and its version, the training months (``data.fold`` with
+  ``training_partition``), the embargo around held-out months and the label policy with
+  its cooling lag. A generator is bound to them (DESIGN.md, 'Protocol rules'): a
+  checkpoint, an export and a sample set record them, and a run whose data differs in one
+  is refused (``checkpointing.parameter_meaning``, ``record_changes``). ``provenance`` is
+  filled in from the dataset by ``data.resolve``; a value it could not read is None.
+  """
+  data, provenance = config.get("data") or {}, config.get("provenance") or {}
+  num_folds, fold = int(provenance.get("num_folds") or 0), data.get("fold")
+
+  def number(key):
+    return None if data.get(key) is None else float(data[key])
+
+  return {
+    "data.dataset": f"{data.get('dataset')}/{data.get('builder_config')}",
+    "provenance.version": str(provenance.get("version") or "") or None,
+    "data.fold": None
+    if fold is None
+    else {
+      "fold": int(fold),
+      "trains_on": training_partition(int(fold), num_folds) if num_folds else None,
+    },
+    "data.embargo_days": number("embargo_days"),
+    "data.label": data.get("label"),
+    "data.cooling_lag_minutes": number("cooling_lag_minutes"),
+  }
+
+
+def record_changes(stored: dict, run: dict) -> list[str]:
+  """The ``training_record`` fields in which ``run`` differs from ``stored``, each described.
+
+  A field either side lacks or could not read (None: a checkpoint made before the field
+  was recorded, a machine without the dataset) is not compared. Folds compare by the
+  months they train on when both know the dataset's number of folds, else by number.
+  """
+  changes = []
+  for key, want in run.items():
+    have = stored.get(key)
+    if have is None or want is None:
+      continue
+    if key == "data.fold":
+      both = have.get("trains_on") and want.get("trains_on")
+      if (have["trains_on"] != want["trains_on"]) if both else (have["fold"] != want["fold"]):
+        changes.append(
+          f"data.fold={have['fold']} there ({have.get('trains_on') or 'its training months'}),"
+          f" {want['fold']} here ({want.get('trains_on') or 'other months'})"
+        )
+    elif have != want:
+      changes.append(f"{key}={have!r} there, {want!r} here")
+  return changes
+
+
 def assign(times, *, fold: int, num_folds: int, embargo_days: float) -> np.ndarray:
   """Split code per frame: ``TRAIN``/``VALIDATION``/``TEST``, or ``EMBARGOED`` (dropped)."""
   times = as_times(times)

@@ -61,7 +61,7 @@ from etils import epath
 
 from solar_jax import checkpointing, configuration, errors, parallel, viz
 from solar_jax import workdir as wd
-from solar_jax.data import aia, input_pipeline, scaling
+from solar_jax.data import aia, input_pipeline, scaling, splits
 from solar_jax.ddpm import train_state
 from solar_jax.diffusion import samplers, schedules
 from solar_jax.models import unet
@@ -355,6 +355,7 @@ def export_params(directory, params, config, step: int) -> epath.Path:
     "format": "orbax StandardSave",
     "files": files,
     "meaning": checkpointing.parameter_meaning(config.to_dict()),
+    "trained_on": splits.training_record(config.to_dict()),  # The generator's data.
   }
   wd.write_json(directory / EXPORT_META, meta)
   return directory
@@ -404,16 +405,31 @@ def check_export(directory) -> tuple[dict, ml_collections.ConfigDict]:
   return meta, config
 
 
-def _load_exported(directory, config, abstract_params) -> tuple[Any, int]:
+def check_export_data(directory, config) -> dict:
+  """``export.json`` of an inference checkpoint whose config and data agree with ``config``.
+
+  Raises:
+    errors.InputMismatchError: the weights were trained with another model, schedule
+      or data (``checkpointing.parameter_meaning``, ``data.splits.training_record``);
+      one line naming the fields.
+  """
   meta, stored = check_export(directory)
   have, want = (checkpointing.parameter_meaning(c.to_dict()) for c in (stored, config))
-  changed = [k for k in want if have.get(k) != want[k]]
+  changed = [f"{k}={have.get(k)!r} there, {want[k]!r} here" for k in want if have.get(k) != want[k]]
+  changed += splits.record_changes(
+    meta.get("trained_on") or splits.training_record(stored.to_dict()),
+    splits.training_record(config.to_dict()),
+  )
   if changed:
-    details = "; ".join(f"{k}={have.get(k)!r} there, {want[k]!r} here" for k in changed)
     raise errors.InputMismatchError(
-      f"the inference checkpoint {directory} was made with another config ({details}); "
-      f"run with its config.json (--config={directory / 'config.json'})."
+      f"the inference checkpoint {directory} was made with another config or other data "
+      f"({'; '.join(changed)}); run with its config.json (--config={directory / 'config.json'})."
     )
+  return meta
+
+
+def _load_exported(directory, config, abstract_params) -> tuple[Any, int]:
+  meta = check_export_data(directory, config)
   try:
     with ocp.StandardCheckpointer() as checkpointer:
       params = checkpointer.restore(directory / "params", abstract_params)
