@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, f1_score
 
+from solar_jax import errors
 from solar_jax.classifier import experiment
 from solar_jax.classifier import folds as folds_lib
+from solar_jax.configs import tiny
 from solar_jax.metrics import bootstrap, classification
 
 NAMES = ("A", "B", "C", "M", "X")
@@ -155,10 +157,16 @@ def test_brier_skill_score_against_climatology():
   assert table["observed_frequency"][0] == pytest.approx(y[first].mean())
 
 
-def _write_fold(workdir, y, groups, preds, climatology):
-  """A fold's classifier outputs as --mode=classify writes them (metrics.json, predictions.csv)."""
+def _write_fold(workdir, y, groups, preds, climatology, fold=0, num_folds=3, **data):
+  """A fold's classifier outputs as --mode=classify writes them (config.json, metrics.json,
+  predictions.csv)."""
   out = workdir / "classifier"
   out.mkdir(parents=True)
+  config = tiny.get_config()
+  config.data.fold, config.provenance.num_folds = fold, num_folds
+  config.provenance.version = "sdo_aia171/64 2.1.0"
+  config.data.update(data)
+  (workdir / "config.json").write_text(config.to_json())
   names = ["<M", ">=M"]
   metrics = {"task": "forecast_ge_m", "class_names": names, "seeds": [0, 1]}
   (out / "metrics.json").write_text(json.dumps({**metrics, "climatology": climatology}))
@@ -174,11 +182,11 @@ def test_folds_pool_every_test_event_once(tmp_path):
   rng = np.random.default_rng(0)
   keys = [(r, s, 0) for r in ("real", "oversample") for s in (0, 1)]
   folds, truth, groups, refs, runs = [], [], [], [], {}
-  for f, (n, clim) in enumerate([(30, 0.1), (40, 0.3)]):
+  for f, (n, clim) in enumerate([(30, 0.1), (40, 0.3), (20, 0.2)]):
     y = (rng.random(n) < clim).astype(int)
     g = [f"fold{f}_E{i // 2}" for i in range(n)]
     preds = {k: (rng.integers(0, 2, n), rng.random(n).round(4)) for k in keys}
-    _write_fold(tmp_path / f"fold{f}", y, g, preds, clim)
+    _write_fold(tmp_path / f"fold{f}", y, g, preds, clim, fold=f)
     folds.append(tmp_path / f"fold{f}")
     truth.append(y)
     groups.extend(g)
@@ -200,9 +208,33 @@ def test_folds_pool_every_test_event_once(tmp_path):
     num_samples=300,
     seed=3,
   )
-  assert pooled["support"] == direct["support"] and pooled["support"]["frames"] == 70
+  assert pooled["support"] == direct["support"] and pooled["support"]["frames"] == 90
   for regime in ("real", "oversample"):
     assert pooled["regimes"][regime]["scores"] == direct["regimes"][regime]["scores"]
   folds_lib.main([*map(str, folds), f"--out={tmp_path / 'pooled'}", "--num_samples=200"])
   text = (tmp_path / "pooled" / "folds.md").read_text()
-  assert "2 folds pooled" in text and "35 events / 70 frames" in text
+  assert "3 folds pooled" in text and "45 events / 90 frames" in text
+
+
+def test_folds_of_one_study_only(tmp_path):
+  """Distinct folds covering 0..K-1, on the same data: else one line naming the problem."""
+  y, g = np.array([0, 1, 0, 1]), ["E0", "E0", "E1", "E1"]
+  preds = {("real", 0, 0): (y, np.full(4, 0.5))}
+
+  def fold(name, **kwargs):
+    _write_fold(tmp_path / name, y, g, preds, 0.5, **kwargs)
+    return tmp_path / name
+
+  a, b, c = fold("a", fold=0), fold("b", fold=1), fold("c", fold=2)
+  assert folds_lib.check_study([a, b, c]) == 3
+  cases = [
+    ([a, b, fold("b2", fold=1)], "are both fold 1"),
+    ([a, b], "folds [2] are missing"),
+    ([a, b, c, fold("d", fold=3)], "[3] do not exist"),
+    ([a, b, fold("e", fold=2, label="flare_class")], "data.label='flare_class' differs"),
+    ([a, b, fold("f", fold=2, embargo_days=3.0)], "data.embargo_days=3.0 differs"),
+  ]
+  for workdirs, words in cases:
+    with pytest.raises(errors.InputMismatchError) as info:
+      folds_lib.pool_folds(workdirs, num_samples=10)
+    assert words in str(info.value) and "\n" not in str(info.value)

@@ -28,6 +28,7 @@ from etils import epath
 from solar_jax import errors
 from solar_jax import workdir as wd
 from solar_jax.classifier import tables
+from solar_jax.data import splits
 from solar_jax.metrics import bootstrap, classification
 
 
@@ -42,8 +43,61 @@ def _read_fold(workdir) -> tuple[dict, list[dict]]:
   return metrics, rows
 
 
+def check_study(workdirs) -> int:
+  """Refuses folds that are not one study; returns the number of folds K.
+
+  The workdirs' config.json must give distinct folds covering 0..K-1 (K: the dataset's
+  ``provenance.num_folds``), and the same data otherwise (``data.splits.training_record``
+  but the fold: dataset and version, embargo, label policy, cooling lag): two copies of
+  one fold, a missing fold or a fold of other data would not test every flare once.
+
+  Raises:
+    errors.MissingInputError: a workdir without config.json.
+    errors.InputMismatchError: one line naming the workdirs and the field.
+  """
+  configs = []
+  for workdir in workdirs:
+    path = wd.config_path(workdir)
+    if not path.exists():
+      raise errors.MissingInputError(f"{path} is missing: run --mode=classify on {workdir} first.")
+    configs.append(json.loads(path.read_text()))
+  records = [splits.training_record(c) for c in configs]
+  for workdir, record in zip(workdirs[1:], records[1:]):
+    for key, value in records[0].items():
+      if key != "data.fold" and record[key] != value:
+        raise errors.InputMismatchError(
+          f"{workdir}: {key}={record[key]!r} differs from {value!r} of {workdirs[0]}; pool "
+          "the folds of one study (same dataset, version, embargo, label and cooling lag)."
+        )
+  seen: dict = {}
+  for workdir, record in zip(workdirs, records):
+    fold = record["data.fold"]["fold"]
+    if fold in seen:
+      raise errors.InputMismatchError(
+        f"{seen[fold]} and {workdir} are both fold {fold}: pool each fold once."
+      )
+    seen[fold] = workdir
+  num_folds = int((configs[0].get("provenance") or {}).get("num_folds") or 0)
+  if num_folds < 1:
+    raise errors.InputMismatchError(
+      f"{wd.config_path(workdirs[0])} records no provenance.num_folds (the dataset was not "
+      "read): run --mode=classify again where the dataset is readable."
+    )
+  missing = sorted(set(range(num_folds)) - set(seen))
+  extra = sorted(set(seen) - set(range(num_folds)))
+  if missing or extra:
+    raise errors.InputMismatchError(
+      f"the dataset has {num_folds} folds (0..{num_folds - 1}); of the {len(seen)} workdirs, "
+      f"folds {missing} are missing and {extra} do not exist: pool all of them, so that "
+      "every flare is tested once."
+    )
+  return num_folds
+
+
 def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
-  """The pooled metrics of the folds in ``workdirs`` (a metrics.json-like dict)."""
+  """The pooled metrics of the folds in ``workdirs`` (a metrics.json-like dict); the folds
+  must be one study (``check_study``)."""
+  check_study(workdirs)
   folds = [_read_fold(w) for w in workdirs]
   first = folds[0][0]
   for (metrics, _), workdir in zip(folds, workdirs):

@@ -82,7 +82,9 @@ def training_record(config: dict) -> dict:
     if fold is None
     else {
       "fold": int(fold),
-      "trains_on": training_partition(int(fold), num_folds) if num_folds else None,
+      "trains_on": training_partition(int(fold), num_folds)
+      if num_folds >= 3 and 0 <= int(fold) < num_folds
+      else None,
     },
     "data.embargo_days": number("embargo_days"),
     "data.label": data.get("label"),
