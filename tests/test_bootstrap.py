@@ -9,6 +9,7 @@ from sklearn.metrics import brier_score_loss, f1_score
 from solar_jax import errors
 from solar_jax.classifier import experiment
 from solar_jax.classifier import folds as folds_lib
+from solar_jax.classifier import tables as classifier_tables
 from solar_jax.configs import tiny
 from solar_jax.metrics import bootstrap, classification
 
@@ -31,12 +32,39 @@ def test_scores_of_confusions_agree_with_classification_metrics():
   assert scores["tss"][0] == pytest.approx(m["tss"])
   assert scores["tss_ge_m"][0] == pytest.approx(m["thresholds"][">=M"]["tss"])
   assert scores["tss_ge_c"][0] == pytest.approx(m["thresholds"][">=C"]["tss"])
-  # Integer weights are repeated frames: the same as scoring the repeated arrays.
+  # Integer weights are repeated frames: the same as scoring the repeated arrays over
+  # the same label set (the whole split's, fixed whatever the weights drop).
   w = np.random.default_rng(1).integers(0, 4, 300)
-  again = classification.classification_metrics(np.repeat(y, w), np.repeat(pred, w), NAMES)
+  labels = np.union1d(y, pred)
+  again = classification.classification_metrics(
+    np.repeat(y, w), np.repeat(pred, w), NAMES, labels=labels
+  )
   weighted = bootstrap.headline_scores(y, pred, w[None].astype(float), 5, {})
   assert weighted["macro_f1"][0] == pytest.approx(again["macro_f1"])
   assert weighted["tss"][0] == pytest.approx(again["tss"])
+
+
+def test_macro_f1_with_a_predicted_class_absent_from_the_truth_is_sklearns():
+  # The truth holds A, B, C; the predictions also M: scikit-learn's default label set.
+  rng = np.random.default_rng(11)
+  y = rng.integers(0, 3, 90)
+  pred = np.where(rng.random(90) < 0.6, y, rng.integers(0, 4, 90))
+  assert 3 in pred and 3 not in y
+  expected = f1_score(y, pred, average="macro", zero_division=0)
+  m = classification.classification_metrics(y, pred, NAMES)
+  assert m["macro_f1"] == pytest.approx(expected)
+  assert bootstrap.headline_scores(y, pred, np.ones((1, 90)), 5, {})["macro_f1"][0] == (
+    pytest.approx(expected)
+  )
+  cms = bootstrap.weighted_confusions(y, pred, np.ones((1, 90)), 5)
+  assert bootstrap.macro_f1(cms, [0, 1, 2, 3])[0] == pytest.approx(expected)
+  # A resample that drops every M prediction still averages four classes (M with F1 0).
+  keep = (pred != 3).astype(float)[None]
+  dropped = bootstrap.headline_scores(y, pred, keep, 5, {})["macro_f1"][0]
+  kept = pred != 3
+  assert dropped == pytest.approx(
+    f1_score(y[kept], pred[kept], labels=[0, 1, 2, 3], average="macro", zero_division=0)
+  )
 
 
 def test_interval_of_a_fixed_predictor_matches_sklearn_resampling():
@@ -46,15 +74,84 @@ def test_interval_of_a_fixed_predictor_matches_sklearn_resampling():
   out = bootstrap.summarize(
     y, groups, {"real": {(0, 0): {"pred": pred}}}, NAMES, num_samples=b, seed=seed
   )
-  # The same draws, scored by scikit-learn on the resampled arrays.
+  # The same (stratified) draws, scored by scikit-learn on the resampled arrays over the
+  # whole split's label set.
   rng = np.random.default_rng([seed, 20260])
-  draws = rng.integers(0, n, (b, n))
-  f1 = [
-    f1_score(y[d], pred[d], labels=np.unique(y[d]), average="macro", zero_division=0) for d in draws
-  ]
+  draws = bootstrap.group_draws(bootstrap.group_strata(np.arange(n), y, 5)[0], b, rng)
+  labels = np.union1d(y, pred)
+  f1 = [f1_score(y[d], pred[d], labels=labels, average="macro", zero_division=0) for d in draws]
   score = out["regimes"]["real"]["scores"]["macro_f1"]
   np.testing.assert_allclose(score["ci95"], np.percentile(f1, [2.5, 97.5]), rtol=1e-10)
   assert score["mean"] == pytest.approx(f1_score(y, pred, average="macro"))
+  assert score["valid_fraction"] == 1.0
+
+
+def test_stratified_resamples_hold_every_class_of_the_split():
+  # 40 flares (one class each: 30 B, 8 M, 2 X) and 12 quiet days whose frames span
+  # classes; class C occurs only on two days that are mostly B, A only on one A/B day.
+  rng = np.random.default_rng(5)
+  y, groups = [], []
+  for i, c in enumerate([1] * 30 + [3] * 8 + [4] * 2):
+    size = int(rng.integers(1, 6))
+    y += [c] * size
+    groups += [f"flare{i}"] * size
+  days = [[1, 1, 1, 2], [1, 1, 2], [0, 1]] + [[1, 1]] * 9
+  for d, classes in enumerate(days):
+    y += classes
+    groups += [f"day:{d}"] * len(classes)
+  y = np.asarray(y)
+  codes, _ = bootstrap.group_codes(groups)
+  strata, classes = bootstrap.group_strata(codes, y, 5)
+  assert sorted(classes) == [(0, 1), (1,), (1, 2), (3,), (4,)]
+  b = 2000
+  draws = bootstrap.group_draws(strata, b, np.random.default_rng(0))
+  counts = bootstrap.draw_counts(draws, codes.max() + 1)
+  weights = bootstrap.frame_weights(codes, counts)
+  drawn_per_class = weights @ np.eye(5)[y]  # [B, K] frames of each class drawn.
+  assert (drawn_per_class[:, np.unique(y)] > 0).all()
+  # Each stratum draws exactly as many groups as it holds; a group only from its own.
+  for s in range(len(classes)):
+    members = strata == s
+    assert (counts[:, members].sum(1) == members.sum()).all()
+  # TSS >=M is defined in every stratified resample, so every resample is valid.
+  pred = np.where(rng.random(y.size) < 0.7, y, rng.integers(0, 5, y.size))
+  out = bootstrap.summarize(
+    y, groups, {"r": {(0, 0): {"pred": pred}}}, NAMES, thresholds={"ge_m": 3}, num_samples=300
+  )
+  assert out["strata"] == {"A+B": 1, "B": 39, "B+C": 2, "M": 8, "X": 2}
+  for score in out["regimes"]["r"]["scores"].values():
+    assert score["valid_fraction"] == 1.0
+
+
+def test_valid_share_of_resamples_is_computed_and_shown():
+  # Regime 'partial' ran seed 0 only, the others seeds 0 and 1: a resample that draws
+  # seed 1 twice has no run of 'partial', so its figure is undefined there. Seeds are
+  # drawn with replacement, two per resample: valid share 1 - (1/2)^2 = 3/4.
+  y, p1 = _predictor(60, 8)
+  _, p2 = _predictor(60, 9)
+  groups = [f"e{i // 2}" for i in range(60)]
+  runs = {
+    "oversample": {(0, 0): {"pred": p1}, (1, 0): {"pred": p2}},
+    "partial": {(0, 0): {"pred": p2}},
+  }
+  b = 4000
+  out = bootstrap.summarize(y, groups, runs, NAMES, thresholds={"ge_m": 3}, num_samples=b)
+  f1 = out["regimes"]["partial"]["scores"]["macro_f1"]
+  assert f1["valid_fraction"] == pytest.approx(0.75, abs=4 * np.sqrt(0.75 * 0.25 / b))
+  assert out["regimes"]["oversample"]["scores"]["macro_f1"]["valid_fraction"] == 1.0
+  metrics = {
+    "task": "multiclass",
+    "class_names": list(NAMES),
+    "seeds": [0, 1],
+    "support": out["support"],
+    "bootstrap": {"num_samples": b},
+    "regimes": out["regimes"],
+  }
+  text = classifier_tables.headline_table(metrics)
+  row = next(line for line in text.splitlines() if line.startswith("| partial |"))
+  assert f"({100 * f1['valid_fraction']:.1f} % valid)" in row
+  over = next(line for line in text.splitlines() if line.startswith("| oversample |"))
+  assert "(100 % valid)" in over
 
 
 def test_accuracy_like_interval_matches_the_analytic_binomial_width():
@@ -76,7 +173,8 @@ def test_frames_of_one_event_move_together():
   codes, names = bootstrap.group_codes([b"flare1", "day:2014-01-01", "flare1", "flare2"])
   assert list(names) == ["day:2014-01-01", "flare1", "flare2"]
   rng = np.random.default_rng(0)
-  counts = bootstrap.draw_counts(bootstrap.group_draws(3, 200, rng), 3)
+  strata, _ = bootstrap.group_strata(codes, [3, 0, 3, 3], 5)  # Two M flares, one quiet day.
+  counts = bootstrap.draw_counts(bootstrap.group_draws(strata, 200, rng), 3)
   assert (counts.sum(1) == 3).all()
   w = bootstrap.frame_weights(codes, counts)
   np.testing.assert_array_equal(w[:, 0], w[:, 2])  # The two frames of flare1.

@@ -117,9 +117,9 @@ def test_undefined_scores_are_nan_and_null_in_json():
   y_pred = np.array([0, 1, 1, 2])  # Class 2 never occurs in truth.
   m = classification.classification_metrics(y_true, y_pred, NAMES)
   assert math.isnan(m["per_class"]["C"]["tss"])  # No positives: recall undefined.
-  assert m["macro_over"] == ["A", "B"]
-  # A: TP 1, FN 1, FP 0 -> F1 2/3; B: TP 1, FN 1, FP 1 -> F1 1/2; C (absent) not averaged.
-  assert m["macro_f1"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+  assert m["macro_over"] == ["A", "B", "C"]
+  # A: TP 1, FN 1, FP 0 -> F1 2/3; B: TP 1, FN 1, FP 1 -> F1 1/2; C (predicted, absent) F1 0.
+  assert m["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
   text = json.dumps(classification.to_jsonable(m), allow_nan=False)
   assert json.loads(text)["per_class"]["C"]["tss"] is None
   assert math.isnan(classification.heidke_skill_score(0, 0, 0, 0))
@@ -140,3 +140,34 @@ def test_mean_std_over_seeds():
 def test_rejects_out_of_range_labels():
   with pytest.raises(ValueError, match="outside"):
     classification.classification_metrics([0, 3], [0, 1], NAMES)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_macro_averages_over_the_truth_and_the_predictions_as_sklearn(seed):
+  # Five classes: the truth holds A, B, C only, the predictions also X (never true), so
+  # scikit-learn's default set is the union {A, B, C, X}.
+  rng = np.random.default_rng(seed)
+  y_true = rng.integers(0, 3, 80)
+  y_pred = np.where(rng.random(80) < 0.6, y_true, rng.choice([0, 1, 2, 4], 80))
+  assert 4 in y_pred and 4 not in y_true
+  m = classification.classification_metrics(y_true, y_pred, "ABCMX")
+  assert m["macro_over"] == ["A", "B", "C", "X"]
+  union = np.union1d(y_true, y_pred)
+  for key, score in (
+    ("macro_f1", f1_score),
+    ("macro_precision", precision_score),
+    ("macro_recall", recall_score),
+  ):
+    assert m[key] == pytest.approx(score(y_true, y_pred, average="macro", zero_division=0))
+    explicit = score(y_true, y_pred, labels=union, average="macro", zero_division=0)
+    assert m[key] == pytest.approx(explicit)
+  # The old convention (classes of the truth only) gives a different, larger figure here.
+  truth_only = f1_score(y_true, y_pred, labels=np.unique(y_true), average="macro")
+  assert m["macro_f1"] < truth_only
+  # An explicit label set is honoured (all five classes, M and X with F1 0).
+  five = classification.classification_metrics(y_true, y_pred, "ABCMX", labels=range(5))
+  assert five["macro_f1"] == pytest.approx(
+    f1_score(y_true, y_pred, labels=range(5), average="macro", zero_division=0)
+  )
+  with pytest.raises(ValueError, match="labels"):
+    classification.classification_metrics(y_true, y_pred, "ABCMX", labels=[0, 5])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from solar_jax import report
 from solar_jax import workdir as wd
 from solar_jax.configs import tiny
 from solar_jax.evaluation import evaluate
-from solar_jax.metrics import physics
+from solar_jax.metrics import memorisation, physics
 
 
 def _suns(rng, labels, size=32):
@@ -120,6 +121,16 @@ def test_floors_memorisation_and_consistency_end_to_end(tmp_path, config):
   for space in ("pooled", "pixels"):
     mem = metrics["memorisation"][space]
     assert mem["share"] == 1.0 and mem["memorised"] and mem["n_train"] == 80
+    assert mem["pvalue"] == pytest.approx(1 / math.comb(45 + 60, 45), rel=1e-6)
+    # Class-matched: each class's copies against its own training and held-out images.
+    for c, name in enumerate(config.data.classes):
+      row, g = mem["per_class"][name], int((copies["labels"] == c).sum())
+      assert (row["n_generated"], row["n_train"]) == (g, int((train["labels"] == c).sum()))
+      assert row["n_heldout"] == int((real["labels"] == c).sum())
+      if c < 3:
+        assert row["count"] == g and row["memorised"] and row["pvalue_holm"] < 0.01
+      else:  # M and X: no images in any set.
+        assert row["not_estimable"] == "no training images of the class searched (N_train=0)"
   cc = metrics["class_consistency"]
   assert cc["real_reference"]["balanced_accuracy"] > 0.9
   assert cc["synthetic"]["balanced_accuracy"] > 0.9
@@ -164,6 +175,18 @@ def _write_samples(workdir, step, data, path=None, guidance=1.0):
   path.write_bytes(buffer.getvalue())
 
 
+def _load_train(train: dict):
+  """``evaluate.load_train`` on in-memory training images: the same selection rule."""
+
+  def load_train(cfg):
+    idx, record = memorisation.training_subset(
+      train["labels"], cfg.evaluation.memorisation_train_images, cfg.seed, cfg.data.classes
+    )
+    return {k: v[idx] for k, v in train.items()}, record
+
+  return load_train
+
+
 @pytest.mark.slow
 def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   rng = np.random.default_rng(2)
@@ -177,6 +200,7 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
     return splits[split or cfg.evaluation.split]
 
   monkeypatch.setattr(evaluate, "load_real", load_real)
+  monkeypatch.setattr(evaluate, "load_train", _load_train(splits["train"]))
   monkeypatch.setattr(
     evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pooled": _pixel_features}, {})
   )
@@ -185,8 +209,11 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   assert metrics["num_images"] == 20  # min(30, 50 real, 20 generated)
   written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
   assert written["samples"]["sampler"] == "ddim"
-  assert read == [("test", 150), ("validation", 150), ("train", 64)]
+  assert read == [("test", 150), ("validation", 150)]
+  # Every class has at most 64 training frames (the tiny config's cap): all 60 searched.
   assert written["memorisation_train_images_searched"] == 60
+  selection = written["memorisation_train_selection"]
+  assert (selection["per_class_cap"], selection["seed"], selection["searched"]) == (64, 0, 60)
   assert written["floor_split"] == "validation" and written["sample_size_rules"]["fid"]
   # The report: one compact table per feature space, FID marked where N <= D, no key dump.
   text = report.render_report(config, tmp_path)
@@ -202,6 +229,14 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   assert "summary." not in section and "class_counts." not in section
   assert "(eval/memorisation_pairs_pixels.png)" in section
   assert "(eval/flare_physics.png)" in section
+  # Memorisation per class, class-matched, with N of each set (or why not estimable).
+  for name, row in written["memorisation"]["pixels"]["per_class"].items():
+    n = f"| pixels | {name} | {row['n_generated']} / {row['n_train']} / {row['n_heldout']} |"
+    assert n in section
+    if "not_estimable" in row:
+      assert f"{n} n/a: {row['not_estimable']} |" in section
+    else:
+      assert f"{row['pvalue_holm']:.2g}" in section.split(n)[1].splitlines()[0]
   assert sorted(p.name for p in (tmp_path / "eval").glob("grid_*.png")) == [
     "grid_A.png",
     "grid_B.png",
@@ -225,6 +260,7 @@ def test_run_also_scores_the_classifier_pool_when_drawn_otherwise(tmp_path, conf
   monkeypatch.setattr(
     evaluate, "load_real", lambda cfg, max_examples, split=None: splits[split or "test"]
   )
+  monkeypatch.setattr(evaluate, "load_train", _load_train(splits["train"]))
   monkeypatch.setattr(
     evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pooled": _pixel_features}, {})
   )

@@ -8,6 +8,8 @@ import pytest
 from solar_jax import errors
 from solar_jax.configs import default
 from solar_jax.data import input_pipeline, resolve, scaling
+from solar_jax.evaluation import evaluate
+from solar_jax.metrics import memorisation
 
 
 @pytest.fixture(scope="module")
@@ -226,6 +228,28 @@ def test_one_pass_arrays_equal_the_training_stream(data_config):
         np.testing.assert_array_equal(first["group"], arrays["group"][:5])
     finally:
       data_config.image_size = 64
+
+
+def test_indices_read_those_frames_and_the_memorisation_search_draws_them(data_config):
+  everything = input_pipeline.make_for_inference(data_config, "train", transform=False)
+  n = len(everything["label"])
+  idx = np.array([0, 3, n // 2, n - 1])
+  some = input_pipeline.make_for_inference(data_config, "train", transform=False, indices=idx)
+  for key in ("image", "label", "group", "time"):
+    np.testing.assert_array_equal(some[key], everything[key][idx])
+  with pytest.raises(ValueError, match="sorted, distinct"):
+    input_pipeline.make_for_inference(data_config, "train", images=False, indices=[3, 0])
+  # The evaluation's memorisation search: every frame of a class with at most the cap,
+  # else a seeded random subset of that many (not the first in stored order).
+  config = default.get_config()
+  config.data = data_config
+  config.evaluation.memorisation_train_images = cap = 6
+  train, record = evaluate.load_train(config)
+  chosen, again = memorisation.training_subset(everything["label"], cap, config.seed, "ABCMX")
+  assert record == again and record["searched"] == len(chosen) == len(train["labels"])
+  np.testing.assert_array_equal(train["images"], everything["image"][chosen])
+  counts = np.bincount(everything["label"], minlength=5)
+  assert np.bincount(train["labels"], minlength=5).tolist() == np.minimum(counts, cap).tolist()
 
 
 def test_clip_level_from_the_train_split(data_config):

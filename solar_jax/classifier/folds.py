@@ -154,7 +154,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
     "seeds": first["seeds"],
     "climatology": float(np.nanmean(reference)) if binary else None,
     "support": summary["support"],
-    "bootstrap": {"num_samples": num_samples},
+    "bootstrap": {"num_samples": num_samples, "strata": summary["strata"]},
     "regimes": {},
   }
   for regime, figures in summary["regimes"].items():

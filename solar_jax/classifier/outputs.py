@@ -52,6 +52,9 @@ def add_uncertainty(metrics: dict, test_labels, groups, config, climatology) -> 
   metrics["bootstrap"] = {
     "num_samples": summary["num_samples"],
     "unit": "test groups (flare event ids; days of quiet frames), seeds and synthetic pools",
+    "strata": summary["strata"],
+    "stratified": "groups drawn within strata of their class set (bootstrap.group_strata)",
+    "macro_labels": "classes of the test truth or of the run's test predictions",
     "interval": "95 % percentile interval; differences paired (same resamples for every regime)",
   }
   for regime, figures in summary["regimes"].items():

@@ -5,15 +5,35 @@ Shared by report.md and the pooled-folds table (``classifier/folds.py``).
 
 from __future__ import annotations
 
+_METHOD = (
+  ", groups drawn within each class stratum so every test class is in every resample; "
+  "'valid': the share of resamples where the score is defined, the interval is taken "
+  "over those). Macro F1 averages over the classes of the test truth and of each run's "
+  "predictions (scikit-learn's default set), the same in every resample."
+)
+
 
 def _ci(stats: dict | None, signed: bool = False) -> str:
-  """``0.412 [0.351, 0.470]`` (mean and 95 % interval); n/a where not estimable."""
+  """``0.412 [0.351, 0.470] (98 % valid)``: mean, 95 % interval, share of valid resamples.
+
+  n/a where not estimable; the valid share is left out only where the figures
+  predate it (no ``valid_fraction``).
+  """
   if not stats or stats.get("mean") is None:
     return "n/a"
   fmt = "{:+.3f}" if signed else "{:.3f}"
   ci = stats.get("ci95")
   interval = f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]" if ci else " [n/a]"
-  return fmt.format(stats["mean"]) + interval
+  valid = stats.get("valid_fraction")
+  share = "" if valid is None else f" ({_percent(valid)} valid)"
+  return fmt.format(stats["mean"]) + interval + share
+
+
+def _percent(fraction: float) -> str:
+  """100 % only when every resample is valid; otherwise one decimal, never rounded up to 100."""
+  if fraction >= 1.0:
+    return "100 %"
+  return f"{min(fraction * 100.0, 99.9):.1f} %"
 
 
 def _score_keys(metrics: dict) -> dict[str, str]:
@@ -66,7 +86,7 @@ def headline_table(metrics: dict) -> str:
     + (f", fold {metrics['fold']}" if metrics.get("fold") is not None else "")
     + f"); test split; mean over {len(metrics['seeds'])} seed(s) × synthetic pools; 95 % "
     "interval of a paired bootstrap over test events (flares; days of quiet frames), seeds "
-    f"and pools ({(metrics.get('bootstrap') or {}).get('num_samples', '?')} resamples).",
+    f"and pools ({(metrics.get('bootstrap') or {}).get('num_samples', '?')} resamples{_METHOD}",
     "",
     *lines,
     "",

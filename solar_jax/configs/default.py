@@ -163,8 +163,9 @@ def get_config() -> ml_collections.ConfigDict:
   evaluation.kid_bootstrap = 200  # Bootstrap resamples behind KID's 95 % interval.
   evaluation.nearest_k = 5  # k for precision/recall and density/coverage.
   evaluation.num_clusters = 20  # k-means clusters on real features.
-  # DDPM training images searched for each sample's nearest neighbour (memorisation;
-  # the first ones in stored order); 0 = no memorisation figures.
+  # DDPM training images searched for each sample's nearest neighbour (memorisation),
+  # per class: every frame of a class with at most this many, else a uniform random
+  # subset of this many (seeded by `seed`, recorded); 0 = no memorisation figures.
   evaluation.memorisation_train_images = 2000
   # Flare-kernel threshold [DN/s]: per class, the share of the disk at or above it.
   evaluation.flare_kernel_dns = 1500.0

@@ -452,8 +452,13 @@ def make_for_inference(
   transform: bool = True,
   max_examples: int | None = None,
   label: str | None = None,
+  indices=None,
 ) -> dict:
   """One pass over ``split`` (or its first ``max_examples``) as numpy arrays, in stored order.
+
+  ``indices``: only these positions among the split's labelled frames (the rows a
+  call without them returns; sorted, distinct), e.g. a random subset chosen from
+  the facts of an image-free call; ``max_examples`` then applies to them.
 
   The facts come from a pass that decodes no image; with ``images`` the images come
   through the training stream's records and finishing map (``_records``, ``_finish``),
@@ -470,7 +475,17 @@ def make_for_inference(
   """
   builder = get_builder(data_config)
   plan = _plan(builder, data_config, split, label)
-  kept = np.flatnonzero(plan.keep)[:max_examples]
+  kept = np.flatnonzero(plan.keep)
+  if indices is not None:
+    indices = np.asarray(indices, np.int64).reshape(-1)
+    if indices.size and (
+      indices.min() < 0 or indices.max() >= kept.size or (np.diff(indices) <= 0).any()
+    ):
+      raise ValueError(
+        f"indices into split {split!r} must be sorted, distinct and in [0, {kept.size - 1}]."
+      )
+    kept = kept[indices]
+  kept = kept[:max_examples]
   arrays = {k: v[kept] for k, v in plan.facts.items()}
   flaring = frame_facts.in_flare(arrays, data_config.cooling_lag_minutes)
   arrays.update(

@@ -26,9 +26,13 @@ split (for memorisation), and writes to ``workdir/eval/``:
 
 Which images: see ``solar_jax.evaluation.distribution``. Up to
 ``num_images × num_classes`` images of the evaluation and floor splits are
-read (so rarer classes have images for the per-class figures) and up to
-``memorisation_train_images`` of the training split (the first ones in stored
-order; the number searched is recorded).
+read (so rarer classes have images for the per-class figures). The
+memorisation search covers the training split per class: every frame of a
+class with at most ``memorisation_train_images`` frames, else a uniform random
+subset of that many (seeded by ``config.seed``; ``memorisation.training_subset``),
+recorded under ``memorisation_train_selection``. The held-out images of the
+memorisation test are the evaluation split's (``evaluate_arrays`` takes another
+held-out set through ``heldout``).
 
 Extractors. 'inception' needs ``config.evaluation.inception_weights`` (see
 solar_jax/models/inception.py; a missing file is an error). 'classifier' uses
@@ -123,16 +127,38 @@ def _header(config, sel, labels: dict, extra) -> dict:
   }
 
 
-def _memorisation(config, spaces: dict, fake_labels) -> tuple[dict, dict]:
+def load_train(config) -> tuple[dict | None, dict]:
+  """The DDPM's training images the memorisation search covers (DN/s), and their record.
+
+  Every frame of a class with at most ``evaluation.memorisation_train_images``
+  frames, else a uniform random subset of that many (``memorisation.training_subset``,
+  seed ``config.seed``); (None, a record saying so) when that setting is 0.
+  """
+  cap = config.evaluation.memorisation_train_images
+  if not cap:
+    return None, {"searched": 0, "rule": "none (evaluation.memorisation_train_images=0)"}
+  facts = input_pipeline.make_for_inference(config.data, "train", images=False)
+  indices, record = memorisation.training_subset(
+    facts["label"], cap, config.seed, tuple(config.data.classes)
+  )
+  arrays = input_pipeline.make_for_inference(config.data, "train", transform=False, indices=indices)
+  train = {"images": np.asarray(arrays["image"], np.float32)}
+  return {**train, "labels": np.asarray(arrays["label"])}, record
+
+
+def _memorisation(config, spaces: dict, labels: dict) -> tuple[dict, dict]:
   """Memorisation of the generated images in one space (features or transformed pixels)."""
   if spaces["train"] is None or len(spaces["train"]) == 0:
     reason = "no DDPM training images read (evaluation.memorisation_train_images=0 or empty)"
     return {"not_estimable": reason}, {}
+  held = "heldout" if spaces.get("heldout") is not None else "real"
   return memorisation.memorisation(
     spaces["fake"],
     spaces["train"],
-    spaces["real"],
-    generated_labels=fake_labels,
+    spaces[held],
+    generated_labels=labels["fake"],
+    train_labels=labels["train"],
+    heldout_labels=labels[held],
     class_names=tuple(config.data.classes),
   )
 
@@ -209,7 +235,7 @@ def _space(config, name, feats: dict, sel, labels, out_dir) -> tuple[dict, dict,
   """Features of every image set in one space; its distribution metrics and memorisation."""
   entry = distribution.space_metrics(config, feats, sel, feats["real"].shape[1])
   entry["description"] = features_lib.DESCRIPTIONS.get(name, name)
-  mem, arrays = _memorisation(config, feats, labels["fake"])
+  mem, arrays = _memorisation(config, feats, labels)
   if out_dir is not None:
     wd.write_npz(
       out_dir / f"features_{name}.npz",
@@ -230,6 +256,7 @@ def evaluate_arrays(
   *,
   reference: dict | None = None,
   train: dict | None = None,
+  heldout: dict | None = None,
   classify=None,
   feature_cache: dict | None = None,
   write_plots: bool = True,
@@ -245,6 +272,8 @@ def evaluate_arrays(
       writes nothing (processes other than 0).
     reference: a second, disjoint real set (same layout) for the floors; None: no floors.
     train: the DDPM's training images (same layout) for memorisation; None: none.
+    heldout: real images the DDPM never trained on (same layout) for the
+      memorisation threshold; None: ``real``.
     classify: (predict(model-space images) -> task labels, info) of the
       real-only classifier, for class consistency; None: not scored.
     feature_cache: features of the real sets by (extractor, set), filled and
@@ -259,6 +288,7 @@ def evaluate_arrays(
     out_dir = epath.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
   sets = {"real": real, "fake": generated, "reference": reference, "train": train}
+  sets["heldout"] = heldout
   labels = {k: None if v is None else np.asarray(v["labels"], np.int64) for k, v in sets.items()}
   if min(len(labels["real"]), len(labels["fake"])) < 2:
     raise errors.InputMismatchError(
@@ -268,6 +298,11 @@ def evaluate_arrays(
   rng = np.random.default_rng(config.seed)
   sel = distribution.select(config, labels["real"], labels["fake"], labels["reference"], rng)
   metrics = _header(config, sel, labels, extra)
+  metrics["memorisation_heldout"] = (
+    f"the evaluation split ({config.evaluation.split})"
+    if heldout is None
+    else f"a held-out set passed in ({len(labels['heldout'])} images)"
+  )
   model = {k: None if v is None else _model_space(config, v["images"]) for k, v in sets.items()}
   mem_arrays = {}
   for name, extract in extractors.items():
@@ -275,9 +310,7 @@ def evaluate_arrays(
     entry, mem, mem_arrays[name] = _space(config, name, feats, sel, labels, out_dir)
     metrics["features"][name], metrics["memorisation"][name] = entry, mem
     metrics["summary"][name] = _summary(entry, mem)
-  metrics["memorisation"]["pixels"], mem_arrays["pixels"] = _memorisation(
-    config, model, labels["fake"]
-  )
+  metrics["memorisation"]["pixels"], mem_arrays["pixels"] = _memorisation(config, model, labels)
   metrics["class_consistency"] = _consistency(config, classify, model, labels)
   metrics["physics"], stats = _physics(config, real, generated, sel, labels)
   metrics["summary"]["physics"] = {
@@ -426,9 +459,7 @@ def _load_inputs(config, workdir, mesh, names, generated_shape, samples_path) ->
       f"({samples_path}) differ in shape; evaluate with the config the samples were made with."
     )
   reference = load_real(config, cap, ev.floor_split) if ev.floor_split else None
-  train = None
-  if ev.memorisation_train_images:
-    train = load_real(config, ev.memorisation_train_images, "train")
+  train, selection = load_train(config)
   searched = 0 if train is None else len(train["labels"])
   return {
     "extractors": extractors,
@@ -440,6 +471,7 @@ def _load_inputs(config, workdir, mesh, names, generated_shape, samples_path) ->
     "extra": {
       "skipped_extractors": skipped,
       "memorisation_train_images_searched": searched,
+      "memorisation_train_selection": selection,
     },
   }
 

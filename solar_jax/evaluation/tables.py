@@ -49,13 +49,20 @@ def _pr(entry: dict, key: str) -> str:
 
 
 def _memorised(mem: dict, name: str | None) -> str:
+  """Overall: K/G (null share), exact p; per class: the class-matched K/G and Holm p."""
   if "share" not in mem:
     return NA
   if name is None:
     flag = " **memorised**" if mem["memorised"] else ""
-    return f"{mem['count']}/{mem['n_generated']} (null {mem['null_share']:.2g}){flag}"
+    p = mem.get("pvalue")
+    return f"{mem['count']}/{mem['n_generated']} (null {mem['null_share']:.2g}), p {_g(p, 2)}{flag}"
   row = mem.get("per_class", {}).get(name, {})
-  return f"{row.get('count', 0)}/{row.get('n', 0)}" if row.get("n") else NA
+  if "not_estimable" in row:
+    return f"{NA}: {row['not_estimable']}"
+  if "pvalue_holm" not in row:
+    return NA
+  flag = " **memorised**" if row["memorised"] else ""
+  return f"{row['count']}/{row['n_generated']}, p Holm {_g(row['pvalue_holm'], 2)}{flag}"
 
 
 def _consistency(cc: dict, name: str | None) -> str:
@@ -107,8 +114,10 @@ def _legend(metrics: dict) -> list[str]:
     f"Evaluation split `{metrics.get('split')}`; N = {metrics.get('num_images')} images per set "
     "overall. In brackets: the real-vs-real floor, " + floor_text + ". KID: unbiased MMD² of "
     "the whole sets, 95 % bootstrap interval over images. Memorisation: generated images "
-    "closer to a DDPM training image than any held-out real image is (null: the expected "
-    "share if they were new draws, 1/(M+1)). Class consistency: recall of the asked-for "
+    "closer to a DDPM training image than any held-out real image is (null share 1/(M+1) "
+    "if they were new draws; exact Beta-Binomial p-value); per class against that class's "
+    "training and held-out images, Holm-adjusted over the tested classes. Class "
+    "consistency: recall of the asked-for "
     "class under the real-only classifier (overall: balanced accuracy), real test images "
     "in brackets.",
     "",
@@ -119,24 +128,73 @@ def _legend(metrics: dict) -> list[str]:
 
 def _memorisation_lines(metrics: dict) -> list[str]:
   lines = ["### Memorisation", "", "| space | generated | train searched | held-out "]
-  lines[-1] += "| share closer (null) | p | median ratio gen. (held-out) |"
+  lines[-1] += "| share closer (null) | p (exact) | median ratio gen. (held-out) |"
   lines.append("|" + " --- |" * 7)
+  per_class = []
   for space, mem in metrics.get("memorisation", {}).items():
     if "share" not in mem:
       lines.append(f"| {space} | {mem.get('not_estimable', NA)} |" + " |" * 5)
       continue
+    p = mem.get("pvalue")
     lines.append(
       f"| {space} | {mem['n_generated']} | {mem['n_train']} | {mem['n_heldout']} | "
-      f"{mem['share']:.3f} ({mem['null_share']:.3f}) | {mem['binomial_pvalue']:.2g} | "
+      f"{mem['share']:.3f} ({mem['null_share']:.3f}) | {_g(p, 2)} | "
       f"{_g(mem['ratio_generated']['q50'], 2)} ({_g(mem['ratio_heldout']['q50'], 2)}) |"
     )
+    per_class += _memorisation_class_rows(space, mem)
+  selection = metrics.get("memorisation_train_selection") or {}
+  searched = "; ".join(
+    f"{c} {v['searched']}/{v['available']}" for c, v in (selection.get("per_class") or {}).items()
+  )
   lines += [
     "",
     "`pixels`: the images after the intensity transform. Ratio: distance to the nearest "
-    "training image over the held-out images' median of that distance.",
-    "",
+    "training image over the held-out images' median of that distance. p: exact upper "
+    "tail of Beta-Binomial(G, 1, M), the count's null when generated and held-out images "
+    "are exchangeable (the pooled row assumes their class mixes match).",
   ]
-  return lines
+  if searched:
+    lines.append(
+      f"Training frames searched per class (searched/available; {selection.get('rule')}, "
+      f"seed {selection.get('seed')}): {searched}."
+    )
+  if per_class:
+    lines += [
+      "",
+      "Per class, class-matched (generated images of a class against the training and "
+      "held-out images of that class; flags at α after Holm over the tested classes):",
+      "",
+      "| space | class | N generated / train / held-out | closer than any held-out "
+      "| p | p Holm | verdict |",
+      "|" + " --- |" * 7,
+      *per_class,
+    ]
+  return lines + [""]
+
+
+def _memorisation_class_rows(space: str, mem: dict) -> list[str]:
+  rows = []
+  for name, row in (mem.get("per_class") or {}).items():
+    if "n_train" not in row:
+      continue  # metrics.json of an earlier version: no class-matched test.
+    n = f"{row['n_generated']} / {row['n_train']} / {row['n_heldout']}"
+    if "not_estimable" in row:
+      rows.append(f"| {space} | {name} | {n} | {NA}: {row['not_estimable']} | | | |")
+      continue
+    verdict = "**memorised**" if row["memorised"] else "not shown"
+    rows.append(
+      f"| {space} | {name} | {n} | {row['count']} ({row['share']:.3f}; null "
+      f"{row['null_share']:.3f}) | {_g(row['pvalue'], 2)} | {_g(row['pvalue_holm'], 2)} "
+      f"| {verdict} |"
+    )
+  combined = (mem.get("class_matched") or {}).get("combined")
+  if combined:
+    verdict = "**memorised**" if combined["memorised"] else "not shown"
+    rows.append(
+      f"| {space} | tested classes together | {combined['n_generated']} generated | "
+      f"{combined['count']} | {_g(combined['pvalue'], 2)} | | {verdict} |"
+    )
+  return rows
 
 
 def _physics_lines(metrics: dict) -> list[str]:

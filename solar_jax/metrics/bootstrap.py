@@ -7,6 +7,18 @@ frame's *group* (the dataset's ``group`` array: the flare's event id, or
 ``day:YYYY-MM-DD`` for quiet frames): the groups are drawn with replacement
 and every frame of a drawn group enters with that multiplicity.
 
+The draw is stratified by class: each stratum draws, with replacement, as
+many groups as it holds, so every class of the test split is in every
+resample and a rare class's events are never all missed. A group's stratum is
+the set of task classes its frames hold (``group_strata``): a flare's frames
+share one class, so flares are stratified by their class; a quiet day (or a
+forecast window) whose frames span classes, e.g. B and C, forms the stratum
+{B, C} with the other days holding exactly B and C. Class sets rather than
+one class per group is what guarantees the coverage: a day assigned to a
+single class could carry the only frames of another class, which a
+resample would then miss. The cost: a stratum of one group is drawn once in
+every resample and adds no spread.
+
 On top, each resample draws the classifier seeds with replacement and, for
 regimes trained on synthetic images, one synthetic pool per drawn seed, so the
 interval also holds the spread of training and of the generator (a two-level
@@ -17,8 +29,17 @@ paired: a regime against itself differs by exactly 0 in every resample.
 A regime's figure is the mean over its (seed, pool) runs of the score on the
 whole test set; its 95 % interval is the 2.5 and 97.5 percentiles of the
 resampled figures (percentile bootstrap). Resamples where a score is undefined
-(e.g. TSS with no positive event drawn) are left out, and their share is
-reported as ``valid_fraction``.
+are left out (stratification keeps every class of the split in every
+resample, so this happens where a regime has no run for any seed a resample
+drew, or where the split itself lacks a class the score needs), and their
+share is reported as ``valid_fraction`` and printed beside the interval in
+report.md.
+
+Macro F1 averages over one label set per run, fixed on the whole test split:
+the classes of the test truth and the classes the run predicts on it
+(scikit-learn's default set, ``classification.macro_label_set``), with F1 0
+for a class of the set neither drawn nor predicted in a resample
+(``zero_division=0``): every resample averages the same classes.
 
 Scores come from weighted confusion matrices (one per resample), so a
 thousand resamples of tens of runs cost one matrix product each; they agree
@@ -32,6 +53,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from solar_jax.metrics.classification import macro_label_set
+
 # ------------------------------------------------------------ groups ---
 
 
@@ -44,9 +67,35 @@ def group_codes(groups) -> tuple[np.ndarray, np.ndarray]:
   return codes.astype(np.int64), unique
 
 
-def group_draws(num_groups: int, num_samples: int, rng: np.random.Generator) -> np.ndarray:
-  """int64 [B, G]: the groups drawn (with replacement) by each of ``num_samples`` resamples."""
-  return rng.integers(0, num_groups, (num_samples, num_groups))
+def group_strata(codes, y_true, num_classes: int) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+  """``(stratum int64 [G], classes of each stratum)``: a group's stratum is its set of classes.
+
+  ``codes`` [N] are the frames' groups (``group_codes``), ``y_true`` [N] their
+  class indices; strata are numbered in the lexicographic order of their
+  class-membership rows.
+  """
+  codes, y_true = np.asarray(codes, np.int64), np.asarray(y_true, np.int64)
+  if codes.size == 0:
+    return np.zeros(0, np.int64), []
+  holds = np.zeros((int(codes.max()) + 1, num_classes), bool)
+  holds[codes, y_true] = True
+  rows, stratum = np.unique(holds, axis=0, return_inverse=True)
+  return stratum.reshape(-1).astype(np.int64), [tuple(np.flatnonzero(r).tolist()) for r in rows]
+
+
+def group_draws(strata: np.ndarray, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+  """int64 [B, G]: the groups drawn by each of ``num_samples`` resamples, stratified.
+
+  Each stratum draws as many of its own groups as it holds, with replacement
+  (``strata`` [G]: each group's stratum, ``group_strata``); columns run
+  stratum by stratum.
+  """
+  strata = np.asarray(strata, np.int64)
+  parts = [np.zeros((num_samples, 0), np.int64)]
+  for s in np.unique(strata):
+    members = np.flatnonzero(strata == s)
+    parts.append(members[rng.integers(0, members.size, (num_samples, members.size))])
+  return np.concatenate(parts, axis=1)
 
 
 def draw_counts(draws: np.ndarray, num_groups: int) -> np.ndarray:
@@ -88,14 +137,19 @@ def _divide(a, b):
     return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
 
 
-def macro_f1(cms: np.ndarray) -> np.ndarray:
-  """[B] macro F1 over the classes present in the truth of each matrix (as ``classification``)."""
+def macro_f1(cms: np.ndarray, labels) -> np.ndarray:
+  """[B] macro F1 over the fixed class indices ``labels`` in every matrix (F1 0 where 0/0).
+
+  The same as scikit-learn's ``f1_score(..., labels=labels, average='macro',
+  zero_division=0)`` on the (weighted) frames of each matrix.
+  """
+  labels = np.asarray(labels, np.int64)
+  if labels.size == 0:
+    raise ValueError("macro_f1: the label set is empty.")
   tp = np.diagonal(cms, axis1=-2, axis2=-1)
   rows, cols = cms.sum(-1), cms.sum(-2)
   f1 = np.where(rows + cols > 0, _divide(2 * tp, rows + cols), 0.0)
-  present = rows > 0
-  n = present.sum(-1)
-  return _divide(np.where(present, f1, 0.0).sum(-1), n)
+  return f1[..., labels].mean(-1)
 
 
 def multiclass_tss(cms: np.ndarray) -> np.ndarray:
@@ -142,10 +196,17 @@ def headline_scores(
   thresholds: Mapping[str, int],
   prob=None,
   reference=None,
+  labels=None,
 ) -> dict[str, np.ndarray]:
-  """The reported scores, each [B]: macro_f1, tss, ``tss_<name>`` per threshold, bss (binary)."""
+  """The reported scores, each [B]: macro_f1, tss, ``tss_<name>`` per threshold, bss (binary).
+
+  ``labels``: the macro average's class indices; None: the classes of ``y_true``
+  or ``y_pred`` as given (unweighted: the whole test split when these are its arrays).
+  """
   cms = weighted_confusions(y_true, y_pred, weights, num_classes)
-  out = {"macro_f1": macro_f1(cms), "tss": multiclass_tss(cms)}
+  if labels is None:
+    labels = macro_label_set(y_true, y_pred)
+  out = {"macro_f1": macro_f1(cms, labels), "tss": multiclass_tss(cms)}
   for name, index in thresholds.items():
     out[f"tss_{name}"] = threshold_tss(cms, index)
   if prob is not None and reference is not None:
@@ -215,16 +276,17 @@ def summarize(
     baselines: regimes every other regime is compared with (``delta_vs_<name>``).
 
   Returns:
-    {'support', 'num_samples', 'regimes': {regime: {'scores': {score: {'mean', 'ci95',
-    'valid_fraction', 'seed_std'}}, 'runs', 'delta_vs_<baseline>': {score: {'mean',
-    'ci95', 'includes_zero'}}}}}.
+    {'support', 'num_samples', 'strata' (stratum -> groups), 'regimes': {regime: {'scores':
+    {score: {'mean', 'ci95', 'valid_fraction', 'seed_std'}}, 'runs', 'delta_vs_<baseline>':
+    {score: {'mean', 'ci95', 'valid_fraction', 'includes_zero'}}}}}.
   """
   y_true = np.asarray(y_true, np.int64)
   codes, _ = group_codes(groups)
   k, thresholds = len(class_names), dict(thresholds or {})
   rng = np.random.default_rng([seed, 20260])
   num_groups = int(codes.max()) + 1 if codes.size else 0
-  counts = draw_counts(group_draws(num_groups, num_samples, rng), num_groups)
+  strata, strata_classes = group_strata(codes, y_true, k)
+  counts = draw_counts(group_draws(strata, num_samples, rng), num_groups)
   # Row 0: the whole test set (each group once: the point estimate); rows 1..B: resamples.
   counts = np.concatenate([np.ones((1, num_groups), np.int64), counts])
   seeds = sorted({s for regime in runs.values() for s, _ in regime})
@@ -247,7 +309,16 @@ def summarize(
       resampled[name] = (_nanmean(arr[..., 0], (0, 1)), _nanmean(drawn, 1), arr[..., 0])
     per_regime[regime] = resampled
 
-  out = {"support": support(y_true, codes, class_names), "num_samples": num_samples, "regimes": {}}
+  out = {
+    "support": support(y_true, codes, class_names),
+    "num_samples": num_samples,
+    # Stratum (its classes joined by '+') -> number of groups it holds.
+    "strata": {
+      "+".join(class_names[c] for c in classes): int(np.sum(strata == s))
+      for s, classes in enumerate(strata_classes)
+    },
+    "regimes": {},
+  }
   for regime, resampled in per_regime.items():
     entry = {"runs": len(runs[regime]), "scores": {}}
     for name, (point, values, full) in resampled.items():

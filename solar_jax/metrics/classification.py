@@ -17,10 +17,14 @@ Conventions (used in every figure the classifier writes):
   discriminant). For K = 2 both equal the 2x2 forms of class 1.
 * A score whose denominator is zero (e.g. TSS of a class absent from the test
   set) is NaN, written as ``null`` in JSON, and left out of means over seeds.
-* Macro averages (precision, recall, F1) run over the classes that occur in
-  the true labels, so every regime and seed is averaged over the same classes
-  of the one test set; a prediction of an absent class still lowers them
-  through the recall of the true class.
+* Macro averages (precision, recall, F1) run over a fixed label set: by
+  default the classes that occur in the true labels or in the predictions of
+  the whole test split, which is scikit-learn's default for
+  ``f1_score(..., average='macro')``; computed with ``labels=`` explicitly and
+  ``zero_division=0``, so a predicted class that never occurs in the truth
+  counts with F1 0 (its precision is 0) instead of being left out. The
+  bootstrap (``bootstrap.macro_f1``) averages every resample over the same
+  set, fixed on the whole test split, never over the classes a resample drew.
 
 Precision, recall, F1, balanced accuracy and the confusion matrix come from
 scikit-learn.
@@ -110,18 +114,26 @@ def threshold_skill(y_true, y_pred, threshold: int) -> dict:
   }
 
 
+def macro_label_set(y_true, y_pred) -> np.ndarray:
+  """int64 [L] sorted: the classes in the truth or the predictions (scikit-learn's default set)."""
+  return np.union1d(np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64))
+
+
 def classification_metrics(
   y_true,
   y_pred,
   class_names: Sequence[str],
   *,
   thresholds: Mapping[str, int] | None = None,
+  labels: Sequence[int] | None = None,
 ) -> dict:
   """Every classification figure for one set of predictions.
 
   Args:
     y_true, y_pred: int labels [N], positions in ``class_names``.
     class_names: the task's class names (K of them).
+    labels: the class indices the macro averages run over; None: the classes
+      in ``y_true`` or ``y_pred`` (``macro_label_set``, scikit-learn's default).
     thresholds: optional ``{name: class index}``: adds the TSS/HSS of the
       binary event ``label >= index`` under ``metrics['thresholds'][name]``
       (used to score >=M and >=C from a five-class classifier).
@@ -129,7 +141,8 @@ def classification_metrics(
   Returns:
     A JSON-ready dict (NaN where a score is undefined): ``num_examples``,
     ``accuracy``, ``balanced_accuracy``, ``macro_precision``, ``macro_recall``,
-    ``macro_f1``, ``macro_over``, ``tss`` and ``hss`` (multiclass forms; for
+    ``macro_f1``, ``macro_over`` (the names of the label set averaged over),
+    ``tss`` and ``hss`` (multiclass forms; for
     K = 2 the 2x2 scores of class 1), ``confusion``, ``per_class`` (precision,
     recall, f1, support, one-vs-rest tss, hss and counts) and ``thresholds``.
   """
@@ -143,14 +156,18 @@ def classification_metrics(
     raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in length.")
   if y_true.size == 0:
     raise ValueError("no examples to score: the test set is empty.")
-  for label_name, labels in (("y_true", y_true), ("y_pred", y_pred)):
-    if labels.min() < 0 or labels.max() >= k:
+  for label_name, given in (("y_true", y_true), ("y_pred", y_pred)):
+    if given.min() < 0 or given.max() >= k:
       raise ValueError(f"{label_name} holds labels outside [0, {k - 1}] (classes {names}).")
   cm = confusion(y_true, y_pred, k)
   precision, recall, f1, support = precision_recall_fscore_support(
     y_true, y_pred, labels=np.arange(k), zero_division=0
   )
-  present = np.flatnonzero(support > 0)
+  over = macro_label_set(y_true, y_pred) if labels is None else np.asarray(labels, np.int64)
+  if over.size == 0 or over.min() < 0 or over.max() >= k:
+    raise ValueError(
+      f"labels {over.tolist()}: give class indices in [0, {k - 1}] (classes {names})."
+    )
   per_class = {}
   for i, name in enumerate(names):
     tp, fn, fp, tn = one_vs_rest(cm, i)
@@ -174,10 +191,10 @@ def classification_metrics(
     "num_examples": int(y_true.size),
     "accuracy": float(np.mean(y_true == y_pred)),
     "balanced_accuracy": balanced,
-    "macro_precision": float(np.mean(precision[present])),
-    "macro_recall": float(np.mean(recall[present])),
-    "macro_f1": float(np.mean(f1[present])),
-    "macro_over": [names[i] for i in present],
+    "macro_precision": float(np.mean(precision[over])),
+    "macro_recall": float(np.mean(recall[over])),
+    "macro_f1": float(np.mean(f1[over])),
+    "macro_over": [names[i] for i in over],
     "tss": multiclass_tss(cm),
     "hss": multiclass_hss(cm),
     "confusion": cm.tolist(),

@@ -16,14 +16,18 @@ feature dimension:
 * cluster occupancy: N >= CLUSTER_FACTOR × num_clusters (about that many
   real images per cluster).
 * two-sample KS tests of physical quantities: N >= MIN_KS per set.
-* memorisation share: M >= MIN_HELDOUT held-out images (its null
-  expectation is 1 / (M + 1)).
+* memorisation: M >= MIN_HELDOUT held-out images (its null share is
+  1 / (M + 1)); per class also a training and a generated image of the
+  class, and G, M for which the test can reach alpha at all (its smallest
+  p-value, every generated image below the threshold, is 1 / C(G + M, G)).
 
 Figures are only comparable at one N (FID's bias falls as 1/N): every figure
 carries its N, and its real-vs-real floor is computed at the same N.
 """
 
 from __future__ import annotations
+
+import math
 
 MIN_KID = 6
 MIN_KS = 5
@@ -36,7 +40,8 @@ RULES = {
   "precision_recall": "N > nearest_k",
   "clusters": f"N >= {CLUSTER_FACTOR} x num_clusters",
   "ks_test": f"N >= {MIN_KS} per set",
-  "memorisation": f"held-out M >= {MIN_HELDOUT} (null share 1/(M+1))",
+  "memorisation": f"held-out M >= {MIN_HELDOUT} (null share 1/(M+1)); per class also "
+  "N_train >= 1, G >= 1 and 1/C(G+M, G) < alpha (the test can flag at all)",
   "fid_comparability": "FID's bias falls as 1/N: compare figures only at one N, "
   "against the real-vs-real floor at that N",
 }
@@ -67,3 +72,18 @@ def ks_reason(n_real: int, n_fake: int) -> str | None:
 
 def heldout_reason(m: int) -> str | None:
   return None if m >= MIN_HELDOUT else f"held-out M={m} < {MIN_HELDOUT}"
+
+
+def memorisation_reason(g: int, n_train: int, m: int, alpha: float) -> str | None:
+  """Why one class's class-matched memorisation test is not run (None: it is)."""
+  if n_train == 0:
+    return "no training images of the class searched (N_train=0)"
+  if g == 0:
+    return "no generated images of the class (G=0)"
+  reason = heldout_reason(m)
+  if reason is not None:
+    return reason
+  smallest = 1.0 / math.comb(g + m, g)
+  if smallest >= alpha:
+    return f"G={g}, M={m}: the smallest attainable p-value 1/C(G+M, G)={smallest:.2g} >= {alpha:g}"
+  return None
