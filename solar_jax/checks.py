@@ -13,6 +13,8 @@ the layers because it reads every registry; lower modules keep at most an assert
 
 from __future__ import annotations
 
+import datetime
+
 import ml_collections
 
 from solar_jax import configuration, parallel
@@ -143,6 +145,28 @@ def _validate_experiment(classifier) -> None:
       raise ConfigError(f"classifier.{field}={values} needs distinct values >= 0.")
 
 
+def _validate_labels(config) -> None:
+  """The labels a run reads: a look-ahead label needs an embargo of its horizon, and the
+  synthetic regimes a generator conditioned on the label the classifier reads."""
+  data, classifier = config.data, config.classifier
+  read = {data.label, classifier.label or data.label}
+  horizon_days = frame_facts.NEXT_WINDOW / datetime.timedelta(days=1)
+  if classifier_lib.FORECAST_LABEL in read and data.embargo_days < horizon_days:
+    raise ConfigError(
+      f"data.embargo_days={data.embargo_days:g} is shorter than the {horizon_days:g}-day horizon "
+      f"of the label {classifier_lib.FORECAST_LABEL!r}: a training frame's label would see "
+      f"into a held-out month; use data.embargo_days >= {horizon_days:g}."
+    )
+  synthetic = [r for r in classifier.regimes if r in training_sets.SYNTHETIC_REGIMES]
+  if synthetic and (classifier.label or data.label) != data.label:
+    raise ConfigError(
+      f"classifier.regimes={tuple(classifier.regimes)}: {', '.join(synthetic)} train on "
+      f"images of a DDPM conditioned on data.label={data.label!r}, not on the classifier's "
+      f"classifier.label={classifier.label!r}; set data.label={classifier.label!r} (a "
+      "generator trained on that label) or leave the synthetic regimes out."
+    )
+
+
 def _validate_mesh(config, num_devices: int | None, num_processes: int) -> None:
   training, sampling, classifier = config.training, config.sampling, config.classifier
   _choice(config.mesh.distributed, "mesh.distributed", parallel.DISTRIBUTED)
@@ -181,4 +205,5 @@ def validate(
   _validate_diffusion_and_training(config.diffusion, config.training)
   _validate_sampling(config)
   _validate_evaluation_and_classifier(config.evaluation, config.classifier)
+  _validate_labels(config)
   _validate_mesh(config, num_devices, num_processes)

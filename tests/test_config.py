@@ -150,6 +150,26 @@ def test_a_config_json_with_the_old_classifier_task_reads_as_label_and_grouping(
   config = configuration.from_json(path)
   assert (config.classifier.label, config.classifier.grouping) == (label, grouping)
   assert classifier_lib.task_of(config.classifier, config.data.label) == task
+  if label:  # A forecast on a generator of today's classes: its synthetic regimes are refused.
+    with pytest.raises(configuration.ConfigError, match="DDPM conditioned on data.label"):
+      checks.validate(config)
+    config.data.label = label  # A generator trained on the forecast label: accepted.
+  checks.validate(config)
+
+
+@pytest.mark.parametrize("where", ["data", "classifier"])
+def test_a_look_ahead_label_needs_an_embargo_of_its_horizon(where):
+  config = _config("tiny")
+  config[where].label = "max_class_next_24h"
+  config.classifier.regimes = ("real", "oversample")  # No generator: data.label may differ.
+  config.data.embargo_days = 0.5
+  with pytest.raises(configuration.ConfigError) as info:
+    checks.validate(config)
+  assert str(info.value).startswith("data.embargo_days=0.5 is shorter than the 1-day horizon")
+  config.data.embargo_days = 1.0
+  checks.validate(config)
+  config.data.label = config.classifier.label = "goes_class"  # Today's class: no look-ahead.
+  config.data.embargo_days = 0.0
   checks.validate(config)
 
 
