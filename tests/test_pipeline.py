@@ -8,13 +8,15 @@ on other data is refused before anything is written.
 import shutil
 
 import jax
+import numpy as np
 import pytest
 from conftest import TINY_CHECKPOINT_STEP, tiny_checkpoint_config
 
 from solar_jax import checkpointing, parallel
 from solar_jax import workdir as wd
+from solar_jax.classifier import training_sets
 from solar_jax.data import resolve
-from solar_jax.ddpm import train_state
+from solar_jax.ddpm import sample, train_state
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,7 @@ def test_a_generator_of_other_data_is_one_line_exit_2_and_nothing_written(
 
 
 def test_the_fold_sharing_its_training_months_uses_the_same_generator(
-  cli, fold0_run, demo_tfds, tmp_path
+  cli, fold0_run, demo_tfds, tmp_path, monkeypatch
 ):
   # Fold 5 swaps fold 0's test and validation months: the same training months.
   workdir = tmp_path / "run"
@@ -92,3 +94,19 @@ def test_the_fold_sharing_its_training_months_uses_the_same_generator(
   assert result.returncode == 2
   assert "data.fold=5 there (months mod 10 not in {0, 5}), 1 here" in result.stderr
   assert str(export) in result.stderr and not (tmp_path / "other").exists()
+
+  # The partner fold's classifier draws its synthetic pools from that export, in its own
+  # workdir (which has no DDPM checkpoint of its own).
+  config = tiny_checkpoint_config()
+  config.data.fold, config.sampling.checkpoint = 5, str(export)
+  drawn = []
+
+  def generate(config, params, labels, **kwargs):
+    drawn.append(sorted(params))
+    return np.zeros((len(labels), config.data.image_size, config.data.image_size, 1), np.float32)
+
+  monkeypatch.setattr(sample, "generate", generate)
+  partner = tmp_path / "fold5"
+  pool = training_sets.synthetic_pool(config, partner, [1, 0, 2, 0, 0])
+  assert pool["step"] == TINY_CHECKPOINT_STEP and pool["label"].tolist() == [0, 2, 2]
+  assert pool["path"].startswith(str(partner / "samples")) and drawn

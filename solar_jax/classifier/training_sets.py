@@ -320,7 +320,8 @@ def pool_set(config, workdir, step: int, counts, guidance=None, pool: int = 0):
 def synthetic_pool(
   config, workdir, counts, *, mesh=None, guidance: float | None = None, pool: int = 0
 ) -> dict:
-  """Synthetic images per GOES class from the workdir's newest DDPM checkpoint.
+  """Synthetic images per GOES class from the newest DDPM checkpoint of the workdir, or of
+  the inference checkpoint or workdir ``sampling.checkpoint`` names.
 
   A pool is a sample set like any other: ``samples/<step>-<key>/`` (``wd.sample_key`` of
   ``pool_config``: guidance, steps and seed ``sampling.seed + k`` of pool ``k``), drawn
@@ -343,11 +344,18 @@ def synthetic_pool(
   config = _pool_sampling_config(config, guidance, pool)
   guidance = float(config.sampling.guidance_scale)
   classes = tuple(config.data.classes)
-  checkpoints = wd.checkpoints_dir(workdir)
-  steps = wd.steps(checkpoints)
+  try:  # The model sampling.checkpoint names (an export, another workdir), else this one.
+    kind, source = sample.checkpoint_source(config, workdir)
+  except errors.MissingInputError as e:
+    raise NoDDPMCheckpointError(str(e)) from None
+  if kind == "export":
+    steps = [int(sample.check_export_data(source, config)["step"])]
+  else:
+    steps = wd.steps(wd.checkpoints_dir(source))
   if not steps:
     raise NoDDPMCheckpointError(
-      f"no checkpoint in {checkpoints}: train the DDPM first (--mode=train) with this workdir."
+      f"no checkpoint in {wd.checkpoints_dir(source)}: train the DDPM first (--mode=train) "
+      "with this workdir, or name one with sampling.checkpoint."
     )
 
   def cached(step):
