@@ -12,12 +12,9 @@ import sys
 
 import jax
 from absl import app, flags, logging
-from etils import epath
 from ml_collections import config_flags
 
 from solar_jax import checks, cli, configuration, errors, parallel, pipeline, xla_flags
-from solar_jax import workdir as wd
-from solar_jax.data import resolve
 
 FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples, reports.")
@@ -26,40 +23,7 @@ _PRINT_CONFIG = flags.DEFINE_bool("print_config", False, cli.PRINT_CONFIG_HELP)
 _CONFIG_SOURCE = [None]  # What --config named: a config.json is data (see main()).
 
 
-def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
-  """Checks the inputs, resolves the data-dependent values, locks the workdir, records
-  config.json and runs ``entry_point``.
-
-  What a failed run leaves behind: nothing is written before the inputs are
-  checked; the lock is taken before config.json is touched, so a second run on
-  a busy workdir changes nothing; a run that fails on a user error puts
-  config.json back as it was (removes it if there was none), and removes the
-  whole workdir (lock, empty folders) when this run created it and wrote nothing
-  else into it (``workdir.holds_nothing``). A run stopped by a
-  non-finite loss keeps it: its checkpoints were made with that config.
-  """
-  pipeline.check_inputs(config, workdir, mode)
-  resolve.resolve_data(config)  # data.clip_max, provenance: recorded in config.json below.
-  config_path = wd.config_path(workdir)
-  try:
-    created = not epath.Path(workdir).exists()
-    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    previous = config_path.read_text() if config_path.exists() else None
-  except OSError as e:
-    raise errors.WorkdirError(f"cannot use --workdir={workdir}: {e}") from None
-  with wd.Lock(workdir):
-    wd.write_config(config, workdir)
-    try:
-      entry_point(config, workdir)
-    except errors.UserError:
-      if parallel.is_main_process():
-        if created and wd.holds_nothing(workdir):  # Ours, empty, and still locked.
-          epath.Path(workdir).rmtree(missing_ok=True)
-        elif previous is None:
-          config_path.unlink(missing_ok=True)
-        else:
-          wd.write_text(config_path, previous)
-      raise
+run_in_workdir = pipeline.run_in_workdir  # Checks, lock, config.json, then the mode.
 
 
 def main(argv):

@@ -16,12 +16,13 @@ import time
 
 import jax
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 
-from solar_jax import checkpointing, report
+from solar_jax import checkpointing, errors, parallel, report
 from solar_jax import workdir as wd
-from solar_jax.classifier import experiment
-from solar_jax.data import input_pipeline, resolve
+from solar_jax.classifier import experiment, folds
+from solar_jax.data import input_pipeline, resolve, splits
 from solar_jax.ddpm import export, sample, train
 from solar_jax.evaluation import evaluate, features
 
@@ -30,7 +31,7 @@ def check_inputs(config, workdir: str, mode: str) -> None:
   """Fails fast, before anything is written, on an input that ``mode`` cannot run without.
 
   Only checks: the values that depend on the data are set afterwards, by
-  ``data.resolve.resolve_data`` (main.run_in_workdir).
+  ``data.resolve.resolve_data`` (``run_in_workdir``).
 
   Raises:
     errors.UserError: a generator that learned from other data (``check_generator``),
@@ -44,7 +45,7 @@ def check_inputs(config, workdir: str, mode: str) -> None:
     features.check_available(config, workdir, classifier_yet_to_train=mode == "all")
   if mode == "evaluate":
     wd.latest_samples(workdir, config)  # Present and complete, before the dataset is read.
-  if mode in ("train", "evaluate", "classify", "all"):
+  if mode in ("train", "evaluate", "classify", "all", "study"):
     input_pipeline.verify_shards(config.data)  # Every stored block: every split reads some.
   if mode in ("sample", "export"):
     kind, source = sample.checkpoint_source(config, workdir)  # sampling.checkpoint, or here.
@@ -85,6 +86,42 @@ def check_generator(config, workdir: str, mode: str) -> None:
       checkpointer.close()
 
 
+def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
+  """Checks the inputs, resolves the data-dependent values, locks the workdir, records
+  config.json and runs ``entry_point``.
+
+  What a failed run leaves behind: nothing is written before the inputs are
+  checked; the lock is taken before config.json is touched, so a second run on
+  a busy workdir changes nothing; a run that fails on a user error puts
+  config.json back as it was (removes it if there was none), and removes the
+  whole workdir (lock, empty folders) when this run created it and wrote nothing
+  else into it (``workdir.holds_nothing``). A run stopped by a
+  non-finite loss keeps it: its checkpoints were made with that config.
+  """
+  check_inputs(config, workdir, mode)
+  resolve.resolve_data(config)  # data.clip_max, provenance: recorded in config.json below.
+  config_path = wd.config_path(workdir)
+  try:
+    created = not epath.Path(workdir).exists()
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    previous = config_path.read_text() if config_path.exists() else None
+  except OSError as e:
+    raise errors.WorkdirError(f"cannot use --workdir={workdir}: {e}") from None
+  with wd.Lock(workdir):
+    wd.write_config(config, workdir)
+    try:
+      entry_point(config, workdir)
+    except errors.UserError:
+      if parallel.is_main_process():
+        if created and wd.holds_nothing(workdir):  # Ours, empty, and still locked.
+          epath.Path(workdir).rmtree(missing_ok=True)
+        elif previous is None:
+          config_path.unlink(missing_ok=True)
+        else:
+          wd.write_text(config_path, previous)
+      raise
+
+
 def write_report(config, workdir) -> None:
   """The report stage: process 0 writes report.md, the other processes wait for it."""
   if jax.process_index() == 0:
@@ -114,6 +151,71 @@ def run_all(config, workdir) -> None:
   logging.info("All stages done in %.0f s (%s).", time.time() - start, summary)
 
 
+def study_plan(num_folds: int) -> list[tuple[int, int | None]]:
+  """``[(fold, leader)]`` of a study of ``num_folds`` folds, leaders first: one DDPM per
+  training partition (``data.splits.training_partition``). A leader (``leader`` None)
+  trains it; a fold training on the same months (f + K/2 of an even K) uses its export."""
+  leaders: dict[str, int] = {}
+  plan = []
+  for fold in range(num_folds):
+    partition = splits.training_partition(fold, num_folds)
+    plan.append((fold, leaders.get(partition)))
+    leaders.setdefault(partition, fold)
+  return sorted(plan, key=lambda p: (p[1] is not None, p[0]))
+
+
+LEADER_STAGES = ("train", "export", "sample", "classify", "evaluate", "report")
+PARTNER_STAGES = ("sample", "classify", "evaluate", "report")
+
+
+def run_study(config, root, run_in_workdir=run_in_workdir) -> None:
+  """--mode=study: the whole cross-validation study in ``root``; resumable.
+
+  Every fold of the dataset runs in ``root/fold_<k>``: a partition's leader fold runs
+  ``LEADER_STAGES`` (its DDPM trained on its training months, then exported), the fold
+  sharing those months runs ``PARTNER_STAGES`` with ``sampling.checkpoint`` set to the
+  leader's export; then every fold's classifier is pooled (``classifier.folds``) into
+  ``root/folds.json`` and ``root/folds.md``. Each stage goes through ``run_in_workdir``
+  (checks, lock, config.json, as a command's) and resumes or reuses what exists, so the same
+  command continues after a kill anywhere. ``data.fold`` of ``config`` is not used.
+  """
+  num_folds = int(config.provenance.num_folds)
+  if num_folds < 3:
+    raise errors.MissingInputError(
+      f"--mode=study needs the dataset's number of folds: {config.provenance.unreadable}"
+    )
+  root = epath.Path(root)
+  workdirs = {fold: root / f"fold_{fold}" for fold in range(num_folds)}
+  for fold, leader in study_plan(num_folds):
+    fold_config = config.copy_and_resolve_references()
+    fold_config.data.fold = fold
+    stages = LEADER_STAGES
+    if leader is not None:
+      fold_config.sampling.checkpoint = str(_newest_export(workdirs[leader]))
+      stages = PARTNER_STAGES
+    for stage in stages:
+      logging.info("=== study: fold %d of %d, stage %s ===", fold, num_folds, stage)
+      if stage == "export" and _newest_export(workdirs[fold], missing_ok=True):
+        continue  # Exported at the newest step already.
+      entry = write_report if stage == "report" else ENTRY_POINTS[stage]
+      run_in_workdir(fold_config, str(workdirs[fold]), stage, entry)
+  if jax.process_index() == 0:
+    text = folds.write_pooled([workdirs[f] for f in range(num_folds)], root)
+    logging.info("The %d folds pooled: %s\n%s", num_folds, root / "folds.md", text)
+
+
+def _newest_export(workdir, missing_ok: bool = False):
+  """``export/<step>/`` of the newest checkpoint of ``workdir`` (None when not exported yet
+  and ``missing_ok``)."""
+  steps = wd.steps(wd.checkpoints_dir(workdir))
+  path = wd.export_dir(workdir, max(steps)) if steps else None
+  if path is not None and (path / sample.EXPORT_META).exists():
+    return path
+  if missing_ok:
+    return None
+  raise errors.MissingInputError(f"no export of {workdir}'s newest checkpoint: run its fold first.")
+
+
 ENTRY_POINTS = {  # mode -> function(config, workdir); --mode=NAME runs NAME's module
   "train": train.run,
   "sample": sample.run,
@@ -121,5 +223,6 @@ ENTRY_POINTS = {  # mode -> function(config, workdir); --mode=NAME runs NAME's m
   "classify": experiment.run,
   "all": run_all,
   "export": export.run,
+  "study": run_study,
 }
 MODES = tuple(ENTRY_POINTS)

@@ -11,11 +11,12 @@ import jax
 import numpy as np
 import pytest
 from conftest import TINY_CHECKPOINT_STEP, tiny_checkpoint_config
+from etils import epath
 
-from solar_jax import checkpointing, parallel
+from solar_jax import checkpointing, errors, parallel, pipeline
 from solar_jax import workdir as wd
-from solar_jax.classifier import training_sets
-from solar_jax.data import resolve
+from solar_jax.classifier import folds, training_sets
+from solar_jax.data import resolve, splits
 from solar_jax.ddpm import sample, train_state
 
 
@@ -110,3 +111,52 @@ def test_the_fold_sharing_its_training_months_uses_the_same_generator(
   pool = training_sets.synthetic_pool(config, partner, [1, 0, 2, 0, 0])
   assert pool["step"] == TINY_CHECKPOINT_STEP and pool["label"].tolist() == [0, 2, 2]
   assert pool["path"].startswith(str(partner / "samples")) and drawn
+
+
+# ------------------------------------------------------------ the study ---
+
+
+@pytest.mark.parametrize("num_folds", [3, 4, 5, 10])
+def test_the_study_trains_one_generator_per_training_partition(num_folds):
+  plan = pipeline.study_plan(num_folds)
+  assert sorted(f for f, _ in plan) == list(range(num_folds))
+  leaders = [f for f, leader in plan if leader is None]
+  assert plan[: len(leaders)] == [(f, None) for f in leaders]  # Generators first.
+  partition = {f: splits.training_partition(f, num_folds) for f in range(num_folds)}
+  assert len(leaders) == len(set(partition.values()))  # One DDPM per partition.
+  for fold, leader in plan:
+    if leader is not None:
+      assert partition[fold] == partition[leader] and leader in leaders
+  assert len(leaders) == (num_folds // 2 if num_folds % 2 == 0 else num_folds)
+
+
+def test_the_study_runs_each_fold_on_its_generator_and_pools_them(tmp_path, monkeypatch):
+  """The stages each fold runs (through run_in_workdir), which generator a partner
+  fold samples from, the pooled folds; a second call finds the exports and reuses them."""
+  config = tiny_checkpoint_config()
+  config.provenance.num_folds = 4
+  calls, pooled = [], []
+
+  def run_in_workdir(c, workdir, mode, entry):
+    calls.append((c.data.fold, mode, c.sampling.checkpoint))
+    if mode == "train":
+      (epath.Path(workdir) / "checkpoints" / "7").mkdir(parents=True, exist_ok=True)
+    if mode == "export":
+      export = wd.export_dir(workdir, 7)
+      export.mkdir(parents=True)
+      (export / sample.EXPORT_META).write_text("{}")
+
+  monkeypatch.setattr(folds, "write_pooled", lambda w, out: pooled.append((w, out)) or "")
+  pipeline.run_study(config, tmp_path, run_in_workdir)
+  export = {f: str(wd.export_dir(tmp_path / f"fold_{f}", 7)) for f in (0, 1)}
+  assert calls == [
+    *((f, stage, "") for f in (0, 1) for stage in pipeline.LEADER_STAGES),
+    *((f, stage, export[f - 2]) for f in (2, 3) for stage in pipeline.PARTNER_STAGES),
+  ]
+  assert pooled == [([tmp_path / f"fold_{f}" for f in range(4)], tmp_path)]
+  del calls[:]
+  pipeline.run_study(config, tmp_path, run_in_workdir)  # Resumed: nothing exported again.
+  assert [c for c in calls if c[1] == "export"] == []
+  config.provenance.num_folds, config.provenance.unreadable = 0, "no dataset here"
+  with pytest.raises(errors.MissingInputError, match="no dataset here"):
+    pipeline.run_study(config, tmp_path / "x", run_in_workdir)

@@ -172,16 +172,21 @@ def main(argv=None) -> None:
   parser.add_argument("--out", required=True, help="directory for folds.json and folds.md")
   parser.add_argument("--num_samples", type=int, default=1000, help="bootstrap resamples")
   args = parser.parse_args(argv)
-  pooled = pool_folds(args.workdirs, num_samples=args.num_samples)
-  out = epath.Path(args.out)
+  print(write_pooled(args.workdirs, args.out, num_samples=args.num_samples))
+
+
+def write_pooled(workdirs, out, *, num_samples: int = 1000) -> str:
+  """Pools ``workdirs`` (``pool_folds``) into ``out``/folds.json and folds.md; returns the text."""
+  pooled = pool_folds(workdirs, num_samples=num_samples)
+  out = epath.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   wd.write_json(out / "folds.json", classification.to_jsonable(pooled))
   table = tables.headline_table(pooled).replace(
     "![scores with intervals](classifier/scores.png)", ""
   )
-  text = f"# Classifier, {len(args.workdirs)} folds pooled\n\n{table}\n"
+  text = f"# Classifier, {len(workdirs)} folds pooled\n\n{table}\n"
   wd.write_text(out / "folds.md", text)
-  print(text)
+  return text
 
 
 if __name__ == "__main__":
