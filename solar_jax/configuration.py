@@ -351,6 +351,7 @@ DEFAULT_WHEN_ABSENT = (
   "provenance.degradation",
   "provenance.version",
   "provenance.unreadable",
+  "provenance.events_per_class",
 )
 
 

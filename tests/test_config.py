@@ -63,6 +63,7 @@ def test_configs_only_override_declared_fields(name):
     ("classifier.seeds", (0, 0), ["classifier.seeds", "repeats"]),
     ("mesh.fsdp", 3, ["mesh.fsdp=3", "divisor"]),
     ("data.clip_min", 0.0, ["data.clip_min=0.0"]),
+    ("data.class_scale", "published", ["data.class_scale='published'", "'swpc'", "'true'"]),
   ],
 )
 def test_impossible_values_name_the_field(field, value, words):
