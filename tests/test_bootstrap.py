@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, f1_score
 
+from solar_jax import errors
 from solar_jax.classifier import experiment
 from solar_jax.classifier import folds as folds_lib
 from solar_jax.metrics import bootstrap, classification
@@ -155,12 +156,13 @@ def test_brier_skill_score_against_climatology():
   assert table["observed_frequency"][0] == pytest.approx(y[first].mean())
 
 
-def _write_fold(workdir, y, groups, preds, climatology):
+def _write_fold(workdir, y, groups, preds, climatology, class_scale="swpc"):
   """A fold's classifier outputs as --mode=classify writes them (metrics.json, predictions.csv)."""
   out = workdir / "classifier"
   out.mkdir(parents=True)
   names = ["<M", ">=M"]
   metrics = {"task": "forecast_ge_m", "class_names": names, "seeds": [0, 1]}
+  metrics["class_scale"] = class_scale
   (out / "metrics.json").write_text(json.dumps({**metrics, "climatology": climatology}))
   lines = [",".join(experiment.PREDICTION_COLUMNS)]
   for (regime, seed, pool), (pred, prob) in preds.items():
@@ -206,3 +208,14 @@ def test_folds_pool_every_test_event_once(tmp_path):
   folds_lib.main([*map(str, folds), f"--out={tmp_path / 'pooled'}", "--num_samples=200"])
   text = (tmp_path / "pooled" / "folds.md").read_text()
   assert "2 folds pooled" in text and "35 events / 70 frames" in text
+
+
+def test_folds_on_different_class_scales_are_not_pooled(tmp_path):
+  """>=M on the SWPC scale and >=M on the true scale are different events: never pooled."""
+  rng = np.random.default_rng(1)
+  y, groups = np.array([0, 1, 0, 1]), ["E0", "E1", "E2", "E3"]
+  preds = {("real", 0, 0): (rng.integers(0, 2, 4), rng.random(4).round(4))}
+  for fold, scale in enumerate(("swpc", "true")):
+    _write_fold(tmp_path / f"fold{fold}", y, groups, preds, 0.5, class_scale=scale)
+  with pytest.raises(errors.InputMismatchError, match=r"class_scale 'true' differs from 'swpc'"):
+    folds_lib.pool_folds([tmp_path / "fold0", tmp_path / "fold1"], num_samples=100)

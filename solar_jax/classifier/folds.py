@@ -47,7 +47,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
   folds = [_read_fold(w) for w in workdirs]
   first = folds[0][0]
   for (metrics, _), workdir in zip(folds, workdirs):
-    for key in ("task", "class_names", "seeds"):
+    for key in ("task", "class_names", "seeds", "class_scale"):
       if metrics.get(key) != first.get(key):
         raise errors.InputMismatchError(
           f"{workdir}: classifier {key} {metrics.get(key)!r} differs from {first.get(key)!r} "
@@ -94,6 +94,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
   pooled = {
     "task": first["task"],
     "label": first.get("label"),
+    "class_scale": first.get("class_scale"),
     "fold": None,
     "folds": [str(w) for w in workdirs],
     "class_names": names,
