@@ -165,8 +165,9 @@ CLASS_DIGITS = 6
 
 
 def _rounded(flux: np.ndarray) -> np.ndarray:
-  """``flux`` rounded to ``CLASS_DIGITS`` significant digits (non-finite, <= 0 kept)."""
-  ok = np.isfinite(flux) & (flux > 0)
+  """``flux`` rounded to ``CLASS_DIGITS`` significant digits (non-finite, <= 1e-30 kept:
+  class A either way, and 10**decimals stays finite)."""
+  ok = np.isfinite(flux) & (flux > 1e-30)
   safe = np.where(ok, flux, 1.0)
   decimals = CLASS_DIGITS - 1 - np.floor(np.log10(safe))
   scale = 10.0**decimals
