@@ -19,7 +19,7 @@ import ml_collections
 
 from solar_jax import configuration, parallel
 from solar_jax.classifier import training_sets
-from solar_jax.data import frame_facts, input_pipeline, splits
+from solar_jax.data import frame_facts, goes, input_pipeline, splits
 from solar_jax.ddpm import sample
 from solar_jax.diffusion import losses, samplers, schedules, timesteps
 from solar_jax.errors import ConfigError
@@ -47,6 +47,7 @@ def _validate_data(data) -> None:
       "0 < clip_min < clip_max."
     )
   _choice(data.label, "data.label", frame_facts.LABELS)
+  _choice(data.class_scale, "data.class_scale", goes.CLASS_SCALES)
   if len(data.classes) < 2:
     raise ConfigError(f"data.classes={data.classes!r} needs at least two classes.")
 

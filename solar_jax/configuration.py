@@ -352,6 +352,7 @@ DEFAULT_WHEN_ABSENT = (
   "provenance.version",
   "provenance.num_folds",
   "provenance.unreadable",
+  "provenance.events_per_class",
 )
 
 

@@ -150,11 +150,14 @@ def render_report(config, workdir) -> str:
     "",
     f"Workdir `{workdir.name}`; dataset `{config.data.dataset}/{config.data.builder_config}`, "
     f"{config.data.image_size}² images, classes {', '.join(config.data.classes)}; label "
-    f"`{config.data.label}`, fold {config.data.fold} (month blocks, embargo "
+    f"`{config.data.label}` with class thresholds on the `{config.data.class_scale}` scale "
+    f"(data.class_scale), fold {config.data.fold} (month blocks, embargo "
     f"{config.data.embargo_days:g} days).",
   ]
   if data.get("goes_scale"):
     parts.append(f"GOES scale: {data['goes_scale']}.")
+  if data.get("events_per_class"):
+    parts.append(f"Flare list, {data['events_per_class']}.")
   if (workdir / "loss_curve.png").exists():
     parts += ["", "## Training", "", "![loss curve](loss_curve.png)"]
     history = workdir / "train_metrics.jsonl"

@@ -255,7 +255,9 @@ def test_brier_skill_score_against_climatology():
   assert table["observed_frequency"][0] == pytest.approx(y[first].mean())
 
 
-def _write_fold(workdir, y, groups, preds, climatology, fold=0, num_folds=3, **data):
+def _write_fold(
+  workdir, y, groups, preds, climatology, fold=0, num_folds=3, class_scale="swpc", **data
+):
   """A fold's classifier outputs as --mode=classify writes them (config.json, metrics.json,
   predictions.csv)."""
   out = workdir / "classifier"
@@ -263,10 +265,11 @@ def _write_fold(workdir, y, groups, preds, climatology, fold=0, num_folds=3, **d
   config = tiny.get_config()
   config.data.fold, config.provenance.num_folds = fold, num_folds
   config.provenance.version = "sdo_aia171/64 2.1.0"
-  config.data.update(data)
+  config.data.update(data, class_scale=class_scale)
   (workdir / "config.json").write_text(config.to_json())
   names = ["<M", ">=M"]
   metrics = {"task": "forecast_ge_m", "class_names": names, "seeds": [0, 1]}
+  metrics["class_scale"] = class_scale
   (out / "metrics.json").write_text(json.dumps({**metrics, "climatology": climatology}))
   lines = [",".join(experiment.PREDICTION_COLUMNS)]
   for (regime, seed, pool), (pred, prob) in preds.items():
@@ -336,3 +339,14 @@ def test_folds_of_one_study_only(tmp_path):
     with pytest.raises(errors.InputMismatchError) as info:
       folds_lib.pool_folds(workdirs, num_samples=10)
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_folds_on_different_class_scales_are_not_pooled(tmp_path):
+  """>=M on the SWPC scale and >=M on the true scale are different events: never pooled."""
+  rng = np.random.default_rng(1)
+  y, groups = np.array([0, 1, 0, 1]), ["E0", "E1", "E2", "E3"]
+  preds = {("real", 0, 0): (rng.integers(0, 2, 4), rng.random(4).round(4))}
+  for fold, scale in enumerate(("swpc", "swpc", "true")):
+    _write_fold(tmp_path / f"fold{fold}", y, groups, preds, 0.5, fold=fold, class_scale=scale)
+  with pytest.raises(errors.InputMismatchError, match=r"class_scale='true' differs from 'swpc'"):
+    folds_lib.pool_folds([tmp_path / f"fold{f}" for f in range(3)], num_samples=100)

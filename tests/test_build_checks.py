@@ -42,7 +42,8 @@ def _labels_by_source(builder):
   for split in builder.info.splits:
     for ex in builder.as_dataset(split=split).as_numpy_iterator():
       facts = {k: np.array([ex[k]]) for k in (*frame_facts.FIELDS, "time")}
-      label, _ = frame_facts.labels(facts, "goes_class", 30.0)
+      # On the true scale: the demo manifest's letters are the intended true classes.
+      label, _ = frame_facts.labels(facts, "goes_class", 30.0, class_scale="true")
       out[ex["source"].decode()] = goes.CLASS_LETTERS[label[0]]
   return out
 
@@ -289,3 +290,40 @@ def test_a_real_archive_is_corrected_at_64_px_and_uncorrected_only_on_request(re
   builder = _build(manual, tmp_path / "tfds_uncorrected", config=sdo.SdoAia171Config(**asked))
   assert builder.info.metadata["degradation"] is False
   np.testing.assert_allclose(stored(builder), plain, rtol=1e-6)
+
+
+def test_a_flare_list_of_unknown_provenance_stops_the_build_and_the_config_places_it(
+  demo_dir, tmp_path
+):
+  """The demo's list without the SWPC layout's columns cannot be placed: the build stops
+  naming flare_list_provenance; with it set to 'ncei' the stored flare fluxes are the
+  listed ones (true already: never divided by 0.7), with 'swpc' the listed / 0.7. No
+  GOES files: the flare flux is then the listed one alone (no XRS peak to refine it)."""
+  demo_path, _ = demo_dir
+  manual = _copy(demo_path, tmp_path)
+  shutil.rmtree(manual / "goes")
+  with open(manual / "flares.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  columns = ["event_starttime", "event_peaktime", "event_endtime", "goes_class", "noaa_ar"]
+  with open(manual / "flares.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+  listed = {r["goes_class"]: goes.class_to_flux(r["goes_class"]) for r in rows}
+  with pytest.raises(errors.UserError, match="flare_list_provenance") as info:
+    _build(manual, tmp_path / "none")
+  assert "\n" not in str(info.value) and "flares.csv" in str(info.value)
+  for provenance, factor in (("ncei", 1.0), ("swpc", 1 / 0.7)):
+    config = sdo.SdoAia171Config(name=f"64_{provenance}", flare_list_provenance=provenance)
+    builder = _build(manual, tmp_path / provenance, config=config)
+    flaring = [
+      ex
+      for split in builder.info.splits
+      for ex in builder.as_dataset(split=split).as_numpy_iterator()
+      if ex["flare_class"]
+    ]
+    assert flaring
+    for ex in flaring:
+      assert ex["flare_flux"] == np.float32(listed[ex["flare_class"].decode()] * factor)
+    report = json.loads((builder.data_path / build_report.REPORT_NAME).read_text())
+    assert report["flare_list"]["provenance"] == {provenance: len(rows)}

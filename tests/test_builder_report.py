@@ -85,7 +85,8 @@ def test_every_good_file_is_an_example_with_the_intended_label(clean_build, manu
   assert set(examples) == set(want)
   for name, ex in examples.items():
     facts = {k: np.array([ex[k]]) for k in (*frame_facts.FIELDS, "time")}
-    label, _ = frame_facts.labels(facts, "goes_class", 30.0)
+    # The manifest's letters are the intended classes on the true scale.
+    label, _ = frame_facts.labels(facts, "goes_class", 30.0, class_scale="true")
     assert goes.CLASS_LETTERS[label[0]] == want[name]["letter"], name
     assert bool(frame_facts.in_flare(facts, 30.0)[0]) == want[name]["flaring"]
     assert ex["time"].decode() == want[name]["time"]
@@ -188,3 +189,29 @@ def test_killed_build_restarts_and_equals_a_clean_build(clean_build, manual_dir,
     np.testing.assert_array_equal(a[name]["image"], b[name]["image"])
   ra, rb = report_of(clean_build), report_of(restarted)
   assert ra["folds"] == rb["folds"] and ra["skipped"] == rb["skipped"]
+
+
+def test_report_gives_the_lists_events_per_class_on_both_scales(clean_build, manual_dir):
+  """SWPC scale: the demo list's published classes; true scale: published / 0.7 (2011)."""
+  import csv
+  import decimal
+
+  with open(manual_dir / "flares.csv") as f:
+    published = [row["goes_class"] for row in csv.DictReader(f)]
+  edges = {c: decimal.Decimal(f"1e-{8 - i}") for i, c in enumerate(goes.CLASS_LETTERS)}
+
+  def letter(flux):
+    return max((c for c in goes.CLASS_LETTERS if flux >= edges[c]), key=edges.get, default="A")
+
+  fluxes = [decimal.Decimal(c[1:]) * edges[c[0]] for c in published]
+  want = {
+    scale: {c: sum(letter(flux / divisor) == c for flux in fluxes) for c in goes.CLASS_LETTERS}
+    for scale, divisor in (("swpc", 1), ("true", decimal.Decimal("0.7")))
+  }
+  report = report_of(clean_build)
+  entry = report["flare_list"]
+  assert entry["merged_duplicates"] == 0 and entry["provenance"] == {"swpc": len(published)}
+  assert entry["events_per_class"] == want
+  assert want["swpc"] != want["true"]  # the demo has flares the two scales class apart
+  assert clean_build.info.metadata["events_per_class"] == want
+  assert build_report.events_line(want) in build_report.format_report(report)

@@ -63,6 +63,7 @@ def test_configs_only_override_declared_fields(name):
     ("classifier.seeds", (0, 0), ["classifier.seeds", "repeats"]),
     ("mesh.fsdp", 3, ["mesh.fsdp=3", "divisor"]),
     ("data.clip_min", 0.0, ["data.clip_min=0.0"]),
+    ("data.class_scale", "published", ["data.class_scale='published'", "'swpc'", "'true'"]),
   ],
 )
 def test_impossible_values_name_the_field(field, value, words):
@@ -191,3 +192,16 @@ def test_a_config_json_from_before_the_provenance_section_loads(tmp_path):
   path.write_text(json.dumps(stored))
   with pytest.raises(configuration.ConfigError, match="section model is missing"):
     configuration.from_json(path)
+
+
+def test_a_config_json_from_before_data_class_scale_is_refused(tmp_path):
+  """Runs before data.class_scale labelled on the true scale; the default is 'swpc', so a
+  stored config without the field would change its labels: refused, naming the field."""
+  stored = json.loads(configuration.to_json(_config()))
+  assert stored["data"]["class_scale"] == "swpc"
+  del stored["data"]["class_scale"]
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(stored))
+  with pytest.raises(configuration.ConfigError, match="data.class_scale is missing") as info:
+    configuration.from_json(path)
+  assert "\n" not in str(info.value)

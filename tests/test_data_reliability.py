@@ -126,10 +126,10 @@ def test_half_the_rows_bad_is_allowed_more_is_an_error(tmp_path):
   header = "event_starttime,event_peaktime,event_endtime,goes_class"
   path = tmp_path / "flares.csv"
   path.write_text("\n".join([header, good, bad]) + "\n")
-  assert len(fl.read_flare_list(path)) == 1
+  assert len(fl.read_flare_list(path, provenance="swpc")) == 1
   path.write_text("\n".join([header, good, bad, bad]) + "\n")
   with pytest.raises(fl.FlareListError, match=r"2 of 3 rows .* first: row 2"):
-    fl.read_flare_list(path)
+    fl.read_flare_list(path, provenance="swpc")
 
 
 @pytest.mark.parametrize(
@@ -508,7 +508,8 @@ def test_build_over_every_input_problem_at_once(tmp_path, flagged_nc, bomb):
   for split in builder.info.splits:
     for ex in builder.as_dataset(split=split).as_numpy_iterator():
       facts = {k: np.array([ex[k]]) for k in (*frame_facts.FIELDS, "time")}
-      label, _ = frame_facts.labels(facts, "goes_class", 30.0)
+      # The demo's manifest gives each frame's intended class on the true scale.
+      label, _ = frame_facts.labels(facts, "goes_class", 30.0, class_scale="true")
       flaring = bool(frame_facts.in_flare(facts, 30.0)[0])
       got[ex["source"].decode()] = (goes.CLASS_LETTERS[label[0]], flaring)
   want = {pathlib.Path(f["file"]).name: (f["letter"], f["flaring"]) for f in manifest["frames"]}

@@ -36,7 +36,8 @@ def test_reader_accepts_every_frame_and_labels_match_the_plan(archive):
     rows.append(frame_facts.frame_facts(frame.time, index, xrs, association_lag_minutes=120))
   facts = {k: np.array([r[k] for r in rows]) for k in frame_facts.FIELDS}
   facts["time"] = np.array([r["time"] for r in summary["frames"]])
-  labels, _ = frame_facts.labels(facts, "goes_class", 30.0)
+  # The manifest's letters are the intended classes on the true scale.
+  labels, _ = frame_facts.labels(facts, "goes_class", 30.0, class_scale="true")
   flaring = frame_facts.in_flare(facts, 30.0)
   for record, label, inside in zip(summary["frames"], labels, flaring):
     # The plan's true fluxes come back through the SWPC-scaled list and SDAC files.

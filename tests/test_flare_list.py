@@ -454,3 +454,147 @@ def test_a_header_only_or_flareless_list_is_an_error_naming_the_file(tmp_path):
   )
   with pytest.raises(fl.FlareListError, match=r"other\.json: none of its 1 rows.*no_goes_class=1"):
     fl.read_flare_list(tmp_path / "other.json")
+
+
+# ------------------------------------------------- class scale, provenance ---
+
+
+def _published_letter(goes_class: str, factor: str) -> str:
+  """The class letter of a published class string times ``factor``, in exact decimals."""
+  import decimal
+
+  flux = (
+    decimal.Decimal(goes_class[1:])
+    * {
+      "A": decimal.Decimal("1e-8"),
+      "B": decimal.Decimal("1e-7"),
+      "C": decimal.Decimal("1e-6"),
+      "M": decimal.Decimal("1e-5"),
+      "X": decimal.Decimal("1e-4"),
+    }[goes_class[0]]
+    / decimal.Decimal(factor)
+  )
+  edges = [(decimal.Decimal(f"1e-{8 - i}"), c) for i, c in enumerate("ABCMX")]
+  return [c for edge, c in edges if flux >= edge][-1] if flux >= edges[0][0] else "A"
+
+
+def test_the_real_list_gives_the_published_counts_on_the_swpc_scale(shared_flare_list):
+  """SWPC scale: the goes_class column as published; true scale: published / 0.7.
+
+  Counted from the CSV here (exact decimals), and by the two code paths that count:
+  the build report's ``events_per_class`` and the labels on read of frames inside
+  each flare (flare fluxes stored as float32, as records keep them).
+  """
+  from solar_jax.data import build_report, frame_facts
+
+  with open(shared_flare_list) as f:
+    header, *rows = list(csv.reader(f))
+  column = header.index("goes_class") + 1  # rows lead with an unnamed index field
+  classes = [row[column].strip().upper() for row in rows]
+  published = {c: sum(g[0] == c for g in classes) for c in goes.CLASS_LETTERS}
+  # Every flare of the list peaked before 2020: its true flux is the published / 0.7.
+  true = {c: sum(_published_letter(g, "0.7") == c for g in classes) for c in goes.CLASS_LETTERS}
+  assert published["M"] + published["X"] == 797 and true["M"] + true["X"] > 1.5 * 797
+  flares = fl.read_flare_list(shared_flare_list)
+  assert len(flares) == len(classes) and {f.provenance for f in flares} == {"swpc"}
+  assert build_report.events_per_class(flares) == {"swpc": published, "true": true}
+  # A frame at each flare's start, its facts as stored (float32 flux, ISO times).
+  facts = {
+    "time": np.array([frame_facts.iso(f.start) for f in flares]),
+    "flare_event_id": np.array([f.event_id for f in flares]),
+    "flare_flux": np.array([f.peak_flux for f in flares], np.float32),
+    "flare_peak": np.array([frame_facts.iso(f.peak) for f in flares]),
+    "minutes_after_flare_start": np.zeros(len(flares), np.float32),
+    "minutes_after_flare_end": np.array(
+      [(f.start - f.end).total_seconds() / 60 for f in flares], np.float32
+    ),
+    "goes_flux": np.full(len(flares), np.nan, np.float32),
+  }
+  for scale, want in (("swpc", published), ("true", true)):
+    labels, _ = frame_facts.labels(facts, "flare_class", 30.0, class_scale=scale)
+    got = np.bincount(labels, minlength=5)
+    assert dict(zip(goes.CLASS_LETTERS, got.tolist())) == want, scale
+
+
+def _write_list(path, rows, extra=""):
+  header = "event_starttime,event_peaktime,event_endtime,goes_class" + extra
+  path.write_text("\n".join([header, *rows]) + "\n")
+  return path
+
+
+PRE = "2015-03-11 16:11:00,2015-03-11 16:22:00,2015-03-11 16:29:00,C8.0"
+POST = "2022-03-30 17:21:00,2022-03-30 17:37:00,2022-03-30 17:46:00,C8.0"
+
+
+def test_an_ncei_list_is_never_divided_twice(tmp_path):
+  """An NCEI reprocessed list gives true fluxes: its true flux is its listed flux."""
+  stated = _write_list(tmp_path / "ncei.csv", [PRE + ",ncei", POST + ",ncei"], ",class_provenance")
+  given = _write_list(tmp_path / "plain.csv", [PRE, POST])
+  (tmp_path / "ncei.json").write_text(
+    json.dumps(
+      {
+        "provenance": "ncei",
+        "events": [
+          dict(
+            zip(("event_starttime", "event_peaktime", "event_endtime", "goes_class"), r.split(","))
+          )
+          for r in (PRE, POST)
+        ],
+      }
+    )
+  )
+  for flares in (
+    fl.read_flare_list(stated),
+    fl.read_flare_list(given, provenance="ncei"),
+    fl.read_flare_list(tmp_path / "ncei.json"),
+  ):
+    assert [f.provenance for f in flares] == ["ncei", "ncei"]
+    assert [f.peak_flux for f in flares] == [goes.class_to_flux("C8.0")] * 2
+    # On the SWPC scale the 2015 one is what SWPC would have published (x 0.7).
+    pre, post = (f.flux_on("swpc") for f in flares)
+    assert pre == pytest.approx(0.7 * 8e-6) and post == pytest.approx(8e-6)
+  # The same rows from an SWPC list: / 0.7 before 2020, as published after.
+  swpc = fl.read_flare_list(given, provenance="swpc")
+  assert swpc[0].peak_flux == pytest.approx(8e-6 / 0.7) and swpc[1].peak_flux == 8e-6
+  assert [f.flux_on("swpc") for f in swpc] == [8e-6, 8e-6]
+
+
+def test_a_list_of_unknown_provenance_is_one_line_naming_the_setting(tmp_path):
+  path = _write_list(tmp_path / "plain.csv", [PRE, POST])
+  with pytest.raises(fl.FlareListError) as info:
+    fl.read_flare_list(path)
+  message = str(info.value)
+  assert "\n" not in message and "plain.csv" in message
+  assert "provenance=" in message and "flare_list_provenance" in message
+  assert "class_provenance" in message
+  with pytest.raises(fl.FlareListError, match=r"provenance= 'noaa' is not one of swpc, hek, ncei"):
+    fl.read_flare_list(path, provenance="noaa")
+  stated = _write_list(tmp_path / "s.csv", [PRE + ",swpc"], ",class_provenance")
+  assert fl.read_flare_list(stated)[0].provenance == "swpc"
+  event = dict(
+    zip(("event_starttime", "event_peaktime", "event_endtime", "goes_class"), PRE.split(","))
+  )
+  (tmp_path / "j.json").write_text(json.dumps({"provenance": "swpc", "events": [event]}))
+  with pytest.raises(fl.FlareListError, match=r"'swpc'.*provenance='ncei'"):
+    fl.read_flare_list(tmp_path / "j.json", provenance="ncei")
+  bad = _write_list(tmp_path / "b.csv", [PRE + ",noaa", POST + ",ncei"], ",class_provenance")
+  flares = fl.read_flare_list(bad)
+  assert len(flares) == 1 and flares.skipped[0].reason == "bad_provenance"
+
+
+def test_the_formats_say_their_provenance(flares, tmp_path):
+  """The real list's layout is SWPC's; a HEK export is 'hek', with the same factor."""
+  assert {f.provenance for f in flares} == {"swpc"}
+  events = [
+    {
+      "event_starttime": f.start.isoformat(),
+      "event_peaktime": f.peak.isoformat(),
+      "event_endtime": f.end.isoformat(),
+      "fl_goescls": f.goes_class,
+    }
+    for f in flares
+  ]
+  (tmp_path / "hek.json").write_text(json.dumps({"result": events}))
+  hek = fl.read_flare_list(tmp_path / "hek.json")
+  assert {f.provenance for f in hek} == {"hek"}
+  assert [f.peak_flux for f in hek] == [f.peak_flux for f in flares]

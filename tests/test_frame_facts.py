@@ -168,3 +168,57 @@ def test_a_neighbours_xrs_peak_is_not_inherited(xrs):
   m25 = next(f for f in flares if f.goes_class == "M2.5")
   alone = frame_facts.flare_flux(m25, flare_list.FlareIndex(flares), xrs)
   assert alone == pytest.approx(2.5554e-5 / 0.7, rel=1e-3)
+
+
+@pytest.mark.parametrize("provenance", ["swpc", "ncei"])
+def test_a_published_c8_is_c_on_the_swpc_scale_and_m_on_the_true_scale(tmp_path, provenance):
+  """A frame in a flare published C8.0 in 2015 (SWPC list): C on the SWPC scale, M (its true
+  flux 1.14e-5) on the true one; one of 2022 (GOES-16 era) is C on both. From an NCEI list
+  (true fluxes) a C8.0 is C on both: its true flux is C8.0, x 0.7 in 2015 is C5.6."""
+  rows = [
+    "2015-03-11 16:11:00,2015-03-11 16:22:00,2015-03-11 16:29:00,C8.0",
+    "2022-03-30 17:21:00,2022-03-30 17:37:00,2022-03-30 17:46:00,C8.0",
+  ]
+  path = tmp_path / "flares.csv"
+  path.write_text("event_starttime,event_peaktime,event_endtime,goes_class\n" + "\n".join(rows))
+  index = flare_list.FlareIndex(flare_list.read_flare_list(path, provenance=provenance))
+  # 2015 with XRS at a B5 background (true): the quiet frame's class moves with the scale too.
+  times = np.arange(np.datetime64("2015-03-11T12:00"), np.datetime64("2015-03-11T20:00"))
+  xrs = goes.XRSSeries(times.astype("datetime64[ns]"), np.full(times.shape, 1.2e-6))
+  frames = [T(2015, 3, 11, 16, 20), T(2022, 3, 30, 17, 30), T(2015, 3, 11, 14, 0)]
+  rows = [frame_facts.frame_facts(t, index, xrs, association_lag_minutes=LAG) for t in frames]
+  # As records store them: float32 fluxes, ISO text.
+  arrays = {
+    k: np.array([r[k] for r in rows], np.float32 if kind == "f" else None)
+    for k, kind in frame_facts.FIELDS.items()
+  }
+  arrays["time"] = np.array([frame_facts.iso(t) for t in frames])
+  got = {
+    scale: [
+      goes.CLASS_LETTERS[i]
+      for i in frame_facts.labels(arrays, "goes_class", 30.0, class_scale=scale)[0]
+    ]
+    for scale in goes.CLASS_SCALES
+  }
+  if provenance == "swpc":
+    # The quiet 2015 frame: true 1.2e-6 is C1.2, x 0.7 is B8.4.
+    assert got == {"swpc": ["C", "C", "B"], "true": ["M", "C", "C"]}
+  else:
+    assert got == {"swpc": ["C", "C", "B"], "true": ["C", "C", "C"]}
+
+
+def test_class_scale_factor_by_era():
+  times = ["2015-03-11T16:22:00.000", "2019-12-31T23:59:59.999", "2020-01-01T00:00:00.000", ""]
+  np.testing.assert_array_equal(goes.class_scale_factor(times, "swpc"), [0.7, 0.7, 1.0, 1.0])
+  np.testing.assert_array_equal(goes.class_scale_factor(times, "true"), [1.0] * 4)
+  assert goes.class_scale_factor([T(2011, 6, 7), "2011-06-07 06:41:00"], "swpc").tolist() == [
+    0.7,
+    0.7,
+  ]
+  with pytest.raises(ValueError, match="class scale"):
+    goes.class_scale_factor(times, "noaa")
+  # Rounded to 6 digits, float32 round trips through 0.7 keep a published class.
+  for published in ("C7.0", "M1.0", "X1.0", "B7.0"):
+    true = np.float32(goes.class_to_flux(published) / 0.7)
+    assert frame_facts.class_index([np.float64(true) * 0.7])[0] == "ABCMX".index(published[0])
+  assert frame_facts.class_index([np.float32(7e-6 / 0.7)])[0] == 3  # C7.0 is M on the true scale

@@ -1,5 +1,8 @@
 """solar_jax.data.input_pipeline on a small built sdo_aia171 dataset (SIMULATED demo archive)."""
 
+import collections
+import csv
+import pathlib
 import shutil
 
 import numpy as np
@@ -7,7 +10,7 @@ import pytest
 
 from solar_jax import errors
 from solar_jax.configs import default
-from solar_jax.data import input_pipeline, resolve, scaling
+from solar_jax.data import goes, input_pipeline, resolve, scaling
 from solar_jax.evaluation import evaluate
 from solar_jax.metrics import memorisation
 
@@ -106,16 +109,17 @@ def test_class_counts_and_balancing(data_config):
 
 
 def test_a_stream_without_some_class_warns_naming_it(data_config, caplog):
-  # The session's demo archive: fold 0's train split holds no A frame (conftest).
-  facts = input_pipeline.make_for_inference(data_config, "train", images=False)
+  # The session's demo archive: fold 0's test split holds no A and no X frame on the
+  # default (SWPC) class scale (conftest).
+  facts = input_pipeline.make_for_inference(data_config, "test", images=False)
   counts = np.bincount(facts["label"], minlength=5)
   absent = [c for c, n in zip(data_config.classes, counts) if n == 0]
   assert absent  # What this test needs of the archive.
   assert input_pipeline.missing_classes(data_config, facts["label"])[0] == absent
   caplog.set_level("WARNING")
-  input_pipeline.make_for_train(data_config, "train", 4, shuffle=False, seed=0, repeat=False)
+  input_pipeline.make_for_train(data_config, "test", 4, shuffle=False, seed=0, repeat=False)
   (line,) = [r.getMessage() for r in caplog.records if "has no frame of class" in r.getMessage()]
-  assert f"has no frame of class {', '.join(absent)} " in line and "'train' of fold 0" in line
+  assert f"has no frame of class {', '.join(absent)} " in line and "'test' of fold 0" in line
   for name, n in zip(data_config.classes, counts):
     assert f"{name} {n}" in line
   caplog.clear()
@@ -201,6 +205,40 @@ def test_changing_data_label_changes_the_labels_without_a_rebuild(data_config):
   assert seen["max_class_next_24h"] != goes_class
 
 
+def test_class_scale_is_applied_on_read(data_config):
+  """data.class_scale: the same records, labels on the SWPC or the true scale.
+
+  The demo is a 2011 archive (GOES-15 era): on the SWPC scale every stored true flux
+  counts x 0.7, so a frame's class is the one of 0.7 x its flux, and a flare's is the
+  class its (SWPC-scaled) list published.
+  """
+  from solar_jax.data import frame_facts
+
+  got = {}
+  for scale in goes.CLASS_SCALES:
+    data_config.class_scale = scale
+    try:
+      got[scale] = input_pipeline.make_for_inference(data_config, "all", images=False)
+    finally:
+      data_config.class_scale = "swpc"
+  swpc, true = got["swpc"], got["true"]
+  np.testing.assert_array_equal(swpc["source"], true["source"])  # goes_class labels all
+  flaring = swpc["flaring"]
+  assert flaring.any() and (~flaring).any()
+  want = np.where(
+    flaring,
+    frame_facts.class_index(0.7 * swpc["flare_flux"].astype(np.float64)),
+    frame_facts.class_index(0.7 * swpc["goes_flux"].astype(np.float64)),
+  )
+  np.testing.assert_array_equal(swpc["label"], want)
+  want = np.where(flaring, frame_facts.class_index(true["flare_flux"]), true["label"])
+  np.testing.assert_array_equal(true["label"], want)
+  # A flaring frame's SWPC class is its flare's published class (the demo's list).
+  published = [goes.CLASS_LETTERS.index(c.decode()[0]) for c in swpc["flare_class"][flaring]]
+  np.testing.assert_array_equal(swpc["label"][flaring], published)
+  assert (swpc["label"] < true["label"]).any() and (swpc["label"] <= true["label"]).all()
+
+
 def test_provenance_says_simulated(data_config):
   assert resolve.dataset_provenance(data_config)["simulated"] is True
 
@@ -282,6 +320,7 @@ def test_reports_on_a_simulated_dataset_open_with_the_simulated_line(
   config = default.get_config()
   config.data = data_config
   resolve.resolve_data(config)
+  stored = input_pipeline.metadata(input_pipeline.get_builder(data_config))["events_per_class"]
 
   def no_dataset(*args, **kwargs):
     raise AssertionError("the report opened the dataset")
@@ -289,7 +328,16 @@ def test_reports_on_a_simulated_dataset_open_with_the_simulated_line(
   monkeypatch.setattr(input_pipeline, "get_builder", no_dataset)  # It reads files only.
   text = report.render_report(config, tmp_path)
   assert text.splitlines()[0] == f"**{build_report.SIMULATED_LINE}**"
-  assert "label `goes_class`, fold 0" in text and "true 1-8 Å flux" in text
+  assert "label `goes_class` with class thresholds on the `swpc` scale" in text
+  assert "true 1-8 Å flux" in text
+  # The list's events per class on both scales, as the build counted them.
+  counts = build_report.events_line(stored)
+  assert f"Flare list, {counts}." in text and "swpc scale" in counts and "true scale" in counts
+  # The SWPC-scale counts are the demo list's published classes, counted from the CSV.
+  with open(pathlib.Path(data_config.data_dir).parent / "manual" / "flares.csv") as f:
+    published = collections.Counter(row["goes_class"][0] for row in csv.DictReader(f))
+  assert stored["swpc"] == {c: published.get(c, 0) for c in goes.CLASS_LETTERS}
+  assert sum(stored["true"].values()) == sum(published.values())
 
 
 # ------------------------------------------------------- damaged shards ---

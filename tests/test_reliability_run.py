@@ -130,6 +130,16 @@ def test_nan_and_inf_overrides_are_one_line(cli, tmp_path, field, value):
   assert not (tmp_path / "run").exists()
 
 
+def test_an_unknown_class_scale_is_one_line_before_anything_runs(cli, tmp_path):
+  code, _, stderr = cli(
+    f"--config={TINY}", f"--workdir={tmp_path / 'run'}", "--config.data.class_scale=published"
+  )
+  assert code == 2
+  line = error_line(stderr)
+  assert line.startswith("error: data.class_scale='published'") and "'swpc'" in line
+  assert not (tmp_path / "run").exists()
+
+
 # ----------------------------------------- 4. a hand-edited config.json ---
 
 

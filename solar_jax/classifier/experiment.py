@@ -239,6 +239,7 @@ class _Experiment:
     return {
       "task": self.task,
       "label": self.config.classifier.label or self.config.data.label,
+      "class_scale": self.config.data.class_scale,
       "fold": self.config.data.fold,
       "class_names": list(self.names),
       "selection_metric": selection_metric(self.task),

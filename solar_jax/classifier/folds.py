@@ -48,7 +48,7 @@ def check_study(workdirs) -> int:
 
   The workdirs' config.json must give distinct folds covering 0..K-1 (K: the dataset's
   ``provenance.num_folds``), and the same data otherwise (``data.splits.training_record``
-  but the fold: dataset and version, embargo, label policy, cooling lag): two copies of
+  but the fold: dataset and version, embargo, label policy, cooling lag, class scale): two copies of
   one fold, a missing fold or a fold of other data would not test every flare once.
 
   Raises:
@@ -67,7 +67,7 @@ def check_study(workdirs) -> int:
       if key != "data.fold" and record[key] != value:
         raise errors.InputMismatchError(
           f"{workdir}: {key}={record[key]!r} differs from {value!r} of {workdirs[0]}; pool "
-          "the folds of one study (same dataset, version, embargo, label and cooling lag)."
+          "the folds of one study (same dataset, version, embargo, label, cooling lag and scale)."
         )
   seen: dict = {}
   for workdir, record in zip(workdirs, records):
@@ -101,7 +101,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
   folds = [_read_fold(w) for w in workdirs]
   first = folds[0][0]
   for (metrics, _), workdir in zip(folds, workdirs):
-    for key in ("task", "class_names", "seeds"):
+    for key in ("task", "class_names", "seeds", "class_scale"):
       if metrics.get(key) != first.get(key):
         raise errors.InputMismatchError(
           f"{workdir}: classifier {key} {metrics.get(key)!r} differs from {first.get(key)!r} "
@@ -148,6 +148,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
   pooled = {
     "task": first["task"],
     "label": first.get("label"),
+    "class_scale": first.get("class_scale"),
     "fold": None,
     "folds": [str(w) for w in workdirs],
     "class_names": names,

@@ -128,6 +128,7 @@ ARCHITECTURE_FIELDS = (
   "classifier.width",
   "classifier.stem_stride",
   "data.label",
+  "data.class_scale",
   "data.image_size",
   "data.channels",
   "data.classes",

@@ -41,6 +41,11 @@ def get_config() -> ml_collections.ConfigDict:
   # 171 Å brightens as flare loops cool, tens of minutes after the GOES end: frames up
   # to this long after a flare's end count as flaring (at most the build's 120 min).
   data.cooling_lag_minutes = 30.0
+  # The scale the class thresholds are applied on (records keep the TRUE flux):
+  # 'swpc', the classes as SWPC published them (GOES 8-15 fluxes x 0.7 before 2020),
+  # as the cycle-24 forecasting literature counts M and X (Leka et al. 2019, Bobra &
+  # Couvidat 2015, SWAN-SF); or 'true' (a published C7.0-C9.9 of 2010-2019 is then M).
+  data.class_scale = "swpc"
   # Splits on read: month blocks, test = block `fold`, validation = block
   # (fold + folds/2) % folds, train the rest; train frames within embargo_days of a
   # validation or test month (and validation frames near test) are dropped. Running
@@ -260,6 +265,8 @@ def get_config() -> ml_collections.ConfigDict:
   provenance.degradation = ""  # Whether the build corrected the AIA degradation.
   provenance.version = ""  # dataset/builder_config version
   provenance.num_folds = 0  # The dataset's month-block folds (0: not read).
+  # The flare list's events per class on both class scales (one line; the build's).
+  provenance.events_per_class = ""
   provenance.unreadable = ""  # Why the dataset could not be read ('' when it was).
 
   # ------------------------------------------------------------- logging ---

@@ -7,9 +7,11 @@ reports into ``PARTS_DIR`` under the dataset's (temporary) version directory:
 reading) and ``<block>.json`` per stored split (the facts of each example,
 files skipped while reading), written by whichever process or Beam worker
 generated that split. The merged report gives, for every fold of the read-time
-split rule (``splits``; label ``goes_class``, the default cooling lag and
-embargo), frames and distinct events per split and class, the embargo drops
-and the share of test events whose active region also flared in train.
+split rule (``splits``; label ``goes_class`` on the SWPC class scale, the default
+cooling lag and embargo), frames and distinct events per split and class, the
+embargo drops and the share of test events whose active region also flared in
+train; and the flare list's events per class on both class scales
+(``flare_list.events_per_class``).
 ``merge`` joins them into one report, ``write`` stores it as ``REPORT_NAME``
 beside ``dataset_info.json`` and ``format_report`` gives the console summary.
 
@@ -26,6 +28,7 @@ loops, dangling links).
 from __future__ import annotations
 
 import collections
+import datetime
 import json
 
 import numpy as np
@@ -44,6 +47,7 @@ SIMULATED_LINE = (
 PARTS_DIR = "_build_report_parts"  # per-split partial reports, merged at the end
 # What the report's fold tables assume (configs/default.py has the same defaults).
 REPORT_LABEL = "goes_class"
+REPORT_CLASS_SCALE = "swpc"
 REPORT_COOLING_LAG_MINUTES = 30.0
 REPORT_EMBARGO_DAYS = 14.0
 # Facts an example's light record keeps for the fold tables.
@@ -51,6 +55,7 @@ _LIGHT_FACTS = (
   "goes_flux",
   "flare_event_id",
   "flare_flux",
+  "flare_peak",
   "minutes_after_flare_start",
   "minutes_after_flare_end",
   "noaa_ar",
@@ -108,21 +113,66 @@ def write_json(path, value) -> None:
   path.write_text(json.dumps(value, indent=1, sort_keys=True))
 
 
-def flare_list_entry(path, flares) -> dict:
-  """The report's ``flare_list``: file, rows, flares read, each row left out with why, and
+def events_per_class(flares, since=goes.TRUE_FLUX_LISTS_SINCE) -> dict:
+  """{class scale: {letter: flares}} of ``flares`` on each of ``goes.CLASS_SCALES``.
+
+  'swpc' counts an SWPC or HEK flare by its published class, 'true' by its true
+  flux (``flare_list.Flare.flux_on``).
+  """
+  return {
+    scale: {
+      letter: n
+      for letter, n in zip(
+        goes.CLASS_LETTERS,
+        np.bincount(
+          frame_facts.class_index([f.flux_on(scale, since) for f in flares]),
+          minlength=len(goes.CLASS_LETTERS),
+        ).tolist(),
+      )
+    }
+    for scale in goes.CLASS_SCALES
+  }
+
+
+def events_line(counts: dict) -> str:
+  """One line of ``events_per_class``: 'events per class: swpc A 0 B 0 C 7809 ...; true ...'."""
+  return "events per class: " + "; ".join(
+    f"{scale} scale " + " ".join(f"{c} {n}" for c, n in per.items())
+    for scale, per in counts.items()
+  )
+
+
+def flare_list_entry(path, flares, since=goes.TRUE_FLUX_LISTS_SINCE) -> dict:
+  """The report's ``flare_list``: file, rows, flares read, their provenance and events per
+  class on both class scales (``events_per_class``), each row left out with why, and
   each row repaired (a midnight wrap: peak or end moved to the next day)."""
   rows = [dict(row=s.row, reason=s.reason, detail=s.detail) for s in flares.skipped]
   repaired = [dict(row=r.row, detail=r.detail) for r in getattr(flares, "repaired", ())]
+  provenance = collections.Counter(getattr(f, "provenance", "swpc") for f in flares)
   return dict(
     file=str(path),
     rows=flares.rows,
     flares=len(flares),
+    provenance=dict(sorted(provenance.items())),
+    events_per_class=events_per_class(flares, since),
     skipped_rows=len(rows),
     skipped_by_reason=dict(sorted(collections.Counter(r["reason"] for r in rows).items())),
     skipped=rows,
     repaired_rows=len(repaired),
     repaired=repaired,
   )
+
+
+def flare_list_lines(driver: dict) -> list[str]:
+  """Console lines of the flare list: its provenance and events per class on both scales."""
+  flare_list = driver["flare_list"]
+  if "events_per_class" not in flare_list:
+    return []
+  where = ", ".join(f"{k} {v}" for k, v in flare_list.get("provenance", {}).items())
+  return [
+    f"flare list {flare_list['file']}: {flare_list['flares']} flares (classes from: {where}); "
+    + events_line(flare_list["events_per_class"])
+  ]
 
 
 def input_problems(driver: dict) -> list[str]:
@@ -202,7 +252,8 @@ def _fact_arrays(examples: list[dict]) -> dict:
 
 
 def fold_tables(facts: dict, labels, groups, num_folds: int) -> dict:
-  """{fold: ``splits.summary``} of every fold (label ``REPORT_LABEL``, default lag/embargo)."""
+  """{fold: ``splits.summary``} of every fold (labels of ``REPORT_LABEL`` on
+  ``REPORT_CLASS_SCALE``, default lag/embargo)."""
   if not len(labels):
     return {}
   in_flare = frame_facts.in_flare(facts, REPORT_COOLING_LAG_MINUTES)
@@ -261,14 +312,26 @@ def merge(parts_dir, settings: dict, *, clip: float) -> dict:
   parts_dir.rmtree()
   by_reason = collections.Counter(s["reason"] for s in skipped)
   facts = _fact_arrays(examples) if examples else {}
+  since = datetime.datetime.fromisoformat(
+    settings.get("true_flux_lists_since", goes.TRUE_FLUX_LISTS_SINCE.isoformat())
+  )
   labels, groups = (
-    frame_facts.labels(facts, REPORT_LABEL, REPORT_COOLING_LAG_MINUTES) if examples else ([], [])
+    frame_facts.labels(
+      facts,
+      REPORT_LABEL,
+      REPORT_COOLING_LAG_MINUTES,
+      class_scale=REPORT_CLASS_SCALE,
+      true_flux_since=since,
+    )
+    if examples
+    else ([], [])
   )
   folds = fold_tables(facts, labels, groups, settings["num_folds"])
   return dict(
     **settings,
     report_rules=dict(
       label=REPORT_LABEL,
+      class_scale=REPORT_CLASS_SCALE,
       cooling_lag_minutes=REPORT_COOLING_LAG_MINUTES,
       embargo_days=REPORT_EMBARGO_DAYS,
     ),
@@ -299,7 +362,8 @@ def format_report(report: dict) -> str:
   fold = report.get("folds", {}).get("0")
   if fold:
     lines.append(
-      f"  fold 0 (label {REPORT_LABEL}, embargo {REPORT_EMBARGO_DAYS:g} d): "
+      f"  fold 0 (label {REPORT_LABEL} on the {REPORT_CLASS_SCALE} scale, embargo "
+      f"{REPORT_EMBARGO_DAYS:g} d): "
       f"{fold['embargoed']} frames embargoed, {fold['unlabelled']} without a label"
     )
     for split, counts in fold["frames"].items():
@@ -320,5 +384,5 @@ def format_report(report: dict) -> str:
     lines.append(f"    {s['file']}: {s['reason']} ({s['detail']})")
   if skipped["count"] > MAX_LISTED:
     lines.append(f"    ... {skipped['count'] - MAX_LISTED} more in {REPORT_NAME}")
-  lines += [f"  {line}" for line in input_problems(report)]
+  lines += [f"  {line}" for line in flare_list_lines(report) + input_problems(report)]
   return "\n".join(lines)

@@ -1,10 +1,16 @@
 """Flare lists (SWPC-style CSV, HEK exports): read, checked, indexed, de-duplicated.
 
 Times are naive UTC datetimes (aware ones are converted). Each flare keeps its
-class as published and its peak flux on the dataset's true scale
-(``goes.listed_true_flux``: classes of flares before the GOES-16 era carry the
-SWPC 0.7 scaling). ``merge_duplicates`` joins the HEK's near-duplicate events
-(one flare reported by several detection modules).
+class as published, where its list got it (``provenance``, ``goes.LIST_PROVENANCES``)
+and its peak flux on the dataset's true scale (``goes.listed_true_flux``: SWPC and
+HEK classes of flares before the GOES-16 era carry the SWPC 0.7 scaling, NCEI's
+reprocessed classes are true fluxes). ``merge_duplicates`` joins the HEK's
+near-duplicate events (one flare reported by several detection modules).
+
+A list's provenance: a row's ``class_provenance`` field, else the list's JSON
+``"provenance"`` key or the caller's ``provenance=`` (the builder's
+``flare_list_provenance``), else its format (``goes.list_provenance``); a list
+nobody can place is an error: a wrong guess shifts every class before 2020 by 43 %.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ class FlareListError(errors.UserError, ValueError):
 class Flare:
   """One flare: naive UTC times, its class as published, peak flux on the TRUE scale.
 
-  ``noaa_ar`` is the NOAA active region number (0 when the list gives none).
+  ``noaa_ar`` is the NOAA active region number (0 when the list gives none);
+  ``provenance`` where the class comes from (``goes.LIST_PROVENANCES``: its factor).
   """
 
   event_id: str
@@ -45,6 +52,17 @@ class Flare:
   goes_class: str
   peak_flux: float
   noaa_ar: int = 0
+  provenance: str = "swpc"
+
+  def flux_on(self, scale: str, since: datetime.datetime = goes.TRUE_FLUX_LISTS_SINCE) -> float:
+    """The peak flux on a class scale (``goes.CLASS_SCALES``).
+
+    'swpc': the published flux itself for an SWPC or HEK class (exact, no round
+    trip through 0.7), else the true flux times the SWPC factor of its peak.
+    """
+    if scale == "swpc" and self.provenance != "ncei":
+      return goes.class_to_flux(self.goes_class)
+    return float(goes.to_class_scale(self.peak_flux, [self.peak], scale, since)[0])
 
 
 class SkippedRow(NamedTuple):
@@ -60,6 +78,7 @@ class SkippedRow(NamedTuple):
 
 # Why a row is left out; only 'no_goes_class' (HEK events of non-GOES methods) is not an error.
 ROW_REASONS = ("no_goes_class", "bad_time", "bad_class", "field_count", "bad_order", "too_long")
+ROW_REASONS += ("bad_provenance",)  # a class_provenance field that is none of LIST_PROVENANCES
 
 # The longest flare a list may give (end - start). GOES event lists end a flare when
 # the 1-8 Å flux has fallen half-way back to its pre-flare level, so events last
@@ -108,6 +127,8 @@ _COLUMNS = {
 }
 _ID_COLUMNS = ("event_id", "SOL_standard", "sol_standard", "kb_archivid")
 _AR_COLUMNS = ("noaa_ar", "ar_noaanum")
+# A per-row statement of where the class comes from (goes.LIST_PROVENANCES).
+PROVENANCE_COLUMN = "class_provenance"
 
 # The time spellings of the lists we read and no others: ISO 8601 with 'T' or a
 # space (SWPC list and demo: '2011-06-07 06:41:00'; HEK: '2011-06-07T06:41:00.000'), a date,
@@ -153,8 +174,9 @@ def _parse_time(text: str) -> datetime.datetime:
   return to_naive_utc(value)
 
 
-def _records(path: pathlib.Path) -> list[tuple[int | None, dict | str]]:
-  """(CSV line or None, {column: field} or 'field_count: ...' reason) of a CSV or HEK JSON."""
+def _records(path: pathlib.Path) -> tuple[list[tuple[int | None, dict | str]], str]:
+  """((CSV line or None, {column: field} or 'field_count: ...' reason) per row, the
+  provenance a JSON list states at its top level ('' none)) of a CSV or HEK JSON."""
   try:
     text = path.read_text(encoding="utf-8-sig")
   except (OSError, UnicodeDecodeError) as e:
@@ -171,7 +193,8 @@ def _records(path: pathlib.Path) -> list[tuple[int | None, dict | str]]:
       raise FlareListError(
         f"flare list {path}: JSON must be a list of events or {{'result': [...]}}"
       )
-    return [(None, r) for r in rows]
+    stated = str(data.get("provenance") or "") if isinstance(data, dict) else ""
+    return [(None, r) for r in rows], stated.strip().lower()
   try:
     reader = csv.reader(text.splitlines())
     table = [(reader.line_num, row) for row in reader if row]
@@ -180,7 +203,7 @@ def _records(path: pathlib.Path) -> list[tuple[int | None, dict | str]]:
   if not table:
     raise FlareListError(f"flare list {path}: the file is empty")
   header = _csv_header(path, table[0][1], [row for _, row in table[1:]])
-  return [(line, _csv_row(row, header)) for line, row in table[1:]]
+  return [(line, _csv_row(row, header)) for line, row in table[1:]], ""
 
 
 def _csv_header(path: pathlib.Path, header: list[str], body: list[list[str]]) -> list[str]:
@@ -232,7 +255,15 @@ def _noaa_ar(row: dict) -> int:
   return value if value > 0 else 0
 
 
-def _flare(row: dict, true_flux_since: datetime.datetime) -> tuple[Flare, str]:
+def list_provenance(path, columns, stated: str = "", given: str | None = None) -> str:
+  """``goes.list_provenance`` of a list; its ValueError as a ``FlareListError`` naming ``path``."""
+  try:
+    return goes.list_provenance(columns, stated, given)
+  except ValueError as e:
+    raise FlareListError(f"flare list {path}: {e}") from None
+
+
+def _flare(row: dict, true_flux_since: datetime.datetime, provenance: str) -> tuple[Flare, str]:
   """(one row as a ``Flare``, its repair or ''); ValueError starting with a ``ROW_REASONS`` entry."""
   if isinstance(row, str):
     raise ValueError(row)  # _csv_row's reason
@@ -246,18 +277,38 @@ def _flare(row: dict, true_flux_since: datetime.datetime) -> tuple[Flare, str]:
   goes_class = str(_pick(row, _COLUMNS["goes_class"]) or "").strip().upper()
   if not goes_class:
     raise ValueError("no_goes_class: the event has no GOES class")
+  stated = str(row.get(PROVENANCE_COLUMN) or "").strip().lower()
+  if stated and stated not in goes.LIST_PROVENANCES:
+    raise ValueError(
+      f"bad_provenance: {PROVENANCE_COLUMN} {stated!r} is not one of "
+      f"{', '.join(goes.LIST_PROVENANCES)}"
+    )
+  provenance = stated or provenance
+  if not provenance:
+    raise _Unplaced(PROVENANCE_COLUMN)
   repair = _checked_order(times)  # before the flux: the scale depends on the peak's date
   try:
-    flux = goes.listed_true_flux(goes.class_to_flux(goes_class), times["peak"], true_flux_since)
+    flux = goes.listed_true_flux(
+      goes.class_to_flux(goes_class), times["peak"], true_flux_since, provenance
+    )
   except ValueError as e:
     raise ValueError(f"bad_class: {e}") from e
   event_id = str(_pick(row, _ID_COLUMNS) or "").strip()
   if not event_id:
     event_id = "SOL" + times["peak"].strftime("%Y-%m-%dT%H:%M:%S")
   flare = Flare(
-    event_id=event_id, goes_class=goes_class, peak_flux=flux, noaa_ar=_noaa_ar(row), **times
+    event_id=event_id,
+    goes_class=goes_class,
+    peak_flux=flux,
+    noaa_ar=_noaa_ar(row),
+    provenance=provenance,
+    **times,
   )
   return flare, repair
+
+
+class _Unplaced(Exception):
+  """A row whose list's provenance nobody decided (``read_flare_list`` names the remedies)."""
 
 
 def _checked_order(times: dict) -> str:
@@ -291,7 +342,10 @@ def _checked_order(times: dict) -> str:
 
 
 def read_flare_list(
-  path, *, true_flux_since: datetime.datetime = goes.TRUE_FLUX_LISTS_SINCE
+  path,
+  *,
+  true_flux_since: datetime.datetime = goes.TRUE_FLUX_LISTS_SINCE,
+  provenance: str | None = None,
 ) -> FlareList:
   """Reads an SWPC-style flare list CSV or a HEK export (CSV or JSON).
 
@@ -300,6 +354,12 @@ def read_flare_list(
   The event id is ``event_id``, ``SOL_standard`` or ``kb_archivid`` when
   present, else ``SOL<peak time>``. Flux comes from the class string. Times
   must be ISO 8601 (``TIME_FORMATS``), UTC unless they carry an offset.
+
+  The flux of a class depends on where the list got it (``provenance``, one of
+  ``goes.LIST_PROVENANCES``, kept on each ``Flare``): a row's ``class_provenance``
+  field, else the list's own statement or ``provenance`` (the caller's setting,
+  e.g. the builder's ``flare_list_provenance``; the two must agree), else the
+  list's format (``list_provenance``).
 
   Each row must give start <= peak <= end: a peak or end before the start on the
   start's day (a midnight wrap of an SWPC list) is moved to the next day and
@@ -314,15 +374,16 @@ def read_flare_list(
 
   Raises:
     FlareListError: unreadable file, a malformed header, a required column is
-      missing, no row at all (a header alone) or no flare read, or more than
+      missing, no row at all (a header alone) or no flare read, a row whose
+      provenance nothing decides (the message names the settings that do), or more than
       ``MAX_UNREADABLE_FRACTION`` of the rows cannot be read (the message names
       the first bad row and why).
   """
   path = pathlib.Path(path)
-  records = _records(path)
+  records, stated = _records(path)
   rows = [r for _, r in records if isinstance(r, dict)]
+  present = set().union(*(r.keys() for r in rows[:50])) if rows else set()
   if rows:
-    present = set().union(*(r.keys() for r in rows[:50]))
     for field, names in _COLUMNS.items():
       if not present.intersection(names):
         raise FlareListError(
@@ -334,11 +395,19 @@ def read_flare_list(
       f"flare list {path}: no flare rows, only a header; every frame would be labelled "
       "quiet: give the list of the archive's period"
     )
+  default = list_provenance(path, present, stated, provenance)
   flares, skipped, repaired = [], [], []
   for number, (line, row) in enumerate(records, start=1):
     where = "" if line is None else f"line {line}: "
     try:
-      flare, repair = _flare(row, true_flux_since)
+      flare, repair = _flare(row, true_flux_since, default)
+    except _Unplaced:
+      raise FlareListError(
+        f"flare list {path}: cannot tell where its classes come from (SWPC and HEK "
+        "classes before 2020 carry the 0.7 scaling, NCEI's are true fluxes); say it: "
+        f"provenance= ({', '.join(goes.LIST_PROVENANCES)}; the builder config's "
+        f"flare_list_provenance) or a {PROVENANCE_COLUMN} column"
+      ) from None
     except ValueError as e:
       reason, detail = str(e).split(": ", 1)
       skipped.append(SkippedRow(number, f"{reason}: {where}{detail}"))

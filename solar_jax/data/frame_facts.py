@@ -16,7 +16,18 @@ series, all fluxes on the true scale (``goes``):
   XRS samples there), the largest listed event, and whether XRS covers the
   whole window.
 
-``labels`` turns these facts into class indices with a policy (``LABELS``):
+``labels`` turns these facts into class indices with a policy (``LABELS``), with
+the class thresholds applied on a chosen scale (``goes.CLASS_SCALES``,
+``data.class_scale``): 'swpc' (default of the configs), the scale SWPC published
+the classes on, so a frame of a flare published C8.0 in 2011 is C (its true flux
+is M1.14), as in the cycle-24 forecasting literature; or 'true'. The true fluxes
+stored are brought to the SWPC scale with the factor of their time
+(``goes.to_class_scale``: x 0.7 before the GOES-16 era, x 1 after): ``goes_flux``
+by the frame's time, ``flare_flux`` by the flare's peak, ``next24_flux`` by the
+frame's time (a window straddling the era's first day takes the earlier factor).
+A listed flare of an SWPC or HEK list is thus its published class (refined by
+the XRS peak on the same scale), and one of an NCEI list what SWPC would have
+published.
 
 * ``goes_class``: inside a flare (``start <= t <= end + cooling lag``) the
   flare's class, else the class of ``goes_flux``: the X-ray level the frame
@@ -145,10 +156,32 @@ def frame_facts(
 # ------------------------------------------------------------- on read ---
 
 
+# Significant digits a flux keeps before the class thresholds apply. Records store
+# float32 (about 7 digits): a published C7.0 stored as its true flux 7e-6 / 0.7 reads
+# 9.9999997e-06 and M1.0 brought back by x 0.7 reads 9.99999986e-06; rounded to 6
+# digits both sit on the M edge, as the class strings say. Class strings carry 2-3
+# digits and XRS fluxes about 3, so no measured flux changes class by it.
+CLASS_DIGITS = 6
+
+
+def _rounded(flux: np.ndarray) -> np.ndarray:
+  """``flux`` rounded to ``CLASS_DIGITS`` significant digits (non-finite, <= 1e-30 kept:
+  class A either way, and 10**decimals stays finite)."""
+  ok = np.isfinite(flux) & (flux > 1e-30)
+  safe = np.where(ok, flux, 1.0)
+  decimals = CLASS_DIGITS - 1 - np.floor(np.log10(safe))
+  scale = 10.0**decimals
+  return np.where(ok, np.round(safe * scale) / scale, flux)
+
+
 def class_index(flux: np.ndarray) -> np.ndarray:
-  """Class index 0..4 (A..X) of fluxes (below A1.0 is A); -1 where not finite."""
+  """Class index 0..4 (A..X) of fluxes (below A1.0 is A); -1 where not finite.
+
+  Fluxes are rounded to ``CLASS_DIGITS`` significant digits first (float32 storage
+  and the 0.7 factor must not move a published class across an edge).
+  """
   edges = np.array([goes.class_edges()[c] for c in goes.CLASS_LETTERS])
-  flux = np.asarray(flux, np.float64)
+  flux = _rounded(np.asarray(flux, np.float64))
   index = np.clip(np.searchsorted(edges, np.nan_to_num(flux, nan=0.0), side="right") - 1, 0, 4)
   return np.where(np.isfinite(flux), index, -1).astype(np.int32)
 
@@ -165,24 +198,40 @@ def in_flare(facts: dict, cooling_lag_minutes: float) -> np.ndarray:
     return np.isfinite(after_start) & (after_start >= 0) & (after_end <= cooling_lag_minutes)
 
 
-def labels(facts: dict, policy: str, cooling_lag_minutes: float) -> tuple[np.ndarray, np.ndarray]:
+def labels(
+  facts: dict,
+  policy: str,
+  cooling_lag_minutes: float,
+  *,
+  class_scale: str = "swpc",
+  true_flux_since: datetime.datetime = goes.TRUE_FLUX_LISTS_SINCE,
+) -> tuple[np.ndarray, np.ndarray]:
   """(class index int32 [-1 = no label under ``policy``], resampling group) per frame.
 
-  ``facts`` holds arrays of ``FIELDS`` and ``time`` (ISO strings). The group
+  ``facts`` holds arrays of ``FIELDS`` and ``time`` (ISO strings). Classes are
+  those of the fluxes on ``class_scale`` (module docstring; ``true_flux_since``:
+  the first day of the GOES-16 era, the dataset's metadata records it). The group
   is the unit a bootstrap resamples: the event the label comes from, else the
   frame's UTC day ('day:YYYY-MM-DD'), so frames of one flare or one quiet day
   move together.
   """
   if policy not in LABELS:
     raise ValueError(f"label policy {policy!r}: use one of {LABELS}.")
-  days = np.array(["day:" + t[:10] for t in _text(facts["time"])], dtype=object)
+  if class_scale not in goes.CLASS_SCALES:
+    raise ValueError(f"class scale {class_scale!r}: use one of {goes.CLASS_SCALES}.")
+  times = _text(facts["time"])
+  days = np.array(["day:" + t[:10] for t in times], dtype=object)
   flaring = in_flare(facts, cooling_lag_minutes)
   flare_ids = _text(facts["flare_event_id"])
-  background = class_index(facts["goes_flux"])
-  flare = class_index(facts["flare_flux"])
+
+  def scaled(key, at):
+    return goes.to_class_scale(facts[key], at, class_scale, true_flux_since)
+
+  background = class_index(scaled("goes_flux", times))
+  flare = class_index(scaled("flare_flux", _text(facts["flare_peak"])))
   if policy == "max_class_next_24h":
     known = np.asarray(facts["next24_complete"], bool) | (_text(facts["next24_event_id"]) != "")
-    label = np.where(known, class_index(facts["next24_flux"]), -1)
+    label = np.where(known, class_index(scaled("next24_flux", times)), -1)
     ids = _text(facts["next24_event_id"])
     return label.astype(np.int32), np.where(ids != "", ids, days)
   if policy == "flare_class":

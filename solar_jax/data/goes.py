@@ -11,9 +11,17 @@ GOES scale'):
   'GOES 1-15') and GOES-16+ files are true fluxes: used as they are;
 * any other file needs its factor given (``read_xrs(..., to_true=...)``),
   because guessing it wrongly shifts classes by 43 %;
-* a listed class (SWPC event list, HEK) is on the SWPC scale when its flare
-  peaked before ``TRUE_FLUX_LISTS_SINCE`` (divided by 0.7), a true flux after
-  (``listed_true_flux``).
+* a listed class is converted by its list's provenance (``LIST_PROVENANCES``,
+  ``listed_true_flux``): an SWPC event report or a HEK export (SWPC-derived
+  classes) is on the SWPC scale when its flare peaked before
+  ``TRUE_FLUX_LISTS_SINCE`` (divided by 0.7), a true flux after; an NCEI
+  reprocessed summary gives true fluxes (used as they are, never divided twice).
+
+Class thresholds are applied on read on a chosen scale (``CLASS_SCALES``,
+``data.class_scale``): 'true', or 'swpc', the scale SWPC published the classes
+on and the cycle-24 forecasting literature uses (Leka et al. 2019; Bobra &
+Couvidat 2015; SWAN-SF). ``to_class_scale`` brings a true flux there: x 0.7
+before ``TRUE_FLUX_LISTS_SINCE`` (the GOES 8-15 era), x 1 from then on.
 
 So the M2.5 flare of 2011-06-07 (SDAC file peak 2.56e-5) is M3.66 on the true
 scale, and an M3.66 of 2022 is the same flux. ``class_letter`` and
@@ -50,11 +58,24 @@ SWPC_XRSB_SCALE = 0.7
 SCALE = "true"
 SCALE_NOTE = (
   "true 1-8 Å flux (GOES-R and NCEI science-quality, no SWPC 0.7 scaling): SDAC FITS "
-  "and listed classes of flares before {since} divided by 0.7; NCEI GOES 1-15 netCDF, "
-  "GOES-16+ files and later listed classes as they are"
+  "and SWPC/HEK listed classes of flares before {since} divided by 0.7; NCEI GOES 1-15 "
+  "netCDF, GOES-16+ files, NCEI listed classes and later SWPC/HEK classes as they are"
 )
-# Listed classes of flares peaking from this day on are true fluxes (GOES-16 era lists).
+# SWPC's published fluxes and classes from this day on are true fluxes (GOES-16 era);
+# before it they carry the 0.7 scaling of GOES 8-15 (an SWPC or HEK listed class).
 TRUE_FLUX_LISTS_SINCE = datetime.datetime(2020, 1, 1)
+# The scales class thresholds can be applied on (data.class_scale; ``to_class_scale``).
+CLASS_SCALES = ("swpc", "true")
+# Where a flare list's classes come from, and so their scale (``listed_true_flux``):
+# 'swpc' (SWPC event reports) and 'hek' (HEK exports, SWPC-derived GOES classes) are
+# 0.7-scaled before TRUE_FLUX_LISTS_SINCE; 'ncei' (NCEI's reprocessed flare summaries,
+# GOES 1-15 science-quality and GOES-R) are true fluxes already.
+LIST_PROVENANCES = ("swpc", "hek", "ncei")
+# Formats that say their provenance: a HEK export (its GOES class column), and the
+# layout of SWPC-derived cycle-24 lists (final_flare_list_sc24.csv, merged from SWPC
+# event reports and the HEK, goes_class_val 'as published'; the demo writes it too).
+_HEK_COLUMNS = ("fl_goescls",)
+_SWPC_LIST_COLUMNS = ("goes_class_ind", "goes_class_val")
 
 # XRS coverage: the largest gap between samples (or to a window edge) that a
 # window may contain and still count as covered.
@@ -147,9 +168,72 @@ def class_edges() -> dict[str, float]:
   return {letter: class_to_flux(f"{letter}1") for letter in CLASS_LETTERS}
 
 
-def listed_true_flux(published_flux: float, peak, since: datetime.datetime = TRUE_FLUX_LISTS_SINCE):
-  """The true flux of a listed class: published / 0.7 for flares peaking before ``since``."""
+def listed_true_flux(
+  published_flux: float,
+  peak,
+  since: datetime.datetime = TRUE_FLUX_LISTS_SINCE,
+  provenance: str = "swpc",
+) -> float:
+  """The true flux of a listed class, by its list's ``provenance`` (``LIST_PROVENANCES``).
+
+  'swpc' and 'hek': published / 0.7 for flares peaking before ``since``, as published
+  after; 'ncei': as published (true flux already).
+  """
+  if provenance not in LIST_PROVENANCES:
+    raise ValueError(f"flare list provenance {provenance!r}: use one of {LIST_PROVENANCES}.")
+  if provenance == "ncei":
+    return published_flux
   return published_flux / SWPC_XRSB_SCALE if peak < since else published_flux
+
+
+def list_provenance(columns, stated: str = "", given: str | None = None) -> str:
+  """Where a flare list's classes come from (``LIST_PROVENANCES``), '' when nothing says.
+
+  ``stated``: what the list says of itself (a JSON ``"provenance"`` key); ``given``:
+  the caller's setting. Either decides (both: they must agree); else the list's
+  ``columns``: a HEK export is 'hek', the SWPC cycle-24 layout 'swpc'.
+
+  Raises:
+    ValueError: a stated or given value not in ``LIST_PROVENANCES``, or the two differ.
+  """
+  choices = ", ".join(LIST_PROVENANCES)
+  for value, what in ((stated, "its 'provenance' key"), (given, "provenance=")):
+    if value and value not in LIST_PROVENANCES:
+      raise ValueError(f"{what} {value!r} is not one of {choices}")
+  if stated and given and stated != given:
+    raise ValueError(
+      f"the list says its classes come from {stated!r}, provenance={given!r}; drop one"
+    )
+  if stated or given:
+    return stated or given
+  columns = set(columns)
+  if columns.intersection(_HEK_COLUMNS):
+    return "hek"
+  return "swpc" if columns.issuperset(_SWPC_LIST_COLUMNS) else ""
+
+
+def class_scale_factor(times, scale: str, since: datetime.datetime = TRUE_FLUX_LISTS_SINCE):
+  """Factor from the true scale to ``scale`` of fluxes measured at ``times`` (array).
+
+  ``times``: ISO 8601 strings (as records store them; '' where there is no time,
+  factor 1) or datetimes. 'true': 1. 'swpc': 0.7 before ``since`` (GOES 8-15, SWPC's
+  published scale), 1 from then on (GOES-16+, never scaled).
+  """
+  if scale not in CLASS_SCALES:
+    raise ValueError(f"class scale {scale!r}: use one of {CLASS_SCALES}.")
+  if scale == "true":
+    return np.ones(np.shape(times))
+  flat = [t.decode() if isinstance(t, bytes) else t for t in np.ravel(np.asarray(times, object))]
+  # ISO strings in one form ('T' between date and time) compare as the times do.
+  text = [t.replace(" ", "T", 1) if isinstance(t, str) else t.isoformat() for t in flat]
+  text = np.array(text, dtype=object).reshape(np.shape(times))
+  before = (text != "") & (text < since.isoformat())  # '' (no time): factor 1
+  return np.where(before, SWPC_XRSB_SCALE, 1.0)
+
+
+def to_class_scale(true_flux, times, scale: str, since: datetime.datetime = TRUE_FLUX_LISTS_SINCE):
+  """True fluxes measured at ``times`` on ``scale`` (``class_scale_factor``), float64."""
+  return np.asarray(true_flux, np.float64) * class_scale_factor(times, scale, since)
 
 
 # --------------------------------------------------------------- XRS ---

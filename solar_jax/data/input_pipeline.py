@@ -12,7 +12,9 @@ Labels and splits are policies applied here, on read (DESIGN.md, 'Records keep
 facts'). A split of ``data.fold`` is the union of its stored month blocks
 (``splits``); a first pass over the records' facts (images not decoded) decides
 which records the split keeps (its months, less the embargo, less frames without
-a label under ``data.label``) and their labels (``frame_facts.labels``). The
+a label under ``data.label``) and their labels (``frame_facts.labels``, class
+thresholds on ``data.class_scale``: 'swpc', the published classes, or 'true',
+with the GOES-16 era's first day the dataset's metadata records). The
 data pass reads the same blocks in the same order and keeps those records. For
 training, each process keeps every ``process_count``-th of them, equal shares so
 every host runs the same number of steps, and maps DN/s to the model's [-1, 1]
@@ -34,6 +36,7 @@ deterministic, and it keeps the epoch structure above.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import importlib
 
 import numpy as np
@@ -41,7 +44,7 @@ from absl import logging
 from etils import epath
 
 from solar_jax import errors
-from solar_jax.data import frame_facts, scaling, splits
+from solar_jax.data import frame_facts, goes, scaling, splits
 
 LABELS = frame_facts.LABELS
 
@@ -128,6 +131,15 @@ def metadata(builder) -> dict:
       f"{path}: num_folds={folds!r} is not a positive integer; rebuild the dataset"
     )
   return meta
+
+
+def true_flux_since(meta: dict) -> datetime.datetime:
+  """The GOES-16 era's first day the build used (``goes.TRUE_FLUX_LISTS_SINCE`` if unrecorded).
+
+  Builds before 2.2.0 do not record it; every one of them used the default.
+  """
+  value = meta.get("true_flux_lists_since")
+  return datetime.datetime.fromisoformat(value) if value else goes.TRUE_FLUX_LISTS_SINCE
 
 
 def verify_shards(data_config, *, builder=None) -> None:
@@ -266,7 +278,13 @@ def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
     )
   spec = "+".join(blocks)
   facts = _facts(builder, spec)
-  labels, groups = frame_facts.labels(facts, label, data_config.cooling_lag_minutes)
+  labels, groups = frame_facts.labels(
+    facts,
+    label,
+    data_config.cooling_lag_minutes,
+    class_scale=data_config.class_scale,
+    true_flux_since=true_flux_since(metadata(builder)),
+  )
   keep = labels >= 0
   if split != "all":
     codes = splits.assign(

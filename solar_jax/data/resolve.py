@@ -67,11 +67,14 @@ def dataset_provenance(data_config) -> dict:
       degradation="",
       version="",
       num_folds=0,
+      events_per_class="",
       unreadable=str(e),
     )
+  counts = meta.get("events_per_class")
   return dict(
     simulated=bool(meta.get("simulated", False)),
     goes_scale=str(meta.get("goes_scale_note") or ""),
+    events_per_class=build_report.events_line(counts) if counts else "",
     split_rule=str(meta.get("split_rule") or ""),
     degradation=str(meta.get("degradation", "")),
     version=f"{data_config.dataset}/{data_config.builder_config} {builder.info.version}",
@@ -105,19 +108,26 @@ def record(config) -> dict:
   """The provenance an output records (metrics.json ``data``): from the config, no dataset read.
 
   Returns:
-    {'simulated', 'goes_scale', 'label', 'fold', 'embargo_days', 'split_rule'} and
-    'note' (the simulated line) for a simulated archive; {'simulated': None,
-    'unreadable': why, 'label', 'fold'} where the provenance was not read.
+    {'simulated', 'goes_scale', 'label', 'class_scale', 'fold', 'embargo_days',
+    'split_rule', 'events_per_class'} and 'note' (the simulated line) for a simulated
+    archive; {'simulated': None, 'unreadable': why, 'label', 'class_scale', 'fold'}
+    where the provenance was not read.
   """
   p, d = config.provenance, config.data
   if p.simulated is None:
     return dict(
-      simulated=None, unreadable=p.unreadable or _NOT_RESOLVED, label=d.label, fold=d.fold
+      simulated=None,
+      unreadable=p.unreadable or _NOT_RESOLVED,
+      label=d.label,
+      class_scale=d.class_scale,
+      fold=d.fold,
     )
   out = dict(
     simulated=bool(p.simulated),
     goes_scale=p.goes_scale,
+    events_per_class=p.events_per_class,
     label=d.label,
+    class_scale=d.class_scale,
     fold=d.fold,
     embargo_days=d.embargo_days,
     split_rule=p.split_rule,

@@ -64,7 +64,7 @@ def training_record(config: dict) -> dict:
 
   The dataset and its version, the training months (``data.fold`` with
   ``training_partition``), the embargo around held-out months and the label policy with
-  its cooling lag. A generator is bound to them (DESIGN.md, 'Protocol rules'): a
+  its cooling lag and class scale. A generator is bound to them (DESIGN.md, 'Protocol rules'): a
   checkpoint, an export and a sample set record them, and a run whose data differs in one
   is refused (``checkpointing.parameter_meaning``, ``record_changes``). ``provenance`` is
   filled in from the dataset by ``data.resolve``; a value it could not read is None.
@@ -89,6 +89,7 @@ def training_record(config: dict) -> dict:
     "data.embargo_days": number("embargo_days"),
     "data.label": data.get("label"),
     "data.cooling_lag_minutes": number("cooling_lag_minutes"),
+    "data.class_scale": data.get("class_scale"),
   }
 
 

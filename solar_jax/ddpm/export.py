@@ -63,6 +63,7 @@ def dataset_summary(config: ml_collections.ConfigDict) -> dict:
     degradation=provenance.degradation,
     simulated=bool(provenance.simulated),
     label=config.data.label,
+    class_scale=config.data.class_scale,
     fold=config.data.fold,
     embargo_days=config.data.embargo_days,
     goes_scale=provenance.goes_scale,
@@ -99,7 +100,8 @@ def model_card(config, step: int, num_params: int, data: dict, source: str) -> s
     lines.append(f"Not recorded: the dataset could not be read when exporting ({data['error']}).")
   else:
     lines += [
-      f"- label: {data['label']} (data.label), fold {data['fold']}, embargo "
+      f"- label: {data['label']} (data.label) on the {data.get('class_scale', 'true')} "
+      f"class scale (data.class_scale), fold {data['fold']}, embargo "
       f"{data['embargo_days']:g} days; GOES scale: {data.get('goes_scale') or 'not recorded'}",
       f"- dataset: {data['dataset']}"
       + (" (the SIMULATED demo archive, not observations)" if data.get("simulated") else ""),

@@ -89,8 +89,13 @@ class SdoAia171Config(tfds.core.BuilderConfig):
       without it only when a config asks (``degradation=False``); without a
       table (``DIR/calibration/`` or aiapy's cache) the build stops and says how.
     num_folds: month blocks (stored splits ``block0 ..``); folds on read.
-    true_flux_lists_since: listed classes of flares from this day on are true
-      fluxes, earlier ones carry the SWPC 0.7 scaling (``goes``).
+    true_flux_lists_since: the first day of the GOES-16 era: SWPC and HEK classes
+      of flares from this day on are true fluxes, earlier ones carry the SWPC 0.7
+      scaling (``goes``); on read, ``data.class_scale='swpc'`` multiplies true fluxes
+      before it by 0.7 (stored in the metadata).
+    flare_list_provenance: where the flare list's classes come from
+      (``goes.LIST_PROVENANCES``: 'swpc', 'hek' or 'ncei'); '' decides it from the
+      list (``flare_list.list_provenance``), an error when the list does not say.
   """
 
   image_size: int = 64
@@ -99,6 +104,7 @@ class SdoAia171Config(tfds.core.BuilderConfig):
   degradation: bool = True
   num_folds: int = 10
   true_flux_lists_since: str = "2020-01-01"
+  flare_list_provenance: str = ""
 
   def block_of(self, time: datetime.datetime) -> str:
     """The stored split of a frame observed at ``time`` (naive UTC)."""
@@ -248,7 +254,7 @@ _FACT_DOCS = {
 class Builder(tfds.core.GeneratorBasedBuilder):
   """SDO/AIA 171 Å frames with GOES flare-class labels (manual download)."""
 
-  VERSION = tfds.core.Version("2.1.0")
+  VERSION = tfds.core.Version("2.2.0")
   RELEASE_NOTES = {
     "1.0.0": "Initial release: DN/s images, GOES class labels, month-block splits.",
     "2.0.0": (
@@ -265,6 +271,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       "neighbour's; BUNIT decides the exposure division, IMG_TYPE other than LIGHT skipped; "
       "degradation correction for every real FITS archive (any resolution), a build "
       "without it only on request; a build that keeps no frame is an error."
+    ),
+    "2.2.0": (
+      "A listed class's factor to the true scale comes from its list's provenance (SWPC "
+      "event report or HEK: / 0.7 before 2020; NCEI reprocessed summary: true already), "
+      "decided from the list or flare_list_provenance, never by date alone; the metadata "
+      "records the GOES-16 era's first day (labels on the SWPC scale on read: "
+      "data.class_scale) and the list's events per class on both scales, which the build "
+      "report prints too."
     ),
   }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -342,7 +356,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     root = pathlib.Path(dl_manager.manual_dir)
     since = datetime.datetime.fromisoformat(cfg.true_flux_lists_since)
-    flares, flare_path, merged = _read_flares(root, since)
+    flares, flare_path, merged = _read_flares(root, since, cfg.flare_list_provenance or None)
     xrs, xrs_paths = _read_goes(root)
     store = sdoml.find_store(root)
     scan = self._scan_fits if store is None else functools.partial(_scan_sdoml, store=store)
@@ -363,7 +377,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       manual_dir=str(root),
       files_found=found,
       simulated=simulated,
-      flare_list=dict(build_report.flare_list_entry(flare_path, flares), merged_duplicates=merged),
+      flare_list=dict(
+        build_report.flare_list_entry(flare_path, flares, since), merged_duplicates=merged
+      ),
       goes_files=[str(p) for p in xrs_paths],
       goes_scale=goes.SCALE_NOTE.format(since=cfg.true_flux_lists_since),
       goes_conversions=dict(xrs.conversions) if xrs is not None else {},
@@ -379,6 +395,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       logging.warning("sdo_aia171: %s", line)
     build_report.write_driver_part(self._parts_dir, driver)
     self.info.metadata.update(self._metadata(simulated))
+    self.info.metadata.update(events_per_class=build_report.events_per_class(flares, since))
     if store is not None:  # SDOML images are degradation-corrected already: never twice
       self.info.metadata.update(degradation=True, sdoml=source_entries["sdoml"])
     # A simulation has no degradation; SDOML's was corrected by its converter.
@@ -405,6 +422,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       classes=list(CLASS_NAMES),
       goes_scale=goes.SCALE,
       goes_scale_note=goes.SCALE_NOTE.format(since=cfg.true_flux_lists_since),
+      true_flux_lists_since=cfg.true_flux_lists_since,
       num_folds=cfg.num_folds,
       association_lag_minutes=cfg.association_lag_minutes,
       degradation=cfg.degradation and not simulated,
@@ -451,6 +469,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       association_lag_minutes=cfg.association_lag_minutes,
       degradation=cfg.degradation,
       num_folds=cfg.num_folds,
+      true_flux_lists_since=cfg.true_flux_lists_since,
+      flare_list_provenance=cfg.flare_list_provenance,
       split_rule=cfg.split_rule(),
       beam=bool(getattr(self, "_use_beam", False)),
     )
@@ -540,8 +560,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 SIMULATED_MARKER = "demo_manifest.json"
 
 
-def _read_flares(root: pathlib.Path, since: datetime.datetime):
-  """(flares with near-duplicates merged, the list's path, number merged away)."""
+def _read_flares(root: pathlib.Path, since: datetime.datetime, provenance: str | None = None):
+  """(flares with near-duplicates merged, the list's path, number merged away).
+
+  ``provenance``: the config's ``flare_list_provenance`` (None: from the list).
+  """
   candidates = [root / "flares.csv", root / "flares.json"]
   present = [p for p in candidates if p.exists()]
   if len(present) != 1:
@@ -549,7 +572,7 @@ def _read_flares(root: pathlib.Path, since: datetime.datetime):
       f"Manual dir {root} must hold exactly one flare list, flares.csv or flares.json "
       f"(found {[p.name for p in present] or 'none'})."
     )
-  flares = flare_list.read_flare_list(present[0], true_flux_since=since)
+  flares = flare_list.read_flare_list(present[0], true_flux_since=since, provenance=provenance)
   merged, count = flare_list.merge_duplicates(flares)
   kept = flare_list.FlareList(merged, flares.skipped, flares.path, flares.rows, flares.repaired)
   return kept, present[0], count

@@ -16,8 +16,11 @@ builder without internet. This module makes one from the real level-1 AIA
   varying background and a flare profile (Gaussian rise, exponential decay)
   at each listed flare; fluxes on the SWPC scale, like SDAC files.
 * ``DIR/flares.csv``: the flare list with the columns of
-  ``final_flare_list_sc24.csv`` plus a ``simulated`` column.
-* ``DIR/demo_manifest.json``: every frame with the class it was made for.
+  ``final_flare_list_sc24.csv`` plus a ``simulated`` column; classes as an SWPC
+  list of the GOES-15 era publishes them (the reader knows it by these columns).
+* ``DIR/demo_manifest.json``: every frame with the class it was made for
+  (``letter``: on the TRUE scale, ``data.class_scale='true'``; on the default SWPC
+  scale a flare's frames take its published class and quiet frames 0.7 x their flux).
 
 Frames are either near a flare's peak (flaring, the flare's class) or at
 least several decay times away from any flare (quiet, the class of the
