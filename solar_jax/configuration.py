@@ -84,6 +84,7 @@ RANGES: dict[str, Range] = {
   "data.channels": POSITIVE_INT,
   "data.cooling_lag_minutes": NON_NEGATIVE,
   "data.fold": NON_NEGATIVE_INT,
+  "provenance.num_folds": NON_NEGATIVE_INT,  # 0: not read.
   "data.embargo_days": NON_NEGATIVE,
   "data.clip_min": POSITIVE,
   "data.clip_max": POSITIVE,
