@@ -55,13 +55,14 @@ def _run(cli, workdir, demo_tfds, mode, *flags):
   )
 
 
-@pytest.mark.parametrize("mode", ["sample", "export", "classify"])
+# Each stage that uses the generator, each with another field of its data (the check is one
+# function for every stage and field: data.splits.record_changes, tested in test_splits).
 @pytest.mark.parametrize(
-  "flag, named",
+  "mode, flag, named",
   [
-    ("--config.data.fold=3", "data.fold=0 there (months mod 10 not in {0, 5}), 3 here"),
-    ("--config.data.label=flare_class", "data.label='goes_class' there, 'flare_class' here"),
-    ("--config.data.embargo_days=30", "data.embargo_days=14.0 there, 30.0 here"),
+    ("sample", "--config.data.fold=3", "data.fold=0 there (months mod 10 not in {0, 5}), 3 here"),
+    ("export", "--config.data.label=flare_class", "data.label='goes_class' there, 'flare_class'"),
+    ("classify", "--config.data.embargo_days=30", "data.embargo_days=14.0 there, 30.0 here"),
   ],
 )
 def test_a_generator_of_other_data_is_one_line_exit_2_and_nothing_written(
