@@ -53,9 +53,12 @@ def test_identical_sets_score_perfectly(tmp_path, config):
   rng = np.random.default_rng(0)
   real = _data(rng, 40)
   config.evaluation.num_images = 40  # All images, so both subsets are the same images.
-  metrics = evaluate.evaluate_arrays(
-    config, real, dict(real), {"pooled": _pixel_features}, tmp_path
+  # The samples are the real images as the model gives them back: through the intensity
+  # transform and back (what a perfect generator's output would be).
+  fake = dict(
+    real, images=physics.real_as_model(real["images"], config.data.clip_min, config.data.clip_max)
   )
+  metrics = evaluate.evaluate_arrays(config, real, fake, {"pooled": _pixel_features}, tmp_path)
   assert metrics["num_images"] == 40
   overall = metrics["features"]["pooled"]["overall"]
   assert overall["n"] == 40

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -116,7 +118,7 @@ def test_flare_physics_on_constructed_disks():
   quiet = np.where(disk, 100.0, 2.0)
   flaring = quiet.copy()
   flaring[15:17, 15:17] = 5000.0  # A 2x2 kernel, clipped by the transform.
-  images = np.stack([quiet] * 6 + [flaring] * 6)[..., None]
+  images = np.stack([quiet] * 6 + [flaring] * 6)[..., None].astype(np.float32)  # As stored.
   labels = np.array([0] * 6 + [1] * 6)
   assert physics.peak_on_disk(images).tolist() == [100.0] * 6 + [5000.0] * 6
   area = physics.kernel_area(images, 1500.0)
@@ -130,10 +132,40 @@ def test_flare_physics_on_constructed_disks():
     threshold=1500.0, clip_min=clip_min, clip_max=clip_max,
   )  # fmt: skip
   flare = out["per_class"]["flare"]
-  assert flare["peak_dns"]["median_real"] == 5000.0
-  assert flare["peak_dns"]["median_fake"] == pytest.approx(3000.0, rel=1e-4)
-  assert flare["peak_dns"]["ks_statistic"] == 1.0
+  # Both sides as the model sees them: the 5000 DN/s kernel reads at the clip on each.
+  assert flare["peak_dns"]["median_real"] == pytest.approx(3000.0, rel=1e-4)
+  assert flare["peak_dns"]["median_fake"] == flare["peak_dns"]["median_real"]
+  assert flare["peak_dns"]["ks_statistic"] == 0.0
   assert flare["kernel_area"]["ks_statistic"] == 0.0
+  # What the clip hides: every flaring real frame, no quiet one.
+  assert flare["real_above_clip"] == {"share": 1.0, "n": 6}
+  assert out["per_class"]["quiet"]["real_above_clip"] == {"share": 0.0, "n": 6}
+  assert out["overall"]["real_above_clip"] == {"share": 0.5, "n": 12}
   # Real pixels above clip_max count as clipped too (the transform clips them).
   assert out["overall"]["clipped_real"]["high"] == pytest.approx(6 * 4 / (12 * size**2))
   assert out["per_class"]["quiet"]["clipped_fake"]["high"] == 0.0
+
+
+def test_real_frames_through_the_transform_show_no_peak_difference():
+  """sunpy's real AIA 171 frame (and shifted copies) against the same frames through the
+  model's transform and back: no difference in peak or kernel area, whatever the clip
+  cuts (at clip_max = 1000 DN the brightest on-disk pixels are above it)."""
+  import sunpy.data.test
+  from astropy.io import fits
+
+  path = pathlib.Path(sunpy.data.test.rootdir) / "aia_171_level1.fits"
+  frame = np.nan_to_num(fits.getdata(path).astype(np.float32))
+  frames = np.stack([np.roll(frame, (3 * k, -2 * k), axis=(0, 1)) for k in range(12)])[..., None]
+  labels = np.array([0] * 6 + [1] * 6)
+  clip_min, clip_max = 1.0, 1000.0
+  assert (physics.peak_on_disk(frames) > clip_max).all()
+  round_trip = scaling.inverse(scaling.forward(frames, clip_min, clip_max), clip_min, clip_max)
+  out = physics.flare_physics_by_class(
+    frames, labels, round_trip, labels, ("B", "C"),
+    threshold=800.0, clip_min=clip_min, clip_max=clip_max,
+  )  # fmt: skip
+  for entry in (out["overall"], *out["per_class"].values()):
+    for key in ("peak_dns", "kernel_area"):
+      assert entry[key]["ks_statistic"] == 0.0
+      assert entry[key]["median_real"] == entry[key]["median_fake"]
+    assert entry["real_above_clip"]["share"] == 1.0

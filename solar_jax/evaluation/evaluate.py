@@ -182,12 +182,14 @@ def _physics(config, real, generated, sel, labels) -> tuple[dict, dict]:
   """Physical statistics: overall comparison at N, and flare quantities per class."""
   data, names = config.data, tuple(config.data.classes)
   real_idx, fake_idx = sel["overall"][:2]
+  # Real images as the model sees them (clipped to its range, as every sample is).
+  clipped = physics.real_as_model(real["images"], data.clip_min, data.clip_max)
   stats = physics.physics_statistics(
-    real["images"][real_idx], generated["images"][fake_idx], floor=data.clip_min, seed=config.seed
+    clipped[real_idx], generated["images"][fake_idx], floor=data.clip_min, seed=config.seed
   )
   out = {k: v for k, v in stats.items() if not isinstance(v, dict)}
   out["brightness_by_class"] = physics.compare_brightness_by_class(
-    real["images"], labels["real"], generated["images"], labels["fake"], names
+    clipped, labels["real"], generated["images"], labels["fake"], names
   )
   out["flare"] = physics.flare_physics_by_class(
     real["images"], labels["real"], generated["images"], labels["fake"], names,
@@ -347,7 +349,10 @@ def _plot_all(config, metrics, stats, sets, sel, mem_arrays, out_dir) -> None:
   ):
     per_side = {}
     for side in ("real", "fake"):
-      v, lab = fn(sets[side]["images"]), np.asarray(sets[side]["labels"])
+      images = sets[side]["images"]
+      if side == "real":  # As compared in metrics.json: clipped to the model's range.
+        images = physics.real_as_model(images, config.data.clip_min, config.data.clip_max)
+      v, lab = fn(images), np.asarray(sets[side]["labels"])
       per_side[side] = [v[lab == i] for i in range(len(names))]
     values[key] = per_side
   plots.flare_physics(

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-from solar_jax.data import aia
+from solar_jax.data import aia, scaling
 from solar_jax.metrics import sample_size
 
 
@@ -316,6 +316,13 @@ def compare_distributions(real, fake) -> dict:
   return out
 
 
+def real_as_model(images, clip_min: float, clip_max: float) -> np.ndarray:
+  """Real images (DN/s) as the model sees them: through ``data.scaling``'s transform and
+  back, so clipped to ``[clip_min, clip_max]`` and rounded as every sample is."""
+  images = np.asarray(images, np.float32)
+  return scaling.inverse(scaling.forward(images, clip_min, clip_max), clip_min, clip_max)
+
+
 def flare_physics_by_class(
   real_images,
   real_labels,
@@ -330,22 +337,36 @@ def flare_physics_by_class(
 ) -> dict:
   """Peak intensity, kernel area and clipped share, real vs synthetic, overall and per class.
 
+  The real images are compared as the model sees them: through the intensity transform
+  and back (``real_as_model``: clipped to ``[clip_min, clip_max]``), since no sample can
+  leave that range; unclipped, the brightest flares' peaks would differ by the clip
+  alone. ``real_above_clip`` says what the clip hides: the share of real frames whose
+  on-disk peak exceeds ``clip_max``, with its N.
+
   Returns:
     {'threshold_dns', 'overall': entry, 'per_class': {name: entry}} where an
     entry is {'peak_dns': compare_distributions, 'kernel_area':
-    compare_distributions, 'clipped_real': {...}, 'clipped_fake': {...}}.
+    compare_distributions, 'clipped_real': {...}, 'clipped_fake': {...},
+    'real_above_clip': {'share', 'n'}}.
   """
   real, fake = _as_stack(real_images), _as_stack(fake_images)
   real_labels, fake_labels = np.asarray(real_labels), np.asarray(fake_labels)
+  raw_peaks = peak_on_disk(real, radius_px)
+  real = real_as_model(real, clip_min, clip_max)
   peaks = (peak_on_disk(real, radius_px), peak_on_disk(fake, radius_px))
   areas = (kernel_area(real, threshold, radius_px), kernel_area(fake, threshold, radius_px))
 
   def entry(r_sel, f_sel):
+    n = int(np.sum(r_sel))
     return {
       "peak_dns": compare_distributions(peaks[0][r_sel], peaks[1][f_sel]),
       "kernel_area": compare_distributions(areas[0][r_sel], areas[1][f_sel]),
       "clipped_real": clipped_fraction(real[r_sel], clip_min, clip_max),
       "clipped_fake": clipped_fraction(fake[f_sel], clip_min, clip_max),
+      "real_above_clip": {
+        "share": float(np.mean(raw_peaks[r_sel] > clip_max)) if n else None,
+        "n": n,
+      },
     }
 
   return {
