@@ -425,6 +425,7 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
     features.load_classifier_extractor(_config(seeds=(0, 1), width=4), tmp_path)
 
 
+@pytest.mark.slow
 def test_a_rebuilt_dataset_retrains_the_finished_runs(tmp_path, one_device_mesh, monkeypatch):
   """Finished runs are reused only on the frames they read: a dataset rebuilt in place
   (one frame's time, one label, one pixel) retrains them, and the same frames reuse them."""

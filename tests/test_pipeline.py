@@ -57,6 +57,7 @@ def _run(cli, workdir, demo_tfds, mode, *flags):
 
 # Each stage that uses the generator, each with another field of its data (the check is one
 # function for every stage and field: data.splits.record_changes, tested in test_splits).
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "mode, flag, named",
   [
@@ -79,6 +80,7 @@ def test_a_generator_of_other_data_is_one_line_exit_2_and_nothing_written(
   assert {p.relative_to(workdir): b for p, b in _files(workdir).items()} == before
 
 
+@pytest.mark.slow
 def test_the_fold_sharing_its_training_months_uses_the_same_generator(
   cli, fold0_run, demo_tfds, tmp_path, monkeypatch
 ):
