@@ -76,14 +76,29 @@ def check_generator(config, workdir: str, mode: str) -> None:
   kind, source = sample.checkpoint_source(config, workdir)
   config = config.copy_and_resolve_references()
   config.provenance.update(resolve.dataset_provenance(config.data))  # Version, folds.
+  # Only the data here: the rest of the model's meaning (data.clip_max among it, which
+  # data.resolve may still set) is compared by the stage itself once it is resolved.
   if kind == "export":
-    sample.check_export_data(source, config)
+    meta, stored = sample.check_export(source)
+    record, where = meta.get("trained_on") or splits.training_record(stored.to_dict()), source
   elif wd.steps(wd.checkpoints_dir(source)):
     checkpointer = checkpointing.Checkpointer(source, keep=1, read_only=True)
     try:
-      checkpointer.check_config(config)
+      stored, where = checkpointer.stored_config(), checkpointer.directory
     finally:
       checkpointer.close()
+    if stored is None:
+      return
+    record = splits.training_record(stored)
+  else:
+    return
+  changed = splits.record_changes(record, splits.training_record(config.to_dict()))
+  if changed:
+    raise errors.InputMismatchError(
+      f"the generator in {where} learned from other data ({'; '.join(changed)}): a generator "
+      "is used only on the data it was trained on; train one for this data (another "
+      "--workdir), or run with its data settings. Nothing was changed."
+    )
 
 
 def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
