@@ -125,14 +125,16 @@ def tiny_checkpoint_config():
   return config
 
 
-def _save_tiny_checkpoint(path: pathlib.Path) -> None:
+def save_tiny_checkpoint(path: pathlib.Path, config=None) -> None:
+  """A workdir at ``path``: a fresh init of ``config`` (default ``tiny_checkpoint_config()``)
+  saved as step ``TINY_CHECKPOINT_STEP`` with its config, and its config.json."""
   import jax
 
   from solar_jax import checkpointing, parallel
   from solar_jax import workdir as wd
   from solar_jax.ddpm import train_state
 
-  config = tiny_checkpoint_config()
+  config = config or tiny_checkpoint_config()
   mesh = parallel.create_mesh(config.mesh)
   with jax.set_mesh(mesh):
     state = train_state.init_train_state(config, mesh)
@@ -144,7 +146,7 @@ def _save_tiny_checkpoint(path: pathlib.Path) -> None:
 
 @pytest.fixture(scope="session")
 def _tiny_checkpoint_master(tmp_path_factory) -> pathlib.Path:
-  return _session_dir(tmp_path_factory, "tiny_checkpoint", _save_tiny_checkpoint)
+  return _session_dir(tmp_path_factory, "tiny_checkpoint", save_tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,16 @@ on other data is refused before anything is written.
 
 import shutil
 
-import jax
 import numpy as np
 import pytest
-from conftest import TINY_CHECKPOINT_STEP, tiny_checkpoint_config
+from conftest import TINY_CHECKPOINT_STEP, save_tiny_checkpoint, tiny_checkpoint_config
 from etils import epath
 
-from solar_jax import checkpointing, errors, parallel, pipeline
+from solar_jax import errors, pipeline
 from solar_jax import workdir as wd
 from solar_jax.classifier import folds, training_sets
 from solar_jax.data import resolve, splits
-from solar_jax.ddpm import sample, train_state
+from solar_jax.ddpm import sample
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +28,7 @@ def fold0_run(tmp_path_factory, demo_tfds):
   config.data.data_dir = str(demo_tfds)
   resolve.resolve_data(config)
   assert config.provenance.num_folds == 10 and config.provenance.version
-  mesh = parallel.create_mesh(config.mesh)
-  with jax.set_mesh(mesh):
-    state = train_state.init_train_state(config, mesh)
-  checkpointer = checkpointing.Checkpointer(path, keep=1)
-  checkpointer.save(TINY_CHECKPOINT_STEP, state, {"config": config.to_json()})
-  checkpointer.close()
-  wd.write_config(config, path)
+  save_tiny_checkpoint(path, config)
   return path
 
 
