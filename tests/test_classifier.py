@@ -339,6 +339,18 @@ def test_group_runs_keeps_order_and_bounds_the_size():
 REGIMES5 = ("real", "weighted", "oversample", "real_synthetic", "synthetic_only")
 
 
+def _record_trained(monkeypatch) -> list:
+  """The names of the runs the experiment trains from now on (it still trains them)."""
+  trained, train_many = [], stacked.train_many
+
+  def record(c, p, runs, *a, **k):
+    trained.extend(r.name for r in runs)
+    return train_many(c, p, runs, *a, **k)
+
+  monkeypatch.setattr(tc, "train_many", record)
+  return trained
+
+
 @pytest.mark.slow
 def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_mesh, monkeypatch):
   config = _config(seeds=(0, 1), regimes=REGIMES5)
@@ -385,15 +397,7 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
   np.testing.assert_array_equal(labels, predicted)
 
   # A second run finds every (regime, seed) finished and reuses it, however runs are stacked.
-  trained = []
-  train_many = stacked.train_many
-  monkeypatch.setattr(
-    tc,
-    "train_many",
-    lambda c, p, runs, *a, **k: (
-      trained.extend(r.name for r in runs) or train_many(c, p, runs, *a, **k)
-    ),
-  )
+  trained = _record_trained(monkeypatch)
   config.classifier.stacked_runs = 3
   again = tc.run(config, tmp_path, splits=splits, synthetic=pool, mesh=one_device_mesh)
   assert again["regimes"]["real"]["seeds"]["1"] == metrics["regimes"]["real"]["seeds"]["1"]
@@ -435,15 +439,7 @@ def test_a_rebuilt_dataset_retrains_the_finished_runs(tmp_path, one_device_mesh,
     "validation": _split((2, 2, 2, 1, 1), 1),
     "test": _split((3, 3, 2, 1, 1), 2),
   }
-  trained = []
-  train_many = stacked.train_many
-  monkeypatch.setattr(
-    tc,
-    "train_many",
-    lambda c, p, runs, *a, **k: (
-      trained.extend(r.name for r in runs) or train_many(c, p, runs, *a, **k)
-    ),
-  )
+  trained = _record_trained(monkeypatch)
   tc.run(config, tmp_path, splits=splits, mesh=one_device_mesh)
   assert trained == ["real/seed0"]
   tc.run(config, tmp_path, splits=splits, mesh=one_device_mesh)
