@@ -51,6 +51,23 @@ def test_flux_class_round_trips_against_sunkit(letter):
   assert goes.class_to_flux(letter.lower() + "2.5") == goes.class_to_flux(letter + "2.5")
 
 
+def test_class_table_is_sunkits_and_converts_as_it_does():
+  """goes holds sunkit-instruments' table (so reading labels does not import it): the
+  same base fluxes, and the same float for every class string of a flare list's kind."""
+  import astropy.units as u
+  from sunkit_instruments.goes_xrs import flareclass_to_flux
+  from sunkit_instruments.goes_xrs.goes_xrs import GOES_CONVERSION_DICT
+
+  assert goes.CLASS_BASE_FLUX == {
+    k: v.to_value(u.W / u.m**2) for k, v in GOES_CONVERSION_DICT.items() if k in "ABCMX"
+  }
+  numbers = [f"{n / 10:.1f}" for n in range(10, 100)] + ["1", "10", "12.3", "0.5", "2.56"]
+  for letter in "ABCMX":
+    for number in numbers:
+      want = flareclass_to_flux(letter + number).to_value(u.W / u.m**2)
+      assert goes.class_to_flux(letter + number) == want, letter + number
+
+
 def test_class_letter_edges_and_float32():
   lower = {"B": 1e-7, "C": 1e-6, "M": 1e-5, "X": 1e-4}
   previous = dict(zip("BCMX", "ABCM"))

@@ -25,7 +25,8 @@ before ``TRUE_FLUX_LISTS_SINCE`` (the GOES 8-15 era), x 1 from then on.
 
 So the M2.5 flare of 2011-06-07 (SDAC file peak 2.56e-5) is M3.66 on the true
 scale, and an M3.66 of 2022 is the same flux. ``class_letter`` and
-``class_to_flux`` are sunkit-instruments' table and apply to any scale.
+``class_to_flux`` are sunkit-instruments' table (``CLASS_BASE_FLUX``) and apply to
+any scale.
 
 Several satellites often cover one time. ``read_xrs`` keeps, per UTC day, the
 samples of one PRIMARY satellite: the one named by a primary table when given
@@ -116,16 +117,17 @@ def flux_to_class(flux) -> str:
   return str(flux_to_flareclass(_flux_quantity(flux)))
 
 
+# The GOES class letters' lower flux edges in W m^-2, the table sunkit-instruments
+# converts with (its GOES_CONVERSION_DICT; tests/test_goes.py checks every letter and
+# the conversions against it). Held here so reading a label does not import
+# sunkit-instruments, which imports sunpy.timeseries and matplotlib (~3 s a process).
+CLASS_BASE_FLUX = {"A": 1e-8, "B": 1e-7, "C": 1e-6, "M": 1e-5, "X": 1e-4}
+
+
 @functools.cache
 def _letter_by_decade() -> dict[int, str]:
-  """{-8: 'A', ..., -4: 'X'} from sunkit-instruments' own conversion table."""
-  from sunkit_instruments.goes_xrs.goes_xrs import GOES_CONVERSION_DICT  # lazy: see flux_to_class
-
-  table = {}
-  for letter, flux in GOES_CONVERSION_DICT.items():
-    if letter in CLASS_LETTERS:
-      table[int(round(np.log10(u.Quantity(flux).to_value(u.W / u.m**2))))] = letter
-  return table
+  """{-8: 'A', ..., -4: 'X'}."""
+  return {int(round(math.log10(flux))): letter for letter, flux in CLASS_BASE_FLUX.items()}
 
 
 def class_letter(flux) -> str:
@@ -153,10 +155,9 @@ def class_to_flux(goes_class: str) -> float:
 
 @functools.lru_cache(maxsize=4096)
 def _class_to_flux(goes_class: str) -> float:
-  # Cached: a flare list repeats a few hundred class strings thousands of times.
-  from sunkit_instruments.goes_xrs import flareclass_to_flux  # lazy: see flux_to_class
-
-  return float(flareclass_to_flux(goes_class).to_value(u.W / u.m**2))
+  # sunkit-instruments' flareclass_to_flux: the number times the letter's base flux
+  # (the same float product; tests/test_goes.py compares them exactly).
+  return float(goes_class[1:]) * CLASS_BASE_FLUX[goes_class[0]]
 
 
 def class_edges() -> dict[str, float]:
