@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import importlib
+import os
 
 import numpy as np
 from absl import logging
@@ -156,9 +157,23 @@ def verify_shards(data_config, *, builder=None) -> None:
   Raises:
     errors.DamagedFileError: a shard is missing, truncated or corrupt.
   """
+  builder = builder or get_builder(data_config)
+  directory = os.fspath(builder.data_dir)
+  checked = (directory, bool(data_config.verify_shards), _files_signature(directory))
+  if checked in _SHARDS_VERIFIED:  # This process checked these very files already.
+    return
+  _check_shards(builder, data_config)
+  _SHARDS_VERIFIED.add(checked)
+
+
+# Datasets verify_shards passed in this process: (data dir, CRC check, files' signature).
+# --mode=all and the study check before each stage; an altered file has another signature.
+_SHARDS_VERIFIED: set = set()
+
+
+def _check_shards(builder, data_config) -> None:
   import tensorflow as tf
 
-  builder = builder or get_builder(data_config)
   for name in sorted(builder.info.splits):
     info = builder.info.splits[name]
     paths = [epath.Path(p) for p in info.filepaths]
@@ -237,8 +252,34 @@ def _read_config():
   return tfds.ReadConfig(try_autocache=False)  # epochs are rebuilt, not cached
 
 
+def _files_signature(directory) -> tuple:
+  """(name, size, mtime) of every file of a dataset directory: what a rebuild changes."""
+  try:
+    entries = sorted(os.scandir(directory), key=lambda e: e.name)
+  except OSError:
+    return ()
+  return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+
+
+# Facts read in this process: (data dir, split string, files' signature) -> arrays. Each
+# mode reads them for every split it opens (the train, validation and test plans, the
+# memorisation search, the classifier's splits), and building the tf.data graph costs
+# more than the reading; a dataset rebuilt in place has another signature.
+_FACTS_READ: dict = {}
+
+
 def _facts(builder, spec: str) -> dict:
   """The facts of every record of ``spec`` in stored order (images skipped, not decoded)."""
+  directory = os.fspath(builder.data_dir)
+  key = (directory, spec, _files_signature(directory))
+  if key not in _FACTS_READ:
+    if len(_FACTS_READ) > 64:
+      _FACTS_READ.clear()
+    _FACTS_READ[key] = _read_facts(builder, spec)
+  return {k: v.copy() for k, v in _FACTS_READ[key].items()}
+
+
+def _read_facts(builder, spec: str) -> dict:
   import tensorflow_datasets as tfds
 
   ds = builder.as_dataset(
