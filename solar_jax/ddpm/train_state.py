@@ -8,7 +8,9 @@ or lowering a step); ``init_train_state`` initialises it, sharded, in one jitted
 
 from __future__ import annotations
 
+import copy
 import functools
+import json
 from typing import Any
 
 import flax
@@ -72,7 +74,29 @@ def _init_state(rng, *, config, model, optimizer) -> TrainState:
 
 
 def abstract_train_state(config, mesh):
-  """Returns (abstract state with shardings, init function) without allocating."""
+  """Returns (abstract state with shardings, init function) without allocating.
+
+  Remembered per (model, training and diffusion config, image shape, classes, mesh):
+  what the state and its init depend on. Tracing the UNet's init takes about a second, and
+  training, resuming, sampling and exporting in one process each ask for it.
+  """
+  d = config.data
+  key = (
+    json.dumps([d.image_size, d.channels, list(d.classes)]),
+    *(config[k].to_json_best_effort(sort_keys=True) for k in ("model", "training", "diffusion")),
+    mesh,
+  )
+  if key not in _ABSTRACT_STATES:
+    if len(_ABSTRACT_STATES) >= 16:
+      _ABSTRACT_STATES.clear()
+    _ABSTRACT_STATES[key] = _abstract_train_state(copy.deepcopy(config), mesh)
+  return _ABSTRACT_STATES[key]
+
+
+_ABSTRACT_STATES: dict = {}
+
+
+def _abstract_train_state(config, mesh):
   model = unet.create_model(config)
   optimizer = create_optimizer(config.training)
   init = functools.partial(_init_state, config=config, model=model, optimizer=optimizer)
