@@ -7,6 +7,7 @@ state, optimiser and initialisation live in ``solar_jax.ddpm.train_state``.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -88,6 +89,23 @@ def train_step(state: TrainState, batch, *, model, schedule, config, optimizer):
 
 
 def make_train_step(config, mesh, abstract_state):
+  """The jitted step of ``config`` on ``mesh``, remembered per (model, training, diffusion
+  and data config, mesh): a resumed or repeated run in one process reuses its traced and
+  compiled program instead of tracing the UNet's step again."""
+  key = (*(config[k].to_json_best_effort(sort_keys=True) for k in _STEP_SECTIONS), mesh)
+  if key not in _TRAIN_STEPS:
+    if len(_TRAIN_STEPS) >= 8:
+      _TRAIN_STEPS.clear()
+    _TRAIN_STEPS[key] = _make_train_step(copy.deepcopy(config), mesh, abstract_state)
+  return _TRAIN_STEPS[key]
+
+
+# What the step reads of the config (train_step, losses.diffusion_loss, the UNet).
+_STEP_SECTIONS = ("model", "training", "diffusion", "data")
+_TRAIN_STEPS: dict = {}
+
+
+def _make_train_step(config, mesh, abstract_state):
   model = unet.create_model(config)
   schedule = schedules.get_schedule(config.diffusion)
   step = functools.partial(
