@@ -135,7 +135,8 @@ def save_image_grid(
   mosaic, centres = tile_mosaic(cmap(scaled), ncols, captions=labels is not None)
   cell = 1.6
   title_in = 0.4 if title else 0.0
-  fig = figure(ncols * cell, nrows * cell + title_in)
+  # Wide enough for the title (~0.08 in a character at 10 pt): a one-column grid cut it.
+  fig = figure(max(ncols * cell, 0.08 * len(title or "") + 0.3), nrows * cell + title_in)
   top_frac = 1.0 - title_in / (nrows * cell + title_in)
   ax = fig.add_axes((0.01, 0.01, 0.98, top_frac - 0.01))
   ax.imshow(mosaic, interpolation="antialiased")
