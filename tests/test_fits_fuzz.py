@@ -4,6 +4,10 @@ Whatever is done to the header, the data or the bytes, ``read_frame_bytes``
 returns a finite frame of the right shape or raises ``BadFrameError`` with a
 known reason; any other exception is a bug. Files are built in memory
 (``read_frame_bytes`` is what ``read_frame`` calls after reading the file).
+
+Examples are drawn afresh on every run (no database, not derandomised), so each CI
+run explores new mutations: 700 byte and 300 data mutations a run (halved from 1400
+and 600 to keep ``make test`` within its time; ~10 s of CPU).
 """
 
 import functools
@@ -109,7 +113,7 @@ def test_header_mutations(deletions, changes):
   check(raw)
 
 
-@settings(max_examples=600, **SETTINGS)
+@settings(max_examples=300, **SETTINGS)
 @given(
   positions=st.lists(st.tuples(st.integers(0, 127), st.integers(0, 127)), max_size=6),
   fill=st.sampled_from([np.nan, np.inf, -np.inf, 1e300, -1e300, 1e7, -40.0, 0.0]),
@@ -131,7 +135,7 @@ def test_data_mutations(positions, fill, scale, dtype):
   check(to_bytes(data, header))
 
 
-@settings(max_examples=1400, **SETTINGS)
+@settings(max_examples=700, **SETTINGS)
 @given(
   flips=st.lists(st.tuples(st.integers(0, 10**9), st.integers(1, 255)), max_size=8),
   keep=st.one_of(st.none(), st.integers(0, 10**9)),
