@@ -5,8 +5,8 @@ Exit codes (``solar_jax.errors``): 0 done or preempted, 1 non-finite loss,
 1-3 print one line ``error: ...`` and no traceback.
 
 JAX, TensorFlow and TFDS load only once the command can run: help, the flags, the
-config's fields and types, each numeric field's range and ``--print_config`` are
-answered first (in about a second), then ``pipeline`` (every mode, ``checks``) is
+config's fields and types, the checks that need no registry or device
+(``configuration.check_fields``) and ``--print_config`` are answered first (in about a second), then ``pipeline`` (every mode, ``checks``) is
 imported, the one project import that is not at the top of this file.
 """
 
@@ -47,7 +47,7 @@ def main(argv):
   if workdir is not None and "://" not in workdir:
     workdir = os.path.expanduser(workdir)  # As the path fields; $VARS were the shell's.
   try:
-    configuration.check_ranges(config)  # The rest of checks.validate needs JAX (registries).
+    configuration.check_fields(config)  # checks.validate adds the registries and the devices.
   except errors.ConfigError as e:
     cli.fail(e)
   if _PRINT_CONFIG.value:

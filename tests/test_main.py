@@ -62,11 +62,13 @@ def test_print_config_shows_the_config_writes_nothing_and_round_trips(cli, tmp_p
 
 
 def test_help_typos_and_print_config_answer_without_jax(repo_root):
-  """One interpreter runs the command three times in-process: help, a misspelt field and
-  --print_config (with classes by name) load neither JAX nor TensorFlow nor TFDS."""
+  """One interpreter runs the command four times in-process: help, a misspelt field, fields
+  that disagree and --print_config (with classes by name) load neither JAX nor TensorFlow
+  nor TFDS."""
   runs = [
     ["--help"],
     ["--config=tiny", "--workdir=/nowhere", "--config.training.num_step=5"],
+    ["--config=tiny", "--workdir=/nowhere", "--config.sampling.per_class=(1,2)"],
     ["--config=tiny", "--print_config", "--config.sampling.per_class=M:30,X:3"],
   ]
   code = f"""
@@ -93,12 +95,15 @@ print(json.dumps(dict(runs=out, heavy=heavy)))
   assert result.returncode == 0, result.stderr
   report = json.loads(result.stdout)
   assert report["heavy"] == []
-  (help_rc, help_out, _), (typo_rc, _, typo_err), (print_rc, printed, _) = report["runs"]
+  help_run, typo_run, (fields_rc, _, fields_err), (print_rc, printed, _) = report["runs"]
+  help_rc, help_out, _ = help_run
+  typo_rc, _, typo_err = typo_run
   assert help_rc == 0 and "--print_config" in help_out and "M:30,X:30" in help_out
   assert typo_rc == 2 and typo_err.strip() == (
     "error: --config.training.num_step: the config has no field training.num_step; did you "
     "mean training.num_steps? (every field is declared in solar_jax/configs/default.py)."
   )
+  assert fields_rc == 2 and fields_err.startswith("error: sampling.per_class=(1, 2) needs one")
   assert print_rc == 0 and json.loads(printed)["sampling"]["per_class"] == [0, 0, 0, 30, 3]
 
 
