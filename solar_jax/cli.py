@@ -3,9 +3,9 @@
 ``solar_jax.main`` owns the flags; this module says what they mean and turns
 failures into the one line the user reads. absl's own ``--help`` exits 1 and
 runs only inside ``app.run``, after our flag parsing, so help is answered here
-(exit 0) before any flag is parsed. Neither imports JAX, TensorFlow or TFDS: help, a
-misspelt flag or field, a value of the wrong type or range and ``--print_config``
-answer in a second (``main`` imports ``pipeline`` only once the command can run).
+(exit 0) before any flag is parsed. This module imports no JAX, TensorFlow or TFDS, so
+help, a misspelt flag or field, a bad value and ``--print_config`` answer in about a
+second (``main`` imports ``pipeline`` only once the command can run).
 """
 
 from __future__ import annotations
