@@ -28,13 +28,14 @@ for args in "${cases[@]}"; do
   for kind in warm cold; do
     times=()
     for _ in 1 2 3; do
-      extra=()
-      [ "$kind" = cold ] && extra=(-X "pycache_prefix=$(mktemp -d)")
+      extra=() cache=$(mktemp -d)
+      [ "$kind" = cold ] && extra=(-X "pycache_prefix=$cache")
       start=$(date +%s.%N)
       # shellcheck disable=SC2086
       "$PY" "${extra[@]}" -m solar_jax.main $args > /dev/null 2>&1
       rc=$?
       times+=("$(echo "$(date +%s.%N) - $start" | bc)")
+      rm -rf "$cache"
     done
     printf '%-75s %s %5.2f s (exit %d)\n' "$args" "$kind" "$(median "${times[@]}")" "$rc"
   done
