@@ -4,11 +4,13 @@ and the rules that tie fields together; one line naming the field, before anythi
 Each implementation module owns its table of names (``samplers.SAMPLERS``,
 ``timesteps.SPACINGS``, ``schedules.SCHEDULES``, ``frame_facts.LABELS``,
 ``training_sets.REGIMES``, ``features.EXTRACTORS``, ...), as score_sde's registries do:
-adding a sampler touches ``samplers.py`` and its test, never this file. Single numeric
-fields are checked against ``configuration.RANGES`` first; this module holds the
-cross-field rules (batch against mesh, image size against UNet depth and the stored
-side, attention resolutions, steps against the schedule, ...). It sits at the top of
-the layers because it reads every registry; lower modules keep at most an assert.
+adding a sampler touches ``samplers.py`` and its test, never this file. The rules that
+need no registry and no device (each numeric field's range, image size against UNet
+depth and the stored side, attention resolutions, steps against the schedule, ...) are
+``configuration.check_fields``, which ``main`` runs before JAX loads and ``validate``
+first; this module adds the choices, the rules that read a registry's constants (the
+forecast label's horizon and flips) and the batches against the mesh. It sits at the top
+of the layers because it reads every registry; lower modules keep at most an assert.
 """
 
 from __future__ import annotations
@@ -33,77 +35,22 @@ def _choice(value, field: str, allowed) -> None:
     raise ConfigError(f"{field}={value!r} is not one of {', '.join(map(repr, allowed))}.")
 
 
-def _in_range(value, field: str, lo, hi) -> None:
-  if not lo <= value <= hi:
-    raise ConfigError(f"{field}={value!r} must lie in [{lo}, {hi}].")
-
-
-def _validate_data(data) -> None:
+def _validate_data_and_model(data, model) -> None:
   _choice(data.dataset, "data.dataset", input_pipeline.DATASETS)
   _choice(data.builder_config, "data.builder_config", input_pipeline.BUILDER_CONFIGS)
-  if not 0 < data.clip_min < data.clip_max:
-    raise ConfigError(
-      f"data.clip_min={data.clip_min} and data.clip_max={data.clip_max} must satisfy "
-      "0 < clip_min < clip_max."
-    )
   _choice(data.label, "data.label", frame_facts.LABELS)
   _choice(data.class_scale, "data.class_scale", goes.CLASS_SCALES)
-  if len(data.classes) < 2:
-    raise ConfigError(f"data.classes={data.classes!r} needs at least two classes.")
-
-
-def _validate_model(data, model) -> None:
-  if not model.channel_mult:
-    raise ConfigError("model.channel_mult must name at least one level.")
-  factor = 2 ** (len(model.channel_mult) - 1)
-  if data.image_size % factor:
-    raise ConfigError(
-      f"data.image_size={data.image_size} is not divisible by the UNet's total "
-      f"downsampling {factor} (model.channel_mult has {len(model.channel_mult)} levels)."
-    )
-  if int(data.builder_config) % data.image_size:
-    raise ConfigError(
-      f"data.image_size={data.image_size} must divide the stored resolution "
-      f"data.builder_config={data.builder_config!r} (the input pipeline averages "
-      "stored pixels in blocks of builder_config / image_size)."
-    )
   _choice(model.dtype, "model.dtype", tuple(unet.DTYPES))
-  sides = {data.image_size // 2**i for i in range(len(model.channel_mult))}
-  for side in model.attention_resolutions:
-    if side not in sides:
-      raise ConfigError(
-        f"model.attention_resolutions contains {side}, which is not a feature-map side "
-        f"of this UNet (sides: {sorted(sides, reverse=True)})."
-      )
 
 
-def _validate_diffusion_and_training(diffusion, training) -> None:
+def _validate_diffusion_and_sampling(diffusion, sampling) -> None:
   _choice(diffusion.schedule, "diffusion.schedule", tuple(schedules.SCHEDULES))
   _choice(diffusion.prediction, "diffusion.prediction", losses.PREDICTIONS)
   _choice(diffusion.loss_weighting, "diffusion.loss_weighting", losses.LOSS_WEIGHTINGS)
-  if diffusion.schedule == "linear" and not 0 < diffusion.beta_start < diffusion.beta_end < 1:
-    raise ConfigError(
-      f"diffusion.beta_start={diffusion.beta_start} and diffusion.beta_end="
-      f"{diffusion.beta_end} must satisfy 0 < beta_start < beta_end < 1."
-    )
-
-
-def _validate_sampling(config) -> None:
-  data, diffusion, sampling = config.data, config.diffusion, config.sampling
   _choice(sampling.sampler, "sampling.sampler", tuple(samplers.SAMPLERS))
   _choice(sampling.spacing, "sampling.spacing", (timesteps.DEFAULT, *timesteps.SPACINGS))
   _choice(sampling.final_step, "sampling.final_step", (timesteps.DEFAULT, *timesteps.FINAL_STEPS))
   _choice(sampling.counts, "sampling.counts", sample.SAMPLE_COUNTS)
-  _in_range(sampling.num_steps, "sampling.num_steps", 1, diffusion.num_timesteps)
-  if config.classifier.sampling_steps is not None:
-    _in_range(
-      config.classifier.sampling_steps, "classifier.sampling_steps", 1, diffusion.num_timesteps
-    )
-  if len(sampling.per_class) != len(data.classes):
-    raise ConfigError(
-      f"sampling.per_class={tuple(sampling.per_class)} needs one count >= 0 for each of "
-      f"data.classes={tuple(data.classes)}."
-    )
 
 
 def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
@@ -112,27 +59,10 @@ def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
   _choice(evaluation.split, "evaluation.split", splits.SPLITS)
   if evaluation.floor_split:
     _choice(evaluation.floor_split, "evaluation.floor_split", splits.SPLITS)
-    if evaluation.floor_split == evaluation.split:
-      raise ConfigError(
-        f"evaluation.floor_split={evaluation.floor_split} must differ from evaluation.split "
-        "(the floor compares two disjoint real sets); use '' for no floors."
-      )
-
   _choice(classifier.grouping, "classifier.grouping", classifier_lib.GROUPINGS)
   _choice(classifier.label, "classifier.label", ("", *frame_facts.LABELS))
   for name in classifier.regimes:
     _choice(name, "classifier.regimes", training_sets.REGIMES)
-  if not classifier.seeds:
-    raise ConfigError("classifier.seeds must name at least one seed.")
-  if not classifier.stage_sizes:
-    raise ConfigError("classifier.stage_sizes needs one or more counts >= 1.")
-  _validate_experiment(classifier)
-
-
-def _validate_experiment(classifier) -> None:
-  """The fields of the augmentation experiment: baselines, validation grid, uncertainty."""
-  if len(set(classifier.seeds)) != len(classifier.seeds):
-    raise ConfigError(f"classifier.seeds={tuple(classifier.seeds)} repeats a seed.")
   _choice(classifier.augment_flips, "classifier.augment_flips", training_sets.AUGMENT_FLIPS)
   if classifier.augment_flips == "ns_ew" and classifier.label == classifier_lib.FORECAST_LABEL:
     raise ConfigError(
@@ -140,10 +70,6 @@ def _validate_experiment(classifier) -> None:
       f"{classifier.label!r}: an east-west flip reverses solar rotation, which a 24-hour "
       "forecast depends on; use 'ns'."
     )
-  for field in ("guidance_grid", "ratio_grid"):
-    values = tuple(classifier[field])
-    if len(set(values)) != len(values):
-      raise ConfigError(f"classifier.{field}={values} needs distinct values >= 0.")
 
 
 def _validate_labels(config) -> None:
@@ -200,11 +126,9 @@ def validate(
       against the data-parallel mesh axis.
     num_processes: the process count (several use every device).
   """
-  configuration.check_ranges(config)  # Each numeric field on its own, then fields together.
-  _validate_data(config.data)
-  _validate_model(config.data, config.model)
-  _validate_diffusion_and_training(config.diffusion, config.training)
-  _validate_sampling(config)
+  configuration.check_fields(config)  # Ranges and fields together: no registry, no device.
+  _validate_data_and_model(config.data, config.model)
+  _validate_diffusion_and_sampling(config.diffusion, config.sampling)
   _validate_evaluation_and_classifier(config.evaluation, config.classifier)
   _validate_labels(config)
   _validate_mesh(config, num_devices, num_processes)

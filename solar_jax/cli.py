@@ -3,14 +3,18 @@
 ``solar_jax.main`` owns the flags; this module says what they mean and turns
 failures into the one line the user reads. absl's own ``--help`` exits 1 and
 runs only inside ``app.run``, after our flag parsing, so help is answered here
-(exit 0) before any flag is parsed.
+(exit 0) before any flag is parsed. This module imports no JAX, TensorFlow or TFDS, so
+help, a misspelt flag or field, a bad value and ``--print_config`` answer in about a
+second (``main`` imports ``pipeline`` only once the command can run).
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import logging as stdlib_logging
 import os
+import re
 import sys
 import textwrap
 
@@ -18,8 +22,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from solar_jax import configuration, errors, pipeline
-from solar_jax.data import resolve
+from solar_jax import configuration, errors
 
 HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
 
@@ -34,6 +37,7 @@ MODE_HELP = {
   "study": "every fold of the dataset in workdir/fold_<k>/ (one DDPM per training "
   "partition: folds f and f+K/2 share one), then the folds pooled: workdir/folds.md",
 }
+MODES = tuple(MODE_HELP)  # pipeline.ENTRY_POINTS has one entry each (tests/test_main.py).
 
 USAGE = """\
 solar_jax: class-conditional diffusion models of SDO/AIA 171 A images.
@@ -49,10 +53,15 @@ usage: python -m solar_jax.main --config=CONFIG --workdir=DIR [--mode=MODE]
   --mode      one of the modes below (default: train)
   --print_config  print the config the command would run with (JSON) and exit;
               writes nothing, needs no --workdir
+  --log_libraries  show the INFO lines of the libraries (TFDS, orbax, absl, JAX);
+              hidden by default (--v=1 shows them too, with DEBUG lines)
   --config.SECTION.FIELD=VALUE overrides one field of the config (every field is
               declared, with its meaning, in solar_jax/configs/default.py); ~ and $VARS
               expand in the path fields:
               {paths}
+  --config.sampling.per_class=M:30,X:30  images per class by name: the classes
+              not named get 0 (the plain form is one count per data.classes entry,
+              in order: (0,0,0,30,30))
 
 modes:
 {modes}
@@ -81,8 +90,7 @@ def help_requested(argv: list[str]) -> str | None:
 def help_text(full: bool, flag_values=flags.FLAGS) -> str:
   """The usage, every mode, and with ``full`` every flag of every module (absl's list)."""
   modes = "\n".join(
-    textwrap.fill(f"  {m:9s} {MODE_HELP[m]}", width=88, subsequent_indent=" " * 12)
-    for m in pipeline.MODES
+    textwrap.fill(f"  {m:9s} {MODE_HELP[m]}", width=88, subsequent_indent=" " * 12) for m in MODES
   )
   text = USAGE.format(modes=modes, paths=", ".join(configuration.PATH_FIELDS) + ".")
   if full:
@@ -140,8 +148,17 @@ def define_config_flag(flag_values, config, argv) -> None:
 
 
 PRINT_CONFIG_HELP = (
-  "Print the config the command would run with (overrides, checks and data-dependent values "
-  "applied) as JSON and exit; nothing is written and --workdir is not needed."
+  "Print the config the command would run with (overrides and the checks that need no "
+  "device applied) as JSON and exit; nothing is written and --workdir is not needed."
+)
+LOG_LIBRARIES_HELP = (
+  "Show the INFO lines of the libraries (TFDS, orbax, absl, JAX); hidden by default, "
+  "their warnings always show."
+)
+UNRESOLVED_NOTE = (
+  "note: data.clip_max (when data.clip_max_quantile > 0) and provenance.* are read from "
+  "the dataset when the run starts (config.json records them); the batch sizes are "
+  "checked against the devices then too."
 )
 
 
@@ -154,12 +171,10 @@ def check_workdir_flag(workdir: str | None, *, needed: bool) -> None:
 
 
 def print_config(config) -> None:
-  """``--print_config``: the config as config.json would record it, after the data-dependent
-  values are resolved, on stdout; why one could not be (no dataset here) on stderr."""
-  try:
-    resolve.resolve_data(config)
-  except errors.UserError as e:
-    print(f"note: data-dependent values not resolved: {e}", file=sys.stderr, flush=True)
+  """``--print_config``: the config as config.json would record it on stdout, without JAX
+  or the dataset: the values read from the dataset are left as declared (a note on
+  stderr says so; ``data.resolve`` fills them when the run starts)."""
+  print(UNRESOLVED_NOTE, file=sys.stderr, flush=True)
   print(configuration.to_json(config), flush=True)
 
 
@@ -216,6 +231,55 @@ def check_override_fields(config, argv: list[str]) -> None:
     )
 
 
+PER_CLASS_FLAG = "--config.sampling.per_class"
+
+
+def per_class_by_name(config, argv: list[str]) -> list[str]:
+  """``argv`` with ``--config.sampling.per_class=M:30,X:30`` (images per class by name)
+  written as the tuple the field holds: one count per ``data.classes`` entry, in order,
+  0 for the classes not named (``--config.data.classes`` in ``argv`` counts).
+
+  Raises:
+    errors.ConfigError: a name not in data.classes, a name given twice, or a count that
+      is not an integer >= 0 (one line naming the value).
+  """
+  out = []
+  for arg in argv:
+    name, _, value = arg.partition("=")
+    if name != PER_CLASS_FLAG or ":" not in value:
+      out.append(arg)
+      continue
+    classes = _classes(config, argv)
+    counts, named = dict.fromkeys(classes, 0), set()
+    for item in value.split(","):
+      label, _, count = (part.strip() for part in item.partition(":"))
+      if label not in counts:
+        raise errors.ConfigError(
+          f"sampling.per_class={value}: {label!r} is not one of data.classes "
+          f"({', '.join(classes)}); write CLASS:COUNT pairs, e.g. M:30,X:30."
+        )
+      if label in named or not count.isdigit():
+        why = (
+          f"{label!r} is named twice" if label in named else f"{item.strip()!r} needs a count >= 0"
+        )
+        raise errors.ConfigError(f"sampling.per_class={value}: {why} (e.g. M:30,X:30).")
+      counts[label], named = int(count), named | {label}
+    out.append(f"{PER_CLASS_FLAG}=({','.join(map(str, counts.values()))},)")
+  return out
+
+
+def _classes(config, argv: list[str]) -> tuple[str, ...]:
+  """``data.classes`` as the command sets it (its override in ``argv``, else the config's)."""
+  for arg in argv:
+    name, _, value = arg.partition("=")
+    if name == "--config.data.classes":
+      try:
+        return tuple(str(c) for c in ast.literal_eval(value))
+      except (ValueError, SyntaxError, TypeError):
+        break  # The flag's own parser names the bad value.
+  return tuple(config.data.classes)
+
+
 def override_error(error: Exception, argv: list[str]) -> str:
   """One line naming the --config override that does not fit the config."""
   key = str(error).strip("\"'")
@@ -238,15 +302,22 @@ def environment_message(failure: OSError, workdir: str) -> str:
 
 
 class LibraryInfoFilter(stdlib_logging.Filter):
-  """Drops INFO/DEBUG records of orbax (a dozen lines per save), its warnings about
-  read-only restores (three per restore, for a mode that only reads), and the traceback
-  of its thread's disk-full error: the run ends on it with exit 3 and one line."""
+  """Drops the INFO/DEBUG records of the libraries (modules under site-packages: TFDS,
+  orbax's dozen lines per save, absl, JAX, TensorFlow) unless ``show_libraries``; and
+  always orbax's warnings about read-only restores (three per restore, for a mode that
+  only reads) and the traceback of its thread's disk-full error: the run ends on it with
+  exit 3 and one line. Our own INFO lines (solar_jax, tfds_builders) stay."""
+
+  def __init__(self, show_libraries: bool = False):
+    super().__init__()
+    self.show_libraries = show_libraries
 
   def filter(self, record: stdlib_logging.LogRecord) -> bool:
-    if "/orbax/" not in record.pathname:
-      return True
-    if record.exc_info and errors.environment_failure(record.exc_info[1]) is not None:
-      record.exc_info, record.exc_text = None, None
-    if record.levelno == stdlib_logging.WARNING and "read only" in str(record.msg):
-      return False  # 'Given directory is read only=...': we opened it read-only on purpose.
-    return record.levelno >= stdlib_logging.WARNING
+    path = record.pathname.replace(os.sep, "/")
+    if "/orbax/" in path:
+      if record.exc_info and errors.environment_failure(record.exc_info[1]) is not None:
+        record.exc_info, record.exc_text = None, None
+      if record.levelno == stdlib_logging.WARNING and re.search(r"read.only", str(record.msg)):
+        return False  # 'Given directory is read only=...': we opened it read-only on purpose.
+    library = "/site-packages/" in path or "/dist-packages/" in path
+    return self.show_libraries or not library or record.levelno >= stdlib_logging.WARNING

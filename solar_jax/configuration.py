@@ -2,10 +2,11 @@
 
 Locked ``ml_collections`` configs already reject unknown keys. This module loads a
 config (``load_module_config``, ``from_json``), checks every numeric field on its own
-against ``RANGES`` (``check_ranges``) and says what an artefact depends on
-(``depends_on``). The choices (samplers, schedules, label policies, regimes, ...) are
-registered where they are implemented, and the rules that tie fields together sit at
-the top, in ``solar_jax.checks``, which calls ``check_ranges`` first.
+against ``RANGES`` (``check_ranges``) and the fields that must agree without a registry
+or a device (``check_fields``: what ``main`` checks before JAX loads), and says what an
+artefact depends on (``depends_on``). The choices (samplers, schedules, label policies,
+regimes, ...) are registered where they are implemented and checked at the top, in
+``solar_jax.checks``, which calls ``check_fields`` first.
 """
 
 from __future__ import annotations
@@ -186,6 +187,89 @@ def check_ranges(config) -> None:
     for v in values:
       if not allowed.holds(v):
         raise ConfigError(f"{field}={_show(value)} must be {allowed.describe()}.")
+
+
+def check_fields(config) -> None:
+  """Raises ConfigError naming the first field that cannot hold, by the rules that need
+  no registry and no device: each numeric field's range (``check_ranges``), then the
+  fields that must agree (clip levels, the UNet's depth and attention sides against the
+  image side, sampler steps against the schedule, one count per class, ...).
+
+  ``main`` runs it before JAX loads; ``checks.validate`` runs it first, then every
+  choice against its registry and the batches against the devices.
+  """
+  check_ranges(config)
+  data, model, diffusion = config.data, config.model, config.diffusion
+  if not 0 < data.clip_min < data.clip_max:
+    raise ConfigError(
+      f"data.clip_min={data.clip_min} and data.clip_max={data.clip_max} must satisfy "
+      "0 < clip_min < clip_max."
+    )
+  if len(data.classes) < 2:
+    raise ConfigError(f"data.classes={data.classes!r} needs at least two classes.")
+  if not model.channel_mult:
+    raise ConfigError("model.channel_mult must name at least one level.")
+  factor = 2 ** (len(model.channel_mult) - 1)
+  if data.image_size % factor:
+    raise ConfigError(
+      f"data.image_size={data.image_size} is not divisible by the UNet's total "
+      f"downsampling {factor} (model.channel_mult has {len(model.channel_mult)} levels)."
+    )
+  if str(data.builder_config).isdigit() and int(data.builder_config) % data.image_size:
+    raise ConfigError(
+      f"data.image_size={data.image_size} must divide the stored resolution "
+      f"data.builder_config={data.builder_config!r} (the input pipeline averages "
+      "stored pixels in blocks of builder_config / image_size)."
+    )
+  sides = {data.image_size // 2**i for i in range(len(model.channel_mult))}
+  for side in model.attention_resolutions:
+    if side not in sides:
+      raise ConfigError(
+        f"model.attention_resolutions contains {side}, which is not a feature-map side "
+        f"of this UNet (sides: {sorted(sides, reverse=True)})."
+      )
+  if diffusion.schedule == "linear" and not 0 < diffusion.beta_start < diffusion.beta_end < 1:
+    raise ConfigError(
+      f"diffusion.beta_start={diffusion.beta_start} and diffusion.beta_end="
+      f"{diffusion.beta_end} must satisfy 0 < beta_start < beta_end < 1."
+    )
+  _check_sampling_and_classifier(config)
+
+
+def _check_sampling_and_classifier(config) -> None:
+  data, diffusion, sampling, classifier = (
+    config.data,
+    config.diffusion,
+    config.sampling,
+    config.classifier,
+  )
+  for field, steps in (
+    ("sampling.num_steps", sampling.num_steps),
+    ("classifier.sampling_steps", classifier.sampling_steps),
+  ):
+    if steps is not None and not 1 <= steps <= diffusion.num_timesteps:
+      raise ConfigError(f"{field}={steps!r} must lie in [1, {diffusion.num_timesteps}].")
+  if len(sampling.per_class) != len(data.classes):
+    raise ConfigError(
+      f"sampling.per_class={tuple(sampling.per_class)} needs one count >= 0 for each of "
+      f"data.classes={tuple(data.classes)} (or by name: --config.sampling.per_class=M:30,X:30)."
+    )
+  evaluation = config.evaluation
+  if evaluation.floor_split and evaluation.floor_split == evaluation.split:
+    raise ConfigError(
+      f"evaluation.floor_split={evaluation.floor_split} must differ from evaluation.split "
+      "(the floor compares two disjoint real sets); use '' for no floors."
+    )
+  if not classifier.seeds:
+    raise ConfigError("classifier.seeds must name at least one seed.")
+  if len(set(classifier.seeds)) != len(classifier.seeds):
+    raise ConfigError(f"classifier.seeds={tuple(classifier.seeds)} repeats a seed.")
+  if not classifier.stage_sizes:
+    raise ConfigError("classifier.stage_sizes needs one or more counts >= 1.")
+  for field in ("guidance_grid", "ratio_grid"):
+    values = tuple(classifier[field])
+    if len(set(values)) != len(values):
+      raise ConfigError(f"classifier.{field}={values} needs distinct values >= 0.")
 
 
 def _show(value) -> str:

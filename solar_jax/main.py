@@ -3,34 +3,38 @@
 Exit codes (``solar_jax.errors``): 0 done or preempted, 1 non-finite loss,
 2 the command cannot run as given, 3 the environment failed (disk full, read-only);
 1-3 print one line ``error: ...`` and no traceback.
+
+JAX, TensorFlow and TFDS load only once the command can run: help, the flags, the
+config's fields and types, the checks that need no registry or device
+(``configuration.check_fields``) and ``--print_config`` are answered first (in about a second), then ``pipeline`` (every mode, ``checks``) is
+imported, the one project import that is not at the top of this file.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
-import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from solar_jax import checks, cli, configuration, errors, parallel, pipeline, xla_flags
+from solar_jax import cli, configuration, errors, xla_flags
 
 FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples, reports.")
-_MODE = flags.DEFINE_enum("mode", "train", pipeline.MODES, "What to run.")
+_MODE = flags.DEFINE_enum("mode", "train", cli.MODES, "What to run.")
 _PRINT_CONFIG = flags.DEFINE_bool("print_config", False, cli.PRINT_CONFIG_HELP)
+_LOG_LIBRARIES = flags.DEFINE_bool("log_libraries", False, cli.LOG_LIBRARIES_HELP)
 _CONFIG_SOURCE = [None]  # What --config named: a config.json is data (see main()).
-
-
-run_in_workdir = pipeline.run_in_workdir  # Checks, lock, config.json, then the mode.
+PIPELINE = "solar_jax.pipeline"  # The modes; imported by main() after the flags (JAX, TF).
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   if FLAGS.verbosity <= 0:  # --v=1 (or more) shows everything again.
-    logging.get_absl_handler().addFilter(cli.LibraryInfoFilter())
+    logging.get_absl_handler().addFilter(cli.LibraryInfoFilter(_LOG_LIBRARIES.value))
   config, workdir, mode = FLAGS.config, _WORKDIR.value, _MODE.value
   cli.check_workdir_flag(workdir, needed=not _PRINT_CONFIG.value)
   # ~ and $VARS in the path fields (the shell does not expand ~ after '='); a stored
@@ -42,20 +46,15 @@ def main(argv):
   )
   if workdir is not None and "://" not in workdir:
     workdir = os.path.expanduser(workdir)  # As the path fields; $VARS were the shell's.
-  xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
   try:
-    parallel.initialize(config)  # jax.distributed (when asked), then the config's values.
-    checks.validate(config, num_devices=jax.device_count(), num_processes=jax.process_count())
+    configuration.check_fields(config)  # checks.validate adds the registries and the devices.
   except errors.ConfigError as e:
     cli.fail(e)
   if _PRINT_CONFIG.value:
     return cli.print_config(config)
-  logging.info(
-    f"JAX {jax.__version__}: process {jax.process_index()} of {jax.process_count()}, "
-    f"{jax.local_device_count()} local / {jax.device_count()} global {jax.default_backend()} devices"
-  )
+  xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
   try:
-    run_in_workdir(config, workdir, mode, pipeline.ENTRY_POINTS[mode])
+    importlib.import_module(PIPELINE).start(config, workdir, mode)
   except errors.Preempted as e:  # Saved and stopped as asked: success.
     logging.warning("%s", e)
     print(f"[solar_jax] {e}", file=sys.stderr, flush=True)
@@ -82,6 +81,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     config = cli.load_config(value)
     cli.check_override_fields(config, argv)
+    argv = cli.per_class_by_name(config, argv)
     cli.define_config_flag(FLAGS, config, argv)
     return FLAGS(argv)
   except errors.ConfigError as e:

@@ -19,7 +19,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from solar_jax import checkpointing, errors, parallel, report
+from solar_jax import checkpointing, checks, errors, parallel, report
 from solar_jax import workdir as wd
 from solar_jax.classifier import experiment, folds
 from solar_jax.data import input_pipeline, resolve, splits
@@ -135,6 +135,23 @@ def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
         else:
           wd.write_text(config_path, previous)
       raise
+
+
+def start(config, workdir: str, mode: str) -> None:
+  """What ``main`` runs once the command is parsed and its JAX-free checks passed: JAX
+  starts (``jax.distributed`` when asked), the config is checked against the devices
+  (``checks.validate``), and ``mode`` runs in ``workdir`` (``run_in_workdir``).
+
+  Raises:
+    errors.ConfigError: a field the devices or a registry refuse (one line).
+  """
+  parallel.initialize(config)  # jax.distributed (when asked), then the config's values.
+  checks.validate(config, num_devices=jax.device_count(), num_processes=jax.process_count())
+  logging.info(
+    f"JAX {jax.__version__}: process {jax.process_index()} of {jax.process_count()}, "
+    f"{jax.local_device_count()} local / {jax.device_count()} global {jax.default_backend()} devices"
+  )
+  run_in_workdir(config, workdir, mode, ENTRY_POINTS[mode])
 
 
 def write_report(config, workdir) -> None:

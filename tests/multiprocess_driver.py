@@ -65,7 +65,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.experimental import multihost_utils  # noqa: E402
 
-from solar_jax import errors, main, parallel, pipeline, xla_flags  # noqa: E402
+from solar_jax import errors, parallel, pipeline, xla_flags  # noqa: E402
 from solar_jax.configs import tiny  # noqa: E402
 from solar_jax.ddpm import train  # noqa: E402
 
@@ -146,15 +146,17 @@ def run(spec) -> None:
   # 1. Train towards step 6; SIGTERM on one process after step 1: every process stops at
   # one step and saves it. 2. Resume to step 6. 3-5. sample, classify, evaluate.
   try:
-    main.run_in_workdir(config, workdir, "train", lambda c, w: train_stage(c, w, sigterm_at=1))
+    pipeline.run_in_workdir(config, workdir, "train", lambda c, w: train_stage(c, w, sigterm_at=1))
     raise AssertionError("training was not stopped by SIGTERM")
   except errors.Preempted as e:
     with open(os.path.join(spec["out"], f"preempted_{_RANK}.txt"), "w") as f:
       f.write(str(e))
-  main.run_in_workdir(config, workdir, "train", train_stage)
+  pipeline.run_in_workdir(config, workdir, "train", train_stage)
   for mode in ("sample", "classify", "evaluate"):
-    main.run_in_workdir(config, workdir, mode, pipeline.ENTRY_POINTS[mode])
-  main.run_in_workdir(config, workdir, "report", pipeline.write_report)  # --mode=all's last stage.
+    pipeline.run_in_workdir(config, workdir, mode, pipeline.ENTRY_POINTS[mode])
+  pipeline.run_in_workdir(
+    config, workdir, "report", pipeline.write_report
+  )  # --mode=all's last stage.
   params = _gathered({"params": final["state"].params, "ema": final["state"].ema_params})
   if jax.process_index() == 0:
     flat = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(params)}

@@ -2,13 +2,15 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from solar_jax import checks, pipeline
+from solar_jax import checks, cli, errors, pipeline
 from solar_jax import main as main_module
+from solar_jax.configs import tiny
 
 
 def test_unknown_config_key_is_named(cli, tmp_path):
@@ -41,25 +43,68 @@ def test_a_misspelt_field_names_its_path_and_the_closest_field(
   assert not (tmp_path / "config.json").exists()
 
 
-def test_print_config_shows_the_resolved_config_writes_nothing_and_round_trips(
-  cli, tmp_path, monkeypatch, demo_tfds
-):
+def test_print_config_shows_the_config_writes_nothing_and_round_trips(cli, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
-  flags = ("--print_config", f"--config.data.data_dir={demo_tfds}", "--config.training.num_steps=7")
+  flags = ("--print_config", "--config.data.data_dir=/d", "--config.training.num_steps=7")
   result = cli("--config=tiny", *flags)
   assert result.returncode == 0, result.stderr
   printed = json.loads(result.stdout)
-  assert printed["training"]["num_steps"] == 7 and printed["data"]["data_dir"] == str(demo_tfds)
-  assert printed["provenance"]["simulated"] is True  # Read from the dataset: resolved.
+  assert printed["training"]["num_steps"] == 7 and printed["data"]["data_dir"] == "/d"
+  assert printed["provenance"]["simulated"] is None  # Read from the dataset at run time ...
+  assert "provenance.* are read from the dataset when the run starts" in result.stderr  # ... said.
   assert list(tmp_path.iterdir()) == []  # No workdir, nothing written.
   (tmp_path / "printed.json").write_text(result.stdout)
   again = cli(f"--config={tmp_path / 'printed.json'}", "--print_config")
   assert again.returncode == 0 and json.loads(again.stdout) == printed
-  # The checks still run: an impossible value is the usual one line, exit 2.
-  bad = cli(
-    "--config=tiny", "--print_config", "--config.training.batch_size=12", "--config.mesh.data=-1"
+  # The checks that need no device still run: an impossible value is one line, exit 2.
+  bad = cli("--config=tiny", "--print_config", "--config.training.batch_size=0")
+  assert bad.returncode == 2 and bad.stderr.strip().startswith("error: training.batch_size=0")
+
+
+def test_help_typos_and_print_config_answer_without_jax(repo_root):
+  """One interpreter runs the command four times in-process: help, a misspelt field, fields
+  that disagree and --print_config (with classes by name) load neither JAX nor TensorFlow
+  nor TFDS."""
+  runs = [
+    ["--help"],
+    ["--config=tiny", "--workdir=/nowhere", "--config.training.num_step=5"],
+    ["--config=tiny", "--workdir=/nowhere", "--config.sampling.per_class=(1,2)"],
+    ["--config=tiny", "--print_config", "--config.sampling.per_class=M:30,X:3"],
+  ]
+  code = f"""
+import contextlib, io, json, sys
+from absl import flags
+from solar_jax import main
+out = []
+for argv in {runs!r}:
+  sys.argv, o, e, rc = ["solar_jax.main", *argv], io.StringIO(), io.StringIO(), 0
+  try:
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+      main.run()
+  except SystemExit as x:
+    rc = x.code or 0
+  flags.FLAGS.unparse_flags()
+  out.append([rc, o.getvalue(), e.getvalue()])
+heavy = [m for m in ("jax", "tensorflow", "tensorflow_datasets", "flax") if m in sys.modules]
+print(json.dumps(dict(runs=out, heavy=heavy)))
+"""
+  env = dict(os.environ, PYTHONPATH=str(repo_root))
+  result = subprocess.run(
+    [sys.executable, "-c", code], cwd=repo_root, env=env, capture_output=True, text=True
   )
-  assert bad.returncode == 2 and bad.stderr.strip().startswith("error: training.batch_size=12")
+  assert result.returncode == 0, result.stderr
+  report = json.loads(result.stdout)
+  assert report["heavy"] == []
+  help_run, typo_run, (fields_rc, _, fields_err), (print_rc, printed, _) = report["runs"]
+  help_rc, help_out, _ = help_run
+  typo_rc, _, typo_err = typo_run
+  assert help_rc == 0 and "--print_config" in help_out and "M:30,X:30" in help_out
+  assert typo_rc == 2 and typo_err.strip() == (
+    "error: --config.training.num_step: the config has no field training.num_step; did you "
+    "mean training.num_steps? (every field is declared in solar_jax/configs/default.py)."
+  )
+  assert fields_rc == 2 and fields_err.startswith("error: sampling.per_class=(1, 2) needs one")
+  assert print_rc == 0 and json.loads(printed)["sampling"]["per_class"] == [0, 0, 0, 30, 3]
 
 
 def test_impossible_value_fails_before_compiling(cli, tmp_path):
@@ -87,9 +132,9 @@ def test_bad_override_value_is_one_line(cli, tmp_path):
 
 
 def test_every_mode_has_an_entry_point():
-
-  assert set(main_module.pipeline.ENTRY_POINTS) == set(pipeline.MODES)
-  assert all(callable(fn) for fn in main_module.pipeline.ENTRY_POINTS.values())
+  # --mode's choices and --help come from cli (no JAX), the entry points from pipeline.
+  assert set(cli.MODES) == set(pipeline.MODES) == set(pipeline.ENTRY_POINTS)
+  assert all(callable(fn) for fn in pipeline.ENTRY_POINTS.values())
 
 
 def test_writes_resolved_config(repo_root, tmp_path, monkeypatch):
@@ -99,9 +144,9 @@ def test_writes_resolved_config(repo_root, tmp_path, monkeypatch):
   calls = []
   for mode in pipeline.MODES:
     monkeypatch.setitem(
-      main_module.pipeline.ENTRY_POINTS, mode, lambda c, w, mode=mode: calls.append((mode, w))
+      pipeline.ENTRY_POINTS, mode, lambda c, w, mode=mode: calls.append((mode, w))
     )
-  monkeypatch.setattr(main_module.pipeline, "check_inputs", lambda *a: None)  # No checkpoint here.
+  monkeypatch.setattr(pipeline, "check_inputs", lambda *a: None)  # No checkpoint here.
   monkeypatch.chdir(repo_root)
   from absl import flags
 
@@ -134,11 +179,32 @@ def test_library_info_filter_keeps_warnings_and_our_info():
   def record(path, level):
     return logging.LogRecord("absl", level, path, 1, "msg", None, None)
 
-  keep = main_module.cli.LibraryInfoFilter().filter
+  keep = cli.LibraryInfoFilter().filter
   orbax_file = "/venv/lib/python3.11/site-packages/orbax/checkpoint/checkpoint_manager.py"
+  tfds_file = "/usr/lib/python3/dist-packages/tensorflow_datasets/core/dataset_builder.py"
   assert not keep(record(orbax_file, logging.INFO))
+  assert not keep(record(tfds_file, logging.INFO))
   assert keep(record(orbax_file, logging.WARNING))
   assert keep(record(main_module.__file__, logging.INFO))
+  shown = cli.LibraryInfoFilter(show_libraries=True).filter  # --log_libraries
+  assert shown(record(tfds_file, logging.INFO)) and shown(record(orbax_file, logging.INFO))
+
+
+def test_per_class_by_name_becomes_one_count_per_class():
+  config = tiny.get_config()
+  flag = "--config.sampling.per_class"
+  argv = ["main", f"{flag}=M:30, X:3", "--config.training.num_steps=2"]
+  assert cli.per_class_by_name(config, argv) == ["main", f"{flag}=(0,0,0,30,3,)", argv[2]]
+  assert cli.per_class_by_name(config, argv[:1] + [f"{flag}=(1,2,3,4,5)"])[1].endswith("4,5)")
+  reordered = ["--config.data.classes=('X','M')", f"{flag}=M:7"]  # The command's classes.
+  assert cli.per_class_by_name(config, reordered)[1] == f"{flag}=(0,7,)"
+  for value, says in (
+    ("Q:3", "'Q' is not one of data.classes (A, B, C, M, X)"),
+    ("M:3,M:4", "'M' is named twice"),
+    ("M:-1", "'M:-1' needs a count >= 0"),
+  ):
+    with pytest.raises(errors.ConfigError, match=re.escape(f"sampling.per_class={value}: {says}")):
+      cli.per_class_by_name(config, [f"{flag}={value}"])
 
 
 def test_evaluate_before_classify_is_one_line_exit_2(cli, tmp_path):

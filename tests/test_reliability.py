@@ -25,8 +25,7 @@ import pytest
 import reliability_driver
 from absl import logging as absl_logging
 
-from solar_jax import checkpointing, errors, parallel
-from solar_jax import main as main_module
+from solar_jax import checkpointing, errors, parallel, pipeline
 from solar_jax.configs import tiny
 from solar_jax.data import input_pipeline, resolve
 from solar_jax.ddpm import train, train_state
@@ -382,9 +381,9 @@ def test_missing_or_unusable_workdir_is_one_line(cli, tmp_path, monkeypatch):
   assert result.returncode == 2 and "--workdir" in _error_line(result)
   blocker = tmp_path / "a_file"
   blocker.write_text("")
-  monkeypatch.setattr(main_module.pipeline, "check_inputs", lambda *a: None)
+  monkeypatch.setattr(pipeline, "check_inputs", lambda *a: None)
   with pytest.raises(errors.WorkdirError, match="cannot use --workdir=") as info:
-    main_module.run_in_workdir(tiny.get_config(), str(blocker / "run"), "train", None)
+    pipeline.run_in_workdir(tiny.get_config(), str(blocker / "run"), "train", None)
   assert errors.exit_code(info.value) == 2
 
 
@@ -393,7 +392,7 @@ def test_run_failing_on_an_input_error_puts_config_json_back(tmp_path, monkeypat
   config_path = tmp_path / "config.json"
   if previous is not None:
     config_path.write_text(previous)
-  monkeypatch.setattr(main_module.pipeline, "check_inputs", lambda *a: None)
+  monkeypatch.setattr(pipeline, "check_inputs", lambda *a: None)
   seen = []
 
   def missing_input(config, workdir):
@@ -401,7 +400,7 @@ def test_run_failing_on_an_input_error_puts_config_json_back(tmp_path, monkeypat
     raise errors.MissingInputError("no readable checkpoint")
 
   with pytest.raises(FileNotFoundError):
-    main_module.run_in_workdir(tiny.get_config(), str(tmp_path), "sample", missing_input)
+    pipeline.run_in_workdir(tiny.get_config(), str(tmp_path), "sample", missing_input)
   assert seen and seen[0] != previous
   assert (config_path.read_text() if config_path.exists() else None) == previous
 
@@ -409,18 +408,18 @@ def test_run_failing_on_an_input_error_puts_config_json_back(tmp_path, monkeypat
     raise errors.NonFiniteError("non-finite loss or gradient at step 3")
 
   with pytest.raises(errors.NonFiniteError):  # A real run: its config.json stays.
-    main_module.run_in_workdir(tiny.get_config(), str(tmp_path), "sample", non_finite)
+    pipeline.run_in_workdir(tiny.get_config(), str(tmp_path), "sample", non_finite)
   assert config_path.read_text() == seen[0]
 
 
 def test_unexpected_errors_keep_their_traceback(tmp_path, monkeypatch):
-  monkeypatch.setattr(main_module.pipeline, "check_inputs", lambda *a: None)
+  monkeypatch.setattr(pipeline, "check_inputs", lambda *a: None)
 
   def bug(config, workdir):
     return np.zeros(2) + np.zeros(3)  # A ValueError from inside NumPy: a bug, not input.
 
   with pytest.raises(ValueError) as info:
-    main_module.run_in_workdir(tiny.get_config(), str(tmp_path), "train", bug)
+    pipeline.run_in_workdir(tiny.get_config(), str(tmp_path), "train", bug)
   assert errors.exit_code(info.value) is None
   assert errors.exit_code(ValueError("x")) is None
 

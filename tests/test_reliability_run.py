@@ -17,7 +17,6 @@ import pytest
 import test_reliability as rel
 
 from solar_jax import checks, configuration, errors, pipeline
-from solar_jax import main as main_module
 from solar_jax.configs import tiny
 
 env = rel.env  # The subprocess environment fixture of the reliability tests.
@@ -49,11 +48,11 @@ def recorded(monkeypatch):
   calls = []
   for mode in pipeline.MODES:
     monkeypatch.setitem(
-      main_module.pipeline.ENTRY_POINTS,
+      pipeline.ENTRY_POINTS,
       mode,
       lambda c, w, mode=mode: calls.append((mode, c, w)),
     )
-  monkeypatch.setattr(main_module.pipeline, "check_inputs", lambda *a: None)
+  monkeypatch.setattr(pipeline, "check_inputs", lambda *a: None)
   return calls
 
 

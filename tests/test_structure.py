@@ -66,11 +66,15 @@ def _layer(module: str) -> int:
 
 
 def _imports(path: pathlib.Path, modules) -> set[str]:
-  """Project modules ``path`` imports, anywhere in the file (functions included)."""
+  """Project modules ``path`` imports, anywhere in the file (functions included), and
+  those it names for ``importlib.import_module`` (main's deferred ``solar_jax.pipeline``)."""
   out = set()
-  for node in ast.walk(ast.parse(path.read_text())):
+  text = path.read_text()
+  for node in ast.walk(ast.parse(text)):
     if isinstance(node, ast.Import):
       names = [a.name for a in node.names]
+    elif isinstance(node, ast.Constant) and "import_module(" in text:
+      names = [node.value] if isinstance(node.value, str) and " " not in node.value else []
     elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
       # ``from solar_jax.evaluation import fid`` imports the module evaluation.fid.
       names = [f"{node.module}.{a.name}" for a in node.names]

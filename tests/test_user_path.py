@@ -68,8 +68,8 @@ def _main_records(monkeypatch, argv, fields=None):
   """
   calls = []
   for mode in pipeline.MODES:
-    monkeypatch.setitem(main_module.pipeline.ENTRY_POINTS, mode, lambda c, w: calls.append(c))
-  monkeypatch.setattr(main_module.pipeline, "check_inputs", lambda *a: None)
+    monkeypatch.setitem(pipeline.ENTRY_POINTS, mode, lambda c, w: calls.append(c))
+  monkeypatch.setattr(pipeline, "check_inputs", lambda *a: None)
   main_module.parse_flags(["main", *argv])
   for field, value in (fields or {}).items():
     section, key = field.split(".")

@@ -137,7 +137,8 @@ def get_config() -> ml_collections.ConfigDict:
   sampling.guidance_scale = 1.0  # CFG: 0 = unconditional, 1 = conditional.
   sampling.clip_x0 = True  # Clip the predicted x0 to [-1, 1].
   sampling.batch_size = 64  # Images per device batch group (global).
-  # Images per class, in the order of data.classes; used when not balancing.
+  # Images per class, in the order of data.classes; used when not balancing. On the
+  # command line also by name: --config.sampling.per_class=M:30,X:30 (the others 0).
   sampling.per_class = (8, 8, 8, 8, 8)
   # 'fixed' (per_class) or 'balance' (top the training counts up to the
   # largest class, total capped by sampling.max_images).
