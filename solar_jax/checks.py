@@ -122,6 +122,9 @@ def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
   _choice(classifier.label, "classifier.label", ("", *frame_facts.LABELS))
   for name in classifier.regimes:
     _choice(name, "classifier.regimes", training_sets.REGIMES)
+  _choice(
+    classifier.primary_endpoint, "classifier.primary_endpoint", training_sets.PRIMARY_ENDPOINTS
+  )
   if not classifier.seeds:
     raise ConfigError("classifier.seeds must name at least one seed.")
   if not classifier.stage_sizes:

@@ -42,7 +42,8 @@ class Flare:
   """One flare: naive UTC times, its class as published, peak flux on the TRUE scale.
 
   ``noaa_ar`` is the NOAA active region number (0 when the list gives none);
-  ``provenance`` where the class comes from (``goes.LIST_PROVENANCES``: its factor).
+  ``provenance`` where the class comes from (``goes.LIST_PROVENANCES``: its factor);
+  ``hgs_lat``/``hgs_lon`` the Stonyhurst position in degrees (NaN when not listed).
   """
 
   event_id: str
@@ -53,6 +54,8 @@ class Flare:
   peak_flux: float
   noaa_ar: int = 0
   provenance: str = "swpc"
+  hgs_lat: float = math.nan
+  hgs_lon: float = math.nan
 
   def flux_on(self, scale: str, since: datetime.datetime = goes.TRUE_FLUX_LISTS_SINCE) -> float:
     """The peak flux on a class scale (``goes.CLASS_SCALES``).
@@ -127,6 +130,8 @@ _COLUMNS = {
 }
 _ID_COLUMNS = ("event_id", "SOL_standard", "sol_standard", "kb_archivid")
 _AR_COLUMNS = ("noaa_ar", "ar_noaanum")
+# Stonyhurst position (degrees): SWPC-style list, then HEK (hgs_y is latitude).
+_LAT_COLUMNS, _LON_COLUMNS = ("hgs_lat", "hgs_y"), ("hgs_lon", "hgs_x")
 # A per-row statement of where the class comes from (goes.LIST_PROVENANCES).
 PROVENANCE_COLUMN = "class_provenance"
 
@@ -255,6 +260,16 @@ def _noaa_ar(row: dict) -> int:
   return value if value > 0 else 0
 
 
+def _degrees(row: dict, names: Sequence[str], limit: float) -> float:
+  """A position column in degrees; NaN when blank, not a number or beyond +-``limit``."""
+  text = str(_pick(row, names) or "").strip()
+  try:
+    value = float(text) if text else math.nan
+  except ValueError:
+    return math.nan
+  return value if abs(value) <= limit else math.nan
+
+
 def list_provenance(path, columns, stated: str = "", given: str | None = None) -> str:
   """``goes.list_provenance`` of a list; its ValueError as a ``FlareListError`` naming ``path``."""
   try:
@@ -302,6 +317,8 @@ def _flare(row: dict, true_flux_since: datetime.datetime, provenance: str) -> tu
     peak_flux=flux,
     noaa_ar=_noaa_ar(row),
     provenance=provenance,
+    hgs_lat=_degrees(row, _LAT_COLUMNS, 90.0),
+    hgs_lon=_degrees(row, _LON_COLUMNS, 180.0),
     **times,
   )
   return flare, repair
@@ -464,7 +481,7 @@ def merge_duplicates(flares: Sequence[Flare], minutes: float = 6.0) -> tuple[lis
   class (duplicates report about the same flux), then the nearest in time, then
   the newest. Flares of other regions in between do not split a group. A group
   becomes one flare: the largest class, the earliest start, the latest end, the
-  known AR, the largest event's id.
+  known AR, the largest event's id and position (else the largest positioned event's).
 
   One sweep in peak order: the open groups (first peak within ``minutes``) are
   kept sorted by their largest flux, per AR and for groups without one, so an
@@ -505,12 +522,16 @@ def merge_duplicates(flares: Sequence[Flare], minutes: float = 6.0) -> tuple[lis
   for group in groups:
     members = group.members
     top = max(members, key=lambda f: f.peak_flux)
+    placed = [f for f in members if math.isfinite(f.hgs_lat) and math.isfinite(f.hgs_lon)]
+    where = max(placed, key=lambda f: f.peak_flux) if placed else top  # a listed position
     merged.append(
       dataclasses.replace(
         top,
         start=min(f.start for f in members),
         end=max(f.end for f in members),
         noaa_ar=group.ar,
+        hgs_lat=where.hgs_lat,
+        hgs_lon=where.hgs_lon,
       )
     )
   merged.sort(key=lambda f: f.peak)
