@@ -7,6 +7,7 @@ import pytest
 from astropy.time import Time
 from sunpy.coordinates import sun
 
+from solar_jax.classifier import training_sets
 from solar_jax.data import flare_list, frame_facts, regions
 
 T0 = datetime.datetime(2014, 9, 20)
@@ -92,3 +93,35 @@ def test_the_cycle_24_list_parses_positions(shared_flare_list, tmp_path):
   assert len(set(ids.values())) < len(ids)
   with pytest.raises(KeyError):
     ids[0]
+
+
+def test_recurrent_overlap_of_a_returning_region_and_the_splits_path():
+  # Training: regions 100 and 400; test: 200 (100 returned) and 300 (new, elsewhere).
+  flares = [
+    *_region(100, 0, 200.0, 15.0),
+    *_region(400, 0, 20.0, -15.0),
+    *_region(200, 27, 203.0, 16.0),
+    *_region(300, 28, 110.0, -20.0),
+  ]
+  ar = np.array([f.noaa_ar for f in flares])
+  peak = np.array([frame_facts.iso(f.peak) for f in flares], object)
+  lat, lon = np.array([f.hgs_lat for f in flares]), np.array([f.hgs_lon for f in flares])
+  test = (ar == 200) | (ar == 300)
+  weights = np.where(ar == 300, 3.0, 1.0)  # 300's flares weigh 3 frames each
+  got = regions.recurrent_overlap(ar, peak, lat, lon, test, ~test, weights=weights)
+  assert got["share"] == pytest.approx(8 / 32) and got["test_regions"] == 2
+  assert got["test_flaring_frames"] == 32 and 0.0 <= got["chance"] < got["share"]
+
+  # The classifier's path: splits of one frame per flare, its group its own flare.
+  def split(mask):
+    return {
+      "group": np.array([f.event_id for f, m in zip(flares, mask) if m], object),
+      "flare_event_id": np.array([f.event_id for f, m in zip(flares, mask) if m], object),
+      "noaa_ar": ar[mask],
+      "flare_peak": peak[mask],
+      "flare_hgs_lat": lat[mask],
+      "flare_hgs_lon": lon[mask],
+    }
+
+  both = training_sets.recurrent_regions(split(~test), split(test))
+  assert both["share"] == pytest.approx(0.5) and both["test_regions"] == 2

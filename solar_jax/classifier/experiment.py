@@ -555,6 +555,9 @@ def run(
     metrics["synthetic"] = {"skipped": skip_reason}
   metrics["test_reads"] = experiment.test_reads
   metrics["data"] = resolve.record(config)  # Resolved before config.json was written.
+  recurrent = training_sets.recurrent_regions(experiment.train, experiment.test)
+  if recurrent is not None:
+    metrics["data"]["recurrent_regions"] = recurrent
   add_uncertainty(
     metrics,
     experiment.test_labels,

@@ -36,7 +36,7 @@ from absl import logging
 
 from solar_jax import errors
 from solar_jax import workdir as wd
-from solar_jax.data import frame_facts, input_pipeline, scaling
+from solar_jax.data import frame_facts, input_pipeline, regions, scaling
 from solar_jax.ddpm import sample
 from solar_jax.diffusion import samplers
 from solar_jax.models import classifier as classifier_lib
@@ -478,3 +478,38 @@ def frame_units(split: dict) -> np.ndarray:
   if not all(k in split for k in UNIT_FACTS[:3]):
     return groups
   return frame_facts.bootstrap_units({k: split[k] for k in UNIT_FACTS if k in split}, groups)
+
+
+def recurrent_regions(train: dict, test: dict) -> dict | None:
+  """How many test flaring frames come from an active region that flares in training too.
+
+  ``regions.recurrent_overlap`` of the two splits' frames whose group is their own flare
+  (merged regions, chance level from randomly turned Carrington longitudes); None
+  without the region facts.
+  """
+  if not all(k in split for split in (train, test) for k in UNIT_FACTS):
+    return None
+
+  def numbered(split):
+    own = frame_groups(split) == np.asarray(
+      [v.decode() if isinstance(v, bytes) else str(v) for v in split["flare_event_id"]], object
+    )
+    return np.where(own, np.asarray(split["noaa_ar"], np.int64), 0)
+
+  both = {k: np.concatenate([np.asarray(train[k]), np.asarray(test[k])]) for k in UNIT_FACTS[2:]}
+  n = len(train["noaa_ar"])
+  is_test = np.arange(n + len(test["noaa_ar"])) >= n
+  out = regions.recurrent_overlap(
+    np.concatenate([numbered(train), numbered(test)]),
+    both["flare_peak"],
+    both["flare_hgs_lat"],
+    both["flare_hgs_lon"],
+    is_test,
+    ~is_test,
+  )
+  return {
+    **out,
+    "definition": "share of test flaring frames whose merged active region also flares in "
+    "the training split; chance: the same with every region's Carrington longitude turned by "
+    f"a random angle before the merge (mean of {regions.CHANCE_DRAWS} draws)",
+  }
