@@ -432,7 +432,8 @@ def test_holm_matches_the_step_down_by_hand_and_statsmodels():
 
 
 def test_p_values_primary_endpoint_and_the_holm_family():
-  assert bootstrap.p_value(np.r_[np.full(90, 0.1), np.full(10, -0.1)]) == pytest.approx(0.2)
+  assert bootstrap.p_value(np.r_[np.full(89, 0.1), np.full(10, -0.1)]) == pytest.approx(0.22)
+  assert bootstrap.p_value(np.full(99, 0.1)) == pytest.approx(0.02)  # the resolution 2 / (B + 1)
   assert bootstrap.p_value(np.full(50, 0.0)) == 1.0
   y, p_good = _predictor(120, 8, accuracy=0.9)
   _, p_bad = _predictor(120, 9, accuracy=0.3)

@@ -42,10 +42,13 @@ def _support_cell(support: dict) -> str:
   return f"{support.get('events')} events{regions} / {support.get('frames')} frames"
 
 
-def _p(value) -> str:
+def _p(value, relation: bool = False) -> str:
+  """A p-value to 3 decimals ('< 0.001' below); ``relation``: with '=' before a number."""
   if value is None:
     return "n/a"
-  return "< 0.001" if value < 0.001 else f"{value:.3f}"
+  if value < 0.001:
+    return "< 0.001"
+  return f"= {value:.3f}" if relation else f"{value:.3f}"
 
 
 _SCORE_NAMES = {"macro_f1": "macro F1", "tss_ge_m": "TSS ≥M", "tss": "TSS", "bss": "BSS"}
@@ -65,7 +68,7 @@ def primary_lines(metrics: dict) -> list[str]:
     head + f"best synthetic regime minus best classical baseline on {score} "
     f"({end['best_candidate']} − {end['best_baseline']} on the whole test set; the best "
     f"taken again in every resample): {_ci(end, signed=True)}, two-sided bootstrap "
-    f"p = {_p(end.get('p_value'))} (not adjusted: the one pre-named test).",
+    f"p {_p(end.get('p_value'), relation=True)} (not adjusted: the one pre-named test).",
     "",
   ]
 

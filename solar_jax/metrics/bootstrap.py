@@ -382,15 +382,18 @@ def summarize(
 
 
 def p_value(delta: np.ndarray) -> float | None:
-  """Two-sided bootstrap p-value of a paired difference: ``min(1, 2 min(P(d <= 0), P(d >= 0)))``.
+  """Two-sided bootstrap p-value of a paired difference over its B defined resamples.
 
-  Over the resamples where the difference is defined; None where none is.
+  ``min(1, 2 min(1 + #(d <= 0), 1 + #(d >= 0)) / (B + 1))``: twice the smaller tail,
+  counted with the observed sample (Davison & Hinkley 1997, eq. 4.11), so it is never
+  below 2 / (B + 1), the resolution of B resamples. None where no resample is defined.
   """
   finite = np.asarray(delta, np.float64)
   finite = finite[np.isfinite(finite)]
   if finite.size == 0:
     return None
-  return float(min(1.0, 2.0 * min(np.mean(finite <= 0.0), np.mean(finite >= 0.0))))
+  tail = 1 + min(np.sum(finite <= 0.0), np.sum(finite >= 0.0))
+  return float(min(1.0, 2.0 * tail / (finite.size + 1)))
 
 
 def holm(p_values) -> np.ndarray:
