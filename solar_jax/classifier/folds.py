@@ -137,12 +137,9 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
       prob = np.asarray(run["prob"])
       run["prob"] = None if np.isnan(prob).any() else prob
   binary = len(names) == 2
-  thresholds = {}
-  if not binary:
-    thresholds = {f"ge_{c.lower()}": names.index(c) for c in ("M", "C") if c in names}
+  thresholds = {} if binary else {f"ge_{c.lower()}": names.index(c) for c in "MC" if c in names}
   units = pooled_units(groups, facts)
   endpoint = (first.get("primary_endpoint") or {}).get("name") or "delta_tss_ge_m"
-  score = outputs.endpoint_score(endpoint, first["task"], names)
   summary = bootstrap.summarize(
     truth,
     groups if units is None else units,
@@ -154,10 +151,9 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
     seed=seed,
     baselines=training_sets.BASELINES,
     events=None if units is None else groups,
-    primary=None
-    if score is None
-    else (score, training_sets.SYNTHETIC_REGIMES, training_sets.BASELINES),
+    primary=outputs.primary_spec(endpoint, first["task"], names),
   )
+  undefined = {"mean": None, "note": f"not defined for task {first['task']}"}
   pooled = {
     "task": first["task"],
     "label": first.get("label"),
@@ -173,12 +169,10 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
       "strata": summary["strata"],
       "unit": "test groups" if units is None else "test active regions, merged over the folds",
     },
-    "primary_endpoint": {"name": endpoint, **(summary.get("primary") or {"mean": None})},
+    "primary_endpoint": {"name": endpoint, **(summary.get("primary") or undefined)},
     "comparisons": {"rows": outputs.test_family(summary, names)},
     "regimes": {},
   }
-  if score is None:
-    pooled["primary_endpoint"]["note"] = f"not defined for task {first['task']}"
   for regime, figures in summary["regimes"].items():
     pooled["regimes"][regime] = {
       **figures,

@@ -36,11 +36,9 @@ def endpoint_score(endpoint: str, task: str, class_names) -> str | None:
   return score
 
 
-def primary_spec(config, metrics: dict) -> tuple[str, tuple, tuple] | None:
+def primary_spec(endpoint: str, task: str, class_names) -> tuple[str, tuple, tuple] | None:
   """(score, candidates, baselines) of the primary endpoint (``bootstrap.primary_endpoint``)."""
-  score = endpoint_score(
-    config.classifier.primary_endpoint, metrics["task"], metrics["class_names"]
-  )
+  score = endpoint_score(endpoint, task, class_names)
   return None if score is None else (score, SYNTHETIC_REGIMES, BASELINES)
 
 
@@ -81,7 +79,9 @@ def add_uncertainty(metrics: dict, test_labels, groups, config, climatology, uni
     seed=config.seed,
     baselines=BASELINES,
     events=None if units is None else groups,
-    primary=primary_spec(config, metrics),
+    primary=primary_spec(
+      config.classifier.primary_endpoint, metrics["task"], metrics["class_names"]
+    ),
   )
   metrics["support"] = summary["support"]
   metrics["bootstrap"] = {

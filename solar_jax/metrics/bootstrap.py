@@ -356,22 +356,8 @@ def summarize(
         "seed_std": float(np.std(finite, ddof=1)) if finite.size > 1 else None,
       }
     for base in baselines:
-      if base not in per_regime:
-        continue
-      delta = {}
-      for name, (point, values, _) in resampled.items():
-        if name not in per_regime[base]:
-          continue
-        b_point, b_values, _ = per_regime[base][name]
-        interval = _interval(values - b_values)
-        ci = interval["ci95"]
-        delta[name] = {
-          "mean": float(point - b_point),
-          **interval,
-          "includes_zero": None if ci is None else bool(ci[0] <= 0.0 <= ci[1]),
-          "p_value": p_value(values - b_values),
-        }
-      entry[f"delta_vs_{base}"] = delta
+      if base in per_regime:
+        entry[f"delta_vs_{base}"] = _deltas(resampled, per_regime[base])
     out["regimes"][regime] = entry
   if primary is not None:
     out["primary"] = primary_endpoint(per_regime, *primary)
@@ -379,6 +365,24 @@ def summarize(
 
 
 # ------------------------------------------- tests and multiplicity ---
+
+
+def _deltas(resampled: dict, base: dict) -> dict:
+  """{score: paired difference of a regime's figures against a baseline's}."""
+  delta = {}
+  for name, (point, values, _) in resampled.items():
+    if name not in base:
+      continue
+    b_point, b_values, _ = base[name]
+    interval = _interval(values - b_values)
+    ci = interval["ci95"]
+    delta[name] = {
+      "mean": float(point - b_point),
+      **interval,
+      "includes_zero": None if ci is None else bool(ci[0] <= 0.0 <= ci[1]),
+      "p_value": p_value(values - b_values),
+    }
+  return delta
 
 
 def p_value(delta: np.ndarray) -> float | None:
