@@ -3,9 +3,12 @@
 Why: a flare test set holds few events, and frames of one flare are not
 independent (a flare lasts many frames; quiet frames of one day look alike).
 Resampling frames would understate the spread, so the resampling unit is the
-frame's *group* (the dataset's ``group`` array: the flare's event id, or
-``day:YYYY-MM-DD`` for quiet frames): the groups are drawn with replacement
-and every frame of a drawn group enters with that multiplicity.
+frame's *group*: the classifier passes its active region
+(``frame_facts.bootstrap_units``: flares of one NOAA region, merged with its
+return a rotation later, move together; quiet frames in blocks of days), as
+skill is largely per region; otherwise the dataset's ``group`` (the flare's
+event id, or ``day:YYYY-MM-DD``). The groups are drawn with replacement and
+every frame of a drawn group enters with that multiplicity.
 
 The draw is stratified by class: each stratum draws, with replacement, as
 many groups as it holds, so every class of the test split is in every
@@ -25,6 +28,9 @@ interval also holds the spread of training and of the generator (a two-level
 bootstrap: runs, then test events). Every regime sees the same resamples
 (the same groups, seeds and pools), so differences between regimes are
 paired: a regime against itself differs by exactly 0 in every resample.
+Each difference carries a two-sided bootstrap p-value (``p_value``); ``holm``
+adjusts a family of them and ``primary_endpoint`` tests the one comparison
+named before the run (the best of some regimes against the best of others).
 
 A regime's figure is the mean over its (seed, pool) runs of the score on the
 whole test set; its 95 % interval is the 2.5 and 97.5 percentiles of the
