@@ -257,7 +257,16 @@ def test_brier_skill_score_against_climatology():
 
 
 def _write_fold(
-  workdir, y, groups, preds, climatology, fold=0, num_folds=3, class_scale="swpc", **data
+  workdir,
+  y,
+  groups,
+  preds,
+  climatology,
+  fold=0,
+  num_folds=3,
+  class_scale="swpc",
+  ars=None,
+  **data,
 ):
   """A fold's classifier outputs as --mode=classify writes them (config.json, metrics.json,
   predictions.csv)."""
@@ -276,6 +285,8 @@ def _write_fold(
   for (regime, seed, pool), (pred, prob) in preds.items():
     for i in range(len(y)):
       row = [i, "t", groups[i], names[y[i]], names[pred[i]], prob[i], regime, seed, pool, "s"]
+      if ars is not None:  # the unit columns: the frame's flare is its group, of NOAA ars[i]
+        row += [groups[i], groups[i], ars[i], "2014-10-20T12:00:00.000", "", ""]
       lines.append(",".join(map(str, row)))
   (out / "predictions.csv").write_text("\n".join(lines) + "\n")
 
@@ -458,3 +469,24 @@ def test_p_values_primary_endpoint_and_the_holm_family():
   assert len(rows) == 6
   raw = [r["p_value"] for r in rows]
   np.testing.assert_allclose([r["p_holm"] for r in rows], bootstrap.holm(raw))
+
+
+def test_folds_pool_the_regions_of_every_fold(tmp_path):
+  """A NOAA region tested in two folds (its frames on both sides of a month boundary) is one
+  unit of the pooled bootstrap; the pooled report names the primary endpoint."""
+  keys = [(r, 0, 0) for r in ("real", "oversample", "real_synthetic")]
+  rng = np.random.default_rng(5)
+  folds = []
+  for f in range(3):
+    y = np.array([1, 1, 0, 0])
+    groups = [f"F{f}E0", f"F{f}E1", f"F{f}E2", f"F{f}E3"]
+    preds = {k: (rng.integers(0, 2, 4), rng.random(4).round(3)) for k in keys}
+    _write_fold(tmp_path / f"f{f}", y, groups, preds, 0.5, fold=f, ars=[100, 100, 200 + f, 300])
+    folds.append(tmp_path / f"f{f}")
+  pooled = folds_lib.pool_folds(folds, num_samples=200)
+  # Regions 100 and 300 are in every fold, 200-202 in one each: 5 regions, 12 events.
+  assert pooled["support"]["regions"] == 5 and pooled["support"]["events"] == 12
+  assert pooled["bootstrap"]["unit"].startswith("test active regions")
+  assert pooled["primary_endpoint"]["best_candidate"] == "real_synthetic"
+  text = classifier_tables.headline_table(pooled)
+  assert "12 events / 5 regions / 12 frames" in text and "**Primary endpoint**" in text
