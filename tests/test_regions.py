@@ -1,12 +1,15 @@
 """Active-region identity: a region returning a rotation later at its Carrington position merges."""
 
 import datetime
+import json
 
 import numpy as np
 import pytest
 from astropy.time import Time
+from etils import epath
 from sunpy.coordinates import sun
 
+from solar_jax import report
 from solar_jax.classifier import training_sets
 from solar_jax.data import flare_list, frame_facts, regions
 
@@ -95,7 +98,7 @@ def test_the_cycle_24_list_parses_positions(shared_flare_list, tmp_path):
     ids[0]
 
 
-def test_recurrent_overlap_of_a_returning_region_and_the_splits_path():
+def test_recurrent_overlap_of_a_returning_region_and_the_splits_path(tmp_path):
   # Training: regions 100 and 400; test: 200 (100 returned) and 300 (new, elsewhere).
   flares = [
     *_region(100, 0, 200.0, 15.0),
@@ -125,3 +128,10 @@ def test_recurrent_overlap_of_a_returning_region_and_the_splits_path():
 
   both = training_sets.recurrent_regions(split(~test), split(test))
   assert both["share"] == pytest.approx(0.5) and both["test_regions"] == 2
+  # metrics.json's data.recurrent_regions is put in words in the report's data paragraph.
+  path = tmp_path / "classifier" / "metrics.json"
+  path.parent.mkdir()
+  path.write_text(json.dumps({"data": {"recurrent_regions": both}}))
+  (line,) = report.recurrent_line(epath.Path(tmp_path))
+  assert line.startswith("Recurrent active regions: 50.0% of the test flaring frames (16 frames")
+  assert f"chance level {both['chance']:.1%}" in line
