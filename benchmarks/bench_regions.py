@@ -75,7 +75,7 @@ def main() -> None:
     f"({sum(a != b for a, b in merged.items())} numbers joined an earlier region; by chance "
     f"{by_chance:.0f})"
   )
-  print("fold | test flares | test regions | share of test flaring frames in training "
+  print("fold | numbered test flares | test regions | share of test flaring frames in training "
         "(merged) | chance | NOAA number only | share of test flares (merged)")  # fmt: skip
   rows = []
   for fold in range(args.folds):

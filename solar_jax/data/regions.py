@@ -2,9 +2,9 @@
 
 Flare skill is largely a property of a few active regions (fold 7's nine test
 X flares are eight from AR 12192), so the bootstrap resamples regions, not
-flares (``metrics/bootstrap``). NOAA numbers one disk passage: a region that
-survives its far-side passage gets a new number when it comes back. This
-module merges those numbers.
+flares (``metrics/bootstrap``). NOAA numbers a region once per disk passage:
+one that survives its far-side passage gets a new number when it comes back.
+This module merges those numbers.
 
 The rule (``region_ids``), on each NOAA region's flares with a listed position:
 
@@ -28,8 +28,9 @@ of merges: a region links to at most one earlier and one later region (the
 candidate links taken fewest rotations first, then closest in position), so a
 merged region is a chain of passages a rotation or more apart. Of two regions
 numbered side by side (AR 12172/12173 in September 2014), the closer one
-continues (AR 12173 -> 12192 -> 12209). A region with no listed position keeps its NOAA number; a
-flare with no NOAA number is its own unit (the bootstrap uses its event id).
+continues (AR 12173 -> 12192 -> 12209). A region with no listed position
+keeps its NOAA number; a flare with no NOAA number is its own unit (the
+bootstrap uses its event id).
 A merged region is named by its first NOAA number, ``region:<number>``.
 """
 
@@ -55,8 +56,8 @@ def carrington_l0(days: np.ndarray) -> np.ndarray:
   """``sunpy.coordinates.sun.L0`` (degrees) at ``days`` (since 1970-01-01), from a daily grid.
 
   L0 falls by 13.2° a day, smoothly: it is computed once a day over the span and
-  interpolated (unwrapped), which agrees with sunpy to well under 0.01°, at a
-  thousandth of the cost for a cycle of flares.
+  interpolated (unwrapped), which agrees with sunpy to well under 0.01°; the cost
+  is the span's days (a cycle: 3,300 evaluations, ~1.5 s), not the number of frames.
   """
   days = np.asarray(days, np.float64)
   if days.size == 0:
@@ -126,7 +127,8 @@ def merge_summary(summary: dict, *, lon_offset=None) -> dict[int, int]:
   # and one successor, so a merged region is a chain whose members follow each other by a
   # rotation or more: never two regions on the disk together.
   successor, predecessor = np.full(n, -1), np.full(n, -1)
-  for a, b in zip(i[np.lexsort((distance, rotations))], j[np.lexsort((distance, rotations))]):
+  order = np.lexsort((distance, rotations))
+  for a, b in zip(i[order], j[order]):
     if successor[a] < 0 and predecessor[b] < 0:
       successor[a], predecessor[b] = b, a
   first = np.arange(n)
@@ -150,6 +152,18 @@ def region_ids(flares) -> dict[int, int]:
   return {int(a): merged.get(int(a), int(a)) for a in set(ar)}
 
 
+def _texts(values) -> np.ndarray:
+  return np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in values], object)
+
+
+def _one_per_flare(ar: np.ndarray, peak: np.ndarray, use: np.ndarray) -> np.ndarray:
+  """Indices of one row per flare (NOAA number, peak) among ``use``: a long flare's frames
+  weigh once in its region's position."""
+  keys = np.array([f"{a}|{p}" for a, p in zip(ar, peak)], object)
+  _, first = np.unique(keys, return_index=True)
+  return first[use[first] & (peak[first] != "")]
+
+
 def frame_regions(noaa_ar, flare_peak, hgs_lat, hgs_lon) -> np.ndarray:
   """int64 [N]: each frame's merged region (its first NOAA number; 0 where the frame has none).
 
@@ -160,12 +174,10 @@ def frame_regions(noaa_ar, flare_peak, hgs_lat, hgs_lon) -> np.ndarray:
   out = ar.copy()
   if not (ar > 0).any():
     return out
-  peak = np.asarray([p.decode() if isinstance(p, bytes) else str(p) for p in flare_peak], object)
-  keys = np.array([f"{a}|{p}" for a, p in zip(ar, peak)], object)
-  _, first = np.unique(keys, return_index=True)  # one row per flare: a long flare weighs once
+  peak = _texts(flare_peak)
+  first = _one_per_flare(ar, peak, ar > 0)
   lat = np.asarray(hgs_lat, np.float64).ravel()
   lon = np.asarray(hgs_lon, np.float64).ravel()
-  first = first[(ar[first] > 0) & (peak[first] != "")]
   merged = merge_summary(region_summary(ar[first], peak[first], lat[first], lon[first]))
   mapped = np.array([merged.get(int(a), int(a)) for a in ar], np.int64)
   return np.where(ar > 0, mapped, 0)
@@ -200,8 +212,8 @@ def recurrent_overlap(
   out = {"test_flaring_frames": float(w[test].sum()), "test_regions": None}
   if not test.any():
     return {**out, "share": None, "chance": None}
-  used = test | train
-  peak = np.asarray([p.decode() if isinstance(p, bytes) else str(p) for p in flare_peak], object)
+  peak = _texts(flare_peak)
+  used = _one_per_flare(ar, peak, test | train)
   lat = np.asarray(hgs_lat, np.float64).ravel()
   lon = np.asarray(hgs_lon, np.float64).ravel()
   summary = region_summary(ar[used], peak[used], lat[used], lon[used])
