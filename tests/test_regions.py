@@ -19,10 +19,10 @@ T0 = datetime.datetime(2014, 9, 20)
 def _region(ar, first_day, carrington_lon, lat, days=8):
   """Flares of region ``ar`` once a day for ``days`` days from ``first_day``, at a fixed
   Carrington position (Stonyhurst longitude = Carrington - L0, computed with sunpy)."""
+  peaks = [T0 + datetime.timedelta(days=first_day + d, hours=6) for d in range(days)]
+  lons = (carrington_lon - sun.L0(Time(peaks)).to_value("deg") + 180.0) % 360.0 - 180.0
   flares = []
-  for d in range(days):
-    peak = T0 + datetime.timedelta(days=first_day + d, hours=6)
-    lon = (carrington_lon - sun.L0(Time(peak)).to_value("deg") + 180.0) % 360.0 - 180.0
+  for d, (peak, lon) in enumerate(zip(peaks, lons)):
     flares.append(
       flare_list.Flare(
         f"{ar}-{d}", peak, peak, peak + datetime.timedelta(minutes=20), "C1.0", 1e-6 / 0.7,
