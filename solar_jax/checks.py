@@ -63,6 +63,9 @@ def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
   _choice(classifier.label, "classifier.label", ("", *frame_facts.LABELS))
   for name in classifier.regimes:
     _choice(name, "classifier.regimes", training_sets.REGIMES)
+  _choice(
+    classifier.primary_endpoint, "classifier.primary_endpoint", training_sets.PRIMARY_ENDPOINTS
+  )
   _choice(classifier.augment_flips, "classifier.augment_flips", training_sets.AUGMENT_FLIPS)
   if classifier.augment_flips == "ns_ew" and classifier.label == classifier_lib.FORECAST_LABEL:
     raise ConfigError(

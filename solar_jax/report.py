@@ -140,6 +140,30 @@ def classifier_section(workdir: epath.Path) -> list[str]:
   return parts + [""] + [image for image in images if "/scores.png)" not in image]
 
 
+def _data_lines(data: dict, workdir: epath.Path) -> list[str]:
+  """The data paragraph's facts: GOES scale, the flare list, recurrent regions."""
+  lines = [f"GOES scale: {data['goes_scale']}."] if data.get("goes_scale") else []
+  if data.get("events_per_class"):
+    lines.append(f"Flare list, {data['events_per_class']}.")
+  return lines + recurrent_line(workdir)
+
+
+def recurrent_line(workdir: epath.Path) -> list[str]:
+  """The classifier's recurrent-region overlap between test and training months, in words."""
+  path = workdir / "classifier" / "metrics.json"
+  if not path.exists():
+    return []
+  got = (json.loads(path.read_text()).get("data") or {}).get("recurrent_regions") or {}
+  if got.get("share") is None:
+    return []
+  return [
+    f"Recurrent active regions: {got['share']:.1%} of the test flaring frames "
+    f"({got['test_flaring_frames']:g} frames, {got['test_regions']} regions) come from a region "
+    f"that also flares in the training split (a region returning a rotation later is one); "
+    f"chance level {got['chance']:.1%} (Carrington longitudes turned at random)."
+  ]
+
+
 def render_report(config, workdir) -> str:
   """Returns the report's markdown for ``workdir``."""
   workdir = epath.Path(workdir)
@@ -154,10 +178,7 @@ def render_report(config, workdir) -> str:
     f"(data.class_scale), fold {config.data.fold} (month blocks, embargo "
     f"{config.data.embargo_days:g} days).",
   ]
-  if data.get("goes_scale"):
-    parts.append(f"GOES scale: {data['goes_scale']}.")
-  if data.get("events_per_class"):
-    parts.append(f"Flare list, {data['events_per_class']}.")
+  parts += _data_lines(data, workdir)
   if (workdir / "loss_curve.png").exists():
     parts += ["", "## Training", "", "![loss curve](loss_curve.png)"]
     history = workdir / "train_metrics.jsonl"

@@ -11,6 +11,7 @@ from solar_jax.classifier import experiment
 from solar_jax.classifier import folds as folds_lib
 from solar_jax.classifier import tables as classifier_tables
 from solar_jax.configs import tiny
+from solar_jax.data import frame_facts
 from solar_jax.metrics import bootstrap, classification
 
 NAMES = ("A", "B", "C", "M", "X")
@@ -256,7 +257,16 @@ def test_brier_skill_score_against_climatology():
 
 
 def _write_fold(
-  workdir, y, groups, preds, climatology, fold=0, num_folds=3, class_scale="swpc", **data
+  workdir,
+  y,
+  groups,
+  preds,
+  climatology,
+  fold=0,
+  num_folds=3,
+  class_scale="swpc",
+  ars=None,
+  **data,
 ):
   """A fold's classifier outputs as --mode=classify writes them (config.json, metrics.json,
   predictions.csv)."""
@@ -275,6 +285,8 @@ def _write_fold(
   for (regime, seed, pool), (pred, prob) in preds.items():
     for i in range(len(y)):
       row = [i, "t", groups[i], names[y[i]], names[pred[i]], prob[i], regime, seed, pool, "s"]
+      if ars is not None:  # the unit columns: the frame's flare is its group, of NOAA ars[i]
+        row += [groups[i], groups[i], ars[i], "2014-10-20T12:00:00.000", "", ""]
       lines.append(",".join(map(str, row)))
   (out / "predictions.csv").write_text("\n".join(lines) + "\n")
 
@@ -350,3 +362,131 @@ def test_folds_on_different_class_scales_are_not_pooled(tmp_path):
     _write_fold(tmp_path / f"fold{fold}", y, groups, preds, 0.5, fold=fold, class_scale=scale)
   with pytest.raises(errors.InputMismatchError, match=r"class_scale='true' differs from 'swpc'"):
     folds_lib.pool_folds([tmp_path / f"fold{f}" for f in range(3)], num_samples=100)
+
+
+# ------------------------------------------------- active regions ---
+
+
+def _region_frames(sizes, seed=0):
+  """Frames of regions (several flares each, one NOAA number) and quiet days: facts, groups."""
+  rng = np.random.default_rng(seed)
+  events, ars, peaks = [], [], []
+  for r, size in enumerate(sizes):
+    for _ in range(size):
+      flare = int(rng.integers(0, 3))  # a region's frames come from up to three flares
+      events.append(f"ar{r}-flare{flare}")
+      ars.append(11000 + r)
+      peaks.append(f"2012-03-{1 + r % 28:02d}T0{flare}:00:00.000")
+  quiet = [f"day:2012-04-{d:02d}" for d in (1, 2, 3, 4, 5, 6, 7, 9)]
+  facts = {
+    "flare_event_id": np.array(events + [""] * len(quiet), object),
+    "noaa_ar": np.array(ars + [0] * len(quiet)),
+    "flare_peak": np.array(peaks + [""] * len(quiet), object),
+  }
+  return facts, np.array(events + quiet, object)
+
+
+def test_the_region_bootstrap_moves_every_frame_of_a_region_together():
+  sizes = [5, 9, 2, 14, 7, 3]
+  facts, groups = _region_frames(sizes)
+  units = frame_facts.bootstrap_units(facts, groups)
+  codes, names = bootstrap.group_codes(units)
+  flaring = np.char.startswith(names.astype(str), "region:")
+  days = np.array([g[4:] for g in groups if g.startswith("day:")], "datetime64[D]")
+  blocks = np.unique(days.astype(np.int64) // frame_facts.QUIET_BLOCK_DAYS).size
+  assert flaring.sum() == len(sizes) and (~flaring).sum() == blocks < days.size
+  y = np.where(np.asarray(facts["noaa_ar"]) > 0, 3, 0)
+  strata, _ = bootstrap.group_strata(codes, y, 5)
+  counts = bootstrap.draw_counts(
+    bootstrap.group_draws(strata, 300, np.random.default_rng(1)), len(names)
+  )
+  w = bootstrap.frame_weights(codes, counts)
+  for r, size in enumerate(sizes):
+    mine = np.asarray(facts["noaa_ar"]) == 11000 + r
+    frames = w[:, mine]
+    assert (frames == frames[:, :1]).all()  # its frames of every flare share one weight
+    assert (frames.sum(1) % size == 0).all()  # 0 or a multiple of the region's frames
+  support = bootstrap.support(y, codes, NAMES, events=groups, units=units)
+  assert support["per_class"]["M"]["regions"] == len(sizes)
+  assert support["per_class"]["M"]["events"] == len(set(groups[y == 3]))
+  assert support["per_class"]["A"] == {"events": 8, "regions": 0, "units": blocks, "frames": 8}
+
+
+def test_the_region_bootstrap_se_of_a_mean_over_regions_is_the_analytic_one():
+  # R equal-sized regions, each frame carrying its region's value: the statistic (the mean
+  # over frames) is the mean over regions, whose bootstrap SE is the population sd / sqrt(R).
+  r_count, size, b = 12, 4, 6000
+  values = np.random.default_rng(2).normal(0.0, 1.0, r_count)
+  units = np.repeat([f"region:{i}" for i in range(r_count)], size)
+  codes, _ = bootstrap.group_codes(units)
+  strata, _ = bootstrap.group_strata(codes, np.zeros(codes.size, int), 1)
+  counts = bootstrap.draw_counts(
+    bootstrap.group_draws(strata, b, np.random.default_rng(3)), r_count
+  )
+  w = bootstrap.frame_weights(codes, counts)
+  means = (w @ np.repeat(values, size)) / w.sum(1)
+  analytic = values.std(ddof=1) / np.sqrt(r_count) * np.sqrt((r_count - 1) / r_count)
+  assert means.std() == pytest.approx(analytic, rel=0.05)
+
+
+def test_holm_matches_the_step_down_by_hand_and_statsmodels():
+  p = [0.01, 0.04, 0.03, 0.005]
+  # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running max.
+  np.testing.assert_allclose(bootstrap.holm(p), [0.03, 0.06, 0.06, 0.02])
+  np.testing.assert_allclose(bootstrap.holm([0.5, 0.9]), [1.0, 1.0])
+  try:
+    from statsmodels.stats.multitest import multipletests
+  except ImportError:
+    return
+  q = np.random.default_rng(4).random(17) ** 3
+  np.testing.assert_allclose(bootstrap.holm(q), multipletests(q, method="holm")[1])
+
+
+def test_p_values_primary_endpoint_and_the_holm_family():
+  assert bootstrap.p_value(np.r_[np.full(89, 0.1), np.full(10, -0.1)]) == pytest.approx(0.22)
+  assert bootstrap.p_value(np.full(99, 0.1)) == pytest.approx(0.02)  # the resolution 2 / (B + 1)
+  assert bootstrap.p_value(np.full(50, 0.0)) == 1.0
+  y, p_good = _predictor(120, 8, accuracy=0.9)
+  _, p_bad = _predictor(120, 9, accuracy=0.3)
+  groups = [f"g{i // 4}" for i in range(120)]
+  runs = {
+    "real": {(0, 0): {"pred": p_bad}},
+    "oversample": {(0, 0): {"pred": p_bad}},
+    "real_synthetic": {(0, 0): {"pred": p_good}},
+  }
+  base = ("real", "weighted", "oversample")
+  out = bootstrap.summarize(
+    y, groups, runs, NAMES, thresholds={"ge_m": 3}, num_samples=300,
+    baselines=base, primary=("tss_ge_m", ("real_synthetic", "synthetic_only"), base),
+  )  # fmt: skip
+  end = out["primary"]
+  assert end["best_candidate"] == "real_synthetic" and end["baselines"] == ["real", "oversample"]
+  delta = out["regimes"]["real_synthetic"]["delta_vs_real"]["tss_ge_m"]
+  assert end["mean"] == pytest.approx(delta["mean"]) and end["p_value"] < 0.05
+  assert out["regimes"]["oversample"]["delta_vs_real"]["macro_f1"]["p_value"] == 1.0
+  rows = bootstrap.comparisons(out["regimes"], ["macro_f1", "tss_ge_m"], list(base))
+  # real_synthetic and oversample against real, real_synthetic against oversample: 3 x 2.
+  assert len(rows) == 6
+  raw = [r["p_value"] for r in rows]
+  np.testing.assert_allclose([r["p_holm"] for r in rows], bootstrap.holm(raw))
+
+
+def test_folds_pool_the_regions_of_every_fold(tmp_path):
+  """A NOAA region tested in two folds (its frames on both sides of a month boundary) is one
+  unit of the pooled bootstrap; the pooled report names the primary endpoint."""
+  keys = [(r, 0, 0) for r in ("real", "oversample", "real_synthetic")]
+  rng = np.random.default_rng(5)
+  folds = []
+  for f in range(3):
+    y = np.array([1, 1, 0, 0])
+    groups = [f"F{f}E0", f"F{f}E1", f"F{f}E2", f"F{f}E3"]
+    preds = {k: (rng.integers(0, 2, 4), rng.random(4).round(3)) for k in keys}
+    _write_fold(tmp_path / f"f{f}", y, groups, preds, 0.5, fold=f, ars=[100, 100, 200 + f, 300])
+    folds.append(tmp_path / f"f{f}")
+  pooled = folds_lib.pool_folds(folds, num_samples=200)
+  # Regions 100 and 300 are in every fold, 200-202 in one each: 5 regions, 12 events.
+  assert pooled["support"]["regions"] == 5 and pooled["support"]["events"] == 12
+  assert pooled["bootstrap"]["unit"].startswith("test active regions")
+  assert pooled["primary_endpoint"]["best_candidate"] == "real_synthetic"
+  text = classifier_tables.headline_table(pooled)
+  assert "12 events / 5 regions / 12 frames" in text and "**Primary endpoint**" in text

@@ -637,6 +637,12 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   )
   test = _split((3, 3, 2, 2, 2), 2)
   test["group"] = np.array([f"E{i // 2}".encode() for i in range(12)])  # Two frames per event.
+  # Events E0-E5 are flares of three NOAA regions (no position: not merged): the units.
+  test.update(
+    flare_event_id=test["group"],
+    noaa_ar=np.array([100 + i // 4 for i in range(12)]),
+    flare_peak=np.array([f"2014-10-{10 + i // 2:02d}T12:00:00.000".encode() for i in range(12)]),
+  )
   splits = {
     "train": _split(TRAIN_COUNTS, 0),
     "validation": _split((2, 2, 2, 1, 1), 1),
@@ -698,10 +704,11 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   # Uncertainty and support beside every score; BSS against the training base rate.
   assert on_disk["support"]["events"] == 6 and on_disk["support"]["frames"] == 12
   assert on_disk["climatology"] == pytest.approx(2 / 16)
+  assert on_disk["bootstrap"]["unit"].startswith("test active regions")
   for regime in regimes:
     entry = on_disk["regimes"][regime]
     assert set(entry["ci95"]) == {"macro_f1", "tss", "bss"}
-    assert entry["support"] == {"events": 6, "frames": 12}
+    assert entry["support"] == {"events": 6, "regions": 3, "units": 3, "frames": 12}
     d = entry["delta_vs_oversample"]["macro_f1"]
     if regime == "oversample":
       assert d["mean"] == 0 and d["ci95"] == [0, 0]
@@ -710,11 +717,30 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   assert len(on_disk["regimes"]["real_synthetic"]["runs"]) == 4
   rows = list(csv.DictReader(io.StringIO((tmp_path / "classifier/predictions.csv").read_text())))
   assert len(rows) == runs * 12 and rows[0]["group"] == "E0" and rows[0]["prob_positive"]
+  assert rows[0]["unit"] == "region:100" and rows[-1]["noaa_ar"] == "102"
   for name in ("scores.png", "reliability.png"):
     assert (tmp_path / "classifier" / name).read_bytes()[:4] == b"\x89PNG"
+  # The primary endpoint: the best synthetic regime minus the best baseline on TSS (the
+  # >=M task's), the best of each taken in every resample; the rest Holm-adjusted.
+  end = on_disk["primary_endpoint"]
+  assert end["name"] == "delta_tss_ge_m" and end["score"] == "tss"
+  assert end["candidates"] == ["real_synthetic"] and end["best_candidate"] == "real_synthetic"
+  assert end["baselines"] == ["real", "focal", "oversample", "augment"]
+  tss = {r: on_disk["regimes"][r]["scores"]["tss"]["mean"] for r in regimes}
+  assert end["mean"] == pytest.approx(tss["real_synthetic"] - max(tss[r] for r in end["baselines"]))
+  family = on_disk["comparisons"]["rows"]
+  # 4 baselines: 6 pairs of them and real_synthetic against each, x 3 scores.
+  assert len(family) == (6 + 4) * 3
+  assert {(r["regime"], r["baseline"]) for r in family} >= {
+    ("oversample", "real"),
+    ("augment", "focal"),
+  }
+  tested = [r for r in family if r["p_value"] is not None]
+  assert all(r["p_holm"] >= r["p_value"] for r in tested) and len(tested) >= 20
   text = report.render_report(config, tmp_path)
   assert "| regime | macro F1 [95% CI] | TSS >=M [95% CI] | BSS [95% CI]" in text
-  assert "6 events / 12 frames" in text and "chosen on validation tss" in text
+  assert "6 events / 3 regions / 12 frames" in text and "chosen on validation tss" in text
+  assert "**Primary endpoint** (`delta_tss_ge_m`" in text and "| p (Holm) |" in text
   # Every difference to oversample is put in words, saying where its interval lies.
   for regime in ("real", "focal", "augment", "real_synthetic"):
     line = next(x for x in text.splitlines() if x.startswith(f"- {regime} − oversample: macro F1"))

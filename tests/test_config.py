@@ -54,6 +54,11 @@ def test_configs_only_override_declared_fields(name):
     ("classifier.label", "next_week", ["classifier.label", "'max_class_next_24h'"]),
     ("data.dataset", "sdo_hmi", ["data.dataset", "'sdo_aia171'"]),
     ("classifier.regimes", ("real", "mixup"), ["classifier.regimes", "'focal'", "'augment'"]),
+    (
+      "classifier.primary_endpoint",
+      "delta_auc",
+      ["classifier.primary_endpoint", "'delta_tss_ge_m'"],
+    ),
     ("classifier.augment_flips", "ew", ["classifier.augment_flips", "'ns'"]),
     ("classifier.guidance_grid", (1.0, -3.0), ["classifier.guidance_grid", ">= 0"]),
     ("classifier.ratio_grid", (1.0, 1.0), ["classifier.ratio_grid", "distinct"]),

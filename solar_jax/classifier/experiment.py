@@ -32,11 +32,15 @@ trained with the chosen values and predicts the test split exactly once
 (``test_reads`` in metrics.json); the grid run of the chosen point is that
 run for (first seed, pool 0) and is not trained again.
 
-Uncertainty (``evaluation/bootstrap``): per regime the mean over runs and a
-95 % interval from a paired bootstrap over seeds, pools and test events (the
-dataset's ``group``: flares, and days of quiet frames), with the differences
-against ``real`` and ``oversample``; the test support (events, frames, per
-class) is written beside them. Synthetic pools are ``classifier.num_pools``
+Uncertainty (``metrics/bootstrap``): per regime the mean over runs and a
+95 % interval from a paired bootstrap over seeds, pools and test active regions
+(``training_sets.frame_units``: a flare's frames move with its merged NOAA
+region, quiet frames in blocks of days), with the differences against every
+classical baseline in the run, their two-sided bootstrap p-values and Holm's
+adjustment over that family; ``classifier.primary_endpoint`` (the best
+synthetic regime minus the best baseline, on TSS >=M by default) is named
+before the run and tested alone. The test support (events, regions, frames,
+per class) is written beside them. Synthetic pools are ``classifier.num_pools``
 draws of the DDPM with seeds ``sampling.seed + k``, cached under
 ``samples/<step>-<key>/`` (a sample set like any other, drawn by the same function,
 without FITS; ``training_sets.pool_set``); ``metrics.json`` names the chosen
@@ -110,6 +114,7 @@ _NOT_FINGERPRINTED = (
   "sampling_steps",
   "num_pools",
   "bootstrap_samples",
+  "primary_endpoint",
   "stacked_runs",  # How runs are grouped and computed: the results do not depend on it.
   "vectorized_runs",
   # Enter through the training set, for the regimes that use them:
@@ -226,6 +231,12 @@ class _Experiment:
     self.test_times = _text(self.test.get("time"), n)
     self.test_sources = _text(self.test.get("source"), n)
     self.test_groups = training_sets.frame_groups(self.test)
+    self.test_units = training_sets.frame_units(self.test)  # active regions, blocks of days
+    # Per test frame: its unit and the facts behind it (predictions.csv; the folds' pooling).
+    self.test_unit_facts = [
+      [str(u) for u in self.test_units],
+      *(_text(self.test.get(k), n) for k in training_sets.UNIT_FACTS),
+    ]
     train_task = classifier_lib.task_labels(self.train["label"], self.task, self.goes)
     # Climatology: the training split's base rate of the positive class (binary tasks).
     self.climatology = float(np.mean(train_task == 1)) if len(self.names) == 2 else None
@@ -448,6 +459,7 @@ class _Experiment:
         rows.append(
           [i, self.test_times[i], self.test_groups[i], true, names[p], prob[i], regime, seed, k]
           + [self.test_sources[i]]
+          + [column[i] for column in self.test_unit_facts]
         )
     entry["mean_std"] = classification.mean_std_over_seeds(
       [r["test"] for r in entry["runs"].values()]
@@ -543,8 +555,16 @@ def run(
     metrics["synthetic"] = {"skipped": skip_reason}
   metrics["test_reads"] = experiment.test_reads
   metrics["data"] = resolve.record(config)  # Resolved before config.json was written.
+  recurrent = training_sets.recurrent_regions(experiment.train, experiment.test)
+  if recurrent is not None:
+    metrics["data"]["recurrent_regions"] = recurrent
   add_uncertainty(
-    metrics, experiment.test_labels, experiment.test_groups, config, experiment.climatology
+    metrics,
+    experiment.test_labels,
+    experiment.test_groups,
+    config,
+    experiment.climatology,
+    units=experiment.test_units,
   )
   if main:
     wd.write_json(out_dir / "metrics.json", classification.to_jsonable(metrics))

@@ -4,14 +4,18 @@ Each fold is one workdir run with ``--config.data.fold=k`` (the dataset assigns
 month blocks to folds; the test blocks of the folds are disjoint), so pooling
 the folds' test predictions scores every flare once, X flares included. The
 pooled figures use the same paired bootstrap as one fold
-(``evaluation/bootstrap``): test events, seeds and pools are resampled, and the
-runs of one (regime, seed, pool) are concatenated over the folds. The Brier
+(``metrics/bootstrap``): test active regions (merged over the folds: a region
+returning a rotation later may be tested in two folds), blocks of quiet days,
+seeds and pools are resampled, and the runs of one (regime, seed, pool) are
+concatenated over the folds. The primary endpoint (the first fold's
+``classifier.primary_endpoint``) is pooled too, beside every regime x baseline
+difference with Holm-adjusted p-values. The Brier
 skill score's reference is each frame's own fold climatology.
 
     python -m solar_jax.classifier.folds --out=runs/folds runs/fold0 runs/fold1 ... runs/fold9
 
 Writes ``<out>/folds.json`` (support, per-regime scores, ``ci95``,
-``delta_vs_real``/``delta_vs_oversample``) and ``<out>/folds.md`` (the report's
+``delta_vs_<baseline>``, ``primary_endpoint``, ``comparisons``) and ``<out>/folds.md`` (the report's
 headline table and the folds pooled).
 """
 
@@ -27,8 +31,8 @@ from etils import epath
 
 from solar_jax import errors
 from solar_jax import workdir as wd
-from solar_jax.classifier import tables
-from solar_jax.data import splits
+from solar_jax.classifier import outputs, tables, training_sets
+from solar_jax.data import frame_facts, splits
 from solar_jax.metrics import bootstrap, classification
 
 
@@ -108,7 +112,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
           f"of {workdirs[0]}; pool folds of one experiment."
         )
   names = first["class_names"]
-  truth, groups, reference, runs = [], [], [], {}
+  truth, groups, reference, runs, facts = [], [], [], {}, []
   for fold_index, (metrics, rows) in enumerate(folds):
     by_run: dict = {}
     for row in rows:
@@ -116,6 +120,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
     frames = next(iter(by_run.values()))
     truth += [names.index(r["true_class"]) for r in frames]
     groups += [r["group"] for r in frames]
+    facts += frames
     reference += [metrics.get("climatology") or np.nan] * len(frames)
     for (regime, s, k), run_rows in by_run.items():
       run = runs.setdefault(regime, {}).setdefault((s, k), {"pred": [], "prob": [], "folds": []})
@@ -132,19 +137,23 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
       prob = np.asarray(run["prob"])
       run["prob"] = None if np.isnan(prob).any() else prob
   binary = len(names) == 2
-  thresholds = {}
-  if not binary:
-    thresholds = {f"ge_{c.lower()}": names.index(c) for c in ("M", "C") if c in names}
+  thresholds = {} if binary else {f"ge_{c.lower()}": names.index(c) for c in "MC" if c in names}
+  units = pooled_units(groups, facts)
+  endpoint = (first.get("primary_endpoint") or {}).get("name") or "delta_tss_ge_m"
   summary = bootstrap.summarize(
     truth,
-    groups,
+    groups if units is None else units,
     runs,
     names,
     thresholds=thresholds,
     reference=np.asarray(reference) if binary else None,
     num_samples=num_samples,
     seed=seed,
+    baselines=training_sets.BASELINES,
+    events=None if units is None else groups,
+    primary=outputs.primary_spec(endpoint, first["task"], names),
   )
+  undefined = {"mean": None, "note": f"not defined for task {first['task']}"}
   pooled = {
     "task": first["task"],
     "label": first.get("label"),
@@ -155,16 +164,45 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
     "seeds": first["seeds"],
     "climatology": float(np.nanmean(reference)) if binary else None,
     "support": summary["support"],
-    "bootstrap": {"num_samples": num_samples, "strata": summary["strata"]},
+    "bootstrap": {
+      "num_samples": num_samples,
+      "strata": summary["strata"],
+      "unit": "test groups" if units is None else "test active regions, merged over the folds",
+    },
+    "primary_endpoint": {"name": endpoint, **(summary.get("primary") or undefined)},
+    "comparisons": {"rows": outputs.test_family(summary, names)},
     "regimes": {},
   }
   for regime, figures in summary["regimes"].items():
     pooled["regimes"][regime] = {
       **figures,
       "ci95": {k: v["ci95"] for k, v in figures["scores"].items()},
-      "support": {k: summary["support"][k] for k in ("events", "frames")},
+      "support": {k: v for k, v in summary["support"].items() if k != "per_class"},
     }
   return pooled
+
+
+def pooled_units(groups, rows) -> np.ndarray | None:
+  """The resampling units of the pooled test frames: active regions merged over all folds.
+
+  A region whose passages fall in the test months of two folds (month m and m + 1
+  are two folds) is one unit. From the prediction rows' region facts; None where
+  a fold's predictions.csv predates them (the groups are used).
+  """
+  if not rows or any(not r.get("unit") for r in rows):
+    return None
+
+  def column(key, kind=str, blank=""):
+    return np.array([kind(r.get(key) or blank) for r in rows], object if kind is str else kind)
+
+  facts = {
+    "flare_event_id": column("flare_event_id"),
+    "noaa_ar": column("noaa_ar", int, 0),
+    "flare_peak": column("flare_peak"),
+    "flare_hgs_lat": column("flare_hgs_lat", float, "nan"),
+    "flare_hgs_lon": column("flare_hgs_lon", float, "nan"),
+  }
+  return frame_facts.bootstrap_units(facts, groups)
 
 
 def main(argv=None) -> None:

@@ -14,6 +14,8 @@ import numpy as np
 
 from solar_jax import workdir as wd
 from solar_jax.classifier.trainer import thresholds
+from solar_jax.classifier.training_sets import BASELINES, SYNTHETIC_REGIMES
+from solar_jax.data import frame_facts
 from solar_jax.metrics import bootstrap, classification
 
 
@@ -22,8 +24,36 @@ def event_thresholds(config) -> dict[str, int]:
   return {f"ge_{k[2:].lower()}": v for k, v in thresholds(config).items()}
 
 
-def add_uncertainty(metrics: dict, test_labels, groups, config, climatology) -> dict:
-  """Adds the paired-bootstrap figures (``bootstrap.summarize``) to every trained regime."""
+def endpoint_score(endpoint: str, task: str, class_names) -> str | None:
+  """The score key of ``classifier.primary_endpoint`` in ``task``; None where it has none.
+
+  'delta_tss_ge_m': ``tss_ge_m`` of the multiclass tasks, ``tss`` of the binary >=M
+  tasks ('ge_m', 'forecast_ge_m'); not defined for >=C tasks.
+  """
+  score = endpoint.removeprefix("delta_")
+  if score == "tss_ge_m" and len(class_names) == 2:
+    return "tss" if task.endswith("ge_m") else None
+  return score
+
+
+def primary_spec(endpoint: str, task: str, class_names) -> tuple[str, tuple, tuple] | None:
+  """(score, candidates, baselines) of the primary endpoint (``bootstrap.primary_endpoint``)."""
+  score = endpoint_score(endpoint, task, class_names)
+  return None if score is None else (score, SYNTHETIC_REGIMES, BASELINES)
+
+
+def test_family(summary: dict, class_names) -> list[dict]:
+  """``bootstrap.comparisons`` of the report's scores against every baseline (Holm family)."""
+  scores = ["macro_f1", "tss_ge_m"] if len(class_names) > 2 else ["macro_f1", "tss", "bss"]
+  return bootstrap.comparisons(summary["regimes"], scores, BASELINES)
+
+
+def add_uncertainty(metrics: dict, test_labels, groups, config, climatology, units=None) -> dict:
+  """Adds the paired-bootstrap figures (``bootstrap.summarize``) to every trained regime.
+
+  ``units``: the resampling units (``training_sets.frame_units``: active regions, blocks
+  of quiet days) where coarser than the event ``groups``; the support counts both.
+  """
   runs = {}
   for regime, entry in metrics["regimes"].items():
     if "runs" not in entry:
@@ -40,18 +70,29 @@ def add_uncertainty(metrics: dict, test_labels, groups, config, climatology) -> 
     return metrics
   summary = bootstrap.summarize(
     test_labels,
-    groups,
+    groups if units is None else units,
     runs,
     metrics["class_names"],
     thresholds=event_thresholds(config),
     reference=climatology,
     num_samples=config.classifier.bootstrap_samples,
     seed=config.seed,
+    baselines=BASELINES,
+    events=None if units is None else groups,
+    primary=primary_spec(
+      config.classifier.primary_endpoint, metrics["task"], metrics["class_names"]
+    ),
   )
   metrics["support"] = summary["support"]
   metrics["bootstrap"] = {
     "num_samples": summary["num_samples"],
-    "unit": "test groups (flare event ids; days of quiet frames), seeds and synthetic pools",
+    "unit": (
+      "test groups (flare event ids; days of quiet frames), seeds and synthetic pools"
+      if units is None
+      else "test active regions (a region returning a rotation later is one; flares without "
+      f"NOAA number: the event), blocks of {frame_facts.QUIET_BLOCK_DAYS} days of quiet "
+      "frames, seeds and synthetic pools"
+    ),
     "strata": summary["strata"],
     "stratified": "groups drawn within strata of their class set (bootstrap.group_strata)",
     "macro_labels": "classes of the test truth or of the run's test predictions",
@@ -61,14 +102,24 @@ def add_uncertainty(metrics: dict, test_labels, groups, config, climatology) -> 
     entry = metrics["regimes"][regime]
     entry["scores"] = figures["scores"]
     entry["ci95"] = {name: s["ci95"] for name, s in figures["scores"].items()}
-    for base in ("real", "oversample"):
+    for base in BASELINES:
       if f"delta_vs_{base}" in figures:
         entry[f"delta_vs_{base}"] = figures[f"delta_vs_{base}"]
-    entry["support"] = {k: summary["support"][k] for k in ("events", "frames")}
+    entry["support"] = {k: v for k, v in summary["support"].items() if k != "per_class"}
     if climatology is not None:
       prob = np.concatenate([r["prob"] for r in runs[regime].values()])
       truth = np.tile(np.asarray(test_labels), len(runs[regime]))
       entry["reliability"] = bootstrap.reliability(prob, truth)
+  endpoint = summary.get("primary")
+  if endpoint is None:
+    endpoint = {"score": None, "mean": None, "note": f"not defined for task {metrics['task']}"}
+  metrics["primary_endpoint"] = {"name": config.classifier.primary_endpoint, **endpoint}
+  metrics["comparisons"] = {
+    "family": "every regime x baseline x score difference reported (a pair of baselines once)",
+    "p_value": "two-sided paired bootstrap: min(1, 2 min(P(delta <= 0), P(delta >= 0)))",
+    "adjustment": "Holm (family-wise); the primary endpoint is not in the family",
+    "rows": test_family(summary, metrics["class_names"]),
+  }
   return metrics
 
 
@@ -102,6 +153,13 @@ PREDICTION_COLUMNS = (
   "seed",
   "pool",
   "source",
+  # The bootstrap unit and the facts behind it: pooled folds merge regions across folds.
+  "unit",
+  "flare_event_id",
+  "noaa_ar",
+  "flare_peak",
+  "flare_hgs_lat",
+  "flare_hgs_lon",
 )
 
 

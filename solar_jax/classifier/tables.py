@@ -36,6 +36,64 @@ def _percent(fraction: float) -> str:
   return f"{min(fraction * 100.0, 99.9):.1f} %"
 
 
+def _support_cell(support: dict) -> str:
+  """``12 events / 3 regions / 480 frames`` (regions where the units were active regions)."""
+  regions = f" / {support['regions']} regions" if support.get("regions") is not None else ""
+  return f"{support.get('events')} events{regions} / {support.get('frames')} frames"
+
+
+def _p(value, relation: bool = False) -> str:
+  """A p-value to 3 decimals ('< 0.001' below); ``relation``: with '=' before a number."""
+  if value is None:
+    return "n/a"
+  if value < 0.001:
+    return "< 0.001"
+  return f"= {value:.3f}" if relation else f"{value:.3f}"
+
+
+_SCORE_NAMES = {"macro_f1": "macro F1", "tss_ge_m": "TSS ≥M", "tss": "TSS", "bss": "BSS"}
+
+
+def primary_lines(metrics: dict) -> list[str]:
+  """The primary endpoint, named before the run (``classifier.primary_endpoint``)."""
+  end = metrics.get("primary_endpoint")
+  if not end:
+    return []
+  head = f"**Primary endpoint** (`{end['name']}`, named before the run): "
+  if end.get("mean") is None:
+    why = end.get("note") or "not estimable (no synthetic regime or no baseline was run)"
+    return [head + why + ".", ""]
+  score = _SCORE_NAMES.get(end["score"], end["score"])
+  return [
+    head + f"best synthetic regime minus best classical baseline on {score} "
+    f"({end['best_candidate']} − {end['best_baseline']} on the whole test set; the best "
+    f"taken again in every resample): {_ci(end, signed=True)}, two-sided bootstrap "
+    f"p {_p(end.get('p_value'), relation=True)} (not adjusted: the one pre-named test).",
+    "",
+  ]
+
+
+def comparisons_table(metrics: dict) -> list[str]:
+  """Every regime x baseline x score difference with raw and Holm-adjusted p-values."""
+  block = metrics.get("comparisons") or {}
+  rows = block.get("rows") or []
+  if not rows:
+    return []
+  lines = [
+    f"Paired differences against every classical baseline ({len(rows)} in the family; "
+    "two-sided bootstrap p, Holm-adjusted over the family):",
+    "",
+    "| regime − baseline | score | Δ [95% CI] | p | p (Holm) |",
+    "| --- | --- | --- | --- | --- |",
+  ]
+  for r in rows:
+    lines.append(
+      f"| {r['regime']} − {r['baseline']} | {_SCORE_NAMES.get(r['score'], r['score'])} | "
+      f"{_ci(r, signed=True)} | {_p(r.get('p_value'))} | {_p(r.get('p_holm'))} |"
+    )
+  return [*lines, ""]
+
+
 def _score_keys(metrics: dict) -> dict[str, str]:
   """The headline scores of the task: key -> column name."""
   names = metrics["class_names"]
@@ -44,11 +102,18 @@ def _score_keys(metrics: dict) -> dict[str, str]:
   return {"macro_f1": "macro F1", "tss": f"TSS {names[1]}", "bss": "BSS"}
 
 
+def _units(metrics: dict) -> str:
+  """What the bootstrap resampled, in words."""
+  unit = (metrics.get("bootstrap") or {}).get("unit") or ""
+  if unit.startswith("test active regions"):
+    return "test active regions (a region returning a rotation later is one; blocks of days of quiet frames)"
+  return "test events (flares; days of quiet frames)"
+
+
 def headline_table(metrics: dict) -> str:
   """The classifier section's lead: scores and paired differences with 95 % intervals."""
   keys = _score_keys(metrics)
   support = metrics.get("support") or {}
-  ev, fr = support.get("events"), support.get("frames")
   deltas = [k for k in keys if k != "bss"]
   head = ["regime", *(f"{v} [95% CI]" for v in keys.values())]
   head += [f"Δ {keys[k]} vs oversample [CI]" for k in deltas] + ["test support"]
@@ -62,7 +127,7 @@ def headline_table(metrics: dict) -> str:
     cells = [regime] + [_ci(entry["scores"].get(k)) for k in keys]
     delta = entry.get("delta_vs_oversample") or {}
     cells += ["—" if regime == "oversample" else _ci(delta.get(k), signed=True) for k in deltas]
-    cells.append(f"{ev} events / {fr} frames")
+    cells.append(_support_cell(support))
     lines.append("| " + " | ".join(cells) + " |")
     # Every regime against oversample; the synthetic ones against real too.
     bases = ("oversample", "real") if "synthetic" in regime else ("oversample",)
@@ -85,15 +150,16 @@ def headline_table(metrics: dict) -> str:
     f"Task `{metrics['task']}` (labels `{metrics.get('label', '?')}`"
     + (f", fold {metrics['fold']}" if metrics.get("fold") is not None else "")
     + f"); test split; mean over {len(metrics['seeds'])} seed(s) × synthetic pools; 95 % "
-    "interval of a paired bootstrap over test events (flares; days of quiet frames), seeds "
+    f"interval of a paired bootstrap over {_units(metrics)}, seeds "
     f"and pools ({(metrics.get('bootstrap') or {}).get('num_samples', '?')} resamples{_METHOD}",
     "",
     *lines,
     "",
     "Test support per class: "
-    + ", ".join(f"{n} {s['events']} events / {s['frames']} frames" for n, s in per_class.items())
+    + ", ".join(f"{n} {_support_cell(s)}" for n, s in per_class.items())
     + ".",
   ]
+  text += ["", *primary_lines(metrics), *comparisons_table(metrics)]
   if metrics.get("climatology") is not None:
     text.append(
       f"BSS: Brier skill score against climatology (training base rate "

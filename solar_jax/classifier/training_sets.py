@@ -36,7 +36,7 @@ from absl import logging
 
 from solar_jax import errors
 from solar_jax import workdir as wd
-from solar_jax.data import input_pipeline, scaling
+from solar_jax.data import frame_facts, input_pipeline, regions, scaling
 from solar_jax.ddpm import sample
 from solar_jax.diffusion import samplers
 from solar_jax.models import classifier as classifier_lib
@@ -44,6 +44,11 @@ from solar_jax.models import classifier as classifier_lib
 SYNTHETIC_REGIMES = ("real_synthetic", "synthetic_only")
 # The training regimes build_training_set implements (the experiment's arms).
 REGIMES = ("real", "weighted", "focal", "oversample", "augment", *SYNTHETIC_REGIMES)
+# The classical baselines: every regime is compared with each of them (paired deltas).
+BASELINES = tuple(r for r in REGIMES if r not in SYNTHETIC_REGIMES)
+# classifier.primary_endpoint: the one comparison named before the run, the best synthetic
+# regime minus the best baseline on a score ('delta_<score>'); the rest are Holm-adjusted.
+PRIMARY_ENDPOINTS = ("delta_tss_ge_m", "delta_tss", "delta_macro_f1")
 AUGMENT_FLIPS = ("none", "ns", "ns_ew")  # 'ns_ew' reverses solar rotation (see above).
 FORECAST_LABEL = classifier_lib.FORECAST_LABEL
 
@@ -457,3 +462,54 @@ def frame_groups(split: dict) -> np.ndarray:
   return np.asarray(
     [v.decode() if isinstance(v, bytes) else str(v) for v in split["group"]], dtype=object
   )
+
+
+UNIT_FACTS = ("flare_event_id", "noaa_ar", "flare_peak", "flare_hgs_lat", "flare_hgs_lon")
+
+
+def frame_units(split: dict) -> np.ndarray:
+  """The bootstrap's resampling unit of every frame of ``split`` (str [N]): active regions.
+
+  ``frame_facts.bootstrap_units`` of the split's groups: a flare's frames resample with
+  its merged active region, quiet frames by blocks of days. Without the region facts
+  (arrays of an older reader, or tests), the groups (``frame_groups``).
+  """
+  groups = frame_groups(split)
+  if not all(k in split for k in UNIT_FACTS[:3]):
+    return groups
+  return frame_facts.bootstrap_units({k: split[k] for k in UNIT_FACTS if k in split}, groups)
+
+
+def recurrent_regions(train: dict, test: dict) -> dict | None:
+  """How many test flaring frames come from an active region that flares in training too.
+
+  ``regions.recurrent_overlap`` of the two splits' frames whose group is their own flare
+  (merged regions, chance level from randomly turned Carrington longitudes); None
+  without the region facts.
+  """
+  if not all(k in split for split in (train, test) for k in UNIT_FACTS):
+    return None
+
+  def numbered(split):
+    own = frame_groups(split) == np.asarray(
+      [v.decode() if isinstance(v, bytes) else str(v) for v in split["flare_event_id"]], object
+    )
+    return np.where(own, np.asarray(split["noaa_ar"], np.int64), 0)
+
+  both = {k: np.concatenate([np.asarray(train[k]), np.asarray(test[k])]) for k in UNIT_FACTS[2:]}
+  n = len(train["noaa_ar"])
+  is_test = np.arange(n + len(test["noaa_ar"])) >= n
+  out = regions.recurrent_overlap(
+    np.concatenate([numbered(train), numbered(test)]),
+    both["flare_peak"],
+    both["flare_hgs_lat"],
+    both["flare_hgs_lon"],
+    is_test,
+    ~is_test,
+  )
+  return {
+    **out,
+    "definition": "share of test flaring frames whose merged active region also flares in "
+    "the training split; chance: the same with every region's Carrington longitude turned by "
+    f"a random angle before the merge (mean of {regions.CHANCE_DRAWS} draws)",
+  }

@@ -31,6 +31,7 @@ import numpy as np
 
 from solar_jax import errors
 from solar_jax.data import goes
+from solar_jax.data.flare_groups import Group, Shelf
 
 
 class FlareListError(errors.UserError, ValueError):
@@ -42,7 +43,8 @@ class Flare:
   """One flare: naive UTC times, its class as published, peak flux on the TRUE scale.
 
   ``noaa_ar`` is the NOAA active region number (0 when the list gives none);
-  ``provenance`` where the class comes from (``goes.LIST_PROVENANCES``: its factor).
+  ``provenance`` where the class comes from (``goes.LIST_PROVENANCES``: its factor);
+  ``hgs_lat``/``hgs_lon`` the Stonyhurst position in degrees (NaN when not listed).
   """
 
   event_id: str
@@ -53,6 +55,8 @@ class Flare:
   peak_flux: float
   noaa_ar: int = 0
   provenance: str = "swpc"
+  hgs_lat: float = math.nan
+  hgs_lon: float = math.nan
 
   def flux_on(self, scale: str, since: datetime.datetime = goes.TRUE_FLUX_LISTS_SINCE) -> float:
     """The peak flux on a class scale (``goes.CLASS_SCALES``).
@@ -127,6 +131,8 @@ _COLUMNS = {
 }
 _ID_COLUMNS = ("event_id", "SOL_standard", "sol_standard", "kb_archivid")
 _AR_COLUMNS = ("noaa_ar", "ar_noaanum")
+# Stonyhurst position (degrees): SWPC-style list, then HEK (hgs_y is latitude).
+_LAT_COLUMNS, _LON_COLUMNS = ("hgs_lat", "hgs_y"), ("hgs_lon", "hgs_x")
 # A per-row statement of where the class comes from (goes.LIST_PROVENANCES).
 PROVENANCE_COLUMN = "class_provenance"
 
@@ -255,6 +261,16 @@ def _noaa_ar(row: dict) -> int:
   return value if value > 0 else 0
 
 
+def _degrees(row: dict, names: Sequence[str], limit: float) -> float:
+  """A position column in degrees; NaN when blank, not a number or beyond +-``limit``."""
+  text = str(_pick(row, names) or "").strip()
+  try:
+    value = float(text) if text else math.nan
+  except ValueError:
+    return math.nan
+  return value if abs(value) <= limit else math.nan
+
+
 def list_provenance(path, columns, stated: str = "", given: str | None = None) -> str:
   """``goes.list_provenance`` of a list; its ValueError as a ``FlareListError`` naming ``path``."""
   try:
@@ -302,6 +318,8 @@ def _flare(row: dict, true_flux_since: datetime.datetime, provenance: str) -> tu
     peak_flux=flux,
     noaa_ar=_noaa_ar(row),
     provenance=provenance,
+    hgs_lat=_degrees(row, _LAT_COLUMNS, 90.0),
+    hgs_lon=_degrees(row, _LON_COLUMNS, 180.0),
     **times,
   )
   return flare, repair
@@ -464,7 +482,7 @@ def merge_duplicates(flares: Sequence[Flare], minutes: float = 6.0) -> tuple[lis
   class (duplicates report about the same flux), then the nearest in time, then
   the newest. Flares of other regions in between do not split a group. A group
   becomes one flare: the largest class, the earliest start, the latest end, the
-  known AR, the largest event's id.
+  known AR, the largest event's id and position (else the largest positioned event's).
 
   One sweep in peak order: the open groups (first peak within ``minutes``) are
   kept sorted by their largest flux, per AR and for groups without one, so an
@@ -476,9 +494,9 @@ def merge_duplicates(flares: Sequence[Flare], minutes: float = 6.0) -> tuple[lis
   """
   ordered = sorted(flares, key=lambda f: f.peak)
   window = datetime.timedelta(minutes=minutes)
-  groups: list[_Group] = []
-  opened: collections.deque[_Group] = collections.deque()  # open groups, oldest first
-  everyone, no_ar, by_ar = _Shelf(), _Shelf(), collections.defaultdict(_Shelf)
+  groups: list[Group] = []
+  opened: collections.deque[Group] = collections.deque()  # open groups, oldest first
+  everyone, no_ar, by_ar = Shelf(), Shelf(), collections.defaultdict(Shelf)
   for flare in ordered:
     while opened and flare.peak - opened[0].first > window:
       closed = opened.popleft()  # groups are in order of first peak; older ones are closed
@@ -492,7 +510,7 @@ def merge_duplicates(flares: Sequence[Flare], minutes: float = 6.0) -> tuple[lis
       shelf = no_ar
     best = shelf.best(flare)
     if best is None:
-      best = _Group(len(groups), flare)
+      best = Group(len(groups), flare)
       groups.append(best)
       opened.append(best)
     else:
@@ -505,96 +523,17 @@ def merge_duplicates(flares: Sequence[Flare], minutes: float = 6.0) -> tuple[lis
   for group in groups:
     members = group.members
     top = max(members, key=lambda f: f.peak_flux)
+    placed = [f for f in members if math.isfinite(f.hgs_lat) and math.isfinite(f.hgs_lon)]
+    where = max(placed, key=lambda f: f.peak_flux) if placed else top  # a listed position
     merged.append(
       dataclasses.replace(
         top,
         start=min(f.start for f in members),
         end=max(f.end for f in members),
         noaa_ar=group.ar,
+        hgs_lat=where.hgs_lat,
+        hgs_lon=where.hgs_lon,
       )
     )
   merged.sort(key=lambda f: f.peak)
   return merged, len(ordered) - len(merged)
-
-
-class _Group:
-  """Events joined so far: first and last peak, largest flux, AR (0: none yet; never two)."""
-
-  def __init__(self, index: int, flare: Flare):
-    self.index, self.members = index, [flare]
-    self.first = self.last = flare.peak
-    self.top, self.ar = flare.peak_flux, flare.noaa_ar
-    self.key = None  # its place on a shelf: (top, last, index, self)
-
-  def add(self, flare: Flare) -> None:
-    self.members.append(flare)
-    self.last = flare.peak  # events arrive in peak order
-    self.top = max(self.top, flare.peak_flux)
-    self.ar = self.ar or flare.noaa_ar  # an event of another AR never joins
-
-
-def _similarity(flare: Flare, top: float) -> float:
-  """How far a flare's flux lies from a group's largest (|log ratio|; inf without flux)."""
-  if flare.peak_flux > 0 and top > 0:
-    return abs(math.log(flare.peak_flux / top))
-  return math.inf
-
-
-class _Shelf:
-  """Open groups sorted by (largest flux, last peak, creation order).
-
-  ``best`` returns the group ``merge_duplicates`` prefers for an event: the
-  smallest |log flux ratio|, then the latest last peak, then the newest group.
-  The nearest flux lies next to the event's own in this order, and within one
-  flux value the preferred group is the last of its run, so a query costs a
-  few bisections.
-  """
-
-  def __init__(self):
-    self.keys: list[tuple] = []
-
-  def __bool__(self) -> bool:
-    return bool(self.keys)
-
-  def add(self, group: _Group) -> None:
-    group.key = (group.top, group.last, group.index, group)
-    bisect.insort(self.keys, group.key)
-
-  def remove(self, group: _Group) -> None:
-    i = bisect.bisect_left(self.keys, group.key[:3])
-    assert self.keys[i][3] is group
-    del self.keys[i]
-
-  def best(self, flare: Flare) -> _Group | None:
-    keys = self.keys
-    if not keys:
-      return None
-    if not (flare.peak_flux > 0 and math.isfinite(flare.peak_flux)) or keys[-1][0] <= 0:
-      candidates = keys  # no flux to compare: every group ties on it (rare)
-    else:
-      candidates = []
-      split = bisect.bisect_left(keys, (flare.peak_flux,))
-      # Upwards: the runs of the smallest flux values >= the event's, while they tie.
-      i, nearest = split, None
-      while i < len(keys):
-        end = bisect.bisect_left(keys, (keys[i][0], _LATEST))
-        distance = _similarity(flare, keys[i][0])
-        if nearest is not None and distance != nearest:
-          break
-        nearest = distance
-        candidates.append(keys[end - 1])
-        i = end
-      # Downwards likewise (fluxes <= 0 are never nearest: their distance is inf).
-      i, nearest = split, None
-      while i > 0 and keys[i - 1][0] > 0:
-        distance = _similarity(flare, keys[i - 1][0])
-        if nearest is not None and distance != nearest:
-          break
-        nearest = distance
-        candidates.append(keys[i - 1])
-        i = bisect.bisect_left(keys, (keys[i - 1][0],))
-    best = min(candidates, key=lambda k: (_similarity(flare, k[0]), flare.peak - k[1], -k[2]))
-    return best[3]
-
-
-_LATEST = datetime.datetime.max

@@ -11,7 +11,8 @@ series, all fluxes on the true scale (``goes``):
   lag before ``t``: its id, class as published, flux (``flare_flux``: the larger of
   the listed one and the XRS peak within ``PEAK_HALF_WINDOW`` of the listed peak,
   the listed one alone where another listed flare is in progress there),
-  start/peak/end, NOAA AR, and the frame's minutes after its start and after its end;
+  start/peak/end, NOAA AR, listed Stonyhurst position (``flare_hgs_lat``/``_lon``, NaN
+  where the list gives none), and the frame's minutes after its start and after its end;
 * the next 24 hours ``(t, t + 24 h]``: the largest flux (listed peaks there and
   XRS samples there), the largest listed event, and whether XRS covers the
   whole window.
@@ -51,7 +52,7 @@ import datetime
 
 import numpy as np
 
-from solar_jax.data import flare_list, goes
+from solar_jax.data import flare_list, goes, regions
 
 # The label policies applied on read (``labels`` implements each; docstring above).
 LABELS = ("goes_class", "flare_class", "background_class", "max_class_next_24h")
@@ -76,6 +77,8 @@ FIELDS = {
   "minutes_after_flare_start": "f",
   "minutes_after_flare_end": "f",
   "noaa_ar": "i",
+  "flare_hgs_lat": "f",
+  "flare_hgs_lon": "f",
   "next24_flux": "f",
   "next24_event_id": "s",
   "next24_complete": "b",
@@ -138,6 +141,8 @@ def frame_facts(
       minutes_after_flare_start=(t - flare.start).total_seconds() / 60.0,
       minutes_after_flare_end=(t - flare.end).total_seconds() / 60.0,
       noaa_ar=flare.noaa_ar,
+      flare_hgs_lat=flare.hgs_lat,
+      flare_hgs_lon=flare.hgs_lon,
     )
   coming = flares.peaking(t, t + NEXT_WINDOW, open_lo=True)
   best = max(coming, key=lambda f: f.peak_flux) if coming else None
@@ -241,3 +246,45 @@ def labels(
   else:  # goes_class
     label = np.where(flaring, flare, background)
   return label.astype(np.int32), np.where(flaring, flare_ids, days)
+
+
+# Quiet frames are resampled in blocks of this many UTC days (counted from 1970-01-01):
+# the X-ray background and the disk change over days, so neighbouring quiet days are
+# alike; 3 days is about the time a region takes to cross a fifth of the disk.
+QUIET_BLOCK_DAYS = 3
+
+
+def bootstrap_units(facts: dict, groups) -> np.ndarray:
+  """The unit the bootstrap resamples for each frame (object [N]): where skill lives.
+
+  ``groups`` are ``labels``' groups (event ids; 'day:YYYY-MM-DD' of unlabelled-event
+  frames). A frame whose group is its own flare (``flare_event_id``) with a NOAA
+  number resamples with its merged active region, 'region:<first NOAA number>'
+  (``regions.frame_regions`` over these frames: a region returning a rotation
+  later is the same region); another event group stays its event (a flare without
+  NOAA number, a next-24-h event); a day group becomes its block of
+  ``QUIET_BLOCK_DAYS`` days, 'days:<first day>'. ``facts`` needs ``flare_event_id``,
+  ``noaa_ar``, ``flare_peak`` and, for the merge, ``flare_hgs_lat``/``_lon`` (absent:
+  NOAA numbers are not merged).
+  """
+  groups = _text(groups)
+  n = groups.size
+  if n == 0:
+    return np.zeros(0, object)
+  own = (groups == _text(facts["flare_event_id"])) & (groups != "")
+  ar = np.where(own, np.asarray(facts["noaa_ar"], np.int64), 0)
+  nan = np.full(n, np.nan)
+  region = regions.frame_regions(
+    ar,
+    _text(facts["flare_peak"]),
+    np.asarray(facts.get("flare_hgs_lat", nan), np.float64),
+    np.asarray(facts.get("flare_hgs_lon", nan), np.float64),
+  )
+  out = groups.copy()
+  out[region > 0] = np.array([f"region:{r}" for r in region[region > 0]], object)
+  day = np.char.startswith(groups.astype(str), "day:")
+  if day.any():
+    days = np.array([g[4:] for g in groups[day]], "datetime64[D]").astype(np.int64)
+    start = (days // QUIET_BLOCK_DAYS * QUIET_BLOCK_DAYS).astype("datetime64[D]")
+    out[day] = np.array([f"days:{d}" for d in start], object)
+  return out

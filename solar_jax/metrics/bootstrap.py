@@ -3,9 +3,12 @@
 Why: a flare test set holds few events, and frames of one flare are not
 independent (a flare lasts many frames; quiet frames of one day look alike).
 Resampling frames would understate the spread, so the resampling unit is the
-frame's *group* (the dataset's ``group`` array: the flare's event id, or
-``day:YYYY-MM-DD`` for quiet frames): the groups are drawn with replacement
-and every frame of a drawn group enters with that multiplicity.
+frame's *group*: the classifier passes its active region
+(``frame_facts.bootstrap_units``: flares of one NOAA region, merged with its
+return a rotation later, move together; quiet frames in blocks of days), as
+skill is largely per region; otherwise the dataset's ``group`` (the flare's
+event id, or ``day:YYYY-MM-DD``). The groups are drawn with replacement and
+every frame of a drawn group enters with that multiplicity.
 
 The draw is stratified by class: each stratum draws, with replacement, as
 many groups as it holds, so every class of the test split is in every
@@ -25,6 +28,9 @@ interval also holds the spread of training and of the generator (a two-level
 bootstrap: runs, then test events). Every regime sees the same resamples
 (the same groups, seeds and pools), so differences between regimes are
 paired: a regime against itself differs by exactly 0 in every resample.
+Each difference carries a two-sided bootstrap p-value (``p_value``); ``holm``
+adjusts a family of them and ``primary_endpoint`` tests the one comparison
+named before the run (the best of some regimes against the best of others).
 
 A regime's figure is the mean over its (seed, pool) runs of the score on the
 whole test set; its 95 % interval is the 2.5 and 97.5 percentiles of the
@@ -110,14 +116,30 @@ def frame_weights(codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
   return counts[:, codes].astype(np.float64)
 
 
-def support(y_true, codes, class_names: Sequence[str]) -> dict:
-  """Test support: distinct events (groups) and frames, overall and per class."""
+def support(y_true, codes, class_names: Sequence[str], events=None, units=None) -> dict:
+  """Test support: distinct events (groups) and frames, overall and per class.
+
+  With ``events`` [N] (event ids; days of quiet frames) and ``units`` [N] (the
+  resampling units, ``frame_facts.bootstrap_units``): events count ``events``,
+  ``regions`` the distinct 'region:' units and ``units`` all distinct units.
+  """
   y_true, codes = np.asarray(y_true), np.asarray(codes)
-  per_class = {}
-  for k, name in enumerate(class_names):
-    members = y_true == k
-    per_class[name] = {"events": int(np.unique(codes[members]).size), "frames": int(members.sum())}
-  return {"events": int(np.unique(codes).size), "frames": int(y_true.size), "per_class": per_class}
+  event_codes = codes if events is None else group_codes(events)[0]
+  region = None if units is None else np.char.startswith(_texts(units).astype(str), "region:")
+
+  def count(members):
+    out = {"events": int(np.unique(event_codes[members]).size)}
+    if region is not None:
+      out["regions"] = int(np.unique(codes[members & region]).size)
+      out["units"] = int(np.unique(codes[members]).size)
+    return {**out, "frames": int(members.sum())}
+
+  per_class = {name: count(y_true == k) for k, name in enumerate(class_names)}
+  return {**count(np.ones(y_true.shape, bool)), "per_class": per_class}
+
+
+def _texts(values) -> np.ndarray:
+  return np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in values], object)
 
 
 # ------------------------------------------------ scores of confusions ---
@@ -259,6 +281,8 @@ def summarize(
   num_samples: int = 1000,
   seed: int = 0,
   baselines: Sequence[str] = ("real", "oversample"),
+  events=None,
+  primary: tuple[str, Sequence[str], Sequence[str]] | None = None,
 ) -> dict:
   """Paired-bootstrap summary of every regime's test predictions.
 
@@ -274,11 +298,17 @@ def summarize(
     num_samples: bootstrap resamples B.
     seed: seed of the resampling (the same draws serve every regime: paired).
     baselines: regimes every other regime is compared with (``delta_vs_<name>``).
+    events: optional [N] event ids (days of quiet frames) where ``groups`` are coarser
+      units (active regions, blocks of days): the support counts both.
+    primary: optional (score, candidates, baselines): the primary endpoint, the best of
+      the candidate regimes minus the best of the baselines on ``score``, the best taken
+      in every resample (``primary_endpoint``).
 
   Returns:
     {'support', 'num_samples', 'strata' (stratum -> groups), 'regimes': {regime: {'scores':
     {score: {'mean', 'ci95', 'valid_fraction', 'seed_std'}}, 'runs', 'delta_vs_<baseline>':
-    {score: {'mean', 'ci95', 'valid_fraction', 'includes_zero'}}}}}.
+    {score: {'mean', 'ci95', 'valid_fraction', 'includes_zero', 'p_value'}}}}} and, with
+    ``primary``, 'primary' (``primary_endpoint``).
   """
   y_true = np.asarray(y_true, np.int64)
   codes, _ = group_codes(groups)
@@ -309,8 +339,9 @@ def summarize(
       resampled[name] = (_nanmean(arr[..., 0], (0, 1)), _nanmean(drawn, 1), arr[..., 0])
     per_regime[regime] = resampled
 
+  units = None if events is None else groups
   out = {
-    "support": support(y_true, codes, class_names),
+    "support": support(y_true, codes, class_names, events=events, units=units),
     "num_samples": num_samples,
     # Stratum (its classes joined by '+') -> number of groups it holds.
     "strata": {
@@ -331,23 +362,132 @@ def summarize(
         "seed_std": float(np.std(finite, ddof=1)) if finite.size > 1 else None,
       }
     for base in baselines:
-      if base not in per_regime:
-        continue
-      delta = {}
-      for name, (point, values, _) in resampled.items():
-        if name not in per_regime[base]:
-          continue
-        b_point, b_values, _ = per_regime[base][name]
-        interval = _interval(values - b_values)
-        ci = interval["ci95"]
-        delta[name] = {
-          "mean": float(point - b_point),
-          **interval,
-          "includes_zero": None if ci is None else bool(ci[0] <= 0.0 <= ci[1]),
-        }
-      entry[f"delta_vs_{base}"] = delta
+      if base in per_regime:
+        entry[f"delta_vs_{base}"] = _deltas(resampled, per_regime[base])
     out["regimes"][regime] = entry
+  if primary is not None:
+    out["primary"] = primary_endpoint(per_regime, *primary)
   return out
+
+
+# ------------------------------------------- tests and multiplicity ---
+
+
+def _deltas(resampled: dict, base: dict) -> dict:
+  """{score: paired difference of a regime's figures against a baseline's}."""
+  delta = {}
+  for name, (point, values, _) in resampled.items():
+    if name not in base:
+      continue
+    b_point, b_values, _ = base[name]
+    interval = _interval(values - b_values)
+    ci = interval["ci95"]
+    delta[name] = {
+      "mean": float(point - b_point),
+      **interval,
+      "includes_zero": None if ci is None else bool(ci[0] <= 0.0 <= ci[1]),
+      "p_value": p_value(values - b_values),
+    }
+  return delta
+
+
+def p_value(delta: np.ndarray) -> float | None:
+  """Two-sided bootstrap p-value of a paired difference over its B defined resamples.
+
+  ``min(1, 2 min(1 + #(d <= 0), 1 + #(d >= 0)) / (B + 1))``: twice the smaller tail,
+  counted with the observed sample (Davison & Hinkley 1997, eq. 4.11), so it is never
+  below 2 / (B + 1), the resolution of B resamples. None where no resample is defined.
+  """
+  finite = np.asarray(delta, np.float64)
+  finite = finite[np.isfinite(finite)]
+  if finite.size == 0:
+    return None
+  tail = 1 + min(np.sum(finite <= 0.0), np.sum(finite >= 0.0))
+  return float(min(1.0, 2.0 * tail / (finite.size + 1)))
+
+
+def holm(p_values) -> np.ndarray:
+  """Holm's step-down adjusted p-values (family-wise error), in the order given.
+
+  The i-th smallest of m p-values becomes ``max_{j <= i} min(1, (m - j + 1) p_(j))``;
+  rejecting where the adjusted value is <= alpha is Holm's procedure at level alpha.
+  """
+  p = np.asarray(p_values, np.float64).ravel()
+  m = p.size
+  order = np.argsort(p, kind="stable")
+  stepped = np.minimum(1.0, (m - np.arange(m)) * p[order])
+  adjusted = np.empty(m)
+  adjusted[order] = np.maximum.accumulate(stepped)
+  return adjusted
+
+
+def primary_endpoint(per_regime: dict, score: str, candidates, baselines) -> dict:
+  """The best candidate regime minus the best baseline on ``score``, paired.
+
+  The best is taken in the point estimate and, again, in every resample, so the
+  interval and p-value hold the choice of the two regimes (they are not picked
+  on the test split and then tested on it as if fixed). Regimes that did not
+  run are left out; with no candidate or no baseline the endpoint is not estimable.
+  """
+  cands = [r for r in candidates if score in per_regime.get(r, {})]
+  bases = [r for r in baselines if score in per_regime.get(r, {})]
+  out = {"score": score, "candidates": cands, "baselines": bases}
+  if not cands or not bases:
+    return {**out, "mean": None, "ci95": None, "valid_fraction": 0.0, "p_value": None}
+
+  def best(regimes):
+    points = np.array([per_regime[r][score][0] for r in regimes], np.float64)
+    draws = np.stack([per_regime[r][score][1] for r in regimes])
+    # The best defined figure of each resample (NaN where none is).
+    drawn = np.where(np.isfinite(draws), draws, -np.inf).max(0)
+    drawn[~np.isfinite(drawn)] = np.nan
+    if not np.isfinite(points).any():
+      return np.nan, drawn, None
+    k = int(np.nanargmax(points))
+    return points[k], drawn, regimes[k]
+
+  c_point, c_draws, c_pick = best(cands)
+  b_point, b_draws, b_pick = best(bases)
+  delta = c_draws - b_draws
+  return {
+    **out,
+    "best_candidate": c_pick,
+    "best_baseline": b_pick,
+    "mean": None if not np.isfinite(c_point - b_point) else float(c_point - b_point),
+    **_interval(delta),
+    "p_value": p_value(delta),
+  }
+
+
+def comparisons(regimes: Mapping[str, Mapping], scores: Sequence[str], baselines) -> list[dict]:
+  """Every reported paired difference with its raw and Holm-adjusted p-value.
+
+  The family: each regime against each baseline it is not (a pair of baselines
+  once, the later in ``baselines`` minus the earlier) on each of ``scores``, from
+  ``summarize``'s ``delta_vs_<baseline>``. Holm over the family's defined p-values.
+  """
+  rows = []
+  for regime, entry in regimes.items():
+    for base in baselines:
+      if regime == base or (
+        regime in baselines and baselines.index(regime) < baselines.index(base)
+      ):
+        continue
+      for score in scores:
+        d = (entry.get(f"delta_vs_{base}") or {}).get(score)
+        if d is None:
+          continue
+        rows.append(
+          {"regime": regime, "baseline": base, "score": score, "mean": d["mean"],
+           "ci95": d["ci95"], "valid_fraction": d.get("valid_fraction"), "p_value": d.get("p_value")}
+        )  # fmt: skip
+  tested = [i for i, r in enumerate(rows) if r["p_value"] is not None]
+  adjusted = holm([rows[i]["p_value"] for i in tested])
+  for row in rows:
+    row["p_holm"] = None
+  for i, a in zip(tested, adjusted):
+    rows[i]["p_holm"] = float(a)
+  return rows
 
 
 def reliability(prob, y_true, num_bins: int = 10) -> dict:

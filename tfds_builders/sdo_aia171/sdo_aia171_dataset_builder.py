@@ -245,6 +245,8 @@ _FACT_DOCS = {
   "minutes_after_flare_start": "frame time minus the flare's start, minutes",
   "minutes_after_flare_end": "frame time minus the flare's end, minutes",
   "noaa_ar": "NOAA active region of the flare (0 unknown)",
+  "flare_hgs_lat": "the flare's listed Stonyhurst latitude, degrees (NaN not listed)",
+  "flare_hgs_lon": "the flare's listed Stonyhurst longitude, degrees (NaN not listed)",
   "next24_flux": "largest 1-8 Å flux in (t, t + 24 h], true scale (NaN unknown)",
   "next24_event_id": "largest listed flare peaking in (t, t + 24 h] ('' none)",
   "next24_complete": "GOES XRS covers all of (t, t + 24 h]",
