@@ -13,7 +13,7 @@ import pytest
 from conftest import TINY_CHECKPOINT_STEP, save_tiny_checkpoint, tiny_checkpoint_config
 from etils import epath
 
-from solar_jax import checkpointing, configuration, errors, pipeline, provenance, viz
+from solar_jax import checkpointing, configuration, errors, pipeline, provenance, report, viz
 from solar_jax import workdir as wd
 from solar_jax.classifier import folds, training_sets
 from solar_jax.data import input_pipeline, resolve, splits
@@ -235,3 +235,17 @@ def _train_counts(config) -> dict:
   )
   labels = np.concatenate([b["label"] for b in batches])
   return dict(zip(config.data.classes, np.bincount(labels, minlength=5).tolist()))
+
+
+def test_the_report_names_a_class_the_model_never_saw(tmp_path):
+  counts = {"A": 3, "B": 0, "C": 2, "M": 0, "X": 1}
+  wd.write_json(
+    wd.train_info_path(tmp_path),
+    {**provenance.record(), "devices": "1 cpu", "frames_per_class": counts, "missing": ["B", "M"]},
+  )
+  text = "\n".join(report._training_lines(epath.Path(tmp_path)))
+  assert "Train split frames per class: A 3, B 0, C 2, M 0, X 1." in text
+  assert "**Warning: no training frame of class B, M**" in text
+  assert f"(commit `{provenance.git_commit()}`) on 1 cpu" in text
+  wd.train_info_path(tmp_path).write_text('{"date": ')  # Cut short: said, not raised.
+  assert "is damaged" in report._training_lines(epath.Path(tmp_path))[0]

@@ -229,8 +229,8 @@ def _write_training_record(config, workdir, reads_dataset: bool) -> None:
     "devices": f"{jax.device_count()} {jax.default_backend()} device(s), "
     f"{jax.process_count()} process(es)",
   }
-  if reads_dataset:
-    counts = train_frames_per_class(config)
+  counts = train_frames_per_class(config) if reads_dataset else None
+  if counts is not None:  # None: a stream that is not the dataset's (tests).
     info["frames_per_class"] = counts
     info["missing"] = [name for name, n in counts.items() if n == 0]
   wd.write_text(wd.train_config_path(workdir), configuration.to_json(config))
