@@ -1,6 +1,12 @@
 """solar_jax: class-conditional diffusion models of SDO/AIA 171 Å images."""
 
+import re
+
 import setuptools
+
+# The version is set once, in solar_jax/__init__.py (read as text: nothing is imported).
+with open("solar_jax/__init__.py", encoding="utf-8") as f:
+  VERSION = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
 # Lower bounds are the versions this project was installed and tested with.
 # jax is left unpinned to an accelerator: GPU/TPU users install jax[cuda12]
@@ -42,13 +48,14 @@ EXTRAS_REQUIRE = {
 
 setuptools.setup(
   name="solar_jax",
-  version="0.1.0",
+  version=VERSION,
   description="Class-conditional diffusion models of SDO/AIA 171 Å images in JAX/Flax.",
   long_description=open("README.md", encoding="utf-8").read(),
   long_description_content_type="text/markdown",
   packages=setuptools.find_packages(
     include=["solar_jax", "solar_jax.*", "tfds_builders", "tfds_builders.*"]
   ),
+  license="MIT",
   package_data={"tfds_builders.sdo_aia171": ["checksums.tsv", "CITATIONS.bib", "README.md"]},
   python_requires=">=3.10",
   install_requires=INSTALL_REQUIRES,

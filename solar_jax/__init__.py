@@ -8,6 +8,8 @@ trained model in Python (``solar_jax.api``; imported on first use, it loads JAX)
 
 import importlib
 
+__version__ = "0.1.0"  # The one place the version is set (setup.py reads it).
+
 
 def __getattr__(name):
   if name in ("generate", "Samples"):

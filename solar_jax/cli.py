@@ -34,6 +34,7 @@ MODE_HELP = {
   "evaluate": "FID/KID, precision/recall, clusters and physics of the samples",
   "all": "train -> sample -> classify -> evaluate -> report.md",
   "export": "write the EMA weights and a model card (MODEL_CARD.md) to workdir/export/",
+  "report": "rebuild report.md from the files of a finished workdir (no model, no sampling)",
   "study": "every fold of the dataset in workdir/fold_<k>/ (one DDPM per training "
   "partition: folds f and f+K/2 share one), then the folds pooled: workdir/folds.md",
 }

@@ -1,6 +1,8 @@
 """The modes: what each needs before it starts, and --mode=all.
 
-``--mode=all`` runs train -> sample -> classify -> evaluate -> report, for any config.
+``--mode=all`` runs train -> sample -> classify -> evaluate -> report, for any config;
+``--mode=report`` runs its last stage alone: report.md rebuilt from a workdir's files,
+no model loaded and no image drawn.
 
 On several processes every mode runs on all of them, and only process 0 writes:
 training, sampling (each process samples its share of every batch; the images
@@ -39,6 +41,10 @@ def check_inputs(config, workdir: str, mode: str) -> None:
       classifier (evaluate), or no Inception weights.
   """
   check_generator(config, workdir, mode)
+  if mode == "report" and (not epath.Path(workdir).exists() or wd.holds_nothing(workdir)):
+    raise errors.MissingInputError(
+      f"--mode=report: {workdir} holds no run to report on; run --mode=all (or train) there first."
+    )
   if mode in ("sample", "all") and config.sampling.counts == "fixed":
     sample.sample_counts(config)  # Counts and their memory, before anything is allocated.
   if mode in ("evaluate", "all"):
@@ -114,7 +120,11 @@ def run_in_workdir(config, workdir: str, mode: str, entry_point) -> None:
   non-finite loss keeps it: its checkpoints were made with that config.
   """
   check_inputs(config, workdir, mode)
-  resolve.resolve_data(config)  # data.clip_max, provenance: recorded in config.json below.
+  recorded = config.provenance.simulated is not None and not config.data.clip_max_quantile
+  if mode != "report" or not recorded:
+    # data.clip_max, provenance: recorded in config.json below. A report of a run's
+    # config.json (--config=<workdir>/config.json) keeps what it recorded: no data read.
+    resolve.resolve_data(config)
   config_path = wd.config_path(workdir)
   try:
     created = not epath.Path(workdir).exists()
@@ -155,7 +165,8 @@ def start(config, workdir: str, mode: str) -> None:
 
 
 def write_report(config, workdir) -> None:
-  """The report stage: process 0 writes report.md, the other processes wait for it."""
+  """The report stage (--mode=report, and --mode=all's last): process 0 writes report.md from
+  the workdir's files, the other processes wait for it."""
   if jax.process_index() == 0:
     report.write_report(config, workdir)
   if jax.process_count() > 1:
@@ -229,8 +240,7 @@ def run_study(config, root, run_in_workdir=run_in_workdir) -> None:
       logging.info("=== study: fold %d of %d, stage %s ===", fold, num_folds, stage)
       if stage == "export" and _newest_export(workdirs[fold], missing_ok=True):
         continue  # Exported at the newest step already.
-      entry = write_report if stage == "report" else ENTRY_POINTS[stage]
-      run_in_workdir(fold_config, str(workdirs[fold]), stage, entry)
+      run_in_workdir(fold_config, str(workdirs[fold]), stage, ENTRY_POINTS[stage])
   if jax.process_index() == 0:
     text = folds.write_pooled([workdirs[f] for f in range(num_folds)], root)
     logging.info("The %d folds pooled: %s\n%s", num_folds, root / "folds.md", text)
@@ -256,5 +266,6 @@ ENTRY_POINTS = {  # mode -> function(config, workdir); --mode=NAME runs NAME's m
   "all": run_all,
   "export": export.run,
   "study": run_study,
+  "report": write_report,
 }
 MODES = tuple(ENTRY_POINTS)

@@ -1,9 +1,11 @@
 """Writes ``workdir/report.md``: what a person reads after a run.
 
-It gathers what the stages wrote (loss curve, sample grids, evaluation and
-classifier metrics, their plots) and links the pictures; nothing is recomputed and
-the dataset is not opened: its provenance is the one ``data.resolve`` recorded in
-the config (config.json).
+It gathers what the stages wrote (who trained the model and the train split's frames
+per class from train_info.json, loss curve, sample grids, evaluation and classifier
+metrics, their plots) and links the pictures; nothing is recomputed and the dataset is
+not opened: its provenance is the one ``data.resolve`` recorded in the config
+(config.json). Under the title, one line says who made the report (``provenance``:
+date, version, commit, command). ``--mode=report`` writes it alone, from these files.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numbers
 from absl import logging
 from etils import epath
 
-from solar_jax import errors
+from solar_jax import errors, provenance
 from solar_jax import workdir as wd
 from solar_jax.classifier.tables import headline_table
 from solar_jax.data import build_report as dataset_report
@@ -164,13 +166,70 @@ def recurrent_line(workdir: epath.Path) -> list[str]:
   ]
 
 
-def render_report(config, workdir) -> str:
-  """Returns the report's markdown for ``workdir``."""
+def _training_lines(workdir: epath.Path) -> list[str]:
+  """Who trained the model and the classes it never saw (train_info.json), as lines."""
+  path = wd.train_info_path(workdir)
+  if not path.exists():
+    return []
+  try:
+    info = json.loads(path.read_text())
+  except ValueError:
+    return [f"`{path.name}` is damaged: who trained the model is not known."]
+  lines = [
+    f"Trained from {info.get('date', '?')} by solar_jax {info.get('version', '?')} (commit "
+    f"`{info.get('commit', '?')}`) on {info.get('devices', '?')} with "
+    f"`{info.get('command', '?')}`; its config: `config_train.json`."
+  ]
+  counts = info.get("frames_per_class")
+  if counts:
+    lines.append(
+      "Train split frames per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "."
+    )
+  if info.get("missing"):
+    lines += [
+      "",
+      f"**Warning: no training frame of class {', '.join(info['missing'])}**: the model "
+      "never saw it; its samples of that class come from the label embedding alone "
+      "(use more data or another data.fold).",
+    ]
+  return lines
+
+
+def _samples_section(config, workdir: epath.Path) -> list[str]:
+  """The newest sample set of the config's sampler settings: its grid, counts and settings."""
+  try:
+    samples = wd.latest_samples(workdir, config).parent
+  except (errors.MissingInputError, errors.DamagedFileError):  # None, or cut short.
+    return []
+  step, _, key = samples.name.partition("-")
+  parts = ["", f"## Samples (model step {step}{', ' + key if key else ''})", ""]
+  parts.append(f"![samples]({(samples / 'grid.png').relative_to(workdir)})")
+  npz = wd.read_npz(samples / "samples.npz")
+  labels = npz["labels"]
+  names = [str(n) for n in npz["class_names"]]
+  counts = {n: int((labels == i).sum()) for i, n in enumerate(names)}
+  parts.append(
+    f"\n{len(labels)} images ({', '.join(f'{k} {v}' for k, v in counts.items())}), "
+    f"sampler {npz['sampler']}, {int(npz['num_steps'])} steps, guidance "
+    f"{float(npz['guidance_scale'])}, seed {int(npz['seed'])}. FITS files in "
+    f"`{(samples / 'fits').relative_to(workdir)}/`."
+  )
+  return parts
+
+
+def render_report(config, workdir, made_by: dict | None = None) -> str:
+  """Returns the report's markdown for ``workdir``.
+
+  ``made_by``: the ``provenance.record()`` the report names as its maker (default: now,
+  this process).
+  """
   workdir = epath.Path(workdir)
   data = _provenance(config)
   parts = [f"**{dataset_report.SIMULATED_LINE}**", ""] if data.get("simulated") else []
   parts += [
     "# solar_jax run report",
+    "",
+    provenance.markdown_line(made_by or provenance.record()),
     "",
     f"Workdir `{workdir.name}`; dataset `{config.data.dataset}/{config.data.builder_config}`, "
     f"{config.data.image_size}² images, classes {', '.join(config.data.classes)}; label "
@@ -179,8 +238,12 @@ def render_report(config, workdir) -> str:
     f"{config.data.embargo_days:g} days).",
   ]
   parts += _data_lines(data, workdir)
+  training = _training_lines(workdir)
+  if (workdir / "loss_curve.png").exists() or training:
+    parts += ["", "## Training", ""]
+  parts += training
   if (workdir / "loss_curve.png").exists():
-    parts += ["", "## Training", "", "![loss curve](loss_curve.png)"]
+    parts += ["", "![loss curve](loss_curve.png)"]
     history = workdir / "train_metrics.jsonl"
     if history.exists():
       rows = [json.loads(x) for x in history.read_text().splitlines() if x.strip()]
@@ -190,24 +253,7 @@ def render_report(config, workdir) -> str:
           f"\nFinal logged loss {last['loss']:.4f} at step {last['step']} "
           f"({last.get('images_per_sec', float('nan')):.1f} images/s)."
         )
-  try:
-    samples = wd.latest_samples(workdir, config).parent
-  except (errors.MissingInputError, errors.DamagedFileError):  # None, or cut short.
-    samples = None
-  if samples is not None:
-    step, _, key = samples.name.partition("-")
-    parts += ["", f"## Samples (model step {step}{', ' + key if key else ''})", ""]
-    parts.append(f"![samples]({(samples / 'grid.png').relative_to(workdir)})")
-    npz = wd.read_npz(samples / "samples.npz")
-    labels = npz["labels"]
-    names = [str(n) for n in npz["class_names"]]
-    counts = {n: int((labels == i).sum()) for i, n in enumerate(names)}
-    parts.append(
-      f"\n{len(labels)} images ({', '.join(f'{k} {v}' for k, v in counts.items())}), "
-      f"sampler {npz['sampler']}, {int(npz['num_steps'])} steps, guidance "
-      f"{float(npz['guidance_scale'])}, seed {int(npz['seed'])}. FITS files in "
-      f"`{(samples / 'fits').relative_to(workdir)}/`."
-    )
+  parts += _samples_section(config, workdir)
   parts += classifier_section(workdir)
   evaluation = workdir / "eval" / "metrics.json"
   if evaluation.exists():

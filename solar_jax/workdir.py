@@ -3,7 +3,11 @@
 ```
 workdir/
   .lock                         held by the running mode (``Lock``)
-  config.json                   the resolved config (``write_config``)
+  config.json                   the resolved config of the last command (``write_config``)
+  config_train.json             the config the model was trained with: written when a model
+                                starts from step 0, never by a resumed run or another mode
+  train_info.json               who trained it (date, version, commit, command, devices) and
+                                the train split's frames per class (``train_info_path``)
   checkpoints/<step>/           orbax (``checkpoints_dir``)
   train_metrics.jsonl           one line per logged step (``history_path``)
   samples/<step>-<key>/         samples.npz, grid.png, fits/ (``samples_dir``); <key> names
@@ -58,6 +62,14 @@ def absolute(path) -> epath.Path:
 
 def config_path(workdir) -> epath.Path:
   return epath.Path(workdir) / "config.json"
+
+
+def train_config_path(workdir) -> epath.Path:
+  return epath.Path(workdir) / "config_train.json"
+
+
+def train_info_path(workdir) -> epath.Path:
+  return epath.Path(workdir) / "train_info.json"
 
 
 def checkpoints_dir(workdir) -> epath.Path:

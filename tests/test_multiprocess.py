@@ -137,7 +137,8 @@ def _wait_all(procs, logs) -> None:
 
 
 def _files(root: pathlib.Path, under: str) -> dict:
-  """Bytes of each file; a FITS file's bytes with its CKPTSRC card (the workdir's path) blanked."""
+  """Bytes of each file; a FITS file's data and header but for the cards that name its
+  workdir (CKPTSRC) and its writer (DATE, SJ_VER, SJCOMMIT, the command in HISTORY)."""
   paths = [root / under] if (root / under).is_file() else sorted((root / under).rglob("*"))
   out = {}
   for p in paths:
@@ -148,7 +149,8 @@ def _files(root: pathlib.Path, under: str) -> dict:
 
         with fits.open(p) as hdul:
           header = hdul[0].header.copy()
-          header.remove("CKPTSRC", ignore_missing=True)
+          for key in ("CKPTSRC", "DATE", "SJ_VER", "SJCOMMIT", "HISTORY"):
+            header.remove(key, ignore_missing=True, remove_all=True)
           data = (hdul[0].data.tobytes(), header.tostring())
       out[p.relative_to(root)] = data
   return out

@@ -5,6 +5,7 @@ training months, embargo, label policy) with every checkpoint; a stage that uses
 on other data is refused before anything is written.
 """
 
+import json
 import shutil
 
 import numpy as np
@@ -12,11 +13,12 @@ import pytest
 from conftest import TINY_CHECKPOINT_STEP, save_tiny_checkpoint, tiny_checkpoint_config
 from etils import epath
 
-from solar_jax import errors, pipeline
+from solar_jax import checkpointing, configuration, errors, pipeline, provenance, report, viz
 from solar_jax import workdir as wd
 from solar_jax.classifier import folds, training_sets
-from solar_jax.data import resolve, splits
-from solar_jax.ddpm import sample
+from solar_jax.data import input_pipeline, resolve, splits
+from solar_jax.ddpm import sample, train, train_state
+from solar_jax.diffusion import samplers
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +158,94 @@ def test_the_study_runs_each_fold_on_its_generator_and_pools_them(tmp_path, monk
   config.provenance.num_folds, config.provenance.unreadable = 0, "no dataset here"
   with pytest.raises(errors.MissingInputError, match="no dataset here"):
     pipeline.run_study(config, tmp_path / "x", run_in_workdir)
+
+
+def _finished(workdir, config) -> None:
+  """What a finished run leaves for its report (beside fold0_run's checkpoint): the training
+  record, its history, a whole sample set of config's settings."""
+  train._write_training_record(config, workdir, reads_dataset=True)
+  wd.write_text(wd.history_path(workdir), '{"step": 3, "loss": 0.5, "images_per_sec": 9.0}\n')
+  viz.save_loss_curve([3], [0.5], workdir / "loss_curve.png")
+  out = wd.samples_dir(workdir, TINY_CHECKPOINT_STEP, wd.sample_key(config))
+  out.mkdir(parents=True)
+  labels = np.arange(len(config.data.classes), dtype=np.int32)
+  wd.write_npz(
+    out / "samples.npz",
+    images=np.ones((len(labels), 32, 32, 1), np.float32),
+    labels=labels,
+    class_names=np.array(config.data.classes),
+    step=np.int64(TINY_CHECKPOINT_STEP),
+    **{k: np.asarray(v) for k, v in samplers.recorded_settings(config).items()},
+  )
+  wd.write_json(out / sample.COMPLETE, {"images": len(labels)})
+
+
+def test_mode_report_rebuilds_the_report_from_the_files_alone(
+  cli, fold0_run, tmp_path, monkeypatch
+):
+  """--mode=report writes the report --mode=all's last stage writes, but for the line that
+  names who made it (date, command), and reads no model, no sample and no dataset."""
+  workdir = tmp_path / "run"
+  shutil.copytree(fold0_run, workdir)
+  config = configuration.from_json(workdir / "config.json")
+  _finished(workdir, config)
+  counts = _train_counts(config)
+  trained_with = wd.train_config_path(workdir).read_bytes()
+  pipeline.write_report(config, workdir)  # --mode=all's report stage.
+  by_all = wd.report_path(workdir).read_text().splitlines()
+
+  def forbidden(*args, **kwargs):
+    raise AssertionError("--mode=report loaded a model, drew samples or read the dataset")
+
+  for module, name in (
+    (sample, "load_inference_params"),
+    (train_state, "init_train_state"),
+    (checkpointing.Checkpointer, "restore"),
+    (samplers, "sample_images"),
+    (input_pipeline, "get_builder"),
+  ):
+    monkeypatch.setattr(module, name, forbidden)
+  result = cli(f"--config={workdir / 'config.json'}", f"--workdir={workdir}", "--mode=report")
+  assert result.returncode == 0, result.stderr[-2000:]
+  by_mode = wd.report_path(workdir).read_text().splitlines()
+  made = [i for i, line in enumerate(by_mode) if line.startswith("Made ")]
+  assert len(made) == 1 and made == [i for i, line in enumerate(by_all) if line.startswith("Made ")]
+  assert made[0] < 5  # At the top, under the title.
+  (i,) = made
+  assert by_mode[:i] + by_mode[i + 1 :] == by_all[:i] + by_all[i + 1 :]
+  assert f"(commit `{provenance.git_commit()}`)" in by_mode[i] and "--mode=report" in by_mode[i]
+  # The training's own record: who trained, the train split's frames, a missing class named.
+  info = json.loads(wd.train_info_path(workdir).read_text())
+  assert info["frames_per_class"] == counts
+  text = "\n".join(by_mode)
+  assert "Train split frames per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()) in text
+  missing = [k for k, v in counts.items() if v == 0]
+  assert ("**Warning: no training frame of class" in text) == bool(missing)
+  assert all(name in text for name in missing)
+  assert f"`{info['command']}`" in text and "## Samples (model step 3" in text
+  assert wd.train_config_path(workdir).read_bytes() == trained_with  # Never rewritten.
+
+
+def _train_counts(config) -> dict:
+  """Frames per class of the train split, counted from the training stream itself."""
+  data = config.data.copy_and_resolve_references()
+  data.class_balance = False  # Each frame once.
+  batches = input_pipeline.make_for_train(
+    data, "train", 4, shuffle=False, seed=0, repeat=False, drop_remainder=False
+  )
+  labels = np.concatenate([b["label"] for b in batches])
+  return dict(zip(config.data.classes, np.bincount(labels, minlength=5).tolist()))
+
+
+def test_the_report_names_a_class_the_model_never_saw(tmp_path):
+  counts = {"A": 3, "B": 0, "C": 2, "M": 0, "X": 1}
+  wd.write_json(
+    wd.train_info_path(tmp_path),
+    {**provenance.record(), "devices": "1 cpu", "frames_per_class": counts, "missing": ["B", "M"]},
+  )
+  text = "\n".join(report._training_lines(epath.Path(tmp_path)))
+  assert "Train split frames per class: A 3, B 0, C 2, M 0, X 1." in text
+  assert "**Warning: no training frame of class B, M**" in text
+  assert f"(commit `{provenance.git_commit()}`) on 1 cpu" in text
+  wd.train_info_path(tmp_path).write_text('{"date": ')  # Cut short: said, not raised.
+  assert "is damaged" in report._training_lines(epath.Path(tmp_path))[0]

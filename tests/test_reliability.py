@@ -174,6 +174,7 @@ def _run_here(cli, workdir, *flags):
 
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(train, "_train_iterator", reliability_driver.synthetic_batches)
+    patch.setattr(train, "train_frames_per_class", lambda config: None)
     patch.setattr(input_pipeline, "get_builder", lambda data_config: None)
     patch.setattr(input_pipeline, "verify_shards", lambda *args, **kwargs: None)
     patch.setattr(resolve, "resolve_data", lambda config: None)

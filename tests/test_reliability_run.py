@@ -276,7 +276,7 @@ def trained(cli, tmp_path_factory):
   }
   for link, target in links.items():
     link.symlink_to(target)
-  result = rel._run_here(cli, workdir, "--config.training.num_sample_images=5")
+  result = rel._run_here(cli, workdir, "--config.training.num_sample_images=2")
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir, links, grid_dir
 
@@ -309,13 +309,18 @@ def _ckptsrc(fits_file) -> str:
 
 @pytest.mark.slow
 def test_a_non_ascii_workdir_samples_and_records_its_path(cli, trained):
+  import shlex
   import urllib.parse
 
   import sunpy.map
+  from astropy.io import fits
+
+  from solar_jax import provenance
 
   workdir, _, grid_dir = trained
   at_end = sorted((grid_dir / "fits").glob("*.fits"))
-  assert len(at_end) == 5  # End of --mode=train.
+  # End of --mode=train: 2 images asked, every class shown (one each).
+  assert [f.stem.rsplit("_", 1)[1] for f in at_end] == list(tiny.get_config().data.classes)
   assert urllib.parse.unquote(_ckptsrc(at_end[0])) == str(workdir)
   result = cli(
     *rel.TRAIN_FLAGS, f"--workdir={workdir}", "--mode=sample", "--config.sampling.seed=3"
@@ -328,6 +333,15 @@ def test_a_non_ascii_workdir_samples_and_records_its_path(cli, trained):
   header = sunpy.map.Map(files[0]).meta
   assert urllib.parse.unquote(header["ckptsrc"]) == str(workdir)
   assert all(ord(c) < 128 for c in header["ckptsrc"])
+  # The command that wrote it, non-ASCII workdir and all, comes back from the HISTORY.
+  with fits.open(files[0]) as hdul:
+    command = provenance.command_from_history(list(hdul[0].header["HISTORY"]))
+  assert shlex.split(command)[1:] == [
+    *rel.TRAIN_FLAGS,
+    f"--workdir={workdir}",
+    "--mode=sample",
+    "--config.sampling.seed=3",
+  ]
 
 
 # ------------------------------------------- 6. half-written outputs ---

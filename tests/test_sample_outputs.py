@@ -1,13 +1,16 @@
 """--mode=sample outputs: FITS that sunpy reads as AIA 171 maps, npz, PNG grid, errors."""
 
+import datetime
 import warnings
 
 import jax
 import numpy as np
 import pytest
+from astropy.io import fits
 from etils import epath
 
-from solar_jax import parallel
+import solar_jax
+from solar_jax import parallel, provenance
 from solar_jax import workdir as wd
 from solar_jax.configs import tiny
 from solar_jax.data import aia, scaling
@@ -46,7 +49,7 @@ def written(tmp_path_factory):
 
 def test_layout_and_npz_round_trip(written):
   config, params, out = written
-  assert out.name.startswith("123-ddim-2-eta0-g1-s11-") and out.parent.name == "samples"
+  assert out.name.startswith("123-ddim-2-eta1-g1-s11-") and out.parent.name == "samples"
   assert out.name == f"123-{wd.sample_key(config)}"
   with np.load(out / "samples.npz") as npz:
     data = {k: npz[k] for k in npz.files}
@@ -113,6 +116,14 @@ def test_fits_is_a_synthetic_171_map(written):
   assert m.meta["img_type"] == "SYNTHETIC" and m.name.startswith("SYNTHETIC 171")
   assert (m.meta["clipmin"], m.meta["clipmax"]) == (config.data.clip_min, config.data.clip_max)
   assert m.meta["sampler"] == "ddim" and m.meta["nsteps"] == 2 and m.meta["ckptsrc"]
+  # What wrote it: the date (FITS DATE, UTC), version, commit, and the command, whole.
+  assert m.meta["sj_ver"] == solar_jax.__version__
+  assert m.meta["sjcommit"] == provenance.git_commit() != ""
+  written_at = datetime.datetime.fromisoformat(m.meta["date"] + "+00:00")
+  age = datetime.datetime.now(datetime.timezone.utc) - written_at
+  assert datetime.timedelta(0) <= age < datetime.timedelta(hours=1)
+  history = list(fits.getheader(files[3])["HISTORY"])
+  assert provenance.command_from_history(history) == provenance.command_line()
   # Geometry of the dataset: disk centred, radius 0.40 * size pixels.
   radius = (m.rsun_obs / m.scale[0]).to_value(u.pix)
   assert radius == pytest.approx(aia.default_disk_radius(32), rel=1e-6)
@@ -167,3 +178,20 @@ def test_balance_tops_up_to_the_largest_class(monkeypatch):
   capped = sample.sample_counts(config)
   assert capped.sum() == 100 and capped[0] == 0
   np.testing.assert_allclose(capped, np.array([0, 200, 380, 470, 498]) / 1548 * 100, atol=1)
+
+
+@pytest.mark.parametrize(
+  "command",
+  ["python -m solar_jax.main --workdir='wörk dir'", " " * 200, "a  " * 60 + "100%", "é" * 90],
+)
+def test_a_command_of_any_length_round_trips_through_fits_history(command):
+  """HISTORY cards hold 72 printable ASCII characters and lose their edge spaces: the
+  command comes back whole anyway (non-ASCII, '%', runs of spaces at a cut)."""
+  lines = provenance.history_lines(command)
+  assert all(len(v) <= 72 and v == v.strip() and v.isascii() for v in lines)
+  header = fits.Header()
+  for value in lines:
+    header.add_history(value)
+  reread = fits.Header.fromstring(header.tostring())  # As a reader of the file sees it.
+  assert len(reread["HISTORY"]) == len(lines)
+  assert provenance.command_from_history(list(reread["HISTORY"])) == command

@@ -1,18 +1,21 @@
 """Sampling without training: another run's checkpoint, an export, the Python API, and
 synthetic FITS that nobody (the dataset reader included) takes for observations."""
 
+import json
 import pathlib
+import shlex
 
 import conftest
 import numpy as np
 import pytest
 from etils import epath
 
-from solar_jax import api, pipeline
+from solar_jax import api, configuration, main, pipeline, provenance
 from solar_jax import workdir as wd
 from solar_jax.configs import tiny
 from solar_jax.data import aia
 from solar_jax.ddpm import export, sample
+from solar_jax.diffusion import samplers
 
 STEP = conftest.TINY_CHECKPOINT_STEP
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLANK.*")  # sunpy's real test frame.
@@ -167,6 +170,18 @@ def test_export_then_generate_in_python(trained):
   assert out == epath.Path(trained) / "export" / str(STEP)
   card = (out / "MODEL_CARD.md").read_text()
   assert "Known failure modes" in card and "Training data" in card and "parameters" in card
+  # Who exported it, and the sampler to use: the config's here (no evaluation in trained).
+  meta = json.loads((out / "export.json").read_text())
+  assert card.startswith("---\nlicense: mit\n") and "## Intended use" in card
+  assert f"(commit `{provenance.git_commit()}`)" in card
+  assert f"with `{provenance.command_line()}`" in card
+  assert meta["exported_by"]["commit"] == provenance.git_commit()
+  settings = samplers.recorded_settings(config)
+  assert meta["recommended_sampler"] == {
+    **{k: settings[k] for k in ("sampler", "num_steps", "eta", "guidance_scale")},
+    "chosen_by": "config (not evaluated)",
+  }
+  assert export.usage_command(meta["recommended_sampler"]) in card
   from_export = api.generate(out, classes={"A": 1, "X": 1}, num_steps=2)
   from_workdir = api.generate(trained, classes=["A", "X"], n=1, num_steps=2)
   assert from_export.images.shape == (2, 32, 32) and from_export.step == STEP
@@ -181,3 +196,34 @@ def test_export_then_generate_in_python(trained):
   np.testing.assert_allclose(
     wd.read_npz(written / "samples.npz")["images"][..., 0], from_export.images, rtol=1e-5
   )
+
+
+def test_the_card_recommends_the_sampler_its_evaluation_scored(tmp_path):
+  """eval/metrics.json's sampler settings become the export's recommendation, and the
+  card's command, parsed by the command line itself, sets exactly them."""
+  config = _config()
+  drawn = dict(sampler="ddpm", num_steps=100, eta=1.0, guidance_scale=3.0, seed=0, step=STEP)
+  wd.eval_dir(tmp_path).mkdir()
+  wd.write_json(wd.eval_dir(tmp_path) / "metrics.json", {"samples": drawn, "summary": {}})
+  evaluation = export.evaluation_record(tmp_path)
+  sampler = export.recommended_sampler(config, evaluation)
+  assert sampler == {
+    "sampler": "ddpm",
+    "num_steps": 100,
+    "eta": 1.0,
+    "guidance_scale": 3.0,
+    "chosen_by": f"evaluation at step {STEP}",
+  }
+  wd.write_text(tmp_path / "config.json", configuration.to_json(config))
+  command = export.usage_command(sampler).replace("<this dir>", str(tmp_path))
+  argv = shlex.split(command.replace("<new dir>", str(tmp_path / "new")))[2:]
+  try:
+    main.parse_flags(["solar_jax.main", *argv])
+    parsed = main.FLAGS.config
+    assert (parsed.sampling.sampler, parsed.sampling.num_steps) == ("ddpm", 100)
+    assert (parsed.sampling.eta, parsed.sampling.guidance_scale) == (1.0, 3.0)
+    assert parsed.sampling.checkpoint == str(tmp_path)
+  finally:
+    main.FLAGS.unparse_flags()
+    for name in [n for n in main.FLAGS if n.startswith("config.")]:
+      delattr(main.FLAGS, name)

@@ -1,10 +1,13 @@
 """DDPM trainer: 1 vs 8 devices, resume equals uninterrupted, non-finite stop."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
 
-from solar_jax import checkpointing, errors, parallel
+from solar_jax import checkpointing, configuration, errors, parallel, provenance
+from solar_jax import workdir as wd
 from solar_jax.configs import tiny
 from solar_jax.ddpm import train, train_state
 
@@ -72,7 +75,16 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
   full = train.run(config, tmp_path / "full", batches_fn=_batches(config))
   first = _config(num_steps=2, checkpoint_every=2)
   train.run(first, tmp_path / "resumed", batches_fn=_batches(config))
+  # The model's config and who trained it, written with its first checkpoint ...
+  trained_with = wd.train_config_path(tmp_path / "resumed").read_bytes()
+  info = wd.train_info_path(tmp_path / "resumed").read_bytes()
+  assert trained_with.decode() == configuration.to_json(first)
+  assert json.loads(info)["commit"] == provenance.git_commit()
+  assert json.loads(info)["command"] == provenance.command_line()
   resumed = train.run(config, tmp_path / "resumed", batches_fn=_batches(config))
+  # ... and left as they were by the run that resumed it with another num_steps.
+  assert wd.train_config_path(tmp_path / "resumed").read_bytes() == trained_with
+  assert wd.train_info_path(tmp_path / "resumed").read_bytes() == info
   assert int(resumed.step) == int(full.step) == 4
   for a, b in zip(
     jax.tree.leaves(checkpointing.host_copy(full.ema_params)),

@@ -23,7 +23,7 @@ import tqdm
 from absl import logging
 from etils import epath
 
-from solar_jax import checkpointing, errors, parallel, viz
+from solar_jax import checkpointing, configuration, errors, parallel, provenance, viz
 from solar_jax import workdir as wd
 from solar_jax.data import input_pipeline
 from solar_jax.ddpm import sample
@@ -228,6 +228,33 @@ def _write_periodic_samples(config, workdir, state, step, mesh, writer):
     writer.write_images(step, {"samples": viz.read_png(grid)[None, ..., :3]})
 
 
+def train_frames_per_class(config) -> dict[str, int]:
+  """Frames per class of the train split (one pass over its facts, no image decoded)."""
+  labels = input_pipeline.make_for_inference(config.data, "train", images=False)["label"]
+  return input_pipeline.missing_classes(config.data, np.asarray(labels))[1]
+
+
+def _write_training_record(config, workdir, reads_dataset: bool) -> None:
+  """config_train.json and train_info.json of a model that started from step 0.
+
+  Written once, with the model's first checkpoint; a resumed run and the other modes
+  leave both alone (config.json is the last command's). train_info.json holds who
+  trained (``provenance.record``, the devices) and the train split's frames per class,
+  with the classes the model never saw (``missing``; the report names them).
+  """
+  info = {
+    **provenance.record(),
+    "devices": f"{jax.device_count()} {jax.default_backend()} device(s), "
+    f"{jax.process_count()} process(es)",
+  }
+  counts = train_frames_per_class(config) if reads_dataset else None
+  if counts is not None:  # None: a stream that is not the dataset's (tests).
+    info["frames_per_class"] = counts
+    info["missing"] = [name for name, n in counts.items() if n == 0]
+  wd.write_text(wd.train_config_path(workdir), configuration.to_json(config))
+  wd.write_json(wd.train_info_path(workdir), info)
+
+
 def _truncate_history(workdir, step: int) -> None:
   """Keeps the rows of train_metrics.jsonl up to ``step``, where a resumed run goes on.
 
@@ -276,9 +303,9 @@ def run(config: ml_collections.ConfigDict, workdir, *, batches_fn=None):
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   with wd.Lock(workdir, reentrant=True), _Preemption() as preemption:
-    return _train(
-      config, workdir, preemption, batches_fn or functools.partial(_train_iterator, config)
-    )
+    reads_dataset = batches_fn is None
+    batches_fn = batches_fn or functools.partial(_train_iterator, config)
+    return _train(config, workdir, preemption, batches_fn, reads_dataset)
 
 
 def _restore_or_init(config, mesh, checkpointer, abstract) -> TrainState:
@@ -323,7 +350,7 @@ class _LogWindow:
     return scalars
 
 
-def _train(config, workdir, preemption, batches_fn):
+def _train(config, workdir, preemption, batches_fn, reads_dataset):
   training = config.training
   mesh = parallel.create_mesh(config.mesh)
   parallel.check_local_batch(training.batch_size, mesh)
@@ -371,6 +398,8 @@ def _train(config, workdir, preemption, batches_fn):
               progress.set_postfix(loss=f"{scalars['loss']:.4f}")
         preempted = stop_agreed(preemption.requested) or checkpointer.reached_preemption(step)
         if checkpoint_due or at_end or preempted:
+          if main and start == 0 and checkpointer.latest_step() is None:
+            _write_training_record(config, workdir, reads_dataset)
           checkpointer.save(step, state, {"config": config.to_json()})
         if preempted:
           logging.warning("%s: saved step %d, exiting.", preemption.label(), step)
