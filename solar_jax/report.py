@@ -18,7 +18,7 @@ from solar_jax import errors
 from solar_jax import workdir as wd
 from solar_jax.classifier.tables import headline_table
 from solar_jax.data import build_report as dataset_report
-from solar_jax.data import resolve
+from solar_jax.data import frame_facts, resolve
 from solar_jax.evaluation import tables
 
 
@@ -154,6 +154,14 @@ def render_report(config, workdir) -> str:
     f"(data.class_scale), fold {config.data.fold} (month blocks, embargo "
     f"{config.data.embargo_days:g} days).",
   ]
+  if frame_facts.FORECAST_LABEL in (config.data.label, config.classifier.label):
+    parts.append(
+      f"Forecast definition (`{frame_facts.FORECAST_LABEL}`): "
+      + frame_facts.forecast_rule(
+        config.data.issuance_hours, config.data.issuance_tolerance_minutes
+      )
+      + "."
+    )
   if data.get("goes_scale"):
     parts.append(f"GOES scale: {data['goes_scale']}.")
   if data.get("events_per_class"):

@@ -2,6 +2,7 @@
 
 import collections
 import csv
+import json
 import pathlib
 import shutil
 
@@ -265,6 +266,30 @@ def test_a_dataset_before_the_forecast_facts_is_refused_for_the_forecast_label(
   config.data_dir = str(old)
   with pytest.raises(errors.MissingInputError, match="holds version 2.2.0 only"):
     input_pipeline.get_builder(config)
+
+
+def test_the_forecast_definition_stands_in_the_model_card_and_the_report(data_config, tmp_path):
+  """Label max_class_next_24h: the card counts issuance frames only and says the rule."""
+  from solar_jax import report
+  from solar_jax.data import frame_facts
+  from solar_jax.ddpm import export
+
+  config = default.get_config()
+  config.data = data_config.copy_and_resolve_references()
+  config.data.label = frame_facts.FORECAST_LABEL
+  config.provenance.update(simulated=True, version="sdo_aia171/64")  # resolve_data's, cheaper
+  summary = export.dataset_summary(config)
+  rule = frame_facts.forecast_rule()
+  assert summary["forecast"] == rule
+  # Test = September: at most its issuance frames (the manifest's), some of them.
+  manual = pathlib.Path(data_config.data_dir).parent / "manual" / "demo_manifest.json"
+  frames = json.loads(manual.read_text())["frames"]
+  september = sum(f["issuance"] for f in frames if f["time"].startswith("2011-09"))
+  assert 0 < sum(summary["counts"]["test"]) <= september
+  card = export.model_card(config, 3, 10, summary, "a workdir")
+  assert f"- forecast definition: {rule}" in card and "00/06/12/18 UT within 6 min" in card
+  text = report.render_report(config, tmp_path)
+  assert f"Forecast definition (`max_class_next_24h`): {rule}." in text
 
 
 def test_provenance_says_simulated(data_config):

@@ -94,6 +94,8 @@ def headline_table(metrics: dict) -> str:
     + ", ".join(f"{n} {s['events']} events / {s['frames']} frames" for n, s in per_class.items())
     + ".",
   ]
+  if metrics.get("forecast"):
+    text[1:1] = ["", f"Forecast definition: {metrics['forecast']}."]
   if metrics.get("climatology") is not None:
     text.append(
       f"BSS: Brier skill score against climatology (training base rate "

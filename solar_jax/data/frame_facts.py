@@ -240,6 +240,19 @@ def in_flare(facts: dict, cooling_lag_minutes: float) -> np.ndarray:
     return np.isfinite(after_start) & (after_start >= 0) & (after_end <= cooling_lag_minutes)
 
 
+def forecast_rule(
+  hours=ISSUANCE_HOURS, tolerance_minutes: float = ISSUANCE_TOLERANCE_MINUTES
+) -> str:
+  """One sentence of the forecast label's definition and its issuance grid (for reports)."""
+  grid = "/".join(f"{int(h):02d}" for h in sorted(hours))
+  horizon = NEXT_WINDOW / datetime.timedelta(hours=1)
+  return (
+    f"the largest class among listed flares STARTING in (t, t + {horizon:g} h] (the flare in "
+    "progress at t never counts; without one, the window's quiet XRS level), issued from the "
+    f"frame nearest {grid} UT within {tolerance_minutes:g} min (other frames unlabelled)"
+  )
+
+
 def issuance_frames(
   times, hours=ISSUANCE_HOURS, tolerance_minutes: float = ISSUANCE_TOLERANCE_MINUTES
 ) -> np.ndarray:
