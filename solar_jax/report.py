@@ -140,6 +140,20 @@ def classifier_section(workdir: epath.Path) -> list[str]:
   return parts + [""] + [image for image in images if "/scores.png)" not in image]
 
 
+def _data_lines(config, provenance: dict) -> list[str]:
+  """The forecast label's definition (where the run reads it), the GOES scale, the list."""
+  lines = []
+  if frame_facts.FORECAST_LABEL in (config.data.label, config.classifier.label):
+    d = config.data
+    rule = frame_facts.forecast_rule(d.issuance_hours, d.issuance_tolerance_minutes)
+    lines.append(f"Forecast definition (`{frame_facts.FORECAST_LABEL}`): {rule}.")
+  if provenance.get("goes_scale"):
+    lines.append(f"GOES scale: {provenance['goes_scale']}.")
+  if provenance.get("events_per_class"):
+    lines.append(f"Flare list, {provenance['events_per_class']}.")
+  return lines
+
+
 def render_report(config, workdir) -> str:
   """Returns the report's markdown for ``workdir``."""
   workdir = epath.Path(workdir)
@@ -154,18 +168,7 @@ def render_report(config, workdir) -> str:
     f"(data.class_scale), fold {config.data.fold} (month blocks, embargo "
     f"{config.data.embargo_days:g} days).",
   ]
-  if frame_facts.FORECAST_LABEL in (config.data.label, config.classifier.label):
-    parts.append(
-      f"Forecast definition (`{frame_facts.FORECAST_LABEL}`): "
-      + frame_facts.forecast_rule(
-        config.data.issuance_hours, config.data.issuance_tolerance_minutes
-      )
-      + "."
-    )
-  if data.get("goes_scale"):
-    parts.append(f"GOES scale: {data['goes_scale']}.")
-  if data.get("events_per_class"):
-    parts.append(f"Flare list, {data['events_per_class']}.")
+  parts += _data_lines(config, data)
   if (workdir / "loss_curve.png").exists():
     parts += ["", "## Training", "", "![loss curve](loss_curve.png)"]
     history = workdir / "train_metrics.jsonl"
