@@ -23,9 +23,9 @@ listed flare whose start lies there (``flare_flux``: refined by the XRS peak as 
 counts, however bright its decay. The raw XRS maximum of the window is never the
 label. XRS only (a) decides coverage, and (b) gives the quiet level: the median of
 the window's XRS samples outside every listed flare's ``[start, end + association
-lag]``; ``next24_flux`` is the larger of the two (a window without a starting flare
-is labelled by its background class, A or B typically, never by a flare's decay),
-NaN when neither is known. Datasets before 2.3.0 stored the window's XRS maximum
+lag]``. ``next24_flux`` is the larger of that flare's flux and the quiet level (a
+window without a starting flare is labelled by its background class, A or B
+typically, never by a flare's decay), NaN when neither is known. Datasets before 2.3.0 stored the window's XRS maximum
 (which holds the decay of the flare in progress: detection, not forecasting) and are
 refused for this label (``input_pipeline``).
 
@@ -247,9 +247,10 @@ def forecast_rule(
   grid = "/".join(f"{int(h):02d}" for h in sorted(hours))
   horizon = NEXT_WINDOW / datetime.timedelta(hours=1)
   return (
-    f"the largest class among listed flares STARTING in (t, t + {horizon:g} h] (the flare in "
-    "progress at t never counts; without one, the window's quiet XRS level), issued from the "
-    f"frame nearest {grid} UT within {tolerance_minutes:g} min (other frames unlabelled)"
+    f"the class of the largest listed flare STARTING in (t, t + {horizon:g} h] (the flare in "
+    "progress at t never counts), or of the window's quiet XRS level (median outside listed "
+    "flares) where that is larger or no flare starts; issued from the frame nearest "
+    f"{grid} UT within {tolerance_minutes:g} min (other frames unlabelled)"
   )
 
 
