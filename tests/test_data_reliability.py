@@ -485,7 +485,7 @@ def test_search_answer_without_file_count_is_a_fetch_error(monkeypatch, tmp_path
       datetime.datetime(2011, 6, 8),
       "C1.0",
       tmp_path,
-      datetime.timedelta(hours=6),
+      (0, 6, 12, 18),
     )
 
 

@@ -19,7 +19,8 @@ The synthetic regimes must beat ``oversample``, ``weighted``/``focal`` and
 
 Tasks: 'multiclass', 'ge_m', 'ge_c' classify the frame's own class
 (``data.label``); 'forecast_multiclass', 'forecast_ge_m', 'forecast_ge_c' the
-largest GOES class of the next 24 h (the dataset's ``max_class_next_24h``).
+largest GOES class among flares starting in the next 24 h, from the issuance frames
+only (the dataset's ``max_class_next_24h``; ``frame_facts``, 'Forecast definition').
 Binary tasks also get the Brier skill score against climatology (the
 training split's base rate) and a reliability diagram.
 
