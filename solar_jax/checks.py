@@ -87,6 +87,13 @@ def _validate_labels(config) -> None:
       f"of the label {classifier_lib.FORECAST_LABEL!r}: a training frame's label would see "
       f"into a held-out month; use data.embargo_days >= {horizon_days:g}."
     )
+  hours = tuple(data.issuance_hours)
+  if classifier_lib.FORECAST_LABEL in read and (not hours or len(set(hours)) != len(hours)):
+    raise ConfigError(
+      f"data.issuance_hours={hours!r}: the label {classifier_lib.FORECAST_LABEL!r} is read "
+      "from the frames of the issuance grid only; give one or more distinct UT hours, e.g. "
+      "(0, 6, 12, 18)."
+    )
   synthetic = [r for r in classifier.regimes if r in training_sets.SYNTHETIC_REGIMES]
   if synthetic and (classifier.label or data.label) != data.label:
     raise ConfigError(

@@ -84,6 +84,8 @@ RANGES: dict[str, Range] = {
   "data.image_size": POSITIVE_INT,
   "data.channels": POSITIVE_INT,
   "data.cooling_lag_minutes": NON_NEGATIVE,
+  "data.issuance_hours": Range(0, 23, integer=True),  # UT hours
+  "data.issuance_tolerance_minutes": Range(0, 30, open_hi=True),
   "data.fold": NON_NEGATIVE_INT,
   "provenance.num_folds": NON_NEGATIVE_INT,  # 0: not read.
   "data.embargo_days": NON_NEGATIVE,
@@ -421,6 +423,9 @@ def load_module_config(name: str) -> ml_collections.ConfigDict:
 # the default. Any other missing field is refused (a default might change the run).
 DEFAULT_WHEN_ABSENT = (
   "data.verify_shards",  # A check of the shards only.
+  # Read only with the forecast label, which a dataset before them (< 2.3.0) refuses.
+  "data.issuance_hours",
+  "data.issuance_tolerance_minutes",
   "diffusion.loss_weighting",  # 'none': the plain MSE loss of the runs before it.
   "diffusion.min_snr_gamma",  # Read only with loss_weighting='min_snr'.
   "sampling.checkpoint",  # '': this workdir's checkpoints.

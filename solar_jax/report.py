@@ -20,7 +20,7 @@ from solar_jax import errors, provenance
 from solar_jax import workdir as wd
 from solar_jax.classifier.tables import headline_table
 from solar_jax.data import build_report as dataset_report
-from solar_jax.data import resolve
+from solar_jax.data import frame_facts, resolve
 from solar_jax.evaluation import tables
 
 
@@ -142,9 +142,16 @@ def classifier_section(workdir: epath.Path) -> list[str]:
   return parts + [""] + [image for image in images if "/scores.png)" not in image]
 
 
-def _data_lines(data: dict, workdir: epath.Path) -> list[str]:
-  """The data paragraph's facts: GOES scale, the flare list, recurrent regions."""
-  lines = [f"GOES scale: {data['goes_scale']}."] if data.get("goes_scale") else []
+def _data_lines(config, data: dict, workdir: epath.Path) -> list[str]:
+  """The data paragraph's facts: the forecast label's definition (where the run reads it),
+  the GOES scale, the flare list, recurrent regions."""
+  lines = []
+  if frame_facts.FORECAST_LABEL in (config.data.label, config.classifier.label):
+    d = config.data
+    rule = frame_facts.forecast_rule(d.issuance_hours, d.issuance_tolerance_minutes)
+    lines.append(f"Forecast definition (`{frame_facts.FORECAST_LABEL}`): {rule}.")
+  if data.get("goes_scale"):
+    lines.append(f"GOES scale: {data['goes_scale']}.")
   if data.get("events_per_class"):
     lines.append(f"Flare list, {data['events_per_class']}.")
   return lines + recurrent_line(workdir)
@@ -237,7 +244,7 @@ def render_report(config, workdir, made_by: dict | None = None) -> str:
     f"(data.class_scale), fold {config.data.fold} (month blocks, embargo "
     f"{config.data.embargo_days:g} days).",
   ]
-  parts += _data_lines(data, workdir)
+  parts += _data_lines(config, data, workdir)
   training = _training_lines(workdir)
   if (workdir / "loss_curve.png").exists() or training:
     parts += ["", "## Training", ""]

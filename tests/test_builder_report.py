@@ -116,6 +116,16 @@ def test_report_gives_every_fold_with_events_embargo_and_ar_overlap(clean_build)
     want = splits.summary(codes, labels, groups, facts["noaa_ar"], flare_ids, goes.CLASS_LETTERS)
     assert report["folds"][str(fold)] == json.loads(json.dumps(want)), fold
   assert set(report["folds"]["0"]["ar_overlap"]) == {"test_events_with_ar", "in_train", "share"}
+  # The forecast label's frames: issuance frames only, counted as on read.
+  forecast, _ = frame_facts.labels(facts, "max_class_next_24h", 30.0)
+  codes = splits.assign(facts["time"], fold=0, num_folds=10, embargo_days=14)
+  issuance = frame_facts.issuance_frames(facts["time"])
+  assert not (forecast[~issuance] >= 0).any()
+  assert report["forecast"]["issuance_frames"] == issuance.sum()
+  assert report["forecast"]["fold0"] == {
+    s: int(np.sum((codes == i) & (forecast >= 0))) for i, s in enumerate(splits.SPLITS)
+  }
+  assert "are issuance frames; fold 0 labelled" in build_report.format_report(report)
 
 
 @pytest.mark.slow

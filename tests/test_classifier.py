@@ -20,6 +20,7 @@ from solar_jax.classifier import stacked
 from solar_jax.classifier import trainer as ct
 from solar_jax.classifier import training_sets as cd
 from solar_jax.configs import tiny
+from solar_jax.data import frame_facts
 from solar_jax.ddpm import sample
 from solar_jax.diffusion import samplers
 from solar_jax.evaluation import features
@@ -739,6 +740,12 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   assert all(r["p_holm"] >= r["p_value"] for r in tested) and len(tested) >= 20
   text = report.render_report(config, tmp_path)
   assert "| regime | macro F1 [95% CI] | TSS >=M [95% CI] | BSS [95% CI]" in text
+  # The forecast's definition and issuance grid stand in metrics.json and the report.
+  rule = frame_facts.forecast_rule(
+    config.data.issuance_hours, config.data.issuance_tolerance_minutes
+  )
+  assert on_disk["forecast"] == rule and f"Forecast definition: {rule}." in text
+  assert f"Forecast definition (`max_class_next_24h`): {rule}." in text
   assert "6 events / 3 regions / 12 frames" in text and "chosen on validation tss" in text
   assert "**Primary endpoint** (`delta_tss_ge_m`" in text and "| p (Holm) |" in text
   # Every difference to oversample is put in words, saying where its interval lies.

@@ -69,6 +69,8 @@ def test_configs_only_override_declared_fields(name):
     ("mesh.fsdp", 3, ["mesh.fsdp=3", "divisor"]),
     ("data.clip_min", 0.0, ["data.clip_min=0.0"]),
     ("data.class_scale", "published", ["data.class_scale='published'", "'swpc'", "'true'"]),
+    ("data.issuance_hours", (0, 24), ["data.issuance_hours", "[0, 23]"]),
+    ("data.issuance_tolerance_minutes", 30.0, ["data.issuance_tolerance_minutes", "[0, 30)"]),
   ],
 )
 def test_impossible_values_name_the_field(field, value, words):
@@ -174,6 +176,10 @@ def test_a_look_ahead_label_needs_an_embargo_of_its_horizon(where):
   assert str(info.value).startswith("data.embargo_days=0.5 is shorter than the 1-day horizon")
   config.data.embargo_days = 1.0
   checks.validate(config)
+  for hours in ((), (6, 6)):  # Read on the issuance grid: it must name distinct hours.
+    config.data.issuance_hours = hours
+    with pytest.raises(configuration.ConfigError, match=r"data.issuance_hours=.*distinct UT"):
+      checks.validate(config)
   config.data.label = config.classifier.label = "goes_class"  # Today's class: no look-ahead.
   config.data.embargo_days = 0.0
   checks.validate(config)

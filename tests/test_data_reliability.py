@@ -394,7 +394,8 @@ def _argv(out):
 def _mock_fido(monkeypatch, hek, fetched):
   from sunpy.net import Fido
 
-  # The HEK first, then one AIA search per flare peak and per quiet time, then GOES.
+  # The HEK first, then one AIA search per planned frame (issuance times and flare peaks,
+  # in time order), then GOES.
   calls = []
 
   def search(*attrs, **kwargs):
@@ -421,9 +422,11 @@ def test_failed_downloads_are_counted_and_exit_non_zero(monkeypatch, tmp_path, c
     monkeypatch,
     _hek_answer(),
     [
-      _Results(["aia/a.fits"]),  # the flare's peak
-      # Quiet times 00, 12 and 18 h (06 h lies within 2 h of the flare).
+      # Issuance times 00 and 06 h (06 h lies within 2 h of the flare), the flare's peak
+      # 06:41, then 12 and 18 h.
       _Results(["aia/q1.fits"], errors=["https://jsoc/q2.fits: 503 Service Unavailable"]),
+      _Results([]),
+      _Results(["aia/a.fits"]),
       _Results([]),
       _Results([]),
       _Results(["goes/g.nc"]),
@@ -431,7 +434,10 @@ def test_failed_downloads_are_counted_and_exit_non_zero(monkeypatch, tmp_path, c
   )
   assert fetch.main(_argv(tmp_path)) == 1
   out, err = capsys.readouterr()
-  assert "wrote 1 flares (0 duplicate HEK events merged), 2 AIA files (3 quiet times" in out
+  assert (
+    "wrote 1 flares (0 duplicate HEK events merged), 2 AIA files (4 issuance times, 1 of them "
+    "near flares" in out
+  )
   assert err.count("\n") == 1
   assert err.startswith("fetch: 1 downloads failed (first: the VSO/JSOC (AIA): https://jsoc/q2")
 
@@ -440,7 +446,14 @@ def test_all_downloads_ok_exits_zero(monkeypatch, tmp_path):
   _mock_fido(
     monkeypatch,
     _hek_answer(),
-    [_Results(["a"]), _Results(["b"]), _Results(["c"]), _Results([]), _Results(["g"])],
+    [
+      _Results(["a"]),
+      _Results(["b"]),
+      _Results(["c"]),
+      _Results([]),
+      _Results([]),
+      _Results(["g"]),
+    ],
   )
   assert fetch.main(_argv(tmp_path)) == 0
 
@@ -472,7 +485,7 @@ def test_search_answer_without_file_count_is_a_fetch_error(monkeypatch, tmp_path
       datetime.datetime(2011, 6, 8),
       "C1.0",
       tmp_path,
-      datetime.timedelta(hours=6),
+      (0, 6, 12, 18),
     )
 
 

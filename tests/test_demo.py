@@ -117,6 +117,26 @@ def test_default_plan_is_imbalanced_and_every_split_has_every_class():
     assert letters == set(demo.CLASSES), split
 
 
+@pytest.mark.parametrize(
+  "num_frames, months, start, seed", [(600, 12, "2011-01-01", 0), (48, 6, "2011-04-01", 4)]
+)
+def test_every_month_and_split_has_issuance_frames(num_frames, months, start, seed):
+  """The quickstart's and conftest's demos: a forecast task has frames in every split."""
+  start = datetime.datetime.fromisoformat(start)
+  _, frames, _, _ = demo_plan.plan_archive(num_frames, start, months, seed, num_regions=4)
+  times = np.array([f.time for f in frames], dtype="datetime64[ms]")
+  issuance = frame_facts.issuance_frames(times)
+  # Quiet frames lie exactly on a grid hour (a flaring frame may lie near one too).
+  of_day = (times - times.astype("datetime64[D]")).astype(np.int64)
+  on_grid = np.isin(of_day, [h * 3_600_000 for h in frame_facts.ISSUANCE_HOURS])
+  assert on_grid.sum() > num_frames // 2 and (issuance >= on_grid).all()
+  assert not any(f.flaring for f, g in zip(frames, on_grid) if g)
+  assert len(set(splits.month_index(times[on_grid]))) == months
+  codes = splits.assign(times, fold=0, num_folds=10, embargo_days=14)
+  for code, split in enumerate(splits.SPLITS):
+    assert (issuance & (codes == code)).sum() >= 3, split
+
+
 def test_manifest_is_written(archive):
   out, summary = archive
   assert (

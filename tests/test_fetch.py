@@ -1,5 +1,5 @@
 """Tests of solar_jax.data.fetch without network: queries, HEK export and merging,
-quiet times, a whole fetch against faked Fido answers, offline failure."""
+the frame plan (issuance grid, peaks), a whole fetch against faked Fido answers, offline failure."""
 
 import csv
 import datetime
@@ -8,9 +8,10 @@ import pathlib
 import random
 import urllib.error
 
+import numpy as np
 import pytest
 
-from solar_jax.data import fetch, flare_list
+from solar_jax.data import fetch, flare_list, frame_facts
 
 START = datetime.datetime(2011, 6, 7)
 # The first bytes of what a server sends: a FITS file, a netCDF-3 file, an error page.
@@ -67,22 +68,24 @@ def test_aia_and_goes_queries_go_to_the_right_clients():
     assert not HEKClient._can_handle_query(*attrs)
 
 
-def test_parse_cadence():
-  assert fetch.parse_cadence("6h") == datetime.timedelta(hours=6)
-  assert fetch.parse_cadence("90m") == datetime.timedelta(minutes=90)
-  assert fetch.parse_cadence("1.5d") == datetime.timedelta(hours=36)
-  for bad in ("", "6", "h6", "0s", "-1h"):
-    with pytest.raises(ValueError):
-      fetch.parse_cadence(bad)
+def test_parse_hours_and_durations():
+  assert fetch.parse_hours("0,6,12,18") == (0, 6, 12, 18)
+  assert fetch.parse_hours("18, 3") == (3, 18)
+  for bad in ("", "6,6", "24", "-1", "6h", "0;6"):
+    with pytest.raises(ValueError, match="issuance hours"):
+      fetch.parse_hours(bad)
+  assert fetch.parse_duration("90m") == datetime.timedelta(minutes=90)
   assert fetch.parse_duration("0m") == datetime.timedelta(0)  # a margin may be zero
   with pytest.raises(ValueError):
     fetch.parse_duration("-2h")
 
 
-def test_defaults_b1_flares_6h_quiet_cadence_2h_margin(tmp_path):
+def test_defaults_b1_flares_issuance_grid_of_the_config_2h_margin(tmp_path):
+  from solar_jax.configs import default
+
   args = fetch.parse_args(["--start", "2011-06-07", "--end", "2011-06-08", "--out", str(tmp_path)])
   assert args.min_class == fetch.DEFAULT_MIN_CLASS == "B1.0"
-  assert args.quiet_cadence == datetime.timedelta(hours=6)
+  assert args.issuance_hours == tuple(default.get_config().data.issuance_hours) == (0, 6, 12, 18)
   assert args.quiet_margin == datetime.timedelta(hours=2)
   assert fetch.__doc__.count("B1.0") >= 2  # the docstring and its example say so
 
@@ -211,40 +214,38 @@ def test_duplicates_from_two_modules_become_one_row(tmp_path):
   assert [r["frm_name"] for r in rows] == ["SWPC"] * 3  # the largest event's row
 
 
-def _grid_times(start, end, cadence):
-  times, t = [], start
-  while t < end:
-    times.append(t)
-    t += cadence
-  return times
-
-
 def _in_window(t, flares, margin):
   return any(f.start - margin <= t <= f.end + margin for f in flares)
 
 
-def test_quiet_times_lie_on_the_grid_away_from_every_flare_window():
+def test_the_plan_puts_the_cadence_frames_on_the_issuance_grid_and_marks_them():
   rng = random.Random(0)
-  start, end = datetime.datetime(2011, 1, 1), datetime.datetime(2011, 3, 1)
-  for cadence_h, margin_h, n in ((6, 2, 40), (1, 0, 200), (6, 2, 0), (3, 12, 30)):
-    cadence, margin = datetime.timedelta(hours=cadence_h), datetime.timedelta(hours=margin_h)
+  start, end = datetime.datetime(2011, 1, 1, 3), datetime.datetime(2011, 3, 1)
+  for hours, margin_h, n in (((0, 6, 12, 18), 2, 40), ((5,), 0, 200), ((0, 12), 2, 0)):
+    margin = datetime.timedelta(hours=margin_h)
     flares = []
     for i in range(n):  # random, overlapping, some before start or past end
-      t0 = start + datetime.timedelta(minutes=rng.uniform(-600, 60 * 24 * 61))
+      t0 = start + datetime.timedelta(minutes=rng.randrange(-600, 60 * 24 * 61))
       length = datetime.timedelta(minutes=rng.choice([5, 30, 240, 900]))
       flares.append(flare_list.Flare(str(i), t0, t0 + length / 3, t0 + length, "C1.0", 1e-6))
-    chosen, near = fetch.quiet_times(start, end, cadence, flares, margin)
-    grid = _grid_times(start, end, cadence)
-    assert set(chosen) <= set(grid) and chosen == sorted(chosen)
-    assert all((t - start) % cadence == datetime.timedelta(0) for t in chosen)
-
-    # Brute force agrees: chosen = exactly the grid times outside every window.
-    assert chosen == [t for t in grid if not _in_window(t, flares, margin)]
-    assert near == len(grid) - len(chosen)
-    if n == 0:
-      assert chosen == grid
-  with pytest.raises(ValueError):
-    fetch.quiet_times(start, end, datetime.timedelta(0), [], datetime.timedelta(0))
+    plan = fetch.plan_frames(start, end, flares, hours, margin)
+    times = [p.time for p in plan]
+    assert times == sorted(set(times))
+    # Brute force: every day's grid hours in [start, end) are issuance rows, nothing else is.
+    days = [datetime.datetime(2011, 1, 1) + datetime.timedelta(days=d) for d in range(60)]
+    grid = [d + datetime.timedelta(hours=h) for d in days for h in hours]
+    grid = [t for t in grid if start <= t < end]
+    assert [p.time for p in plan if p.issuance] == grid
+    assert [p.quiet for p in plan if p.issuance] == [
+      not _in_window(t, flares, margin) for t in grid
+    ]
+    peaks = {f.peak: f.event_id for f in flares if start <= f.peak <= end}
+    assert {p.time: p.flare_event_id for p in plan if p.flare_event_id} == peaks
+    assert not any(p.quiet for p in plan if not p.issuance or p.flare_event_id)
+    # The frames read as issuance frames on read are exactly the plan's issuance rows.
+    on_read = frame_facts.issuance_frames(np.array(times, "datetime64[ms]"), hours)
+    assert on_read.tolist() == [p.issuance for p in plan]
+    assert fetch.near_flares(grid, flares, margin) == [_in_window(t, flares, margin) for t in grid]
 
 
 class _Found:
@@ -291,7 +292,9 @@ def _fake_fido(monkeypatch, hek_rows):
   return searches
 
 
-def test_fetch_merges_flares_and_queries_quiet_frames_away_from_them(monkeypatch, tmp_path, capsys):
+def test_fetch_merges_flares_and_plans_the_issuance_grid_and_the_peaks(
+  monkeypatch, tmp_path, capsys
+):
   searches = _fake_fido(monkeypatch, HEK_ROWS)
   argv = ["--start", "2011-06-07", "--end", "2011-06-08", "--out", str(tmp_path)]
   assert fetch.main(argv) == 0
@@ -303,21 +306,33 @@ def test_fetch_merges_flares_and_queries_quiet_frames_away_from_them(monkeypatch
   assert len(flares) == 3
   assert len(flare_list.read_flare_list(tmp_path / "hek_events.csv")) == 4
   peaks = [f.peak for f in flares]
-  # Grid 00, 06, 12, 18 h: 06 h lies within 2 h of the M2.5 flare (06:14-07:05)
-  # and 18 h inside the B flare; 00 h and 12 h are quiet.
-  quiet = [t for t in searches["aia"] if t not in peaks]
-  assert quiet == [START, START + datetime.timedelta(hours=12)]
-  assert sorted(searches["aia"]) == sorted(peaks + quiet)
-  assert not any(_in_window(t, flares, two_h) for t in quiet)
+  # Grid 00, 06, 12, 18 h, all fetched (forecasts are issued flaring or not): 06 h lies
+  # within 2 h of the M2.5 flare (06:14-07:05) and 18 h inside the B flare; 00 h and 12 h
+  # are quiet.
+  grid = [START + datetime.timedelta(hours=h) for h in (0, 6, 12, 18)]
+  assert searches["aia"] == sorted(peaks + grid)
+  with open(tmp_path / "plan.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  assert tuple(rows[0]) == fetch.PLAN_COLUMNS
+  marks = {r["time"]: (r["issuance"], r["quiet"]) for r in rows}
+  assert [marks[t.isoformat()] for t in grid] == [
+    ("true", "true"),
+    ("true", "false"),
+    ("true", "true"),
+    ("true", "false"),
+  ]
+  assert {r["flare_event_id"] for r in rows if r["issuance"] == "false"} == {
+    f.event_id for f in flares
+  }
   assert searches["xrs"] == [(START, END)]
-  counts = fetch.fetch(START, END, "B1.0", tmp_path, datetime.timedelta(hours=6))
+  counts = fetch.fetch(START, END, "B1.0", tmp_path, (0, 6, 12, 18))
   assert counts == {
     "hek_events": 4,
     "flares": 3,
     "merged_duplicates": 1,
-    "quiet_times": 2,
-    "quiet_near_flares": 2,
-    "aia_files": 5,
+    "issuance_times": 4,
+    "issuance_near_flares": 2,
+    "aia_files": 7,
     "goes_files": 1,
     "failed": 0,
     "first_error": "",
@@ -336,7 +351,7 @@ def test_an_error_page_saved_as_fits_is_removed_fails_the_fetch_and_is_fetched_a
   assert fetch.main(argv) == 1
   out, err = capsys.readouterr()
   assert err.count("\n") == 1 and page in err and "not a FITS file" in err
-  assert "4 AIA files" in out  # the other frames came and are kept
+  assert "6 AIA files" in out  # the other frames came and are kept
   assert not (tmp_path / "aia" / page).exists()
   assert (tmp_path / "goes" / "sci_xrsf-l2-avg1m_g15_d20110607_v1-0-0.nc").exists()
   searches["pages"].clear()  # the server is back: the rerun fetches the frame

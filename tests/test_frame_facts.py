@@ -90,14 +90,15 @@ def test_m25_flare_facts_on_the_true_scale(index, xrs):
 
 def test_next_24_hours(index, xrs):
   rows, arrays = facts_of(
-    [T(2011, 6, 6, 12, 0), T(2011, 6, 7, 7, 30), T(2012, 6, 2, 1, 0)], index, xrs
+    [T(2011, 6, 6, 12, 0), T(2011, 6, 7, 12, 0), T(2012, 6, 2, 0, 0)], index, xrs
   )
   ahead, after, quiet = rows
-  # The M2.5 peaks 18.7 h later: the largest listed flare of the window.
+  # The M2.5 starts 18.3 h later: the largest listed flare starting in the window, with
+  # its flux as flare_class reads it (the SDAC peak 2.5554e-5 / 0.7).
   assert ahead["next24_event_id"] == "SOL2011-06-07T06:41:00"
-  assert ahead["next24_flux"] >= 2.5e-5 / 0.7
+  assert ahead["next24_flux"] == pytest.approx(2.5554e-5 / 0.7, rel=1e-3)
   assert not ahead["next24_complete"]  # the file starts on 2011-06-07
-  # After the M2.5: nothing listed in the next 24 h of the excerpt, and XRS runs out.
+  # After the M2.5: nothing listed starts in the next 24 h of the excerpt, and XRS runs out.
   assert after["next24_event_id"] == "" and not after["next24_complete"]
   forecast, groups = label(arrays, "max_class_next_24h")
   assert forecast[0] == goes.CLASS_LETTERS.index("M") and groups[0] == "SOL2011-06-07T06:41:00"
@@ -108,10 +109,124 @@ def test_next_24_hours(index, xrs):
 def test_next_24_hours_with_full_coverage(index, xrs):
   # 2011-06-07 00:00 to 24:00 is covered by the SDAC file (1 s .. 2 s cadence).
   rows, arrays = facts_of([T(2011, 6, 6, 23, 59, 58)], index, xrs)
-  if not rows[0]["next24_complete"]:
-    pytest.skip("the file's first samples leave a gap over 5 min")
-  window = xrs.partial(T(2011, 6, 6, 23, 59, 59), T(2011, 6, 7, 23, 59, 58))
-  assert rows[0]["next24_flux"] == pytest.approx(max(window.max(), 2.5e-5 / 0.7))
+  assert rows[0]["next24_complete"]
+  m25 = next(f for f in index.flares if f.goes_class == "M2.5")
+  assert rows[0]["next24_flux"] == pytest.approx(frame_facts.flare_flux(m25, index, xrs))
+  # 2 s before 00:00 UT: the issuance frame of that grid time.
+  assert label(arrays, "max_class_next_24h")[0][0] == goes.CLASS_LETTERS.index("M")
+
+
+def _first_day_extended(xrs, until):
+  """The SDAC day 2011-06-07 of ``xrs``, then its last hour's median each minute to ``until``."""
+  day = xrs.times < np.datetime64("2011-06-08")
+  times, flux = xrs.times[day], xrs.flux_long[day]
+  last = np.datetime64(times[-1], "m") + np.timedelta64(1, "m")
+  more = np.arange(last, np.datetime64(until, "m"), np.timedelta64(1, "m")).astype("datetime64[ns]")
+  level = float(np.median(flux[times > times[-1] - np.timedelta64(1, "h")]))
+  return goes.XRSSeries(
+    np.concatenate([times, more]), np.concatenate([flux, np.full(len(more), level)])
+  )
+
+
+def test_the_flare_in_progress_never_counts_and_one_starting_later_does(index, xrs):
+  """The real M2.5 of 2011-06-07 (start 06:16, peak 06:41, end 06:59), no later listed flare.
+
+  The old label (every XRS sample of the window) called a frame 1 min after its peak M:
+  detection. Now 06:20 (in progress) and 06:42 (1 min after the peak) get the quiet
+  level of the window, B, and 04:16 (2 h before the start) the M2.5's class.
+  """
+  xrs = _first_day_extended(xrs, T(2011, 6, 8, 8, 0))
+  times = [T(2011, 6, 7, 6, 20), T(2011, 6, 7, 6, 42), T(2011, 6, 7, 4, 16)]
+  rows, arrays = facts_of(times, index, xrs)
+  during, after, before = rows
+  assert during["next24_complete"] and after["next24_complete"]
+  assert during["next24_event_id"] == after["next24_event_id"] == ""
+  assert before["next24_event_id"] == "SOL2011-06-07T06:41:00"
+  # The quiet level: the median of the samples outside [06:16, 06:59 + 120 min].
+  t, f = xrs.samples(T(2011, 6, 7, 6, 42, 0, 1), T(2011, 6, 8, 6, 42))
+  quiet = (t < np.datetime64("2011-06-07T06:16")) | (t > np.datetime64("2011-06-07T08:59"))
+  assert after["next24_flux"] == pytest.approx(float(np.median(f[quiet])))
+  assert after["next24_flux"] < 1e-6 < f.max()  # the window holds the M2.5's decay
+  # Each frame read as the issuance frame of a grid time (its own hour's edge: 06:42 is
+  # 18 min before 07:00).
+  for i, (hour, minutes, want) in enumerate([(6, 20, "B"), (7, 18, "B"), (4, 16, "M")]):
+    got = frame_facts.labels(
+      {k: v[i : i + 1] for k, v in arrays.items()},
+      "max_class_next_24h",
+      30.0,
+      issuance_hours=(hour,),
+      issuance_tolerance_minutes=minutes,
+    )[0]
+    assert goes.CLASS_LETTERS[got[0]] == want, times[i]
+
+
+def test_xrs_decay_after_the_listed_end_does_not_raise_the_label():
+  """A B5 background with a flare listed 10:00-10:30 whose XRS stays at M1 until 13:00,
+  past its end + the 120 min association lag: a frame at 10:45 is B, not M."""
+  times = np.arange(np.datetime64("2015-03-11T00:00"), np.datetime64("2015-03-13T00:00"))
+  flux = np.full(times.shape, 5e-7 / 0.7)
+  flux[
+    (times >= np.datetime64("2015-03-11T10:00")) & (times < np.datetime64("2015-03-11T13:00"))
+  ] = 1e-5 / 0.7
+  xrs = goes.XRSSeries(times.astype("datetime64[ns]"), flux)
+  flare = flare_list.Flare(
+    "long", T(2015, 3, 11, 10), T(2015, 3, 11, 10, 10), T(2015, 3, 11, 10, 30), "M1.0", 1e-5 / 0.7
+  )
+  index = flare_list.FlareIndex([flare])
+  rows, arrays = facts_of([T(2015, 3, 11, 10, 45), T(2015, 3, 11, 9, 58)], index, xrs)
+  assert rows[0]["next24_flux"] == pytest.approx(5e-7 / 0.7)
+  assert rows[1]["next24_event_id"] == "long"  # 2 min before its start
+  got = frame_facts.labels(
+    arrays, "max_class_next_24h", 30.0, issuance_hours=(10,), issuance_tolerance_minutes=2.0
+  )[0]
+  assert got[1] == goes.CLASS_LETTERS.index("M")
+  # 10:45 is 45 min from 10:00: no issuance frame under a 2-min tolerance, so no label;
+  # as the issuance frame of 11:00 (15 min) it reads B.
+  assert got[0] == -1
+  as_issuance = frame_facts.labels(
+    {k: v[:1] for k, v in arrays.items()},
+    "max_class_next_24h",
+    30.0,
+    issuance_hours=(11,),
+    issuance_tolerance_minutes=15.0,
+  )[0]
+  assert as_issuance[0] == goes.CLASS_LETTERS.index("B")
+
+
+def test_issuance_frames_nearest_within_the_tolerance_edge_included():
+  times = [
+    "2011-06-07T06:00:00.000",  # on the grid
+    "2011-06-07T06:05:59.000",  # nearer ones exist for 06:00
+    "2011-06-07T12:06:00.000",  # exactly on the 6-min edge: issuance
+    "2011-06-07T18:06:00.001",  # 1 ms past the edge: not
+    "2011-06-07T23:58:00.000",  # 00:00 of the next day
+    "2011-06-08T00:03:00.000",  # farther from that 00:00
+    "2011-06-07T09:00:00.000",  # not a grid hour
+  ]
+  np.testing.assert_array_equal(
+    frame_facts.issuance_frames(times), [True, False, True, False, True, False, False]
+  )
+  np.testing.assert_array_equal(
+    frame_facts.issuance_frames(np.array(times, "datetime64[ms]"), (9,), 0.0),
+    [False] * 6 + [True],
+  )
+  # Under the forecast policy only issuance frames are labelled; the others' facts are
+  # the same (a known window), so the grid alone decides.
+  n = len(times)
+  facts = {k: np.zeros(n, np.float32) for k, kind in frame_facts.FIELDS.items() if kind == "f"}
+  facts.update(
+    {k: np.array([""] * n) for k, kind in frame_facts.FIELDS.items() if kind == "s"},
+    noaa_ar=np.zeros(n, np.int32),
+    next24_complete=np.ones(n, bool),
+    next24_flux=np.full(n, 2e-6, np.float32),
+    minutes_after_flare_start=np.full(n, np.nan, np.float32),
+    minutes_after_flare_end=np.full(n, np.nan, np.float32),
+    time=np.array(times),
+  )
+  got, _ = frame_facts.labels(facts, "max_class_next_24h", 30.0, class_scale="true")
+  np.testing.assert_array_equal(got, [2, -1, 2, -1, 2, -1, -1])
+  # Other policies ignore the grid.
+  assert (frame_facts.labels(facts, "goes_class", 30.0)[0] >= 0).all()
 
 
 def test_policies_partition_the_frames(index, xrs):

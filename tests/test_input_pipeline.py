@@ -2,6 +2,7 @@
 
 import collections
 import csv
+import json
 import pathlib
 import shutil
 
@@ -197,6 +198,8 @@ def test_changing_data_label_changes_the_labels_without_a_rebuild(data_config):
     np.testing.assert_array_equal(streamed, arrays["label"])
     want, _ = frame_facts.labels(arrays, policy, data_config.cooling_lag_minutes)
     np.testing.assert_array_equal(arrays["label"], want)
+    if policy == frame_facts.FORECAST_LABEL:  # Issuance frames only, and the demo has some.
+      assert len(arrays["label"]) and frame_facts.issuance_frames(arrays["time"]).all()
     seen[policy] = dict(zip(arrays["source"].tolist(), arrays["label"].tolist()))
   goes_class, flare, background = (seen[p] for p in frame_facts.LABELS[:3])
   assert flare and background and set(flare).isdisjoint(background)
@@ -237,6 +240,56 @@ def test_class_scale_is_applied_on_read(data_config):
   published = [goes.CLASS_LETTERS.index(c.decode()[0]) for c in swpc["flare_class"][flaring]]
   np.testing.assert_array_equal(swpc["label"][flaring], published)
   assert (swpc["label"] < true["label"]).any() and (swpc["label"] <= true["label"]).all()
+
+
+def test_a_dataset_before_the_forecast_facts_is_refused_for_the_forecast_label(
+  data_config, demo_tfds, tmp_path
+):
+  """Before 2.3.0 next24_flux was the window's XRS maximum (the decay of the flare in progress)."""
+  import types
+
+  def built(version):
+    return types.SimpleNamespace(info=types.SimpleNamespace(version=version), data_dir="d")
+
+  with pytest.raises(errors.InputMismatchError) as info:
+    input_pipeline.check_forecast_facts(built("2.2.0"))
+  assert "2.2.0" in str(info.value) and "next24_flux" in str(info.value)
+  assert "\n" not in str(info.value)
+  input_pipeline.check_forecast_facts(built("2.3.0"))
+  input_pipeline.check_forecast_facts(built("10.0.0"))
+  # This code reads 2.3.0: a data dir holding 2.2.0 only is named so.
+  old = tmp_path / "tfds"
+  shutil.copytree(demo_tfds, old)
+  (version_dir,) = (old / "sdo_aia171" / "64").iterdir()
+  version_dir.rename(version_dir.parent / "2.2.0")
+  config = data_config.copy_and_resolve_references()
+  config.data_dir = str(old)
+  with pytest.raises(errors.MissingInputError, match="holds version 2.2.0 only"):
+    input_pipeline.get_builder(config)
+
+
+def test_the_forecast_definition_stands_in_the_model_card_and_the_report(data_config, tmp_path):
+  """Label max_class_next_24h: the card counts issuance frames only and says the rule."""
+  from solar_jax import report
+  from solar_jax.data import frame_facts
+  from solar_jax.ddpm import export
+
+  config = default.get_config()
+  config.data = data_config.copy_and_resolve_references()
+  config.data.label = frame_facts.FORECAST_LABEL
+  config.provenance.update(simulated=True, version="sdo_aia171/64")  # resolve_data's, cheaper
+  summary = export.dataset_summary(config)
+  rule = frame_facts.forecast_rule()
+  assert summary["forecast"] == rule
+  # Test = September: at most its issuance frames (the manifest's), some of them.
+  manual = pathlib.Path(data_config.data_dir).parent / "manual" / "demo_manifest.json"
+  frames = json.loads(manual.read_text())["frames"]
+  september = sum(f["issuance"] for f in frames if f["time"].startswith("2011-09"))
+  assert 0 < sum(summary["counts"]["test"]) <= september
+  card = export.model_card(config, 3, 10, summary, "a workdir")
+  assert f"- forecast definition: {rule}" in card and "00/06/12/18 UT within 6 min" in card
+  text = report.render_report(config, tmp_path)
+  assert f"Forecast definition (`max_class_next_24h`): {rule}." in text
 
 
 def test_provenance_says_simulated(data_config):

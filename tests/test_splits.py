@@ -147,3 +147,15 @@ def test_the_training_record_names_what_differs_and_skips_what_was_not_read():
   assert splits.record_changes(fold0, other) == [
     "provenance.version='sdo_aia171/64 2.1.0' there, 'sdo_aia171/64 2.2.0' here"
   ]
+  # The forecast label learns from the issuance frames: its grid is part of the record,
+  # and only its (the other labels' records, hence sample-set keys, are unchanged).
+  assert "data.issuance" not in fold0
+  forecast = _record(label="max_class_next_24h", embargo_days=14.0)
+  assert forecast["data.issuance"] == {"hours": [0, 6, 12, 18], "tolerance_minutes": 6.0}
+  changes = splits.record_changes(
+    forecast, _record(label="max_class_next_24h", issuance_hours=(0, 12))
+  )
+  assert changes == [
+    "data.issuance={'hours': [0, 6, 12, 18], 'tolerance_minutes': 6.0} there, "
+    "{'hours': [0, 12], 'tolerance_minutes': 6.0} here"
+  ]

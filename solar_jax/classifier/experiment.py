@@ -19,7 +19,8 @@ The synthetic regimes must beat ``oversample``, ``weighted``/``focal`` and
 
 Tasks: 'multiclass', 'ge_m', 'ge_c' classify the frame's own class
 (``data.label``); 'forecast_multiclass', 'forecast_ge_m', 'forecast_ge_c' the
-largest GOES class of the next 24 h (the dataset's ``max_class_next_24h``).
+largest GOES class among flares starting in the next 24 h, from the issuance frames
+only (the dataset's ``max_class_next_24h``; ``frame_facts``, 'Forecast definition').
 Binary tasks also get the Brier skill score against climatology (the
 training split's base rate) and a reliability diagram.
 
@@ -99,7 +100,7 @@ from solar_jax.classifier.trainer import (
   selection_score,
 )
 from solar_jax.classifier.training_sets import SYNTHETIC_REGIMES
-from solar_jax.data import resolve
+from solar_jax.data import frame_facts, resolve
 from solar_jax.metrics import classification
 from solar_jax.models import classifier as classifier_lib
 
@@ -246,10 +247,22 @@ class _Experiment:
     self.test_reads: dict[str, int] = {}
 
   def header(self) -> dict:
-    c = self.config.classifier
+    c, data = self.config.classifier, self.config.data
+    label = c.label or data.label
+    forecast = label == frame_facts.FORECAST_LABEL
     return {
       "task": self.task,
-      "label": self.config.classifier.label or self.config.data.label,
+      "label": label,
+      # The forecast's definition and issuance grid, where the label is the forecast.
+      **(
+        {
+          "forecast": frame_facts.forecast_rule(
+            data.issuance_hours, data.issuance_tolerance_minutes
+          )
+        }
+        if forecast
+        else {}
+      ),
       "class_scale": self.config.data.class_scale,
       "fold": self.config.data.fold,
       "class_names": list(self.names),

@@ -160,6 +160,8 @@ def headline_table(metrics: dict) -> str:
     + ".",
   ]
   text += ["", *primary_lines(metrics), *comparisons_table(metrics)]
+  if metrics.get("forecast"):
+    text[1:1] = ["", f"Forecast definition: {metrics['forecast']}."]
   if metrics.get("climatology") is not None:
     text.append(
       f"BSS: Brier skill score against climatology (training base rate "

@@ -440,7 +440,8 @@ def load_real_splits(config) -> dict[str, dict]:
   """Train, validation and test splits in model space, in memory.
 
   The concurrent tasks read the dataset's ``data.label``; the forecasting
-  tasks read ``max_class_next_24h`` (the largest class of the next 24 h).
+  tasks read ``max_class_next_24h`` (the largest class among flares starting in the next
+  24 h, issuance frames only).
   """
   # The label the classifier reads: classifier.label, else data.label (the reader's default).
   kwargs = {"label": config.classifier.label} if config.classifier.label else {}

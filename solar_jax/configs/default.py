@@ -36,8 +36,16 @@ def get_config() -> ml_collections.ConfigDict:
   # solar_jax/data/frame_facts.py): 'goes_class' (inside a flare's [start, end + cooling
   # lag] the flare's class, else the class of the GOES flux at the frame), 'flare_class'
   # (flaring frames only), 'background_class' (frames outside flares only) or
-  # 'max_class_next_24h' (the largest class in the next 24 h: forecasting).
+  # 'max_class_next_24h' (forecasting: the largest class among flares STARTING in the
+  # next 24 h, else the quiet XRS level; the flare in progress never counts; read on the
+  # issuance grid below only).
   data.label = "goes_class"
+  # The issuance grid of the forecast label: forecasts are issued at these UT hours, from
+  # the frame nearest each (within the tolerance, edge included; AIA 171 Å has a 12 s
+  # cadence and the fetch takes the nearest frame). Under 'max_class_next_24h' every other
+  # frame has no label (in no split). Decided on read from the frame time: no rebuild.
+  data.issuance_hours = (0, 6, 12, 18)
+  data.issuance_tolerance_minutes = 6.0  # < 30: one grid time per frame.
   # 171 Å brightens as flare loops cool, tens of minutes after the GOES end: frames up
   # to this long after a flare's end count as flaring (at most the build's 120 min).
   data.cooling_lag_minutes = 30.0
@@ -179,9 +187,9 @@ def get_config() -> ml_collections.ConfigDict:
   # ---------------------------------------------------------- classifier ---
   classifier = config.classifier = ml_collections.ConfigDict()
   # What the classifier is asked, as two choices: the label it reads ('' = data.label,
-  # what the frame shows now; 'max_class_next_24h' = the largest class of the next 24 h,
-  # a forecast; any label policy of data/frame_facts.py) and how the GOES classes are
-  # grouped ('multiclass' A..X, 'ge_m' >=M against <M, 'ge_c' >=C against <C).
+  # what the frame shows now; 'max_class_next_24h' = the largest class among flares
+  # starting in the next 24 h, a forecast from the issuance frames (data.issuance_hours);
+  # any label policy of data/frame_facts.py) and how the GOES classes are grouped ('multiclass' A..X, 'ge_m' >=M against <M, 'ge_c' >=C against <C).
   classifier.label = ""
   classifier.grouping = "multiclass"
   classifier.stage_sizes = (2, 2, 2)  # Residual blocks per ResNet stage.

@@ -10,8 +10,9 @@ generated that split. The merged report gives, for every fold of the read-time
 split rule (``splits``; label ``goes_class`` on the SWPC class scale, the default
 cooling lag and embargo), frames and distinct events per split and class, the
 embargo drops and the share of test events whose active region also flared in
-train; and the flare list's events per class on both class scales
-(``flare_list.events_per_class``).
+train; the forecast label's frames (``forecast_table``: issuance frames of the
+default grid, and fold 0's labelled ones per split); and the flare list's events per
+class on both class scales (``flare_list.events_per_class``).
 ``merge`` joins them into one report, ``write`` stores it as ``REPORT_NAME``
 beside ``dataset_info.json`` and ``format_report`` gives the console summary.
 
@@ -269,6 +270,30 @@ def fold_tables(facts: dict, labels, groups, num_folds: int) -> dict:
   return tables
 
 
+def forecast_table(facts: dict, num_folds: int, since: datetime.datetime) -> dict:
+  """The forecast label's frames: issuance frames (default grid) and fold 0's labelled ones.
+
+  Under ``frame_facts.FORECAST_LABEL`` only issuance frames are labelled (on read, on
+  ``data.issuance_hours``); this counts them with the defaults the report assumes.
+  """
+  labels, _ = frame_facts.labels(
+    facts,
+    frame_facts.FORECAST_LABEL,
+    REPORT_COOLING_LAG_MINUTES,
+    class_scale=REPORT_CLASS_SCALE,
+    true_flux_since=since,
+  )
+  codes = splits.assign(
+    facts["time"], fold=0, num_folds=num_folds, embargo_days=REPORT_EMBARGO_DAYS
+  )
+  return dict(
+    rule=frame_facts.forecast_rule(),
+    frames=int(len(labels)),
+    issuance_frames=int(frame_facts.issuance_frames(facts["time"]).sum()),
+    fold0={s: int(np.sum((codes == i) & (labels >= 0))) for i, s in enumerate(splits.SPLITS)},
+  )
+
+
 def intensity_table(facts: dict, labels, clip: float) -> dict:
   """Per class (``REPORT_LABEL``): frames, the share whose disk exceeds ``clip``, median max."""
   if not len(labels):
@@ -339,6 +364,7 @@ def merge(parts_dir, settings: dict, *, clip: float) -> dict:
     folds=folds,
     examples=folds["0"]["frames"] if folds else {},
     intensity=intensity_table(facts, labels, clip),
+    forecast=forecast_table(facts, settings["num_folds"], since) if examples else {},
     skipped=dict(
       count=len(skipped),
       by_reason=dict(sorted(by_reason.items())),
@@ -376,6 +402,14 @@ def format_report(report: dict) -> str:
     lines.append(
       f"  test events whose AR also flared in train: {overlap['in_train']} of "
       f"{overlap['test_events_with_ar']} with an AR ({share})"
+    )
+  forecast = report.get("forecast")
+  if forecast:
+    per_split = ", ".join(f"{s} {n}" for s, n in forecast["fold0"].items())
+    lines.append(
+      f"  label {frame_facts.FORECAST_LABEL}: {forecast['issuance_frames']} of "
+      f"{forecast['frames']} frames are issuance frames; fold 0 labelled: {per_split} "
+      f"({forecast['rule']})"
     )
   skipped = report["skipped"]
   reasons = ", ".join(f"{k}={v}" for k, v in skipped["by_reason"].items()) or "none"

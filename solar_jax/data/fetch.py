@@ -6,14 +6,18 @@ once per HEK detection module (SWPC, SSW Latest Events, ...): those
 near-duplicates (same NOAA AR, peaks within ``MERGE_MINUTES``) are joined by
 ``flare_list.merge_duplicates`` and the merged list is written as
 ``OUT/flares.csv`` (a HEK export that ``flare_list.read_flare_list`` reads).
-It downloads to ``OUT/aia/`` the AIA 171 Å frame nearest each flare peak,
-and quiet frames: the frame nearest each time of the grid ``start + k *
-quiet_cadence`` that lies more than ``--quiet_margin`` outside every listed
-flare's [start, end]. GOES XRS 1-minute averages go to ``OUT/goes/``. The
-directory is then the manual dir of the TFDS builder::
+
+The frame plan (``plan_frames``, written as ``OUT/plan.csv``): the AIA 171 Å frame
+nearest each time of the forecast issuance grid (``--issuance_hours`` UT every day,
+default 00, 06, 12, 18: the default of ``data.issuance_hours``), whatever the Sun
+does then (a forecast is issued at fixed times, flaring or not), marked ``issuance``;
+those more than ``--quiet_margin`` outside every listed flare's [start, end] are
+also marked ``quiet``; and the frame nearest each flare peak. Frames go to
+``OUT/aia/``, GOES XRS 1-minute averages to ``OUT/goes/``. The directory is then the
+manual dir of the TFDS builder::
 
   python -m solar_jax.data.fetch --start 2011-06-01 --end 2011-07-01 \\
-      --min_class B1.0 --quiet_cadence 6h --quiet_margin 2h --out ~/sdo_aia171_raw
+      --min_class B1.0 --issuance_hours 0,6,12,18 --quiet_margin 2h --out ~/sdo_aia171_raw
 
 Without network it stops with one line naming the service it could not reach
 (exit status 1). Downloads that fail while others succeed are counted: the
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import datetime
 import gzip
 import pathlib
@@ -39,7 +44,7 @@ import sunpy.net.attrs as a
 from sunpy.net import Fido
 from sunpy.util.exceptions import SunpyConnectionWarning
 
-from solar_jax.data import flare_list, goes
+from solar_jax.data import flare_list, frame_facts, goes
 
 # Columns of the HEK export (flare_list.read_flare_list reads the first four,
 # the event id and the NOAA AR, ar_noaanum).
@@ -62,12 +67,15 @@ HEK_COLUMNS = (
 AIA_SEARCH_HALF_WIDTH = datetime.timedelta(minutes=1)
 
 # Defaults of the command line. B1.0: the dataset has a B class, so the HEK
-# list must hold B flares too. Quiet frames every 6 h, none within 2 h
-# of a listed flare's [start, end]: well beyond the builder's 30 min label
-# window, so a quiet frame shows no listed flare's rise or decay.
+# list must hold B flares too. Issuance frames at 00, 06, 12, 18 UT (the default
+# data.issuance_hours); quiet: none within 2 h of a listed flare's [start, end], well
+# beyond the builder's 30 min label window, so a quiet frame shows no listed flare's
+# rise or decay.
 DEFAULT_MIN_CLASS = "B1.0"
-DEFAULT_QUIET_CADENCE = "6h"
+DEFAULT_ISSUANCE_HOURS = ",".join(str(h) for h in frame_facts.ISSUANCE_HOURS)
 DEFAULT_QUIET_MARGIN = "2h"
+# Columns of OUT/plan.csv, one row per planned frame.
+PLAN_COLUMNS = ("time", "issuance", "quiet", "flare_event_id")
 # HEK events of one flare from several modules peak within a few minutes.
 MERGE_MINUTES = 6.0
 
@@ -88,45 +96,88 @@ def parse_duration(text: str, what: str = "duration") -> datetime.timedelta:
   return datetime.timedelta(**{unit: float(match.group(1))})
 
 
-def parse_cadence(text: str) -> datetime.timedelta:
-  """'6h', '30m', '1d', '90s' -> timedelta; it must be positive."""
-  value = parse_duration(text, "cadence")
-  if value <= datetime.timedelta(0):
-    raise ValueError(f"cadence {text!r} must be positive.")
-  return value
+def parse_hours(text: str) -> tuple[int, ...]:
+  """'0,6,12,18' -> (0, 6, 12, 18): distinct UT hours in [0, 23], at least one."""
+  try:
+    hours = tuple(int(h) for h in text.split(","))
+  except ValueError:
+    hours = ()
+  if not hours or len(set(hours)) != len(hours) or not all(0 <= h <= 23 for h in hours):
+    raise ValueError(f"issuance hours {text!r}: give distinct UT hours 0..23, e.g. '0,6,12,18'.")
+  return tuple(sorted(hours))
 
 
-def quiet_times(
-  start: datetime.datetime,
-  end: datetime.datetime,
-  cadence: datetime.timedelta,
-  flares,
-  margin: datetime.timedelta,
-) -> tuple[list[datetime.datetime], int]:
-  """The times ``start + k * cadence`` in [start, end) away from every flare.
+def issuance_times(
+  start: datetime.datetime, end: datetime.datetime, hours
+) -> list[datetime.datetime]:
+  """The issuance grid in ``[start, end)``: every day at ``hours`` UT, in order."""
+  day = datetime.datetime.combine(start.date(), datetime.time())
+  times = []
+  while day < end:
+    times += [day + datetime.timedelta(hours=h) for h in sorted(hours)]
+    day += datetime.timedelta(days=1)
+  return [t for t in times if start <= t < end]
 
-  A flare's window is [flare.start - margin, flare.end + margin], closed: a
-  grid time on its edge is left out. One sweep over the sorted windows.
 
-  Returns:
-    (the chosen times in order, number of grid times left out near a flare).
+def near_flares(times, flares, margin: datetime.timedelta) -> list[bool]:
+  """For sorted ``times``: whether each lies in a flare's [start - margin, end + margin].
+
+  The windows are closed (a time on an edge is near). One sweep over the sorted windows.
   """
-  if cadence <= datetime.timedelta(0):
-    raise ValueError(f"cadence {cadence} must be positive")
   windows = sorted((f.start - margin, f.end + margin) for f in flares)
-  chosen, near, i = [], 0, 0
+  near, i = [], 0
   reach = None  # the latest end of the windows opened at or before t
-  t = start
-  while t < end:
+  for t in times:
     while i < len(windows) and windows[i][0] <= t:
       reach = windows[i][1] if reach is None else max(reach, windows[i][1])
       i += 1
-    if reach is not None and t <= reach:
-      near += 1
-    else:
-      chosen.append(t)
-    t += cadence
-  return chosen, near
+    near.append(reach is not None and t <= reach)
+  return near
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedFrame:
+  """A frame to fetch (the one nearest ``time``) and why: a row of OUT/plan.csv."""
+
+  time: datetime.datetime
+  issuance: bool  # a time of the issuance grid (forecasts are issued from it)
+  quiet: bool  # an issuance time more than the margin outside every listed flare
+  flare_event_id: str  # the flare whose peak this is ('' none)
+
+
+def plan_frames(
+  start: datetime.datetime,
+  end: datetime.datetime,
+  flares,
+  hours=frame_facts.ISSUANCE_HOURS,
+  margin: datetime.timedelta = datetime.timedelta(hours=2),
+) -> list[PlannedFrame]:
+  """Every issuance time in ``[start, end)`` and every flare peak in ``[start, end]``.
+
+  A peak on a grid time is one frame with both marks. Sorted by time.
+  """
+  grid = issuance_times(start, end, hours)
+  near = near_flares(grid, flares, margin)
+  rows = {t: PlannedFrame(t, True, not n, "") for t, n in zip(grid, near)}
+  for f in flares:
+    if start <= f.peak <= end:
+      rows[f.peak] = dataclasses.replace(
+        rows.get(f.peak, PlannedFrame(f.peak, False, False, "")),
+        quiet=False,
+        flare_event_id=f.event_id,
+      )
+  return [rows[t] for t in sorted(rows)]
+
+
+def write_plan(path: pathlib.Path, plan: list[PlannedFrame]) -> None:
+  """``plan`` as CSV (``PLAN_COLUMNS``; times ISO, marks 'true'/'false')."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(PLAN_COLUMNS)
+    for p in plan:
+      marks = [str(p.issuance).lower(), str(p.quiet).lower()]
+      writer.writerow([p.time.isoformat(), *marks, p.flare_event_id])
 
 
 def hek_query(start: datetime.datetime, end: datetime.datetime, min_class: str) -> tuple:
@@ -391,22 +442,22 @@ def fetch(
   end: datetime.datetime,
   min_class: str,
   out: pathlib.Path,
-  quiet_cadence: datetime.timedelta,
+  issuance_hours=frame_facts.ISSUANCE_HOURS,
   quiet_margin: datetime.timedelta | None = None,
 ) -> dict[str, int]:
   """Downloads flares, AIA frames and GOES XRS for [start, end] into ``out``.
 
-  AIA frames: the one nearest each flare peak in [start, end], and the one
-  nearest each ``quiet_times(start, end, quiet_cadence, flares, quiet_margin)``
-  (``quiet_margin`` None: ``DEFAULT_QUIET_MARGIN``).
+  AIA frames: the one nearest each time of ``plan_frames(start, end, flares,
+  issuance_hours, quiet_margin)`` (``quiet_margin`` None: ``DEFAULT_QUIET_MARGIN``),
+  the plan written as ``OUT/plan.csv``.
 
   Returns:
     counts of what was written: ``hek_events`` (HEK events with a GOES class),
     ``flares`` (after merging), ``merged_duplicates`` (events joined into
-    another), ``quiet_times`` (grid times chosen), ``quiet_near_flares`` (grid
-    times left out), ``aia_files``, ``goes_files``; and of downloads that
-    failed (``failed``, with the first error in ``first_error``; the rest was
-    still fetched).
+    another), ``issuance_times`` (grid times planned), ``issuance_near_flares`` (of
+    them, within the margin of a flare: planned, not quiet), ``aia_files``,
+    ``goes_files``; and of downloads that failed (``failed``, with the first error
+    in ``first_error``; the rest was still fetched).
 
   Raises:
     FetchError: no network, or an answer of an unexpected shape (one line).
@@ -417,9 +468,9 @@ def fetch(
     quiet_margin = parse_duration(DEFAULT_QUIET_MARGIN)
   failures = Failures()
   flares, counts = _fetch_flares(start, end, min_class, out, quiet_margin)
-  peaks = [f.peak for f in flares if start <= f.peak <= end]
-  quiet, near = quiet_times(start, end, quiet_cadence, flares, quiet_margin)
-  aia_files = _fetch_aia(peaks, out, failures) + _fetch_aia(quiet, out, failures)
+  plan = plan_frames(start, end, flares, issuance_hours, quiet_margin)
+  write_plan(out / "plan.csv", plan)
+  aia_files = _fetch_aia([p.time for p in plan], out, failures)
   goes_search = "NOAA NCEI (GOES XRS search)"
   xrs = _search(goes_search, goes_query(start, end))
   goes_files = []
@@ -427,8 +478,8 @@ def fetch(
     goes_files = _download("NOAA NCEI (GOES XRS)", xrs, out / "goes", failures)
   return {
     **counts,
-    "quiet_times": len(quiet),
-    "quiet_near_flares": near,
+    "issuance_times": sum(p.issuance for p in plan),
+    "issuance_near_flares": sum(p.issuance and not p.quiet for p in plan),
     "aia_files": len(aia_files),
     "goes_files": len(goes_files),
     "failed": failures.count,
@@ -456,16 +507,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   )
   parser.add_argument("--out", type=pathlib.Path, required=True, help="output directory")
   parser.add_argument(
-    "--quiet_cadence",
-    type=parse_cadence,
-    default=DEFAULT_QUIET_CADENCE,
-    help=f"grid of quiet-frame times from --start, e.g. 6h, 90m (default {DEFAULT_QUIET_CADENCE})",
+    "--issuance_hours",
+    type=parse_hours,
+    default=DEFAULT_ISSUANCE_HOURS,
+    help="UT hours of the forecast issuance grid, a frame each day at each "
+    f"(default {DEFAULT_ISSUANCE_HOURS}, as data.issuance_hours)",
   )
   parser.add_argument(
     "--quiet_margin",
     type=parse_duration,
     default=DEFAULT_QUIET_MARGIN,
-    help="no quiet frame within this of a listed flare's [start, end] "
+    help="an issuance frame within this of a listed flare's [start, end] is not marked quiet "
     f"(default {DEFAULT_QUIET_MARGIN})",
   )
   args = parser.parse_args(argv)
@@ -482,15 +534,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   try:
     counts = fetch(
-      args.start, args.end, args.min_class, args.out, args.quiet_cadence, args.quiet_margin
+      args.start, args.end, args.min_class, args.out, args.issuance_hours, args.quiet_margin
     )
   except (FetchError, flare_list.FlareListError) as e:
     print(f"fetch: {e}", file=sys.stderr)
     return 1
   print(
     f"fetch: wrote {counts['flares']} flares ({counts['merged_duplicates']} duplicate HEK "
-    f"events merged), {counts['aia_files']} AIA files ({counts['quiet_times']} quiet times, "
-    f"{counts['quiet_near_flares']} left out near flares) and "
+    f"events merged), {counts['aia_files']} AIA files ({counts['issuance_times']} issuance "
+    f"times, {counts['issuance_near_flares']} of them near flares; plan.csv) and "
     f"{counts['goes_files']} GOES files under {args.out}"
   )
   if counts["failed"]:

@@ -13,9 +13,31 @@ series, all fluxes on the true scale (``goes``):
   the listed one alone where another listed flare is in progress there),
   start/peak/end, NOAA AR, listed Stonyhurst position (``flare_hgs_lat``/``_lon``, NaN
   where the list gives none), and the frame's minutes after its start and after its end;
-* the next 24 hours ``(t, t + 24 h]``: the largest flux (listed peaks there and
-  XRS samples there), the largest listed event, and whether XRS covers the
-  whole window.
+* the next 24 hours ``(t, t + 24 h]`` (the forecast facts, below): ``next24_flux``,
+  ``next24_event_id`` and ``next24_complete`` (XRS covers the whole window).
+
+Forecast definition (Leka et al. 2019, Bobra & Couvidat 2015, SWAN-SF; dataset
+>= 2.3.0). A forecast issued at ``t`` predicts the largest event that STARTS in
+``(t, t + 24 h]`` (``NEXT_WINDOW``): ``next24_flux`` is the peak flux of the largest
+listed flare whose start lies there (``flare_flux``: refined by the XRS peak as for
+``flare_class``; ``next24_event_id`` its id), so a flare in progress at ``t`` never
+counts, however bright its decay. The raw XRS maximum of the window is never the
+label. XRS only (a) decides coverage, and (b) gives the quiet level: the median of
+the window's XRS samples outside every listed flare's ``[start, end + association
+lag]``. ``next24_flux`` is the larger of that flare's flux and the quiet level (a
+window without a starting flare is labelled by its background class, A or B
+typically, never by a flare's decay), NaN when neither is known. Datasets before 2.3.0 stored the window's XRS maximum
+(which holds the decay of the flare in progress: detection, not forecasting) and are
+refused for this label (``input_pipeline``).
+
+Issuance grid. A forecast is issued at fixed UT hours (``data.issuance_hours``,
+default 00, 06, 12, 18): a frame is an issuance frame when its time lies within
+``data.issuance_tolerance_minutes`` of a grid time (the edge included), and of
+several frames near one grid time only the nearest (the earliest of equals). This is
+decided on read from the frame's time (``issuance_frames``), not stored: the grid is
+a policy like the label, so another grid needs no rebuild. Under the forecast label
+every other frame has no label (-1): it is in no split's training, validation or test
+set.
 
 ``labels`` turns these facts into class indices with a policy (``LABELS``), with
 the class thresholds applied on a chosen scale (``goes.CLASS_SCALES``,
@@ -35,9 +57,10 @@ published.
   sees, one meaning for every frame;
 * ``flare_class``: flaring frames only, the flare's class;
 * ``background_class``: frames outside every flare window only, ``goes_flux``;
-* ``max_class_next_24h``: the largest class in ``(t, t + 24 h]``, where XRS
-  covers the window or a listed flare lies in it (the list is complete above
-  its threshold); otherwise unknown (no label).
+* ``max_class_next_24h``: issuance frames only, the class of ``next24_flux`` (the
+  largest flare starting in ``(t, t + 24 h]``, else the quiet level), where XRS
+  covers the window or a listed flare starts in it (the list is complete above its
+  threshold); otherwise unknown (no label).
 
 The cooling lag: 171 Å (Fe IX, ~0.7 MK) brightens as flare loops cool, tens of
 minutes after the GOES 1-8 Å end (Viall & Klimchuk 2012; the cooling sequence
@@ -56,6 +79,11 @@ from solar_jax.data import flare_list, goes, regions
 
 # The label policies applied on read (``labels`` implements each; docstring above).
 LABELS = ("goes_class", "flare_class", "background_class", "max_class_next_24h")
+FORECAST_LABEL = "max_class_next_24h"  # The look-ahead label, read on the issuance grid only.
+# The issuance grid's defaults (configs/default.py: data.issuance_hours,
+# data.issuance_tolerance_minutes): 4 forecasts a day, the frame nearest each hour.
+ISSUANCE_HOURS = (0, 6, 12, 18)
+ISSUANCE_TOLERANCE_MINUTES = 6.0
 FLUX_HALF_WINDOW = datetime.timedelta(minutes=5)
 NEXT_WINDOW = datetime.timedelta(hours=24)
 # The XRS peak of a flare is looked for this close to its listed peak: lists give the
@@ -79,7 +107,7 @@ FIELDS = {
   "noaa_ar": "i",
   "flare_hgs_lat": "f",
   "flare_hgs_lon": "f",
-  "next24_flux": "f",
+  "next24_flux": "f",  # the forecast flux (module docstring), since dataset 2.3.0
   "next24_event_id": "s",
   "next24_complete": "b",
 }
@@ -144,18 +172,32 @@ def frame_facts(
       flare_hgs_lat=flare.hgs_lat,
       flare_hgs_lon=flare.hgs_lon,
     )
-  coming = flares.peaking(t, t + NEXT_WINDOW, open_lo=True)
-  best = max(coming, key=lambda f: f.peak_flux) if coming else None
-  values = [best.peak_flux] if best else []
-  if xrs is not None:
-    ahead = xrs.partial(t + datetime.timedelta(microseconds=1), t + NEXT_WINDOW)
-    if len(ahead):
-      values.append(float(ahead.max()))
-    facts["next24_complete"] = xrs.window(t, t + NEXT_WINDOW) is not None
-  if values:
-    facts["next24_flux"] = max(values)
-  facts["next24_event_id"] = best.event_id if best else ""
+  facts.update(_next24(t, flares, xrs, lag))
   return facts
+
+
+def _next24(t: datetime.datetime, flares: flare_list.FlareIndex, xrs, lag) -> dict:
+  """The forecast facts of a frame at ``t`` (module docstring, 'Forecast definition')."""
+  end = t + NEXT_WINDOW
+  # A flare starting in (t, end] peaks in (t, end + its duration].
+  coming = [f for f in flares.peaking(t, end + _LONGEST_FLARE, open_lo=True) if t < f.start <= end]
+  best = max(coming, key=lambda f: (f.peak_flux, f.peak)) if coming else None
+  values = [flare_flux(best, flares, xrs)] if best else []
+  complete = False
+  if xrs is not None:
+    complete = xrs.window(t, end) is not None
+    times, flux = xrs.samples(t + datetime.timedelta(microseconds=1), end)
+    quiet = np.ones(len(times), bool)
+    for f in flares.peaking(t - _LONGEST_FLARE - lag, end + _LONGEST_FLARE):
+      lo, hi = np.datetime64(f.start, "ns"), np.datetime64(f.end + lag, "ns")
+      quiet &= (times < lo) | (times > hi)
+    if quiet.any():
+      values.append(float(np.median(flux[quiet])))
+  return dict(
+    next24_flux=max(values) if values else np.nan,
+    next24_event_id=best.event_id if best else "",
+    next24_complete=complete,
+  )
 
 
 # ------------------------------------------------------------- on read ---
@@ -203,6 +245,56 @@ def in_flare(facts: dict, cooling_lag_minutes: float) -> np.ndarray:
     return np.isfinite(after_start) & (after_start >= 0) & (after_end <= cooling_lag_minutes)
 
 
+def forecast_rule(
+  hours=ISSUANCE_HOURS, tolerance_minutes: float = ISSUANCE_TOLERANCE_MINUTES
+) -> str:
+  """One sentence of the forecast label's definition and its issuance grid (for reports)."""
+  grid = "/".join(f"{int(h):02d}" for h in sorted(hours))
+  horizon = NEXT_WINDOW / datetime.timedelta(hours=1)
+  return (
+    f"the class of the largest listed flare STARTING in (t, t + {horizon:g} h] (the flare in "
+    "progress at t never counts), or of the window's quiet XRS level (median outside listed "
+    "flares) where that is larger or no flare starts; issued from the frame nearest "
+    f"{grid} UT within {tolerance_minutes:g} min (other frames unlabelled)"
+  )
+
+
+def issuance_frames(
+  times, hours=ISSUANCE_HOURS, tolerance_minutes: float = ISSUANCE_TOLERANCE_MINUTES
+) -> np.ndarray:
+  """bool per frame: the frame a forecast is issued from (module docstring, 'Issuance grid').
+
+  A frame within ``tolerance_minutes`` (inclusive, to the millisecond) of a grid time
+  (a UT hour of ``hours`` on any day) qualifies; of several near one grid time, only
+  the nearest (the earliest of equals). ``times``: ISO strings, bytes or datetime64.
+  """
+  values = [t.decode() if isinstance(t, bytes) else t for t in np.asarray(times).ravel()]
+  times = np.array(values, dtype="datetime64[ms]")
+  hours = np.asarray(sorted(set(int(h) for h in hours)), np.int64)
+  if not len(times) or not len(hours):
+    return np.zeros(len(times), bool)
+  ms_hour, ms_day = 3_600_000, 86_400_000
+  days = times.astype("datetime64[D]").astype("datetime64[ms]").astype(np.int64)
+  # Grid times of the day before, the day and the day after, nearest first.
+  grid = (days[:, None, None] + ms_day * np.arange(-1, 2)[None, :, None]).reshape(
+    len(times), 3, 1
+  ) + ms_hour * hours[None, None, :]
+  grid = grid.reshape(len(times), -1)
+  t = times.astype(np.int64)
+  offset = np.abs(grid - t[:, None])
+  nearest = np.argmin(offset, axis=1)
+  instant = grid[np.arange(len(t)), nearest]
+  distance = offset[np.arange(len(t)), nearest]
+  near = ~np.isnat(times) & (distance <= round(tolerance_minutes * 60_000))
+  chosen = np.zeros(len(t), bool)
+  candidates = np.flatnonzero(near)
+  order = candidates[np.lexsort((t[candidates], distance[candidates], instant[candidates]))]
+  first = np.ones(len(order), bool)
+  first[1:] = instant[order][1:] != instant[order][:-1]
+  chosen[order[first]] = True
+  return chosen
+
+
 def labels(
   facts: dict,
   policy: str,
@@ -210,6 +302,8 @@ def labels(
   *,
   class_scale: str = "swpc",
   true_flux_since: datetime.datetime = goes.TRUE_FLUX_LISTS_SINCE,
+  issuance_hours=ISSUANCE_HOURS,
+  issuance_tolerance_minutes: float = ISSUANCE_TOLERANCE_MINUTES,
 ) -> tuple[np.ndarray, np.ndarray]:
   """(class index int32 [-1 = no label under ``policy``], resampling group) per frame.
 
@@ -218,7 +312,8 @@ def labels(
   the first day of the GOES-16 era, the dataset's metadata records it). The group
   is the unit a bootstrap resamples: the event the label comes from, else the
   frame's UTC day ('day:YYYY-MM-DD'), so frames of one flare or one quiet day
-  move together.
+  move together. The forecast label (``FORECAST_LABEL``) labels issuance frames
+  only (``issuance_frames`` of ``issuance_hours``, ``issuance_tolerance_minutes``).
   """
   if policy not in LABELS:
     raise ValueError(f"label policy {policy!r}: use one of {LABELS}.")
@@ -234,8 +329,9 @@ def labels(
 
   background = class_index(scaled("goes_flux", times))
   flare = class_index(scaled("flare_flux", _text(facts["flare_peak"])))
-  if policy == "max_class_next_24h":
+  if policy == FORECAST_LABEL:
     known = np.asarray(facts["next24_complete"], bool) | (_text(facts["next24_event_id"]) != "")
+    known &= issuance_frames(times, issuance_hours, issuance_tolerance_minutes)
     label = np.where(known, class_index(scaled("next24_flux", times)), -1)
     ids = _text(facts["next24_event_id"])
     return label.astype(np.int32), np.where(ids != "", ids, days)

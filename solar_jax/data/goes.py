@@ -275,10 +275,14 @@ class XRSSeries:
 
   def partial(self, start, end) -> np.ndarray:
     """Whatever samples lie in ``[start, end]`` (maybe none), gaps allowed."""
+    return self.samples(start, end)[1]
+
+  def samples(self, start, end) -> tuple[np.ndarray, np.ndarray]:
+    """(times, flux) of whatever samples lie in ``[start, end]`` (maybe none), gaps allowed."""
     start, end = np.datetime64(start, "ns"), np.datetime64(end, "ns")
     lo = np.searchsorted(self.times, start, side="left")
     hi = np.searchsorted(self.times, end, side="right")
-    return self.flux_long[lo:hi]
+    return self.times[lo:hi], self.flux_long[lo:hi]
 
 
 def true_scale_from_meta(meta: dict, name: str) -> float:

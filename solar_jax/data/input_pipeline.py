@@ -79,13 +79,23 @@ def get_builder(data_config):
       "image size must divide the stored side; set data.builder_config to a matching resolution."
     )
   if not builder.is_prepared():
+    older = _other_versions(builder)
+    found = f" (it holds version {', '.join(older)} only)" if older else ""
     raise errors.MissingInputError(
-      f"{data_config.dataset}/{data_config.builder_config} is not built in "
-      f"{builder.data_dir_root}. Build it first: tfds build tfds_builders/sdo_aia171 "
+      f"{data_config.dataset}/{data_config.builder_config} {builder.version} is not built in "
+      f"{builder.data_dir_root}{found}. Build it first: tfds build tfds_builders/sdo_aia171 "
       f"--config={data_config.builder_config} --manual_dir=<dir> --data_dir={data_config.data_dir or '<dir>'}"
     )
   _check_metadata(builder, data_config)
   return builder
+
+
+def _other_versions(builder) -> list[str]:
+  """Versions of this dataset and config built in the data dir other than the code's."""
+  root = epath.Path(builder.data_dir_root) / builder.name / builder.builder_config.name
+  if not root.is_dir():
+    return []
+  return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != str(builder.version))
 
 
 def _check_metadata(builder, data_config) -> None:
@@ -132,6 +142,25 @@ def metadata(builder) -> dict:
       f"{path}: num_folds={folds!r} is not a positive integer; rebuild the dataset"
     )
   return meta
+
+
+# The first dataset version whose next24_flux is the forecast flux (flares starting in the
+# window, frame_facts 'Forecast definition'); earlier ones stored the window's XRS maximum.
+FORECAST_FACTS_SINCE = "2.3.0"
+
+
+def check_forecast_facts(builder) -> None:
+  """Refuses the forecast label on a dataset whose ``next24_flux`` means the old thing."""
+  version = str(builder.info.version)
+  if tuple(int(p) for p in version.split(".")) < tuple(
+    int(p) for p in FORECAST_FACTS_SINCE.split(".")
+  ):
+    raise errors.InputMismatchError(
+      f"label {frame_facts.FORECAST_LABEL!r}: {builder.data_dir} is dataset {version}, whose "
+      "next24_flux is the XRS maximum of (t, t + 24 h] (the decay of the flare in progress "
+      f"counts: detection, not a forecast); rebuild it at >= {FORECAST_FACTS_SINCE} "
+      "(tfds build tfds_builders/sdo_aia171)."
+    )
 
 
 def true_flux_since(meta: dict) -> datetime.datetime:
@@ -317,6 +346,8 @@ def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
       f"{builder.data_dir} (blocks: {sorted(builder.info.splits)}): the archive covers too few "
       "months for this fold; choose another data.fold or add data."
     )
+  if label == frame_facts.FORECAST_LABEL:
+    check_forecast_facts(builder)
   spec = "+".join(blocks)
   facts = _facts(builder, spec)
   labels, groups = frame_facts.labels(
@@ -325,6 +356,8 @@ def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
     data_config.cooling_lag_minutes,
     class_scale=data_config.class_scale,
     true_flux_since=true_flux_since(metadata(builder)),
+    issuance_hours=tuple(data_config.issuance_hours),
+    issuance_tolerance_minutes=data_config.issuance_tolerance_minutes,
   )
   keep = labels >= 0
   if split != "all":
@@ -335,6 +368,17 @@ def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
       embargo_days=data_config.embargo_days,
     )
     keep &= codes == splits.SPLITS.index(split)
+  if label == frame_facts.FORECAST_LABEL:
+    logging.info(
+      "Label %s: split %r keeps %d labelled issuance frames (%s UT +- %g min) of %d frames read; "
+      "the others have no forecast label.",
+      label,
+      split,
+      int(keep.sum()),
+      "/".join(f"{h:02d}" for h in data_config.issuance_hours),
+      data_config.issuance_tolerance_minutes,
+      len(labels),
+    )
   return _Plan(spec, keep, np.where(keep, labels, -1).astype(np.int32), groups, facts)
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from solar_jax.data import frame_facts
+
 SPLITS = ("train", "validation", "test")  # The splits of a fold.
 TRAIN, VALIDATION, TEST, EMBARGOED = 0, 1, 2, -1
 
@@ -64,7 +66,8 @@ def training_record(config: dict) -> dict:
 
   The dataset and its version, the training months (``data.fold`` with
   ``training_partition``), the embargo around held-out months and the label policy with
-  its cooling lag and class scale. A generator is bound to them (DESIGN.md, 'Protocol rules'): a
+  its cooling lag and class scale (and, for the forecast label, its issuance grid: the
+  frames it learned from). A generator is bound to them (DESIGN.md, 'Protocol rules'): a
   checkpoint, an export and a sample set record them, and a run whose data differs in one
   is refused (``checkpointing.parameter_meaning``, ``record_changes``). ``provenance`` is
   filled in from the dataset by ``data.resolve``; a value it could not read is None.
@@ -75,7 +78,7 @@ def training_record(config: dict) -> dict:
   def number(key):
     return None if data.get(key) is None else float(data[key])
 
-  return {
+  record = {
     "data.dataset": f"{data.get('dataset')}/{data.get('builder_config')}",
     "provenance.version": str(provenance.get("version") or "") or None,
     "data.fold": None
@@ -91,6 +94,17 @@ def training_record(config: dict) -> dict:
     "data.cooling_lag_minutes": number("cooling_lag_minutes"),
     "data.class_scale": data.get("class_scale"),
   }
+  if data.get("label") == frame_facts.FORECAST_LABEL:  # Only then does the grid pick frames.
+    hours = data.get("issuance_hours")
+    record["data.issuance"] = (
+      None
+      if hours is None
+      else {
+        "hours": [int(h) for h in hours],
+        "tolerance_minutes": number("issuance_tolerance_minutes"),
+      }
+    )
+  return record
 
 
 def record_changes(stored: dict, run: dict) -> list[str]:

@@ -23,7 +23,7 @@ from etils import epath
 
 from solar_jax import parallel, provenance
 from solar_jax import workdir as wd
-from solar_jax.data import build_report, input_pipeline, splits
+from solar_jax.data import build_report, frame_facts, input_pipeline, splits
 from solar_jax.ddpm import sample
 from solar_jax.diffusion import samplers
 from solar_jax.models import unet
@@ -73,6 +73,10 @@ def dataset_summary(config: ml_collections.ConfigDict) -> dict:
     embargo_days=config.data.embargo_days,
     goes_scale=provenance.goes_scale,
   )
+  if config.data.label == frame_facts.FORECAST_LABEL:
+    settings["forecast"] = frame_facts.forecast_rule(
+      config.data.issuance_hours, config.data.issuance_tolerance_minutes
+    )
   return {
     "dataset": provenance.version,
     "first": min(times) if times else None,
@@ -197,6 +201,7 @@ def _data_lines(classes, data: dict) -> list[str]:
     f"- label: {data['label']} (data.label) on the {data.get('class_scale', 'true')} "
     f"class scale (data.class_scale), fold {data['fold']}, embargo "
     f"{data['embargo_days']:g} days; GOES scale: {data.get('goes_scale') or 'not recorded'}",
+    *([f"- forecast definition: {data['forecast']}"] if data.get("forecast") else []),
     f"- dataset: {data['dataset']}"
     + (" (the SIMULATED demo archive, not observations)" if data.get("simulated") else ""),
     f"- data span: {data['first']} to {data['last']} (UTC frame times, all splits)",

@@ -32,10 +32,11 @@ from solar_jax.models import layers
 from solar_jax.models.layers import group_count
 
 # Concurrent tasks (the class of the frame, data.label) and their forecasting forms
-# (the largest class of the next 24 h, label 'max_class_next_24h'): same classes.
+# (the largest class among flares starting in the next 24 h, label 'max_class_next_24h',
+# issuance frames only): same classes.
 TASKS = ("multiclass", "ge_m", "ge_c", "forecast_multiclass", "forecast_ge_m", "forecast_ge_c")
 GROUPINGS = ("multiclass", "ge_m", "ge_c")  # classifier.grouping: how GOES classes are grouped.
-FORECAST_LABEL = "max_class_next_24h"  # The dataset's label of the forecasting tasks.
+FORECAST_LABEL = "max_class_next_24h"  # The dataset's label of the forecasting tasks (frame_facts).
 
 
 def task_of(classifier_config, data_label: str = "goes_class") -> str:

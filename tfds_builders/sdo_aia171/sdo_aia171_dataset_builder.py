@@ -247,8 +247,12 @@ _FACT_DOCS = {
   "noaa_ar": "NOAA active region of the flare (0 unknown)",
   "flare_hgs_lat": "the flare's listed Stonyhurst latitude, degrees (NaN not listed)",
   "flare_hgs_lon": "the flare's listed Stonyhurst longitude, degrees (NaN not listed)",
-  "next24_flux": "largest 1-8 Å flux in (t, t + 24 h], true scale (NaN unknown)",
-  "next24_event_id": "largest listed flare peaking in (t, t + 24 h] ('' none)",
+  "next24_flux": (
+    "forecast flux, true scale: the larger of the peak flux of the largest listed flare "
+    "STARTING in (t, t + 24 h] and the median XRS flux of the window outside every listed "
+    "flare's [start, end + association lag] (NaN unknown); never the window's XRS maximum"
+  ),
+  "next24_event_id": "largest listed flare starting in (t, t + 24 h] ('' none)",
   "next24_complete": "GOES XRS covers all of (t, t + 24 h]",
 }
 
@@ -256,7 +260,7 @@ _FACT_DOCS = {
 class Builder(tfds.core.GeneratorBasedBuilder):
   """SDO/AIA 171 Å frames with GOES flare-class labels (manual download)."""
 
-  VERSION = tfds.core.Version("2.2.0")
+  VERSION = tfds.core.Version("2.3.0")
   RELEASE_NOTES = {
     "1.0.0": "Initial release: DN/s images, GOES class labels, month-block splits.",
     "2.0.0": (
@@ -281,6 +285,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       "records the GOES-16 era's first day (labels on the SWPC scale on read: "
       "data.class_scale) and the list's events per class on both scales, which the build "
       "report prints too."
+    ),
+    "2.3.0": (
+      "next24_flux is a forecast: the largest listed flare STARTING in (t, t + 24 h] (the "
+      "flare in progress never counts), else the window's quiet XRS level (median outside "
+      "every listed flare's [start, end + association lag]); no longer the window's XRS "
+      "maximum, which held the decay of the flare in progress. next24_event_id: the largest "
+      "flare starting there. The forecast label is read on the issuance grid (data."
+      "issuance_hours); datasets before 2.3.0 are refused for it."
     ),
   }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """

@@ -20,7 +20,9 @@ builder without internet. This module makes one from the real level-1 AIA
   list of the GOES-15 era publishes them (the reader knows it by these columns).
 * ``DIR/demo_manifest.json``: every frame with the class it was made for
   (``letter``: on the TRUE scale, ``data.class_scale='true'``; on the default SWPC
-  scale a flare's frames take its published class and quiet frames 0.7 x their flux).
+  scale a flare's frames take its published class and quiet frames 0.7 x their flux)
+  and whether it is an issuance frame of the default forecast grid (``issuance``;
+  quiet frames are placed on the grid, ``demo_plan``).
 
 Frames are either near a flare's peak (flaring, the flare's class) or at
 least several decay times away from any flare (quiet, the class of the
@@ -46,7 +48,7 @@ import time as time_lib
 
 import numpy as np
 
-from solar_jax.data import goes
+from solar_jax.data import frame_facts, goes
 from solar_jax.data.demo import files as demo_files
 from solar_jax.data.demo import plan as demo_plan
 from solar_jax.data.demo import render as demo_render
@@ -101,12 +103,17 @@ def write_demo_archive(
   records = demo_files.write_frames(out, disk, frames, flares, rng)
   bad = demo_files.write_bad_files(out, disk, frames, starts, rng) if with_bad else []
   counts = {c: sum(r["letter"] == c for r in records) for c in CLASSES}
+  # The frames a forecast is issued from (the default grid, decided as on read).
+  issuance = frame_facts.issuance_frames([r["time"] for r in records])
+  for record, flag in zip(records, issuance):
+    record["issuance"] = bool(flag)
   summary = dict(
     note=demo_files.SIMULATED_NOTE,
     seed=seed,
     num_frames=len(records),
     months=[f"{s:%Y-%m}" for s in starts[:-1]],
     class_counts=counts,
+    issuance_frames=int(issuance.sum()),
     num_flares=len(flares),
     frames=records,
     bad_files=bad,
@@ -141,5 +148,6 @@ def main(argv=None) -> None:
     f"Wrote a SIMULATED demo archive to {args.out} in {time_lib.time() - t0:.1f} s: "
     f"{summary['num_frames']} frames over {len(summary['months'])} months "
     f"({summary['months'][0]}..{summary['months'][-1]}), {summary['num_flares']} flares, "
-    f"intended classes {summary['class_counts']}, {len(summary['bad_files'])} bad files."
+    f"intended classes {summary['class_counts']}, {summary['issuance_frames']} on the "
+    f"forecast issuance grid, {len(summary['bad_files'])} bad files."
   )

@@ -4,7 +4,9 @@
 and decay times, active region), the daily GOES background flux, and the
 time and intended class of every AIA frame: inside a flare, between its start
 and a few minutes after its peak (flaring, the flare's class), or far from any
-flare and away from a class boundary (quiet, the class of the background).
+flare and away from a class boundary (quiet, the class of the background). Quiet
+frames lie on the forecast issuance grid (00, 06, 12, 18 UT) while the month has
+grid times left, so every month holds issuance frames for the forecast label.
 Class edges are those of ``goes`` (sunkit-instruments' table), so the plan and
 the builder's labels use one definition. Fluxes are TRUE fluxes (the dataset's
 scale); ``SimFlare.goes_class`` is the class as an SWPC list of the GOES-15 era
@@ -21,9 +23,12 @@ import math
 
 import numpy as np
 
-from solar_jax.data import goes
+from solar_jax.data import frame_facts, goes
 
 CADENCE_S = 12  # AIA 171 cadence; planned times lie on this grid.
+# UT hours of the forecast issuance grid (the default of data.issuance_hours): quiet
+# frames are placed on it, so a forecast task (label 'max_class_next_24h') has frames.
+ISSUANCE_HOURS = frame_facts.ISSUANCE_HOURS
 # Flaring frames lie between the flare's start and this many minutes after its
 # peak (within the end plus any cooling lag >= 12 min).
 FLARING_OFFSET_MIN = 12.0
@@ -169,9 +174,18 @@ def plan_archive(
         )
     quiet = budget - per_event * len(month_flares)
     span = (hi - lo).total_seconds()
+    # Quiet frames sit on the issuance grid (a forecast's frames) while grid times are
+    # left, then anywhere in the month.
+    grid = [
+      t for t in _issuance_times(lo, hi) if 3600.0 <= (t - lo).total_seconds() <= span - 3600.0
+    ]
+    grid = [grid[i] for i in rng.permutation(len(grid))]
     placed = 0
     while placed < quiet:
-      t = _on_grid(lo + datetime.timedelta(seconds=float(rng.uniform(3600.0, span - 3600.0))))
+      if grid:
+        t = grid.pop()
+      else:
+        t = _on_grid(lo + datetime.timedelta(seconds=float(rng.uniform(3600.0, span - 3600.0))))
       if any(f.start - datetime.timedelta(hours=2) <= t <= _quiet_after(f) for f in month_flares):
         continue
       if any(abs((t - f.time).total_seconds()) < CADENCE_S for f in frames):
@@ -184,6 +198,14 @@ def plan_archive(
     flares.extend(month_flares)
   frames.sort(key=lambda f: f.time)
   return flares, frames, bkg, starts
+
+
+def _issuance_times(lo: datetime.datetime, hi: datetime.datetime) -> list[datetime.datetime]:
+  """The issuance grid's times (``ISSUANCE_HOURS`` UT each day) in ``[lo, hi)``."""
+  days = (hi.date() - lo.date()).days + 1
+  day0 = datetime.datetime.combine(lo.date(), datetime.time())
+  times = (day0 + datetime.timedelta(days=d, hours=h) for d in range(days) for h in ISSUANCE_HOURS)
+  return [t for t in times if lo <= t < hi]
 
 
 def _on_grid(t: datetime.datetime) -> datetime.datetime:
