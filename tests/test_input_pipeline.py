@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from solar_jax import errors
+from solar_jax import errors, provenance
 from solar_jax.configs import default
 from solar_jax.data import goes, input_pipeline, resolve, scaling
 from solar_jax.evaluation import evaluate
@@ -286,7 +286,15 @@ def test_the_forecast_definition_stands_in_the_model_card_and_the_report(data_co
   frames = json.loads(manual.read_text())["frames"]
   september = sum(f["issuance"] for f in frames if f["time"].startswith("2011-09"))
   assert 0 < sum(summary["counts"]["test"]) <= september
-  card = export.model_card(config, 3, 10, summary, "a workdir")
+  card = export.model_card(
+    config,
+    3,
+    10,
+    summary,
+    "a workdir",
+    made_by=provenance.record(),
+    sampler=export.recommended_sampler(config, None),
+  )
   assert f"- forecast definition: {rule}" in card and "00/06/12/18 UT within 6 min" in card
   text = report.render_report(config, tmp_path)
   assert f"Forecast definition (`max_class_next_24h`): {rule}." in text

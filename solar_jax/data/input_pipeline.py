@@ -45,7 +45,7 @@ from absl import logging
 from etils import epath
 
 from solar_jax import errors
-from solar_jax.data import frame_facts, goes, scaling, splits
+from solar_jax.data import frame_facts, goes, scaling, shards, splits
 
 LABELS = frame_facts.LABELS
 
@@ -54,8 +54,6 @@ DATASETS = ("sdo_aia171",)
 # The stored resolutions (builder configs of tfds_builders/sdo_aia171).
 BUILDER_CONFIGS = ("64", "128", "256", "512")
 _BUILDER_MODULE = "tfds_builders.sdo_aia171.sdo_aia171_dataset_builder"
-# Bytes a TFRecord adds to each record: 8 of length, 4 of length CRC, 4 of data CRC.
-_TFRECORD_FRAMING = 16
 _FACT_KEYS = ("time", "source", "exposure", "intensity_max", "intensity_p999", *frame_facts.FIELDS)
 
 
@@ -173,68 +171,9 @@ def true_flux_since(meta: dict) -> datetime.datetime:
 
 
 def verify_shards(data_config, *, builder=None) -> None:
-  """Checks every stored shard before a run reads them; names the first damaged one.
-
-  Every split reads month blocks from all of the dataset (a fold's train split
-  is most of it), so every stored block is checked, whichever splits a mode reads.
-
-  Each shard must exist; the TFRecord files of a split must add up to the bytes
-  ``dataset_info.json`` records for it; with ``data.verify_shards`` every record is
-  read once (TensorFlow checks its CRCs) and counted against the recorded shard
-  length, so flipped bytes and truncation are found now, not mid-training.
-
-  Raises:
-    errors.DamagedFileError: a shard is missing, truncated or corrupt.
-  """
-  builder = builder or get_builder(data_config)
-  directory = os.fspath(builder.data_dir)
-  checked = (directory, bool(data_config.verify_shards), _files_signature(directory))
-  if checked in _SHARDS_VERIFIED:  # This process checked these very files already.
-    return
-  _check_shards(builder, data_config)
-  _SHARDS_VERIFIED.add(checked)
-
-
-# Datasets verify_shards passed in this process: (data dir, CRC check, files' signature).
-# --mode=all and the study check before each stage; an altered file has another signature.
-_SHARDS_VERIFIED: set = set()
-
-
-def _check_shards(builder, data_config) -> None:
-  import tensorflow as tf
-
-  for name in sorted(builder.info.splits):
-    info = builder.info.splits[name]
-    paths = [epath.Path(p) for p in info.filepaths]
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-      raise errors.DamagedFileError(
-        f"shard {missing[0]} of split {name!r} is missing: rebuild the dataset in "
-        f"{builder.data_dir} (tfds build)."
-      )
-    if builder.info.file_format.value == "tfrecord":
-      want = info.num_bytes + _TFRECORD_FRAMING * info.num_examples
-      have = sum(p.stat().length for p in paths)
-      if have != want:
-        raise errors.DamagedFileError(
-          f"the shards of split {name!r} in {builder.data_dir} hold {have} bytes, "
-          f"dataset_info.json records {want}: a shard is truncated or altered; rebuild it."
-        )
-    if not data_config.verify_shards:
-      continue
-    for path, length in zip(paths, info.shard_lengths):
-      try:
-        count = int(tf.data.TFRecordDataset(str(path)).reduce(np.int64(0), lambda n, _: n + 1))
-      except tf.errors.OpError as e:
-        raise errors.DamagedFileError(
-          f"shard {path} of split {name!r} is corrupt ({e.message.splitlines()[0]}); "
-          "rebuild the dataset (tfds build)."
-        ) from None
-      if count != length:
-        raise errors.DamagedFileError(
-          f"shard {path} of split {name!r} holds {count} records, dataset_info.json "
-          f"records {length}; rebuild the dataset (tfds build)."
-        )
+  """Checks every stored shard before a run reads them (``shards.verify``); names the
+  first damaged one (errors.DamagedFileError)."""
+  shards.verify(builder or get_builder(data_config), data_config.verify_shards)
 
 
 def _named_read_errors(batches, split: str, data_dir):
@@ -281,15 +220,6 @@ def _read_config():
   return tfds.ReadConfig(try_autocache=False)  # epochs are rebuilt, not cached
 
 
-def _files_signature(directory) -> tuple:
-  """(name, size, mtime) of every file of a dataset directory: what a rebuild changes."""
-  try:
-    entries = sorted(os.scandir(directory), key=lambda e: e.name)
-  except OSError:
-    return ()
-  return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
-
-
 # Facts read in this process: (data dir, split string, files' signature) -> arrays. Each
 # mode reads them for every split it opens (the train, validation and test plans, the
 # memorisation search, the classifier's splits), and building the tf.data graph costs
@@ -300,7 +230,7 @@ _FACTS_READ: dict = {}
 def _facts(builder, spec: str) -> dict:
   """The facts of every record of ``spec`` in stored order (images skipped, not decoded)."""
   directory = os.fspath(builder.data_dir)
-  key = (directory, spec, _files_signature(directory))
+  key = (directory, spec, shards.files_signature(directory))
   if key not in _FACTS_READ:
     if len(_FACTS_READ) > 64:
       _FACTS_READ.clear()
