@@ -140,7 +140,13 @@ def _validate_experiment(classifier) -> None:
       f"{classifier.label!r}: an east-west flip reverses solar rotation, which a 24-hour "
       "forecast depends on; use 'ns'."
     )
-  for field in ("guidance_grid", "ratio_grid"):
+  if "reweighted" in classifier.regimes and "real_synthetic" not in classifier.regimes:
+    raise ConfigError(
+      f"classifier.regimes={tuple(classifier.regimes)}: 'reweighted' takes the class prior "
+      "real_synthetic chose; add 'real_synthetic' or leave 'reweighted' out."
+    )
+  grids = ("focal_grid", "oversample_grid", "weight_power_grid", "augment_rotation_grid")
+  for field in ("guidance_grid", "ratio_grid", *grids):
     values = tuple(classifier[field])
     if len(set(values)) != len(values):
       raise ConfigError(f"classifier.{field}={values} needs distinct values >= 0.")

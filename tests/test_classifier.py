@@ -23,6 +23,7 @@ from solar_jax.configs import tiny
 from solar_jax.ddpm import sample
 from solar_jax.diffusion import samplers
 from solar_jax.evaluation import features
+from solar_jax.metrics import operating_point as op
 from solar_jax.models import classifier as classifier_lib
 
 SIZE = 16
@@ -631,9 +632,14 @@ def test_forecast_tasks_read_the_next_24h_label(monkeypatch):
 def test_experiment_chooses_on_validation_and_reads_test_once(
   tmp_path, one_device_mesh, monkeypatch
 ):
-  regimes = ("real", "oversample", "focal", "augment", "real_synthetic")
+  regimes = ("real", "oversample", "focal", "augment", "real_synthetic", "reweighted")
   config = _config(
-    task="forecast_ge_m", seeds=(0, 1), regimes=regimes, num_pools=2, guidance_grid=(1.0, 10.0)
+    task="forecast_ge_m",
+    seeds=(0, 1),
+    regimes=regimes,
+    num_pools=2,
+    guidance_grid=(1.0, 10.0),
+    focal_grid=(1.0, 2.0),
   )
   test = _split((3, 3, 2, 2, 2), 2)
   test["group"] = np.array([f"E{i // 2}".encode() for i in range(12)])  # Two frames per event.
@@ -679,15 +685,27 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   assert all(set(p["validation"]) >= {"macro_f1", "tss"} for p in sel["grid"])
   best = sel["grid"][int(np.nanargmax(scores))]["guidance_scale"]
   assert sel["chosen"]["guidance_scale"] == best
+  # A classical regime's knob is chosen on validation the same way (its own grid).
+  focal = on_disk["selection"]["focal"]
+  assert [p["focal_gamma"] for p in focal["grid"]] == [1.0, 2.0]
+  gammas = [p["focal_gamma"] for p in focal["grid"]]
+  chosen_gamma = gammas[int(np.argmax([p["selection_score"] for p in focal["grid"]]))]
+  assert focal["chosen"] == {"focal_gamma": chosen_gamma}
+  assert on_disk["regimes"]["focal"]["seeds"]["1"]["operating_point"]
+  # 'reweighted' trains the real split at the class prior real_synthetic trained on.
+  prior = on_disk["regimes"]["real_synthetic"]["counts"]["prior"]
+  assert on_disk["selection"]["reweighted"]["chosen"]["class_prior"] == prior
+  assert on_disk["regimes"]["reweighted"]["counts"]["prior"] == pytest.approx(prior)
+  assert on_disk["regimes"]["reweighted"]["counts"]["synthetic"] == [0, 0]
   # Grid runs saw validation only; every final run read the test split exactly once.
-  runs = 2 * 4 + 2 * 2  # Real-data regimes x seeds + seeds x pools.
+  runs = 2 * 5 + 2 * 2  # Real-data regimes x seeds + seeds x pools.
   assert sum(test_reads) == runs and len(on_disk["test_reads"]) == runs
   assert set(on_disk["test_reads"].values()) == {1}
-  grid = [t for t in trained if "grid" in t[0]]
+  grid = [t for t in trained if t[0].startswith("real_synthetic/grid")]
   assert [t[1] for t in grid] == [[11.0], [20.0]]  # Pool 0 at guidance 1 and 10.
-  # The chosen grid run is the (seed 0, pool 0) run: not trained again.
+  # The chosen grid run is the (seed 0, pool 0) run: not trained again (focal's likewise).
   final = {n: m for n, m in trained if n.startswith("real_synthetic/seed")}
-  assert len(trained) == len(grid) + runs - 1
+  assert len(trained) == len(grid) + 2 + runs - 2
   assert set(final) == {
     "real_synthetic/seed0/pool1",
     "real_synthetic/seed1",
@@ -700,7 +718,22 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   assert on_disk["climatology"] == pytest.approx(2 / 16)
   for regime in regimes:
     entry = on_disk["regimes"][regime]
-    assert set(entry["ci95"]) == {"macro_f1", "tss", "bss"}
+    assert set(entry["ci95"]) == {"macro_f1", "tss", "bss", "auc", "bss_corrected"}
+    # The operating point is recomputed from the run's stored validation probabilities,
+    # and the test decision and TSS are those of that threshold.
+    for key, result in entry["runs"].items():
+      seed, k = (int(x) for x in key.split("/"))
+      stored = np.load(tc.run_dir(tmp_path, regime, seed, k) / tc.VAL_PROBS)
+      np.testing.assert_array_equal(stored["labels"], splits["validation"]["label"] >= 3)
+      point = op.tss_threshold(stored["prob"][:, 1], stored["labels"] == 1)
+      assert result["operating_point"]["positive"]["threshold"] == point["threshold"]
+      prob = np.asarray(result["probabilities"])
+      decision = (prob >= point["threshold"]).astype(int)
+      assert result["predictions"] == decision.tolist()
+      truth = test["label"] >= 3
+      tss = decision[truth].mean() - decision[~truth].mean()
+      assert result["test"]["tss"] == pytest.approx(tss)
+      assert entry["scores"]["auc"]["mean"] is not None
     assert entry["support"] == {"events": 6, "frames": 12}
     d = entry["delta_vs_oversample"]["macro_f1"]
     if regime == "oversample":
@@ -713,7 +746,8 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   for name in ("scores.png", "reliability.png"):
     assert (tmp_path / "classifier" / name).read_bytes()[:4] == b"\x89PNG"
   text = report.render_report(config, tmp_path)
-  assert "| regime | macro F1 [95% CI] | TSS >=M [95% CI] | BSS [95% CI]" in text
+  assert "| regime | macro F1 [95% CI] | TSS >=M [95% CI] | AUC >=M [95% CI] | BSS [95% CI]" in text
+  assert "Operating point: " in text and "- focal: focal γ " in text
   assert "6 events / 12 frames" in text and "chosen on validation tss" in text
   # Every difference to oversample is put in words, saying where its interval lies.
   for regime in ("real", "focal", "augment", "real_synthetic"):

@@ -78,7 +78,7 @@ from jax.experimental import multihost_utils
 
 from solar_jax import checkpointing, parallel
 from solar_jax import workdir as wd
-from solar_jax.classifier import stacked, training_sets
+from solar_jax.classifier import decisions, stacked, training_sets
 from solar_jax.classifier.outputs import (  # noqa: F401 (PREDICTION_COLUMNS: the file's header)
   PREDICTION_COLUMNS,
   add_uncertainty,
@@ -90,13 +90,12 @@ from solar_jax.classifier.trainer import (
   architecture,
   make_programs,
   predict_labels,
-  score,
   selection_metric,
   selection_score,
 )
 from solar_jax.classifier.training_sets import SYNTHETIC_REGIMES
 from solar_jax.data import resolve
-from solar_jax.metrics import classification
+from solar_jax.metrics import classification, operating_point
 from solar_jax.models import classifier as classifier_lib
 
 # Fields whose value a run does not depend on (or that enter through its pool and counts).
@@ -109,16 +108,22 @@ _NOT_FINGERPRINTED = (
   "synthetic_ratio",
   "sampling_steps",
   "num_pools",
+  "focal_grid",
+  "oversample_grid",
+  "weight_power_grid",
+  "augment_rotation_grid",
   "bootstrap_samples",
   "stacked_runs",  # How runs are grouped and computed: the results do not depend on it.
   "vectorized_runs",
-  # Enter through the training set, for the regimes that use them:
+  # Enter through the training set (its settings), for the regimes that use them:
   "focal_gamma",
+  "oversample_share",
+  "class_weight_power",
   "augment_flips",
   "augment_rotation_deg",
   "augment_intensity",
 )
-_AUGMENT_FIELDS = ("augment_flips", "augment_rotation_deg", "augment_intensity")
+_AUGMENT_FIELDS = ("augment_flips", "augment_intensity")  # Rotation: the set's settings.
 
 
 def _text(values, n: int) -> list[str]:
@@ -152,6 +157,7 @@ def _fingerprint(config, ts, synthetic_pool, records: str) -> str:
       "dataset_version": config.provenance.version,
       "records": records,
       "focal_gamma": ts.focal_gamma,
+      "settings": ts.settings,
       "augment": {k: c[k] for k in _AUGMENT_FIELDS} if ts.augment else None,
       "classifier": {
         k: v for k, v in config.classifier.to_dict().items() if k not in _NOT_FINGERPRINTED
@@ -180,6 +186,17 @@ def _save_params(run_dir, params, step: int, meta: dict) -> None:
     checkpointer.close()
 
 
+VAL_PROBS = "val_probs.npz"  # A run's validation softmax ('prob' [N, K]) and 'labels' [N].
+
+
+def _point_label(point: dict) -> str:
+  """A grid point's file name: ``g10_r0.5`` (guidance, ratio) or ``focal_gamma2``."""
+  short = {"guidance_scale": "g", "synthetic_ratio": "_r"}
+  return "".join(
+    f"{short.get(k, k)}{v:g}" for k, v in point.items() if v is not None and k in short
+  ) or "_".join(f"{k}{v:g}" for k, v in point.items())
+
+
 def run_dir(workdir, regime: str, seed: int, pool: int) -> epath.Path:
   """``runs/<regime>/seed_<s>`` (pool 0 and real-data regimes) or ``seed_<s>_pool<k>``."""
   path = wd.classifier_run_dir(workdir, regime, seed)
@@ -194,12 +211,12 @@ class _Job:
   seed: int
   k: int  # Synthetic pool (0 for the real-data regimes).
   pool: dict | None
-  ratio: float | None
+  point: dict  # The regime's settings (training_sets.grid_points: guidance, ratio, knob).
   name: str
   path: epath.Path  # result.json of a run, or the grid point's json.
   fingerprint: str
   counts: dict | None = None
-  grid: tuple | None = None  # (guidance, ratio) of a validation-grid point.
+  grid: dict | None = None  # The point, where the job is a validation-grid point.
   trained: tuple | None = None  # (params, info) once trained, until finished.
   done: dict | None = None  # The finished result (runs) or info (grid points).
 
@@ -229,6 +246,8 @@ class _Experiment:
     train_task = classifier_lib.task_labels(self.train["label"], self.task, self.goes)
     # Climatology: the training split's base rate of the positive class (binary tasks).
     self.climatology = float(np.mean(train_task == 1)) if len(self.names) == 2 else None
+    # The real training split's class prior: every run's probabilities are moved to it.
+    self.prior_test = operating_point.class_prior(train_task, len(self.names)).tolist()
     self.synthetic = synthetic  # None, one pool dict (tests) or callable(guidance, k) -> pool.
     self.pools: dict = {}
     self.trained: dict = {}  # Grid runs kept in memory: (regime, seed, fingerprint) -> (params, info).
@@ -247,6 +266,9 @@ class _Experiment:
       "num_pools": c.num_pools,
       "num_steps": c.num_steps,
       "climatology": self.climatology,
+      "prior_test": self.prior_test,
+      "event_climatology": decisions.event_climatology(self.config, self.prior_test),
+      "operating_point": decisions.RULE,
       "confusion_png": "confusion_<regime>.png: confusion matrix summed over runs",
       "data": {k: training_sets.describe(v["label"], self.goes) for k, v in self.splits.items()},
       "regimes": {},
@@ -295,12 +317,19 @@ class _Experiment:
 
   # ------------------------------------------------------------ jobs ---
 
-  def _job(self, regime, seed, k, pool, guidance, ratio, name, path) -> _Job:
+  def _training_set(self, regime, pool, seed, point) -> training_sets.TrainingSet:
+    return training_sets.build_training_set(
+      regime, self.train, pool, self.config, seed, ratio=point.get("synthetic_ratio"), setting=point
+    )
+
+  def _job(self, regime, seed, k, point, name, path) -> _Job:
     """A planned run; finished (``done``) when ``path`` holds a result of the same fingerprint."""
-    ts = training_sets.build_training_set(regime, self.train, pool, self.config, seed, ratio=ratio)
+    guidance = point.get("guidance_scale")
+    pool = self.pool(guidance, k) if regime in SYNTHETIC_REGIMES else None
+    ts = self._training_set(regime, pool, seed, point)
     key = None if pool is None else self._pool_key(pool, guidance, k)
     fingerprint = _fingerprint(self.config, ts, key, self.records)
-    job = _Job(regime, seed, k, pool, ratio, name, path, fingerprint)
+    job = _Job(regime, seed, k, pool, point, name, path, fingerprint)
     job.counts = ts.counts
     saved = json.loads(path.read_text()) if path.exists() else {}
     if saved.get("fingerprint") == job.fingerprint:
@@ -311,33 +340,29 @@ class _Experiment:
     return job
 
   def grid_jobs(self, regime: str) -> list[_Job]:
-    """The validation grid of ``regime``: the first seed on pool 0 per (guidance, ratio)."""
-    config = self.config
-    ratios = training_sets.pool_ratios(config) if regime == "real_synthetic" else (None,)
-    grid = [(g, r) for g in training_sets.pool_guidances(config) for r in ratios]
-    if len(grid) == 1:
+    """The validation grid of ``regime`` (``training_sets.grid_points``): the first seed on
+    pool 0 per point; none where the grid has one point."""
+    points = training_sets.grid_points(self.config, regime)
+    if len(points) == 1:
       return []
-    seed, jobs = config.classifier.seeds[0], []
-    for g, r in grid:
-      point = f"g{g:g}" + ("" if r is None else f"_r{r:g}")
-      path = wd.classifier_dir(self.workdir) / "runs" / regime / "grid" / f"{point}.json"
-      job = self._job(regime, seed, 0, self.pool(g, 0), g, r, f"{regime}/grid_{point}", path)
-      job.grid = (g, r)
+    seed, jobs = self.config.classifier.seeds[0], []
+    for point in points:
+      label = _point_label(point)
+      path = wd.classifier_dir(self.workdir) / "runs" / regime / "grid" / f"{label}.json"
+      job = self._job(regime, seed, 0, point, f"{regime}/grid_{label}", path)
+      job.grid = point
       jobs.append(job)
     return jobs
 
   def final_jobs(self, regime: str, chosen: dict) -> list[_Job]:
-    """Every (seed, pool) run of ``regime`` with the chosen guidance and ratio."""
+    """Every (seed, pool) run of ``regime`` with the ``chosen`` point."""
     c = self.config.classifier
     synthetic, jobs = regime in SYNTHETIC_REGIMES, []
     for seed in c.seeds:
       for k in range(c.num_pools if synthetic else 1):
-        g = chosen.get("guidance_scale")
-        pool = self.pool(g, k) if synthetic else None
         name = f"{regime}/seed{seed}" + (f"/pool{k}" if k else "")
         path = run_dir(self.workdir, regime, seed, k) / "result.json"
-        ratio = chosen.get("synthetic_ratio")
-        jobs.append(self._job(regime, seed, k, pool, g, ratio, name, path))
+        jobs.append(self._job(regime, seed, k, chosen, name, path))
     return jobs
 
   def train_jobs(self, jobs: list[_Job], writer) -> None:
@@ -352,9 +377,7 @@ class _Experiment:
       )
       runs = []
       for j in group:
-        ts = training_sets.build_training_set(
-          j.regime, self.train, j.pool, self.config, j.seed, ratio=j.ratio
-        )
+        ts = self._training_set(j.regime, j.pool, j.seed, j.point)
         runs.append(stacked.Run(ts, j.seed, j.name))
       many = stacked.make_stacked_programs(self.config, self.mesh)
       results = train_many(self.config, many, runs, self.validation, writer=writer)
@@ -376,14 +399,27 @@ class _Experiment:
         job.path.parent.mkdir(parents=True, exist_ok=True)
         wd.write_text(job.path, json.dumps({"fingerprint": job.fingerprint, "info": info}))
       return
-    pred, prob = self.read_test(programs, params, job.name)
-    result = {"test": score(self.config, self.test_labels, pred), **info}
-    result["predictions"] = pred.tolist()
-    if len(self.names) == 2:
-      result["probabilities"] = prob[:, 1].tolist()
+    _, prob = self.read_test(programs, params, job.name)
+    c = self.config.classifier
+    _, val_prob = predict_labels(
+      programs, params, self.validation["image"], c.batch_size, self.mesh
+    )
+    val_labels = self.validation["label"]
+    decided = decisions.decide(
+      self.config,
+      val_prob,
+      val_labels,
+      prob,
+      self.test_labels,
+      job.counts["prior"],
+      self.prior_test,
+    )
+    result = {**decided, **info}
     meta = {"architecture": architecture(self.config), "regime": job.regime}
     meta.update(seed=job.seed, pool=job.k)
     _save_params(job.path.parent, params, int(info["best_step"]), meta)
+    if parallel.is_main_process():  # The operating point can be recomputed from these.
+      wd.write_npz(job.path.parent / VAL_PROBS, prob=val_prob, labels=val_labels)
     job.done = classification.to_jsonable(result)
     if parallel.is_main_process():
       result = {"fingerprint": job.fingerprint, "result": job.done}
@@ -392,7 +428,8 @@ class _Experiment:
   # ------------------------------------------------- validation grid ---
 
   def choose(self, regime: str, jobs: list[_Job]) -> dict:
-    """Guidance (and ratio) of ``regime`` chosen on validation from its trained grid ``jobs``.
+    """The point of ``regime`` (guidance and ratio; a classical regime's knob) chosen on
+    validation from its trained grid ``jobs``.
 
     The best validation selection score wins (ties: the first grid point).
     """
@@ -405,27 +442,24 @@ class _Experiment:
       "grid": [],
     }
     if not jobs:
-      g = training_sets.pool_guidances(config)[0]
-      r = training_sets.pool_ratios(config)[0] if regime == "real_synthetic" else None
-      record["chosen"] = {"guidance_scale": g, "synthetic_ratio": r}
+      record["chosen"] = training_sets.grid_points(config, regime)[0]
       record["note"] = "one grid point: nothing to choose"
       return record
     best = None
     for job in jobs:
-      (g, r), info = job.grid, job.done
+      info = job.done
       validation = info.get("validation") or {}
       value = selection_score(config, validation) if validation else float("nan")
       point = {
-        "guidance_scale": g,
-        "synthetic_ratio": r,
+        **job.grid,
         "selection_score": value,
         "best_step": info["best_step"],
         "validation": {k: validation.get(k) for k in ("macro_f1", "tss", "hss", "accuracy")},
       }
       record["grid"].append(point)
       if best is None or (np.isfinite(value) and not value <= best[0]):
-        best = (value, g, r)
-    record["chosen"] = {"guidance_scale": best[1], "synthetic_ratio": best[2]}
+        best = (value, job.grid)
+    record["chosen"] = dict(best[1])
     logging.info("Classifier %s: chose %s on validation.", regime, record["chosen"])
     return record
 
@@ -443,11 +477,12 @@ class _Experiment:
         entry["seeds"][str(seed)] = result
       confusion_sum += np.asarray(result["test"]["confusion"])
       prob = result.get("probabilities") or [None] * len(result["predictions"])
+      corrected = result.get("probabilities_corrected") or [None] * len(prob)
       for i, p in enumerate(result["predictions"]):
         true = names[self.test_labels[i]]
         rows.append(
           [i, self.test_times[i], self.test_groups[i], true, names[p], prob[i], regime, seed, k]
-          + [self.test_sources[i]]
+          + [self.test_sources[i], corrected[i]]
         )
     entry["mean_std"] = classification.mean_std_over_seeds(
       [r["test"] for r in entry["runs"].values()]
@@ -461,6 +496,19 @@ class _Experiment:
         title=f"{regime}: test split, summed over {len(entry['runs'])} run(s)",
       )
     return entry
+
+  def reweighted_choice(self, real_synthetic: _Job) -> dict:
+    """The 'reweighted' regime's setting: the class prior of real_synthetic's chosen set."""
+    prior = real_synthetic.counts["prior"]
+    return {
+      "split": "validation",
+      "seed": self.config.classifier.seeds[0],
+      "pool": 0,
+      "metric": selection_metric(self.task),
+      "grid": [],
+      "chosen": {"class_prior": prior},
+      "note": "the class prior of real_synthetic's chosen training set (real + synthetic)",
+    }
 
   def read_test(self, programs, params, name: str):
     """The one read of the test split by run ``name``: (labels, probabilities)."""
@@ -511,17 +559,30 @@ def run(
     os.fspath(out_dir), just_logging=not (main and config.logging.tensorboard), asynchronous=False
   )
   rows, selection = [], {}
-  trainable = [r for r in c.regimes if not (r in SYNTHETIC_REGIMES and skip_reason)]
+  needs_pool = (*SYNTHETIC_REGIMES, "reweighted")
+  trainable = [r for r in c.regimes if not (r in needs_pool and skip_reason)]
   with jax.set_mesh(mesh):
-    # First the real-data regimes' runs and the synthetic regimes' validation grids, then
-    # the synthetic regimes' runs at the chosen point: two sets of stacked groups.
-    grids = {r: experiment.grid_jobs(r) for r in trainable if r in SYNTHETIC_REGIMES}
-    jobs = {r: experiment.final_jobs(r, {}) for r in trainable if r not in SYNTHETIC_REGIMES}
+    # First the regimes without a choice to make and every validation grid, then the runs
+    # at the chosen points (and 'reweighted', at real_synthetic's chosen class prior):
+    # two sets of stacked groups.
+    grids = {r: experiment.grid_jobs(r) for r in trainable if r != "reweighted"}
+    grids = {r: g for r, g in grids.items() if g}
+    jobs = {
+      r: experiment.final_jobs(r, training_sets.grid_points(config, r)[0])
+      for r in trainable
+      if r not in grids and r not in SYNTHETIC_REGIMES and r != "reweighted"
+    }
     experiment.train_jobs([j for js in (*jobs.values(), *grids.values()) for j in js], writer)
-    for regime, grid in grids.items():
-      selection[regime] = experiment.choose(regime, grid)
+    later = [r for r in trainable if r not in jobs]
+    for regime in later:
+      if regime == "reweighted":
+        continue
+      selection[regime] = experiment.choose(regime, grids.get(regime, []))
       jobs[regime] = experiment.final_jobs(regime, selection[regime]["chosen"])
-    experiment.train_jobs([j for r in grids for j in jobs[r]], writer)
+    if "reweighted" in later:
+      selection["reweighted"] = experiment.reweighted_choice(jobs["real_synthetic"][0])
+      jobs["reweighted"] = experiment.final_jobs("reweighted", selection["reweighted"]["chosen"])
+    experiment.train_jobs([j for r in later for j in jobs[r]], writer)
   for regime in c.regimes:
     if regime in jobs:
       metrics["regimes"][regime] = experiment.collect(regime, jobs[regime], rows)
@@ -530,8 +591,9 @@ def run(
   writer.flush()
   if selection:
     metrics["selection"] = selection
-    first = selection[next(iter(selection))]["chosen"]["guidance_scale"]
-    pool = experiment.pool(first, 0)
+  synthetic_chosen = [selection[r]["chosen"] for r in SYNTHETIC_REGIMES if r in selection]
+  if synthetic_chosen:
+    pool = experiment.pool(synthetic_chosen[0]["guidance_scale"], 0)
     metrics["synthetic"] = {
       "ddpm_step": pool.get("step"),
       "settings": pool.get("settings"),
