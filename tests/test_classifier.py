@@ -167,6 +167,39 @@ def test_regimes_use_the_counts_they_claim(regime, real, synthetic):
     np.testing.assert_array_equal(ts.weights, 1.0)
 
 
+def test_classical_knobs_and_the_prior_the_loss_sees():
+  train = _split(TRAIN_COUNTS, 0)  # 8, 4, 2, 1, 1.
+  config = _config()
+  # Oversample share s: each class lifted to s / (1 - s) x the largest (0.25: 8 / 3 -> 3).
+  ts = cd.build_training_set(
+    "oversample", train, None, config, 0, setting={"oversample_share": 0.25}
+  )
+  assert ts.counts["total"] == [8, 4, 3, 3, 3] and ts.settings == {"oversample_share": 0.25}
+  ts = cd.build_training_set("oversample", train, None, config, 0)  # 0.5: balanced.
+  np.testing.assert_allclose(ts.counts["prior"], 0.2)
+  # Class-weight power q: w_c = (N / (K n_c))^q; q = 1 gives every class one share.
+  ts = cd.build_training_set(
+    "weighted", train, None, config, 0, setting={"class_weight_power": 0.5}
+  )
+  np.testing.assert_allclose(ts.counts["class_weight"], np.sqrt(16 / (5 * np.array(TRAIN_COUNTS))))
+  ts = cd.build_training_set("weighted", train, None, config, 0)
+  np.testing.assert_allclose(ts.counts["prior"], 0.2)
+  # 'reweighted': the real split weighted to a given prior.
+  prior = [0.1, 0.2, 0.3, 0.2, 0.2]
+  ts = cd.build_training_set("reweighted", train, None, config, 0, setting={"class_prior": prior})
+  np.testing.assert_allclose(ts.counts["prior"], prior)
+  assert ts.counts["total"] == list(TRAIN_COUNTS)
+  # Focal gamma and the augment rotation come from the point, else the config.
+  ts = cd.build_training_set("focal", train, None, config, 0, setting={"focal_gamma": 1.0})
+  assert ts.focal_gamma == 1.0
+  assert cd.build_training_set("augment", train, None, config, 0).settings == {
+    "augment_rotation_deg": config.classifier.augment_rotation_deg
+  }
+  config.classifier.focal_grid = (1.0, 2.0)
+  assert cd.grid_points(config, "focal") == [{"focal_gamma": 1.0}, {"focal_gamma": 2.0}]
+  assert cd.grid_points(config, "oversample") == [{"oversample_share": 0.5}]
+
+
 def test_binary_task_counts_are_in_task_classes():
   config = _config(task="ge_m")
   ts = cd.build_training_set(
