@@ -418,6 +418,16 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
   predicted = np.array([GOES.index(r["predicted_class"]) for r in real0])
   cm = np.asarray(on_disk["regimes"]["real"]["seeds"]["0"]["test"]["confusion"])
   np.testing.assert_array_equal(cm.sum(axis=0), np.bincount(predicted, minlength=5))
+  # Multiclass: >=M is decided on P(M) + P(X) at the threshold its validation TSS chose.
+  stored = np.load(tc.run_dir(tmp_path, "real", 0, 0) / tc.VAL_PROBS)
+  point = op.tss_threshold(op.event_probability(stored["prob"], 3), stored["labels"] >= 3)
+  result = on_disk["regimes"]["real"]["seeds"]["0"]
+  assert result["operating_point"]["ge_m"]["threshold"] == point["threshold"]
+  forecast = np.array([int(r["forecast_positive"]) for r in real0])
+  prob_m = np.array([float(r["prob_positive"]) for r in real0])
+  np.testing.assert_array_equal(forecast, prob_m >= point["threshold"])
+  assert {"tss_ge_m", "auc_ge_m", "bss_corrected_ge_m"} <= set(on_disk["regimes"]["real"]["scores"])
+  assert (out / "reliability.png").exists()
   table = report.classifier_tables(on_disk)
   assert table.count("\n| synthetic_only |") == 2  # Scores and counts tables.
   assert "± " in table

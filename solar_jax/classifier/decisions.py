@@ -117,6 +117,19 @@ def bootstrap_run(result: dict) -> dict:
   return run
 
 
+def headline_event(result: dict, n: int) -> tuple[list, list, list]:
+  """Per test frame: the headline event's probability, at the test prior, and the forecast at
+  the operating point (binary: the positive class; multiclass: >=M); None where absent."""
+  if "probabilities" in result:
+    return result["probabilities"], result["probabilities_corrected"], result["predictions"]
+  event = (result.get("events") or {}).get("ge_m")
+  if event is None:
+    return [None] * n, [None] * n, [None] * n
+  threshold = result["operating_point"]["ge_m"]["threshold"]
+  forecast = [int(p >= threshold) for p in event["prob"]]
+  return event["prob"], event["prob_corrected"], forecast
+
+
 def reliability_probabilities(result: dict, event: str | None) -> np.ndarray | None:
   """The prior-corrected event probabilities a reliability diagram shows (None: absent)."""
   if event is None:

@@ -476,13 +476,12 @@ class _Experiment:
       if k == 0:
         entry["seeds"][str(seed)] = result
       confusion_sum += np.asarray(result["test"]["confusion"])
-      prob = result.get("probabilities") or [None] * len(result["predictions"])
-      corrected = result.get("probabilities_corrected") or [None] * len(prob)
+      prob, corrected, forecast = decisions.headline_event(result, len(self.test_labels))
       for i, p in enumerate(result["predictions"]):
         true = names[self.test_labels[i]]
         rows.append(
           [i, self.test_times[i], self.test_groups[i], true, names[p], prob[i], regime, seed, k]
-          + [self.test_sources[i], corrected[i]]
+          + [self.test_sources[i], corrected[i], forecast[i]]
         )
     entry["mean_std"] = classification.mean_std_over_seeds(
       [r["test"] for r in entry["runs"].values()]

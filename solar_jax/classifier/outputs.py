@@ -111,12 +111,13 @@ PREDICTION_COLUMNS = (
   "group",
   "true_class",
   "predicted_class",
-  "prob_positive",
+  "prob_positive",  # P(positive class); multiclass tasks: P(M) + P(X), the >=M event.
   "regime",
   "seed",
   "pool",
   "source",
-  "prob_positive_corrected",  # At the real training prior (binary tasks; decisions.py).
+  "prob_positive_corrected",  # The same at the real training prior (decisions.py).
+  "forecast_positive",  # 1 where prob_positive reaches the run's validation operating point.
 )
 
 
