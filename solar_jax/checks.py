@@ -145,9 +145,12 @@ def _validate_experiment(classifier) -> None:
       f"classifier.regimes={tuple(classifier.regimes)}: 'reweighted' takes the class prior "
       "real_synthetic chose; add 'real_synthetic' or leave 'reweighted' out."
     )
-  grids = ("focal_grid", "oversample_grid", "weight_power_grid", "augment_rotation_grid")
-  for field in ("guidance_grid", "ratio_grid", *grids):
-    values = tuple(classifier[field])
+  grids = {
+    f"{training_sets.KNOBS[r][1]}": v for r, v in training_sets.knob_grids(classifier).items()
+  }
+  grids.update(guidance_grid=classifier.guidance_grid, ratio_grid=classifier.ratio_grid)
+  for field, values in grids.items():
+    values = tuple(values)
     if len(set(values)) != len(values):
       raise ConfigError(f"classifier.{field}={values} needs distinct values >= 0.")
 

@@ -99,14 +99,17 @@ def test_roc_auc_agrees_with_sklearn_on_the_unresampled_draw():
     }
   }
   summary = bootstrap.summarize(
-    y, groups, runs, list("ABCMX"), thresholds={"ge_m": 3}, num_samples=100,
-    event_reference={"ge_m": 0.2},
+    y, groups, runs, list("ABCMX"), thresholds={"ge_m": 3}, reference={"ge_m": 0.2},
+    num_samples=100,
   )  # fmt: skip
   scores = summary["regimes"]["real"]["scores"]
   assert scores["auc_ge_m"]["mean"] == pytest.approx(roc_auc_score(y >= 3, event))
   truth, decision = y >= 3, event >= 0.4
   tss = decision[truth].mean() - decision[~truth].mean()
   assert scores["tss_ge_m"]["mean"] == pytest.approx(tss)
+  ones = np.ones((1, n))
+  bss = bootstrap.brier_skill(event, truth, 0.2, ones)[0]
+  assert scores["bss_corrected_ge_m"]["mean"] == pytest.approx(bss)
   # A resample (frame multiplicities) is scikit-learn's sample_weight.
   w = rng.integers(0, 3, (4, n)).astype(float)
   np.testing.assert_allclose(

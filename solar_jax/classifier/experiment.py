@@ -65,7 +65,6 @@ Batches are split over the devices as in the DDPM trainer.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 
@@ -78,7 +77,7 @@ from jax.experimental import multihost_utils
 
 from solar_jax import checkpointing, parallel
 from solar_jax import workdir as wd
-from solar_jax.classifier import decisions, stacked, training_sets
+from solar_jax.classifier import decisions, fingerprints, stacked, training_sets
 from solar_jax.classifier.outputs import (  # noqa: F401 (PREDICTION_COLUMNS: the file's header)
   PREDICTION_COLUMNS,
   add_uncertainty,
@@ -97,79 +96,6 @@ from solar_jax.classifier.training_sets import SYNTHETIC_REGIMES
 from solar_jax.data import resolve
 from solar_jax.metrics import classification, operating_point
 from solar_jax.models import classifier as classifier_lib
-
-# Fields whose value a run does not depend on (or that enter through its pool and counts).
-_NOT_FINGERPRINTED = (
-  "seeds",
-  "regimes",
-  "guidance_scale",
-  "guidance_grid",
-  "ratio_grid",
-  "synthetic_ratio",
-  "sampling_steps",
-  "num_pools",
-  "focal_grid",
-  "oversample_grid",
-  "weight_power_grid",
-  "augment_rotation_grid",
-  "bootstrap_samples",
-  "stacked_runs",  # How runs are grouped and computed: the results do not depend on it.
-  "vectorized_runs",
-  # Enter through the training set (its settings), for the regimes that use them:
-  "focal_gamma",
-  "oversample_share",
-  "class_weight_power",
-  "augment_flips",
-  "augment_rotation_deg",
-  "augment_intensity",
-)
-_AUGMENT_FIELDS = ("augment_flips", "augment_intensity")  # Rotation: the set's settings.
-
-
-def _text(values, n: int) -> list[str]:
-  if values is None:
-    return [""] * n
-  return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).tolist()]
-
-
-def records_digest(splits: dict) -> str:
-  """A digest of the frames the experiment reads: every split's images, labels, times and
-  groups. A dataset rebuilt in place (other frames, other labels) gives another digest."""
-  digest = hashlib.sha256()
-  for name in sorted(splits):
-    split = splits[name]
-    for field in ("image", "label", "time", "group"):
-      if split.get(field) is not None:
-        values = np.asarray(split[field])
-        if values.dtype == object:
-          values = np.asarray(_text(values, len(values)), dtype=str)
-        digest.update(f"{name}/{field}/{values.dtype}/{values.shape}".encode())
-        digest.update(np.ascontiguousarray(values).tobytes())
-  return digest.hexdigest()[:16]
-
-
-def _fingerprint(config, ts, synthetic_pool, records: str) -> str:
-  """What a finished run depends on: reused only when all of it matches, the data it read
-  (the dataset's version and ``records_digest`` of its splits) included."""
-  c = config.classifier
-  return json.dumps(
-    {
-      "dataset_version": config.provenance.version,
-      "records": records,
-      "focal_gamma": ts.focal_gamma,
-      "settings": ts.settings,
-      "augment": {k: c[k] for k in _AUGMENT_FIELDS} if ts.augment else None,
-      "classifier": {
-        k: v for k, v in config.classifier.to_dict().items() if k not in _NOT_FINGERPRINTED
-      },
-      "data": config.data.to_dict(),
-      "seed": config.seed,
-      "counts": ts.counts,
-      "synthetic_pool": synthetic_pool,
-    },
-    sort_keys=True,
-    default=str,
-  )
 
 
 def _save_params(run_dir, params, step: int, meta: dict) -> None:
@@ -232,7 +158,9 @@ class _Experiment:
     self.names = classifier_lib.task_class_names(self.task, self.goes)
     training_sets.check_splits(config, splits)
     self.splits = splits
-    self.records = records_digest(splits)  # Finished runs are reused on the same frames only.
+    self.records = fingerprints.records_digest(
+      splits
+    )  # Finished runs are reused on the same frames only.
     self.train, val, self.test = splits["train"], splits["validation"], splits["test"]
     self.validation = {
       "image": np.asarray(val["image"], np.float32),
@@ -240,8 +168,8 @@ class _Experiment:
     }
     self.test_labels = classifier_lib.task_labels(self.test["label"], self.task, self.goes)
     n = len(self.test_labels)
-    self.test_times = _text(self.test.get("time"), n)
-    self.test_sources = _text(self.test.get("source"), n)
+    self.test_times = fingerprints.text_values(self.test.get("time"), n)
+    self.test_sources = fingerprints.text_values(self.test.get("source"), n)
     self.test_groups = training_sets.frame_groups(self.test)
     train_task = classifier_lib.task_labels(self.train["label"], self.task, self.goes)
     # Climatology: the training split's base rate of the positive class (binary tasks).
@@ -328,7 +256,7 @@ class _Experiment:
     pool = self.pool(guidance, k) if regime in SYNTHETIC_REGIMES else None
     ts = self._training_set(regime, pool, seed, point)
     key = None if pool is None else self._pool_key(pool, guidance, k)
-    fingerprint = _fingerprint(self.config, ts, key, self.records)
+    fingerprint = fingerprints.fingerprint(self.config, ts, key, self.records)
     job = _Job(regime, seed, k, pool, point, name, path, fingerprint)
     job.counts = ts.counts
     saved = json.loads(path.read_text()) if path.exists() else {}
@@ -496,6 +424,33 @@ class _Experiment:
       )
     return entry
 
+  def train_all(self, regimes: list[str], writer) -> tuple[dict, dict]:
+    """Trains every run of ``regimes``: ``({regime: jobs}, {regime: validation choice})``.
+
+    First the regimes without a choice to make and every validation grid, then the runs at
+    the chosen points (and 'reweighted', at real_synthetic's chosen class prior): two sets
+    of stacked groups.
+    """
+    config = self.config
+    grids = {r: self.grid_jobs(r) for r in regimes if r != "reweighted"}
+    grids = {r: g for r, g in grids.items() if g}
+    jobs = {
+      r: self.final_jobs(r, training_sets.grid_points(config, r)[0])
+      for r in regimes
+      if r not in grids and r not in SYNTHETIC_REGIMES and r != "reweighted"
+    }
+    self.train_jobs([j for js in (*jobs.values(), *grids.values()) for j in js], writer)
+    later, selection = [r for r in regimes if r not in jobs], {}
+    for regime in later:
+      if regime != "reweighted":
+        selection[regime] = self.choose(regime, grids.get(regime, []))
+        jobs[regime] = self.final_jobs(regime, selection[regime]["chosen"])
+    if "reweighted" in later:
+      selection["reweighted"] = self.reweighted_choice(jobs["real_synthetic"][0])
+      jobs["reweighted"] = self.final_jobs("reweighted", selection["reweighted"]["chosen"])
+    self.train_jobs([j for r in later for j in jobs[r]], writer)
+    return jobs, selection
+
   def reweighted_choice(self, real_synthetic: _Job) -> dict:
     """The 'reweighted' regime's setting: the class prior of real_synthetic's chosen set."""
     prior = real_synthetic.counts["prior"]
@@ -557,31 +512,11 @@ def run(
   writer = metric_writers.create_default_writer(
     os.fspath(out_dir), just_logging=not (main and config.logging.tensorboard), asynchronous=False
   )
-  rows, selection = [], {}
+  rows = []
   needs_pool = (*SYNTHETIC_REGIMES, "reweighted")
   trainable = [r for r in c.regimes if not (r in needs_pool and skip_reason)]
   with jax.set_mesh(mesh):
-    # First the regimes without a choice to make and every validation grid, then the runs
-    # at the chosen points (and 'reweighted', at real_synthetic's chosen class prior):
-    # two sets of stacked groups.
-    grids = {r: experiment.grid_jobs(r) for r in trainable if r != "reweighted"}
-    grids = {r: g for r, g in grids.items() if g}
-    jobs = {
-      r: experiment.final_jobs(r, training_sets.grid_points(config, r)[0])
-      for r in trainable
-      if r not in grids and r not in SYNTHETIC_REGIMES and r != "reweighted"
-    }
-    experiment.train_jobs([j for js in (*jobs.values(), *grids.values()) for j in js], writer)
-    later = [r for r in trainable if r not in jobs]
-    for regime in later:
-      if regime == "reweighted":
-        continue
-      selection[regime] = experiment.choose(regime, grids.get(regime, []))
-      jobs[regime] = experiment.final_jobs(regime, selection[regime]["chosen"])
-    if "reweighted" in later:
-      selection["reweighted"] = experiment.reweighted_choice(jobs["real_synthetic"][0])
-      jobs["reweighted"] = experiment.final_jobs("reweighted", selection["reweighted"]["chosen"])
-    experiment.train_jobs([j for r in later for j in jobs[r]], writer)
+    jobs, selection = experiment.train_all(trainable, writer)
   for regime in c.regimes:
     if regime in jobs:
       metrics["regimes"][regime] = experiment.collect(regime, jobs[regime], rows)

@@ -105,6 +105,18 @@ def check_study(workdirs) -> int:
   return num_folds
 
 
+def _headline_events(runs: dict, binary: bool, has_ge_m: bool) -> None:
+  """Puts each run's headline-event columns where ``bootstrap.summarize`` reads them."""
+  for regime_runs in runs.values():
+    for run in regime_runs.values():
+      event = {k: run.pop(k) for k in ("prob", "prob_corrected", "decision")}
+      if binary:
+        run.update(prob=event["prob"], prob_corrected=event["prob_corrected"])
+      elif has_ge_m and event["decision"] is not None and event["prob"] is not None:
+        # The >=M event at each fold's own operating point (multiclass: P(M) + P(X)).
+        run["events"] = {"ge_m": {**event, "decision": event["decision"] > 0.5}}
+
+
 def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
   """The pooled metrics of the folds in ``workdirs`` (a metrics.json-like dict); the folds
   must be one study (``check_study``)."""
@@ -151,14 +163,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
   thresholds = {}
   if not binary:
     thresholds = {f"ge_{c.lower()}": names.index(c) for c in ("M", "C") if c in names}
-  for regime_runs in runs.values():
-    for run in regime_runs.values():
-      event = {k: run.pop(k) for k in ("prob", "prob_corrected", "decision")}
-      if binary:
-        run.update(prob=event["prob"], prob_corrected=event["prob_corrected"])
-      elif "ge_m" in thresholds and event["decision"] is not None and event["prob"] is not None:
-        # The >=M event at each fold's own operating point (multiclass: P(M) + P(X)).
-        run["events"] = {"ge_m": {**event, "decision": event["decision"] > 0.5}}
+  _headline_events(runs, binary, "ge_m" in thresholds)
   ge_m_reference = np.asarray(event_reference)
   event_ref = None if np.isnan(ge_m_reference).any() else {"ge_m": ge_m_reference}
   summary = bootstrap.summarize(
@@ -167,10 +172,9 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
     runs,
     names,
     thresholds=thresholds,
-    reference=np.asarray(reference) if binary else None,
+    reference=np.asarray(reference) if binary else event_ref,
     num_samples=num_samples,
     seed=seed,
-    event_reference=event_ref,
   )
   pooled = {
     "task": first["task"],

@@ -41,10 +41,10 @@ def add_uncertainty(metrics: dict, test_labels, groups, config, climatology) -> 
     runs,
     metrics["class_names"],
     thresholds=event_thresholds(config),
-    reference=climatology,
+    # Binary: the positive class's climatology; multiclass: each event's (its BSS').
+    reference=climatology if climatology is not None else metrics.get("event_climatology"),
     num_samples=config.classifier.bootstrap_samples,
     seed=config.seed,
-    event_reference=metrics.get("event_climatology"),
   )
   metrics["support"] = summary["support"]
   metrics["bootstrap"] = {

@@ -175,9 +175,19 @@ def grid_points(config, regime: str) -> list[dict]:
       {"guidance_scale": g, "synthetic_ratio": r} for g in pool_guidances(config) for r in ratios
     ]
   if regime in KNOBS:
-    field, grid = KNOBS[regime]
-    return [{field: float(v)} for v in (c[grid] or (c[field],))]
+    field = KNOBS[regime][0]
+    return [{field: float(v)} for v in (knob_grids(c)[regime] or (c[field],))]
   return [{}]
+
+
+def knob_grids(c: ml_collections.ConfigDict) -> dict[str, tuple]:
+  """Each classical regime's validation grid (``KNOBS``) from the classifier config."""
+  return {
+    "oversample": tuple(c.oversample_grid),
+    "focal": tuple(c.focal_grid),
+    "weighted": tuple(c.weight_power_grid),
+    "augment": tuple(c.augment_rotation_grid),
+  }
 
 
 def _take_per_class(labels, counts) -> np.ndarray:

@@ -223,7 +223,6 @@ def headline_scores(
   labels=None,
   prob_corrected=None,
   events: Mapping[str, Mapping] | None = None,
-  event_reference: Mapping[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
   """The reported scores, each [B]: macro_f1, tss, ``tss_<name>`` per threshold, bss (binary).
 
@@ -233,9 +232,11 @@ def headline_scores(
   and, with ``prob_corrected`` (probabilities moved to the test prior), ``bss_corrected``.
   ``events`` {name: {'decision' bool [N], 'prob' [N], 'prob_corrected' [N]}} (multiclass:
   the event ``class >= thresholds[name]`` decided at the validation operating point)
-  replaces ``tss_<name>`` by the TSS of the decision and adds ``auc_<name>`` and, with
-  ``event_reference[name]`` (climatology), ``bss_corrected_<name>``.
+  replaces ``tss_<name>`` by the TSS of the decision and adds ``auc_<name>`` and, where
+  ``reference`` is {name: climatology of the event}, ``bss_corrected_<name>``.
   """
+  event_reference = reference if isinstance(reference, Mapping) else {}
+  reference = None if isinstance(reference, Mapping) else reference
   cms = weighted_confusions(y_true, y_pred, weights, num_classes)
   if labels is None:
     labels = macro_label_set(y_true, y_pred)
@@ -253,7 +254,7 @@ def headline_scores(
     decision = np.asarray(event["decision"], np.int64)
     out[f"tss_{name}"] = threshold_tss(weighted_confusions(truth, decision, weights, 2), 1)
     out[f"auc_{name}"] = roc_auc(event["prob"], truth, weights)
-    ref = (event_reference or {}).get(name)
+    ref = event_reference.get(name)
     if ref is not None and event.get("prob_corrected") is not None:
       out[f"bss_corrected_{name}"] = brier_skill(event["prob_corrected"], truth, ref, weights)
   return out
@@ -276,9 +277,7 @@ def _nanmean(values: np.ndarray, axis) -> np.ndarray:
   return _divide(total, finite.sum(axis))
 
 
-def _chunked_scores(
-  y_true, run, codes, counts, k, thresholds, reference, event_reference=None, chunk: int = 64
-):
+def _chunked_scores(y_true, run, codes, counts, k, thresholds, reference, chunk: int = 64):
   """``headline_scores`` of every row of ``counts``, a few rows at a time.
 
   Frame weights are [rows, N]: a thousand resamples of 10^5 test frames would need
@@ -297,7 +296,6 @@ def _chunked_scores(
       reference,
       prob_corrected=run.get("prob_corrected"),
       events=run.get("events"),
-      event_reference=event_reference,
     )
     for name, values in scores.items():
       parts.setdefault(name, []).append(values)
@@ -315,7 +313,6 @@ def summarize(
   num_samples: int = 1000,
   seed: int = 0,
   baselines: Sequence[str] = ("real", "oversample"),
-  event_reference: Mapping[str, float] | None = None,
 ) -> dict:
   """Paired-bootstrap summary of every regime's test predictions.
 
@@ -331,11 +328,9 @@ def summarize(
     num_samples: bootstrap resamples B.
     seed: seed of the resampling (the same draws serve every regime: paired).
     baselines: regimes every other regime is compared with (``delta_vs_<name>``).
-    event_reference: {name: climatology of the event ``class >= thresholds[name]``} for
-      the runs' ``events`` (``headline_scores``).
 
-  A run may also carry 'prob_corrected' [N] (binary) and 'events' (multiclass), see
-  ``headline_scores``.
+  A run may also carry 'prob_corrected' [N] (binary) and 'events' (multiclass), whose
+  Brier skill takes ``reference`` {event name: climatology}; see ``headline_scores``.
 
   Returns:
     {'support', 'num_samples', 'strata' (stratum -> groups), 'regimes': {regime: {'scores':
@@ -361,9 +356,7 @@ def summarize(
     pools = max(p for _, p in regime_runs) + 1
     table: dict[str, np.ndarray] = {}
     for (s, p), run in regime_runs.items():
-      scores = _chunked_scores(
-        y_true, run, codes, counts, k, thresholds, reference, event_reference
-      )
+      scores = _chunked_scores(y_true, run, codes, counts, k, thresholds, reference)
       for name, values in scores.items():
         table.setdefault(name, np.full((len(seeds), pools, num_samples + 1), np.nan))
         table[name][seeds.index(s), p] = values
