@@ -5,14 +5,17 @@ Each regime in ``config.classifier.regimes`` is trained once per seed in
 and scored once on the held-out test split:
 
 * ``real``: the training split as it is;
-* ``weighted``: class-weighted cross-entropy, ``w_c = N / (K' n_c)`` (class-balanced loss);
+* ``weighted``: class-weighted cross-entropy, ``w_c = (N / (K' n_c))^power`` (1: class-balanced);
 * ``focal``: focal loss ``(1 - p_t)^gamma CE`` (``classifier.focal_gamma``; Lin et al. 2017);
-* ``oversample``: every class resampled with replacement up to the largest class;
+* ``oversample``: every class resampled with replacement up to ``share / (1 - share)`` x the
+  largest class (``classifier.oversample_share``; 0.5: balanced);
 * ``augment``: the real split with random north-south flips, small rotations
   about the disk centre and intensity gains (``classifier_data``: why each
   keeps a plausible AIA frame);
 * ``real_synthetic``: real + ``ratio * (max_c n_c - n_c)`` synthetic images per GOES class;
-* ``synthetic_only``: synthetic images only, as many per GOES class as the real split (TSTR).
+* ``synthetic_only``: synthetic images only, as many per GOES class as the real split (TSTR);
+* ``reweighted``: the real split with class weights that give the class prior
+  ``real_synthetic`` chose (does the synthetic regime help, or only its prior?).
 
 The synthetic regimes must beat ``oversample``, ``weighted``/``focal`` and
 ``augment``, not only ``real``, to be called useful.
@@ -24,10 +27,16 @@ Binary tasks also get the Brier skill score against climatology (the
 training split's base rate) and a reliability diagram.
 
 The test split is touched once. The synthetic regimes' guidance scale
-(``classifier.guidance_grid``) and synthetic ratio (``classifier.ratio_grid``)
-are chosen on the VALIDATION split, training the first seed on pool 0 for each
-grid point; the choice and the validation scores it was made from are recorded
-under ``selection`` in metrics.json. Then every (regime, seed, pool) run is
+(``classifier.guidance_grid``) and synthetic ratio (``classifier.ratio_grid``), and
+each classical regime's knob (``training_sets.KNOBS``: ``focal_grid``,
+``oversample_grid``, ``weight_power_grid``, ``augment_rotation_grid``; the same
+budget), are chosen on the VALIDATION split, training the first seed on pool 0 for
+each grid point; the choice and the validation scores it was made from are recorded
+under ``selection`` in metrics.json. Every run is then scored at one operating point
+(``decisions``): the threshold on its event probability that maximises its
+validation TSS (stored with the run's validation softmax, ``val_probs.npz``), with
+ROC AUC and the Brier skill of its probabilities moved to the real training prior
+beside the TSS. Then every (regime, seed, pool) run is
 trained with the chosen values and predicts the test split exactly once
 (``test_reads`` in metrics.json); the grid run of the chosen point is that
 run for (first seed, pool 0) and is not trained again.
@@ -50,14 +59,15 @@ predictions into one table.
 Outputs under ``workdir/classifier/``: ``metrics.json``, ``predictions.csv``
 (one row per test frame and run, with its group and positive-class
 probability), ``scores.png`` (scores and differences with intervals),
-``reliability.png`` (binary tasks), ``confusion_<regime>.png`` (summed over
-runs), ``runs/<regime>/seed_<s>[_pool<k>]/`` (best parameters; result.json),
+``reliability.png`` (the headline event at the real training prior),
+``confusion_<regime>.png`` (summed over runs), ``runs/<regime>/seed_<s>[_pool<k>]/``
+(best parameters; result.json; val_probs.npz),
 ``synthetic/`` and TensorBoard events. A finished run is reused when its config,
 counts and pool match.
 
 Runs are trained together (``classifier/stacked.py``; ``classifier.stacked_runs``
-per group): first every real-data regime's runs with the synthetic regimes'
-validation grids, then the synthetic regimes' runs at the chosen point. Each
+per group): first the runs of regimes without a grid with every validation grid,
+then the runs at the chosen points (``train_all``). Each
 run's result is what it would be alone (same seeds, batches and selection).
 Batches are split over the devices as in the DDPM trainer.
 """
