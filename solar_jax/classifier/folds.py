@@ -185,6 +185,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
     "class_names": names,
     "seeds": first["seeds"],
     "climatology": float(np.nanmean(reference)) if binary else None,
+    "operating_point": first.get("operating_point"),  # Each fold's runs at their own.
     "support": summary["support"],
     "bootstrap": {"num_samples": num_samples, "strata": summary["strata"]},
     "regimes": {},
