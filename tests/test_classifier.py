@@ -791,6 +791,7 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   text = report.render_report(config, tmp_path)
   assert "| regime | macro F1 [95% CI] | TSS >=M [95% CI] | AUC >=M [95% CI] | BSS [95% CI]" in text
   assert "Operating point: " in text and "- focal: focal γ " in text
+  assert "- reweighted: class prior " in text
   assert "6 events / 12 frames" in text and "chosen on validation tss" in text
   # Every difference to oversample is put in words, saying where its interval lies.
   for regime in ("real", "focal", "augment", "real_synthetic"):

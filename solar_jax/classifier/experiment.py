@@ -32,14 +32,14 @@ each classical regime's knob (``training_sets.KNOBS``: ``focal_grid``,
 ``oversample_grid``, ``weight_power_grid``, ``augment_rotation_grid``; the same
 budget), are chosen on the VALIDATION split, training the first seed on pool 0 for
 each grid point; the choice and the validation scores it was made from are recorded
-under ``selection`` in metrics.json. Every run is then scored at one operating point
-(``decisions``): the threshold on its event probability that maximises its
-validation TSS (stored with the run's validation softmax, ``val_probs.npz``), with
-ROC AUC and the Brier skill of its probabilities moved to the real training prior
-beside the TSS. Then every (regime, seed, pool) run is
+under ``selection`` in metrics.json. Then every (regime, seed, pool) run is
 trained with the chosen values and predicts the test split exactly once
 (``test_reads`` in metrics.json); the grid run of the chosen point is that
-run for (first seed, pool 0) and is not trained again.
+run for (first seed, pool 0) and is not trained again. Every run is scored at one
+operating point (``decisions``): the threshold on its event probability that
+maximises its validation TSS (its validation softmax is kept in ``val_probs.npz``),
+with ROC AUC and the Brier skill of its probabilities moved to the real training
+prior beside the TSS.
 
 Uncertainty (``evaluation/bootstrap``): per regime the mean over runs and a
 95 % interval from a paired bootstrap over seeds, pools and test events (the
@@ -168,9 +168,8 @@ class _Experiment:
     self.names = classifier_lib.task_class_names(self.task, self.goes)
     training_sets.check_splits(config, splits)
     self.splits = splits
-    self.records = fingerprints.records_digest(
-      splits
-    )  # Finished runs are reused on the same frames only.
+    # Finished runs are reused on the same frames only.
+    self.records = fingerprints.records_digest(splits)
     self.train, val, self.test = splits["train"], splits["validation"], splits["test"]
     self.validation = {
       "image": np.asarray(val["image"], np.float32),
@@ -471,6 +470,7 @@ class _Experiment:
       "metric": selection_metric(self.task),
       "grid": [],
       "chosen": {"class_prior": prior},
+      "from": "real_synthetic",
       "note": "the class prior of real_synthetic's chosen training set (real + synthetic)",
     }
 

@@ -120,6 +120,9 @@ def headline_table(metrics: dict) -> str:
       for p in sel["grid"]
       if p.get("selection_score") is not None
     )
+    if sel.get("from"):  # Taken from another regime's choice ('reweighted').
+      text.append(f"- {regime}: {_point_text(sel['chosen'])}: {sel.get('note', '')}.")
+      continue
     text.append(
       f"- {regime}: {_point_text(sel['chosen'])}"
       + f" chosen on validation {sel['metric']} (seed {sel['seed']}, pool 0"
