@@ -73,6 +73,19 @@ def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
       f"{classifier.label!r}: an east-west flip reverses solar rotation, which a 24-hour "
       "forecast depends on; use 'ns'."
     )
+  if "reweighted" in classifier.regimes and "real_synthetic" not in classifier.regimes:
+    raise ConfigError(
+      f"classifier.regimes={tuple(classifier.regimes)}: 'reweighted' takes the class prior "
+      "real_synthetic chose; add 'real_synthetic' or leave 'reweighted' out."
+    )
+  grids = {
+    f"{training_sets.KNOBS[r][1]}": v for r, v in training_sets.knob_grids(classifier).items()
+  }
+  grids.update(guidance_grid=classifier.guidance_grid, ratio_grid=classifier.ratio_grid)
+  for field, values in grids.items():
+    values = tuple(values)
+    if len(set(values)) != len(values):
+      raise ConfigError(f"classifier.{field}={values} needs distinct values >= 0.")
 
 
 def _validate_labels(config) -> None:

@@ -285,6 +285,7 @@ def _write_fold(
   for (regime, seed, pool), (pred, prob) in preds.items():
     for i in range(len(y)):
       row = [i, "t", groups[i], names[y[i]], names[pred[i]], prob[i], regime, seed, pool, "s"]
+      row += [prob[i] / 2, pred[i]]  # At the test prior (a stand-in); the forecast.
       if ars is not None:  # the unit columns: the frame's flare is its group, of NOAA ars[i]
         row += [groups[i], groups[i], ars[i], "2014-10-20T12:00:00.000", "", ""]
       lines.append(",".join(map(str, row)))
@@ -305,12 +306,16 @@ def test_folds_pool_every_test_event_once(tmp_path):
     groups.extend(g)
     refs.extend([clim] * n)
     for (r, s, k), (pred, prob) in preds.items():
-      run = runs.setdefault(r, {}).setdefault((s, k), {"pred": [], "prob": []})
+      run = runs.setdefault(r, {}).setdefault(
+        (s, k), {"pred": [], "prob": [], "prob_corrected": []}
+      )
       run["pred"].append(pred)
       run["prob"].append(prob)
+      run["prob_corrected"].append(prob / 2)
   for regime in runs.values():
     for run in regime.values():
-      run["pred"], run["prob"] = np.concatenate(run["pred"]), np.concatenate(run["prob"])
+      for key in run:
+        run[key] = np.concatenate(run[key])
   pooled = folds_lib.pool_folds(folds, num_samples=300, seed=3)
   direct = bootstrap.summarize(
     np.concatenate(truth),
@@ -324,6 +329,7 @@ def test_folds_pool_every_test_event_once(tmp_path):
   assert pooled["support"] == direct["support"] and pooled["support"]["frames"] == 90
   for regime in ("real", "oversample"):
     assert pooled["regimes"][regime]["scores"] == direct["regimes"][regime]["scores"]
+    assert {"auc", "bss_corrected"} <= set(pooled["regimes"][regime]["scores"])
   folds_lib.main([*map(str, folds), f"--out={tmp_path / 'pooled'}", "--num_samples=200"])
   text = (tmp_path / "pooled" / "folds.md").read_text()
   assert "3 folds pooled" in text and "45 events / 90 frames" in text

@@ -24,6 +24,7 @@ from solar_jax.data import frame_facts
 from solar_jax.ddpm import sample
 from solar_jax.diffusion import samplers
 from solar_jax.evaluation import features
+from solar_jax.metrics import operating_point as op
 from solar_jax.models import classifier as classifier_lib
 
 SIZE = 16
@@ -165,6 +166,39 @@ def test_regimes_use_the_counts_they_claim(regime, real, synthetic):
     np.testing.assert_allclose(per_class, sum(TRAIN_COUNTS) / 5)
   else:
     np.testing.assert_array_equal(ts.weights, 1.0)
+
+
+def test_classical_knobs_and_the_prior_the_loss_sees():
+  train = _split(TRAIN_COUNTS, 0)  # 8, 4, 2, 1, 1.
+  config = _config()
+  # Oversample share s: each class lifted to s / (1 - s) x the largest (0.25: 8 / 3 -> 3).
+  ts = cd.build_training_set(
+    "oversample", train, None, config, 0, setting={"oversample_share": 0.25}
+  )
+  assert ts.counts["total"] == [8, 4, 3, 3, 3] and ts.settings == {"oversample_share": 0.25}
+  ts = cd.build_training_set("oversample", train, None, config, 0)  # 0.5: balanced.
+  np.testing.assert_allclose(ts.counts["prior"], 0.2)
+  # Class-weight power q: w_c = (N / (K n_c))^q; q = 1 gives every class one share.
+  ts = cd.build_training_set(
+    "weighted", train, None, config, 0, setting={"class_weight_power": 0.5}
+  )
+  np.testing.assert_allclose(ts.counts["class_weight"], np.sqrt(16 / (5 * np.array(TRAIN_COUNTS))))
+  ts = cd.build_training_set("weighted", train, None, config, 0)
+  np.testing.assert_allclose(ts.counts["prior"], 0.2)
+  # 'reweighted': the real split weighted to a given prior.
+  prior = [0.1, 0.2, 0.3, 0.2, 0.2]
+  ts = cd.build_training_set("reweighted", train, None, config, 0, setting={"class_prior": prior})
+  np.testing.assert_allclose(ts.counts["prior"], prior)
+  assert ts.counts["total"] == list(TRAIN_COUNTS)
+  # Focal gamma and the augment rotation come from the point, else the config.
+  ts = cd.build_training_set("focal", train, None, config, 0, setting={"focal_gamma": 1.0})
+  assert ts.focal_gamma == 1.0
+  assert cd.build_training_set("augment", train, None, config, 0).settings == {
+    "augment_rotation_deg": config.classifier.augment_rotation_deg
+  }
+  config.classifier.focal_grid = (1.0, 2.0)
+  assert cd.grid_points(config, "focal") == [{"focal_gamma": 1.0}, {"focal_gamma": 2.0}]
+  assert cd.grid_points(config, "oversample") == [{"oversample_share": 0.5}]
 
 
 def test_binary_task_counts_are_in_task_classes():
@@ -385,6 +419,16 @@ def test_run_writes_every_output_and_reuses_finished_runs(tmp_path, one_device_m
   predicted = np.array([GOES.index(r["predicted_class"]) for r in real0])
   cm = np.asarray(on_disk["regimes"]["real"]["seeds"]["0"]["test"]["confusion"])
   np.testing.assert_array_equal(cm.sum(axis=0), np.bincount(predicted, minlength=5))
+  # Multiclass: >=M is decided on P(M) + P(X) at the threshold its validation TSS chose.
+  stored = np.load(tc.run_dir(tmp_path, "real", 0, 0) / tc.VAL_PROBS)
+  point = op.tss_threshold(op.event_probability(stored["prob"], 3), stored["labels"] >= 3)
+  result = on_disk["regimes"]["real"]["seeds"]["0"]
+  assert result["operating_point"]["ge_m"]["threshold"] == point["threshold"]
+  forecast = np.array([int(r["forecast_positive"]) for r in real0])
+  prob_m = np.array([float(r["prob_positive"]) for r in real0])
+  np.testing.assert_array_equal(forecast, prob_m >= point["threshold"])
+  assert {"tss_ge_m", "auc_ge_m", "bss_corrected_ge_m"} <= set(on_disk["regimes"]["real"]["scores"])
+  assert (out / "reliability.png").exists()
   table = report.classifier_tables(on_disk)
   assert table.count("\n| synthetic_only |") == 2  # Scores and counts tables.
   assert "± " in table
@@ -632,9 +676,14 @@ def test_forecast_tasks_read_the_next_24h_label(monkeypatch):
 def test_experiment_chooses_on_validation_and_reads_test_once(
   tmp_path, one_device_mesh, monkeypatch
 ):
-  regimes = ("real", "oversample", "focal", "augment", "real_synthetic")
+  regimes = ("real", "oversample", "focal", "augment", "real_synthetic", "reweighted")
   config = _config(
-    task="forecast_ge_m", seeds=(0, 1), regimes=regimes, num_pools=2, guidance_grid=(1.0, 10.0)
+    task="forecast_ge_m",
+    seeds=(0, 1),
+    regimes=regimes,
+    num_pools=2,
+    guidance_grid=(1.0, 10.0),
+    focal_grid=(1.0, 2.0),
   )
   test = _split((3, 3, 2, 2, 2), 2)
   test["group"] = np.array([f"E{i // 2}".encode() for i in range(12)])  # Two frames per event.
@@ -686,15 +735,27 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   assert all(set(p["validation"]) >= {"macro_f1", "tss"} for p in sel["grid"])
   best = sel["grid"][int(np.nanargmax(scores))]["guidance_scale"]
   assert sel["chosen"]["guidance_scale"] == best
+  # A classical regime's knob is chosen on validation the same way (its own grid).
+  focal = on_disk["selection"]["focal"]
+  assert [p["focal_gamma"] for p in focal["grid"]] == [1.0, 2.0]
+  gammas = [p["focal_gamma"] for p in focal["grid"]]
+  chosen_gamma = gammas[int(np.argmax([p["selection_score"] for p in focal["grid"]]))]
+  assert focal["chosen"] == {"focal_gamma": chosen_gamma}
+  assert on_disk["regimes"]["focal"]["seeds"]["1"]["operating_point"]
+  # 'reweighted' trains the real split at the class prior real_synthetic trained on.
+  prior = on_disk["regimes"]["real_synthetic"]["counts"]["prior"]
+  assert on_disk["selection"]["reweighted"]["chosen"]["class_prior"] == prior
+  assert on_disk["regimes"]["reweighted"]["counts"]["prior"] == pytest.approx(prior)
+  assert on_disk["regimes"]["reweighted"]["counts"]["synthetic"] == [0, 0]
   # Grid runs saw validation only; every final run read the test split exactly once.
-  runs = 2 * 4 + 2 * 2  # Real-data regimes x seeds + seeds x pools.
+  runs = 2 * 5 + 2 * 2  # Real-data regimes x seeds + seeds x pools.
   assert sum(test_reads) == runs and len(on_disk["test_reads"]) == runs
   assert set(on_disk["test_reads"].values()) == {1}
-  grid = [t for t in trained if "grid" in t[0]]
+  grid = [t for t in trained if t[0].startswith("real_synthetic/grid")]
   assert [t[1] for t in grid] == [[11.0], [20.0]]  # Pool 0 at guidance 1 and 10.
-  # The chosen grid run is the (seed 0, pool 0) run: not trained again.
+  # The chosen grid run is the (seed 0, pool 0) run: not trained again (focal's likewise).
   final = {n: m for n, m in trained if n.startswith("real_synthetic/seed")}
-  assert len(trained) == len(grid) + runs - 1
+  assert len(trained) == len(grid) + 2 + runs - 2
   assert set(final) == {
     "real_synthetic/seed0/pool1",
     "real_synthetic/seed1",
@@ -708,7 +769,22 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   assert on_disk["bootstrap"]["unit"].startswith("test active regions")
   for regime in regimes:
     entry = on_disk["regimes"][regime]
-    assert set(entry["ci95"]) == {"macro_f1", "tss", "bss"}
+    assert set(entry["ci95"]) == {"macro_f1", "tss", "bss", "auc", "bss_corrected"}
+    # The operating point is recomputed from the run's stored validation probabilities,
+    # and the test decision and TSS are those of that threshold.
+    for key, result in entry["runs"].items():
+      seed, k = (int(x) for x in key.split("/"))
+      stored = np.load(tc.run_dir(tmp_path, regime, seed, k) / tc.VAL_PROBS)
+      np.testing.assert_array_equal(stored["labels"], splits["validation"]["label"] >= 3)
+      point = op.tss_threshold(stored["prob"][:, 1], stored["labels"] == 1)
+      assert result["operating_point"]["positive"]["threshold"] == point["threshold"]
+      prob = np.asarray(result["probabilities"])
+      decision = (prob >= point["threshold"]).astype(int)
+      assert result["predictions"] == decision.tolist()
+      truth = test["label"] >= 3
+      tss = decision[truth].mean() - decision[~truth].mean()
+      assert result["test"]["tss"] == pytest.approx(tss)
+      assert entry["scores"]["auc"]["mean"] is not None
     assert entry["support"] == {"events": 6, "regions": 3, "units": 3, "frames": 12}
     d = entry["delta_vs_oversample"]["macro_f1"]
     if regime == "oversample":
@@ -739,7 +815,9 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   tested = [r for r in family if r["p_value"] is not None]
   assert all(r["p_holm"] >= r["p_value"] for r in tested) and len(tested) >= 20
   text = report.render_report(config, tmp_path)
-  assert "| regime | macro F1 [95% CI] | TSS >=M [95% CI] | BSS [95% CI]" in text
+  assert "| regime | macro F1 [95% CI] | TSS >=M [95% CI] | AUC >=M [95% CI] | BSS [95% CI]" in text
+  assert "Operating point: " in text and "- focal: focal γ " in text
+  assert "- reweighted: class prior " in text
   # The forecast's definition and issuance grid stand in metrics.json and the report.
   rule = frame_facts.forecast_rule(
     config.data.issuance_hours, config.data.issuance_tolerance_minutes

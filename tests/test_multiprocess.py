@@ -7,6 +7,8 @@ them; a third process, alone with 4 devices, is the reference on the same
 global batches.
 """
 
+import csv
+import io
 import json
 import os
 import pathlib
@@ -188,11 +190,24 @@ def test_two_processes_run_every_mode_as_one_does(repo_root, tmp_path, demo_tfds
   for key in a.files:
     np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
-  # Samples (npz, grid, FITS) and the classifier's predictions: the same bytes.
-  for under in ("samples", "classifier/predictions.csv"):
-    files_multi, files_one = _files(workdir_multi, under), _files(workdir_one, under)
-    assert files_multi.keys() == files_one.keys() and files_multi
-    assert files_multi == files_one, under
+  # Samples (npz, grid, FITS): the same bytes. The classifier's predictions: the same labels
+  # and forecasts; its probabilities to float32 rounding (batches reduced in another order).
+  files_multi, files_one = _files(workdir_multi, "samples"), _files(workdir_one, "samples")
+  assert files_multi.keys() == files_one.keys() and files_multi
+  assert files_multi == files_one
+  rows = [
+    list(csv.DictReader(io.StringIO((w / "classifier" / "predictions.csv").read_text())))
+    for w in (workdir_multi, workdir_one)
+  ]
+  assert len(rows[0]) == len(rows[1]) and rows[0]
+  floats = ("prob_positive", "prob_positive_corrected")
+  for multi_row, one_row in zip(*rows):
+    assert {k: v for k, v in multi_row.items() if k not in floats} == {
+      k: v for k, v in one_row.items() if k not in floats
+    }
+    for key in floats:
+      if multi_row[key] or one_row[key]:
+        np.testing.assert_allclose(float(multi_row[key]), float(one_row[key]), atol=1e-4)
   metrics = [
     json.loads((w / "eval" / "metrics.json").read_text()) for w in (workdir_multi, workdir_one)
   ]

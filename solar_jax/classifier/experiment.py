@@ -5,14 +5,17 @@ Each regime in ``config.classifier.regimes`` is trained once per seed in
 and scored once on the held-out test split:
 
 * ``real``: the training split as it is;
-* ``weighted``: class-weighted cross-entropy, ``w_c = N / (K' n_c)`` (class-balanced loss);
+* ``weighted``: class-weighted cross-entropy, ``w_c = (N / (K' n_c))^power`` (1: class-balanced);
 * ``focal``: focal loss ``(1 - p_t)^gamma CE`` (``classifier.focal_gamma``; Lin et al. 2017);
-* ``oversample``: every class resampled with replacement up to the largest class;
+* ``oversample``: every class resampled with replacement up to ``share / (1 - share)`` x the
+  largest class (``classifier.oversample_share``; 0.5: balanced);
 * ``augment``: the real split with random north-south flips, small rotations
   about the disk centre and intensity gains (``classifier_data``: why each
   keeps a plausible AIA frame);
 * ``real_synthetic``: real + ``ratio * (max_c n_c - n_c)`` synthetic images per GOES class;
-* ``synthetic_only``: synthetic images only, as many per GOES class as the real split (TSTR).
+* ``synthetic_only``: synthetic images only, as many per GOES class as the real split (TSTR);
+* ``reweighted``: the real split with class weights that give the class prior
+  ``real_synthetic`` chose (does the synthetic regime help, or only its prior?).
 
 The synthetic regimes must beat ``oversample``, ``weighted``/``focal`` and
 ``augment``, not only ``real``, to be called useful.
@@ -25,13 +28,19 @@ Binary tasks also get the Brier skill score against climatology (the
 training split's base rate) and a reliability diagram.
 
 The test split is touched once. The synthetic regimes' guidance scale
-(``classifier.guidance_grid``) and synthetic ratio (``classifier.ratio_grid``)
-are chosen on the VALIDATION split, training the first seed on pool 0 for each
-grid point; the choice and the validation scores it was made from are recorded
+(``classifier.guidance_grid``) and synthetic ratio (``classifier.ratio_grid``), and
+each classical regime's knob (``training_sets.KNOBS``: ``focal_grid``,
+``oversample_grid``, ``weight_power_grid``, ``augment_rotation_grid``; the same
+budget), are chosen on the VALIDATION split, training the first seed on pool 0 for
+each grid point; the choice and the validation scores it was made from are recorded
 under ``selection`` in metrics.json. Then every (regime, seed, pool) run is
 trained with the chosen values and predicts the test split exactly once
 (``test_reads`` in metrics.json); the grid run of the chosen point is that
-run for (first seed, pool 0) and is not trained again.
+run for (first seed, pool 0) and is not trained again. Every run is scored at one
+operating point (``decisions``): the threshold on its event probability that
+maximises its validation TSS (its validation softmax is kept in ``val_probs.npz``),
+with ROC AUC and the Brier skill of its probabilities moved to the real training
+prior beside the TSS.
 
 Uncertainty (``metrics/bootstrap``): per regime the mean over runs and a
 95 % interval from a paired bootstrap over seeds, pools and test active regions
@@ -55,14 +64,15 @@ predictions into one table.
 Outputs under ``workdir/classifier/``: ``metrics.json``, ``predictions.csv``
 (one row per test frame and run, with its group and positive-class
 probability), ``scores.png`` (scores and differences with intervals),
-``reliability.png`` (binary tasks), ``confusion_<regime>.png`` (summed over
-runs), ``runs/<regime>/seed_<s>[_pool<k>]/`` (best parameters; result.json),
+``reliability.png`` (the headline event at the real training prior),
+``confusion_<regime>.png`` (summed over runs), ``runs/<regime>/seed_<s>[_pool<k>]/``
+(best parameters; result.json; val_probs.npz),
 ``synthetic/`` and TensorBoard events. A finished run is reused when its config,
 counts and pool match.
 
 Runs are trained together (``classifier/stacked.py``; ``classifier.stacked_runs``
-per group): first every real-data regime's runs with the synthetic regimes'
-validation grids, then the synthetic regimes' runs at the chosen point. Each
+per group): first the runs of regimes without a grid with every validation grid,
+then the runs at the chosen points (``train_all``). Each
 run's result is what it would be alone (same seeds, batches and selection).
 Batches are split over the devices as in the DDPM trainer.
 """
@@ -70,7 +80,6 @@ Batches are split over the devices as in the DDPM trainer.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 
@@ -83,7 +92,7 @@ from jax.experimental import multihost_utils
 
 from solar_jax import checkpointing, parallel
 from solar_jax import workdir as wd
-from solar_jax.classifier import stacked, training_sets
+from solar_jax.classifier import decisions, fingerprints, stacked, training_sets
 from solar_jax.classifier.outputs import (  # noqa: F401 (PREDICTION_COLUMNS: the file's header)
   PREDICTION_COLUMNS,
   add_uncertainty,
@@ -95,81 +104,13 @@ from solar_jax.classifier.trainer import (
   architecture,
   make_programs,
   predict_labels,
-  score,
   selection_metric,
   selection_score,
 )
 from solar_jax.classifier.training_sets import SYNTHETIC_REGIMES
 from solar_jax.data import frame_facts, resolve
-from solar_jax.metrics import classification
+from solar_jax.metrics import classification, operating_point
 from solar_jax.models import classifier as classifier_lib
-
-# Fields whose value a run does not depend on (or that enter through its pool and counts).
-_NOT_FINGERPRINTED = (
-  "seeds",
-  "regimes",
-  "guidance_scale",
-  "guidance_grid",
-  "ratio_grid",
-  "synthetic_ratio",
-  "sampling_steps",
-  "num_pools",
-  "bootstrap_samples",
-  "primary_endpoint",
-  "stacked_runs",  # How runs are grouped and computed: the results do not depend on it.
-  "vectorized_runs",
-  # Enter through the training set, for the regimes that use them:
-  "focal_gamma",
-  "augment_flips",
-  "augment_rotation_deg",
-  "augment_intensity",
-)
-_AUGMENT_FIELDS = ("augment_flips", "augment_rotation_deg", "augment_intensity")
-
-
-def _text(values, n: int) -> list[str]:
-  if values is None:
-    return [""] * n
-  return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(values).tolist()]
-
-
-def records_digest(splits: dict) -> str:
-  """A digest of the frames the experiment reads: every split's images, labels, times and
-  groups. A dataset rebuilt in place (other frames, other labels) gives another digest."""
-  digest = hashlib.sha256()
-  for name in sorted(splits):
-    split = splits[name]
-    for field in ("image", "label", "time", "group"):
-      if split.get(field) is not None:
-        values = np.asarray(split[field])
-        if values.dtype == object:
-          values = np.asarray(_text(values, len(values)), dtype=str)
-        digest.update(f"{name}/{field}/{values.dtype}/{values.shape}".encode())
-        digest.update(np.ascontiguousarray(values).tobytes())
-  return digest.hexdigest()[:16]
-
-
-def _fingerprint(config, ts, synthetic_pool, records: str) -> str:
-  """What a finished run depends on: reused only when all of it matches, the data it read
-  (the dataset's version and ``records_digest`` of its splits) included."""
-  c = config.classifier
-  return json.dumps(
-    {
-      "dataset_version": config.provenance.version,
-      "records": records,
-      "focal_gamma": ts.focal_gamma,
-      "augment": {k: c[k] for k in _AUGMENT_FIELDS} if ts.augment else None,
-      "classifier": {
-        k: v for k, v in config.classifier.to_dict().items() if k not in _NOT_FINGERPRINTED
-      },
-      "data": config.data.to_dict(),
-      "seed": config.seed,
-      "counts": ts.counts,
-      "synthetic_pool": synthetic_pool,
-    },
-    sort_keys=True,
-    default=str,
-  )
 
 
 def _save_params(run_dir, params, step: int, meta: dict) -> None:
@@ -186,6 +127,17 @@ def _save_params(run_dir, params, step: int, meta: dict) -> None:
     checkpointer.close()
 
 
+VAL_PROBS = "val_probs.npz"  # A run's validation softmax ('prob' [N, K]) and 'labels' [N].
+
+
+def _point_label(point: dict) -> str:
+  """A grid point's file name: ``g10_r0.5`` (guidance, ratio) or ``focal_gamma2``."""
+  short = {"guidance_scale": "g", "synthetic_ratio": "_r"}
+  return "".join(
+    f"{short.get(k, k)}{v:g}" for k, v in point.items() if v is not None and k in short
+  ) or "_".join(f"{k}{v:g}" for k, v in point.items())
+
+
 def run_dir(workdir, regime: str, seed: int, pool: int) -> epath.Path:
   """``runs/<regime>/seed_<s>`` (pool 0 and real-data regimes) or ``seed_<s>_pool<k>``."""
   path = wd.classifier_run_dir(workdir, regime, seed)
@@ -200,12 +152,12 @@ class _Job:
   seed: int
   k: int  # Synthetic pool (0 for the real-data regimes).
   pool: dict | None
-  ratio: float | None
+  point: dict  # The regime's settings (training_sets.grid_points: guidance, ratio, knob).
   name: str
   path: epath.Path  # result.json of a run, or the grid point's json.
   fingerprint: str
   counts: dict | None = None
-  grid: tuple | None = None  # (guidance, ratio) of a validation-grid point.
+  grid: dict | None = None  # The point, where the job is a validation-grid point.
   trained: tuple | None = None  # (params, info) once trained, until finished.
   done: dict | None = None  # The finished result (runs) or info (grid points).
 
@@ -221,7 +173,8 @@ class _Experiment:
     self.names = classifier_lib.task_class_names(self.task, self.goes)
     training_sets.check_splits(config, splits)
     self.splits = splits
-    self.records = records_digest(splits)  # Finished runs are reused on the same frames only.
+    # Finished runs are reused on the same frames only.
+    self.records = fingerprints.records_digest(splits)
     self.train, val, self.test = splits["train"], splits["validation"], splits["test"]
     self.validation = {
       "image": np.asarray(val["image"], np.float32),
@@ -229,18 +182,20 @@ class _Experiment:
     }
     self.test_labels = classifier_lib.task_labels(self.test["label"], self.task, self.goes)
     n = len(self.test_labels)
-    self.test_times = _text(self.test.get("time"), n)
-    self.test_sources = _text(self.test.get("source"), n)
+    self.test_times = fingerprints.text_values(self.test.get("time"), n)
+    self.test_sources = fingerprints.text_values(self.test.get("source"), n)
     self.test_groups = training_sets.frame_groups(self.test)
     self.test_units = training_sets.frame_units(self.test)  # active regions, blocks of days
     # Per test frame: its unit and the facts behind it (predictions.csv; the folds' pooling).
     self.test_unit_facts = [
       [str(u) for u in self.test_units],
-      *(_text(self.test.get(k), n) for k in training_sets.UNIT_FACTS),
+      *(fingerprints.text_values(self.test.get(k), n) for k in training_sets.UNIT_FACTS),
     ]
     train_task = classifier_lib.task_labels(self.train["label"], self.task, self.goes)
     # Climatology: the training split's base rate of the positive class (binary tasks).
     self.climatology = float(np.mean(train_task == 1)) if len(self.names) == 2 else None
+    # The real training split's class prior: every run's probabilities are moved to it.
+    self.prior_test = operating_point.class_prior(train_task, len(self.names)).tolist()
     self.synthetic = synthetic  # None, one pool dict (tests) or callable(guidance, k) -> pool.
     self.pools: dict = {}
     self.trained: dict = {}  # Grid runs kept in memory: (regime, seed, fingerprint) -> (params, info).
@@ -271,6 +226,9 @@ class _Experiment:
       "num_pools": c.num_pools,
       "num_steps": c.num_steps,
       "climatology": self.climatology,
+      "prior_test": self.prior_test,
+      "event_climatology": decisions.event_climatology(self.config, self.prior_test),
+      "operating_point": decisions.RULE,
       "confusion_png": "confusion_<regime>.png: confusion matrix summed over runs",
       "data": {k: training_sets.describe(v["label"], self.goes) for k, v in self.splits.items()},
       "regimes": {},
@@ -319,12 +277,19 @@ class _Experiment:
 
   # ------------------------------------------------------------ jobs ---
 
-  def _job(self, regime, seed, k, pool, guidance, ratio, name, path) -> _Job:
+  def _training_set(self, regime, pool, seed, point) -> training_sets.TrainingSet:
+    return training_sets.build_training_set(
+      regime, self.train, pool, self.config, seed, ratio=point.get("synthetic_ratio"), setting=point
+    )
+
+  def _job(self, regime, seed, k, point, name, path) -> _Job:
     """A planned run; finished (``done``) when ``path`` holds a result of the same fingerprint."""
-    ts = training_sets.build_training_set(regime, self.train, pool, self.config, seed, ratio=ratio)
+    guidance = point.get("guidance_scale")
+    pool = self.pool(guidance, k) if regime in SYNTHETIC_REGIMES else None
+    ts = self._training_set(regime, pool, seed, point)
     key = None if pool is None else self._pool_key(pool, guidance, k)
-    fingerprint = _fingerprint(self.config, ts, key, self.records)
-    job = _Job(regime, seed, k, pool, ratio, name, path, fingerprint)
+    fingerprint = fingerprints.fingerprint(self.config, ts, key, self.records)
+    job = _Job(regime, seed, k, pool, point, name, path, fingerprint)
     job.counts = ts.counts
     saved = json.loads(path.read_text()) if path.exists() else {}
     if saved.get("fingerprint") == job.fingerprint:
@@ -335,33 +300,29 @@ class _Experiment:
     return job
 
   def grid_jobs(self, regime: str) -> list[_Job]:
-    """The validation grid of ``regime``: the first seed on pool 0 per (guidance, ratio)."""
-    config = self.config
-    ratios = training_sets.pool_ratios(config) if regime == "real_synthetic" else (None,)
-    grid = [(g, r) for g in training_sets.pool_guidances(config) for r in ratios]
-    if len(grid) == 1:
+    """The validation grid of ``regime`` (``training_sets.grid_points``): the first seed on
+    pool 0 per point; none where the grid has one point."""
+    points = training_sets.grid_points(self.config, regime)
+    if len(points) == 1:
       return []
-    seed, jobs = config.classifier.seeds[0], []
-    for g, r in grid:
-      point = f"g{g:g}" + ("" if r is None else f"_r{r:g}")
-      path = wd.classifier_dir(self.workdir) / "runs" / regime / "grid" / f"{point}.json"
-      job = self._job(regime, seed, 0, self.pool(g, 0), g, r, f"{regime}/grid_{point}", path)
-      job.grid = (g, r)
+    seed, jobs = self.config.classifier.seeds[0], []
+    for point in points:
+      label = _point_label(point)
+      path = wd.classifier_dir(self.workdir) / "runs" / regime / "grid" / f"{label}.json"
+      job = self._job(regime, seed, 0, point, f"{regime}/grid_{label}", path)
+      job.grid = point
       jobs.append(job)
     return jobs
 
   def final_jobs(self, regime: str, chosen: dict) -> list[_Job]:
-    """Every (seed, pool) run of ``regime`` with the chosen guidance and ratio."""
+    """Every (seed, pool) run of ``regime`` with the ``chosen`` point."""
     c = self.config.classifier
     synthetic, jobs = regime in SYNTHETIC_REGIMES, []
     for seed in c.seeds:
       for k in range(c.num_pools if synthetic else 1):
-        g = chosen.get("guidance_scale")
-        pool = self.pool(g, k) if synthetic else None
         name = f"{regime}/seed{seed}" + (f"/pool{k}" if k else "")
         path = run_dir(self.workdir, regime, seed, k) / "result.json"
-        ratio = chosen.get("synthetic_ratio")
-        jobs.append(self._job(regime, seed, k, pool, g, ratio, name, path))
+        jobs.append(self._job(regime, seed, k, chosen, name, path))
     return jobs
 
   def train_jobs(self, jobs: list[_Job], writer) -> None:
@@ -376,9 +337,7 @@ class _Experiment:
       )
       runs = []
       for j in group:
-        ts = training_sets.build_training_set(
-          j.regime, self.train, j.pool, self.config, j.seed, ratio=j.ratio
-        )
+        ts = self._training_set(j.regime, j.pool, j.seed, j.point)
         runs.append(stacked.Run(ts, j.seed, j.name))
       many = stacked.make_stacked_programs(self.config, self.mesh)
       results = train_many(self.config, many, runs, self.validation, writer=writer)
@@ -400,14 +359,27 @@ class _Experiment:
         job.path.parent.mkdir(parents=True, exist_ok=True)
         wd.write_text(job.path, json.dumps({"fingerprint": job.fingerprint, "info": info}))
       return
-    pred, prob = self.read_test(programs, params, job.name)
-    result = {"test": score(self.config, self.test_labels, pred), **info}
-    result["predictions"] = pred.tolist()
-    if len(self.names) == 2:
-      result["probabilities"] = prob[:, 1].tolist()
+    _, prob = self.read_test(programs, params, job.name)
+    c = self.config.classifier
+    _, val_prob = predict_labels(
+      programs, params, self.validation["image"], c.batch_size, self.mesh
+    )
+    val_labels = self.validation["label"]
+    decided = decisions.decide(
+      self.config,
+      val_prob,
+      val_labels,
+      prob,
+      self.test_labels,
+      job.counts["prior"],
+      self.prior_test,
+    )
+    result = {**decided, **info}
     meta = {"architecture": architecture(self.config), "regime": job.regime}
     meta.update(seed=job.seed, pool=job.k)
     _save_params(job.path.parent, params, int(info["best_step"]), meta)
+    if parallel.is_main_process():  # The operating point can be recomputed from these.
+      wd.write_npz(job.path.parent / VAL_PROBS, prob=val_prob, labels=val_labels)
     job.done = classification.to_jsonable(result)
     if parallel.is_main_process():
       result = {"fingerprint": job.fingerprint, "result": job.done}
@@ -416,7 +388,8 @@ class _Experiment:
   # ------------------------------------------------- validation grid ---
 
   def choose(self, regime: str, jobs: list[_Job]) -> dict:
-    """Guidance (and ratio) of ``regime`` chosen on validation from its trained grid ``jobs``.
+    """The point of ``regime`` (guidance and ratio; a classical regime's knob) chosen on
+    validation from its trained grid ``jobs``.
 
     The best validation selection score wins (ties: the first grid point).
     """
@@ -429,27 +402,24 @@ class _Experiment:
       "grid": [],
     }
     if not jobs:
-      g = training_sets.pool_guidances(config)[0]
-      r = training_sets.pool_ratios(config)[0] if regime == "real_synthetic" else None
-      record["chosen"] = {"guidance_scale": g, "synthetic_ratio": r}
+      record["chosen"] = training_sets.grid_points(config, regime)[0]
       record["note"] = "one grid point: nothing to choose"
       return record
     best = None
     for job in jobs:
-      (g, r), info = job.grid, job.done
+      info = job.done
       validation = info.get("validation") or {}
       value = selection_score(config, validation) if validation else float("nan")
       point = {
-        "guidance_scale": g,
-        "synthetic_ratio": r,
+        **job.grid,
         "selection_score": value,
         "best_step": info["best_step"],
         "validation": {k: validation.get(k) for k in ("macro_f1", "tss", "hss", "accuracy")},
       }
       record["grid"].append(point)
       if best is None or (np.isfinite(value) and not value <= best[0]):
-        best = (value, g, r)
-    record["chosen"] = {"guidance_scale": best[1], "synthetic_ratio": best[2]}
+        best = (value, job.grid)
+    record["chosen"] = dict(best[1])
     logging.info("Classifier %s: chose %s on validation.", regime, record["chosen"])
     return record
 
@@ -466,12 +436,12 @@ class _Experiment:
       if k == 0:
         entry["seeds"][str(seed)] = result
       confusion_sum += np.asarray(result["test"]["confusion"])
-      prob = result.get("probabilities") or [None] * len(result["predictions"])
+      prob, corrected, forecast = decisions.headline_event(result, len(self.test_labels))
       for i, p in enumerate(result["predictions"]):
         true = names[self.test_labels[i]]
         rows.append(
           [i, self.test_times[i], self.test_groups[i], true, names[p], prob[i], regime, seed, k]
-          + [self.test_sources[i]]
+          + [self.test_sources[i], corrected[i], forecast[i]]
           + [column[i] for column in self.test_unit_facts]
         )
     entry["mean_std"] = classification.mean_std_over_seeds(
@@ -486,6 +456,47 @@ class _Experiment:
         title=f"{regime}: test split, summed over {len(entry['runs'])} run(s)",
       )
     return entry
+
+  def train_all(self, regimes: list[str], writer) -> tuple[dict, dict]:
+    """Trains every run of ``regimes``: ``({regime: jobs}, {regime: validation choice})``.
+
+    First the regimes without a choice to make and every validation grid, then the runs at
+    the chosen points (and 'reweighted', at real_synthetic's chosen class prior): two sets
+    of stacked groups.
+    """
+    config = self.config
+    grids = {r: self.grid_jobs(r) for r in regimes if r != "reweighted"}
+    grids = {r: g for r, g in grids.items() if g}
+    jobs = {
+      r: self.final_jobs(r, training_sets.grid_points(config, r)[0])
+      for r in regimes
+      if r not in grids and r not in SYNTHETIC_REGIMES and r != "reweighted"
+    }
+    self.train_jobs([j for js in (*jobs.values(), *grids.values()) for j in js], writer)
+    later, selection = [r for r in regimes if r not in jobs], {}
+    for regime in later:
+      if regime != "reweighted":
+        selection[regime] = self.choose(regime, grids.get(regime, []))
+        jobs[regime] = self.final_jobs(regime, selection[regime]["chosen"])
+    if "reweighted" in later:
+      selection["reweighted"] = self.reweighted_choice(jobs["real_synthetic"][0])
+      jobs["reweighted"] = self.final_jobs("reweighted", selection["reweighted"]["chosen"])
+    self.train_jobs([j for r in later for j in jobs[r]], writer)
+    return jobs, selection
+
+  def reweighted_choice(self, real_synthetic: _Job) -> dict:
+    """The 'reweighted' regime's setting: the class prior of real_synthetic's chosen set."""
+    prior = real_synthetic.counts["prior"]
+    return {
+      "split": "validation",
+      "seed": self.config.classifier.seeds[0],
+      "pool": 0,
+      "metric": selection_metric(self.task),
+      "grid": [],
+      "chosen": {"class_prior": prior},
+      "from": "real_synthetic",
+      "note": "the class prior of real_synthetic's chosen training set (real + synthetic)",
+    }
 
   def read_test(self, programs, params, name: str):
     """The one read of the test split by run ``name``: (labels, probabilities)."""
@@ -535,18 +546,11 @@ def run(
   writer = metric_writers.create_default_writer(
     os.fspath(out_dir), just_logging=not (main and config.logging.tensorboard), asynchronous=False
   )
-  rows, selection = [], {}
-  trainable = [r for r in c.regimes if not (r in SYNTHETIC_REGIMES and skip_reason)]
+  rows = []
+  needs_pool = (*SYNTHETIC_REGIMES, "reweighted")
+  trainable = [r for r in c.regimes if not (r in needs_pool and skip_reason)]
   with jax.set_mesh(mesh):
-    # First the real-data regimes' runs and the synthetic regimes' validation grids, then
-    # the synthetic regimes' runs at the chosen point: two sets of stacked groups.
-    grids = {r: experiment.grid_jobs(r) for r in trainable if r in SYNTHETIC_REGIMES}
-    jobs = {r: experiment.final_jobs(r, {}) for r in trainable if r not in SYNTHETIC_REGIMES}
-    experiment.train_jobs([j for js in (*jobs.values(), *grids.values()) for j in js], writer)
-    for regime, grid in grids.items():
-      selection[regime] = experiment.choose(regime, grid)
-      jobs[regime] = experiment.final_jobs(regime, selection[regime]["chosen"])
-    experiment.train_jobs([j for r in grids for j in jobs[r]], writer)
+    jobs, selection = experiment.train_all(trainable, writer)
   for regime in c.regimes:
     if regime in jobs:
       metrics["regimes"][regime] = experiment.collect(regime, jobs[regime], rows)
@@ -555,8 +559,9 @@ def run(
   writer.flush()
   if selection:
     metrics["selection"] = selection
-    first = selection[next(iter(selection))]["chosen"]["guidance_scale"]
-    pool = experiment.pool(first, 0)
+  synthetic_chosen = [selection[r]["chosen"] for r in SYNTHETIC_REGIMES if r in selection]
+  if synthetic_chosen:
+    pool = experiment.pool(synthetic_chosen[0]["guidance_scale"], 0)
     metrics["synthetic"] = {
       "ddpm_step": pool.get("step"),
       "settings": pool.get("settings"),

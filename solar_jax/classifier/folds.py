@@ -35,6 +35,17 @@ from solar_jax.classifier import outputs, tables, training_sets
 from solar_jax.data import frame_facts, splits
 from solar_jax.metrics import bootstrap, classification
 
+# Run keys of the headline event -> predictions.csv columns (outputs.PREDICTION_COLUMNS).
+_EVENT_COLUMNS = {
+  "prob": "prob_positive",
+  "prob_corrected": "prob_positive_corrected",
+  "decision": "forecast_positive",
+}
+
+
+def _number(text) -> float:
+  return float(text) if text else np.nan
+
 
 def _read_fold(workdir) -> tuple[dict, list[dict]]:
   directory = wd.classifier_dir(workdir)
@@ -98,6 +109,18 @@ def check_study(workdirs) -> int:
   return num_folds
 
 
+def _headline_events(runs: dict, binary: bool, has_ge_m: bool) -> None:
+  """Puts each run's headline-event columns where ``bootstrap.summarize`` reads them."""
+  for regime_runs in runs.values():
+    for run in regime_runs.values():
+      event = {k: run.pop(k) for k in ("prob", "prob_corrected", "decision")}
+      if binary:
+        run.update(prob=event["prob"], prob_corrected=event["prob_corrected"])
+      elif has_ge_m and event["decision"] is not None and event["prob"] is not None:
+        # The >=M event at each fold's own operating point (multiclass: P(M) + P(X)).
+        run["events"] = {"ge_m": {**event, "decision": event["decision"] > 0.5}}
+
+
 def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
   """The pooled metrics of the folds in ``workdirs`` (a metrics.json-like dict); the folds
   must be one study (``check_study``)."""
@@ -112,7 +135,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
           f"of {workdirs[0]}; pool folds of one experiment."
         )
   names = first["class_names"]
-  truth, groups, reference, runs, facts = [], [], [], {}, []
+  truth, groups, reference, event_reference, runs, facts = [], [], [], [], {}, []
   for fold_index, (metrics, rows) in enumerate(folds):
     by_run: dict = {}
     for row in rows:
@@ -122,10 +145,14 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
     groups += [r["group"] for r in frames]
     facts += frames
     reference += [metrics.get("climatology") or np.nan] * len(frames)
+    ge_m = (metrics.get("event_climatology") or {}).get("ge_m")
+    event_reference += [np.nan if ge_m is None else ge_m] * len(frames)
     for (regime, s, k), run_rows in by_run.items():
-      run = runs.setdefault(regime, {}).setdefault((s, k), {"pred": [], "prob": [], "folds": []})
-      run["pred"] += [names.index(r["predicted_class"]) for r in run_rows]
-      run["prob"] += [float(r["prob_positive"]) if r["prob_positive"] else np.nan for r in run_rows]
+      run = runs.setdefault(regime, {}).setdefault((s, k), {"folds": []})
+      run.setdefault("pred", []).extend(names.index(r["predicted_class"]) for r in run_rows)
+      # The headline event's probability, at the test prior, and forecast (older files: NaN).
+      for key, column in _EVENT_COLUMNS.items():
+        run.setdefault(key, []).extend(_number(r.get(column)) for r in run_rows)
       run["folds"].append(fold_index)
   for regime, regime_runs in runs.items():
     for key, run in regime_runs.items():
@@ -134,10 +161,16 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
           f"regime {regime} run (seed, pool) {key} is missing from some folds: rerun them."
         )
       run["pred"] = np.asarray(run["pred"])
-      prob = np.asarray(run["prob"])
-      run["prob"] = None if np.isnan(prob).any() else prob
+      for key in _EVENT_COLUMNS:
+        values = np.asarray(run[key], np.float64)
+        run[key] = None if np.isnan(values).any() else values
   binary = len(names) == 2
-  thresholds = {} if binary else {f"ge_{c.lower()}": names.index(c) for c in "MC" if c in names}
+  thresholds = {}
+  if not binary:
+    thresholds = {f"ge_{c.lower()}": names.index(c) for c in ("M", "C") if c in names}
+  _headline_events(runs, binary, "ge_m" in thresholds)
+  ge_m_reference = np.asarray(event_reference)
+  event_ref = None if np.isnan(ge_m_reference).any() else {"ge_m": ge_m_reference}
   units = pooled_units(groups, facts)
   endpoint = (first.get("primary_endpoint") or {}).get("name") or "delta_tss_ge_m"
   summary = bootstrap.summarize(
@@ -146,7 +179,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
     runs,
     names,
     thresholds=thresholds,
-    reference=np.asarray(reference) if binary else None,
+    reference=np.asarray(reference) if binary else event_ref,
     num_samples=num_samples,
     seed=seed,
     baselines=training_sets.BASELINES,
@@ -163,6 +196,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
     "class_names": names,
     "seeds": first["seeds"],
     "climatology": float(np.nanmean(reference)) if binary else None,
+    "operating_point": first.get("operating_point"),  # Each fold's runs at their own.
     "support": summary["support"],
     "bootstrap": {
       "num_samples": num_samples,

@@ -13,8 +13,9 @@ import io
 import numpy as np
 
 from solar_jax import workdir as wd
+from solar_jax.classifier import decisions
 from solar_jax.classifier.trainer import thresholds
-from solar_jax.classifier.training_sets import BASELINES, SYNTHETIC_REGIMES
+from solar_jax.classifier.training_sets import BASELINES, CLASSICAL, SYNTHETIC_REGIMES
 from solar_jax.data import frame_facts
 from solar_jax.metrics import bootstrap, classification
 
@@ -39,7 +40,7 @@ def endpoint_score(endpoint: str, task: str, class_names) -> str | None:
 def primary_spec(endpoint: str, task: str, class_names) -> tuple[str, tuple, tuple] | None:
   """(score, candidates, baselines) of the primary endpoint (``bootstrap.primary_endpoint``)."""
   score = endpoint_score(endpoint, task, class_names)
-  return None if score is None else (score, SYNTHETIC_REGIMES, BASELINES)
+  return None if score is None else (score, SYNTHETIC_REGIMES, CLASSICAL)
 
 
 def test_family(summary: dict, class_names) -> list[dict]:
@@ -61,11 +62,7 @@ def add_uncertainty(metrics: dict, test_labels, groups, config, climatology, uni
     runs[regime] = {}
     for key, result in entry["runs"].items():
       seed, k = (int(x) for x in key.split("/"))
-      prob = result.get("probabilities")
-      runs[regime][(seed, k)] = {
-        "pred": np.asarray(result["predictions"]),
-        "prob": None if prob is None else np.asarray(prob, np.float64),
-      }
+      runs[regime][(seed, k)] = decisions.bootstrap_run(result)
   if not runs:
     return metrics
   summary = bootstrap.summarize(
@@ -74,7 +71,8 @@ def add_uncertainty(metrics: dict, test_labels, groups, config, climatology, uni
     runs,
     metrics["class_names"],
     thresholds=event_thresholds(config),
-    reference=climatology,
+    # Binary: the positive class's climatology; multiclass: each event's (its BSS').
+    reference=climatology if climatology is not None else metrics.get("event_climatology"),
     num_samples=config.classifier.bootstrap_samples,
     seed=config.seed,
     baselines=BASELINES,
@@ -106,10 +104,13 @@ def add_uncertainty(metrics: dict, test_labels, groups, config, climatology, uni
       if f"delta_vs_{base}" in figures:
         entry[f"delta_vs_{base}"] = figures[f"delta_vs_{base}"]
     entry["support"] = {k: v for k, v in summary["support"].items() if k != "per_class"}
-    if climatology is not None:
-      prob = np.concatenate([r["prob"] for r in runs[regime].values()])
-      truth = np.tile(np.asarray(test_labels), len(runs[regime]))
-      entry["reliability"] = bootstrap.reliability(prob, truth)
+    # Reliability of the probabilities at the test prior (decisions.py), pooled over runs.
+    event, index = reliability_event(metrics)
+    if index is not None:
+      probs = [decisions.reliability_probabilities(r, event) for r in entry["runs"].values()]
+      if all(p is not None for p in probs):
+        truth = np.tile(np.asarray(test_labels) >= index, len(probs))
+        entry["reliability"] = bootstrap.reliability(np.concatenate(probs), truth)
   endpoint = summary.get("primary")
   if endpoint is None:
     endpoint = {"score": None, "mean": None, "note": f"not defined for task {metrics['task']}"}
@@ -123,22 +124,35 @@ def add_uncertainty(metrics: dict, test_labels, groups, config, climatology, uni
   return metrics
 
 
+def reliability_event(metrics: dict) -> tuple[str | None, int | None]:
+  """(event, first class index) of the reliability diagram: the positive class of a binary
+  task, >=M of a multiclass one; (None, None) where there is none."""
+  names = metrics["class_names"]
+  if len(names) == 2:
+    return None, 1
+  if "M" in names and "ge_m" in (metrics.get("event_climatology") or {}):
+    return "ge_m", list(names).index("M")
+  return None, None
+
+
 def write_plots(out_dir, metrics: dict) -> None:
   regimes = {r: e for r, e in metrics["regimes"].items() if "scores" in e}
   if not regimes:
     return
   multiclass = len(metrics["class_names"]) > 2
-  event = "tss_ge_m" if multiclass else "tss"
-  labels = {
-    "macro_f1": "macro F1",
-    event: "TSS " + (">=M" if multiclass else metrics["class_names"][1]),
-  }
+  suffix = "_ge_m" if multiclass else ""
+  event = ">=M" if multiclass else metrics["class_names"][1]
+  labels = {"macro_f1": "macro F1", f"tss{suffix}": f"TSS {event}", f"auc{suffix}": f"AUC {event}"}
   classification.save_interval_png(regimes, labels, out_dir / "scores.png", baseline="oversample")
-  if metrics.get("climatology") is not None:
+  tables = {r: e["reliability"] for r, e in regimes.items() if "reliability" in e}
+  name, _ = reliability_event(metrics)
+  reference = metrics.get("climatology") if name is None else metrics["event_climatology"][name]
+  if tables and reference is not None:
     classification.save_reliability_png(
-      {r: e["reliability"] for r, e in regimes.items()},
-      metrics["climatology"],
+      tables,
+      reference,
       out_dir / "reliability.png",
+      title=f"P({event}) at the real training prior; test split, pooled over runs",
     )
 
 
@@ -148,11 +162,13 @@ PREDICTION_COLUMNS = (
   "group",
   "true_class",
   "predicted_class",
-  "prob_positive",
+  "prob_positive",  # P(positive class); multiclass tasks: P(M) + P(X), the >=M event.
   "regime",
   "seed",
   "pool",
   "source",
+  "prob_positive_corrected",  # The same at the real training prior (decisions.py).
+  "forecast_positive",  # 1 where prob_positive reaches the run's validation operating point.
   # The bootstrap unit and the facts behind it: pooled folds merge regions across folds.
   "unit",
   "flare_event_id",

@@ -98,8 +98,15 @@ def _score_keys(metrics: dict) -> dict[str, str]:
   """The headline scores of the task: key -> column name."""
   names = metrics["class_names"]
   if len(names) > 2:
-    return {"macro_f1": "macro F1", "tss_ge_m": "TSS ≥M"}
-  return {"macro_f1": "macro F1", "tss": f"TSS {names[1]}", "bss": "BSS"}
+    keys = {"macro_f1": "macro F1", "tss_ge_m": "TSS ≥M", "auc_ge_m": "AUC ≥M"}
+    return {**keys, "bss_corrected_ge_m": "BSS′ ≥M"}
+  keys = {"macro_f1": "macro F1", "tss": f"TSS {names[1]}", "auc": f"AUC {names[1]}"}
+  return {**keys, "bss": "BSS", "bss_corrected": "BSS′"}
+
+
+def _has_key(metrics: dict, key: str) -> bool:
+  """Whether any regime reports ``key`` (figures that predate a score leave its column out)."""
+  return any(key in (e.get("scores") or {}) for e in metrics["regimes"].values())
 
 
 def _units(metrics: dict) -> str:
@@ -112,9 +119,9 @@ def _units(metrics: dict) -> str:
 
 def headline_table(metrics: dict) -> str:
   """The classifier section's lead: scores and paired differences with 95 % intervals."""
-  keys = _score_keys(metrics)
+  keys = {k: v for k, v in _score_keys(metrics).items() if _has_key(metrics, k)}
   support = metrics.get("support") or {}
-  deltas = [k for k in keys if k != "bss"]
+  deltas = [k for k in keys if not k.startswith("bss")]
   head = ["regime", *(f"{v} [95% CI]" for v in keys.values())]
   head += [f"Δ {keys[k]} vs oversample [CI]" for k in deltas] + ["test support"]
   lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -167,6 +174,8 @@ def headline_table(metrics: dict) -> str:
       f"BSS: Brier skill score against climatology (training base rate "
       f"{metrics['climatology']:.3f}); reliability diagram below."
     )
+  if metrics.get("operating_point"):
+    text.append(OPERATING_POINT)
   text += ["", "![scores with intervals](classifier/scores.png)", ""]
   text += [f"- {w}" for w in words]
   text.append(
@@ -175,18 +184,50 @@ def headline_table(metrics: dict) -> str:
   )
   for regime, sel in (metrics.get("selection") or {}).items():
     grid = "; ".join(
-      f"guidance {p['guidance_scale']:g}"
-      + (f", ratio {p['synthetic_ratio']:g}" if p.get("synthetic_ratio") is not None else "")
-      + f" → {p['selection_score']:.3f}"
+      f"{_point_text(p)} → {p['selection_score']:.3f}"
       for p in sel["grid"]
       if p.get("selection_score") is not None
     )
-    chosen = sel["chosen"]
+    if sel.get("from"):  # Taken from another regime's choice ('reweighted').
+      text.append(f"- {regime}: {_point_text(sel['chosen'])}: {sel.get('note', '')}.")
+      continue
     text.append(
-      f"- {regime}: guidance {chosen['guidance_scale']:g}"
-      + (f", ratio {chosen['synthetic_ratio']:g}" if chosen.get("synthetic_ratio") else "")
+      f"- {regime}: {_point_text(sel['chosen'])}"
       + f" chosen on validation {sel['metric']} (seed {sel['seed']}, pool 0"
       + (f"; {grid}" if grid else f"; {sel.get('note', '')}")
       + ")."
     )
   return "\n".join(text)
+
+
+OPERATING_POINT = (
+  "Operating point: every regime's TSS is read at one rule, the threshold on the event "
+  "probability (the positive class; P(M)+P(X) for ≥M) that maximises its validation TSS "
+  "(metrics.json: operating_point per run; the runs' validation probabilities in "
+  "val_probs.npz); macro F1 of a multiclass task stays the argmax's. AUC: ROC area of that "
+  "probability (threshold-free). BSS′: Brier skill after moving each regime's probabilities "
+  "from the class prior it trained on (oversampled, synthetic and weighted examples "
+  "included) to the real training base rate (p′ ∝ p·π_test/π_train)."
+)
+
+_POINT_WORDS = {
+  "guidance_scale": "guidance",
+  "synthetic_ratio": "ratio",
+  "focal_gamma": "focal γ",
+  "oversample_share": "oversample share",
+  "class_weight_power": "class-weight power",
+  "augment_rotation_deg": "rotation (deg)",
+}
+
+
+def _point_text(point: dict) -> str:
+  """``guidance 10, ratio 0.5`` / ``focal γ 2`` / ``class prior 0.52, 0.48``: a grid point."""
+  words = []
+  for key, value in point.items():
+    if key in ("selection_score", "best_step", "validation") or value is None:
+      continue
+    if isinstance(value, list | tuple):
+      words.append(f"{key.replace('_', ' ')} " + ", ".join(f"{v:.3g}" for v in value))
+    else:
+      words.append(f"{_POINT_WORDS.get(key, key)} {value:g}")
+  return ", ".join(words)

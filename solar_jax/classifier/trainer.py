@@ -290,7 +290,8 @@ class BatchStream:
     arrays = {k: getattr(ts, k + "s")[idx] for k in ("image", "label", "weight")}
     arrays["gamma"] = self.gamma
     if ts.augment:
-      arrays["image"] = augment_batch(arrays["image"], self.config, self.augment_rng)
+      rotation = ts.settings.get("augment_rotation_deg")
+      arrays["image"] = augment_batch(arrays["image"], self.config, self.augment_rng, rotation)
     return arrays
 
 

@@ -39,15 +39,31 @@ from solar_jax import workdir as wd
 from solar_jax.data import frame_facts, input_pipeline, regions, scaling
 from solar_jax.ddpm import sample
 from solar_jax.diffusion import samplers
+from solar_jax.metrics import operating_point
 from solar_jax.models import classifier as classifier_lib
 
 SYNTHETIC_REGIMES = ("real_synthetic", "synthetic_only")
-# The training regimes build_training_set implements (the experiment's arms).
-REGIMES = ("real", "weighted", "focal", "oversample", "augment", *SYNTHETIC_REGIMES)
-# The classical baselines: every regime is compared with each of them (paired deltas).
-BASELINES = tuple(r for r in REGIMES if r not in SYNTHETIC_REGIMES)
+# The training regimes build_training_set implements (the experiment's arms). 'reweighted':
+# the real split with class weights that give the class prior real_synthetic chose (a control:
+# whether the synthetic images help, or only the prior they bring).
+REGIMES = ("real", "weighted", "focal", "oversample", "augment", *SYNTHETIC_REGIMES, "reweighted")
+# Each classical regime's knob and the config field of its validation grid ('' = its value
+# in the config; () = no grid). real_synthetic's guidance and ratio are chosen likewise.
+KNOBS = {
+  "oversample": ("oversample_share", "oversample_grid"),
+  "focal": ("focal_gamma", "focal_grid"),
+  "weighted": ("class_weight_power", "weight_power_grid"),
+  "augment": ("augment_rotation_deg", "augment_rotation_grid"),
+}
+# The classical baselines (the fixes for imbalance the field already has): the primary
+# endpoint's "best baseline" is the best of these.
+CLASSICAL = ("real", "weighted", "focal", "oversample", "augment")
+# Every regime is compared with each of these (paired deltas, Holm-adjusted): the classical
+# baselines and the 'reweighted' control.
+BASELINES = (*CLASSICAL, "reweighted")
 # classifier.primary_endpoint: the one comparison named before the run, the best synthetic
-# regime minus the best baseline on a score ('delta_<score>'); the rest are Holm-adjusted.
+# regime minus the best classical baseline on a score ('delta_<score>'); the rest are
+# Holm-adjusted.
 PRIMARY_ENDPOINTS = ("delta_tss_ge_m", "delta_tss", "delta_macro_f1")
 AUGMENT_FLIPS = ("none", "ns", "ns_ew")  # 'ns_ew' reverses solar rotation (see above).
 FORECAST_LABEL = classifier_lib.FORECAST_LABEL
@@ -76,6 +92,8 @@ class TrainingSet:
   counts: dict  # Per task class: real, synthetic, total (per epoch), unique_real.
   focal_gamma: float = 0.0  # Focal-loss exponent (0: cross-entropy).
   augment: bool = False  # Random flips, rotations and gains per batch (augment_batch).
+  # The regime's knobs this set was built with (KNOBS; reweighted: its class prior).
+  settings: dict = dataclasses.field(default_factory=dict)
 
 
 def per_class_counts(labels, num_classes: int) -> np.ndarray:
@@ -101,25 +119,85 @@ def synthetic_pool_counts(train_counts, regimes, ratio: float) -> np.ndarray:
   return need
 
 
-def oversample_indices(labels, num_classes: int, rng: np.random.Generator) -> np.ndarray:
-  """All indices, plus ``max - n_c`` draws with replacement from each class ``c``."""
+def oversample_indices(
+  labels, num_classes: int, rng: np.random.Generator, share: float = 0.5
+) -> np.ndarray:
+  """All indices, plus draws with replacement that lift each class ``c`` to
+  ``max(n_c, round(max_k n_k * share / (1 - share)))``.
+
+  ``share`` 0.5: every class up to the largest (a balanced epoch); in a binary
+  task the minority class then makes ``share`` of the epoch.
+  """
+  if not 0.0 <= share < 1.0:
+    raise errors.ConfigError(f"classifier.oversample_share={share} must be in [0, 1).")
   labels = np.asarray(labels)
   counts = per_class_counts(labels, num_classes)
+  target = int(np.floor(counts.max() * share / (1.0 - share) + 0.5))
   parts = [np.arange(len(labels))]
   for c in range(num_classes):
     members = np.flatnonzero(labels == c)
-    if len(members):
-      parts.append(rng.choice(members, counts.max() - len(members), replace=True))
+    if len(members) and target > len(members):
+      parts.append(rng.choice(members, target - len(members), replace=True))
   return np.concatenate(parts).astype(np.int64)
 
 
-def inverse_frequency_weights(labels, num_classes: int) -> np.ndarray:
-  """Per-class weights ``N / (K' n_c)`` over the K' classes present (absent classes: 0)."""
+def inverse_frequency_weights(labels, num_classes: int, power: float = 1.0) -> np.ndarray:
+  """Per-class weights ``(N / (K' n_c))^power`` over the K' classes present (absent: 0).
+
+  ``power`` 1: the class-balanced loss; 0: plain cross-entropy.
+  """
   counts = per_class_counts(labels, num_classes).astype(np.float64)
   present = counts > 0
   weights = np.zeros(num_classes)
-  weights[present] = counts.sum() / (present.sum() * counts[present])
+  weights[present] = (counts.sum() / (present.sum() * counts[present])) ** power
   return weights
+
+
+def prior_weights(labels, num_classes: int, prior) -> np.ndarray:
+  """Per-class weights ``prior_c / share_c`` that give ``labels`` the class prior ``prior``
+  (the 'reweighted' regime); 0 for classes absent from ``labels``."""
+  counts = per_class_counts(labels, num_classes).astype(np.float64)
+  prior = np.asarray(prior, np.float64)
+  if prior.shape != (num_classes,) or np.any(prior < 0) or prior.sum() <= 0:
+    raise errors.ConfigError(
+      f"the reweighted regime's class prior {prior.tolist()} needs {num_classes} shares >= 0."
+    )
+  share = counts / counts.sum()
+  return np.where(counts > 0, prior / prior.sum() / np.where(counts > 0, share, 1.0), 0.0)
+
+
+def knob(config, regime: str, setting: dict | None = None):
+  """The value of ``regime``'s knob (KNOBS): ``setting`` where it names it, else the config's."""
+  field = KNOBS[regime][0]
+  return float((setting or {}).get(field, config.classifier[field]))
+
+
+def grid_points(config, regime: str) -> list[dict]:
+  """The settings ``regime`` chooses from on validation (one point: nothing to choose).
+
+  real_synthetic: guidance x ratio; synthetic_only: guidance; the classical regimes
+  their KNOBS grid (empty: the config's value).
+  """
+  c = config.classifier
+  if regime in SYNTHETIC_REGIMES:
+    ratios = pool_ratios(config) if regime == "real_synthetic" else (None,)
+    return [
+      {"guidance_scale": g, "synthetic_ratio": r} for g in pool_guidances(config) for r in ratios
+    ]
+  if regime in KNOBS:
+    field = KNOBS[regime][0]
+    return [{field: float(v)} for v in (knob_grids(c)[regime] or (c[field],))]
+  return [{}]
+
+
+def knob_grids(c: ml_collections.ConfigDict) -> dict[str, tuple]:
+  """Each classical regime's validation grid (``KNOBS``) from the classifier config."""
+  return {
+    "oversample": tuple(c.oversample_grid),
+    "focal": tuple(c.focal_grid),
+    "weighted": tuple(c.weight_power_grid),
+    "augment": tuple(c.augment_rotation_grid),
+  }
 
 
 def _take_per_class(labels, counts) -> np.ndarray:
@@ -141,6 +219,7 @@ def build_training_set(
   seed: int,
   *,
   ratio: float | None = None,
+  setting: dict | None = None,
 ) -> TrainingSet:
   """The training set of ``regime``.
 
@@ -153,6 +232,8 @@ def build_training_set(
     seed: the run's seed (oversampling draws).
     ratio: synthetic images per missing real image (real_synthetic); default
       classifier.synthetic_ratio (the validation grid passes its own).
+    setting: the regime's knob (KNOBS field -> value; a validation-grid point), else the
+      config's; 'reweighted' needs {'class_prior': [K shares]}.
   """
   c = config.classifier
   goes = tuple(config.data.classes)
@@ -184,10 +265,20 @@ def build_training_set(
   )
   weights = np.ones(len(labels), np.float32)
   indices = np.arange(len(labels), dtype=np.int64)
+  settings = {KNOBS[regime][0]: knob(config, regime, setting)} if regime in KNOBS else {}
+  class_weight = None
   if regime == "weighted":
-    weights = inverse_frequency_weights(labels, k)[labels].astype(np.float32)
+    class_weight = inverse_frequency_weights(labels, k, settings["class_weight_power"])
+  elif regime == "reweighted":
+    if not (setting or {}).get("class_prior"):
+      raise ValueError("regime 'reweighted' needs the class prior real_synthetic chose.")
+    settings = {"class_prior": [float(v) for v in setting["class_prior"]]}
+    class_weight = prior_weights(labels, k, settings["class_prior"])
   elif regime == "oversample":
-    indices = oversample_indices(labels, k, np.random.default_rng([seed, 7]))
+    rng = np.random.default_rng([seed, 7])
+    indices = oversample_indices(labels, k, rng, settings["oversample_share"])
+  if class_weight is not None:
+    weights = class_weight[labels].astype(np.float32)
   if len(indices) == 0:
     raise ValueError(f"regime {regime!r} has no training examples.")
 
@@ -201,16 +292,22 @@ def build_training_set(
   }
   if regime in SYNTHETIC_REGIMES:
     counts["synthetic_goes"] = dict(zip(goes, per_class_counts(syn_goes, len(goes)).tolist()))
-  if regime == "weighted":
-    counts["class_weight"] = inverse_frequency_weights(labels, k).tolist()
-  gamma = float(c.focal_gamma) if regime == "focal" else 0.0
-  return TrainingSet(images, labels, weights, indices, counts, gamma, regime == "augment")
+  if class_weight is not None:
+    counts["class_weight"] = class_weight.tolist()
+  # The class prior the loss sees (epoch shares, each example with its weight): what
+  # operating_point.prior_shift removes from the run's probabilities.
+  counts["prior"] = operating_point.class_prior(epoch_labels, k, weights[indices]).tolist()
+  gamma = settings["focal_gamma"] if regime == "focal" else 0.0
+  return TrainingSet(images, labels, weights, indices, counts, gamma, regime == "augment", settings)
 
 
-def augment_batch(images: np.ndarray, config, rng: np.random.Generator) -> np.ndarray:
+def augment_batch(
+  images: np.ndarray, config, rng: np.random.Generator, rotation_deg: float | None = None
+) -> np.ndarray:
   """Random flips, rotations about the disk centre and intensity gains of model-space images.
 
-  See the module docstring for why each keeps a plausible AIA frame. The gain
+  See the module docstring for why each keeps a plausible AIA frame. ``rotation_deg``:
+  the largest rotation (default ``classifier.augment_rotation_deg``). The gain
   ``g`` multiplies DN/s, i.e. adds ``2 log10(g) / log10(clip_max / clip_min)``
   in model space (then clipped to [-1, 1], as the transform clips).
   """
@@ -225,8 +322,9 @@ def augment_batch(images: np.ndarray, config, rng: np.random.Generator) -> np.nd
   if c.augment_flips == "ns_ew":
     flip = rng.random(n) < 0.5
     out[flip] = out[flip, :, ::-1]
-  if c.augment_rotation_deg > 0:
-    angles = rng.uniform(-c.augment_rotation_deg, c.augment_rotation_deg, n)
+  rotation = c.augment_rotation_deg if rotation_deg is None else rotation_deg
+  if rotation > 0:
+    angles = rng.uniform(-rotation, rotation, n)
     for i, angle in enumerate(angles):
       out[i] = ndimage.rotate(out[i], angle, axes=(0, 1), reshape=False, order=1, mode="nearest")
   if c.augment_intensity > 0:

@@ -219,14 +219,27 @@ def get_config() -> ml_collections.ConfigDict:
     "augment",
     "real_synthetic",
     "synthetic_only",
+    "reweighted",  # Real data at the class prior real_synthetic chose (the prior alone).
   )
+  # Every baseline gets the validation budget of the synthetic regimes: each classical
+  # regime's knob is chosen on the validation split (first seed, the same rule as
+  # guidance_grid/ratio_grid) from its grid; () = the value below, fixed a priori.
   classifier.focal_gamma = 2.0  # Exponent of the 'focal' regime's loss (1 - p_t)^gamma CE.
+  classifier.focal_grid = (1.0, 2.0)
+  # 'oversample': each class drawn up to share / (1 - share) x the largest class
+  # (0.5: balanced; binary tasks: the minority class's share of the epoch).
+  classifier.oversample_share = 0.5
+  classifier.oversample_grid = (0.25, 0.5)
+  # 'weighted': class weights (N / (K n_c))^power (1: class-balanced; 0: none).
+  classifier.class_weight_power = 1.0
+  classifier.weight_power_grid = (0.5, 1.0)
   # 'augment' regime (solar_jax/classifier/training_sets.py says why each keeps a plausible AIA
   # frame): flips 'none', 'ns' (north-south) or 'ns_ew' (also east-west, which reverses
   # solar rotation: not for the forecasting tasks); rotation about the disk centre up to
   # this many degrees; intensity gain exp(N(0, augment_intensity)) in DN/s.
   classifier.augment_flips = "ns"
   classifier.augment_rotation_deg = 5.0
+  classifier.augment_rotation_grid = (5.0, 10.0)  # 'augment': largest rotations chosen from.
   classifier.augment_intensity = 0.05
   classifier.synthetic_ratio = 1.0  # Synthetic images per missing real image (no ratio_grid).
   # Synthetic ratios real_synthetic chooses from on the validation split; () = synthetic_ratio.

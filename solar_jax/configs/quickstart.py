@@ -67,7 +67,7 @@ def get_config():
   # the classify stage near its old 555 s on 2 cores (README, "The flare classifier
   # experiment"; estimate: 13 runs x 23 s + 3 pools x ~50 s, about 480 s):
   # 2 seeds x 2 synthetic pools (research: 5 x 2); regimes real, oversample, augment,
-  # focal and real_synthetic (research adds weighted and synthetic_only); a 2-point
+  # focal and real_synthetic (research adds weighted, synthetic_only and reweighted); a 2-point
   # guidance grid (6, 10) chosen on validation with the first seed (research: 1, 3, 10
   # and ratios 0.5, 1), ratio fixed at 1; synthetic pools drawn with 10 DDIM steps
   # instead of 25 (3 pools of 590 images: about 50 s each against 130 s, estimated from
@@ -82,5 +82,9 @@ def get_config():
   config.classifier.num_pools = 2
   config.classifier.guidance_grid = (6.0, 10.0)
   config.classifier.ratio_grid = ()
+  # Classical knobs fixed a priori (research: chosen on validation like the guidance) and
+  # no 'reweighted' control: both would add classifier runs to the stage.
+  for grid in ("focal_grid", "oversample_grid", "weight_power_grid", "augment_rotation_grid"):
+    config.classifier[grid] = ()
   config.classifier.sampling_steps = 10
   return config

@@ -70,6 +70,10 @@ def get_config():
   config.classifier.num_pools = 1
   config.classifier.guidance_grid = ()
   config.classifier.ratio_grid = ()
+  config.classifier.focal_grid = ()
+  config.classifier.oversample_grid = ()
+  config.classifier.weight_power_grid = ()
+  config.classifier.augment_rotation_grid = ()
   config.classifier.bootstrap_samples = 200
 
   config.logging.progress = False

@@ -210,6 +210,30 @@ def brier_skill(prob, y_true, reference, weights: np.ndarray) -> np.ndarray:
   return 1.0 - _divide(weights @ err, weights @ ref)
 
 
+def roc_auc(scores, y_true, weights: np.ndarray) -> np.ndarray:
+  """[B] area under the ROC curve of ``scores`` [N] for the event ``y_true`` [N] (bool), with
+  frame multiplicities ``weights`` [B, N]; ties count one half; NaN without both classes.
+
+  The same as scikit-learn's ``roc_auc_score(y_true, scores, sample_weight=w)`` per row,
+  as one pass over the frames sorted by score.
+  """
+  s, y = np.asarray(scores, np.float64), np.asarray(y_true, bool)
+  w = np.atleast_2d(np.asarray(weights, np.float64))
+  order = np.argsort(s, kind="stable")
+  s, y, w = s[order], y[order], w[:, order]
+  neg = np.where(y, 0.0, w)
+  # Exclusive cumulative weight of negatives before each sorted frame, and at the ends
+  # of each group of equal scores (starts: first index of the value; ends: one past its last).
+  cum = np.concatenate([np.zeros((w.shape[0], 1)), np.cumsum(neg, axis=1)], axis=1)
+  _, start, counts = np.unique(s, return_index=True, return_counts=True)
+  group = np.repeat(np.arange(start.size), counts)
+  below = cum[:, start[group]]
+  tied = cum[:, (start + counts)[group]] - below
+  pos = np.where(y, w, 0.0)
+  numerator = (pos * (below + 0.5 * tied)).sum(1)
+  return _divide(numerator, pos.sum(1) * neg.sum(1))
+
+
 def headline_scores(
   y_true,
   y_pred,
@@ -219,12 +243,22 @@ def headline_scores(
   prob=None,
   reference=None,
   labels=None,
+  prob_corrected=None,
+  events: Mapping[str, Mapping] | None = None,
 ) -> dict[str, np.ndarray]:
   """The reported scores, each [B]: macro_f1, tss, ``tss_<name>`` per threshold, bss (binary).
 
   ``labels``: the macro average's class indices; None: the classes of ``y_true``
   or ``y_pred`` as given (unweighted: the whole test split when these are its arrays).
+  Threshold-free skill (``metrics/operating_point``): binary tasks add ``auc`` of ``prob``
+  and, with ``prob_corrected`` (probabilities moved to the test prior), ``bss_corrected``.
+  ``events`` {name: {'decision' bool [N], 'prob' [N], 'prob_corrected' [N]}} (multiclass:
+  the event ``class >= thresholds[name]`` decided at the validation operating point)
+  replaces ``tss_<name>`` by the TSS of the decision and adds ``auc_<name>`` and, where
+  ``reference`` is {name: climatology of the event}, ``bss_corrected_<name>``.
   """
+  event_reference = reference if isinstance(reference, Mapping) else {}
+  reference = None if isinstance(reference, Mapping) else reference
   cms = weighted_confusions(y_true, y_pred, weights, num_classes)
   if labels is None:
     labels = macro_label_set(y_true, y_pred)
@@ -233,6 +267,18 @@ def headline_scores(
     out[f"tss_{name}"] = threshold_tss(cms, index)
   if prob is not None and reference is not None:
     out["bss"] = brier_skill(prob, y_true, reference, weights)
+  if prob is not None:
+    out["auc"] = roc_auc(prob, np.asarray(y_true) == 1, weights)
+  if prob_corrected is not None and reference is not None:
+    out["bss_corrected"] = brier_skill(prob_corrected, y_true, reference, weights)
+  for name, event in (events or {}).items():
+    truth = np.asarray(y_true) >= thresholds[name]
+    decision = np.asarray(event["decision"], np.int64)
+    out[f"tss_{name}"] = threshold_tss(weighted_confusions(truth, decision, weights, 2), 1)
+    out[f"auc_{name}"] = roc_auc(event["prob"], truth, weights)
+    ref = event_reference.get(name)
+    if ref is not None and event.get("prob_corrected") is not None:
+      out[f"bss_corrected_{name}"] = brier_skill(event["prob_corrected"], truth, ref, weights)
   return out
 
 
@@ -263,7 +309,15 @@ def _chunked_scores(y_true, run, codes, counts, k, thresholds, reference, chunk:
   for start in range(0, len(counts), chunk):
     weights = frame_weights(codes, counts[start : start + chunk])
     scores = headline_scores(
-      y_true, run["pred"], weights, k, thresholds, run.get("prob"), reference
+      y_true,
+      run["pred"],
+      weights,
+      k,
+      thresholds,
+      run.get("prob"),
+      reference,
+      prob_corrected=run.get("prob_corrected"),
+      events=run.get("events"),
     )
     for name, values in scores.items():
       parts.setdefault(name, []).append(values)
@@ -303,6 +357,9 @@ def summarize(
     primary: optional (score, candidates, baselines): the primary endpoint, the best of
       the candidate regimes minus the best of the baselines on ``score``, the best taken
       in every resample (``primary_endpoint``).
+
+  A run may also carry 'prob_corrected' [N] (binary) and 'events' (multiclass), whose
+  Brier skill takes ``reference`` {event name: climatology}; see ``headline_scores``.
 
   Returns:
     {'support', 'num_samples', 'strata' (stratum -> groups), 'regimes': {regime: {'scores':

@@ -350,7 +350,12 @@ def save_interval_png(regimes: Mapping[str, Mapping], labels: Mapping[str, str],
   return _save_figure(fig, path)
 
 
-def save_reliability_png(tables: Mapping[str, Mapping], climatology: float, path):
+def save_reliability_png(
+  tables: Mapping[str, Mapping],
+  climatology: float,
+  path,
+  title: str = "reliability, test split, pooled over runs",
+):
   """Reliability diagram of binary forecasts: observed frequency against mean forecast per bin."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
@@ -373,5 +378,5 @@ def save_reliability_png(tables: Mapping[str, Mapping], climatology: float, path
   ax.set_xlabel("forecast probability (bin mean)")
   ax.set_ylabel("observed frequency")
   ax.legend(fontsize=7)
-  ax.set_title("reliability, test split, pooled over runs", fontsize=9)
+  ax.set_title(title, fontsize=9)
   return _save_figure(fig, path)
