@@ -16,7 +16,7 @@ from etils import epath
 from solar_jax import checkpointing, parallel, report
 from solar_jax import workdir as wd
 from solar_jax.classifier import experiment as tc
-from solar_jax.classifier import stacked
+from solar_jax.classifier import real_data, stacked
 from solar_jax.classifier import trainer as ct
 from solar_jax.classifier import training_sets as cd
 from solar_jax.configs import tiny
@@ -652,9 +652,9 @@ def test_augment_batch_flips_rotates_and_scales_as_documented():
 
 def test_frame_groups_are_the_dataset_groups():
   split = {"label": np.zeros(3), "group": np.array([b"E1", b"day:2014-01-02", b"E1"])}
-  assert list(cd.frame_groups(split)) == ["E1", "day:2014-01-02", "E1"]
+  assert list(real_data.frame_groups(split)) == ["E1", "day:2014-01-02", "E1"]
   with pytest.raises(KeyError, match="group"):
-    cd.frame_groups({"label": np.zeros(1)})
+    real_data.frame_groups({"label": np.zeros(1)})
 
 
 def test_forecast_tasks_read_the_next_24h_label(monkeypatch):
@@ -664,11 +664,11 @@ def test_forecast_tasks_read_the_next_24h_label(monkeypatch):
     calls.append((split, kwargs))
     return {}
 
-  monkeypatch.setattr(cd.input_pipeline, "make_for_inference", load)
-  cd.load_real_splits(_config(task="forecast_ge_m"))
+  monkeypatch.setattr(real_data.input_pipeline, "make_for_inference", load)
+  real_data.load_real_splits(_config(task="forecast_ge_m"))
   assert calls[0] == ("train", {"label": "max_class_next_24h"}) and len(calls) == 3
   calls.clear()
-  cd.load_real_splits(_config(task="ge_m"))  # Concurrent: the dataset's data.label.
+  real_data.load_real_splits(_config(task="ge_m"))  # Concurrent: the dataset's data.label.
   assert calls[0] == ("train", {})
 
 

@@ -10,7 +10,7 @@ from etils import epath
 from sunpy.coordinates import sun
 
 from solar_jax import report
-from solar_jax.classifier import training_sets
+from solar_jax.classifier import real_data
 from solar_jax.data import flare_list, frame_facts, regions
 
 T0 = datetime.datetime(2014, 9, 20)
@@ -126,7 +126,7 @@ def test_recurrent_overlap_of_a_returning_region_and_the_splits_path(tmp_path):
       "flare_hgs_lon": lon[mask],
     }
 
-  both = training_sets.recurrent_regions(split(~test), split(test))
+  both = real_data.recurrent_regions(split(~test), split(test))
   assert both["share"] == pytest.approx(0.5) and both["test_regions"] == 2
   # metrics.json's data.recurrent_regions is put in words in the report's data paragraph.
   path = tmp_path / "classifier" / "metrics.json"

@@ -44,7 +44,7 @@ prior beside the TSS.
 
 Uncertainty (``metrics/bootstrap``): per regime the mean over runs and a
 95 % interval from a paired bootstrap over seeds, pools and test active regions
-(``training_sets.frame_units``: a flare's frames move with its merged NOAA
+(``real_data.frame_units``: a flare's frames move with its merged NOAA
 region, quiet frames in blocks of days), with the differences against every
 classical baseline in the run, their two-sided bootstrap p-values and Holm's
 adjustment over that family; ``classifier.primary_endpoint`` (the best
@@ -92,7 +92,7 @@ from jax.experimental import multihost_utils
 
 from solar_jax import checkpointing, parallel
 from solar_jax import workdir as wd
-from solar_jax.classifier import decisions, fingerprints, stacked, training_sets
+from solar_jax.classifier import decisions, fingerprints, real_data, stacked, training_sets
 from solar_jax.classifier.outputs import (  # noqa: F401 (PREDICTION_COLUMNS: the file's header)
   PREDICTION_COLUMNS,
   add_uncertainty,
@@ -171,7 +171,7 @@ class _Experiment:
     self.goes = tuple(config.data.classes)
     self.task = classifier_lib.task_of(c, config.data.label)
     self.names = classifier_lib.task_class_names(self.task, self.goes)
-    training_sets.check_splits(config, splits)
+    real_data.check_splits(config, splits)
     self.splits = splits
     # Finished runs are reused on the same frames only.
     self.records = fingerprints.records_digest(splits)
@@ -184,12 +184,12 @@ class _Experiment:
     n = len(self.test_labels)
     self.test_times = fingerprints.text_values(self.test.get("time"), n)
     self.test_sources = fingerprints.text_values(self.test.get("source"), n)
-    self.test_groups = training_sets.frame_groups(self.test)
-    self.test_units = training_sets.frame_units(self.test)  # active regions, blocks of days
+    self.test_groups = real_data.frame_groups(self.test)
+    self.test_units = real_data.frame_units(self.test)  # active regions, blocks of days
     # Per test frame: its unit and the facts behind it (predictions.csv; the folds' pooling).
     self.test_unit_facts = [
       [str(u) for u in self.test_units],
-      *(fingerprints.text_values(self.test.get(k), n) for k in training_sets.UNIT_FACTS),
+      *(fingerprints.text_values(self.test.get(k), n) for k in real_data.UNIT_FACTS),
     ]
     train_task = classifier_lib.task_labels(self.train["label"], self.task, self.goes)
     # Climatology: the training split's base rate of the positive class (binary tasks).
@@ -230,7 +230,7 @@ class _Experiment:
       "event_climatology": decisions.event_climatology(self.config, self.prior_test),
       "operating_point": decisions.RULE,
       "confusion_png": "confusion_<regime>.png: confusion matrix summed over runs",
-      "data": {k: training_sets.describe(v["label"], self.goes) for k, v in self.splits.items()},
+      "data": {k: real_data.describe(v["label"], self.goes) for k, v in self.splits.items()},
       "regimes": {},
     }
 
@@ -536,7 +536,7 @@ def run(
   mesh = mesh or parallel.create_mesh(config.mesh)
   parallel.check_local_batch(c.batch_size, mesh)
   experiment = _Experiment(
-    config, workdir, splits or training_sets.load_real_splits(config), mesh, synthetic
+    config, workdir, splits or real_data.load_real_splits(config), mesh, synthetic
   )
   metrics = experiment.header()
   skip_reason = experiment.synthetic_available()
@@ -567,13 +567,13 @@ def run(
       "settings": pool.get("settings"),
       "path": pool.get("path", ""),
       "pools": c.num_pools,
-      **training_sets.describe(pool["label"], experiment.goes),
+      **real_data.describe(pool["label"], experiment.goes),
     }
   elif skip_reason:
     metrics["synthetic"] = {"skipped": skip_reason}
   metrics["test_reads"] = experiment.test_reads
   metrics["data"] = resolve.record(config)  # Resolved before config.json was written.
-  recurrent = training_sets.recurrent_regions(experiment.train, experiment.test)
+  recurrent = real_data.recurrent_regions(experiment.train, experiment.test)
   if recurrent is not None:
     metrics["data"]["recurrent_regions"] = recurrent
   add_uncertainty(

@@ -52,7 +52,7 @@ def test_family(summary: dict, class_names) -> list[dict]:
 def add_uncertainty(metrics: dict, test_labels, groups, config, climatology, units=None) -> dict:
   """Adds the paired-bootstrap figures (``bootstrap.summarize``) to every trained regime.
 
-  ``units``: the resampling units (``training_sets.frame_units``: active regions, blocks
+  ``units``: the resampling units (``real_data.frame_units``: active regions, blocks
   of quiet days) where coarser than the event ``groups``; the support counts both.
   """
   runs = {}
