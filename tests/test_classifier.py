@@ -806,8 +806,11 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   tss = {r: on_disk["regimes"][r]["scores"]["tss"]["mean"] for r in regimes}
   assert end["mean"] == pytest.approx(tss["real_synthetic"] - max(tss[r] for r in end["baselines"]))
   family = on_disk["comparisons"]["rows"]
-  # 4 baselines: 6 pairs of them and real_synthetic against each, x 3 scores.
-  assert len(family) == (6 + 4) * 3
+  # Every pair of the baselines in the run (the classical ones and the reweighted control)
+  # once, and real_synthetic against each, x 3 scores.
+  bases = [r for r in regimes if r in cd.BASELINES]
+  assert "reweighted" in bases and len(bases) == len(end["baselines"]) + 1
+  assert len(family) == (len(bases) * (len(bases) - 1) // 2 + len(bases)) * 3
   assert {(r["regime"], r["baseline"]) for r in family} >= {
     ("oversample", "real"),
     ("augment", "focal"),

@@ -135,35 +135,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
           f"of {workdirs[0]}; pool folds of one experiment."
         )
   names = first["class_names"]
-  truth, groups, reference, event_reference, runs, facts = [], [], [], [], {}, []
-  for fold_index, (metrics, rows) in enumerate(folds):
-    by_run: dict = {}
-    for row in rows:
-      by_run.setdefault((row["regime"], int(row["seed"]), int(row["pool"] or 0)), []).append(row)
-    frames = next(iter(by_run.values()))
-    truth += [names.index(r["true_class"]) for r in frames]
-    groups += [r["group"] for r in frames]
-    facts += frames
-    reference += [metrics.get("climatology") or np.nan] * len(frames)
-    ge_m = (metrics.get("event_climatology") or {}).get("ge_m")
-    event_reference += [np.nan if ge_m is None else ge_m] * len(frames)
-    for (regime, s, k), run_rows in by_run.items():
-      run = runs.setdefault(regime, {}).setdefault((s, k), {"folds": []})
-      run.setdefault("pred", []).extend(names.index(r["predicted_class"]) for r in run_rows)
-      # The headline event's probability, at the test prior, and forecast (older files: NaN).
-      for key, column in _EVENT_COLUMNS.items():
-        run.setdefault(key, []).extend(_number(r.get(column)) for r in run_rows)
-      run["folds"].append(fold_index)
-  for regime, regime_runs in runs.items():
-    for key, run in regime_runs.items():
-      if run["folds"] != list(range(len(folds))):
-        raise errors.InputMismatchError(
-          f"regime {regime} run (seed, pool) {key} is missing from some folds: rerun them."
-        )
-      run["pred"] = np.asarray(run["pred"])
-      for key in _EVENT_COLUMNS:
-        values = np.asarray(run[key], np.float64)
-        run[key] = None if np.isnan(values).any() else values
+  truth, groups, reference, event_reference, runs, facts = _gather(folds, names)
   binary = len(names) == 2
   thresholds = {}
   if not binary:
@@ -214,6 +186,41 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
       "support": {k: v for k, v in summary["support"].items() if k != "per_class"},
     }
   return pooled
+
+
+def _gather(folds, names) -> tuple:
+  """(truth, groups, climatology, >=M climatology, runs, prediction rows) of the folds'
+  test frames, in fold order; every run must be in every fold."""
+  truth, groups, reference, event_reference, runs, facts = [], [], [], [], {}, []
+  for fold_index, (metrics, rows) in enumerate(folds):
+    by_run: dict = {}
+    for row in rows:
+      by_run.setdefault((row["regime"], int(row["seed"]), int(row["pool"] or 0)), []).append(row)
+    frames = next(iter(by_run.values()))
+    truth += [names.index(r["true_class"]) for r in frames]
+    groups += [r["group"] for r in frames]
+    facts += frames
+    reference += [metrics.get("climatology") or np.nan] * len(frames)
+    ge_m = (metrics.get("event_climatology") or {}).get("ge_m")
+    event_reference += [np.nan if ge_m is None else ge_m] * len(frames)
+    for (regime, s, k), run_rows in by_run.items():
+      run = runs.setdefault(regime, {}).setdefault((s, k), {"folds": []})
+      run.setdefault("pred", []).extend(names.index(r["predicted_class"]) for r in run_rows)
+      # The headline event's probability, at the test prior, and forecast (older files: NaN).
+      for key, column in _EVENT_COLUMNS.items():
+        run.setdefault(key, []).extend(_number(r.get(column)) for r in run_rows)
+      run["folds"].append(fold_index)
+  for regime, regime_runs in runs.items():
+    for key, run in regime_runs.items():
+      if run["folds"] != list(range(len(folds))):
+        raise errors.InputMismatchError(
+          f"regime {regime} run (seed, pool) {key} is missing from some folds: rerun them."
+        )
+      run["pred"] = np.asarray(run["pred"])
+      for key in _EVENT_COLUMNS:
+        values = np.asarray(run[key], np.float64)
+        run[key] = None if np.isnan(values).any() else values
+  return truth, groups, reference, event_reference, runs, facts
 
 
 def pooled_units(groups, rows) -> np.ndarray | None:
