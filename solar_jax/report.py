@@ -154,7 +154,33 @@ def _data_lines(config, data: dict, workdir: epath.Path) -> list[str]:
     lines.append(f"GOES scale: {data['goes_scale']}.")
   if data.get("events_per_class"):
     lines.append(f"Flare list, {data['events_per_class']}.")
-  return lines + recurrent_line(workdir)
+  return lines + recurrent_line(workdir) + flaring_table(config, workdir)
+
+
+def flaring_table(config, workdir: epath.Path) -> list[str]:
+  """Frames per class and split as 'all (flaring)': what the label holds of each kind
+  (classifier/metrics.json's data; flaring = inside a flare's [start, end + cooling lag])."""
+  path = workdir / "classifier" / "metrics.json"
+  if not path.exists():
+    return []
+  data = json.loads(path.read_text()).get("data") or {}
+  splits = [k for k in ("train", "validation", "test") if "flaring_counts" in (data.get(k) or {})]
+  if not splits:
+    return []
+  names = list(data[splits[0]]["goes_counts"])
+  label = config.classifier.label or config.data.label
+  lines = [
+    "",
+    f"Frames per class of the classifier's label `{label}`, all (of them flaring, inside a "
+    "flare's window; the rest quiet):",
+    "",
+    "| split | " + " | ".join(names) + " |",
+    "|" + " --- |" * (len(names) + 1),
+  ]
+  for split in splits:
+    counts, flaring = data[split]["goes_counts"], data[split]["flaring_counts"]
+    lines.append(f"| {split} | " + " | ".join(f"{counts[n]} ({flaring[n]})" for n in names) + " |")
+  return lines
 
 
 def recurrent_line(workdir: epath.Path) -> list[str]:
@@ -187,10 +213,14 @@ def _training_lines(workdir: epath.Path) -> list[str]:
     f"`{info.get('commit', '?')}`) on {info.get('devices', '?')} with "
     f"`{info.get('command', '?')}`; its config: `config_train.json`."
   ]
-  counts = info.get("frames_per_class")
+  counts, flaring = info.get("frames_per_class"), info.get("flaring_per_class") or {}
   if counts:
     lines.append(
-      "Train split frames per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + "."
+      f"Train split frames per class (label `{info.get('label', '?')}`; of them flaring): "
+      + ", ".join(
+        f"{k} {v}" + (f" ({flaring[k]})" if k in flaring else "") for k, v in counts.items()
+      )
+      + "."
     )
   if info.get("missing"):
     lines += [

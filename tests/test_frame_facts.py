@@ -239,6 +239,13 @@ def test_policies_partition_the_frames(index, xrs):
   assert flaring.any() and (~flaring).any()
   np.testing.assert_array_equal(flare >= 0, flaring)
   np.testing.assert_array_equal(np.where(flaring, flare, background), goes_class)
+  # xrs_class: one meaning for every frame, the class of the flux at the frame's time:
+  # the background label where quiet, and inside a flare the flux then (never above the
+  # flare's peak class).
+  xrs_class, _ = label(arrays, "xrs_class")
+  np.testing.assert_array_equal(xrs_class[~flaring], background[~flaring])
+  np.testing.assert_array_equal(xrs_class, frame_facts.class_index(arrays["goes_flux"] * 0.7))
+  assert np.all(xrs_class[flaring] <= flare[flaring])
   with pytest.raises(ValueError, match="label policy"):
     frame_facts.labels(arrays, "peak_class", 30.0)
 

@@ -230,7 +230,10 @@ class _Experiment:
       "event_climatology": decisions.event_climatology(self.config, self.prior_test),
       "operating_point": decisions.RULE,
       "confusion_png": "confusion_<regime>.png: confusion matrix summed over runs",
-      "data": {k: real_data.describe(v["label"], self.goes) for k, v in self.splits.items()},
+      "data": {
+        k: real_data.describe(v["label"], self.goes, v.get("flaring"))
+        for k, v in self.splits.items()
+      },
       "regimes": {},
     }
 

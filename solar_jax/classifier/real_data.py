@@ -11,13 +11,20 @@ from solar_jax.classifier.training_sets import per_class_counts
 from solar_jax.data import frame_facts, input_pipeline, regions
 
 
-def describe(goes_labels, goes_classes) -> dict:
-  """``{'num_examples', 'goes_counts': {class: n}}`` of a set of GOES labels."""
+def describe(goes_labels, goes_classes, flaring=None) -> dict:
+  """``{'num_examples', 'goes_counts': {class: n}}`` of a set of GOES labels; with
+  ``flaring`` (a bool per frame: inside a flare's window) also ``flaring_counts``, the
+  frames of each class inside a flare (the rest of the class is quiet)."""
   counts = per_class_counts(goes_labels, len(goes_classes))
-  return {
+  out = {
     "num_examples": int(counts.sum()),
     "goes_counts": dict(zip(goes_classes, counts.tolist())),
   }
+  if flaring is not None:
+    labels = np.asarray(goes_labels)
+    flaring_counts = per_class_counts(labels[np.asarray(flaring, bool)], len(goes_classes))
+    out["flaring_counts"] = dict(zip(goes_classes, flaring_counts.tolist()))
+  return out
 
 
 def check_splits(config: ml_collections.ConfigDict, splits: dict) -> None:

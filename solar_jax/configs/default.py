@@ -33,13 +33,15 @@ def get_config() -> ml_collections.ConfigDict:
   data.channels = 1
   data.classes = GOES_CLASSES
   # The label, chosen on read from the facts each record stores (no rebuild needed;
-  # solar_jax/data/frame_facts.py): 'goes_class' (inside a flare's [start, end + cooling
-  # lag] the flare's class, else the class of the GOES flux at the frame), 'flare_class'
-  # (flaring frames only), 'background_class' (frames outside flares only) or
+  # solar_jax/data/frame_facts.py), one meaning each: 'xrs_class' (the class of the GOES
+  # 1-8 Å flux at the frame's time, every frame: the X-ray class now), 'flare_class'
+  # (flaring frames only: their flare's peak class), 'background_class' (frames outside
+  # flares only), 'goes_class' (two meanings, kept for comparison: the flare's peak
+  # class inside a flare's [start, end + cooling lag], else the flux's class) or
   # 'max_class_next_24h' (forecasting: the largest class among flares STARTING in the
   # next 24 h, else the quiet XRS level; the flare in progress never counts; read on the
   # issuance grid below only).
-  data.label = "goes_class"
+  data.label = "xrs_class"
   # The issuance grid of the forecast label: forecasts are issued at these UT hours, from
   # the frame nearest each (within the tolerance, edge included; AIA 171 Å has a 12 s
   # cadence and the fetch takes the nearest frame). Under 'max_class_next_24h' every other

@@ -7,7 +7,7 @@ reports into ``PARTS_DIR`` under the dataset's (temporary) version directory:
 reading) and ``<block>.json`` per stored split (the facts of each example,
 files skipped while reading), written by whichever process or Beam worker
 generated that split. The merged report gives, for every fold of the read-time
-split rule (``splits``; label ``goes_class`` on the SWPC class scale, the default
+split rule (``splits``; label ``xrs_class`` on the SWPC class scale, the default
 cooling lag and embargo), frames and distinct events per split and class, the
 embargo drops and the share of test events whose active region also flared in
 train; the forecast label's frames (``forecast_table``: issuance frames of the
@@ -47,7 +47,7 @@ SIMULATED_LINE = (
 )
 PARTS_DIR = "_build_report_parts"  # per-split partial reports, merged at the end
 # What the report's fold tables assume (configs/default.py has the same defaults).
-REPORT_LABEL = "goes_class"
+REPORT_LABEL = "xrs_class"
 REPORT_CLASS_SCALE = "swpc"
 REPORT_COOLING_LAG_MINUTES = 30.0
 REPORT_EMBARGO_DAYS = 14.0

@@ -52,9 +52,15 @@ A listed flare of an SWPC or HEK list is thus its published class (refined by
 the XRS peak on the same scale), and one of an NCEI list what SWPC would have
 published.
 
-* ``goes_class``: inside a flare (``start <= t <= end + cooling lag``) the
-  flare's class, else the class of ``goes_flux``: the X-ray level the frame
-  sees, one meaning for every frame;
+* ``xrs_class`` (the configs' default): the class of ``goes_flux``, the 1-8 Å level
+  the Sun shows at the frame's time (median within ``FLUX_HALF_WINDOW``), for every
+  frame, flaring or quiet: one meaning, "the X-ray class now". A frame in a flare's
+  rise or decay is the class of the flux then, not of the flare's peak; no XRS, no
+  label;
+* ``goes_class``: two meanings in one label, kept for comparison with the earlier
+  runs: inside a flare (``start <= t <= end + cooling lag``) the flare's PEAK class
+  (even during its rise), else the class of ``goes_flux`` (the background). On the
+  demo's train split class B is mostly quiet frames and class C mostly flaring ones;
 * ``flare_class``: flaring frames only, the flare's class;
 * ``background_class``: frames outside every flare window only, ``goes_flux``;
 * ``max_class_next_24h``: issuance frames only, the class of ``next24_flux`` (the
@@ -78,7 +84,7 @@ import numpy as np
 from solar_jax.data import flare_list, goes, regions
 
 # The label policies applied on read (``labels`` implements each; docstring above).
-LABELS = ("goes_class", "flare_class", "background_class", "max_class_next_24h")
+LABELS = ("xrs_class", "goes_class", "flare_class", "background_class", "max_class_next_24h")
 FORECAST_LABEL = "max_class_next_24h"  # The look-ahead label, read on the issuance grid only.
 # The issuance grid's defaults (configs/default.py: data.issuance_hours,
 # data.issuance_tolerance_minutes): 4 forecasts a day, the frame nearest each hour.
@@ -335,7 +341,9 @@ def labels(
     label = np.where(known, class_index(scaled("next24_flux", times)), -1)
     ids = _text(facts["next24_event_id"])
     return label.astype(np.int32), np.where(ids != "", ids, days)
-  if policy == "flare_class":
+  if policy == "xrs_class":
+    label = background
+  elif policy == "flare_class":
     label = np.where(flaring, flare, -1)
   elif policy == "background_class":
     label = np.where(flaring, -1, background)

@@ -228,10 +228,15 @@ def _write_periodic_samples(config, workdir, state, step, mesh, writer):
     writer.write_images(step, {"samples": viz.read_png(grid)[None, ..., :3]})
 
 
-def train_frames_per_class(config) -> dict[str, int]:
-  """Frames per class of the train split (one pass over its facts, no image decoded)."""
-  labels = input_pipeline.make_for_inference(config.data, "train", images=False)["label"]
-  return input_pipeline.missing_classes(config.data, np.asarray(labels))[1]
+def train_frames_per_class(config) -> tuple[dict[str, int], dict[str, int]]:
+  """Frames per class of the train split, all and flaring (inside a flare's window); one
+  pass over its facts, no image decoded."""
+  split = input_pipeline.make_for_inference(config.data, "train", images=False)
+  labels, flaring = np.asarray(split["label"]), np.asarray(split["flaring"], bool)
+  counts = input_pipeline.missing_classes(config.data, labels)[1]
+  names = list(counts)
+  flaring_counts = {n: int(np.sum(labels[flaring] == i)) for i, n in enumerate(names)}
+  return counts, flaring_counts
 
 
 def _write_training_record(config, workdir, reads_dataset: bool) -> None:
@@ -249,7 +254,8 @@ def _write_training_record(config, workdir, reads_dataset: bool) -> None:
   }
   counts = train_frames_per_class(config) if reads_dataset else None
   if counts is not None:  # None: a stream that is not the dataset's (tests).
-    info["frames_per_class"] = counts
+    counts, info["flaring_per_class"] = counts
+    info.update(frames_per_class=counts, label=config.data.label)
     info["missing"] = [name for name, n in counts.items() if n == 0]
   wd.write_text(wd.train_config_path(workdir), configuration.to_json(config))
   wd.write_json(wd.train_info_path(workdir), info)
