@@ -54,7 +54,10 @@ OVERRIDES = (
 )
 _STAGE = re.compile(r"=== study: fold (\d+) of (\d+), stage (\w+) ===")
 # Keys whose values are times or paths, not results.
-_VOLATILE = re.compile(r"(seconds|_s$|time|elapsed|path|dir|date|commit|command|workdir)")
+# (A sample folder's name and a checkpoint's path hold the study's root.)
+_VOLATILE = re.compile(
+  r"(seconds|_s$|time|elapsed|path|dir|date|commit|command|workdir|checkpoint|^folds$)"
+)
 
 
 def build(out: pathlib.Path, num_frames: int) -> pathlib.Path:
@@ -124,9 +127,12 @@ def results(root: pathlib.Path) -> dict:
   files = sorted(root.glob("fold_*/classifier/metrics.json"))
   files += sorted(root.glob("fold_*/eval/metrics.json"))
   out = {str(p.relative_to(root)): clean(json.loads(p.read_text())) for p in files}
-  for p in sorted(root.glob("fold_*/samples/*/samples.npz")):  # The images themselves.
-    with np.load(p) as z:
-      out[str(p.relative_to(root))] = {k: hashlib.sha256(z[k].tobytes()).hexdigest() for k in z}
+  for fold in sorted(root.glob("fold_*")):  # The images themselves, per fold.
+    drawn = []
+    for p in fold.glob("samples/*/samples.npz"):
+      with np.load(p) as z:
+        drawn.append(hashlib.sha256(b"".join(z[k].tobytes() for k in sorted(z))).hexdigest())
+    out[f"{fold.name}/samples"] = sorted(drawn)
   out["folds.json"] = clean(json.loads((root / "folds.json").read_text()))
   return out
 

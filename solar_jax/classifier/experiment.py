@@ -35,7 +35,8 @@ budget), are chosen on the VALIDATION split, training the first seed on pool 0 f
 each grid point; the choice and the validation scores it was made from are recorded
 under ``selection`` in metrics.json. Then every (regime, seed, pool) run is
 trained with the chosen values and predicts the test split exactly once
-(``test_reads`` in metrics.json); the grid run of the chosen point is that
+(``test_reads`` in metrics.json: a reused finished run counts the read it made when it
+finished, so a resumed or repeated experiment still shows 1 per run); the grid run of the chosen point is that
 run for (first seed, pool 0) and is not trained again. Every run is scored at one
 operating point (``decisions``): the threshold on its event probability that
 maximises its validation TSS (its validation softmax is kept in ``val_probs.npz``),
@@ -297,6 +298,8 @@ class _Experiment:
     saved = json.loads(path.read_text()) if path.exists() else {}
     if saved.get("fingerprint") == job.fingerprint:
       job.done = saved.get("result", saved.get("info"))
+      if "result" in saved:  # Its one test read was made when it finished, not again.
+        self.test_reads[name] = self.test_reads.get(name, 0) + 1
       logging.info("Reusing the finished classifier run %s.", path)
     elif (regime, seed, job.fingerprint) in self.trained:  # The chosen grid point.
       job.trained = self.trained.pop((regime, seed, job.fingerprint))
