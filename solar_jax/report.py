@@ -215,13 +215,11 @@ def _training_lines(workdir: epath.Path) -> list[str]:
   ]
   counts, flaring = info.get("frames_per_class"), info.get("flaring_per_class") or {}
   if counts:
-    lines.append(
-      f"Train split frames per class (label `{info.get('label', '?')}`; of them flaring): "
-      + ", ".join(
-        f"{k} {v}" + (f" ({flaring[k]})" if k in flaring else "") for k, v in counts.items()
-      )
-      + "."
+    label = f" (label `{info['label']}`)" if info.get("label") else ""
+    each = (
+      f"{k} {v}" + (f" ({flaring[k]} flaring)" if k in flaring else "") for k, v in counts.items()
     )
+    lines.append(f"Train split frames per class{label}: " + ", ".join(each) + ".")
   if info.get("missing"):
     lines += [
       "",

@@ -107,7 +107,7 @@ def test_report_gives_every_fold_with_events_embargo_and_ar_overlap(clean_build)
   report = report_of(clean_build)
   examples = list(examples_by_source(clean_build).values())
   facts = {k: np.array([e[k] for e in examples]) for k in (*frame_facts.FIELDS, "time")}
-  labels, groups = frame_facts.labels(facts, "goes_class", 30.0)
+  labels, groups = frame_facts.labels(facts, build_report.REPORT_LABEL, 30.0)
   flare_ids = np.where(frame_facts.in_flare(facts, 30.0), facts["flare_event_id"], b"")
   flare_ids = np.array([f.decode() for f in flare_ids], dtype=object)
   assert sorted(report["folds"]) == [str(f) for f in range(10)]

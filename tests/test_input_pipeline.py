@@ -184,7 +184,7 @@ def test_changing_data_label_changes_the_labels_without_a_rebuild(data_config):
   from solar_jax.data import frame_facts
 
   kw = dict(shuffle=False, seed=0, repeat=False, process_index=0, process_count=1)
-  seen = {}
+  seen, default = {}, data_config.label
   for policy in frame_facts.LABELS:
     data_config.label = policy
     try:
@@ -193,7 +193,7 @@ def test_changing_data_label_changes_the_labels_without_a_rebuild(data_config):
         input_pipeline.make_for_train(data_config, "train", 1, drop_remainder=False, **kw)
       )
     finally:
-      data_config.label = "goes_class"
+      data_config.label = default
     streamed = np.concatenate([b["label"] for b in batches])
     np.testing.assert_array_equal(streamed, arrays["label"])
     want, _ = frame_facts.labels(arrays, policy, data_config.cooling_lag_minutes)
@@ -201,10 +201,17 @@ def test_changing_data_label_changes_the_labels_without_a_rebuild(data_config):
     if policy == frame_facts.FORECAST_LABEL:  # Issuance frames only, and the demo has some.
       assert len(arrays["label"]) and frame_facts.issuance_frames(arrays["time"]).all()
     seen[policy] = dict(zip(arrays["source"].tolist(), arrays["label"].tolist()))
-  goes_class, flare, background = (seen[p] for p in frame_facts.LABELS[:3])
+  goes_class, flare, background, xrs_class = (
+    seen[p] for p in ("goes_class", "flare_class", "background_class", "xrs_class")
+  )
   assert flare and background and set(flare).isdisjoint(background)
   assert set(goes_class) == set(flare) | set(background)
   assert all(goes_class[s] == flare[s] for s in flare)
+  # xrs_class: every frame; the quiet ones as background_class, a flaring one at most its
+  # flare's peak class (the flux then).
+  assert set(xrs_class) == set(goes_class)
+  assert all(xrs_class[s] == background[s] for s in background)
+  assert all(xrs_class[s] <= flare[s] for s in flare)
   assert seen["max_class_next_24h"] != goes_class
 
 
@@ -218,12 +225,11 @@ def test_class_scale_is_applied_on_read(data_config):
   from solar_jax.data import frame_facts
 
   got = {}
+  data_config = data_config.copy_and_resolve_references()  # (The fixture's is shared.)
+  data_config.label = "goes_class"  # Flaring frames by their flare, the others by the flux.
   for scale in goes.CLASS_SCALES:
     data_config.class_scale = scale
-    try:
-      got[scale] = input_pipeline.make_for_inference(data_config, "all", images=False)
-    finally:
-      data_config.class_scale = "swpc"
+    got[scale] = input_pipeline.make_for_inference(data_config, "all", images=False)
   swpc, true = got["swpc"], got["true"]
   np.testing.assert_array_equal(swpc["source"], true["source"])  # goes_class labels all
   flaring = swpc["flaring"]
@@ -389,7 +395,7 @@ def test_reports_on_a_simulated_dataset_open_with_the_simulated_line(
   monkeypatch.setattr(input_pipeline, "get_builder", no_dataset)  # It reads files only.
   text = report.render_report(config, tmp_path)
   assert text.splitlines()[0] == f"**{build_report.SIMULATED_LINE}**"
-  assert "label `goes_class` with class thresholds on the `swpc` scale" in text
+  assert "label `xrs_class` with class thresholds on the `swpc` scale" in text
   assert "true 1-8 Å flux" in text
   # The list's events per class on both scales, as the build counted them.
   counts = build_report.events_line(stored)

@@ -57,7 +57,7 @@ def _run(cli, workdir, demo_tfds, mode, *flags):
   "mode, flag, named",
   [
     ("sample", "--config.data.fold=3", "data.fold=0 there (months mod 10 not in {0, 5}), 3 here"),
-    ("export", "--config.data.label=flare_class", "data.label='goes_class' there, 'flare_class'"),
+    ("export", "--config.data.label=flare_class", "data.label='xrs_class' there, 'flare_class'"),
     ("classify", "--config.data.embargo_days=30", "data.embargo_days=14.0 there, 30.0 here"),
   ],
 )
@@ -218,7 +218,10 @@ def test_mode_report_rebuilds_the_report_from_the_files_alone(
   info = json.loads(wd.train_info_path(workdir).read_text())
   assert info["frames_per_class"] == counts
   text = "\n".join(by_mode)
-  assert "Train split frames per class: " + ", ".join(f"{k} {v}" for k, v in counts.items()) in text
+  flaring = info["flaring_per_class"]
+  assert info["label"] == "xrs_class" and all(0 <= flaring[k] <= v for k, v in counts.items())
+  each = ", ".join(f"{k} {v} ({flaring[k]} flaring)" for k, v in counts.items())
+  assert f"Train split frames per class (label `xrs_class`): {each}." in text
   missing = [k for k, v in counts.items() if v == 0]
   assert ("**Warning: no training frame of class" in text) == bool(missing)
   assert all(name in text for name in missing)

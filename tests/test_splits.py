@@ -136,7 +136,7 @@ def test_the_training_record_names_what_differs_and_skips_what_was_not_read():
   assert splits.record_changes(fold0, _record(fold=5)) == []  # One training partition.
   changes = splits.record_changes(fold0, _record(fold=3, label="flare_class", embargo_days=30.0))
   assert len(changes) == 3 and changes[0].startswith("data.fold=0 there")
-  assert any(c.startswith("data.label='goes_class' there") for c in changes)
+  assert any(c.startswith("data.label='xrs_class' there") for c in changes)
   assert any(c.startswith("data.embargo_days=14.0 there, 30.0 here") for c in changes)
   # A dataset not read here (no version, no fold count): the folds compare by number.
   unread = {**fold0, "provenance.version": None, "data.fold": {"fold": 0, "trains_on": None}}
