@@ -35,8 +35,7 @@ budget), are chosen on the VALIDATION split, training the first seed on pool 0 f
 each grid point; the choice and the validation scores it was made from are recorded
 under ``selection`` in metrics.json. Then every (regime, seed, pool) run is
 trained with the chosen values and predicts the test split exactly once
-(``test_reads`` in metrics.json: a reused finished run counts the read it made when it
-finished, so a resumed or repeated experiment still shows 1 per run); the grid run of the chosen point is that
+(``test_reads`` in metrics.json; a reused run counts the read it made when it finished); the grid run of the chosen point is that
 run for (first seed, pool 0) and is not trained again. Every run is scored at one
 operating point (``decisions``): the threshold on its event probability that
 maximises its validation TSS (its validation softmax is kept in ``val_probs.npz``),
@@ -298,7 +297,7 @@ class _Experiment:
     saved = json.loads(path.read_text()) if path.exists() else {}
     if saved.get("fingerprint") == job.fingerprint:
       job.done = saved.get("result", saved.get("info"))
-      if "result" in saved:  # Its one test read was made when it finished, not again.
+      if "result" in saved:  # Its one test read, made when it finished.
         self.test_reads[name] = self.test_reads.get(name, 0) + 1
       logging.info("Reusing the finished classifier run %s.", path)
     elif (regime, seed, job.fingerprint) in self.trained:  # The chosen grid point.
@@ -447,8 +446,7 @@ class _Experiment:
         true = names[self.test_labels[i]]
         rows.append(
           [i, self.test_times[i], self.test_groups[i], true, names[p], prob[i], regime, seed, k]
-          + [self.test_sources[i], corrected[i], forecast[i]]
-          + [column[i] for column in self.test_unit_facts]
+          + [self.test_sources[i], corrected[i], forecast[i], *(c[i] for c in self.test_unit_facts)]
         )
     entry["mean_std"] = classification.mean_std_over_seeds(
       [r["test"] for r in entry["runs"].values()]
