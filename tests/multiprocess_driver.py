@@ -90,8 +90,7 @@ def config_for(spec):
   config.classifier.regimes = ("real",)
   config.classifier.num_steps = 2
   config.evaluation.num_images = 8
-  config.evaluation.kid_subsets = 4
-  config.evaluation.kid_subset_size = 4
+  config.evaluation.kid_bootstrap = 20  # (The fields it once set no longer existed.)
   config.evaluation.nearest_k = 2
   config.evaluation.num_clusters = 2
   config.logging.tensorboard = False
