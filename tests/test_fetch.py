@@ -4,14 +4,14 @@ the frame plan (issuance grid, peaks), a whole fetch against faked Fido answers,
 import csv
 import datetime
 import gzip
-import pathlib
 import random
 import urllib.error
 
+import fetch_fakes
 import numpy as np
 import pytest
 
-from solar_jax.data import fetch, flare_list, frame_facts
+from solar_jax.data import fetch, fetch_routes, flare_list, frame_facts
 
 START = datetime.datetime(2011, 6, 7)
 # The first bytes of what a server sends: a FITS file, a netCDF-3 file, an error page.
@@ -55,9 +55,11 @@ def test_aia_and_goes_queries_go_to_the_right_clients():
   from sunpy.net.vso import VSOClient
 
   peak = datetime.datetime(2011, 6, 7, 6, 41)
-  near = fetch.aia_query(peak)
+  near = fetch_routes.aia_day_query(START, END)
   (time,) = _of_type(near, a.Time)
-  assert time.near.datetime == peak and time.start.datetime < peak < time.end.datetime
+  assert (time.start.datetime, time.end.datetime) == (START, END)
+  assert _of_type(near, a.Sample)[0].value == 60  # one record a minute
+  assert START < peak < END
   (wave,) = _of_type(near, a.Wavelength)
   assert wave.min == wave.max == 171 * u.angstrom
   assert _of_type(near, a.Instrument)[0].value.lower() == "aia"
@@ -83,7 +85,7 @@ def test_parse_hours_and_durations():
 def test_defaults_b1_flares_issuance_grid_of_the_config_2h_margin(tmp_path):
   from solar_jax.configs import default
 
-  args = fetch.parse_args(["--start", "2011-06-07", "--end", "2011-06-08", "--out", str(tmp_path)])
+  args = fetch.parse_args(_argv(tmp_path))
   assert args.min_class == fetch.DEFAULT_MIN_CLASS == "B1.0"
   assert args.issuance_hours == tuple(default.get_config().data.issuance_hours) == (0, 6, 12, 18)
   assert args.quiet_margin == datetime.timedelta(hours=2)
@@ -248,60 +250,24 @@ def test_the_plan_puts_the_cadence_frames_on_the_issuance_grid_and_marks_them():
     assert fetch.near_flares(grid, flares, margin) == [_in_window(t, flares, margin) for t in grid]
 
 
-class _Found:
-  """A Fido answer of ``n`` files (the fetcher reads file_num and slices it)."""
-
-  def __init__(self, n, name):
-    self.file_num, self.name = n, name
-
-  def __getitem__(self, key):
-    return self
-
-
-def _fake_fido(monkeypatch, hek_rows):
-  """Fido.search/fetch answering from HEK_ROWS; returns the searches made."""
-  import sunpy.net.attrs as a
-  from sunpy.net import Fido
-
-  searches = {"hek": [], "aia": [], "xrs": []}
-
-  def search(*attrs):
-    (time,) = _of_type(attrs, a.Time)
-    if _of_type(attrs, a.hek.EventType):
-      searches["hek"].append((time.start.datetime, time.end.datetime))
-      return {"hek": _hek_table(hek_rows)}
-    (instrument,) = _of_type(attrs, a.Instrument)
-    if instrument.value.lower() == "xrs":
-      searches["xrs"].append((time.start.datetime, time.end.datetime))
-      return _Found(1, "sci_xrsf-l2-avg1m_g15_d20110607_v1-0-0.nc")
-    near = time.near.datetime
-    searches["aia"].append(near)
-    return _Found(1, f"aia_{near:%Y%m%dT%H%M%S}.fits")
-
-  def download(found, path, progress):
-    file = pathlib.Path(path.format(file=found.name))
-    if not file.exists():  # Fido skips a file that is there already
-      file.write_bytes(pages.get(found.name, _FITS if found.name.endswith(".fits") else _NETCDF))
-    return [str(file)]
-
-  pages = {}  # file name -> what the server answers instead of the file
-
-  monkeypatch.setattr(Fido, "search", search)
-  monkeypatch.setattr(Fido, "fetch", download)
-  searches["pages"] = pages
-  return searches
+def _argv(tmp_path, *more):
+  return ["--start", "2011-06-07", "--end", "2011-06-08", "--out", str(tmp_path), "--noprogress", *more]
 
 
 def test_fetch_merges_flares_and_plans_the_issuance_grid_and_the_peaks(
   monkeypatch, tmp_path, capsys
 ):
-  searches = _fake_fido(monkeypatch, HEK_ROWS)
-  argv = ["--start", "2011-06-07", "--end", "2011-06-08", "--out", str(tmp_path)]
-  assert fetch.main(argv) == 0
-  assert "1 duplicate HEK events merged" in capsys.readouterr().out
+  fake = fetch_fakes.FakeFido(monkeypatch, _hek_table(HEK_ROWS))
+  assert fetch.main(_argv(tmp_path)) == 0
+  out = capsys.readouterr().out
+  assert "1 duplicate HEK events merged" in out
+  assert out.splitlines()[-1] == (
+    f"next: tfds build tfds_builders/sdo_aia171 --config=512 --manual_dir={tmp_path} "
+    "--data_dir=~/tensorflow_datasets"
+  )
   # The HEK is asked for the range widened by the margin (flares just outside it).
   two_h = datetime.timedelta(hours=2)
-  assert searches["hek"] == [(START - two_h, END + two_h)]
+  assert fake.searches["hek"] == [(START - two_h, END + two_h)]
   flares = flare_list.read_flare_list(tmp_path / "flares.csv")
   assert len(flares) == 3
   assert len(flare_list.read_flare_list(tmp_path / "hek_events.csv")) == 4
@@ -310,7 +276,14 @@ def test_fetch_merges_flares_and_plans_the_issuance_grid_and_the_peaks(
   # within 2 h of the M2.5 flare (06:14-07:05) and 18 h inside the B flare; 00 h and 12 h
   # are quiet.
   grid = [START + datetime.timedelta(hours=h) for h in (0, 6, 12, 18)]
-  assert searches["aia"] == sorted(peaks + grid)
+  # One VSO search for the day (widened by a minute), not one per frame; one fetch call.
+  minute = datetime.timedelta(minutes=1)
+  assert fake.searches["aia"] == [(START - minute, END + minute)]
+  from solar_jax.data import aia
+
+  times = sorted(aia.read_time(p) for p in (tmp_path / "aia").iterdir())
+  nearest = [t + datetime.timedelta(seconds=3.34) for t in sorted(peaks + grid)]
+  assert times == nearest  # records at :03.34 of every minute: the nearest one
   with open(tmp_path / "plan.csv", newline="") as f:
     rows = list(csv.DictReader(f))
   assert tuple(rows[0]) == fetch.PLAN_COLUMNS
@@ -324,15 +297,24 @@ def test_fetch_merges_flares_and_plans_the_issuance_grid_and_the_peaks(
   assert {r["flare_event_id"] for r in rows if r["issuance"] == "false"} == {
     f.event_id for f in flares
   }
-  assert searches["xrs"] == [(START, END)]
-  counts = fetch.fetch(START, END, "B1.0", tmp_path, (0, 6, 12, 18))
+  assert fake.searches["xrs"] == [(START, END)]
+  # A second run: the HEK and VSO answers come from the cache, nothing is downloaded again.
+  counts = fetch.fetch(
+    START, END, "B1.0", tmp_path, (0, 6, 12, 18), options=fetch.fetch_aia.Options(progress=False)
+  )
+  assert len(fake.searches["hek"]) == 1 and len(fake.searches["aia"]) == 1
+  assert len(fake.fetched) == 1
   assert counts == {
     "hek_events": 4,
     "flares": 3,
     "merged_duplicates": 1,
     "issuance_times": 4,
     "issuance_near_flares": 2,
-    "aia_files": 7,
+    "aia_searches": 0,
+    "aia_not_found": 0,
+    "aia_files": 0,
+    "aia_on_disk": 7,
+    "aia_refetched": 0,
     "goes_files": 1,
     "failed": 0,
     "first_error": "",
@@ -344,19 +326,19 @@ def test_an_error_page_saved_as_fits_is_removed_fails_the_fetch_and_is_fetched_a
 ):
   """A server answering 200 with an HTML page: Fido saved it as the .fits, and a rerun kept it
   (Fido skips files that are there) while the build skipped it as corrupt."""
-  searches = _fake_fido(monkeypatch, HEK_ROWS)
-  page = "aia_20110607T064100.fits"  # the frame nearest the M2.5's peak
-  searches["pages"][page] = _HTML
-  argv = ["--start", "2011-06-07", "--end", "2011-06-08", "--out", str(tmp_path)]
-  assert fetch.main(argv) == 1
+  fake = fetch_fakes.FakeFido(monkeypatch, _hek_table(HEK_ROWS))
+  page = fetch_fakes.vso_name(datetime.datetime(2011, 6, 7, 6, 41, 3))  # the M2.5's peak
+  fake.pages[page] = fetch_fakes.HTML
+  assert fetch.main(_argv(tmp_path)) == 1
   out, err = capsys.readouterr()
   assert err.count("\n") == 1 and page in err and "not a FITS file" in err
   assert "6 AIA files" in out  # the other frames came and are kept
   assert not (tmp_path / "aia" / page).exists()
   assert (tmp_path / "goes" / "sci_xrsf-l2-avg1m_g15_d20110607_v1-0-0.nc").exists()
-  searches["pages"].clear()  # the server is back: the rerun fetches the frame
-  assert fetch.main(argv) == 0
+  fake.pages.clear()  # the server is back: the rerun fetches that frame alone
+  assert fetch.main(_argv(tmp_path)) == 0
   assert (tmp_path / "aia" / page).read_bytes().startswith(b"SIMPLE  =")
+  assert [len(f) for f in fake.fetched] == [7, 1]
 
 
 @pytest.mark.parametrize(  # gzip with mtime=0: the test ids (the bytes) are the same in every

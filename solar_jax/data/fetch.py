@@ -28,23 +28,36 @@ is a ``FetchError`` naming what is missing.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import datetime
-import gzip
+import json
 import pathlib
-import re
 import sys
-import warnings
 from collections.abc import Sequence
 
-import astropy.units as u
 import sunpy.net.attrs as a
-from sunpy.net import Fido
-from sunpy.util.exceptions import SunpyConnectionWarning
+from absl import app, flags
 
-from solar_jax.data import flare_list, frame_facts, goes
+from solar_jax import files
+from solar_jax.data import (
+  fetch_aia,
+  fetch_files,
+  fetch_routes,
+  flare_list,
+  frame_facts,
+  goes,
+)
+from solar_jax.data.fetch_plan import (  # noqa: F401 (the plan's names, as before)
+  PLAN_COLUMNS,
+  PlannedFrame,
+  issuance_times,
+  near_flares,
+  parse_duration,
+  parse_hours,
+  plan_frames,
+  write_plan,
+)
 
 # Columns of the HEK export (flare_list.read_flare_list reads the first four,
 # the event id and the NOAA AR, ar_noaanum).
@@ -62,10 +75,6 @@ HEK_COLUMNS = (
   "hpc_y",
 )
 
-# Half-width of the time range searched around each requested AIA time: AIA
-# takes a 171 Å image every 12 s, so a minute always holds several.
-AIA_SEARCH_HALF_WIDTH = datetime.timedelta(minutes=1)
-
 # Defaults of the command line. B1.0: the dataset has a B class, so the HEK
 # list must hold B flares too. Issuance frames at 00, 06, 12, 18 UT (the default
 # data.issuance_hours); quiet: none within 2 h of a listed flare's [start, end], well
@@ -74,110 +83,12 @@ AIA_SEARCH_HALF_WIDTH = datetime.timedelta(minutes=1)
 DEFAULT_MIN_CLASS = "B1.0"
 DEFAULT_ISSUANCE_HOURS = ",".join(str(h) for h in frame_facts.ISSUANCE_HOURS)
 DEFAULT_QUIET_MARGIN = "2h"
-# Columns of OUT/plan.csv, one row per planned frame.
-PLAN_COLUMNS = ("time", "issuance", "quiet", "flare_event_id")
 # HEK events of one flare from several modules peak within a few minutes.
 MERGE_MINUTES = 6.0
 
 
-class FetchError(RuntimeError):
-  """A download step failed; the message is one line for the user."""
-
-  def __init__(self, message: str):
-    super().__init__(" ".join(str(message).split()))
-
-
-def parse_duration(text: str, what: str = "duration") -> datetime.timedelta:
-  """'6h', '30m', '1d', '90s', '0m' -> timedelta (zero allowed, negative not)."""
-  match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text)
-  if not match:
-    raise ValueError(f"{what} {text!r}: use a number and s/m/h/d, e.g. '6h'.")
-  unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-  return datetime.timedelta(**{unit: float(match.group(1))})
-
-
-def parse_hours(text: str) -> tuple[int, ...]:
-  """'0,6,12,18' -> (0, 6, 12, 18): distinct UT hours in [0, 23], at least one."""
-  try:
-    hours = tuple(int(h) for h in text.split(","))
-  except ValueError:
-    hours = ()
-  if not hours or len(set(hours)) != len(hours) or not all(0 <= h <= 23 for h in hours):
-    raise ValueError(f"issuance hours {text!r}: give distinct UT hours 0..23, e.g. '0,6,12,18'.")
-  return tuple(sorted(hours))
-
-
-def issuance_times(
-  start: datetime.datetime, end: datetime.datetime, hours
-) -> list[datetime.datetime]:
-  """The issuance grid in ``[start, end)``: every day at ``hours`` UT, in order."""
-  day = datetime.datetime.combine(start.date(), datetime.time())
-  times = []
-  while day < end:
-    times += [day + datetime.timedelta(hours=h) for h in sorted(hours)]
-    day += datetime.timedelta(days=1)
-  return [t for t in times if start <= t < end]
-
-
-def near_flares(times, flares, margin: datetime.timedelta) -> list[bool]:
-  """For sorted ``times``: whether each lies in a flare's [start - margin, end + margin].
-
-  The windows are closed (a time on an edge is near). One sweep over the sorted windows.
-  """
-  windows = sorted((f.start - margin, f.end + margin) for f in flares)
-  near, i = [], 0
-  reach = None  # the latest end of the windows opened at or before t
-  for t in times:
-    while i < len(windows) and windows[i][0] <= t:
-      reach = windows[i][1] if reach is None else max(reach, windows[i][1])
-      i += 1
-    near.append(reach is not None and t <= reach)
-  return near
-
-
-@dataclasses.dataclass(frozen=True)
-class PlannedFrame:
-  """A frame to fetch (the one nearest ``time``) and why: a row of OUT/plan.csv."""
-
-  time: datetime.datetime
-  issuance: bool  # a time of the issuance grid (forecasts are issued from it)
-  quiet: bool  # an issuance time more than the margin outside every listed flare
-  flare_event_id: str  # the flare whose peak this is ('' none)
-
-
-def plan_frames(
-  start: datetime.datetime,
-  end: datetime.datetime,
-  flares,
-  hours=frame_facts.ISSUANCE_HOURS,
-  margin: datetime.timedelta = datetime.timedelta(hours=2),
-) -> list[PlannedFrame]:
-  """Every issuance time in ``[start, end)`` and every flare peak in ``[start, end]``.
-
-  A peak on a grid time is one frame with both marks. Sorted by time.
-  """
-  grid = issuance_times(start, end, hours)
-  near = near_flares(grid, flares, margin)
-  rows = {t: PlannedFrame(t, True, not n, "") for t, n in zip(grid, near)}
-  for f in flares:
-    if start <= f.peak <= end:
-      rows[f.peak] = dataclasses.replace(
-        rows.get(f.peak, PlannedFrame(f.peak, False, False, "")),
-        quiet=False,
-        flare_event_id=f.event_id,
-      )
-  return [rows[t] for t in sorted(rows)]
-
-
-def write_plan(path: pathlib.Path, plan: list[PlannedFrame]) -> None:
-  """``plan`` as CSV (``PLAN_COLUMNS``; times ISO, marks 'true'/'false')."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with open(path, "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(PLAN_COLUMNS)
-    for p in plan:
-      marks = [str(p.issuance).lower(), str(p.quiet).lower()]
-      writer.writerow([p.time.isoformat(), *marks, p.flare_event_id])
+FetchError = fetch_aia.FetchError
+check_download = fetch_files.check_download
 
 
 def hek_query(start: datetime.datetime, end: datetime.datetime, min_class: str) -> tuple:
@@ -191,29 +102,12 @@ def hek_query(start: datetime.datetime, end: datetime.datetime, min_class: str) 
   )
 
 
-def aia_query(time: datetime.datetime) -> tuple:
-  """sunpy attrs for the AIA 171 Å frame nearest ``time``."""
-  return (
-    a.Time(time - AIA_SEARCH_HALF_WIDTH, time + AIA_SEARCH_HALF_WIDTH, near=time),
-    a.Instrument.aia,
-    a.Wavelength(171 * u.angstrom),
-  )
-
-
 def goes_query(start: datetime.datetime, end: datetime.datetime) -> tuple:
   """sunpy attrs for GOES XRS 1-minute averages in [start, end]."""
   return (a.Time(start, end), a.Instrument.xrs, a.Resolution("avg1m"))
 
 
-def _search(service: str, attrs: tuple):
-  """Fido.search, with a lost network as one FetchError naming ``service``."""
-  try:
-    with warnings.catch_warnings():
-      # sunpy warns once per mirror it tries; the error below says it once.
-      warnings.simplefilter("ignore", SunpyConnectionWarning)
-      return Fido.search(*attrs)
-  except OSError as e:  # URLError, ConnectionError, socket and aiohttp errors
-    raise FetchError(f"no network: cannot reach {service} ({type(e).__name__}: {e})") from e
+_search = fetch_routes.search_fido
 
 
 class Failures:
@@ -229,65 +123,22 @@ class Failures:
     self.count += len(errors)
 
 
-# What a downloaded file must start with, by its suffix: FITS ('SIMPLE  =', also
-# inside gzip), netCDF-3 ('CDF\x01', 64-bit offsets 'CDF\x02') or netCDF-4 (HDF5).
-# A server that fails often answers 200 with an HTML error page, which Fido saves
-# under the file's name; a rerun would then skip it as already downloaded.
-_FITS_MAGIC = (b"SIMPLE  =",)
-_NETCDF_MAGIC = (b"CDF\x01", b"CDF\x02", b"\x89HDF\r\n\x1a\n")
-_MAGIC_BY_SUFFIX = {
-  ".fits": _FITS_MAGIC,
-  ".fts": _FITS_MAGIC,
-  ".fit": _FITS_MAGIC,
-  ".nc": _NETCDF_MAGIC,
-}
-_GZIP_MAGIC = b"\x1f\x8b"
+def _download(
+  service: str, results, directory: pathlib.Path, failures: Failures, progress: bool = True
+) -> list[str]:
+  """Fido.fetch into ``directory`` (parfive's progress bar); the files written.
 
-
-def check_download(path) -> str | None:
-  """Why a downloaded file is not what its name says (None when it is).
-
-  FITS files (.fits, .fts, .fit, also gzip-compressed) must start with
-  'SIMPLE  =', netCDF files (.nc) with the netCDF-3 or HDF5 (netCDF-4) signature.
-  Other suffixes are not checked.
-  """
-  path = pathlib.Path(path)
-  if not path.is_file():
-    return f"{path}: reported as downloaded but absent"
-  name = path.name.lower()
-  stem = name[:-3] if name.endswith(".gz") else name
-  magic = _MAGIC_BY_SUFFIX.get(pathlib.PurePath(stem).suffix)
-  if magic is None:
-    return None
-  try:
-    with open(path, "rb") as f:
-      head = f.read(16)
-      if name.endswith(".gz") or head.startswith(_GZIP_MAGIC):
-        if not head.startswith(_GZIP_MAGIC):
-          return f"{path}: not gzip data (starts with {head[:16]!r})"
-        f.seek(0)
-        with gzip.open(f) as inner:
-          head = inner.read(16)
-  except (OSError, EOFError) as e:
-    return f"{path}: cannot be read ({type(e).__name__}: {e})"
-  if not head.startswith(magic):
-    kind = "FITS" if magic is _FITS_MAGIC else "netCDF"
-    return f"{path}: not a {kind} file (starts with {head[:16]!r}: an error page?)"
-  return None
-
-
-def _download(service: str, results, directory: pathlib.Path, failures: Failures) -> list[str]:
-  """Fido.fetch into ``directory``; the files written. Failed downloads go to ``failures``.
-
-  A file that is not what its name says (``check_download``: an HTML error page
-  saved as .fits or .nc) is removed and counted as a failed download, so a rerun
-  fetches it again instead of keeping it.
+  Failed downloads go to ``failures``. A file that is not whole (``file_problem``:
+  an HTML error page saved as .fits or .nc, a half-written FITS) is removed and
+  counted as a failed download, so a rerun fetches it again instead of keeping it.
 
   Raises FetchError when every download failed (the network is gone).
   """
+  from sunpy.net import Fido
+
   directory.mkdir(parents=True, exist_ok=True)
   try:
-    files = Fido.fetch(results, path=str(directory / "{file}"), progress=False)
+    files = Fido.fetch(results, path=str(directory / "{file}"), progress=progress)
   except OSError as e:
     raise FetchError(f"no network: cannot download from {service} ({type(e).__name__}: {e})") from e
   errors = list(getattr(files, "errors", None) or [])
@@ -295,7 +146,7 @@ def _download(service: str, results, directory: pathlib.Path, failures: Failures
     raise FetchError(f"no network: every download from {service} failed (first: {errors[0]})")
   kept = []
   for file in files:
-    problem = check_download(file)
+    problem = fetch_files.file_problem(file)
     if problem is None:
       kept.append(file)
     else:
@@ -414,27 +265,57 @@ def _fetch_flares(
   """HEK flares -> OUT/hek_events.csv (as answered) and OUT/flares.csv (merged).
 
   The HEK is asked for [start - margin, end + margin]: a flare just outside
-  the range still keeps quiet frames inside it away from its window.
+  the range still keeps quiet frames inside it away from its window. The query is
+  kept in OUT/cache/hek_query.json: a rerun of the same query reads hek_events.csv
+  instead of asking again.
   """
-  hek = _search(
-    "the HEK (Heliophysics Event Knowledgebase)",
-    hek_query(start - margin, end + margin, min_class),
-  )
-  events_csv = out / "hek_events.csv"
-  num_events = write_hek_export(_hek_table(hek), events_csv)
+  events_csv, query_json = out / "hek_events.csv", out / "cache" / "hek_query.json"
+  query = dict(start=str(start - margin), end=str(end + margin), min_class=min_class.upper())
+  if events_csv.is_file() and query_json.is_file() and json.loads(query_json.read_text()) == query:
+    with open(events_csv, newline="", encoding="utf-8") as f:
+      num_events = sum(1 for _ in csv.DictReader(f))
+  else:
+    hek = _search(
+      "the HEK (Heliophysics Event Knowledgebase)",
+      hek_query(start - margin, end + margin, min_class),
+    )
+    num_events = write_hek_export(_hek_table(hek), events_csv)
+    query_json.parent.mkdir(parents=True, exist_ok=True)
+    files.write_json(query_json, query)
   flares, num_merged = write_merged_export(events_csv, out / "flares.csv")
   return flares, {"hek_events": num_events, "flares": len(flares), "merged_duplicates": num_merged}
 
 
-def _fetch_aia(times, out: pathlib.Path, failures: Failures) -> list[str]:
-  """The AIA 171 Å frame nearest each time, into OUT/aia/ (one search per time)."""
-  aia, aia_search = "the VSO/JSOC (AIA)", "the VSO/JSOC (AIA search)"
-  files = []
-  for time in times:
-    found = _search(aia_search, aia_query(time))
-    if _file_num(aia_search, found):
-      files += _download(aia, found[:, 0], out / "aia", failures)
-  return files
+def _route(options: fetch_aia.Options, cache: pathlib.Path):
+  if options.route == "jsoc":
+    return fetch_routes.Jsoc(options, cache)
+  return fetch_routes.Fido(options)
+
+
+def _fetch_aia(plan, out: pathlib.Path, options, failures: Failures) -> dict[str, int]:
+  """The AIA 171 Å frame nearest each planned time, into OUT/aia/: what is still missing.
+
+  Searches one day at a time (cached under OUT/cache/<route>/); a file on disk that
+  is not whole is removed first and fetched again.
+  """
+  cache = out / "cache" / options.route
+  route = _route(options, cache)
+  times = [p.time for p in plan]
+  chosen, searches = fetch_aia.find_records(times, cache, route.search_day, options.progress)
+  done, removed = fetch_files.scan_frames(out / "aia")
+  records = sorted({r.key: r for r in chosen.values()}.values(), key=lambda r: r.time)
+  missing = fetch_aia.missing(records, done)
+  errors: list[str] = list(removed)
+  fetched = route.fetch(records, missing, out / "aia", errors) if missing else []
+  done, _ = fetch_files.scan_frames(out / "aia")
+  failures.add(route.service, errors)
+  return {
+    "aia_searches": searches,
+    "aia_not_found": len(times) - len(chosen),
+    "aia_files": len(fetched),
+    "aia_on_disk": len(records) - len(fetch_aia.missing(records, done)),
+    "aia_refetched": len(removed),
+  }
 
 
 def fetch(
@@ -444,106 +325,223 @@ def fetch(
   out: pathlib.Path,
   issuance_hours=frame_facts.ISSUANCE_HOURS,
   quiet_margin: datetime.timedelta | None = None,
-) -> dict[str, int]:
+  *,
+  options: fetch_aia.Options | None = None,
+  max_frames: int | None = None,
+  dry_run: bool = False,
+  mb_per_s: float = 5.0,
+) -> dict:
   """Downloads flares, AIA frames and GOES XRS for [start, end] into ``out``.
 
   AIA frames: the one nearest each time of ``plan_frames(start, end, flares,
   issuance_hours, quiet_margin)`` (``quiet_margin`` None: ``DEFAULT_QUIET_MARGIN``),
-  the plan written as ``OUT/plan.csv``.
+  the first ``max_frames`` of it (None: all), the plan written as ``OUT/plan.csv``.
+  ``dry_run``: the HEK is asked (or its cache read) and the plan written, nothing
+  else; the counts hold ``months`` (``fetch_aia.month_table``).
 
   Returns:
     counts of what was written: ``hek_events`` (HEK events with a GOES class),
     ``flares`` (after merging), ``merged_duplicates`` (events joined into
     another), ``issuance_times`` (grid times planned), ``issuance_near_flares`` (of
-    them, within the margin of a flare: planned, not quiet), ``aia_files``,
-    ``goes_files``; and of downloads that failed (``failed``, with the first error
-    in ``first_error``; the rest was still fetched).
+    them, within the margin of a flare: planned, not quiet), ``aia_files`` (fetched
+    by this run), ``aia_on_disk`` (planned frames now on disk), ``aia_searches``,
+    ``aia_not_found`` (planned times without a record within a minute),
+    ``aia_refetched`` (files found not whole, removed), ``goes_files``; and of
+    downloads that failed (``failed``, with the first error in ``first_error``; the
+    rest was still fetched).
 
   Raises:
     FetchError: no network, or an answer of an unexpected shape (one line).
     flare_list.FlareListError: a HEK answer whose rows cannot be read.
   """
   out = pathlib.Path(out).expanduser()
+  options = options or fetch_aia.Options()
   if quiet_margin is None:
     quiet_margin = parse_duration(DEFAULT_QUIET_MARGIN)
   failures = Failures()
   flares, counts = _fetch_flares(start, end, min_class, out, quiet_margin)
-  plan = plan_frames(start, end, flares, issuance_hours, quiet_margin)
+  plan = plan_frames(start, end, flares, issuance_hours, quiet_margin)[:max_frames]
   write_plan(out / "plan.csv", plan)
-  aia_files = _fetch_aia([p.time for p in plan], out, failures)
+  counts.update(
+    issuance_times=sum(p.issuance for p in plan),
+    issuance_near_flares=sum(p.issuance and not p.quiet for p in plan),
+  )
+  if dry_run:
+    return dict(counts, months=fetch_aia.month_table(plan, options, mb_per_s))
+  counts.update(_fetch_aia(plan, out, options, failures))
   goes_search = "NOAA NCEI (GOES XRS search)"
   xrs = _search(goes_search, goes_query(start, end))
   goes_files = []
   if _file_num(goes_search, xrs):
-    goes_files = _download("NOAA NCEI (GOES XRS)", xrs, out / "goes", failures)
-  return {
-    **counts,
-    "issuance_times": sum(p.issuance for p in plan),
-    "issuance_near_flares": sum(p.issuance and not p.quiet for p in plan),
-    "aia_files": len(aia_files),
-    "goes_files": len(goes_files),
-    "failed": failures.count,
-    "first_error": failures.first,
-  }
+    goes_files = _download("NOAA NCEI (GOES XRS)", xrs, out / "goes", failures, options.progress)
+  return dict(counts, goes_files=len(goes_files), failed=failures.count, first_error=failures.first)
 
 
-def _time(text: str) -> datetime.datetime:
+# ------------------------------------------------------------------ CLI ---
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("start", None, "UTC start, ISO 8601 (YYYY-MM-DD[THH:MM]).")
+flags.DEFINE_string("end", None, "UTC end, ISO 8601.")
+flags.DEFINE_string("out", None, "The output directory (the builder's manual dir).")
+flags.DEFINE_string("min_class", DEFAULT_MIN_CLASS, "Smallest GOES class of the HEK flares.")
+flags.DEFINE_string(
+  "issuance_hours",
+  DEFAULT_ISSUANCE_HOURS,
+  "UT hours of the forecast issuance grid, a frame each day at each (as data.issuance_hours).",
+)
+flags.DEFINE_string(
+  "quiet_margin",
+  DEFAULT_QUIET_MARGIN,
+  "An issuance frame within this of a listed flare's [start, end] is not marked quiet.",
+)
+flags.DEFINE_bool("dry_run", False, "Print frames, bytes and hours per month; fetch nothing.")
+flags.DEFINE_integer(
+  "max_frames", None, "Fetch only the first N frames of the plan.", lower_bound=1
+)
+flags.DEFINE_enum(
+  "route", "fido", ["fido", "jsoc"], "fido: full-resolution level 1 (VSO); jsoc: JSOC exports."
+)
+flags.DEFINE_string("jsoc_email", "", "Email registered at the JSOC (needed by --route=jsoc).")
+flags.DEFINE_enum(
+  "jsoc_process", "rebin", ["rebin", "cutout", "none"], "JSOC processing: rebin, cutout, none."
+)
+flags.DEFINE_integer("image_size", 1024, "Side the JSOC rebins to (4096 / a power of 2).")
+flags.DEFINE_float("cutout_arcsec", 2000.0, "Side of the JSOC cutout, centred on the disk.")
+flags.DEFINE_float(
+  "assumed_mb_per_s", 5.0, "Download rate the dry run assumes (MB/s).", lower_bound=0.001
+)
+flags.DEFINE_bool("progress", True, "Progress bars (tqdm, parfive).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+  start: datetime.datetime
+  end: datetime.datetime
+  out: pathlib.Path
+  min_class: str
+  issuance_hours: tuple
+  quiet_margin: datetime.timedelta
+  options: fetch_aia.Options
+  max_frames: int | None
+  dry_run: bool
+  mb_per_s: float
+
+
+def _usage(message: str):
+  print(f"fetch: {message} (see --help)", file=sys.stderr)
+  raise SystemExit(2)
+
+
+def _time_flag(name: str) -> datetime.datetime:
+  value = getattr(FLAGS, name)
+  if value is None:
+    _usage(f"--{name} is required")
   try:
-    return flare_list.to_naive_utc(text)
-  except ValueError as e:
-    raise argparse.ArgumentTypeError(f"{text!r} is not an ISO time (YYYY-MM-DD[THH:MM])") from e
+    return flare_list.to_naive_utc(value)
+  except ValueError:
+    _usage(f"--{name}={value!r} is not an ISO time (YYYY-MM-DD[THH:MM])")
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-    prog="python -m solar_jax.data.fetch", description=__doc__.split("\n")[0]
-  )
-  parser.add_argument("--start", type=_time, required=True, help="UTC start, ISO 8601")
-  parser.add_argument("--end", type=_time, required=True, help="UTC end, ISO 8601")
-  parser.add_argument(
-    "--min_class",
-    default=DEFAULT_MIN_CLASS,
-    help=f"smallest GOES class of the HEK flares (default {DEFAULT_MIN_CLASS})",
-  )
-  parser.add_argument("--out", type=pathlib.Path, required=True, help="output directory")
-  parser.add_argument(
-    "--issuance_hours",
-    type=parse_hours,
-    default=DEFAULT_ISSUANCE_HOURS,
-    help="UT hours of the forecast issuance grid, a frame each day at each "
-    f"(default {DEFAULT_ISSUANCE_HOURS}, as data.issuance_hours)",
-  )
-  parser.add_argument(
-    "--quiet_margin",
-    type=parse_duration,
-    default=DEFAULT_QUIET_MARGIN,
-    help="an issuance frame within this of a listed flare's [start, end] is not marked quiet "
-    f"(default {DEFAULT_QUIET_MARGIN})",
-  )
-  args = parser.parse_args(argv)
-  if args.end <= args.start:
-    parser.error(f"--end {args.end} must be after --start {args.start}")
+def _args_from_flags() -> Args:
+  start, end = _time_flag("start"), _time_flag("end")
+  if end <= start:
+    _usage(f"--end {end} must be after --start {start}")
+  if FLAGS.out is None:
+    _usage("--out is required")
   try:
-    goes.class_to_flux(args.min_class)
+    goes.class_to_flux(FLAGS.min_class)
+    hours, margin = parse_hours(FLAGS.issuance_hours), parse_duration(FLAGS.quiet_margin)
   except ValueError as e:
-    parser.error(f"--min_class: {e}")
-  return args
+    _usage(str(e))
+  ratio = fetch_aia.FULL_SIDE / FLAGS.image_size if FLAGS.image_size > 0 else 0
+  if (
+    FLAGS.route == "jsoc"
+    and FLAGS.jsoc_process == "rebin"
+    and not (ratio >= 1 and ratio == int(ratio) and int(ratio) & (int(ratio) - 1) == 0)
+  ):
+    _usage(f"--image_size={FLAGS.image_size}: use 4096 / a power of 2 (4096, 2048, 1024, 512, ...)")
+  if FLAGS.route == "jsoc" and not FLAGS.dry_run and "@" not in FLAGS.jsoc_email:
+    _usage("--route=jsoc needs --jsoc_email (registered at jsoc.stanford.edu)")
+  options = fetch_aia.Options(
+    FLAGS.route,
+    FLAGS.jsoc_email,
+    FLAGS.jsoc_process,
+    FLAGS.image_size,
+    FLAGS.cutout_arcsec,
+    FLAGS.progress,
+  )
+  out = pathlib.Path(FLAGS.out).expanduser()
+  return Args(
+    start,
+    end,
+    out,
+    FLAGS.min_class,
+    hours,
+    margin,
+    options,
+    FLAGS.max_frames,
+    FLAGS.dry_run,
+    FLAGS.assumed_mb_per_s,
+  )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Args:
+  """The flags of ``argv`` (without the program name); a bad one is one line and exit 2."""
+  FLAGS.unparse_flags()
+  try:
+    FLAGS(["fetch", *(sys.argv[1:] if argv is None else argv)])
+  except flags.Error as e:
+    _usage(str(e))
+  return _args_from_flags()
+
+
+def build_command(out: pathlib.Path, image_size: int) -> str:
+  """The ``tfds build`` command that builds the dataset from ``out`` (README, step 2)."""
+  configs = [s for s in (64, 128, 256, 512) if s <= image_size] or [64]
+  return (
+    f"tfds build tfds_builders/sdo_aia171 --config={configs[-1]} --manual_dir={out} "
+    "--data_dir=~/tensorflow_datasets"
+  )
+
+
+def _print_dry_run(args: Args, counts: dict) -> None:
+  print(
+    f"fetch (dry run): {counts['flares']} flares, plan of {counts['months'][-1]['frames']} AIA "
+    f"frames written to {args.out / 'plan.csv'} (--route={args.options.route})"
+  )
+  print(fetch_aia.format_table(counts["months"]))
+  print(fetch_aia.assumptions(args.options, args.mb_per_s))
+  print("next: the same command without --dry_run")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   try:
     counts = fetch(
-      args.start, args.end, args.min_class, args.out, args.issuance_hours, args.quiet_margin
+      args.start,
+      args.end,
+      args.min_class,
+      args.out,
+      args.issuance_hours,
+      args.quiet_margin,
+      options=args.options,
+      max_frames=args.max_frames,
+      dry_run=args.dry_run,
+      mb_per_s=args.mb_per_s,
     )
   except (FetchError, flare_list.FlareListError) as e:
     print(f"fetch: {e}", file=sys.stderr)
     return 1
+  if args.dry_run:
+    _print_dry_run(args, counts)
+    return 0
   print(
     f"fetch: wrote {counts['flares']} flares ({counts['merged_duplicates']} duplicate HEK "
-    f"events merged), {counts['aia_files']} AIA files ({counts['issuance_times']} issuance "
-    f"times, {counts['issuance_near_flares']} of them near flares; plan.csv) and "
-    f"{counts['goes_files']} GOES files under {args.out}"
+    f"events merged), {counts['aia_files']} AIA files ({counts['aia_on_disk']} of the plan's "
+    f"frames on disk; {counts['issuance_times']} issuance times, {counts['issuance_near_flares']} "
+    f"of them near flares; plan.csv; {counts['aia_searches']} day searches, "
+    f"{counts['aia_not_found']} times without a frame) and {counts['goes_files']} GOES files "
+    f"under {args.out}"
   )
   if counts["failed"]:
     # The files written are usable, but the manual dir is incomplete: say so
@@ -554,8 +552,11 @@ def main(argv: Sequence[str] | None = None) -> int:
       file=sys.stderr,
     )
     return 1
+  print(
+    f"next: {build_command(args.out, args.options.image_size if args.options.route == 'jsoc' else 512)}"
+  )
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  app.run(lambda _: sys.exit(main()), flags_parser=lambda argv: argv)
