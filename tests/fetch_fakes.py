@@ -102,7 +102,9 @@ class FakeFido:
     self.searches = {"hek": [], "aia": [], "xrs": []}
     self.fetched: list[list[str]] = []  # the fileids of each AIA fetch call
     self.pages: dict[str, bytes] = {}  # file name -> what the server sends instead
-    self.kill_after: int | None = None  # raise KeyboardInterrupt after this many files
+    self.errors: dict[str, str] = {}  # file name -> the error its download ends with
+    # (call, n): in the call-th AIA fetch (from 0), write n files, half the next, then a kill.
+    self.kill_after: tuple[int, int] | None = None
     monkeypatch.setattr(Fido, "search", self.search)
     monkeypatch.setattr(Fido, "fetch", self.fetch)
     monkeypatch.setattr(fetch_routes, "_vso_client", lambda: None)
@@ -137,7 +139,10 @@ class FakeFido:
       name = vso_name(t)
       file = pathlib.Path(path.format(file=name))
       data = self.pages.get(name, fits_bytes(t))
-      if self.kill_after is not None and len(results) == self.kill_after:
+      if name in self.errors:
+        results.add_error(name, f"https://fake/{name}", OSError(self.errors[name]))
+        continue
+      if self.kill_after == (len(self.fetched) - 1, len(results)):
         file.write_bytes(data[: len(data) // 2])  # the file being written when killed
         raise KeyboardInterrupt
       file.write_bytes(data)
@@ -169,7 +174,9 @@ class FakeJsoc:
       t = start + datetime.timedelta(seconds=i)
       trec = jsoc_trec(t)
       t_obs = t - datetime.timedelta(seconds=0.66)
-      rows.append((trec, f"{t_obs:%Y-%m-%dT%H:%M:%S.%f}"[:-4] + "Z", 1 << 30 if trec in self.flagged else 0))
+      rows.append(
+        (trec, f"{t_obs:%Y-%m-%dT%H:%M:%S.%f}"[:-4] + "Z", 1 << 30 if trec in self.flagged else 0)
+      )
     return pd.DataFrame(rows, columns=key.split(","))
 
   def export(self, ds, method, protocol, process, email):
@@ -195,7 +202,9 @@ class FakeRequest:
     rows = []
     for trec in trecs:
       name = f"aia.lev1_euv_12s.{trec.replace(':', '')}.171.image.fits"
-      rows.append((f"{series}[{trec}][171]", name, f"http://jsoc.stanford.edu/SUM1/{self.id}/{name}"))
+      rows.append(
+        (f"{series}[{trec}][171]", name, f"http://jsoc.stanford.edu/SUM1/{self.id}/{name}")
+      )
     self.urls = pd.DataFrame(rows, columns=["record", "filename", "url"])
 
   def wait(self):

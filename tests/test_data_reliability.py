@@ -18,6 +18,7 @@ import tracemalloc
 import warnings
 import zlib
 
+import fetch_fakes
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -359,22 +360,6 @@ def test_scan_follows_directory_symlinks_once_and_reports_loops(tmp_path):
 # ---------------------------------------------------------------- fetch ---
 
 
-class _Found:
-  """A Fido search answer with ``n`` files."""
-
-  def __init__(self, n):
-    self.file_num = n
-
-  def __getitem__(self, index):
-    return self
-
-
-class _Results(list):
-  def __init__(self, files, errors=()):
-    super().__init__(files)
-    self.errors = list(errors)
-
-
 def _hek_answer(columns=("event_starttime", "event_peaktime", "event_endtime", "fl_goescls")):
   from astropy.table import Table
 
@@ -388,74 +373,27 @@ def _hek_answer(columns=("event_starttime", "event_peaktime", "event_endtime", "
 
 
 def _argv(out):
-  return ["--start", "2011-06-07", "--end", "2011-06-08", "--out", str(out)]
-
-
-def _mock_fido(monkeypatch, hek, fetched):
-  from sunpy.net import Fido
-
-  # The HEK first, then one AIA search per planned frame (issuance times and flare peaks,
-  # in time order), then GOES.
-  calls = []
-
-  def search(*attrs, **kwargs):
-    calls.append(attrs)
-    return hek if len(calls) == 1 else _Found(1)
-
-  monkeypatch.setattr(Fido, "search", search)
-  results = iter(fetched)
-
-  def download(found, path, progress):  # writes each file as Fido would, where it says
-    answer = next(results)
-    written = []
-    for name in answer:
-      file = pathlib.Path(path.format(file=pathlib.Path(name).name))
-      file.write_bytes(b"SIMPLE  =                    T" if ".fits" in name else b"CDF\x01")
-      written.append(str(file))
-    return _Results(written, answer.errors)
-
-  monkeypatch.setattr(Fido, "fetch", download)
+  return ["--start", "2011-06-07", "--end", "2011-06-08", "--out", str(out), "--noprogress"]
 
 
 def test_failed_downloads_are_counted_and_exit_non_zero(monkeypatch, tmp_path, capsys):
-  _mock_fido(
-    monkeypatch,
-    _hek_answer(),
-    [
-      # Issuance times 00 and 06 h (06 h lies within 2 h of the flare), the flare's peak
-      # 06:41, then 12 and 18 h.
-      _Results(["aia/q1.fits"], errors=["https://jsoc/q2.fits: 503 Service Unavailable"]),
-      _Results([]),
-      _Results(["aia/a.fits"]),
-      _Results([]),
-      _Results([]),
-      _Results(["goes/g.nc"]),
-    ],
+  fake = fetch_fakes.FakeFido(monkeypatch, _hek_answer()["hek"])
+  # Issuance times 00, 06, 12 and 18 h and the flare's peak 06:41: the 12 h frame fails.
+  fake.errors[fetch_fakes.vso_name(datetime.datetime(2011, 6, 7, 12, 0, 3))] = (
+    "503 Service Unavailable"
   )
   assert fetch.main(_argv(tmp_path)) == 1
   out, err = capsys.readouterr()
   assert (
-    "wrote 1 flares (0 duplicate HEK events merged), 2 AIA files (4 issuance times, 1 of them "
-    "near flares" in out
+    "wrote 1 flares (0 duplicate HEK events merged), 4 AIA files (4 of the plan's frames on "
+    "disk; 4 issuance times, 1 of them near flares" in out
   )
   assert err.count("\n") == 1
-  assert err.startswith("fetch: 1 downloads failed (first: the VSO/JSOC (AIA): https://jsoc/q2")
-
-
-def test_all_downloads_ok_exits_zero(monkeypatch, tmp_path):
-  _mock_fido(
-    monkeypatch,
-    _hek_answer(),
-    [
-      _Results(["a"]),
-      _Results(["b"]),
-      _Results(["c"]),
-      _Results([]),
-      _Results([]),
-      _Results(["g"]),
-    ],
-  )
+  assert err.startswith("fetch: 1 downloads failed (first: the VSO (AIA): ")
+  assert "503 Service Unavailable" in err
+  fake.errors.clear()
   assert fetch.main(_argv(tmp_path)) == 0
+  assert [len(f) for f in fake.fetched] == [5, 1]
 
 
 @pytest.mark.parametrize(
@@ -467,25 +405,40 @@ def test_all_downloads_ok_exits_zero(monkeypatch, tmp_path):
 )
 def test_unexpected_search_answer_is_a_fetch_error(monkeypatch, tmp_path, capsys, hek, missing):
   """These raised KeyError with a traceback."""
-  _mock_fido(monkeypatch, hek, [])
+  from sunpy.net import Fido
+
+  monkeypatch.setattr(Fido, "search", lambda *attrs: hek)
   assert fetch.main(_argv(tmp_path)) == 1
   err = capsys.readouterr().err
   assert err.startswith("fetch: unexpected answer from the HEK") and missing in err
   assert err.count("\n") == 1
 
 
-def test_search_answer_without_file_count_is_a_fetch_error(monkeypatch, tmp_path):
+@pytest.mark.parametrize(
+  "answer, message",
+  [
+    (object, "unexpected answer from the VSO \\(AIA search\\): a object"),
+    ("times only", "no column Provider, fileid"),
+  ],
+)
+def test_an_aia_search_answer_of_another_shape_is_a_fetch_error(
+  monkeypatch, tmp_path, answer, message
+):
   from sunpy.net import Fido
 
-  answers = iter([_hek_answer(), object()])
+  if answer == "times only":  # a VSO table without the columns a fetch needs
+    t = datetime.datetime(2011, 6, 7)
+    answer = [fetch_fakes.vso_table(t, t + datetime.timedelta(minutes=3))[0][["Start Time"]]]
+  answers = iter([_hek_answer(), answer() if answer is object else answer])
   monkeypatch.setattr(Fido, "search", lambda *a, **k: next(answers))
-  with pytest.raises(fetch.FetchError, match="unexpected answer from the VSO/JSOC.*file_num"):
+  with pytest.raises(fetch.FetchError, match=message):
     fetch.fetch(
       datetime.datetime(2011, 6, 7),
       datetime.datetime(2011, 6, 8),
       "C1.0",
       tmp_path,
       (0, 6, 12, 18),
+      options=fetch.fetch_aia.Options(progress=False),
     )
 
 

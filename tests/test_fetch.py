@@ -251,7 +251,16 @@ def test_the_plan_puts_the_cadence_frames_on_the_issuance_grid_and_marks_them():
 
 
 def _argv(tmp_path, *more):
-  return ["--start", "2011-06-07", "--end", "2011-06-08", "--out", str(tmp_path), "--noprogress", *more]
+  return [
+    "--start",
+    "2011-06-07",
+    "--end",
+    "2011-06-08",
+    "--out",
+    str(tmp_path),
+    "--noprogress",
+    *more,
+  ]
 
 
 def test_fetch_merges_flares_and_plans_the_issuance_grid_and_the_peaks(

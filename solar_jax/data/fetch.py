@@ -1,29 +1,41 @@
-"""Downloads the raw inputs of the sdo_aia171 dataset (needs internet).
+"""Downloads the raw inputs of the sdo_aia171 dataset (needs internet): plans, scales, resumes.
 
-Queries the HEK for GOES flares of class B1.0 and above (``--min_class``)
-and keeps its answer as ``OUT/hek_events.csv``. One flare is often listed
-once per HEK detection module (SWPC, SSW Latest Events, ...): those
-near-duplicates (same NOAA AR, peaks within ``MERGE_MINUTES``) are joined by
-``flare_list.merge_duplicates`` and the merged list is written as
-``OUT/flares.csv`` (a HEK export that ``flare_list.read_flare_list`` reads).
+Queries the HEK for GOES flares of class B1.0 and above (``--min_class``) and keeps
+its answer as ``OUT/hek_events.csv`` (the query in ``OUT/cache/hek_query.json``: a
+rerun does not ask again). One flare is often listed once per HEK detection module
+(SWPC, SSW Latest Events, ...): those near-duplicates (same NOAA AR, peaks within
+``MERGE_MINUTES``) are joined by ``flare_list.merge_duplicates`` and the merged list
+is written as ``OUT/flares.csv`` (a HEK export that ``flare_list.read_flare_list`` reads).
 
-The frame plan (``plan_frames``, written as ``OUT/plan.csv``): the AIA 171 Å frame
-nearest each time of the forecast issuance grid (``--issuance_hours`` UT every day,
-default 00, 06, 12, 18: the default of ``data.issuance_hours``), whatever the Sun
-does then (a forecast is issued at fixed times, flaring or not), marked ``issuance``;
-those more than ``--quiet_margin`` outside every listed flare's [start, end] are
-also marked ``quiet``; and the frame nearest each flare peak. Frames go to
-``OUT/aia/``, GOES XRS 1-minute averages to ``OUT/goes/``. The directory is then the
-manual dir of the TFDS builder::
+The frame plan (``fetch_plan.plan_frames``, written as ``OUT/plan.csv``): the AIA
+171 Å frame nearest each time of the forecast issuance grid (``--issuance_hours`` UT
+every day, default 00, 06, 12, 18: the default of ``data.issuance_hours``), whatever
+the Sun does then, marked ``issuance``; those more than ``--quiet_margin`` outside
+every listed flare's [start, end] also marked ``quiet``; and the frame nearest each
+flare peak; ``--max_frames=N`` keeps its first N. ``--dry_run`` stops there and
+prints frames, searches, bytes and hours per month with the assumptions behind them.
 
-  python -m solar_jax.data.fetch --start 2011-06-01 --end 2011-07-01 \\
-      --min_class B1.0 --issuance_hours 0,6,12,18 --quiet_margin 2h --out ~/sdo_aia171_raw
+Frames go to ``OUT/aia/`` by ``--route`` (``fetch_aia``): ``fido`` (the VSO,
+full-resolution level 1, ~10 MiB a frame) or ``jsoc`` (JSOC exports of
+aia.lev1_euv_12s with ``--jsoc_email``, rebinned to ``--image_size`` or cut out on
+the server). Searches are one a day of the plan, cached under ``OUT/cache/``;
+downloads go through parfive with progress bars. A rerun fetches only what is not on
+disk whole: an HTML error page or a half-written file is removed and fetched again,
+never kept. GOES XRS 1-minute averages go to ``OUT/goes/``. The directory is then
+the manual dir of the TFDS builder; the last line printed is the ``tfds build``
+command::
+
+  python -m solar_jax.data.fetch --start 2011-01-01 --end 2012-01-01 --dry_run \\
+      --min_class B1.0 --out ~/sdo_aia171_raw --route=jsoc --image_size=1024
+  python -m solar_jax.data.fetch --start 2011-01-01 --end 2012-01-01 \\
+      --out ~/sdo_aia171_raw --route=jsoc --image_size=1024 --jsoc_email=you@example.org
 
 Without network it stops with one line naming the service it could not reach
 (exit status 1). Downloads that fail while others succeed are counted: the
 files that came are kept, one line gives the count and the first error, and
-the exit status is 1. A search answer without the expected table or columns
-is a ``FetchError`` naming what is missing.
+the exit status is 1 (rerun the command). A search answer without the expected
+table or columns is a ``FetchError`` naming what is missing. A bad flag is one line
+and exit status 2.
 """
 
 from __future__ import annotations
@@ -36,7 +48,6 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-import sunpy.net.attrs as a
 from absl import app, flags
 
 from solar_jax import files
@@ -93,6 +104,8 @@ check_download = fetch_files.check_download
 
 def hek_query(start: datetime.datetime, end: datetime.datetime, min_class: str) -> tuple:
   """sunpy attrs for GOES flares of at least ``min_class`` in [start, end]."""
+  import sunpy.net.attrs as a
+
   goes.class_to_flux(min_class)  # validates the class string
   return (
     a.Time(start, end),
@@ -104,6 +117,8 @@ def hek_query(start: datetime.datetime, end: datetime.datetime, min_class: str) 
 
 def goes_query(start: datetime.datetime, end: datetime.datetime) -> tuple:
   """sunpy attrs for GOES XRS 1-minute averages in [start, end]."""
+  import sunpy.net.attrs as a
+
   return (a.Time(start, end), a.Instrument.xrs, a.Resolution("avg1m"))
 
 
@@ -305,7 +320,7 @@ def _fetch_aia(plan, out: pathlib.Path, options, failures: Failures) -> dict[str
   done, removed = fetch_files.scan_frames(out / "aia")
   records = sorted({r.key: r for r in chosen.values()}.values(), key=lambda r: r.time)
   missing = fetch_aia.missing(records, done)
-  errors: list[str] = list(removed)
+  errors: list[str] = []  # a removed file is fetched again below: not a failure
   fetched = route.fetch(records, missing, out / "aia", errors) if missing else []
   done, _ = fetch_files.scan_frames(out / "aia")
   failures.add(route.service, errors)
@@ -514,8 +529,27 @@ def _print_dry_run(args: Args, counts: dict) -> None:
   print("next: the same command without --dry_run")
 
 
+def _flags_parser(argv: list[str]) -> list[str]:
+  """absl's flags_parser: a bad flag is one line and exit 2."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    _usage(str(e))
+
+
+def _absl_main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    _usage(f"unexpected arguments: {' '.join(argv[1:])}")
+  sys.exit(run(_args_from_flags()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-  args = parse_args(argv)
+  """The command line ``argv`` (without the program name): its exit status."""
+  return run(parse_args(argv))
+
+
+def run(args: Args) -> int:
+  """Fetches (or plans, ``--dry_run``) as ``args`` say; prints what came and what next."""
   try:
     counts = fetch(
       args.start,
@@ -540,7 +574,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     f"events merged), {counts['aia_files']} AIA files ({counts['aia_on_disk']} of the plan's "
     f"frames on disk; {counts['issuance_times']} issuance times, {counts['issuance_near_flares']} "
     f"of them near flares; plan.csv; {counts['aia_searches']} day searches, "
-    f"{counts['aia_not_found']} times without a frame) and {counts['goes_files']} GOES files "
+    f"{counts['aia_not_found']} times without a frame; {counts['aia_refetched']} files not whole, "
+    f"fetched again) and {counts['goes_files']} GOES files "
     f"under {args.out}"
   )
   if counts["failed"]:
@@ -559,4 +594,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  app.run(lambda _: sys.exit(main()), flags_parser=lambda argv: argv)
+  app.run(_absl_main, flags_parser=_flags_parser)

@@ -71,8 +71,8 @@ def check_download(path) -> str | None:
 
 
 def _walk_hdus(stream, size: int, source: str) -> str | None:
-  """Why the FITS bytes of ``stream`` (``size`` long) are not whole (None when they are)."""
-  offset, first = 0, True
+  """Why the FITS bytes of ``stream`` (``size`` long) are not a whole image (None when they are)."""
+  offset, first, images = 0, True, 0
   while offset < size:
     stream.seek(offset)
     block = stream.read(BLOCK)
@@ -87,13 +87,15 @@ def _walk_hdus(stream, size: int, source: str) -> str | None:
         break
       block = stream.read(BLOCK)
     try:
-      _, data = aia_header.hdu_layout(header, source)
+      image, data = aia_header.hdu_layout(header, source)
     except aia.BadFrameError as e:
       return f"{source}: {e}"
     offset += len(header) + data
-    first = False
+    first, images = False, images + image
   if offset > size:
     return f"{source}: {size} bytes, its headers announce {offset}: a half-written download"
+  if not images:  # AIA's image is in an extension: a file cut after the primary header
+    return f"{source}: no HDU holds an image (a half-written download?)"
   return None
 
 
@@ -101,8 +103,10 @@ def fits_problem(path) -> str | None:
   """Why ``path`` is not a whole FITS file (None when it is).
 
   Every HDU's header must end (END card) and be followed by the data bytes its
-  BITPIX, NAXISn, PCOUNT and GCOUNT announce, padded to 2880 bytes; a gzip file
-  must decompress to its end. A half-written download fails one of these.
+  BITPIX, NAXISn, PCOUNT and GCOUNT announce, padded to 2880 bytes; one HDU must
+  hold an image (AIA's level 1 keeps it in a compressed extension after an empty
+  primary HDU); a gzip file must decompress to its end. A half-written download fails
+  one of these.
   """
   path = pathlib.Path(path)
   source = str(path)

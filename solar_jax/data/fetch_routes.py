@@ -284,9 +284,10 @@ class Jsoc:
 
 
 def _chunks(records) -> list[list[Record]]:
-  """Records by month, at most EXPORT_CHUNK each, in time order."""
+  """Records by the month of their T_REC, at most EXPORT_CHUNK each, in time order."""
   by_month: dict[tuple, list] = {}
   for r in sorted({r.key: r for r in records}.values(), key=lambda r: r.time):
-    by_month.setdefault((r.time.year, r.time.month), []).append(r)
+    month = jsoc_time(r.key) or r.time  # T_REC's month (T_OBS can be a second before it)
+    by_month.setdefault((month.year, month.month), []).append(r)
   size = fetch_aia.EXPORT_CHUNK
   return [m[i : i + size] for m in by_month.values() for i in range(0, len(m), size)]
