@@ -112,7 +112,7 @@ class Fido:
   service = "the VSO (AIA)"
 
   def __init__(self, options: fetch_aia.Options):
-    self.options = options
+    self.options, self._client = options, None
 
   def search_day(self, start, end) -> list[Record]:
     found = search_fido("the VSO (AIA search)", aia_day_query(start, end))
@@ -136,8 +136,9 @@ class Fido:
     fetched = []
     for i in range(0, len(missing), fetch_aia.BATCH):
       rows = [dict(r.row) for r in missing[i : i + fetch_aia.BATCH]]
-      table = VSOQueryResponseTable(rows=rows, client=None)
-      table.client = _vso_client()
+      if self._client is None:
+        self._client = _vso_client()  # once a run: it loads the VSO's WSDL
+      table = VSOQueryResponseTable(rows=rows, client=self._client)
       try:
         results = fido.fetch(
           table, path=str(directory / "{file}"), progress=self.options.progress, overwrite=True
