@@ -183,3 +183,34 @@ def test_jsoc_needs_an_email_and_a_power_of_two_size(tmp_path, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_jsoc_processing_requests_and_their_bytes(monkeypatch, tmp_path):
+  monkeypatch.setattr(fetch_routes, "jsoc_client", lambda email: fetch_fakes.FakeJsoc())
+  chunk = [fetch_aia.Record(START, "2011-06-30T00:00:00Z")]
+  cases = {
+    "rebin": ({"rebin": {"method": "boxcar", "scale": 0.125}}, 512 * 512 * 4),
+    "cutout": (
+      {
+        "im_patch": {
+          "t_ref": "2011-06-30T00:00:00Z",
+          "t": 0,
+          "r": 0,
+          "c": 0,
+          "locunits": "arcsec",
+          "boxunits": "arcsec",
+          "x": 0,
+          "y": 0,
+          "width": 1200.0,
+          "height": 1200.0,
+        }
+      },
+      2000 * 2000 * 2,  # 1200" at 0.6" a pixel, int16
+    ),
+    "none": (None, None),
+  }
+  for process, (request, pixels) in cases.items():
+    options = fetch_aia.Options("jsoc", "a@b.c", process, 512, 1200.0, False)
+    assert fetch_routes.Jsoc(options, tmp_path).process(chunk) == request
+    expected = fetch_aia.FULL_RES_BYTES if pixels is None else pixels + 4 * 2880
+    assert fetch_aia.bytes_per_frame(options) == expected
