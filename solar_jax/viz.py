@@ -207,7 +207,7 @@ def save_map_grid(
   norm = LogNorm(vmin=vmin, vmax=max(vmax, vmin * 1.01), clip=True)
   half = size / 2 * arcsec_per_px
   # Fixed margins in inches (no layout engine: constrained layout took most of the time).
-  panel, gap, title_h, left, right, top, bottom = 1.6, 0.12, 0.42, 0.6, 1.2, 0.45, 0.75
+  panel, gap, title_h, left, right, top, bottom = 1.6, 0.12, 0.42, 0.6, 1.2, 0.3, 0.75
   width = left + ncols * panel + (ncols - 1) * gap + right
   height = top + nrows * (panel + title_h) + bottom
   fig = figure(width, height)
