@@ -9,7 +9,9 @@ whether they look alike to a solar physicist:
 * the radial profile of mean intensity against r / R_sun (171 Å is
   limb-brightened: the optically thin corona piles up along the line of sight);
 * the azimuthally averaged spatial power spectrum (is the fine structure of
-  loops and network there, or is the image too smooth?);
+  loops and network there, or is the image too smooth?): ``power_spectrum`` in
+  cycles per image, ``disk_power_spectrum`` on the disk alone (inscribed square, Hann
+  window) in arcsec⁻¹, the one the evaluation compares;
 * the disk-integrated brightness per GOES class (brighter active regions go
   with bigger flares), compared with means, ratios and a KS test;
 * per class, what matters for flares: the distribution of the brightest
