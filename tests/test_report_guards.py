@@ -113,6 +113,12 @@ def _classifier_metrics(names=("A", "B", "C", "M", "X")):
       "per_class": {n: {"events": e, "frames": e + 1} for n, e in events.items()},
     },
     "regimes": regimes,
+    "comparisons": {
+      "rows": [
+        {"regime": "real_synthetic", "baseline": "oversample", "score": "macro_f1", **zero}
+        | {"p_value": 1.0, "p_holm": 1.0}
+      ]
+    },
   }
 
 
@@ -164,6 +170,11 @@ def test_degenerate_classifier_and_noise_samples_are_flagged_at_the_top(tmp_path
   assert "| real_synthetic − real | macro F1 | " in text and "identical predictions |" in text
   assert "| real_synthetic − oversample | TSS ≥M | not estimable: 1 test event M+X |" in text
   assert "the interval includes zero" not in text
+  # A pair in the family of comparisons is shown there once, with its verdict and p-values.
+  pair = [x for x in text.splitlines() if x.startswith("| real_synthetic − oversample | macro F1")]
+  assert pair == [
+    "| real_synthetic − oversample | macro F1 | — | identical predictions | 1.000 | 1.000 |"
+  ]
   row = next(x for x in text.splitlines() if x.startswith("| real_synthetic | "))
   assert "n/a (not estimable: 1 test event M+X)" in row
   # The table of every score: TSS >=M (1 event) n/a, TSS >=C (3 events) shown.

@@ -85,13 +85,15 @@ def comparisons_table(metrics: dict) -> list[str]:
     f"Paired differences against every classical baseline ({len(rows)} in the family; "
     "two-sided bootstrap p, Holm-adjusted over the family):",
     "",
-    "| regime − baseline | score | Δ [95% CI] | p | p (Holm) |",
-    "| --- | --- | --- | --- | --- |",
+    "| regime − baseline | score | Δ [95% CI] | the interval | p | p (Holm) |",
+    "| --- | --- | --- | --- | --- | --- |",
   ]
   for r in rows:
+    name = f"| {r['regime']} − {r['baseline']} | {_SCORE_NAMES.get(r['score'], r['score'])} | "
     lines.append(
-      f"| {r['regime']} − {r['baseline']} | {_SCORE_NAMES.get(r['score'], r['score'])} | "
-      f"{_ci(r, signed=True)} | {_p(r.get('p_value'))} | {_p(r.get('p_holm'))} |"
+      name
+      + " | ".join(_delta_cells(metrics, r, r["regime"], r["baseline"], r["score"]))
+      + f" | {_p(r.get('p_value'))} | {_p(r.get('p_holm'))} |"
     )
   return [*lines, ""]
 
@@ -183,9 +185,26 @@ def _verdict(d: dict, identical: bool) -> str:
   return "above 0" if d["ci95"][0] > 0 else "below 0"
 
 
+def _delta_cells(metrics: dict, d: dict, regime: str, base: str, key: str) -> list[str]:
+  """[Δ with its interval, where the interval lies]; not estimable on too few events, no
+  number where both regimes predict the same."""
+  why = few_events(metrics, key)
+  if why:
+    return [why, "not estimable"]
+  if d.get("includes_zero") is None:
+    return [_ci(d, signed=True), "n/a"]
+  same = _same(metrics, regime, base)
+  return ["—" if same else _ci(d, signed=True), _verdict(d, same)]
+
+
 def verdict_table(metrics: dict, keys: dict, deltas: list) -> list[str]:
-  """Every regime's paired difference to oversample (synthetic ones to real too), one row
-  per comparison and score, where the interval lies in a column."""
+  """Every regime's paired difference to oversample (synthetic ones to real too) that the
+  family of comparisons below does not hold, one row per comparison and score, where the
+  interval lies in a column."""
+  family = {
+    (r["regime"], r["baseline"], r["score"])
+    for r in (metrics.get("comparisons") or {}).get("rows") or []
+  }
   rows = []
   for regime, entry in metrics["regimes"].items():
     if "scores" not in entry:
@@ -193,14 +212,9 @@ def verdict_table(metrics: dict, keys: dict, deltas: list) -> list[str]:
     for base in ("oversample", "real") if "synthetic" in regime else ("oversample",):
       for key in deltas:
         d = (entry.get(f"delta_vs_{base}") or {}).get(key) or {}
-        if regime == base or d.get("includes_zero") is None:
+        if regime == base or d.get("includes_zero") is None or (regime, base, key) in family:
           continue
-        why, same = few_events(metrics, key), _same(metrics, regime, base)
-        cells = [f"{regime} − {base}", keys[key]]
-        if why:
-          cells += [why, "not estimable"]
-        else:
-          cells += ["—" if same else _ci(d, signed=True), _verdict(d, same)]
+        cells = [f"{regime} − {base}", keys[key], *_delta_cells(metrics, d, regime, base, key)]
         rows.append("| " + " | ".join(cells) + " |")
   if not rows:
     return []

@@ -338,7 +338,8 @@ def evaluate_arrays(
 def _plot_all(config, metrics, stats, sets, sel, mem_arrays, out_dir) -> None:
   names = tuple(config.data.classes)
   plots.physics(stats, sel["n"], out_dir)
-  plots.grids(config, sets["real"], sets["fake"], sel["per_class"], out_dir)
+  noisy = metrics["physics"]["noise_check"].get("noise_like", ())
+  plots.grids(config, sets["real"], sets["fake"], sel["per_class"], out_dir, noise_like=noisy)
   for name, entry in metrics["features"].items():
     if "clusters" in entry["overall"]:
       plots.clusters(entry["overall"]["clusters"], name, out_dir / f"cluster_occupancy_{name}.png")

@@ -183,8 +183,10 @@ def geometry_note(image_size: int) -> str:
   )
 
 
-def grids(config, real, generated, per_class_idx, out_dir) -> None:
-  """Per class: real frames (top row) and SYNTHETIC samples (bottom row) as solar maps."""
+def grids(config, real, generated, per_class_idx, out_dir, noise_like=()) -> None:
+  """Per class: real frames (top row) and SYNTHETIC samples (bottom row) as solar maps;
+  samples whose index is in ``noise_like`` (``metrics.sanity``) say so in their title."""
+  noise_like = set(int(i) for i in noise_like)
   for c, (r, f, *_) in per_class_idx.items():
     kr, kf = min(len(r), GRID_PER_CLASS), min(len(f), GRID_PER_CLASS)
     if kr + kf == 0:
@@ -195,7 +197,12 @@ def grids(config, real, generated, per_class_idx, out_dir) -> None:
     images = [real["images"][r[i]] if i < kr else blank for i in range(ncols)]
     images += [generated["images"][f[i]] if i < kf else blank for i in range(ncols)]
     titles = [real_title(real, r[i], c) if i < kr else None for i in range(ncols)]
-    titles += [f"SYNTHETIC {c} #{i + 1}" if i < kf else None for i in range(ncols)]
+    titles += [
+      f"SYNTHETIC {c} #{i + 1}" + ("\nNOISE-LIKE (sanity check)" if f[i] in noise_like else "")
+      if i < kf
+      else None
+      for i in range(ncols)
+    ]
     images = np.stack([np.asarray(x, np.float32).reshape(size, size) for x in images])
     viz.save_map_grid(
       images,
