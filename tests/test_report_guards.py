@@ -115,8 +115,8 @@ def _classifier_metrics(names=("A", "B", "C", "M", "X")):
     "regimes": regimes,
     "comparisons": {
       "rows": [
-        {"regime": "real_synthetic", "baseline": "oversample", "score": "macro_f1", **zero}
-        | {"p_value": 1.0, "p_holm": 1.0}
+        {"regime": "real_synthetic", "baseline": "oversample", "score": "macro_f1"}
+        | {"mean": 0.0, "ci95": [0.0, 0.0], "p_value": 1.0, "p_holm": 1.0}
       ]
     },
   }
@@ -194,8 +194,11 @@ def test_a_sound_run_trips_no_guard_rail(tmp_path):
   metrics["support"]["per_class"] = {n: {"events": 4, "frames": 9} for n in "ABCMX"}
   evaluation = _eval_metrics(noise_like=0)
   del evaluation["skipped_extractors"]
-  _, rails = _report(tmp_path, metrics, evaluation)
+  metrics["comparisons"]["rows"][0].update(mean=0.2, ci95=[0.1, 0.3])
+  text, rails = _report(tmp_path, metrics, evaluation)
   assert "No guard rail tripped" in rails and "⚠" not in rails
+  row = "| real_synthetic − oversample | macro F1 | +0.200 [+0.100, +0.300] | above 0 | 1.000 |"
+  assert row in text
   # One noise-like sample is flagged, but not as "most".
   _, rails = _report(tmp_path, metrics, _eval_metrics(noise_like=1))
   assert "**Noise-like samples**: 1 of 10" in rails

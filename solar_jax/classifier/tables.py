@@ -191,6 +191,9 @@ def _delta_cells(metrics: dict, d: dict, regime: str, base: str, key: str) -> li
   why = few_events(metrics, key)
   if why:
     return [why, "not estimable"]
+  ci = d.get("ci95")
+  if d.get("includes_zero") is None and ci:  # The family's rows carry the interval alone.
+    d = {**d, "includes_zero": ci[0] <= 0.0 <= ci[1]}
   if d.get("includes_zero") is None:
     return [_ci(d, signed=True), "n/a"]
   same = _same(metrics, regime, base)
