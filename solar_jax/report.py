@@ -18,10 +18,10 @@ from etils import epath
 
 from solar_jax import errors, provenance
 from solar_jax import workdir as wd
-from solar_jax.classifier.tables import headline_table
+from solar_jax.classifier.tables import few_events, headline_table
 from solar_jax.data import build_report as dataset_report
 from solar_jax.data import frame_facts, resolve
-from solar_jax.evaluation import tables
+from solar_jax.evaluation import captions, guards, tables
 
 
 def _flatten(tree, prefix=""):
@@ -47,12 +47,6 @@ def metrics_table(tree, *, keys=None, max_rows: int = 80) -> str:
   if len(rows) > max_rows:
     lines.append(f"| … {len(rows) - max_rows} more in the JSON file | |")
   return "\n".join(lines)
-
-
-def _images(directory: epath.Path, workdir: epath.Path) -> list[str]:
-  if not directory.exists():
-    return []
-  return [f"![{p.stem}]({p.relative_to(workdir)})" for p in sorted(directory.glob("*.png"))]
 
 
 def _pm(stats: dict | None) -> str:
@@ -105,8 +99,10 @@ def classifier_tables(metrics: dict) -> str:
       continue
     ms = entry["mean_std"]
     cells = [regime] + [_pm(ms.get(k)) for k in ("macro_f1", "tss", "hss", "balanced_accuracy")]
-    cells += [_pm(ms.get("thresholds", {}).get(t, {}).get("tss")) for t in thresholds]
-    cells += [_pm(ms.get("thresholds", {}).get(t, {}).get("hss")) for t in thresholds]
+    for score in ("tss", "hss"):
+      for t in thresholds:  # '>=M': n/a where the test split has under 2 such events.
+        few = few_events(metrics, f"{score}_ge_{t.removeprefix('>=').lower()}")
+        cells.append("n/a" if few else _pm(ms.get("thresholds", {}).get(t, {}).get(score)))
     lines.append("| " + " | ".join(cells) + " |")
   lines += [
     "",
@@ -138,8 +134,7 @@ def classifier_section(workdir: epath.Path) -> list[str]:
     parts.append(classifier_tables(metrics))
   except KeyError:  # A metrics.json of another layout: its scores as they are.
     parts.append(metrics_table(metrics, keys=("macro_f1", "tss", "hss")))
-  images = _images(workdir / "classifier", workdir)
-  return parts + [""] + [image for image in images if "/scores.png)" not in image]
+  return parts + [""] + captions.figure_lines(workdir / "classifier", workdir, skip=("scores.png",))
 
 
 def _data_lines(config, data: dict, workdir: epath.Path) -> list[str]:
@@ -238,7 +233,9 @@ def _samples_section(config, workdir: epath.Path) -> list[str]:
     return []
   step, _, key = samples.name.partition("-")
   parts = ["", f"## Samples (model step {step}{', ' + key if key else ''})", ""]
-  parts.append(f"![samples]({(samples / 'grid.png').relative_to(workdir)})")
+  parts += captions.captioned(
+    f"![samples]({(samples / 'grid.png').relative_to(workdir)})", "grid.png"
+  )
   npz = wd.read_npz(samples / "samples.npz")
   labels = npz["labels"]
   names = [str(n) for n in npz["class_names"]]
@@ -265,6 +262,7 @@ def render_report(config, workdir, made_by: dict | None = None) -> str:
     "# solar_jax run report",
     "",
     provenance.markdown_line(made_by or provenance.record()),
+    *guards.guard_lines(workdir),
     "",
     f"Workdir `{workdir.name}`; dataset `{config.data.dataset}/{config.data.builder_config}`, "
     f"{config.data.image_size}² images, classes {', '.join(config.data.classes)}; label "
@@ -278,7 +276,7 @@ def render_report(config, workdir, made_by: dict | None = None) -> str:
     parts += ["", "## Training", ""]
   parts += training
   if (workdir / "loss_curve.png").exists():
-    parts += ["", "![loss curve](loss_curve.png)"]
+    parts += ["", *captions.captioned("![loss curve](loss_curve.png)", "loss_curve.png")]
     history = workdir / "train_metrics.jsonl"
     if history.exists():
       rows = [json.loads(x) for x in history.read_text().splitlines() if x.strip()]
@@ -294,7 +292,8 @@ def render_report(config, workdir, made_by: dict | None = None) -> str:
   if evaluation.exists():
     parts += ["", "## Evaluation: how real are the synthetic Suns?", ""]
     parts.append(tables.evaluation_markdown(json.loads(evaluation.read_text())))
-    parts += ["Full figures: `eval/metrics.json`.", ""] + _images(workdir / "eval", workdir)
+    parts += ["Full figures: `eval/metrics.json`.", ""]
+    parts += captions.figure_lines(workdir / "eval", workdir)
     pool = workdir / "eval" / "classifier_pool" / "metrics.json"
     if pool.exists():
       metrics = json.loads(pool.read_text())
@@ -313,7 +312,7 @@ def render_report(config, workdir, made_by: dict | None = None) -> str:
         "",
         tables.evaluation_markdown(metrics),
         "",
-        *_images(pool.parent, workdir),
+        *captions.figure_lines(pool.parent, workdir),
       ]
   parts += [
     "",
@@ -322,7 +321,7 @@ def render_report(config, workdir, made_by: dict | None = None) -> str:
     "(`eval/metrics.json`, `classifier/metrics.json`), which also carry the sample counts.",
     "",
   ]
-  return "\n".join(parts)
+  return captions.add_captions("\n".join(parts))
 
 
 def _provenance(config) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -133,19 +134,120 @@ def save_image_grid(
   # a 40-image grid drew in a fifth of the time, and looks the same.
   scaled = np.asarray(norm(np.maximum(images, vmin).ravel())).reshape(images.shape)
   mosaic, centres = tile_mosaic(cmap(scaled), ncols, captions=labels is not None)
-  cell = 1.6
+  cell, bar = 1.6, 1.1  # Inches: a tile, and the colour bar with its label.
   title_in = 0.4 if title else 0.0
   # Wide enough for the title (~0.08 in a character at 10 pt): a one-column grid cut it.
-  fig = figure(max(ncols * cell, 0.08 * len(title or "") + 0.3), nrows * cell + title_in)
-  top_frac = 1.0 - title_in / (nrows * cell + title_in)
-  ax = fig.add_axes((0.01, 0.01, 0.98, top_frac - 0.01))
+  width = max(ncols * cell, 0.08 * len(title or "") + 0.3) + bar
+  height = nrows * cell + title_in
+  fig = figure(width, height)
+  top_frac = 1.0 - title_in / height
+  ax = fig.add_axes((0.01, 0.01, 1.0 - (bar + 0.1) / width, top_frac - 0.01))
   ax.imshow(mosaic, interpolation="antialiased")
   ax.set_axis_off()
+  colour_bar(fig, fig.add_axes((1.0 - bar / width, 0.08, 0.12 / width, top_frac - 0.16)), norm)
   if labels is not None:
     for i, (x, y) in enumerate(centres):
       ax.text(x, y, f"{class_names[int(labels[i])]}", fontsize=8, ha="center", va="center")
   if title:
     fig.suptitle(title, fontsize=10, y=1.0 - 0.08 / (nrows * cell + title_in), va="top")
+  return save_png(fig, path)
+
+
+INTENSITY_LABEL = "AIA 171 Å intensity [DN/s]"
+
+
+def colour_bar(fig, cax, norm, **kwargs):
+  """A DN/s colour bar of the sdoaia171 map at ``norm``: in the axes ``cax``, or (None)
+  beside those ``kwargs`` name (``ax=``)."""
+  from matplotlib.cm import ScalarMappable
+
+  bar = fig.colorbar(ScalarMappable(norm=norm, cmap=aia171_cmap()), cax=cax, **kwargs)
+  bar.set_label(INTENSITY_LABEL, fontsize=8)
+  bar.ax.tick_params(labelsize=7)
+  return bar
+
+
+def save_map_grid(
+  images_dns,
+  titles: Sequence[str],
+  path,
+  *,
+  suptitle: str,
+  vmin: float,
+  vmax: float,
+  ncols: int,
+  arcsec_per_px: float,
+  radius_px: float,
+  note: str = "",
+) -> epath.Path:
+  """Writes images as solar maps: helioprojective axes, the limb, one DN/s colour bar.
+
+  Each image is drawn as sunpy draws a map (row 0 at the bottom, solar north up) on
+  axes in arcsec from the disk centre (the array centre), ``arcsec_per_px`` per pixel,
+  with the limb (``radius_px``) as a dotted circle; one log colour bar in DN/s for all.
+
+  Args:
+    images_dns: [N, H, W(, 1)] in DN/s.
+    titles: one per image (e.g. "real B · 2011-02-15 00:00 UT · GOES B3.1").
+    suptitle: the figure's title; say SYNTHETIC where any image is.
+    vmin, vmax: the log colour range in DN/s.
+    ncols: panels per row.
+    note: a line under the panels (e.g. how the axes were scaled).
+  """
+  from matplotlib.colors import LogNorm
+  from matplotlib.patches import Circle
+
+  images = np.asarray(images_dns, dtype=np.float32)
+  if images.ndim == 4:
+    images = images[..., 0]
+  if images.ndim != 3 or len(images) == 0 or len(titles) != len(images):
+    raise ValueError(f"images_dns {images.shape} must be [N, H, W] with one title each.")
+  n, size = len(images), images.shape[1]
+  nrows = math.ceil(n / ncols)
+  vmin = max(vmin, 1e-3)
+  norm = LogNorm(vmin=vmin, vmax=max(vmax, vmin * 1.01), clip=True)
+  half = size / 2 * arcsec_per_px
+  # Fixed margins in inches (no layout engine: constrained layout took most of the time).
+  panel, gap, title_h, left, right, top, bottom = 1.6, 0.12, 0.42, 0.6, 1.2, 0.3, 0.75
+  content = left + ncols * panel + (ncols - 1) * gap + right
+  # At least as wide as the title (~0.072 in a character at 9 pt): one column cut it.
+  width = max(content, 0.072 * len(suptitle) + 0.4)
+  left += (width - content) / 2  # The panels centred under a wider title.
+  note_lines = textwrap.wrap(note, max(40, int(width / 0.056))) if note else []
+  bottom += 0.11 * max(0, len(note_lines) - 1)
+  height = top + nrows * (panel + title_h) + bottom
+  fig = figure(width, height)
+  for i in range(n):
+    r, c = divmod(i, ncols)
+    if titles[i] is None:  # No image here (a short row).
+      continue
+    x0 = left + c * (panel + gap)
+    y0 = height - top - (r + 1) * (panel + title_h)
+    ax = fig.add_axes((x0 / width, y0 / height, panel / width, panel / height))
+    ax.imshow(
+      np.maximum(images[i], vmin), cmap=aia171_cmap(), norm=norm, origin="lower",
+      extent=(-half, half, -half, half), interpolation="nearest",
+    )  # fmt: skip
+    limb = Circle((0, 0), radius_px * arcsec_per_px, fill=False, color="w", lw=0.6, ls=":")
+    ax.add_patch(limb)
+    # Text rather than set_title, and fixed ticks: Matplotlib's title placement and tick
+    # search took most of a 12-panel figure's time.
+    ax.text(0.5, 1.02, titles[i], fontsize=7, ha="center", va="bottom", transform=ax.transAxes)
+    ticks = [t for t in (-1000, -500, 0, 500, 1000) if abs(t) < half]
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    lowest = r == nrows - 1 or i + ncols >= n or titles[i + ncols] is None
+    ax.tick_params(labelsize=6, labelleft=c == 0, labelbottom=lowest)
+    if lowest:
+      ax.set_xlabel("Solar X [arcsec]", fontsize=7)
+    if c == 0:
+      ax.set_ylabel("Solar Y [arcsec]", fontsize=7)
+  bar_x = (left + ncols * panel + (ncols - 1) * gap + 0.25) / width
+  cax = fig.add_axes((bar_x, bottom / height, 0.15 / width, 1.0 - (top + bottom) / height))
+  colour_bar(fig, cax, norm)
+  fig.suptitle(suptitle, fontsize=9, y=1.0 - 0.1 / height, va="top")
+  if note:
+    fig.text(0.5, 0.08 / height, "\n".join(note_lines), fontsize=6.5, ha="center", va="bottom")
   return save_png(fig, path)
 
 

@@ -157,6 +157,10 @@ def test_a_brighter_model_is_worse_and_the_class_mix_is_matched(tmp_path, config
   assert m_bad["physics"]["brightness_by_class"]["A"]["ratio"] == pytest.approx(3.0, rel=0.1)
   counts = m_good["class_counts"]
   assert counts["generated_overall"] == counts["real_overall"]  # Enough of each class.
+  # Every sample is a disk: none noise-like, brighter or not (noise: tests/test_report_guards).
+  for m in (m_good, m_bad):
+    assert m["physics"]["noise_check"]["num_noise_like"] == 0
+    assert m["physics"]["noise_check"]["num_images"] == len(good["labels"])
 
 
 def _write_samples(workdir, step, data, path=None, guidance=1.0):

@@ -5,6 +5,8 @@ Shared by report.md and the pooled-folds table (``classifier/folds.py``).
 
 from __future__ import annotations
 
+import re
+
 _METHOD = (
   ", groups drawn within each class stratum so every test class is in every resample; "
   "'valid': the share of resamples where the score is defined, the interval is taken "
@@ -83,13 +85,15 @@ def comparisons_table(metrics: dict) -> list[str]:
     f"Paired differences against every classical baseline ({len(rows)} in the family; "
     "two-sided bootstrap p, Holm-adjusted over the family):",
     "",
-    "| regime − baseline | score | Δ [95% CI] | p | p (Holm) |",
-    "| --- | --- | --- | --- | --- |",
+    "| regime − baseline | score | Δ [95% CI] | the interval | p | p (Holm) |",
+    "| --- | --- | --- | --- | --- | --- |",
   ]
   for r in rows:
+    name = f"| {r['regime']} − {r['baseline']} | {_SCORE_NAMES.get(r['score'], r['score'])} | "
     lines.append(
-      f"| {r['regime']} − {r['baseline']} | {_SCORE_NAMES.get(r['score'], r['score'])} | "
-      f"{_ci(r, signed=True)} | {_p(r.get('p_value'))} | {_p(r.get('p_holm'))} |"
+      name
+      + " | ".join(_delta_cells(metrics, r, r["regime"], r["baseline"], r["score"]))
+      + f" | {_p(r.get('p_value'))} | {_p(r.get('p_holm'))} |"
     )
   return [*lines, ""]
 
@@ -117,6 +121,122 @@ def _units(metrics: dict) -> str:
   return "test events (flares; days of quiet frames)"
 
 
+MIN_EVENTS = 2  # A skill score on one test event has no interval worth printing.
+_NOT_SHOWN = "identical predictions"
+
+
+def _positive_classes(metrics: dict, key: str) -> list[str]:
+  """The classes a score's positive side holds: M and above for ``*_ge_m`` (C for
+  ``*_ge_c``), the second
+  class of a binary task, none for scores over every class (macro F1)."""
+  names = list(metrics["class_names"])
+  above = re.search(r"_ge_([a-z])$", key)
+  if above:
+    letter = above.group(1).upper()
+    return names[names.index(letter) :] if letter in names else []
+  if len(names) == 2 and key != "macro_f1":
+    return names[1:]
+  return []
+
+
+def few_events(metrics: dict, key: str) -> str | None:
+  """Why ``key`` is not estimable on this test split (fewer than ``MIN_EVENTS`` positive
+  test events), or None."""
+  classes = _positive_classes(metrics, key)
+  per_class = (metrics.get("support") or {}).get("per_class") or {}
+  if not classes or not all(c in per_class for c in classes):
+    return None
+  events = sum(int(per_class[c].get("events") or 0) for c in classes)
+  if events >= MIN_EVENTS:
+    return None
+  return f"not estimable: {events} test event{'s' * (events != 1)} {'+'.join(classes)}"
+
+
+def degenerate(metrics: dict) -> dict:
+  """Regimes that predict one class for every test frame, and groups of regimes whose
+  predictions are identical (the same confusion matrix summed over runs).
+
+  Returns:
+    {'one_class': {regime: class name}, 'identical': [[regime, ...], ...]}.
+  """
+  names = list(metrics.get("class_names") or [])
+  one_class, by_matrix = {}, {}
+  for regime, entry in (metrics.get("regimes") or {}).items():
+    cm = entry.get("confusion_summed")
+    if not cm:
+      continue
+    predicted = [j for j in range(len(cm[0])) if sum(row[j] for row in cm) > 0]
+    if len(predicted) == 1:
+      j = predicted[0]
+      one_class[regime] = names[j] if j < len(names) else str(j)
+    by_matrix.setdefault(str(cm), []).append(regime)
+  return {"one_class": one_class, "identical": [g for g in by_matrix.values() if len(g) > 1]}
+
+
+def _same(metrics: dict, a: str, b: str) -> bool:
+  return any(a in g and b in g for g in degenerate(metrics)["identical"])
+
+
+def _verdict(d: dict, identical: bool) -> str:
+  if identical:
+    return _NOT_SHOWN
+  if d["includes_zero"]:
+    return "includes 0"
+  return "above 0" if d["ci95"][0] > 0 else "below 0"
+
+
+def _delta_cells(metrics: dict, d: dict, regime: str, base: str, key: str) -> list[str]:
+  """[Δ with its interval, where the interval lies]; not estimable on too few events, no
+  number where both regimes predict the same."""
+  why = few_events(metrics, key)
+  if why:
+    return [why, "not estimable"]
+  ci = d.get("ci95")
+  if d.get("includes_zero") is None and ci:  # The family's rows carry the interval alone.
+    d = {**d, "includes_zero": ci[0] <= 0.0 <= ci[1]}
+  if d.get("includes_zero") is None:
+    return [_ci(d, signed=True), "n/a"]
+  same = _same(metrics, regime, base)
+  return ["—" if same else _ci(d, signed=True), _verdict(d, same)]
+
+
+def verdict_table(metrics: dict, keys: dict, deltas: list) -> list[str]:
+  """Every regime's paired difference to oversample (synthetic ones to real too) that the
+  family of comparisons below does not hold, one row per comparison and score, where the
+  interval lies in a column."""
+  family = {
+    (r["regime"], r["baseline"], r["score"])
+    for r in (metrics.get("comparisons") or {}).get("rows") or []
+  }
+  rows = []
+  for regime, entry in metrics["regimes"].items():
+    if "scores" not in entry:
+      continue
+    for base in ("oversample", "real") if "synthetic" in regime else ("oversample",):
+      for key in deltas:
+        d = (entry.get(f"delta_vs_{base}") or {}).get(key) or {}
+        if regime == base or d.get("includes_zero") is None or (regime, base, key) in family:
+          continue
+        cells = [f"{regime} − {base}", keys[key], *_delta_cells(metrics, d, regime, base, key)]
+        rows.append("| " + " | ".join(cells) + " |")
+  if not rows:
+    return []
+  return [
+    "Paired differences (95 % interval; 'includes 0': no difference shown at this test "
+    f"support; '{_NOT_SHOWN}': both regimes predict the same, a zero by construction):",
+    "",
+    "| regime − baseline | score | Δ [95% CI] | the interval |",
+    "| --- | --- | --- | --- |",
+    *rows,
+    "",
+  ]
+
+
+def _score_cell(metrics: dict, entry: dict, key: str) -> str:
+  why = few_events(metrics, key)
+  return f"n/a ({why})" if why else _ci(entry["scores"].get(key))
+
+
 def headline_table(metrics: dict) -> str:
   """The classifier section's lead: scores and paired differences with 95 % intervals."""
   keys = {k: v for k, v in _score_keys(metrics).items() if _has_key(metrics, k)}
@@ -125,33 +245,24 @@ def headline_table(metrics: dict) -> str:
   head = ["regime", *(f"{v} [95% CI]" for v in keys.values())]
   head += [f"Δ {keys[k]} vs oversample [CI]" for k in deltas] + ["test support"]
   lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-  words = []
   for regime, entry in metrics["regimes"].items():
     if "scores" not in entry:
       reason = entry.get("skipped", "not trained")
       lines.append(f"| {regime} | {reason} |" + " |" * (len(head) - 2))
       continue
-    cells = [regime] + [_ci(entry["scores"].get(k)) for k in keys]
+    cells = [regime] + [_score_cell(metrics, entry, k) for k in keys]
     delta = entry.get("delta_vs_oversample") or {}
-    cells += ["—" if regime == "oversample" else _ci(delta.get(k), signed=True) for k in deltas]
+    for k in deltas:
+      if regime == "oversample":
+        cells.append("—")
+      elif few_events(metrics, k):
+        cells.append("n/a")
+      elif _same(metrics, regime, "oversample"):
+        cells.append(_NOT_SHOWN)
+      else:
+        cells.append(_ci(delta.get(k), signed=True))
     cells.append(_support_cell(support))
     lines.append("| " + " | ".join(cells) + " |")
-    # Every regime against oversample; the synthetic ones against real too.
-    bases = ("oversample", "real") if "synthetic" in regime else ("oversample",)
-    for base in bases:
-      said = []
-      for key in deltas:
-        d = (entry.get(f"delta_vs_{base}") or {}).get(key) or {}
-        if regime == base or d.get("includes_zero") is None:
-          continue
-        verdict = (
-          "includes zero (no difference shown at this test support)"
-          if d["includes_zero"]
-          else ("lies above zero" if d["ci95"][0] > 0 else "lies below zero")
-        )
-        said.append(f"{keys[key]} {_ci(d, signed=True)}: the interval {verdict}")
-      if said:
-        words.append(f"{regime} − {base}: " + "; ".join(said) + ".")
   per_class = support.get("per_class") or {}
   text = [
     f"Task `{metrics['task']}` (labels `{metrics.get('label', '?')}`"
@@ -177,7 +288,7 @@ def headline_table(metrics: dict) -> str:
   if metrics.get("operating_point"):
     text.append(OPERATING_POINT)
   text += ["", "![scores with intervals](classifier/scores.png)", ""]
-  text += [f"- {w}" for w in words]
+  text += verdict_table(metrics, keys, deltas)
   text.append(
     "- The synthetic regimes count as useful only where their difference to oversample "
     "(and to focal / augment) lies above zero."

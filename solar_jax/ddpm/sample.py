@@ -560,7 +560,8 @@ def draw_and_write(config, workdir, params, step, *, mesh=None, counts=None, key
     labels[subset],
     class_names,
     out_dir / "grid.png",
-    title=f"step {step}: {s.sampler}, {info['num_steps']} steps, guidance {s.guidance_scale:g}",
+    title=f"SYNTHETIC samples, step {step}: {s.sampler}, {info['num_steps']} steps, "
+    f"guidance {s.guidance_scale:g}",
     vmin=config.data.clip_min,
     vmax=config.data.clip_max,
     ncols=GRID_PER_CLASS,

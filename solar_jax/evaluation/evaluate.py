@@ -57,7 +57,7 @@ from solar_jax.data import input_pipeline, resolve, scaling
 from solar_jax.evaluation import distribution, plots
 from solar_jax.evaluation import features as features_lib
 from solar_jax.evaluation.features import Extractor, build_extractors
-from solar_jax.metrics import consistency, memorisation, physics, sample_size
+from solar_jax.metrics import consistency, memorisation, physics, sample_size, sanity
 from solar_jax.models import classifier as classifier_lib
 
 # ------------------------------------------------------------- inputs ---
@@ -77,7 +77,8 @@ def load_real(config, max_examples: int, split: str | None = None) -> dict:
   arrays = input_pipeline.make_for_inference(
     config.data, split or config.evaluation.split, max_examples=max_examples, transform=False
   )
-  return {"images": np.asarray(arrays["image"], np.float32), "labels": np.asarray(arrays["label"])}
+  out = {"images": np.asarray(arrays["image"], np.float32), "labels": np.asarray(arrays["label"])}
+  return out | {k: arrays[k] for k in ("time", "goes_flux") if k in arrays}  # For the titles.
 
 
 # ---------------------------------------------------------- metrics ---
@@ -195,6 +196,10 @@ def _physics(config, real, generated, sel, labels) -> tuple[dict, dict]:
     real["images"], labels["real"], generated["images"], labels["fake"], names,
     threshold=config.evaluation.flare_kernel_dns, clip_min=data.clip_min, clip_max=data.clip_max,
   )  # fmt: skip
+  # Is every sample a Sun at all? Against the real frames the figures compare it with.
+  out["noise_check"] = sanity.noise_check(
+    clipped[real_idx], generated["images"], floor=data.clip_min
+  )
   return out, stats
 
 
@@ -333,7 +338,8 @@ def evaluate_arrays(
 def _plot_all(config, metrics, stats, sets, sel, mem_arrays, out_dir) -> None:
   names = tuple(config.data.classes)
   plots.physics(stats, sel["n"], out_dir)
-  plots.grids(config, sets["real"], sets["fake"], sel["per_class"], out_dir)
+  noisy = metrics["physics"]["noise_check"].get("noise_like", ())
+  plots.grids(config, sets["real"], sets["fake"], sel["per_class"], out_dir, noise_like=noisy)
   for name, entry in metrics["features"].items():
     if "clusters" in entry["overall"]:
       plots.clusters(entry["overall"]["clusters"], name, out_dir / f"cluster_occupancy_{name}.png")

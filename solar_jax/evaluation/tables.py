@@ -229,8 +229,8 @@ def _physics_lines(metrics: dict) -> list[str]:
       "",
       "Overall (N each): on-disk log-intensity Wasserstein "
       f"{_g(summary.get('intensity_wasserstein_dex'))} dex, limb profile mean |log10 ratio| "
-      f"{_g(summary.get('limb_profile_mean_abs_log_ratio'))}, power spectrum mean |log10 "
-      f"ratio| {_g(summary.get('power_spectrum_mean_abs_log_ratio'))}.",
+      f"{_g(summary.get('limb_profile_mean_abs_log_ratio'))}, on-disk power spectrum mean "
+      f"|log10 ratio| {_g(summary.get('power_spectrum_mean_abs_log_ratio'))}.",
     ]
   return lines + [""]
 

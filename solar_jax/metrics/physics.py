@@ -9,7 +9,9 @@ whether they look alike to a solar physicist:
 * the radial profile of mean intensity against r / R_sun (171 Å is
   limb-brightened: the optically thin corona piles up along the line of sight);
 * the azimuthally averaged spatial power spectrum (is the fine structure of
-  loops and network there, or is the image too smooth?);
+  loops and network there, or is the image too smooth?): ``power_spectrum`` in
+  cycles per image, ``disk_power_spectrum`` on the disk alone (inscribed square, Hann
+  window) in arcsec⁻¹, the one the evaluation compares;
 * the disk-integrated brightness per GOES class (brighter active regions go
   with bigger flares), compared with means, ratios and a KS test;
 * per class, what matters for flares: the distribution of the brightest
@@ -173,6 +175,60 @@ def power_spectrum(images) -> dict:
   return {"k": ks.astype(np.float64), "power": sums[ks] / counts[ks], "num_images": n}
 
 
+# The solar radius seen from 1 AU with AIA's RSUN_REF (696,000 km): the stored frames are
+# rescaled so the disk has ``default_radius`` pixels, so a pixel spans
+# RSUN_OBS / radius arcsec; RSUN_OBS varies by ±1.7 % over the year (Earth's orbit).
+RSUN_1AU_ARCSEC = 959.63
+
+DISK_WINDOW = (
+  "on-disk: the central square inscribed in the disk (|x|, |y| <= R_sun / sqrt 2), "
+  "mean removed, Hann-apodised; off-limb pixels and the limb are left out"
+)
+
+
+def arcsec_per_pixel(image_size: int, rsun_arcsec: float = RSUN_1AU_ARCSEC) -> float:
+  """Plate scale of a stored ``image_size``² frame: RSUN_OBS / disk radius in pixels
+  (AIA's 0.6"/px at 4096 px, rescaled to the image)."""
+  if image_size <= 0 or not rsun_arcsec > 0:
+    raise ValueError(f"image_size={image_size} and rsun_arcsec={rsun_arcsec} must be positive.")
+  return float(rsun_arcsec) / default_radius(image_size)
+
+
+def disk_power_spectrum(images, radius_px=None, rsun_arcsec: float = RSUN_1AU_ARCSEC) -> dict:
+  """Azimuthally averaged power spectrum of the disk alone, in arcsec^-1 (``DISK_WINDOW``).
+
+  The window is the central ``L``² square inscribed in the disk (``L = floor(sqrt 2 R)``
+  pixels), so neither the limb's step nor the dark sky enters; each image has its mean
+  removed and is apodised with a 2-D Hann window. Ring ``k`` (cycles per window side,
+  1 .. L/2) is the spatial frequency ``k / (L * arcsec_per_pixel)``, so images of any
+  size with the disk at ``default_radius`` share one frequency axis.
+
+  Returns:
+    {'freq_arcsec': [L/2] in arcsec^-1, 'power': [L/2], 'num_images', 'window'}.
+  """
+  x = _as_stack(images)
+  n, h, w = x.shape
+  if h != w:
+    raise ValueError(f"disk_power_spectrum needs square images, got {h}x{w}.")
+  radius = default_radius(h) if radius_px is None else float(radius_px)
+  side = int(np.floor(np.sqrt(2.0) * radius))
+  if side < 8:
+    raise ValueError(f"the disk of {h}² images ({radius:g} px radius) is too small for a spectrum.")
+  start = (h - side) // 2
+  x = x[:, start : start + side, start : start + side]
+  x = x - x.mean(axis=(1, 2), keepdims=True)
+  hann = np.hanning(side + 2)[1:-1]
+  window = hann[:, None] * hann[None, :]
+  spec = power_spectrum(x * window / np.sqrt((window**2).mean()))
+  scale = float(rsun_arcsec) / radius
+  return {
+    "freq_arcsec": spec["k"] / (side * scale),
+    "power": spec["power"],
+    "num_images": n,
+    "window": DISK_WINDOW,
+  }
+
+
 def spectral_slope(k: np.ndarray, power: np.ndarray, k_min: float, k_max: float) -> float:
   """Least-squares slope of log10 P against log10 k over ``[k_min, k_max]``."""
   sel = (k >= k_min) & (k <= k_max) & (power > 0)
@@ -247,8 +303,8 @@ def physics_statistics(
   hi = max(log_real.max(), log_fake.max())
   edges = np.linspace(lo, hi if hi > lo else lo + 1.0, num_hist_bins + 1)
   limb_real, limb_fake = limb_profile(real, radius_px), limb_profile(fake, radius_px)
-  spec_real = power_spectrum(np.log10(np.maximum(real, floor)))
-  spec_fake = power_spectrum(np.log10(np.maximum(fake, floor)))
+  spec_real = disk_power_spectrum(np.log10(np.maximum(real, floor)), radius_px)
+  spec_fake = disk_power_spectrum(np.log10(np.maximum(fake, floor)), radius_px)
   on_disk = limb_real["r"] <= 1.0
   with np.errstate(invalid="ignore", divide="ignore"):
     limb_log_ratio = np.log10(limb_fake["mean"] / limb_real["mean"])
@@ -262,6 +318,7 @@ def physics_statistics(
     # Mean |log10 ratio| of the limb profiles on the disk, and of the spectra.
     "limb_profile_mean_abs_log_ratio": float(np.nanmean(np.abs(limb_log_ratio[on_disk]))),
     "power_spectrum_mean_abs_log_ratio": float(np.nanmean(np.abs(spectrum_log_ratio))),
+    "power_spectrum_window": DISK_WINDOW,
     "histogram": {
       "edges": edges,
       "real": np.histogram(log_real, edges, density=True)[0],
