@@ -57,9 +57,9 @@ def record_fields(observer: dict, image_size: int, disk_radius_px: float) -> dic
   return values
 
 
-def has_geometry(features) -> bool:
-  """Whether records with these keys (a record, or a dataset's features) keep the geometry."""
-  return all(k in features for k in FIELDS)
+def stored(features) -> tuple[str, ...]:
+  """``FIELDS`` if records with these keys (a dataset's features) keep them, else ()."""
+  return tuple(FIELDS) if all(k in features for k in FIELDS) else ()
 
 
 def _text(value) -> str:

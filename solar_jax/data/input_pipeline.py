@@ -59,14 +59,6 @@ _FACT_KEYS = ("time", "source", "exposure", "intensity_max", "intensity_p999", *
 BUILD_COMMAND = "tfds build sdo_aia171 --imports=tfds_builders"
 
 
-def _fact_keys(builder) -> tuple[str, ...]:
-  """``_FACT_KEYS``, and the frame geometry where the dataset stores it (2.4.0 on)."""
-  features = builder.info.features
-  return _FACT_KEYS + (
-    tuple(frame_geometry.FIELDS) if frame_geometry.has_geometry(features) else ()
-  )
-
-
 def get_builder(data_config):
   """The TFDS builder of ``data_config`` (dataset name, builder config, data dir)."""
   import tensorflow_datasets as tfds
@@ -274,7 +266,7 @@ def _read_facts(builder, spec: str) -> dict:
     read_config=_read_config(),
     decoders={"image": tfds.decode.SkipDecoding()},
   )
-  keys = _fact_keys(builder)
+  keys = _FACT_KEYS + frame_geometry.stored(builder.info.features)  # geometry from 2.4.0 on
   parts: dict = {k: [] for k in keys}
   for batch in ds.map(lambda ex: {k: ex[k] for k in keys}).batch(4096).as_numpy_iterator():
     for k in keys:
@@ -577,11 +569,8 @@ def make_dataset(data_config, split: str, *, transform: bool = False, label: str
   builder = get_builder(data_config)
   plan = _plan(builder, data_config, split, label)
   facts = tf.data.Dataset.from_tensor_slices(_arrays(data_config, plan, np.flatnonzero(plan.keep)))
-  images = _records(builder, plan, plan.keep).map(
-    _finish(builder, data_config, transform),
-    num_parallel_calls=tf.data.AUTOTUNE,
-    deterministic=True,
-  )
+  finish = _finish(builder, data_config, transform)
+  images = _records(builder, plan, plan.keep).map(finish, tf.data.AUTOTUNE, deterministic=True)
   return tf.data.Dataset.zip(images, facts).map(lambda ex, f: {**f, "image": ex["image"]})
 
 
