@@ -38,28 +38,23 @@ def test_load_gives_the_internal_readers_frames_and_labels_in_numpy_and_tf_data(
   demo_tfds, internal
 ):
   data_dir = str(demo_tfds)
-  for split in ("validation", "test"):
-    ref = internal[split]
-    assert len(ref["label"]) > 0, split
-    arrays = solar_jax.data.load(split, data_dir=data_dir, as_numpy=True)
-    for key in ("image", "label", "source", "time", "goes_flux"):
-      np.testing.assert_array_equal(arrays[key], ref[key], err_msg=f"{split} {key}")
+  arrays = solar_jax.data.load("train", data_dir=data_dir, as_numpy=True)
+  assert set(arrays) == set(internal["train"]) and len(arrays["label"]) > 0
+  for key, ref in internal["train"].items():
+    np.testing.assert_array_equal(arrays[key], ref, err_msg=key)
   images, labels = solar_jax.data.load(
-    "train", data_dir=data_dir, as_numpy=True, as_supervised=True
+    "validation", data_dir=data_dir, as_numpy=True, as_supervised=True
   )
-  np.testing.assert_array_equal(images, internal["train"]["image"])
-  np.testing.assert_array_equal(labels, internal["train"]["label"])
-  # tf.data: one dict per frame with the same fields, and (image, label) pairs.
-  test = list(solar_jax.data.load("test", data_dir=data_dir).as_numpy_iterator())
-  assert [ex["source"] for ex in test] == list(internal["test"]["source"])
-  np.testing.assert_array_equal([ex["label"] for ex in test], internal["test"]["label"])
+  np.testing.assert_array_equal(images, internal["validation"]["image"])
+  np.testing.assert_array_equal(labels, internal["validation"]["label"])
+  # tf.data: (image, label) pairs here, one dict per frame below (the 2.3.0 read).
   pairs = list(
-    solar_jax.data.load("validation", data_dir=data_dir, as_supervised=True).as_numpy_iterator()
+    solar_jax.data.load("test", data_dir=data_dir, as_supervised=True).as_numpy_iterator()
   )
-  assert all(isinstance(p, tuple) and len(p) == 2 for p in pairs)
+  assert all(isinstance(p, tuple) and len(p) == 2 for p in pairs) and len(pairs) > 0
   assert pairs[0][0].shape == (64, 64, 1) and pairs[0][0].dtype == np.float32
-  np.testing.assert_array_equal([p[1] for p in pairs], internal["validation"]["label"])
-  np.testing.assert_array_equal(np.stack([p[0] for p in pairs]), internal["validation"]["image"])
+  np.testing.assert_array_equal([p[1] for p in pairs], internal["test"]["label"])
+  np.testing.assert_array_equal(np.stack([p[0] for p in pairs]), internal["test"]["image"])
 
 
 def test_load_names_a_bad_split_label_or_field(demo_tfds):
@@ -89,6 +84,8 @@ def test_tfds_load_by_name_reads_the_same_frames(demo_tfds, internal):
     for i, source in enumerate(ref["source"]):
       np.testing.assert_array_equal(by_name[source]["image"], ref["image"][i])
       assert by_name[source]["goes_flux"] == pytest.approx(ref["goes_flux"][i], nan_ok=True)
+  record = next(iter(by_name.values()))  # a TFDS example is a record to_map reads
+  np.testing.assert_array_equal(solar_jax.data.to_map(record).data, record["image"][..., 0])
   # The test split of fold 0 is block 0 (less unlabelled frames: none under xrs_class here).
   roles = splits.roles(10, 0)
   test_blocks = "+".join(f"block{b}" for b in range(10) if roles[b] == splits.SPLITS.index("test"))
@@ -224,38 +221,32 @@ def test_records_keep_the_geometry_and_older_datasets_still_read(demo_tfds, inte
   info["version"] = "2.3.0"
   info_path.write_text(json.dumps(info))
   version_dir.rename(version_dir.parent / "2.3.0")
-  arrays = solar_jax.data.load("validation", data_dir=str(old), as_numpy=True)
-  np.testing.assert_array_equal(arrays["image"], internal["validation"]["image"])
-  np.testing.assert_array_equal(arrays["label"], internal["validation"]["label"])
-  assert "cdelt" not in arrays
+  elements = list(solar_jax.data.load("validation", data_dir=str(old)).as_numpy_iterator())
+  ref = internal["validation"]
+  assert [ex["source"] for ex in elements] == list(ref["source"])
+  np.testing.assert_array_equal([ex["label"] for ex in elements], ref["label"])
+  np.testing.assert_array_equal(np.stack([ex["image"] for ex in elements]), ref["image"])
+  assert set(elements[0]) == set(ref) - set(frame_geometry.FIELDS)
+  import tensorflow_datasets as tfds
+
+  assert tfds.builder("sdo_aia171/64:2.3.0", data_dir=str(old)).is_prepared()  # by name too
   with pytest.raises(ValueError, match="datasets before 2.4.0 do not store it"):
-    solar_jax.data.to_map({k: v[0] for k, v in arrays.items()})
+    solar_jax.data.to_map(elements[0])
 
 
 @pytest.mark.slow
-def test_build_and_load_by_name_from_outside_the_repository(tmp_path):
-  """``tfds build sdo_aia171 --imports=tfds_builders`` and ``tfds.load`` by name, run from
-  a directory that is not the checkout (the package importable, as after pip install)."""
+def test_build_by_name_from_outside_the_repository(tmp_path):
+  """``tfds build sdo_aia171 --imports=tfds_builders`` run from a directory that is not the
+  checkout (the package importable, as after pip install); then ``tfds.load`` by name."""
+  import tensorflow_datasets as tfds
+
   manual = ROOT / "tfds_builders" / "sdo_aia171" / "dummy_data"
   env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
   build = [sys.executable, "-m", "tensorflow_datasets.scripts.cli.main", "build", "sdo_aia171"]
   build += ["--imports=tfds_builders", "--config=64", f"--manual_dir={manual}"]
   build += [f"--data_dir={tmp_path / 'data'}"]
   subprocess.run(build, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600)
-  script = (
-    "import tensorflow_datasets as tfds, tfds_builders, solar_jax.data as d\n"
-    f"ds = tfds.load('sdo_aia171/64', split='all', data_dir={str(tmp_path / 'data')!r})\n"
-    "print(sorted(ex['source'].decode() for ex in tfds.as_numpy(ds)))\n"
-    f"a = d.load('all', data_dir={str(tmp_path / 'data')!r}, as_numpy=True)\n"
-    "print(sorted(s.decode() for s in a['source']))\n"
-  )
-  out = subprocess.run(
-    [sys.executable, "-c", script],
-    cwd=tmp_path,
-    env=env,
-    check=True,
-    capture_output=True,
-    text=True,
-  ).stdout.splitlines()
-  by_name, loaded = eval(out[-2]), eval(out[-1])  # noqa: S307 - our own printed lists
-  assert by_name and set(loaded) <= set(by_name)
+  by_name = tfds.load("sdo_aia171/64", split="all", data_dir=str(tmp_path / "data"))
+  sources = {ex["source"] for ex in tfds.as_numpy(by_name)}
+  loaded = solar_jax.data.load("all", data_dir=str(tmp_path / "data"), as_numpy=True)
+  assert sources and set(loaded["source"]) <= sources

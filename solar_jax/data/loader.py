@@ -43,7 +43,9 @@ def data_config(
     data.label = label
   if label not in (None, *input_pipeline.LABELS):
     raise ValueError(f"label={label!r}: use one of {input_pipeline.LABELS}.")
-  if image_size is None:  # Any size divides the stored side while it is looked up.
+  if image_size is None and data.builder_config in input_pipeline.BUILDER_CONFIGS:
+    image_size = int(data.builder_config)  # The named configs are their stored side.
+  elif image_size is None:  # Any size divides the stored side while it is looked up.
     data.image_size = 1
     image_size = input_pipeline.get_builder(data).info.features["image"].shape[0]
   data.image_size = int(image_size)
