@@ -250,3 +250,27 @@ def test_build_by_name_from_outside_the_repository(tmp_path):
   sources = {ex["source"] for ex in tfds.as_numpy(by_name)}
   loaded = solar_jax.data.load("all", data_dir=str(tmp_path / "data"), as_numpy=True)
   assert sources and set(loaded["source"]) <= sources
+
+
+def test_the_observer_read_from_a_header_and_its_bad_values():
+  import sunpy.data.test
+  from astropy.io import fits
+
+  from solar_jax.data import aia_header
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # the file's BLANK card on float data
+    header = fits.getheader(sunpy.data.test.get_test_filepath("aia_171_level1.fits"))
+  seen = aia_header.observer(header, "aia.fits")
+  assert seen["dsun_obs"] == header["DSUN_OBS"] and seen["hglt_obs"] == header["HGLT_OBS"]
+  assert seen["date_obs"] == "2011-02-15T00:00:00.340"
+  # Absent: no observer place (NaN), the distance from the radius seen and the true one.
+  for key in ("HGLN_OBS", "HGLT_OBS", "HAEX_OBS", "DSUN_OBS"):
+    del header[key]
+  seen = aia_header.observer(header, "aia.fits")
+  assert np.isnan(seen["hgln_obs"]) and np.isnan(seen["haex_obs"])
+  assert seen["dsun_obs"] == pytest.approx(147724815128.0, rel=1e-5)
+  header["HGLT_OBS"] = 120.0
+  with pytest.raises(aia.BadFrameError, match=r"aia\.fits.*HGLT_OBS=120\.0") as info:
+    aia_header.observer(header, "aia.fits")
+  assert info.value.reason == "bad_keyword"

@@ -70,12 +70,12 @@ def _text(value) -> str:
 def _grid(record, image: np.ndarray) -> tuple[float, float]:
   """(CDELT, 0-based reference pixel) of ``image``: the stored grid, or its block means."""
   side = image.shape[0] if image.ndim == 2 else 0
-  stored = 2.0 * float(record["crpix"]) - 1.0
-  factor = stored / max(side, 1)
+  stored_side = 2.0 * float(record["crpix"]) - 1.0
+  factor = stored_side / max(side, 1)
   if not side or image.shape[1] != side or abs(factor - round(factor)) > 1e-9:
     raise ValueError(
       f"image of shape {image.shape}: to_map needs a square image whose side divides the "
-      f"stored side {stored:g} (record field crpix={float(record['crpix'])!r})."
+      f"stored side {stored_side:g} (record field crpix={float(record['crpix'])!r})."
     )
   return float(record["cdelt"]) * round(factor), (side - 1) / 2.0
 
