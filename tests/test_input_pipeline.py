@@ -263,7 +263,7 @@ def test_a_dataset_before_the_forecast_facts_is_refused_for_the_forecast_label(
   assert "\n" not in str(info.value)
   input_pipeline.check_forecast_facts(built("2.3.0"))
   input_pipeline.check_forecast_facts(built("10.0.0"))
-  # This code reads 2.3.0: a data dir holding 2.2.0 only is named so.
+  # This code reads 2.4.0 and 2.3.0: a data dir holding 2.2.0 only is named so.
   old = tmp_path / "tfds"
   shutil.copytree(demo_tfds, old)
   (version_dir,) = (old / "sdo_aia171" / "64").iterdir()

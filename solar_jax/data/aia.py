@@ -91,6 +91,7 @@ class Frame:
     level: LVL_NUM of the input (1.0 when absent, see ``notes``).
     disk_radius_px: the disk radius of ``image`` in pixels.
     notes: non-fatal remarks (e.g. 'QUALITY missing, taken as 0').
+    observer: where it was seen from (``aia_header.observer``: RSUN_OBS, DSUN_OBS, ...).
   """
 
   image: np.ndarray
@@ -101,6 +102,7 @@ class Frame:
   level: float
   disk_radius_px: float = 0.0
   notes: tuple[str, ...] = ()
+  observer: dict = dataclasses.field(default_factory=dict)
 
 
 def _path(path):
@@ -313,6 +315,7 @@ def _read_checked_bytes(
     level=meta["level"],
     disk_radius_px=radius_out,
     notes=tuple(notes),
+    observer=aia_header.observer(header, source),
   )
 
 

@@ -202,9 +202,9 @@ _TIME_RE = re.compile(
 )
 
 
-def obs_time(header, source: str) -> datetime.datetime:
-  """The frame time: T_OBS (mid-exposure) when present, else DATE-OBS (naive UTC)."""
-  key = "T_OBS" if "T_OBS" in header else "DATE-OBS"
+def obs_time(header, source: str, key: str | None = None) -> datetime.datetime:
+  """The frame time: T_OBS (mid-exposure) when present, else DATE-OBS (naive UTC); or ``key``."""
+  key = key or ("T_OBS" if "T_OBS" in header else "DATE-OBS")
   if key not in header:
     raise BadFrameError(source, "missing_keyword", "neither T_OBS nor DATE-OBS is present")
   value = _value(header, key, source)
@@ -413,3 +413,42 @@ def geometry(header, shape: tuple[int, int], source: str) -> Geometry:
       source, "geometry", f"disk centre {center.round(1).tolist()} px lies outside the image"
     )
   return Geometry(world_per_pixel=matrix, sun_center_px=center, rsun_arcsec=rsun)
+
+
+# sunpy's default solar radius (sunpy.sun.constants.radius) when RSUN_REF is absent.
+RSUN_REF_DEFAULT_M = 6.957e8
+
+
+def observer(header, source: str) -> dict:
+  """Where the frame was seen from: what rebuilds its sunpy Map (``frame_geometry``).
+
+  {'rsun_obs': arcsec (the radius ``geometry`` scales by), 'rsun_ref': m (RSUN_REF, else
+  sunpy's default), 'dsun_obs': m (DSUN_OBS, else from RSUN_OBS and RSUN_REF),
+  'hgln_obs', 'hglt_obs': Stonyhurst degrees, 'haex_obs', 'haey_obs', 'haez_obs':
+  heliocentric mean ecliptic, m (sunpy's AIAMap places the observer by these first; NaN
+  when the header has none), 'date_obs': DATE-OBS as ISO (the frame time when absent)}.
+  A malformed value is 'bad_keyword'.
+  """
+  rsun_obs = _rsun_arcsec(header, source)
+  rsun_ref = _get_float(header, "RSUN_REF", source, RSUN_REF_DEFAULT_M)
+  dsun = rsun_ref / math.sin(math.radians(rsun_obs / 3600.0))
+  dsun = _get_float(header, "DSUN_OBS", source, dsun)
+  keys = ("HGLN_OBS", "HGLT_OBS", "HAEX_OBS", "HAEY_OBS", "HAEZ_OBS")
+  place = {k.lower(): _get_float(header, k, source, math.nan) for k in keys}
+  outside = math.isfinite(dsun) and dsun > rsun_ref > 0
+  if not outside or abs(place["hglt_obs"]) > 90 or any(math.isinf(v) for v in place.values()):
+    raise BadFrameError(
+      source,
+      "bad_keyword",
+      f"observer DSUN_OBS={dsun!r} m, RSUN_REF={rsun_ref!r} m, "
+      + ", ".join(f"{k.upper()}={v!r}" for k, v in place.items())
+      + " is not a place outside the Sun",
+    )
+  date = obs_time(header, source, "DATE-OBS" if "DATE-OBS" in header else None)
+  return dict(
+    rsun_obs=rsun_obs,
+    rsun_ref=rsun_ref,
+    dsun_obs=dsun,
+    **place,
+    date_obs=date.isoformat(timespec="milliseconds"),
+  )

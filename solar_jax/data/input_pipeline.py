@@ -45,7 +45,7 @@ from absl import logging
 from etils import epath
 
 from solar_jax import errors
-from solar_jax.data import frame_facts, goes, scaling, shards, splits
+from solar_jax.data import frame_facts, frame_geometry, goes, scaling, shards, splits
 
 LABELS = frame_facts.LABELS
 
@@ -55,6 +55,8 @@ DATASETS = ("sdo_aia171",)
 BUILDER_CONFIGS = ("64", "128", "256", "512")
 _BUILDER_MODULE = "tfds_builders.sdo_aia171.sdo_aia171_dataset_builder"
 _FACT_KEYS = ("time", "source", "exposure", "intensity_max", "intensity_p999", *frame_facts.FIELDS)
+# How to build it, from any directory (the package registers the builder by name).
+BUILD_COMMAND = "tfds build sdo_aia171 --imports=tfds_builders"
 
 
 def get_builder(data_config):
@@ -65,6 +67,7 @@ def get_builder(data_config):
   if data_config.dataset == "sdo_aia171":
     module = importlib.import_module(_BUILDER_MODULE)  # registers the builder class
     builder = module.Builder(config=data_config.builder_config, data_dir=data_dir)
+    builder = _readable_version(builder, module.Builder)
   else:
     builder = tfds.builder(
       data_config.dataset, config=data_config.builder_config, data_dir=data_dir
@@ -81,11 +84,27 @@ def get_builder(data_config):
     found = f" (it holds version {', '.join(older)} only)" if older else ""
     raise errors.MissingInputError(
       f"{data_config.dataset}/{data_config.builder_config} {builder.version} is not built in "
-      f"{builder.data_dir_root}{found}. Build it first: tfds build tfds_builders/sdo_aia171 "
+      f"{builder.data_dir_root}{found}. Build it first: {BUILD_COMMAND} "
       f"--config={data_config.builder_config} --manual_dir=<dir> --data_dir={data_config.data_dir or '<dir>'}"
     )
   _check_metadata(builder, data_config)
   return builder
+
+
+def _readable_version(builder, builder_cls):
+  """``builder``, or the newest older version the code still reads (``SUPPORTED_VERSIONS``)
+  when only that one is built: the records differ by fields nothing but ``to_map`` reads."""
+  if builder.is_prepared():
+    return builder
+  built = set(_other_versions(builder))
+  older = [v for v in builder_cls.SUPPORTED_VERSIONS if str(v) in built]
+  if not older:
+    return builder
+  version, root = str(max(older)), builder.data_dir_root
+  logging.info(
+    "%s holds version %s, not %s: reading it (%s).", root, version, builder.version, BUILD_COMMAND
+  )
+  return builder_cls(config=builder.builder_config.name, data_dir=root, version=version)
 
 
 def _other_versions(builder) -> list[str]:
@@ -132,7 +151,7 @@ def metadata(builder) -> dict:
     if key not in meta:
       raise errors.DamagedFileError(
         f"{path}: no {key!r} (keys: {sorted(meta)}); the file was edited or the dataset "
-        "comes from an older builder: rebuild it (tfds build tfds_builders/sdo_aia171)"
+        f"comes from an older builder: rebuild it ({BUILD_COMMAND})"
       )
   folds = meta["num_folds"]
   if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
@@ -157,7 +176,7 @@ def check_forecast_facts(builder) -> None:
       f"label {frame_facts.FORECAST_LABEL!r}: {builder.data_dir} is dataset {version}, whose "
       "next24_flux is the XRS maximum of (t, t + 24 h] (the decay of the flare in progress "
       f"counts: detection, not a forecast); rebuild it at >= {FORECAST_FACTS_SINCE} "
-      "(tfds build tfds_builders/sdo_aia171)."
+      f"({BUILD_COMMAND})."
     )
 
 
@@ -247,9 +266,10 @@ def _read_facts(builder, spec: str) -> dict:
     read_config=_read_config(),
     decoders={"image": tfds.decode.SkipDecoding()},
   )
-  parts: dict = {k: [] for k in _FACT_KEYS}
-  for batch in ds.map(lambda ex: {k: ex[k] for k in _FACT_KEYS}).batch(4096).as_numpy_iterator():
-    for k in _FACT_KEYS:
+  keys = _FACT_KEYS + frame_geometry.stored(builder.info.features)  # geometry from 2.4.0 on
+  parts: dict = {k: [] for k in keys}
+  for batch in ds.map(lambda ex: {k: ex[k] for k in keys}).batch(4096).as_numpy_iterator():
+    for k in keys:
       parts[k].append(batch[k])
   return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
 
@@ -519,6 +539,16 @@ def make_for_inference(
       )
     kept = kept[indices]
   kept = kept[:max_examples]
+  arrays = _arrays(data_config, plan, kept)
+  if images:
+    selected = np.zeros_like(plan.keep)
+    selected[kept] = True
+    arrays["image"] = _images(builder, data_config, plan, selected, transform, split)
+  return arrays
+
+
+def _arrays(data_config, plan: _Plan, kept: np.ndarray) -> dict:
+  """The facts of records ``kept`` (positions in ``plan``) with their labels and units."""
   arrays = {k: v[kept] for k, v in plan.facts.items()}
   flaring = frame_facts.in_flare(arrays, data_config.cooling_lag_minutes)
   arrays.update(
@@ -528,11 +558,20 @@ def make_for_inference(
     flaring=flaring,
     noaa_ar=arrays["noaa_ar"].astype(np.int32),
   )
-  if images:
-    selected = np.zeros_like(plan.keep)
-    selected[kept] = True
-    arrays["image"] = _images(builder, data_config, plan, selected, transform, split)
   return arrays
+
+
+def make_dataset(data_config, split: str, *, transform: bool = False, label: str | None = None):
+  """``make_for_inference`` as a tf.data.Dataset, one unbatched element per frame in stored
+  order: its images (the same records and finishing map) zipped with its other arrays."""
+  import tensorflow as tf
+
+  builder = get_builder(data_config)
+  plan = _plan(builder, data_config, split, label)
+  facts = tf.data.Dataset.from_tensor_slices(_arrays(data_config, plan, np.flatnonzero(plan.keep)))
+  finish = _finish(builder, data_config, transform)
+  images = _records(builder, plan, plan.keep).map(finish, tf.data.AUTOTUNE, deterministic=True)
+  return tf.data.Dataset.zip(images, facts).map(lambda ex, f: {**f, "image": ex["image"]})
 
 
 def _images(builder, data_config, plan: _Plan, selected: np.ndarray, transform: bool, split: str):

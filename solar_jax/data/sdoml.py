@@ -81,6 +81,11 @@ _KEYWORDS = (
   "DSUN_OBS",
   "RSUN_REF",
   "R_SUN",
+  "HGLN_OBS",
+  "HGLT_OBS",
+  "HAEX_OBS",
+  "HAEY_OBS",
+  "HAEZ_OBS",
   "DEG_COR",
   "PIXLUNIT",
   "SYNTHETIC",
@@ -348,4 +353,5 @@ def read_frame(
     level=meta["level"],
     disk_radius_px=radius,
     notes=tuple(notes),
+    observer=aia_header.observer(header, source),
   )

@@ -51,24 +51,27 @@ from etils import epath
 # `tfds build tfds_builders/sdo_aia171` from a checkout without `pip install -e .`
 # cannot import solar_jax: the repository root is put on sys.path then.
 try:
-  from solar_jax.data import aia, build_report, flare_list, frame_facts, goes, sdoml
+  from solar_jax.data import aia, build_report, flare_list, frame_facts, frame_geometry, goes, sdoml
 except ImportError:
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-  from solar_jax.data import aia, build_report, flare_list, frame_facts, goes, sdoml
+  from solar_jax.data import aia, build_report, flare_list, frame_facts, frame_geometry, goes, sdoml
 
 CLASS_NAMES = goes.CLASS_LETTERS
 # The intensity above which the default transform (data.clip_max) saturates:
 # the report gives the share of frames per class whose disk exceeds it.
 REFERENCE_CLIP_DN_S = 3000.0
 
-_CITATION = """
-@article{lemen2012aia,
-  title={The Atmospheric Imaging Assembly (AIA) on the Solar Dynamics Observatory (SDO)},
-  author={Lemen, James R. and others},
-  journal={Solar Physics}, volume={275}, pages={17--40}, year={2012},
-  doi={10.1007/s11207-011-9776-8}
-}
-"""
+# The terms of the data (DATA_LICENSE.md at the repository root); TFDS writes them to
+# the dataset's LICENSE file. The citation is CITATIONS.bib beside this file (TFDS reads it).
+LICENSE = (
+  "SDO/AIA images: NASA data, public domain in the United States, free to use; the SDO "
+  "data policy asks for the acknowledgement 'Courtesy of NASA/SDO and the AIA science "
+  "team' and citations of the mission and instrument (Pesnell et al. 2012, Lemen et al. "
+  "2012). GOES XRS fluxes and SWPC flare lists: NOAA data, public domain; cite the "
+  "instrument and archive. HEK and SDOML ask for their papers. A simulated demo archive "
+  "(solar_jax.data.demo; metadata 'simulated') is MIT-licensed like the code. Details: "
+  "DATA_LICENSE.md and CITATIONS.bib of solar_jax."
+)
 
 
 @dataclasses.dataclass(eq=False)
@@ -166,11 +169,13 @@ def process_file(
   degradation: bool,
   correction_table=None,
   accept_synthetic: bool = False,
+  geometry: bool = True,
 ) -> dict:
   """Reads one planned file: {'kind': 'example', ...} or {'kind': 'skip', ...}.
 
   Module level so Beam can pickle it. ``item`` holds the file ('file' relative
   to the manual dir, 'path'), the header time ('time') and the frame's facts.
+  ``geometry``: store ``frame_geometry.FIELDS`` (datasets from 2.4.0 on).
   """
   rel = item["file"]
   try:
@@ -209,6 +214,8 @@ def process_file(
     **_intensity(frame.image, frame.disk_radius_px),
     **{k: _feature_value(kind, facts[k]) for k, kind in frame_facts.FIELDS.items()},
   }
+  if geometry:
+    example.update(frame_geometry.record_fields(frame.observer, image_size, frame.disk_radius_px))
   return dict(kind="example", file=rel, time=item["time"], example=example)
 
 
@@ -260,7 +267,9 @@ _FACT_DOCS = {
 class Builder(tfds.core.GeneratorBasedBuilder):
   """SDO/AIA 171 Å frames with GOES flare-class labels (manual download)."""
 
-  VERSION = tfds.core.Version("2.3.0")
+  VERSION = tfds.core.Version("2.4.0")
+  # Read (and built on request) as they were: 2.3.0 records lack only the geometry.
+  SUPPORTED_VERSIONS = [tfds.core.Version("2.3.0")]
   RELEASE_NOTES = {
     "1.0.0": "Initial release: DN/s images, GOES class labels, month-block splits.",
     "2.0.0": (
@@ -294,6 +303,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       "flare starting there. The forecast label is read on the issuance grid (data."
       "issuance_hours); datasets before 2.3.0 are refused for it."
     ),
+    "2.4.0": (
+      "Records keep the frame's geometry (solar_jax.data.frame_geometry: RSUN_OBS, RSUN_REF, "
+      "DSUN_OBS, HGLN/HGLT_OBS, HAEX/HAEY/HAEZ_OBS, DATE-OBS, the grid's CDELT and CRPIX), "
+      "so solar_jax.data.to_map rebuilds a sunpy Map of it; DatasetInfo has the data's "
+      "license and citations. Images, facts and splits are those of 2.3.0, which stays "
+      "readable (version='2.3.0')."
+    ),
   }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Put the data in the manual dir (`--manual_dir=DIR`) as:
@@ -309,6 +325,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   corrected): DIR/sdoml/ (a local store) or DIR/sdoml.json {"store": "gs://..." or a path}
   (solar_jax.data.sdoml; gs:// needs `pip install gcsfs`).
   A simulated archive for trying it out: python -m solar_jax.data.demo --out DIR
+  Then, from any directory (with solar_jax installed or on PYTHONPATH):
+    tfds build sdo_aia171 --imports=tfds_builders --config=64 --manual_dir=DIR --data_dir=OUT
   """
   BUILDER_CONFIGS = [_config(s) for s in (64, 128, 256, 512)]
   DEFAULT_CONFIG_NAME = "64"
@@ -322,6 +340,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       "s": lambda doc: tfds.features.Text(doc=doc),
     }
     facts = {k: kinds[kind](_FACT_DOCS[k]) for k, kind in frame_facts.FIELDS.items()}
+    if self._has_geometry():
+      facts.update(
+        {
+          k: tfds.features.Text(doc=doc)
+          if k in frame_geometry.TEXT_FIELDS
+          else tfds.features.Scalar(dtype=np.float64, doc=doc)
+          for k, doc in frame_geometry.FIELDS.items()
+        }
+      )
     return self.dataset_info_from_configs(
       description=__doc__.split("\n\n")[0],
       features=tfds.features.FeaturesDict(
@@ -337,8 +364,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       ),
       metadata=tfds.core.MetadataDict(),
       homepage="https://sdo.gsfc.nasa.gov/",
-      citation=_CITATION,
+      license=LICENSE,
     )
+
+  def _has_geometry(self) -> bool:
+    """Whether this version's records keep ``frame_geometry.FIELDS`` (2.4.0 on)."""
+    return self.version >= frame_geometry.SINCE
 
   # -- driver side ---------------------------------------------------------
 
@@ -422,6 +453,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       correction_table=table,
       # The reader refuses simulated or synthetic frames unless the archive says it is one.
       accept_synthetic=simulated,
+      geometry=self._has_geometry(),
     )
     # A block with no file at all is left out (TFDS cannot write an empty split).
     return {
