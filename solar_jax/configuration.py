@@ -89,6 +89,8 @@ RANGES: dict[str, Range] = {
   "data.fold": NON_NEGATIVE_INT,
   "provenance.num_folds": NON_NEGATIVE_INT,  # 0: not read.
   "data.embargo_days": NON_NEGATIVE,
+  "data.withheld_day_fraction": Range(0, 0.9),
+  "data.withheld_day_seed": SEED,
   "data.clip_min": POSITIVE,
   "data.clip_max": POSITIVE,
   "data.clip_max_quantile": Range(0, 1, open_hi=True),

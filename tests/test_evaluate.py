@@ -204,6 +204,10 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
 
   monkeypatch.setattr(evaluate, "load_real", load_real)
   monkeypatch.setattr(evaluate, "load_train", _load_train(splits["train"]))
+  withheld = _data(rng, 36)  # The withheld days' frames: the memorisation held-out set.
+  record = {"split": "withheld", "fraction": 0.1, "day_seed": 0, "days": 4}
+  record.update(memorisation.training_subset(withheld["labels"], 64, 1, "ABCMX")[1])
+  monkeypatch.setattr(evaluate, "load_heldout", lambda cfg: (withheld, record))
   monkeypatch.setattr(
     evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pooled": _pixel_features}, {})
   )
@@ -218,6 +222,10 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   selection = written["memorisation_train_selection"]
   assert (selection["per_class_cap"], selection["seed"], selection["searched"]) == (64, 0, 60)
   assert written["floor_split"] == "validation" and written["sample_size_rules"]["fid"]
+  # The held-out images are the withheld days', not the evaluation split's.
+  assert written["memorisation"]["pixels"]["n_heldout"] == 36
+  assert written["memorisation_heldout_selection"]["days"] == 4
+  assert "a held-out set passed in (36 images" in written["memorisation_heldout"]
   # The report: one compact table per feature space, FID marked where N <= D, no key dump.
   text = report.render_report(config, tmp_path)
   section = text[text.index("## Evaluation") :]
@@ -231,6 +239,7 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   assert marked >= 2
   assert "summary." not in section and "class_counts." not in section
   assert "(eval/memorisation_pairs_pixels.png)" in section
+  assert "They are the 36 frames of 4 days withheld from the DDPM's training months" in section
   assert "(eval/flare_physics.png)" in section
   # Memorisation per class, class-matched, with N of each set (or why not estimable).
   for name, row in written["memorisation"]["pixels"]["per_class"].items():
@@ -264,6 +273,7 @@ def test_run_also_scores_the_classifier_pool_when_drawn_otherwise(tmp_path, conf
     evaluate, "load_real", lambda cfg, max_examples, split=None: splits[split or "test"]
   )
   monkeypatch.setattr(evaluate, "load_train", _load_train(splits["train"]))
+  monkeypatch.setattr(evaluate, "load_heldout", lambda cfg: (None, {}))
   monkeypatch.setattr(
     evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pooled": _pixel_features}, {})
   )

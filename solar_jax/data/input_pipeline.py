@@ -255,19 +255,22 @@ def _read_facts(builder, spec: str) -> dict:
 
 
 def _blocks(builder, data_config, split: str) -> list[str]:
-  if split not in (*splits.SPLITS, "all"):
-    raise ValueError(f"split {split!r}: use one of {(*splits.SPLITS, 'all')}.")
+  if split not in (*splits.SPLITS, splits.WITHHELD_SPLIT, "all"):
+    raise ValueError(
+      f"split {split!r}: use one of {(*splits.SPLITS, splits.WITHHELD_SPLIT, 'all')}."
+    )
   meta = metadata(builder)
   names = sorted(n for n in builder.info.splits if n.startswith("block"))
   if split == "all":
     return names
   role = splits.roles(meta["num_folds"], data_config.fold)
-  code = splits.SPLITS.index(split)
+  code = splits.TRAIN if split == splits.WITHHELD_SPLIT else splits.SPLITS.index(split)
   return [n for n in names if role[int(n[len("block") :])] == code]
 
 
 def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
-  """The records ``split`` keeps under ``data.fold``, the embargo and the label policy."""
+  """The records ``split`` keeps under ``data.fold``, the embargo, the withheld days
+  ('train' leaves them out, 'withheld' is them) and the label policy."""
   label = label or data_config.label
   blocks = _blocks(builder, data_config, split)
   if not blocks:
@@ -297,7 +300,10 @@ def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
       num_folds=metadata(builder)["num_folds"],
       embargo_days=data_config.embargo_days,
     )
-    keep &= codes == splits.SPLITS.index(split)
+    codes = splits.withhold(
+      codes, facts["time"], data_config.withheld_day_fraction, data_config.withheld_day_seed
+    )
+    keep &= codes == splits.code_of(split)
   if label == frame_facts.FORECAST_LABEL:
     logging.info(
       "Label %s: split %r keeps %d labelled issuance frames (%s UT +- %g min) of %d frames read; "
@@ -418,7 +424,8 @@ def make_for_train(
 
   Args:
     data_config: the ``config.data`` section.
-    split: 'train', 'validation' or 'test' of ``data.fold``, or 'all'.
+    split: 'train', 'validation' or 'test' of ``data.fold``, 'withheld' (the withheld
+      days of its training months), or 'all'.
     batch_size: examples per batch on THIS process.
     shuffle: shuffle each epoch with a buffer of ``data.shuffle_buffer``.
     seed: seed of the shuffle (epoch ``e`` uses ``(seed, e)``).

@@ -13,6 +13,17 @@ HIGHER-priority split (test > validation > train) lies within ``embargo_days``
 of it: train frames near a validation or test month, validation frames near a
 test month. Test frames are never dropped. So no train frame lies within the
 embargo of any test frame, and the drops are counted (``EMBARGOED``).
+
+Withheld days (``withhold``): a random share ``data.withheld_day_fraction`` of the
+calendar days (UTC) is withheld from the train split, whole days, inside the
+training months (embargoed frames are not training frames and stay dropped). The
+DDPM (and every reader of 'train') never trains on them; they are the
+memorisation test's held-out set (``evaluation/evaluate.py``), frames exchangeable
+with the training months' (the same months, the same mix of activity), unlike
+the test months. Day ``d`` is withheld when ``u_d < fraction``, with ``u`` one
+uniform per day since 1970-01-01 drawn from ``data.withheld_day_seed``: a day's
+fate depends on the seed and the fraction alone (not on which other days the
+archive holds, nor on the fold), and a larger fraction withholds a superset.
 """
 
 from __future__ import annotations
@@ -23,6 +34,41 @@ from solar_jax.data import frame_facts
 
 SPLITS = ("train", "validation", "test")  # The splits of a fold.
 TRAIN, VALIDATION, TEST, EMBARGOED = 0, 1, 2, -1
+WITHHELD = 3  # Code of a frame on a withheld day of the training months.
+WITHHELD_SPLIT = "withheld"  # Readable like a split: the withheld days' frames.
+_EPOCH_DAY = np.datetime64("1970-01-01", "D")
+_DAYS = 73_049  # 1970-01-01 .. 2169-12-31: one uniform each.
+
+
+def code_of(split: str) -> int:
+  """The ``assign``/``withhold`` code of a split name (``SPLITS`` or ``WITHHELD_SPLIT``)."""
+  return WITHHELD if split == WITHHELD_SPLIT else SPLITS.index(split)
+
+
+def day_uniforms(seed: int) -> np.ndarray:
+  """float64 [_DAYS]: the uniform of each day since 1970-01-01 under ``seed``."""
+  return np.random.default_rng([int(seed), 20_110_401]).random(_DAYS)
+
+
+def withheld_days(times, fraction: float, seed: int) -> np.ndarray:
+  """bool per time: whether its UTC day is withheld (``u_day < fraction``)."""
+  times = as_times(times)
+  if not 0 <= fraction < 1:
+    raise ValueError(f"data.withheld_day_fraction={fraction} must lie in [0, 1).")
+  if fraction == 0 or not len(times):
+    return np.zeros(len(times), bool)
+  days = (times.astype("datetime64[D]") - _EPOCH_DAY).astype(np.int64)
+  if days.min() < 0 or days.max() >= _DAYS:
+    bad = times[(days < 0) | (days >= _DAYS)][0]
+    raise ValueError(f"frame time {bad} lies outside 1970..2169: no withheld-day draw for it.")
+  return day_uniforms(seed)[days] < fraction
+
+
+def withhold(codes, times, fraction: float, seed: int) -> np.ndarray:
+  """``assign``'s codes with the train frames of withheld days set to ``WITHHELD``."""
+  codes = np.asarray(codes, np.int8)
+  held = (codes == TRAIN) & withheld_days(times, fraction, seed)
+  return np.where(held, WITHHELD, codes).astype(np.int8)
 
 
 def as_times(times) -> np.ndarray:
@@ -88,6 +134,14 @@ def training_record(config: dict) -> dict:
       "trains_on": training_partition(int(fold), num_folds)
       if num_folds >= 3 and 0 <= int(fold) < num_folds
       else None,
+    },
+    "data.withheld_days": None
+    if not data
+    else {
+      "fraction": float(data.get("withheld_day_fraction") or 0.0),
+      "seed": int(data.get("withheld_day_seed") or 0)
+      if data.get("withheld_day_fraction")
+      else None,  # Withholding nothing: the seed means nothing.
     },
     "data.embargo_days": number("embargo_days"),
     "data.label": data.get("label"),

@@ -31,8 +31,12 @@ memorisation search covers the training split per class: every frame of a
 class with at most ``memorisation_train_images`` frames, else a uniform random
 subset of that many (seeded by ``config.seed``; ``memorisation.training_subset``),
 recorded under ``memorisation_train_selection``. The held-out images of the
-memorisation test are the evaluation split's (``evaluate_arrays`` takes another
-held-out set through ``heldout``).
+memorisation test are the frames of the days withheld from the DDPM's training
+months (``load_heldout``; exchangeable with the training frames, never trained
+on), per class all of them or a uniform random subset of the same cap, recorded
+under ``memorisation_heldout_selection``; with no withheld day
+(``data.withheld_day_fraction = 0``) the evaluation split's, marked as not
+exchangeable.
 
 Extractors. 'inception' needs ``config.evaluation.inception_weights`` (see
 solar_jax/models/inception.py; a missing file is an error). 'classifier' uses
@@ -53,7 +57,7 @@ from etils import epath
 
 from solar_jax import errors, parallel
 from solar_jax import workdir as wd
-from solar_jax.data import input_pipeline, resolve, scaling
+from solar_jax.data import input_pipeline, resolve, scaling, splits
 from solar_jax.evaluation import distribution, plots
 from solar_jax.evaluation import features as features_lib
 from solar_jax.evaluation.features import Extractor, build_extractors
@@ -144,6 +148,36 @@ def load_train(config) -> tuple[dict | None, dict]:
   arrays = input_pipeline.make_for_inference(config.data, "train", transform=False, indices=indices)
   train = {"images": np.asarray(arrays["image"], np.float32)}
   return {**train, "labels": np.asarray(arrays["label"])}, record
+
+
+def load_heldout(config) -> tuple[dict | None, dict]:
+  """The memorisation test's held-out images (DN/s): the DDPM's withheld days, and their record.
+
+  The frames of the days withheld from the training months (``data.splits.withhold``,
+  ``data.withheld_day_fraction`` and ``_seed``, which ``pipeline.check_generator`` has
+  matched with the generator's record): never trained on, and exchangeable with the
+  training frames. Every frame of a class with at most
+  ``evaluation.memorisation_train_images``, else a uniform random subset of that many
+  (seed ``config.seed + 1``). (None, why) when no day is withheld or none has a frame:
+  the test then uses the evaluation split.
+  """
+  data, cap = config.data, config.evaluation.memorisation_train_images
+  setting = {"split": splits.WITHHELD_SPLIT, "fraction": float(data.withheld_day_fraction)}
+  setting["day_seed"] = int(data.withheld_day_seed)
+  if not data.withheld_day_fraction or not cap:
+    return None, {**setting, "rule": "none (data.withheld_day_fraction=0 or no search)"}
+  facts = input_pipeline.make_for_inference(data, splits.WITHHELD_SPLIT, images=False)
+  if not len(facts["label"]):
+    return None, {**setting, "rule": "none (no labelled frame on the withheld days)"}
+  indices, record = memorisation.training_subset(
+    facts["label"], cap, config.seed + 1, tuple(data.classes)
+  )
+  days = np.unique(splits.as_times(facts["time"]).astype("datetime64[D]"))
+  arrays = input_pipeline.make_for_inference(
+    data, splits.WITHHELD_SPLIT, transform=False, indices=indices
+  )
+  held = {"images": np.asarray(arrays["image"], np.float32), "labels": np.asarray(arrays["label"])}
+  return held, {**setting, "days": int(days.size), **record}
 
 
 def _memorisation(config, spaces: dict, labels: dict) -> tuple[dict, dict]:
@@ -301,9 +335,11 @@ def evaluate_arrays(
   sel = distribution.select(config, labels["real"], labels["fake"], labels["reference"], rng)
   metrics = _header(config, sel, labels, extra)
   metrics["memorisation_heldout"] = (
-    f"the evaluation split ({config.evaluation.split})"
+    f"the evaluation split ({config.evaluation.split}; other months than the training "
+    "frames, not exchangeable with them)"
     if heldout is None
-    else f"a held-out set passed in ({len(labels['heldout'])} images)"
+    else f"a held-out set passed in ({len(labels['heldout'])} images; "
+    "memorisation_heldout_selection says which)"
   )
   model = {k: None if v is None else _model_space(config, v["images"]) for k, v in sets.items()}
   mem_arrays = {}
@@ -437,7 +473,8 @@ def _evaluate_pool(config, workdir, inputs: dict, samples_info, main) -> dict | 
   extra = {"samples": pool_info, **inputs["extra"]}
   metrics = evaluate_arrays(
     config, inputs["real"], pool, inputs["extractors"], pool_dir if main else None,
-    reference=inputs["reference"], train=inputs["train"], classify=inputs["classify"],
+    reference=inputs["reference"], train=inputs["train"], heldout=inputs["heldout"],
+    classify=inputs["classify"],
     feature_cache=inputs["feature_cache"], extra=extra,
   )  # fmt: skip
   if main:
@@ -465,6 +502,7 @@ def _load_inputs(config, workdir, mesh, names, generated_shape, samples_path) ->
     )
   reference = load_real(config, cap, ev.floor_split) if ev.floor_split else None
   train, selection = load_train(config)
+  heldout, held_selection = load_heldout(config) if train is not None else (None, {})
   searched = 0 if train is None else len(train["labels"])
   return {
     "extractors": extractors,
@@ -472,11 +510,13 @@ def _load_inputs(config, workdir, mesh, names, generated_shape, samples_path) ->
     "real": real,
     "reference": reference,
     "train": train,
+    "heldout": heldout,
     "feature_cache": {},
     "extra": {
       "skipped_extractors": skipped,
       "memorisation_train_images_searched": searched,
       "memorisation_train_selection": selection,
+      "memorisation_heldout_selection": held_selection,
     },
   }
 
@@ -501,7 +541,8 @@ def run(config, workdir, mesh=None) -> dict:
   samples_info = _samples_info(samples_path, generated)
   metrics = evaluate_arrays(
     config, inputs["real"], generated, inputs["extractors"], out_dir if main else None,
-    reference=inputs["reference"], train=inputs["train"], classify=inputs["classify"],
+    reference=inputs["reference"], train=inputs["train"], heldout=inputs["heldout"],
+    classify=inputs["classify"],
     feature_cache=inputs["feature_cache"],
     extra={"samples": samples_info, "data": resolve.record(config), **inputs["extra"]},
   )  # fmt: skip

@@ -158,6 +158,7 @@ def _memorisation_lines(metrics: dict) -> list[str]:
       f"Training frames searched per class (searched/available; {selection.get('rule')}, "
       f"seed {selection.get('seed')}): {searched}."
     )
+  lines += _heldout_lines(metrics)
   if per_class:
     lines += [
       "",
@@ -170,6 +171,25 @@ def _memorisation_lines(metrics: dict) -> list[str]:
       *per_class,
     ]
   return lines + [""]
+
+
+def _heldout_lines(metrics: dict) -> list[str]:
+  """Where the memorisation test's held-out images come from (withheld days or not)."""
+  held = metrics.get("memorisation_heldout")
+  if not held:
+    return []
+  line = f"Held-out images: {held}."
+  chosen = metrics.get("memorisation_heldout_selection") or {}
+  if chosen.get("per_class"):
+    used = "; ".join(
+      f"{c} {v['searched']}/{v['available']}" for c, v in chosen["per_class"].items()
+    )
+    line += (
+      f" They are the {chosen['available']} frames of {chosen.get('days')} days withheld from "
+      f"the DDPM's training months (data.withheld_day_fraction={chosen['fraction']:g}, "
+      f"seed {chosen['day_seed']}; never trained on); used per class: {used}."
+    )
+  return [line]
 
 
 def _memorisation_class_rows(space: str, mem: dict) -> list[str]:
