@@ -223,6 +223,11 @@ def run_study(config, root, run_in_workdir=run_in_workdir) -> None:
   command continues after a kill anywhere. ``data.fold`` of ``config`` is not used.
   """
   num_folds = int(config.provenance.num_folds)
+  if config.data.split != "month_blocks":
+    raise errors.ConfigError(
+      f"--mode=study runs the month-block folds; data.split={config.data.split!r} is run fold "
+      "by fold (--mode=all --config.data.fold=F), or set data.split='month_blocks'."
+    )
   if num_folds < 3:
     raise errors.MissingInputError(
       f"--mode=study needs the dataset's number of folds: {config.provenance.unreadable}"

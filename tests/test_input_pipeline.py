@@ -485,3 +485,24 @@ def test_withheld_days_leave_the_train_split_and_are_the_memorisation_held_out(d
   # train_info.json's record: the setting and the days, reproducible from them.
   assert info["days"] == sorted(str(d) for d in set(day["held"]))
   assert (info["fraction"], info["seed"], info["frames"]) == (0.5, 1, len(held["time"]))
+
+
+def test_the_forward_split_reads_every_block_and_names_a_too_short_archive(data_config):
+  """data.split='forward' cuts years across the month blocks: every stored block is read;
+  the demo archive spans one year, so fold 0 (three years) is refused naming them."""
+  from solar_jax.data import splits
+
+  builder = input_pipeline.get_builder(data_config)
+  data_config.split = "forward"
+  try:
+    assert input_pipeline._blocks(builder, data_config, "test") == input_pipeline._blocks(
+      builder, data_config, "all"
+    )
+    with pytest.raises(errors.InputMismatchError, match=r"needs 3 calendar years.*\(2011\)"):
+      input_pipeline.make_for_inference(data_config, "train", images=False)
+    times = splits.as_times(["2010-12-20", "2011-06-01", "2011-12-25", "2012-03-01"])
+    codes = input_pipeline._split_codes(builder, data_config, times)
+  finally:
+    data_config.split = "month_blocks"
+  # Embargo 14 days: the late-2010 train frame and the late-2011 validation frame drop.
+  assert codes.tolist() == [splits.EMBARGOED, splits.VALIDATION, splits.EMBARGOED, splits.TEST]

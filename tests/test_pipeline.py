@@ -128,6 +128,14 @@ def test_the_study_trains_one_generator_per_training_partition(num_folds):
   assert len(leaders) == (num_folds // 2 if num_folds % 2 == 0 else num_folds)
 
 
+def test_the_study_runs_month_block_folds_only(tmp_path):
+  config = tiny_checkpoint_config()
+  config.provenance.num_folds, config.data.split = 4, "forward"
+  with pytest.raises(errors.ConfigError, match="data.split='forward' is run fold by fold"):
+    pipeline.run_study(config, tmp_path, lambda *a: pytest.fail("nothing runs"))
+  assert not list(tmp_path.iterdir())
+
+
 def test_the_study_runs_each_fold_on_its_generator_and_pools_them(tmp_path, monkeypatch):
   """The stages each fold runs (through run_in_workdir), which generator a partner
   fold samples from, the pooled folds; a second call finds the exports and reuses them."""

@@ -208,3 +208,43 @@ def test_the_withheld_days_are_part_of_the_generators_record():
   old["data.withheld_days"] = splits.training_record(config)["data.withheld_days"]
   assert old["data.withheld_days"] == {"fraction": 0.0, "seed": None}
   assert splits.record_changes(old, record)[0].startswith("data.withheld_days={'fraction': 0.0")
+
+
+def _six_hourly(start: str, end: str) -> np.ndarray:
+  return np.arange(np.datetime64(start, "ms"), np.datetime64(end, "ms"), DAY // 4)
+
+
+def test_the_forward_split_trains_on_earlier_years_with_the_embargo_at_its_boundaries():
+  times = _six_hourly("2010-05-13", "2014-03-01")  # Five calendar years, the first partial.
+  years = times.astype("datetime64[Y]").astype(int) + 1970
+  np.testing.assert_array_equal(splits.forward_years(times), [2010, 2011, 2012, 2013, 2014])
+  plain = splits.assign_forward(times, fold=1, embargo_days=0.0)
+  expected = np.select(
+    [years <= 2011, years == 2012, years == 2013], [splits.TRAIN, splits.VALIDATION, splits.TEST],
+    splits.FUTURE,
+  )  # fmt: skip
+  np.testing.assert_array_equal(plain, expected)
+  codes = splits.assign_forward(times, fold=1, embargo_days=27.0)
+  # Test frames are never dropped; only frames within 27 days of the next split's year are.
+  np.testing.assert_array_equal(codes == splits.TEST, plain == splits.TEST)
+  dropped = times[codes == splits.EMBARGOED]
+  edges = np.array(["2012-01-01", "2013-01-01"], "datetime64[ms]")
+  gap = np.abs(dropped[:, None] - edges[None, :]).min(axis=1)
+  assert (gap <= np.timedelta64(27, "D")).all() and len(dropped) == 2 * 27 * 4
+  for early, late in (("train", "validation"), ("validation", "test")):
+    a, b = (times[codes == splits.SPLITS.index(s)] for s in (early, late))
+    assert b.min() - a.max() > np.timedelta64(27, "D")  # Forward, beyond the embargo.
+  with pytest.raises(ValueError, match="data.split='forward': fold=3 needs 6 calendar years"):
+    splits.assign_forward(times, fold=3, embargo_days=14.0)
+
+
+def test_the_split_rule_is_part_of_the_generators_record():
+  blocks, forward = _record(fold=0), _record(fold=0, split="forward")
+  assert blocks["data.split"] == "month_blocks" and forward["data.split"] == "forward"
+  assert forward["data.fold"]["trains_on"] == "the first 1 calendar years of the archive (forward)"
+  changes = splits.record_changes(blocks, forward)
+  assert "data.split='month_blocks' there, 'forward' here" in changes
+  assert any(c.startswith("data.fold=0 there (months mod 10") for c in changes)
+  config = tiny.get_config().to_dict()
+  del config["data"]["split"]  # A config from before the field: month blocks.
+  assert splits.training_record(config)["data.split"] == "month_blocks"

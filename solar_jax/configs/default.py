@@ -62,6 +62,10 @@ def get_config() -> ml_collections.ConfigDict:
   # every fold tests every month once (solar_jax/data/splits.py).
   data.fold = 0
   data.embargo_days = 14.0
+  # 'month_blocks' (above), or 'forward', the robustness check in time: fold f trains on
+  # the archive's first f + 1 calendar years, validates on the next and tests on the one
+  # after (later years unused), with the embargo at both boundaries (splits.assign_forward).
+  data.split = "month_blocks"
   # Whole days withheld from the train split, inside the training months: this share of
   # the calendar days, drawn from withheld_day_seed (one uniform per day, so a day's fate
   # depends on these two alone). The DDPM (and the classifier: 'train' means one thing)

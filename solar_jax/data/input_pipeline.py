@@ -261,11 +261,29 @@ def _blocks(builder, data_config, split: str) -> list[str]:
     )
   meta = metadata(builder)
   names = sorted(n for n in builder.info.splits if n.startswith("block"))
-  if split == "all":
+  if split == "all" or data_config.split == "forward":  # Forward: years cut across blocks.
     return names
   role = splits.roles(meta["num_folds"], data_config.fold)
   code = splits.TRAIN if split == splits.WITHHELD_SPLIT else splits.SPLITS.index(split)
   return [n for n in names if role[int(n[len("block") :])] == code]
+
+
+def _split_codes(builder, data_config, times) -> np.ndarray:
+  """``data.split``'s code of every frame: month blocks with the embargo, or forward in
+  time (the whole archive read: its calendar years are the forward folds' units)."""
+  try:
+    if data_config.split == "forward":
+      return splits.assign_forward(
+        times, fold=data_config.fold, embargo_days=data_config.embargo_days
+      )
+  except ValueError as e:
+    raise errors.InputMismatchError(f"{builder.data_dir}: {e}") from None
+  return splits.assign(
+    times,
+    fold=data_config.fold,
+    num_folds=metadata(builder)["num_folds"],
+    embargo_days=data_config.embargo_days,
+  )
 
 
 def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
@@ -294,12 +312,7 @@ def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
   )
   keep = labels >= 0
   if split != "all":
-    codes = splits.assign(
-      facts["time"],
-      fold=data_config.fold,
-      num_folds=metadata(builder)["num_folds"],
-      embargo_days=data_config.embargo_days,
-    )
+    codes = _split_codes(builder, data_config, facts["time"])
     codes = splits.withhold(
       codes, facts["time"], data_config.withheld_day_fraction, data_config.withheld_day_seed
     )

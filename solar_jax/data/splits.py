@@ -120,6 +120,9 @@ def training_record(config: dict) -> dict:
   """
   data, provenance = config.get("data") or {}, config.get("provenance") or {}
   num_folds, fold = int(provenance.get("num_folds") or 0), data.get("fold")
+  rule = data.get("split") or "month_blocks"  # A config before the field: month blocks.
+  if rule == "forward" and fold is not None:
+    num_folds = -1  # Not month blocks: the partition is named below.
 
   def number(key):
     return None if data.get(key) is None else float(data[key])
@@ -131,10 +134,13 @@ def training_record(config: dict) -> dict:
     if fold is None
     else {
       "fold": int(fold),
-      "trains_on": training_partition(int(fold), num_folds)
+      "trains_on": f"the first {int(fold) + 1} calendar years of the archive (forward)"
+      if num_folds == -1
+      else training_partition(int(fold), num_folds)
       if num_folds >= 3 and 0 <= int(fold) < num_folds
       else None,
     },
+    "data.split": rule if data else None,
     "data.withheld_days": None
     if not data
     else {
@@ -200,6 +206,47 @@ def assign(times, *, fold: int, num_folds: int, embargo_days: float) -> np.ndarr
     inside = month <= hi
     nearest = np.where(inside, np.maximum(nearest, role[month % num_folds]), nearest)
   return np.where(nearest > code, EMBARGOED, code).astype(np.int8)
+
+
+FUTURE = -2  # Forward split: a frame after the test year (never read).
+SPLIT_RULES = ("month_blocks", "forward")  # data.split
+
+
+def forward_years(times) -> np.ndarray:
+  """The calendar years (UTC) the frames span, sorted: the forward split's units."""
+  return np.unique(as_times(times).astype("datetime64[Y]").astype(np.int64) + 1970)
+
+
+def assign_forward(times, *, fold: int, embargo_days: float, years=None) -> np.ndarray:
+  """Forward in time: train on the years before, validate on the next, test on the one after.
+
+  With the archive's years ``y_0 < y_1 < ...`` (``years``; default those of ``times``),
+  forward fold ``f`` trains on ``y_0 .. y_f``, validates on ``y_{f+1}`` and tests on
+  ``y_{f+2}``; later years are ``FUTURE`` (never read). The embargo is kept at both
+  boundaries as in ``assign``: a train frame within ``embargo_days`` of the validation
+  year, and a validation frame within it of the test year, is ``EMBARGOED``.
+  """
+  times = as_times(times)
+  years = forward_years(times) if years is None else np.asarray(years, np.int64)
+  if not 0 <= fold < len(years) - 2:
+    raise ValueError(
+      f"data.split='forward': fold={fold} needs {fold + 3} calendar years, the archive spans "
+      f"{len(years)} ({', '.join(map(str, years))}); forward folds are 0..{len(years) - 3}."
+    )
+
+  def role(t):
+    year = t.astype("datetime64[Y]").astype(np.int64) + 1970
+    code = np.where(year <= years[fold], TRAIN, FUTURE)
+    code = np.where(year == years[fold + 1], VALIDATION, code)
+    return np.where(year == years[fold + 2], TEST, code).astype(np.int8)
+
+  code = role(times)
+  if embargo_days <= 0 or not len(times):
+    return code
+  margin = np.timedelta64(int(round(embargo_days * 86400e3)), "ms")
+  ahead = role(times + margin)  # Roles grow with time up to the test year's end.
+  drop = (code >= TRAIN) & (ahead > code)
+  return np.where(drop, EMBARGOED, code).astype(np.int8)
 
 
 def summary(codes, labels, groups, noaa_ar, flare_ids, classes) -> dict:
