@@ -195,7 +195,8 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   rng = np.random.default_rng(2)
   splits = {"test": _data(rng, 50), "validation": _data(rng, 40), "train": _data(rng, 60)}
   _write_samples(tmp_path, 9, _data(rng, 12))
-  _write_samples(tmp_path, 40, _data(rng, 20))  # Newest: 40 > 9 numerically.
+  newest = _data(rng, 20)
+  _write_samples(tmp_path, 40, newest)  # Newest: 40 > 9 numerically.
   read = []
 
   def load_real(cfg, max_examples, split=None):
@@ -208,6 +209,9 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   record = {"split": "withheld", "fraction": 0.1, "day_seed": 0, "days": 4}
   record.update(memorisation.training_subset(withheld["labels"], 64, 1, "ABCMX")[1])
   monkeypatch.setattr(evaluate, "load_heldout", lambda cfg: (withheld, record))
+  unseen = _data(rng, 90)  # Every frame the generator never saw: more per class than test.
+  chosen = {"per_class_cap": 30}
+  monkeypatch.setattr(evaluate, "load_unseen", lambda cfg: (unseen, chosen))
   monkeypatch.setattr(
     evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pooled": _pixel_features}, {})
   )
@@ -240,6 +244,16 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   assert "summary." not in section and "class_counts." not in section
   assert "(eval/memorisation_pairs_pixels.png)" in section
   assert "They are the 36 frames of 4 days withheld from the DDPM's training months" in section
+  # Per class against every unseen frame of the class, with the N of each side.
+  rows = written["features"]["pooled"]["per_class_unseen"]
+  for c, row in rows.items():
+    i = "ABCMX".index(c)
+    have, made = int(np.sum(unseen["labels"] == i)), int(np.sum(newest["labels"] == i))
+    assert (row["n_real_available"], row["n_generated_available"]) == (have, made)
+    assert row["n"] == min(have, made, 30)
+    assert f"| {c} | {row['n']} | {have} | {made} | " in section
+  flare = written["physics"]["flare_unseen"]["per_class"]
+  assert sum(e["real_above_clip"]["n"] for e in flare.values()) == 90
   assert "(eval/flare_physics.png)" in section
   # Memorisation per class, class-matched, with N of each set (or why not estimable).
   for name, row in written["memorisation"]["pixels"]["per_class"].items():
@@ -274,6 +288,7 @@ def test_run_also_scores_the_classifier_pool_when_drawn_otherwise(tmp_path, conf
   )
   monkeypatch.setattr(evaluate, "load_train", _load_train(splits["train"]))
   monkeypatch.setattr(evaluate, "load_heldout", lambda cfg: (None, {}))
+  monkeypatch.setattr(evaluate, "load_unseen", lambda cfg: (None, {}))
   monkeypatch.setattr(
     evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pooled": _pixel_features}, {})
   )

@@ -506,3 +506,21 @@ def test_the_forward_split_reads_every_block_and_names_a_too_short_archive(data_
     data_config.split = "month_blocks"
   # Embargo 14 days: the late-2010 train frame and the late-2011 validation frame drop.
   assert codes.tolist() == [splits.EMBARGOED, splits.VALIDATION, splits.EMBARGOED, splits.TEST]
+
+
+def test_unseen_is_every_labelled_frame_but_the_generators_training_frames(data_config):
+  """'unseen' (the rare classes' realism pool) = test, validation, embargoed and withheld
+  frames: disjoint from 'train', and with it every labelled frame of the archive."""
+  every = input_pipeline.make_for_inference(data_config, "all", images=False)
+  train = input_pipeline.make_for_inference(data_config, "train", images=False)
+  unseen = input_pipeline.make_for_inference(data_config, "unseen", images=False)
+  assert not set(train["time"]) & set(unseen["time"])
+  assert sorted(np.concatenate([train["time"], unseen["time"]])) == sorted(every["time"])
+  for split in ("test", "validation", "withheld"):
+    part = input_pipeline.make_for_inference(data_config, split, images=False)["time"]
+    assert set(part) <= set(unseen["time"]), split
+  config = default.get_config()
+  config.data = data_config
+  images, record = evaluate.load_unseen(config)
+  assert record["available"] == len(unseen["time"]) == len(images["labels"])  # Under the cap.
+  np.testing.assert_array_equal(images["labels"], unseen["label"])

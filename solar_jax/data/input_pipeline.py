@@ -255,13 +255,14 @@ def _read_facts(builder, spec: str) -> dict:
 
 
 def _blocks(builder, data_config, split: str) -> list[str]:
-  if split not in (*splits.SPLITS, splits.WITHHELD_SPLIT, "all"):
-    raise ValueError(
-      f"split {split!r}: use one of {(*splits.SPLITS, splits.WITHHELD_SPLIT, 'all')}."
-    )
+  readable = (*splits.SPLITS, splits.WITHHELD_SPLIT, splits.UNSEEN_SPLIT, "all")
+  if split not in readable:
+    raise ValueError(f"split {split!r}: use one of {readable}.")
   meta = metadata(builder)
   names = sorted(n for n in builder.info.splits if n.startswith("block"))
-  if split == "all" or data_config.split == "forward":  # Forward: years cut across blocks.
+  if (
+    split in ("all", splits.UNSEEN_SPLIT) or data_config.split == "forward"
+  ):  # Forward: years cut across blocks.
     return names
   role = splits.roles(meta["num_folds"], data_config.fold)
   code = splits.TRAIN if split == splits.WITHHELD_SPLIT else splits.SPLITS.index(split)
@@ -288,7 +289,8 @@ def _split_codes(builder, data_config, times) -> np.ndarray:
 
 def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
   """The records ``split`` keeps under ``data.fold``, the embargo, the withheld days
-  ('train' leaves them out, 'withheld' is them) and the label policy."""
+  ('train' leaves them out, 'withheld' is them) and the label policy; 'unseen' is every
+  labelled frame but 'train' (every block read)."""
   label = label or data_config.label
   blocks = _blocks(builder, data_config, split)
   if not blocks:
@@ -316,7 +318,10 @@ def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
     codes = splits.withhold(
       codes, facts["time"], data_config.withheld_day_fraction, data_config.withheld_day_seed
     )
-    keep &= codes == splits.code_of(split)
+    if split == splits.UNSEEN_SPLIT:
+      keep &= codes != splits.TRAIN
+    else:
+      keep &= codes == splits.code_of(split)
   if label == frame_facts.FORECAST_LABEL:
     logging.info(
       "Label %s: split %r keeps %d labelled issuance frames (%s UT +- %g min) of %d frames read; "
@@ -438,7 +443,7 @@ def make_for_train(
   Args:
     data_config: the ``config.data`` section.
     split: 'train', 'validation' or 'test' of ``data.fold``, 'withheld' (the withheld
-      days of its training months), or 'all'.
+      days of its training months), 'unseen' (every frame but 'train'), or 'all'.
     batch_size: examples per batch on THIS process.
     shuffle: shuffle each epoch with a buffer of ``data.shuffle_buffer``.
     seed: seed of the shuffle (epoch ``e`` uses ``(seed, e)``).

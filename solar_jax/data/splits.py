@@ -36,6 +36,9 @@ SPLITS = ("train", "validation", "test")  # The splits of a fold.
 TRAIN, VALIDATION, TEST, EMBARGOED = 0, 1, 2, -1
 WITHHELD = 3  # Code of a frame on a withheld day of the training months.
 WITHHELD_SPLIT = "withheld"  # Readable like a split: the withheld days' frames.
+# Readable like a split: every frame the generator did not train on (test, validation,
+# embargoed, withheld days; forward: later years), the rare classes' realism pool.
+UNSEEN_SPLIT = "unseen"
 _EPOCH_DAY = np.datetime64("1970-01-01", "D")
 _DAYS = 73_049  # 1970-01-01 .. 2169-12-31: one uniform each.
 

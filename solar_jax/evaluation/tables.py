@@ -221,9 +221,32 @@ def _physics_lines(metrics: dict) -> list[str]:
   flare = metrics.get("physics", {}).get("flare")
   if not flare:
     return []
+  lines = ["### Flare physics per class (real evaluation split vs all samples)", ""]
+  lines += _flare_table(flare)
+  unseen = metrics["physics"].get("flare_unseen")
+  if unseen:
+    lines += [
+      "",
+      "The same against every real frame the generator did not train on (test, "
+      "validation, embargoed and withheld days; the rare classes' N):",
+      "",
+      *_flare_table(unseen)[2:],
+    ]
+  summary = metrics.get("summary", {}).get("physics", {})
+  if summary:
+    lines += [
+      "",
+      "Overall (N each): on-disk log-intensity Wasserstein "
+      f"{_g(summary.get('intensity_wasserstein_dex'))} dex, limb profile mean |log10 ratio| "
+      f"{_g(summary.get('limb_profile_mean_abs_log_ratio'))}, power spectrum mean |log10 "
+      f"ratio| {_g(summary.get('power_spectrum_mean_abs_log_ratio'))}.",
+    ]
+  return lines + [""]
+
+
+def _flare_table(flare: dict) -> list[str]:
+  """Legend (two lines), header and one row per class of a flare-physics entry."""
   lines = [
-    "### Flare physics per class (real evaluation split vs all samples)",
-    "",
     f"Kernel area: share of the disk at or above {flare['threshold_dns']:g} DN/s. "
     "Medians real / synthetic; KS: two-sample Kolmogorov-Smirnov p-value. Real images are "
     "compared clipped to the model's range (data.clip_min/max), as every sample is; the "
@@ -243,15 +266,28 @@ def _physics_lines(metrics: dict) -> list[str]:
     above = e.get("real_above_clip")  # Evaluations before it: not recorded.
     cells.append(f"{_g(above['share'], 2)} of {above['n']}" if above else NA)
     lines.append("| " + " | ".join(cells) + " |")
-  summary = metrics.get("summary", {}).get("physics", {})
-  if summary:
-    lines += [
-      "",
-      "Overall (N each): on-disk log-intensity Wasserstein "
-      f"{_g(summary.get('intensity_wasserstein_dex'))} dex, limb profile mean |log10 ratio| "
-      f"{_g(summary.get('limb_profile_mean_abs_log_ratio'))}, power spectrum mean |log10 "
-      f"ratio| {_g(summary.get('power_spectrum_mean_abs_log_ratio'))}.",
-    ]
+  return lines
+
+
+def unseen_table(name: str, space: dict, selection: dict) -> list[str]:
+  """Per class against every real frame the generator never saw, with the N of each side."""
+  rows = space.get("per_class_unseen")
+  if not rows:
+    return []
+  lines = [
+    f"Per class in `{name}` against every real frame of the class the generator did not "
+    "train on (test, validation, embargoed and withheld days; per class all of them, or a "
+    f"seeded subset of {selection.get('per_class_cap', 'the cap')}): N = min(real, "
+    "generated, num_images) of that class, no floor.",
+    "",
+    "| class | N | real unseen available | generated available | KID [95 % CI] "
+    "| precision | recall |",
+    "|" + " --- |" * 7,
+  ]
+  for c, e in rows.items():
+    cells = [c, str(e["n"]), str(e["n_real_available"]), str(e["n_generated_available"])]
+    cells += [_kid(e), _pr(e, "precision"), _pr(e, "recall")]
+    lines.append("| " + " | ".join(cells) + " |")
   return lines + [""]
 
 
@@ -260,6 +296,7 @@ def evaluation_markdown(metrics: dict) -> str:
   lines = _legend(metrics)
   for name, space in metrics.get("features", {}).items():
     lines += space_table(name, space, metrics) + [""]
+    lines += unseen_table(name, space, metrics.get("unseen_selection") or {})
   skipped = metrics.get("skipped_extractors") or {}
   for name, reason in skipped.items():
     lines += [f"Feature space `{name}` skipped: {reason}.", ""]
