@@ -314,3 +314,41 @@ def evaluation_markdown(metrics: dict) -> str:
     lines += [f"Class consistency: {cc.get('not_available', NA)}.", ""]
   lines += _physics_lines(metrics)
   return "\n".join(lines)
+
+
+def study_unseen_markdown(metrics_by_partition: dict) -> str:
+  """The study's rare-class realism: per feature space and class, each generator's KID
+  against every frame it did not train on (one fold per training partition, so no
+  generator counts twice), and the folds pooled: the N-weighted mean KID, summed N."""
+  lines = [
+    "## Rare-class realism over the study's generators",
+    "",
+    "Per class, the samples of each generator (one per training partition) against every "
+    "real frame of the class it did not train on (`per_class_unseen` of its "
+    "eval/metrics.json); pooled: KID weighted by N, N summed over the generators.",
+  ]
+  spaces = sorted({s for m in metrics_by_partition.values() for s in m.get("features", {})})
+  for space in spaces:
+    rows = {f: (m["features"].get(space) or {}).get("per_class_unseen") or {}
+            for f, m in metrics_by_partition.items()}  # fmt: skip
+    classes = list(dict.fromkeys(c for r in rows.values() for c in r))
+    if not classes:
+      continue
+    folds = sorted(rows)
+    lines += ["", f"### `{space}`", ""]
+    lines.append("| class | " + " | ".join(f"fold {f}: N, KID" for f in folds) + " | pooled |")
+    lines.append("|" + " --- |" * (len(folds) + 2))
+    for c in classes:
+      cells, n_sum, weighted = [c], 0, 0.0
+      for f in folds:
+        e = rows[f].get(c)
+        if not e:
+          cells.append(NA)
+          continue
+        kid = (e.get("kid") or {}).get("mean")
+        cells.append(f"{e['n']}, {_g(kid) if kid is not None else NA}")
+        if kid is not None:
+          n_sum, weighted = n_sum + e["n"], weighted + e["n"] * kid
+      cells.append(f"N={n_sum}, KID {_g(weighted / n_sum)}" if n_sum else NA)
+      lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
