@@ -219,7 +219,7 @@ def test_mode_report_rebuilds_the_report_from_the_files_alone(
   shutil.copytree(fold0_run, workdir)
   config = configuration.from_json(workdir / "config.json")
   _finished(workdir, config)
-  counts = _train_counts(config)
+  counts, withheld = _train_counts(config), train.withheld_record(config)
   trained_with = wd.train_config_path(workdir).read_bytes()
   pipeline.write_report(config, workdir)  # --mode=all's report stage.
   by_all = wd.report_path(workdir).read_text().splitlines()
@@ -247,6 +247,13 @@ def test_mode_report_rebuilds_the_report_from_the_files_alone(
   # The training's own record: who trained, the train split's frames, a missing class named.
   info = json.loads(wd.train_info_path(workdir).read_text())
   assert info["frames_per_class"] == counts
+  # The days withheld from its training months, with the setting that reproduces them.
+  assert info["withheld_days"] == withheld
+  assert info["withheld_days"]["fraction"] == config.data.withheld_day_fraction
+  assert (
+    f"Withheld from training: {len(withheld['days'])} whole days of its training months "
+    f"({withheld['frames']} frames; data.withheld_day_fraction=" in "\n".join(by_mode)
+  )
   text = "\n".join(by_mode)
   flaring = info["flaring_per_class"]
   assert info["label"] == "xrs_class" and all(0 <= flaring[k] <= v for k, v in counts.items())
