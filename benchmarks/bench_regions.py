@@ -1,6 +1,7 @@
 """Recurrent active regions between each fold's test and training months (cycle-24 list).
 
   python benchmarks/bench_regions.py [--flares ../shared/data/flare_lists/final_flare_list_sc24.csv]
+  python benchmarks/bench_regions.py --embargo   # what a longer embargo, forward folds cost
 
 For each of the ``--folds`` month-block folds (``data.splits``: test months
 ``m mod K = f``, the 14-day embargo of the configs), the share of the test
@@ -13,6 +14,14 @@ minutes from start to end plus the 30-min cooling lag (frames at a fixed
 cadence); the share of test flares (unweighted) is printed too. It also prints
 how many NOAA regions the merge joins, and by chance; ``--sweep`` does that for
 other tolerances (latitude °, longitude °, rotations), how they were chosen.
+
+``--embargo`` measures, for ``data.embargo_days`` of 0, 14 and 27 (a rotation) under the
+month-block folds and the forward folds (``splits.assign_forward``: train on the years
+before, test on the next but one), what the embargo costs and buys: the share of the
+frames of an hourly grid over the list's span (whole days from the first flare to the
+last) that no split keeps (embargoed), the share of the training frames lost to it, the
+share of >=M flares (SWPC classes, by peak) embargoed, and the recurrent-region share of
+the test flaring frames with its chance level; means over the folds.
 """
 
 import argparse
@@ -21,7 +30,7 @@ import pathlib
 
 import numpy as np
 
-from solar_jax.data import flare_list, frame_facts, regions, splits
+from solar_jax.data import flare_list, frame_facts, goes, regions, splits
 
 COOLING_LAG_MINUTES = 30.0
 EMBARGO_DAYS = 14.0
@@ -42,12 +51,51 @@ def joined(summary: dict, draws: int = 5) -> tuple[int, float]:
   return real, float(np.mean(chance))
 
 
+def fold_codes(times, rule: str, fold: int, folds: int, embargo: float, years) -> np.ndarray:
+  if rule == "forward":
+    return splits.assign_forward(times, fold=fold, embargo_days=embargo, years=years)
+  return splits.assign(times, fold=fold, num_folds=folds, embargo_days=embargo)
+
+
+def embargo_costs(flares, folds: int, positions) -> None:
+  """The ``--embargo`` table (module docstring): one row per split rule and embargo."""
+  ar, peak, lat, lon, minutes = positions
+  first = min(f.start for f in flares).date()
+  last = max(f.end for f in flares).date() + datetime.timedelta(days=1)
+  grid = np.arange(np.datetime64(first, "h"), np.datetime64(last, "h")).astype("datetime64[ms]")
+  years = splits.forward_years(grid)
+  big = np.array([f.flux_on("swpc") >= goes.CLASS_BASE_FLUX["M"] for f in flares])
+  print(f"{grid.size} hourly frames {first}..{last}, {big.sum()} >=M flares, years {years}")
+  print("rule | embargo (d) | folds | frames embargoed | train frames lost | >=M flares "
+        "embargoed | test frames in a training region | chance")  # fmt: skip
+  for rule, count in (("month_blocks", folds), ("forward", len(years) - 2)):
+    for embargo in (0.0, 14.0, 27.0):
+      rows = []
+      for fold in range(count):
+        codes = fold_codes(grid, rule, fold, folds, embargo, years)
+        plain = fold_codes(grid, rule, fold, folds, 0.0, years)
+        at_peak = fold_codes(peak.astype("datetime64[ms]"), rule, fold, folds, embargo, years)
+        test, train = at_peak == splits.TEST, at_peak == splits.TRAIN
+        got = regions.recurrent_overlap(ar, peak, lat, lon, test, train, weights=minutes)
+        rows.append((
+          np.mean(codes == splits.EMBARGOED),
+          1 - np.sum(codes == splits.TRAIN) / np.sum(plain == splits.TRAIN),
+          np.mean(at_peak[big] == splits.EMBARGOED),
+          np.nan if got["share"] is None else got["share"],
+          np.nan if got["chance"] is None else got["chance"],
+        ))  # fmt: skip
+      m = np.nanmean(rows, axis=0)
+      print(f"{rule} | {embargo:g} | {count} | {m[0]:.3f} | {m[1]:.3f} | {m[2]:.3f} | "
+            f"{m[3]:.3f} | {m[4]:.3f}")  # fmt: skip
+
+
 def main() -> None:
   default = pathlib.Path(__file__).resolve().parents[2] / "shared/data/flare_lists"
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--flares", default=str(default / "final_flare_list_sc24.csv"))
   parser.add_argument("--folds", type=int, default=10)
   parser.add_argument("--sweep", action="store_true", help="merges per tolerance, then stop")
+  parser.add_argument("--embargo", action="store_true", help="embargo and forward costs, stop")
   args = parser.parse_args()
   flares = [f for f in flare_list.read_flare_list(args.flares, provenance="swpc")]
   ar = np.array([f.noaa_ar for f in flares])
@@ -57,6 +105,9 @@ def main() -> None:
   minutes = np.array(
     [(f.end - f.start) / datetime.timedelta(minutes=1) + COOLING_LAG_MINUTES for f in flares]
   )
+  if args.embargo:
+    embargo_costs(flares, args.folds, (ar, peak, lat, lon, minutes))
+    return
   numbered = ar > 0
   summary = regions.region_summary(ar[numbered], peak[numbered], lat[numbered], lon[numbered])
   if args.sweep:

@@ -40,6 +40,7 @@ def _validate_data_and_model(data, model) -> None:
   _choice(data.builder_config, "data.builder_config", input_pipeline.BUILDER_CONFIGS)
   _choice(data.label, "data.label", frame_facts.LABELS)
   _choice(data.class_scale, "data.class_scale", goes.CLASS_SCALES)
+  _choice(data.split, "data.split", splits.SPLIT_RULES)
   _choice(model.dtype, "model.dtype", tuple(unet.DTYPES))
 
 

@@ -89,6 +89,8 @@ RANGES: dict[str, Range] = {
   "data.fold": NON_NEGATIVE_INT,
   "provenance.num_folds": NON_NEGATIVE_INT,  # 0: not read.
   "data.embargo_days": NON_NEGATIVE,
+  "data.withheld_day_fraction": Range(0, 0.9),
+  "data.withheld_day_seed": SEED,
   "data.clip_min": POSITIVE,
   "data.clip_max": POSITIVE,
   "data.clip_max_quantile": Range(0, 1, open_hi=True),
@@ -429,6 +431,9 @@ def load_module_config(name: str) -> ml_collections.ConfigDict:
 # the default. Any other missing field is refused (a default might change the run).
 DEFAULT_WHEN_ABSENT = (
   "data.verify_shards",  # A check of the shards only.
+  "data.split",  # 'month_blocks': the only split rule before it.
+  # Not data.withheld_day_fraction: its default (0.1) is not what configs before it did
+  # (they withheld nothing), so such a config.json is refused naming the field.
   # Read only with the forecast label, which a dataset before them (< 2.3.0) refuses.
   "data.issuance_hours",
   "data.issuance_tolerance_minutes",

@@ -14,6 +14,7 @@ at a barrier.
 
 from __future__ import annotations
 
+import json
 import time
 
 import jax
@@ -27,6 +28,7 @@ from solar_jax.classifier import experiment, folds
 from solar_jax.data import input_pipeline, resolve, splits
 from solar_jax.ddpm import export, sample, train
 from solar_jax.evaluation import evaluate, features
+from solar_jax.evaluation import tables as eval_tables
 
 
 def check_inputs(config, workdir: str, mode: str) -> None:
@@ -223,6 +225,11 @@ def run_study(config, root, run_in_workdir=run_in_workdir) -> None:
   command continues after a kill anywhere. ``data.fold`` of ``config`` is not used.
   """
   num_folds = int(config.provenance.num_folds)
+  if config.data.split != "month_blocks":
+    raise errors.ConfigError(
+      f"--mode=study runs the month-block folds; data.split={config.data.split!r} is run fold "
+      "by fold (--mode=all --config.data.fold=F), or set data.split='month_blocks'."
+    )
   if num_folds < 3:
     raise errors.MissingInputError(
       f"--mode=study needs the dataset's number of folds: {config.provenance.unreadable}"
@@ -244,6 +251,23 @@ def run_study(config, root, run_in_workdir=run_in_workdir) -> None:
   if jax.process_index() == 0:
     text = folds.write_pooled([workdirs[f] for f in range(num_folds)], root)
     logging.info("The %d folds pooled: %s\n%s", num_folds, root / "folds.md", text)
+    leaders = [fold for fold, leader in study_plan(num_folds) if leader is None]
+    write_study_realism({f: workdirs[f] for f in leaders}, root)
+
+
+def write_study_realism(workdirs: dict, root) -> str | None:
+  """``root/realism.md``: the rare-class realism of every generator of the study (the
+  leader folds' eval/metrics.json), pooled; None (nothing written) when none evaluated."""
+  found = {}
+  for fold, workdir in workdirs.items():
+    path = wd.eval_dir(workdir) / "metrics.json"
+    if path.exists():
+      found[fold] = json.loads(path.read_text())
+  if not found:
+    return None
+  text = eval_tables.study_unseen_markdown(found)
+  wd.write_text(epath.Path(root) / "realism.md", text)
+  return text
 
 
 def _newest_export(workdir, missing_ok: bool = False):

@@ -215,6 +215,14 @@ def _training_lines(workdir: epath.Path) -> list[str]:
       f"{k} {v}" + (f" ({flaring[k]} flaring)" if k in flaring else "") for k, v in counts.items()
     )
     lines.append(f"Train split frames per class{label}: " + ", ".join(each) + ".")
+  held = info.get("withheld_days")
+  if held:
+    lines.append(
+      f"Withheld from training: {len(held['days'])} whole days of its training months "
+      f"({held['frames']} frames; data.withheld_day_fraction={held['fraction']:g}, seed "
+      f"{held['seed']}), the memorisation test's held-out set; the days are listed in "
+      "train_info.json."
+    )
   if info.get("missing"):
     lines += [
       "",

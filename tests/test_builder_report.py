@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from solar_jax.data import build_report, demo, flare_list, frame_facts, goes, splits
+from solar_jax.data import build_report, demo, flare_list, frame_facts, goes, regions, splits
 from tfds_builders.sdo_aia171 import sdo_aia171_dataset_builder as sdo
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -114,8 +114,21 @@ def test_report_gives_every_fold_with_events_embargo_and_ar_overlap(clean_build)
   for fold in range(10):
     codes = splits.assign(facts["time"], fold=fold, num_folds=10, embargo_days=14)
     want = splits.summary(codes, labels, groups, facts["noaa_ar"], flare_ids, goes.CLASS_LETTERS)
-    assert report["folds"][str(fold)] == json.loads(json.dumps(want)), fold
+    got = dict(report["folds"][str(fold)])
+    overlap = got.pop("region_overlap")
+    assert got == json.loads(json.dumps(want)), fold
+    # The recurrent-region overlap by Carrington position, test and validation vs train.
+    ar = np.where(flare_ids != "", facts["noaa_ar"], 0)
+    lat, lon = (np.array([np.nan if v is None else v for v in facts[k]], float)
+                for k in ("flare_hgs_lat", "flare_hgs_lon"))  # fmt: skip
+    for split, code in (("test", splits.TEST), ("validation", splits.VALIDATION)):
+      again = regions.recurrent_overlap(
+        ar, facts["flare_peak"], lat, lon, codes == code, codes == splits.TRAIN, seed=fold
+      )
+      assert overlap[split]["share"] == again["share"], (fold, split)
+      assert overlap[split]["chance"] == again["chance"], (fold, split)
   assert set(report["folds"]["0"]["ar_overlap"]) == {"test_events_with_ar", "in_train", "share"}
+  assert "also flared in train: test " in build_report.format_report(report)
   # The forecast label's frames: issuance frames only, counted as on read.
   forecast, _ = frame_facts.labels(facts, "max_class_next_24h", 30.0)
   codes = splits.assign(facts["time"], fold=0, num_folds=10, embargo_days=14)

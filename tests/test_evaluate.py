@@ -199,7 +199,8 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   rng = np.random.default_rng(2)
   splits = {"test": _data(rng, 50), "validation": _data(rng, 40), "train": _data(rng, 60)}
   _write_samples(tmp_path, 9, _data(rng, 12))
-  _write_samples(tmp_path, 40, _data(rng, 20))  # Newest: 40 > 9 numerically.
+  newest = _data(rng, 20)
+  _write_samples(tmp_path, 40, newest)  # Newest: 40 > 9 numerically.
   read = []
 
   def load_real(cfg, max_examples, split=None):
@@ -208,6 +209,13 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
 
   monkeypatch.setattr(evaluate, "load_real", load_real)
   monkeypatch.setattr(evaluate, "load_train", _load_train(splits["train"]))
+  withheld = _data(rng, 36)  # The withheld days' frames: the memorisation held-out set.
+  record = {"split": "withheld", "fraction": 0.1, "day_seed": 0, "days": 4}
+  record.update(memorisation.training_subset(withheld["labels"], 64, 1, "ABCMX")[1])
+  monkeypatch.setattr(evaluate, "load_heldout", lambda cfg: (withheld, record))
+  unseen = _data(rng, 90)  # Every frame the generator never saw: more per class than test.
+  chosen = {"per_class_cap": 30}
+  monkeypatch.setattr(evaluate, "load_unseen", lambda cfg: (unseen, chosen))
   monkeypatch.setattr(
     evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pooled": _pixel_features}, {})
   )
@@ -222,6 +230,10 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   selection = written["memorisation_train_selection"]
   assert (selection["per_class_cap"], selection["seed"], selection["searched"]) == (64, 0, 60)
   assert written["floor_split"] == "validation" and written["sample_size_rules"]["fid"]
+  # The held-out images are the withheld days', not the evaluation split's.
+  assert written["memorisation"]["pixels"]["n_heldout"] == 36
+  assert written["memorisation_heldout_selection"]["days"] == 4
+  assert "a held-out set passed in (36 images" in written["memorisation_heldout"]
   # The report: one compact table per feature space, FID marked where N <= D, no key dump.
   text = report.render_report(config, tmp_path)
   section = text[text.index("## Evaluation") :]
@@ -235,6 +247,17 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
   assert marked >= 2
   assert "summary." not in section and "class_counts." not in section
   assert "(eval/memorisation_pairs_pixels.png)" in section
+  assert "They are the 36 frames of 4 days withheld from the DDPM's training months" in section
+  # Per class against every unseen frame of the class, with the N of each side.
+  rows = written["features"]["pooled"]["per_class_unseen"]
+  for c, row in rows.items():
+    i = "ABCMX".index(c)
+    have, made = int(np.sum(unseen["labels"] == i)), int(np.sum(newest["labels"] == i))
+    assert (row["n_real_available"], row["n_generated_available"]) == (have, made)
+    assert row["n"] == min(have, made, 30)
+    assert f"| {c} | {row['n']} | {have} | {made} | " in section
+  flare = written["physics"]["flare_unseen"]["per_class"]
+  assert sum(e["real_above_clip"]["n"] for e in flare.values()) == 90
   assert "(eval/flare_physics.png)" in section
   # Memorisation per class, class-matched, with N of each set (or why not estimable).
   for name, row in written["memorisation"]["pixels"]["per_class"].items():
@@ -268,6 +291,8 @@ def test_run_also_scores_the_classifier_pool_when_drawn_otherwise(tmp_path, conf
     evaluate, "load_real", lambda cfg, max_examples, split=None: splits[split or "test"]
   )
   monkeypatch.setattr(evaluate, "load_train", _load_train(splits["train"]))
+  monkeypatch.setattr(evaluate, "load_heldout", lambda cfg: (None, {}))
+  monkeypatch.setattr(evaluate, "load_unseen", lambda cfg: (None, {}))
   monkeypatch.setattr(
     evaluate, "build_extractors", lambda cfg, wd, mesh=None: ({"pooled": _pixel_features}, {})
   )

@@ -447,3 +447,80 @@ def test_a_truncated_or_missing_shard_is_named(demo_tfds, tmp_path):
   other.unlink()
   with pytest.raises(errors.DamagedFileError, match=f"{other.name}.*missing"):
     input_pipeline.verify_shards(config)
+
+
+def test_withheld_days_leave_the_train_split_and_are_the_memorisation_held_out(data_config):
+  """'withheld' is whole days of the training months the DDPM's 'train' never holds; the
+  evaluation reads them as its held-out set and train_info.json records them."""
+  from solar_jax.data import splits
+  from solar_jax.ddpm import train as ddpm_train
+
+  config = default.get_config()
+  config.data = data_config
+  data_config.withheld_day_fraction = 0.0
+  try:
+    everything = input_pipeline.make_for_inference(data_config, "train", images=False)
+    assert evaluate.load_heldout(config)[0] is None  # Nothing withheld: the eval split.
+    data_config.withheld_day_fraction, data_config.withheld_day_seed = 0.5, 1
+    train = input_pipeline.make_for_inference(data_config, "train", images=False)
+    held = input_pipeline.make_for_inference(data_config, "withheld", images=False)
+    images, record = evaluate.load_heldout(config)
+    info = ddpm_train.withheld_record(config)
+  finally:
+    data_config.withheld_day_fraction, data_config.withheld_day_seed = 0.1, 0
+  day = {k: splits.as_times(v["time"]).astype("datetime64[D]") for k, v in
+         (("all", everything), ("train", train), ("held", held))}  # fmt: skip
+  assert len(held["time"]) > 0 and len(train["time"]) > 0
+  # Disjoint whole days whose union is the training months' frames, the same labels.
+  assert not set(day["train"]) & set(day["held"])
+  assert sorted(np.concatenate([train["time"], held["time"]])) == sorted(everything["time"])
+  assert set(splits.month_index(held["time"]) % 10) <= {6, 7, 8, 9}
+  np.testing.assert_array_equal(
+    held["label"], everything["label"][np.isin(everything["time"], held["time"])]
+  )
+  # The evaluation's held-out set: those frames (every one, under the cap), as read.
+  assert record["available"] == len(held["time"]) == len(images["labels"])
+  assert record["days"] == len(set(day["held"])) and record["fraction"] == 0.5
+  np.testing.assert_array_equal(images["labels"], held["label"])
+  # train_info.json's record: the setting and the days, reproducible from them.
+  assert info["days"] == sorted(str(d) for d in set(day["held"]))
+  assert (info["fraction"], info["seed"], info["frames"]) == (0.5, 1, len(held["time"]))
+
+
+def test_the_forward_split_reads_every_block_and_names_a_too_short_archive(data_config):
+  """data.split='forward' cuts years across the month blocks: every stored block is read;
+  the demo archive spans one year, so fold 0 (three years) is refused naming them."""
+  from solar_jax.data import splits
+
+  builder = input_pipeline.get_builder(data_config)
+  data_config.split = "forward"
+  try:
+    assert input_pipeline._blocks(builder, data_config, "test") == input_pipeline._blocks(
+      builder, data_config, "all"
+    )
+    with pytest.raises(errors.InputMismatchError, match=r"needs 3 calendar years.*\(2011\)"):
+      input_pipeline.make_for_inference(data_config, "train", images=False)
+    times = splits.as_times(["2010-12-20", "2011-06-01", "2011-12-25", "2012-03-01"])
+    codes = input_pipeline._split_codes(builder, data_config, times)
+  finally:
+    data_config.split = "month_blocks"
+  # Embargo 14 days: the late-2010 train frame and the late-2011 validation frame drop.
+  assert codes.tolist() == [splits.EMBARGOED, splits.VALIDATION, splits.EMBARGOED, splits.TEST]
+
+
+def test_unseen_is_every_labelled_frame_but_the_generators_training_frames(data_config):
+  """'unseen' (the rare classes' realism pool) = test, validation, embargoed and withheld
+  frames: disjoint from 'train', and with it every labelled frame of the archive."""
+  every = input_pipeline.make_for_inference(data_config, "all", images=False)
+  train = input_pipeline.make_for_inference(data_config, "train", images=False)
+  unseen = input_pipeline.make_for_inference(data_config, "unseen", images=False)
+  assert not set(train["time"]) & set(unseen["time"])
+  assert sorted(np.concatenate([train["time"], unseen["time"]])) == sorted(every["time"])
+  for split in ("test", "validation", "withheld"):
+    part = input_pipeline.make_for_inference(data_config, split, images=False)["time"]
+    assert set(part) <= set(unseen["time"]), split
+  config = default.get_config()
+  config.data = data_config
+  images, record = evaluate.load_unseen(config)
+  assert record["available"] == len(unseen["time"]) == len(images["labels"])  # Under the cap.
+  np.testing.assert_array_equal(images["labels"], unseen["label"])

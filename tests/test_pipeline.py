@@ -128,6 +128,35 @@ def test_the_study_trains_one_generator_per_training_partition(num_folds):
   assert len(leaders) == (num_folds // 2 if num_folds % 2 == 0 else num_folds)
 
 
+def test_the_study_runs_month_block_folds_only(tmp_path):
+  config = tiny_checkpoint_config()
+  config.provenance.num_folds, config.data.split = 4, "forward"
+  with pytest.raises(errors.ConfigError, match="data.split='forward' is run fold by fold"):
+    pipeline.run_study(config, tmp_path, lambda *a: pytest.fail("nothing runs"))
+  assert not list(tmp_path.iterdir())
+
+
+def test_the_study_pools_each_generators_rare_class_realism_once(tmp_path):
+  """realism.md: per class each generator's KID against its unseen frames, with N, and the
+  N-weighted pool over the generators (leader folds only: a partner shares the frames)."""
+
+  def metrics(rows):
+    per_class = {c: {"n": n, "kid": {"mean": k}} for c, (n, k) in rows.items()}
+    return {"features": {"random": {"per_class_unseen": per_class}}}
+
+  got = {0: metrics({"M": (30, 0.01), "X": (4, 0.05)}), 1: metrics({"M": (10, 0.03)})}
+  got[1]["features"]["random"]["per_class_unseen"]["X"] = {"n": 1, "not_estimable": "N=1"}
+  for fold, m in got.items():
+    wd.eval_dir(tmp_path / f"fold_{fold}").mkdir(parents=True)
+    wd.write_json(wd.eval_dir(tmp_path / f"fold_{fold}") / "metrics.json", m)
+  workdirs = {f: tmp_path / f"fold_{f}" for f in (0, 1, 2)}  # Fold 2 not evaluated.
+  text = pipeline.write_study_realism(workdirs, tmp_path)
+  assert text == (tmp_path / "realism.md").read_text()
+  assert "| M | 30, 0.01 | 10, 0.03 | N=40, KID 0.015 |" in text  # (30*.01+10*.03)/40
+  assert "| X | 4, 0.05 | 1, n/a | N=4, KID 0.05 |" in text and "fold 2" not in text
+  assert pipeline.write_study_realism({3: tmp_path / "none"}, tmp_path / "x") is None
+
+
 def test_the_study_runs_each_fold_on_its_generator_and_pools_them(tmp_path, monkeypatch):
   """The stages each fold runs (through run_in_workdir), which generator a partner
   fold samples from, the pooled folds; a second call finds the exports and reuses them."""
@@ -152,6 +181,7 @@ def test_the_study_runs_each_fold_on_its_generator_and_pools_them(tmp_path, monk
     *((f, stage, export[f - 2]) for f in (2, 3) for stage in pipeline.PARTNER_STAGES),
   ]
   assert pooled == [([tmp_path / f"fold_{f}" for f in range(4)], tmp_path)]
+  assert not (tmp_path / "realism.md").exists()  # No fold evaluated: nothing to pool.
   del calls[:]
   pipeline.run_study(config, tmp_path, run_in_workdir)  # Resumed: nothing exported again.
   assert [c for c in calls if c[1] == "export"] == []
@@ -189,7 +219,7 @@ def test_mode_report_rebuilds_the_report_from_the_files_alone(
   shutil.copytree(fold0_run, workdir)
   config = configuration.from_json(workdir / "config.json")
   _finished(workdir, config)
-  counts = _train_counts(config)
+  counts, withheld = _train_counts(config), train.withheld_record(config)
   trained_with = wd.train_config_path(workdir).read_bytes()
   pipeline.write_report(config, workdir)  # --mode=all's report stage.
   by_all = wd.report_path(workdir).read_text().splitlines()
@@ -217,6 +247,13 @@ def test_mode_report_rebuilds_the_report_from_the_files_alone(
   # The training's own record: who trained, the train split's frames, a missing class named.
   info = json.loads(wd.train_info_path(workdir).read_text())
   assert info["frames_per_class"] == counts
+  # The days withheld from its training months, with the setting that reproduces them.
+  assert info["withheld_days"] == withheld
+  assert info["withheld_days"]["fraction"] == config.data.withheld_day_fraction
+  assert (
+    f"Withheld from training: {len(withheld['days'])} whole days of its training months "
+    f"({withheld['frames']} frames; data.withheld_day_fraction=" in "\n".join(by_mode)
+  )
   text = "\n".join(by_mode)
   flaring = info["flaring_per_class"]
   assert info["label"] == "xrs_class" and all(0 <= flaring[k] <= v for k, v in counts.items())

@@ -191,6 +191,12 @@ def test_a_config_json_round_trips_and_fields_added_since_load_with_their_defaul
 
   older = configuration.from_json(write_config(tmp_path / "b.json", edit=drop(added)))
   assert older.diffusion.loss_weighting == "none"
+  older = configuration.from_json(write_config(tmp_path / "d.json", edit=drop("data.split")))
+  assert older.data.split == "month_blocks"  # The only rule before the field.
+  with pytest.raises(errors.ConfigError, match="data.withheld_day_fraction is missing"):
+    configuration.from_json(
+      write_config(tmp_path / "e.json", edit=drop("data.withheld_day_fraction"))
+    )
   with pytest.raises(errors.ConfigError, match="model.num_heads is missing"):
     configuration.from_json(write_config(tmp_path / "c.json", edit=drop("model.num_heads")))
 

@@ -159,3 +159,92 @@ def test_the_training_record_names_what_differs_and_skips_what_was_not_read():
     "data.issuance={'hours': [0, 6, 12, 18], 'tolerance_minutes': 6.0} there, "
     "{'hours': [0, 12], 'tolerance_minutes': 6.0} here"
   ]
+
+
+def test_withheld_days_are_whole_days_of_the_training_months_drawn_from_the_seed(year):
+  """Withheld frames: whole UTC days, train frames only, a function of (seed, fraction)."""
+  times = splits.as_times(year["time"])
+  codes = splits.assign(times, fold=0, num_folds=10, embargo_days=14.0)
+  held = splits.withhold(codes, times, 0.2, seed=3)
+  # Only train frames move, and only to WITHHELD; the other splits are untouched.
+  assert set(np.unique(codes[held == splits.WITHHELD])) == {splits.TRAIN}
+  np.testing.assert_array_equal(held[held != splits.WITHHELD], codes[held != splits.WITHHELD])
+  # Whole days: no day of the training months has both a withheld and a train frame.
+  days = times.astype("datetime64[D]")
+  assert not set(days[held == splits.WITHHELD]) & set(days[held == splits.TRAIN])
+  # About the fraction of the training days (binomial, 3 sigma), reproducible, nested.
+  train_days = np.unique(days[codes == splits.TRAIN])
+  share = np.isin(train_days, days[held == splits.WITHHELD]).mean()
+  assert abs(share - 0.2) < 3 * np.sqrt(0.2 * 0.8 / len(train_days))
+  np.testing.assert_array_equal(splits.withhold(codes, times, 0.2, seed=3), held)
+  assert (splits.withhold(codes, times, 0.2, seed=4) != held).any()
+  wider = splits.withhold(codes, times, 0.4, seed=3) == splits.WITHHELD
+  assert wider[held == splits.WITHHELD].all() and wider.sum() > (held == splits.WITHHELD).sum()
+  # A day's fate depends on the seed alone, not on the other frames of the archive.
+  np.testing.assert_array_equal(
+    splits.withheld_days(times[::7], 0.2, 3), splits.withheld_days(times, 0.2, 3)[::7]
+  )
+  assert not splits.withhold(codes, times, 0.0, seed=3).tolist().count(splits.WITHHELD)
+
+
+def test_the_withheld_days_are_part_of_the_generators_record():
+  record = _record(withheld_day_fraction=0.1, withheld_day_seed=5)
+  assert record["data.withheld_days"] == {"fraction": 0.1, "seed": 5}
+  changes = splits.record_changes(record, _record(withheld_day_fraction=0.1, withheld_day_seed=6))
+  assert changes == [
+    "data.withheld_days={'fraction': 0.1, 'seed': 5} there, {'fraction': 0.1, 'seed': 6} here"
+  ]
+  # Withholding nothing: the seed means nothing.
+  assert _record(withheld_day_fraction=0.0, withheld_day_seed=1)["data.withheld_days"] == {
+    "fraction": 0.0,
+    "seed": None,
+  }
+  # A config from before the field trained on every day: it withheld none, and a run
+  # that would hold its training days out as "unseen" is refused.
+  old = _record()
+  config = tiny.get_config().to_dict()
+  for key in ("withheld_day_fraction", "withheld_day_seed"):
+    del config["data"][key]
+  old["data.withheld_days"] = splits.training_record(config)["data.withheld_days"]
+  assert old["data.withheld_days"] == {"fraction": 0.0, "seed": None}
+  assert splits.record_changes(old, record)[0].startswith("data.withheld_days={'fraction': 0.0")
+
+
+def _six_hourly(start: str, end: str) -> np.ndarray:
+  return np.arange(np.datetime64(start, "ms"), np.datetime64(end, "ms"), DAY // 4)
+
+
+def test_the_forward_split_trains_on_earlier_years_with_the_embargo_at_its_boundaries():
+  times = _six_hourly("2010-05-13", "2014-03-01")  # Five calendar years, the first partial.
+  years = times.astype("datetime64[Y]").astype(int) + 1970
+  np.testing.assert_array_equal(splits.forward_years(times), [2010, 2011, 2012, 2013, 2014])
+  plain = splits.assign_forward(times, fold=1, embargo_days=0.0)
+  expected = np.select(
+    [years <= 2011, years == 2012, years == 2013], [splits.TRAIN, splits.VALIDATION, splits.TEST],
+    splits.FUTURE,
+  )  # fmt: skip
+  np.testing.assert_array_equal(plain, expected)
+  codes = splits.assign_forward(times, fold=1, embargo_days=27.0)
+  # Test frames are never dropped; only frames within 27 days of the next split's year are.
+  np.testing.assert_array_equal(codes == splits.TEST, plain == splits.TEST)
+  dropped = times[codes == splits.EMBARGOED]
+  edges = np.array(["2012-01-01", "2013-01-01"], "datetime64[ms]")
+  gap = np.abs(dropped[:, None] - edges[None, :]).min(axis=1)
+  assert (gap <= np.timedelta64(27, "D")).all() and len(dropped) == 2 * 27 * 4
+  for early, late in (("train", "validation"), ("validation", "test")):
+    a, b = (times[codes == splits.SPLITS.index(s)] for s in (early, late))
+    assert b.min() - a.max() > np.timedelta64(27, "D")  # Forward, beyond the embargo.
+  with pytest.raises(ValueError, match="data.split='forward': fold=3 needs 6 calendar years"):
+    splits.assign_forward(times, fold=3, embargo_days=14.0)
+
+
+def test_the_split_rule_is_part_of_the_generators_record():
+  blocks, forward = _record(fold=0), _record(fold=0, split="forward")
+  assert blocks["data.split"] == "month_blocks" and forward["data.split"] == "forward"
+  assert forward["data.fold"]["trains_on"] == "the first 1 calendar years of the archive (forward)"
+  changes = splits.record_changes(blocks, forward)
+  assert "data.split='month_blocks' there, 'forward' here" in changes
+  assert any(c.startswith("data.fold=0 there (months mod 10") for c in changes)
+  config = tiny.get_config().to_dict()
+  del config["data"]["split"]  # A config from before the field: month blocks.
+  assert splits.training_record(config)["data.split"] == "month_blocks"

@@ -62,6 +62,18 @@ def get_config() -> ml_collections.ConfigDict:
   # every fold tests every month once (solar_jax/data/splits.py).
   data.fold = 0
   data.embargo_days = 14.0
+  # 'month_blocks' (above), or 'forward', the robustness check in time: fold f trains on
+  # the archive's first f + 1 calendar years, validates on the next and tests on the one
+  # after (later years unused), with the embargo at both boundaries (splits.assign_forward).
+  data.split = "month_blocks"
+  # Whole days withheld from the train split, inside the training months: this share of
+  # the calendar days, drawn from withheld_day_seed (one uniform per day, so a day's fate
+  # depends on these two alone). The DDPM (and the classifier: 'train' means one thing)
+  # never trains on them; they are the memorisation test's held-out frames, exchangeable
+  # with the training months' (solar_jax/data/splits.py). 0 = none: the memorisation
+  # test then falls back to the evaluation split (other months, not exchangeable).
+  data.withheld_day_fraction = 0.1
+  data.withheld_day_seed = 0
   # Intensity transform: clip DN/s to [clip_min, clip_max], log10, then map
   # linearly to [-1, 1]. Inverted exactly on samples (within the clip range).
   data.clip_min = 1.0

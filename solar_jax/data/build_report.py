@@ -36,7 +36,7 @@ import numpy as np
 from etils import epath
 
 from solar_jax import errors
-from solar_jax.data import frame_facts, goes, splits
+from solar_jax.data import frame_facts, goes, regions, splits
 
 REPORT_NAME = "build_report.json"
 # The first line of everything built on a simulated archive (build report, report.md,
@@ -64,6 +64,8 @@ _LIGHT_FACTS = (
   "next24_event_id",
   "next24_complete",
   "intensity_max",
+  "flare_hgs_lat",  # The flare's position: the recurrent-region merge (data.regions).
+  "flare_hgs_lon",
 )
 # Files listed by name in the console summary; the rest are only in the report.
 MAX_LISTED = 20
@@ -244,6 +246,8 @@ def _fact_arrays(examples: list[dict]) -> dict:
       "minutes_after_flare_end",
       "next24_flux",
       "intensity_max",
+      "flare_hgs_lat",
+      "flare_hgs_lon",
     ):
       arrays[key] = np.array([np.nan if v is None else v for v in values], np.float64)
     else:
@@ -253,8 +257,8 @@ def _fact_arrays(examples: list[dict]) -> dict:
 
 
 def fold_tables(facts: dict, labels, groups, num_folds: int) -> dict:
-  """{fold: ``splits.summary``} of every fold (labels of ``REPORT_LABEL`` on
-  ``REPORT_CLASS_SCALE``, default lag/embargo)."""
+  """{fold: ``splits.summary`` and ``region_overlap``} of every fold (labels of
+  ``REPORT_LABEL`` on ``REPORT_CLASS_SCALE``, default lag/embargo)."""
   if not len(labels):
     return {}
   in_flare = frame_facts.in_flare(facts, REPORT_COOLING_LAG_MINUTES)
@@ -267,7 +271,27 @@ def fold_tables(facts: dict, labels, groups, num_folds: int) -> dict:
     tables[str(fold)] = splits.summary(
       codes, labels, groups, facts["noaa_ar"], flare_ids, goes.CLASS_LETTERS
     )
+    tables[str(fold)]["region_overlap"] = region_overlap(facts, in_flare, codes, seed=fold)
   return tables
+
+
+def region_overlap(facts: dict, in_flare, codes, *, seed: int) -> dict:
+  """Recurrent regions by position, for test and validation against train.
+
+  ``regions.recurrent_overlap`` of the flaring frames (a NOAA region returning a rotation
+  later at the same Carrington position is one region), beside its chance level (every
+  region's longitude turned at random); the NOAA-number overlap (``ar_overlap``) misses
+  them, since NOAA renumbers a returning region.
+  """
+  ar = np.where(in_flare, np.asarray(facts["noaa_ar"], np.int64), 0)
+  lat, lon = facts["flare_hgs_lat"], facts["flare_hgs_lon"]  # float64, NaN: not listed
+  train = codes == splits.TRAIN
+  out = {}
+  for split in ("test", "validation"):
+    mine = codes == splits.SPLITS.index(split)
+    got = regions.recurrent_overlap(ar, facts["flare_peak"], lat, lon, mine, train, seed=seed)
+    out[split] = {k: got[k] for k in ("share", "chance", "test_flaring_frames", "test_regions")}
+  return out
 
 
 def forecast_table(facts: dict, num_folds: int, since: datetime.datetime) -> dict:
@@ -379,6 +403,22 @@ def write(version_dir, report: dict) -> None:
   write_json(epath.Path(version_dir) / REPORT_NAME, report)
 
 
+def _region_lines(overlap: dict) -> list[str]:
+  """The recurrent-region overlap by position, test and validation, with chance."""
+  parts = []
+  for split, got in overlap.items():
+    if got.get("share") is None:
+      parts.append(f"{split} n/a (no numbered flaring frame)")
+    else:
+      parts.append(f"{split} {got['share']:.0%} (chance {got['chance']:.0%})")
+  if not parts:
+    return []
+  return [
+    "  flaring frames whose region (NOAA numbers merged by Carrington position across "
+    f"rotations) also flared in train: {'; '.join(parts)}"
+  ]
+
+
 def format_report(report: dict) -> str:
   """A few console lines summarising a build report."""
   lines = [SIMULATED_LINE] if report.get("simulated") else []
@@ -401,8 +441,9 @@ def format_report(report: dict) -> str:
     share = "n/a" if overlap["share"] is None else f"{overlap['share']:.0%}"
     lines.append(
       f"  test events whose AR also flared in train: {overlap['in_train']} of "
-      f"{overlap['test_events_with_ar']} with an AR ({share})"
+      f"{overlap['test_events_with_ar']} with an AR ({share}, by NOAA number)"
     )
+    lines += _region_lines(fold.get("region_overlap") or {})
   forecast = report.get("forecast")
   if forecast:
     per_split = ", ".join(f"{s} {n}" for s, n in forecast["fold0"].items())

@@ -275,19 +275,42 @@ def _read_facts(builder, spec: str) -> dict:
 
 
 def _blocks(builder, data_config, split: str) -> list[str]:
-  if split not in (*splits.SPLITS, "all"):
-    raise ValueError(f"split {split!r}: use one of {(*splits.SPLITS, 'all')}.")
+  readable = (*splits.SPLITS, splits.WITHHELD_SPLIT, splits.UNSEEN_SPLIT, "all")
+  if split not in readable:
+    raise ValueError(f"split {split!r}: use one of {readable}.")
   meta = metadata(builder)
   names = sorted(n for n in builder.info.splits if n.startswith("block"))
-  if split == "all":
+  if (
+    split in ("all", splits.UNSEEN_SPLIT) or data_config.split == "forward"
+  ):  # Forward: years cut across blocks.
     return names
   role = splits.roles(meta["num_folds"], data_config.fold)
-  code = splits.SPLITS.index(split)
+  code = splits.TRAIN if split == splits.WITHHELD_SPLIT else splits.SPLITS.index(split)
   return [n for n in names if role[int(n[len("block") :])] == code]
 
 
+def _split_codes(builder, data_config, times) -> np.ndarray:
+  """``data.split``'s code of every frame: month blocks with the embargo, or forward in
+  time (the whole archive read: its calendar years are the forward folds' units)."""
+  try:
+    if data_config.split == "forward":
+      return splits.assign_forward(
+        times, fold=data_config.fold, embargo_days=data_config.embargo_days
+      )
+  except ValueError as e:
+    raise errors.InputMismatchError(f"{builder.data_dir}: {e}") from None
+  return splits.assign(
+    times,
+    fold=data_config.fold,
+    num_folds=metadata(builder)["num_folds"],
+    embargo_days=data_config.embargo_days,
+  )
+
+
 def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
-  """The records ``split`` keeps under ``data.fold``, the embargo and the label policy."""
+  """The records ``split`` keeps under ``data.fold``, the embargo, the withheld days
+  ('train' leaves them out, 'withheld' is them) and the label policy; 'unseen' is every
+  labelled frame but 'train' (every block read)."""
   label = label or data_config.label
   blocks = _blocks(builder, data_config, split)
   if not blocks:
@@ -311,13 +334,14 @@ def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
   )
   keep = labels >= 0
   if split != "all":
-    codes = splits.assign(
-      facts["time"],
-      fold=data_config.fold,
-      num_folds=metadata(builder)["num_folds"],
-      embargo_days=data_config.embargo_days,
+    codes = _split_codes(builder, data_config, facts["time"])
+    codes = splits.withhold(
+      codes, facts["time"], data_config.withheld_day_fraction, data_config.withheld_day_seed
     )
-    keep &= codes == splits.SPLITS.index(split)
+    if split == splits.UNSEEN_SPLIT:
+      keep &= codes != splits.TRAIN
+    else:
+      keep &= codes == splits.code_of(split)
   if label == frame_facts.FORECAST_LABEL:
     logging.info(
       "Label %s: split %r keeps %d labelled issuance frames (%s UT +- %g min) of %d frames read; "
@@ -438,7 +462,8 @@ def make_for_train(
 
   Args:
     data_config: the ``config.data`` section.
-    split: 'train', 'validation' or 'test' of ``data.fold``, or 'all'.
+    split: 'train', 'validation' or 'test' of ``data.fold``, 'withheld' (the withheld
+      days of its training months), 'unseen' (every frame but 'train'), or 'all'.
     batch_size: examples per batch on THIS process.
     shuffle: shuffle each epoch with a buffer of ``data.shuffle_buffer``.
     seed: seed of the shuffle (epoch ``e`` uses ``(seed, e)``).

@@ -13,6 +13,17 @@ HIGHER-priority split (test > validation > train) lies within ``embargo_days``
 of it: train frames near a validation or test month, validation frames near a
 test month. Test frames are never dropped. So no train frame lies within the
 embargo of any test frame, and the drops are counted (``EMBARGOED``).
+
+Withheld days (``withhold``): a random share ``data.withheld_day_fraction`` of the
+calendar days (UTC) is withheld from the train split, whole days, inside the
+training months (embargoed frames are not training frames and stay dropped). The
+DDPM (and every reader of 'train') never trains on them; they are the
+memorisation test's held-out set (``evaluation/evaluate.py``), frames exchangeable
+with the training months' (the same months, the same mix of activity), unlike
+the test months. Day ``d`` is withheld when ``u_d < fraction``, with ``u`` one
+uniform per day since 1970-01-01 drawn from ``data.withheld_day_seed``: a day's
+fate depends on the seed and the fraction alone (not on which other days the
+archive holds, nor on the fold), and a larger fraction withholds a superset.
 """
 
 from __future__ import annotations
@@ -23,6 +34,44 @@ from solar_jax.data import frame_facts
 
 SPLITS = ("train", "validation", "test")  # The splits of a fold.
 TRAIN, VALIDATION, TEST, EMBARGOED = 0, 1, 2, -1
+WITHHELD = 3  # Code of a frame on a withheld day of the training months.
+WITHHELD_SPLIT = "withheld"  # Readable like a split: the withheld days' frames.
+# Readable like a split: every frame the generator did not train on (test, validation,
+# embargoed, withheld days; forward: later years), the rare classes' realism pool.
+UNSEEN_SPLIT = "unseen"
+_EPOCH_DAY = np.datetime64("1970-01-01", "D")
+_DAYS = 73_049  # 1970-01-01 .. 2169-12-31: one uniform each.
+
+
+def code_of(split: str) -> int:
+  """The ``assign``/``withhold`` code of a split name (``SPLITS`` or ``WITHHELD_SPLIT``)."""
+  return WITHHELD if split == WITHHELD_SPLIT else SPLITS.index(split)
+
+
+def day_uniforms(seed: int) -> np.ndarray:
+  """float64 [_DAYS]: the uniform of each day since 1970-01-01 under ``seed``."""
+  return np.random.default_rng([int(seed), 20_110_401]).random(_DAYS)
+
+
+def withheld_days(times, fraction: float, seed: int) -> np.ndarray:
+  """bool per time: whether its UTC day is withheld (``u_day < fraction``)."""
+  times = as_times(times)
+  if not 0 <= fraction < 1:
+    raise ValueError(f"data.withheld_day_fraction={fraction} must lie in [0, 1).")
+  if fraction == 0 or not len(times):
+    return np.zeros(len(times), bool)
+  days = (times.astype("datetime64[D]") - _EPOCH_DAY).astype(np.int64)
+  if days.min() < 0 or days.max() >= _DAYS:
+    bad = times[(days < 0) | (days >= _DAYS)][0]
+    raise ValueError(f"frame time {bad} lies outside 1970..2169: no withheld-day draw for it.")
+  return day_uniforms(seed)[days] < fraction
+
+
+def withhold(codes, times, fraction: float, seed: int) -> np.ndarray:
+  """``assign``'s codes with the train frames of withheld days set to ``WITHHELD``."""
+  codes = np.asarray(codes, np.int8)
+  held = (codes == TRAIN) & withheld_days(times, fraction, seed)
+  return np.where(held, WITHHELD, codes).astype(np.int8)
 
 
 def as_times(times) -> np.ndarray:
@@ -74,6 +123,9 @@ def training_record(config: dict) -> dict:
   """
   data, provenance = config.get("data") or {}, config.get("provenance") or {}
   num_folds, fold = int(provenance.get("num_folds") or 0), data.get("fold")
+  rule = data.get("split") or "month_blocks"  # A config before the field: month blocks.
+  if rule == "forward" and fold is not None:
+    num_folds = -1  # Not month blocks: the partition is named below.
 
   def number(key):
     return None if data.get(key) is None else float(data[key])
@@ -85,9 +137,20 @@ def training_record(config: dict) -> dict:
     if fold is None
     else {
       "fold": int(fold),
-      "trains_on": training_partition(int(fold), num_folds)
+      "trains_on": f"the first {int(fold) + 1} calendar years of the archive (forward)"
+      if num_folds == -1
+      else training_partition(int(fold), num_folds)
       if num_folds >= 3 and 0 <= int(fold) < num_folds
       else None,
+    },
+    "data.split": rule if data else None,
+    "data.withheld_days": None
+    if not data
+    else {
+      "fraction": float(data.get("withheld_day_fraction") or 0.0),
+      "seed": int(data.get("withheld_day_seed") or 0)
+      if data.get("withheld_day_fraction")
+      else None,  # Withholding nothing: the seed means nothing.
     },
     "data.embargo_days": number("embargo_days"),
     "data.label": data.get("label"),
@@ -146,6 +209,47 @@ def assign(times, *, fold: int, num_folds: int, embargo_days: float) -> np.ndarr
     inside = month <= hi
     nearest = np.where(inside, np.maximum(nearest, role[month % num_folds]), nearest)
   return np.where(nearest > code, EMBARGOED, code).astype(np.int8)
+
+
+FUTURE = -2  # Forward split: a frame after the test year (never read).
+SPLIT_RULES = ("month_blocks", "forward")  # data.split
+
+
+def forward_years(times) -> np.ndarray:
+  """The calendar years (UTC) the frames span, sorted: the forward split's units."""
+  return np.unique(as_times(times).astype("datetime64[Y]").astype(np.int64) + 1970)
+
+
+def assign_forward(times, *, fold: int, embargo_days: float, years=None) -> np.ndarray:
+  """Forward in time: train on the years before, validate on the next, test on the one after.
+
+  With the archive's years ``y_0 < y_1 < ...`` (``years``; default those of ``times``),
+  forward fold ``f`` trains on ``y_0 .. y_f``, validates on ``y_{f+1}`` and tests on
+  ``y_{f+2}``; later years are ``FUTURE`` (never read). The embargo is kept at both
+  boundaries as in ``assign``: a train frame within ``embargo_days`` of the validation
+  year, and a validation frame within it of the test year, is ``EMBARGOED``.
+  """
+  times = as_times(times)
+  years = forward_years(times) if years is None else np.asarray(years, np.int64)
+  if not 0 <= fold < len(years) - 2:
+    raise ValueError(
+      f"data.split='forward': fold={fold} needs {fold + 3} calendar years, the archive spans "
+      f"{len(years)} ({', '.join(map(str, years))}); forward folds are 0..{len(years) - 3}."
+    )
+
+  def role(t):
+    year = t.astype("datetime64[Y]").astype(np.int64) + 1970
+    code = np.where(year <= years[fold], TRAIN, FUTURE)
+    code = np.where(year == years[fold + 1], VALIDATION, code)
+    return np.where(year == years[fold + 2], TEST, code).astype(np.int8)
+
+  code = role(times)
+  if embargo_days <= 0 or not len(times):
+    return code
+  margin = np.timedelta64(int(round(embargo_days * 86400e3)), "ms")
+  ahead = role(times + margin)  # Roles grow with time up to the test year's end.
+  drop = (code >= TRAIN) & (ahead > code)
+  return np.where(drop, EMBARGOED, code).astype(np.int8)
 
 
 def summary(codes, labels, groups, noaa_ar, flare_ids, classes) -> dict:

@@ -25,7 +25,7 @@ from etils import epath
 
 from solar_jax import checkpointing, configuration, errors, parallel, provenance, viz
 from solar_jax import workdir as wd
-from solar_jax.data import input_pipeline
+from solar_jax.data import input_pipeline, splits
 from solar_jax.ddpm import sample
 from solar_jax.ddpm.train_state import (
   TrainState,
@@ -239,13 +239,24 @@ def train_frames_per_class(config) -> tuple[dict[str, int], dict[str, int]]:
   return counts, flaring_counts
 
 
+def withheld_record(config) -> dict:
+  """The days withheld from the model's training months (``data.splits.withhold``): the
+  setting, and the days and frames it withheld here (the memorisation test's held-out)."""
+  data = config.data
+  record = {"fraction": float(data.withheld_day_fraction), "seed": int(data.withheld_day_seed)}
+  times = input_pipeline.make_for_inference(data, splits.WITHHELD_SPLIT, images=False)["time"]
+  days = np.unique(splits.as_times(times).astype("datetime64[D]")).astype(str).tolist()
+  return {**record, "frames": len(times), "days": days}
+
+
 def _write_training_record(config, workdir, reads_dataset: bool) -> None:
   """config_train.json and train_info.json of a model that started from step 0.
 
   Written once, with the model's first checkpoint; a resumed run and the other modes
   leave both alone (config.json is the last command's). train_info.json holds who
   trained (``provenance.record``, the devices) and the train split's frames per class,
-  with the classes the model never saw (``missing``; the report names them).
+  with the classes the model never saw (``missing``; the report names them), and the
+  days withheld from its training months (``withheld_record``).
   """
   info = {
     **provenance.record(),
@@ -257,6 +268,7 @@ def _write_training_record(config, workdir, reads_dataset: bool) -> None:
     counts, info["flaring_per_class"] = counts
     info.update(frames_per_class=counts, label=config.data.label)
     info["missing"] = [name for name, n in counts.items() if n == 0]
+    info["withheld_days"] = withheld_record(config)
   wd.write_text(wd.train_config_path(workdir), configuration.to_json(config))
   wd.write_json(wd.train_info_path(workdir), info)
 

@@ -114,6 +114,29 @@ def pair_metrics(a, b, *, dim: int, config, num_clusters: int | None = None) -> 
   return out
 
 
+def unseen_per_class(config, feats: dict, labels: dict, dim: int, rng) -> dict:
+  """Per class, the samples against every real frame of the class the generator never saw.
+
+  ``feats['unseen']``/``labels['unseen']``: the frames of every split but the
+  generator's training frames (``evaluate.load_unseen``), so a rare class is compared
+  with all its unseen frames, not with the few of the evaluation split. Per class
+  n = min(unseen of the class, generated of the class, ``evaluation.num_images``),
+  each side a seeded uniform subset of n; ``n_real_available``/``n_generated_available``
+  say how many there were. No floor: every unseen frame may be in use.
+  """
+  out = {}
+  for i, name in enumerate(config.data.classes):
+    real_pool = np.flatnonzero(labels["unseen"] == i)
+    fake_pool = np.flatnonzero(labels["fake"] == i)
+    m = min(len(real_pool), len(fake_pool), config.evaluation.num_images)
+    r = np.sort(rng.choice(real_pool, m, replace=False))
+    f = np.sort(rng.choice(fake_pool, m, replace=False))
+    entry = pair_metrics(feats["unseen"][r], feats["fake"][f], dim=dim, config=config)
+    entry.update(n_real_available=int(real_pool.size), n_generated_available=int(fake_pool.size))
+    out[str(name)] = entry
+  return out
+
+
 def _fid(a, b) -> dict:
   try:
     return {"fid": fid.fid_from_features(a, b), "fid_method": "sqrtm"}

@@ -31,8 +31,15 @@ memorisation search covers the training split per class: every frame of a
 class with at most ``memorisation_train_images`` frames, else a uniform random
 subset of that many (seeded by ``config.seed``; ``memorisation.training_subset``),
 recorded under ``memorisation_train_selection``. The held-out images of the
-memorisation test are the evaluation split's (``evaluate_arrays`` takes another
-held-out set through ``heldout``).
+memorisation test are the frames of the days withheld from the DDPM's training
+months (``load_heldout``; exchangeable with the training frames, never trained
+on), per class all of them or a uniform random subset of the same cap, recorded
+under ``memorisation_heldout_selection``; with no withheld day
+(``data.withheld_day_fraction = 0``) the evaluation split's, marked as not
+exchangeable. Per class the samples are also compared with every real frame of
+the class the generator did not train on (split 'unseen', ``real_sets.load_unseen``;
+``per_class_unseen`` of each space, ``physics.flare_unseen``): the rare classes'
+figures at the N the archive allows.
 
 Extractors. 'inception' needs ``config.evaluation.inception_weights`` (see
 solar_jax/models/inception.py; a missing file is an error). 'classifier' uses
@@ -53,10 +60,11 @@ from etils import epath
 
 from solar_jax import errors, parallel
 from solar_jax import workdir as wd
-from solar_jax.data import input_pipeline, resolve, scaling
+from solar_jax.data import resolve, scaling
 from solar_jax.evaluation import distribution, plots
 from solar_jax.evaluation import features as features_lib
 from solar_jax.evaluation.features import Extractor, build_extractors
+from solar_jax.evaluation.real_sets import load_heldout, load_real, load_train, load_unseen
 from solar_jax.metrics import consistency, memorisation, physics, sample_size, sanity
 from solar_jax.models import classifier as classifier_lib
 
@@ -70,15 +78,6 @@ def load_samples(path) -> dict:
     if key not in out:
       raise errors.InputMismatchError(f"{path} has no {key!r} array (keys: {sorted(out)}).")
   return out
-
-
-def load_real(config, max_examples: int, split: str | None = None) -> dict:
-  """Real images of ``split`` (default ``config.evaluation.split``) in DN/s, with labels."""
-  arrays = input_pipeline.make_for_inference(
-    config.data, split or config.evaluation.split, max_examples=max_examples, transform=False
-  )
-  out = {"images": np.asarray(arrays["image"], np.float32), "labels": np.asarray(arrays["label"])}
-  return out | {k: arrays[k] for k in ("time", "goes_flux") if k in arrays}  # For the titles.
 
 
 # ---------------------------------------------------------- metrics ---
@@ -126,25 +125,6 @@ def _header(config, sel, labels: dict, extra) -> dict:
     "features": {},
     "memorisation": {},
   }
-
-
-def load_train(config) -> tuple[dict | None, dict]:
-  """The DDPM's training images the memorisation search covers (DN/s), and their record.
-
-  Every frame of a class with at most ``evaluation.memorisation_train_images``
-  frames, else a uniform random subset of that many (``memorisation.training_subset``,
-  seed ``config.seed``); (None, a record saying so) when that setting is 0.
-  """
-  cap = config.evaluation.memorisation_train_images
-  if not cap:
-    return None, {"searched": 0, "rule": "none (evaluation.memorisation_train_images=0)"}
-  facts = input_pipeline.make_for_inference(config.data, "train", images=False)
-  indices, record = memorisation.training_subset(
-    facts["label"], cap, config.seed, tuple(config.data.classes)
-  )
-  arrays = input_pipeline.make_for_inference(config.data, "train", transform=False, indices=indices)
-  train = {"images": np.asarray(arrays["image"], np.float32)}
-  return {**train, "labels": np.asarray(arrays["label"])}, record
 
 
 def _memorisation(config, spaces: dict, labels: dict) -> tuple[dict, dict]:
@@ -264,6 +244,7 @@ def evaluate_arrays(
   reference: dict | None = None,
   train: dict | None = None,
   heldout: dict | None = None,
+  unseen: dict | None = None,
   classify=None,
   feature_cache: dict | None = None,
   write_plots: bool = True,
@@ -281,6 +262,8 @@ def evaluate_arrays(
     train: the DDPM's training images (same layout) for memorisation; None: none.
     heldout: real images the DDPM never trained on (same layout) for the
       memorisation threshold; None: ``real``.
+    unseen: every real image the DDPM never trained on (same layout), for the
+      per-class figures against all of a class's unseen frames; None: not computed.
     classify: (predict(model-space images) -> task labels, info) of the
       real-only classifier, for class consistency; None: not scored.
     feature_cache: features of the real sets by (extractor, set), filled and
@@ -295,7 +278,7 @@ def evaluate_arrays(
     out_dir = epath.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
   sets = {"real": real, "fake": generated, "reference": reference, "train": train}
-  sets["heldout"] = heldout
+  sets["heldout"], sets["unseen"] = heldout, unseen
   labels = {k: None if v is None else np.asarray(v["labels"], np.int64) for k, v in sets.items()}
   if min(len(labels["real"]), len(labels["fake"])) < 2:
     raise errors.InputMismatchError(
@@ -306,20 +289,32 @@ def evaluate_arrays(
   sel = distribution.select(config, labels["real"], labels["fake"], labels["reference"], rng)
   metrics = _header(config, sel, labels, extra)
   metrics["memorisation_heldout"] = (
-    f"the evaluation split ({config.evaluation.split})"
+    f"the evaluation split ({config.evaluation.split}; other months than the training "
+    "frames, not exchangeable with them)"
     if heldout is None
-    else f"a held-out set passed in ({len(labels['heldout'])} images)"
+    else f"a held-out set passed in ({len(labels['heldout'])} images; "
+    "memorisation_heldout_selection says which)"
   )
   model = {k: None if v is None else _model_space(config, v["images"]) for k, v in sets.items()}
   mem_arrays = {}
   for name, extract in extractors.items():
     feats = _features(name, extract, model, feature_cache)
     entry, mem, mem_arrays[name] = _space(config, name, feats, sel, labels, out_dir)
+    if unseen is not None:
+      entry["per_class_unseen"] = distribution.unseen_per_class(
+        config, feats, labels, entry["dim"], np.random.default_rng(config.seed + 2)
+      )
     metrics["features"][name], metrics["memorisation"][name] = entry, mem
     metrics["summary"][name] = _summary(entry, mem)
   metrics["memorisation"]["pixels"], mem_arrays["pixels"] = _memorisation(config, model, labels)
   metrics["class_consistency"] = _consistency(config, classify, model, labels)
   metrics["physics"], stats = _physics(config, real, generated, sel, labels)
+  if unseen is not None:  # Flare physics per class against every unseen frame.
+    metrics["physics"]["flare_unseen"] = physics.flare_physics_by_class(
+      unseen["images"], labels["unseen"], generated["images"], labels["fake"],
+      tuple(config.data.classes), threshold=config.evaluation.flare_kernel_dns,
+      clip_min=config.data.clip_min, clip_max=config.data.clip_max,
+    )  # fmt: skip
   metrics["summary"]["physics"] = {
     key: stats[key]
     for key in (
@@ -443,7 +438,9 @@ def _evaluate_pool(config, workdir, inputs: dict, samples_info, main) -> dict | 
   extra = {"samples": pool_info, **inputs["extra"]}
   metrics = evaluate_arrays(
     config, inputs["real"], pool, inputs["extractors"], pool_dir if main else None,
-    reference=inputs["reference"], train=inputs["train"], classify=inputs["classify"],
+    reference=inputs["reference"], train=inputs["train"], heldout=inputs["heldout"],
+    unseen=inputs["unseen"],
+    classify=inputs["classify"],
     feature_cache=inputs["feature_cache"], extra=extra,
   )  # fmt: skip
   if main:
@@ -471,6 +468,8 @@ def _load_inputs(config, workdir, mesh, names, generated_shape, samples_path) ->
     )
   reference = load_real(config, cap, ev.floor_split) if ev.floor_split else None
   train, selection = load_train(config)
+  heldout, held_selection = load_heldout(config) if train is not None else (None, {})
+  unseen, unseen_selection = load_unseen(config)
   searched = 0 if train is None else len(train["labels"])
   return {
     "extractors": extractors,
@@ -478,11 +477,15 @@ def _load_inputs(config, workdir, mesh, names, generated_shape, samples_path) ->
     "real": real,
     "reference": reference,
     "train": train,
+    "heldout": heldout,
+    "unseen": unseen,
     "feature_cache": {},
     "extra": {
       "skipped_extractors": skipped,
       "memorisation_train_images_searched": searched,
       "memorisation_train_selection": selection,
+      "memorisation_heldout_selection": held_selection,
+      "unseen_selection": unseen_selection,
     },
   }
 
@@ -507,7 +510,9 @@ def run(config, workdir, mesh=None) -> dict:
   samples_info = _samples_info(samples_path, generated)
   metrics = evaluate_arrays(
     config, inputs["real"], generated, inputs["extractors"], out_dir if main else None,
-    reference=inputs["reference"], train=inputs["train"], classify=inputs["classify"],
+    reference=inputs["reference"], train=inputs["train"], heldout=inputs["heldout"],
+    unseen=inputs["unseen"],
+    classify=inputs["classify"],
     feature_cache=inputs["feature_cache"],
     extra={"samples": samples_info, "data": resolve.record(config), **inputs["extra"]},
   )  # fmt: skip

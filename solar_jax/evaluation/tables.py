@@ -158,6 +158,7 @@ def _memorisation_lines(metrics: dict) -> list[str]:
       f"Training frames searched per class (searched/available; {selection.get('rule')}, "
       f"seed {selection.get('seed')}): {searched}."
     )
+  lines += _heldout_lines(metrics)
   if per_class:
     lines += [
       "",
@@ -170,6 +171,25 @@ def _memorisation_lines(metrics: dict) -> list[str]:
       *per_class,
     ]
   return lines + [""]
+
+
+def _heldout_lines(metrics: dict) -> list[str]:
+  """Where the memorisation test's held-out images come from (withheld days or not)."""
+  held = metrics.get("memorisation_heldout")
+  if not held:
+    return []
+  line = f"Held-out images: {held}."
+  chosen = metrics.get("memorisation_heldout_selection") or {}
+  if chosen.get("per_class"):
+    used = "; ".join(
+      f"{c} {v['searched']}/{v['available']}" for c, v in chosen["per_class"].items()
+    )
+    line += (
+      f" They are the {chosen['available']} frames of {chosen.get('days')} days withheld from "
+      f"the DDPM's training months (data.withheld_day_fraction={chosen['fraction']:g}, "
+      f"seed {chosen['day_seed']}; never trained on); used per class: {used}."
+    )
+  return [line]
 
 
 def _memorisation_class_rows(space: str, mem: dict) -> list[str]:
@@ -201,9 +221,32 @@ def _physics_lines(metrics: dict) -> list[str]:
   flare = metrics.get("physics", {}).get("flare")
   if not flare:
     return []
+  lines = ["### Flare physics per class (real evaluation split vs all samples)", ""]
+  lines += _flare_table(flare)
+  unseen = metrics["physics"].get("flare_unseen")
+  if unseen:
+    lines += [
+      "",
+      "The same against every real frame the generator did not train on (test, "
+      "validation, embargoed and withheld days; the rare classes' N):",
+      "",
+      *_flare_table(unseen)[2:],
+    ]
+  summary = metrics.get("summary", {}).get("physics", {})
+  if summary:
+    lines += [
+      "",
+      "Overall (N each): on-disk log-intensity Wasserstein "
+      f"{_g(summary.get('intensity_wasserstein_dex'))} dex, limb profile mean |log10 ratio| "
+      f"{_g(summary.get('limb_profile_mean_abs_log_ratio'))}, on-disk power spectrum mean "
+      f"|log10 ratio| {_g(summary.get('power_spectrum_mean_abs_log_ratio'))}.",
+    ]
+  return lines + [""]
+
+
+def _flare_table(flare: dict) -> list[str]:
+  """Legend (two lines), header and one row per class of a flare-physics entry."""
   lines = [
-    "### Flare physics per class (real evaluation split vs all samples)",
-    "",
     f"Kernel area: share of the disk at or above {flare['threshold_dns']:g} DN/s. "
     "Medians real / synthetic; KS: two-sample Kolmogorov-Smirnov p-value. Real images are "
     "compared clipped to the model's range (data.clip_min/max), as every sample is; the "
@@ -223,15 +266,28 @@ def _physics_lines(metrics: dict) -> list[str]:
     above = e.get("real_above_clip")  # Evaluations before it: not recorded.
     cells.append(f"{_g(above['share'], 2)} of {above['n']}" if above else NA)
     lines.append("| " + " | ".join(cells) + " |")
-  summary = metrics.get("summary", {}).get("physics", {})
-  if summary:
-    lines += [
-      "",
-      "Overall (N each): on-disk log-intensity Wasserstein "
-      f"{_g(summary.get('intensity_wasserstein_dex'))} dex, limb profile mean |log10 ratio| "
-      f"{_g(summary.get('limb_profile_mean_abs_log_ratio'))}, on-disk power spectrum mean "
-      f"|log10 ratio| {_g(summary.get('power_spectrum_mean_abs_log_ratio'))}.",
-    ]
+  return lines
+
+
+def unseen_table(name: str, space: dict, selection: dict) -> list[str]:
+  """Per class against every real frame the generator never saw, with the N of each side."""
+  rows = space.get("per_class_unseen")
+  if not rows:
+    return []
+  lines = [
+    f"Per class in `{name}` against every real frame of the class the generator did not "
+    "train on (test, validation, embargoed and withheld days; per class all of them, or a "
+    f"seeded subset of {selection.get('per_class_cap', 'the cap')}): N = min(real, "
+    "generated, num_images) of that class, no floor.",
+    "",
+    "| class | N | real unseen available | generated available | KID [95 % CI] "
+    "| precision | recall |",
+    "|" + " --- |" * 7,
+  ]
+  for c, e in rows.items():
+    cells = [c, str(e["n"]), str(e["n_real_available"]), str(e["n_generated_available"])]
+    cells += [_kid(e), _pr(e, "precision"), _pr(e, "recall")]
+    lines.append("| " + " | ".join(cells) + " |")
   return lines + [""]
 
 
@@ -240,6 +296,7 @@ def evaluation_markdown(metrics: dict) -> str:
   lines = _legend(metrics)
   for name, space in metrics.get("features", {}).items():
     lines += space_table(name, space, metrics) + [""]
+    lines += unseen_table(name, space, metrics.get("unseen_selection") or {})
   skipped = metrics.get("skipped_extractors") or {}
   for name, reason in skipped.items():
     lines += [f"Feature space `{name}` skipped: {reason}.", ""]
@@ -257,3 +314,41 @@ def evaluation_markdown(metrics: dict) -> str:
     lines += [f"Class consistency: {cc.get('not_available', NA)}.", ""]
   lines += _physics_lines(metrics)
   return "\n".join(lines)
+
+
+def study_unseen_markdown(metrics_by_partition: dict) -> str:
+  """The study's rare-class realism: per feature space and class, each generator's KID
+  against every frame it did not train on (one fold per training partition, so no
+  generator counts twice), and the folds pooled: the N-weighted mean KID, summed N."""
+  lines = [
+    "## Rare-class realism over the study's generators",
+    "",
+    "Per class, the samples of each generator (one per training partition) against every "
+    "real frame of the class it did not train on (`per_class_unseen` of its "
+    "eval/metrics.json); pooled: KID weighted by N, N summed over the generators.",
+  ]
+  spaces = sorted({s for m in metrics_by_partition.values() for s in m.get("features", {})})
+  for space in spaces:
+    rows = {f: (m["features"].get(space) or {}).get("per_class_unseen") or {}
+            for f, m in metrics_by_partition.items()}  # fmt: skip
+    classes = list(dict.fromkeys(c for r in rows.values() for c in r))
+    if not classes:
+      continue
+    folds = sorted(rows)
+    lines += ["", f"### `{space}`", ""]
+    lines.append("| class | " + " | ".join(f"fold {f}: N, KID" for f in folds) + " | pooled |")
+    lines.append("|" + " --- |" * (len(folds) + 2))
+    for c in classes:
+      cells, n_sum, weighted = [c], 0, 0.0
+      for f in folds:
+        e = rows[f].get(c)
+        if not e:
+          cells.append(NA)
+          continue
+        kid = (e.get("kid") or {}).get("mean")
+        cells.append(f"{e['n']}, {_g(kid) if kid is not None else NA}")
+        if kid is not None:
+          n_sum, weighted = n_sum + e["n"], weighted + e["n"] * kid
+      cells.append(f"N={n_sum}, KID {_g(weighted / n_sum)}" if n_sum else NA)
+      lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
