@@ -89,20 +89,11 @@ class Samples:
       + ")"
     )
 
-  def maps(self) -> list:
-    """One ``sunpy.map.Map`` (a GenericMap, DETECTOR = 'SYNTHETIC') per image.
-
-    The header is the one ``--mode=sample`` writes into its FITS files (with
-    ``SIMULATE = T`` when the model learnt from the simulated demo archive); the plot
-    settings are those sunpy gives an AIA 171 Å map (the sdoaia171 colour map, an asinh
-    stretch), which it cannot give a file that is not an AIA observation
-    (``sample.fits_header``).
-    """
-    import sunpy.map  # About 2 s to import: only when maps are asked for.
-    from astropy.visualization import AsinhStretch, ImageNormalize
-
+  def fits_headers(self) -> list:
+    """One FITS header per image: the one ``--mode=sample`` writes into its files (with
+    ``SIMULATE = T`` when the model learnt from the simulated demo archive)."""
     obs = sample.observer()
-    out = []
+    headers = []
     for i, (image, label) in enumerate(zip(self.images, self.labels)):
       header = sample.fits_header(
         image.shape[0],
@@ -117,6 +108,21 @@ class Samples:
       )
       if self.simulated:
         header["SIMULATE"] = (True, "model trained on the SIMULATED demo archive")
+      headers.append(header)
+    return headers
+
+  def maps(self) -> list:
+    """One ``sunpy.map.Map`` (a GenericMap, DETECTOR = 'SYNTHETIC') per image.
+
+    The header is ``fits_headers()``'s; the plot settings are those sunpy gives an AIA
+    171 Å map (the sdoaia171 colour map, an asinh stretch), which it cannot give a file
+    that is not an AIA observation (``sample.fits_header``).
+    """
+    import sunpy.map  # About 2 s to import: only when maps are asked for.
+    from astropy.visualization import AsinhStretch, ImageNormalize
+
+    out = []
+    for image, header in zip(self.images, self.fits_headers()):
       m = sunpy.map.Map(np.asarray(image, np.float32), header)
       m.plot_settings["cmap"] = "sdoaia171"
       m.plot_settings["norm"] = ImageNormalize(stretch=AsinhStretch(0.01), clip=False)
