@@ -4,7 +4,7 @@
 # SIMULATED demo archive of configs/tiny.py's docstring, exported, with a section added to
 # its MODEL_CARD.md that says how it was made and how its samples score.
 #
-#   bash scripts/demo_model.sh            # about 35 min on 2 shared CPU cores
+#   bash scripts/demo_model.sh   # about 50 min on 2 CPU cores shared with other jobs (RESULTS.md)
 #
 # The steps (each reused when its output exists):
 #   python -m solar_jax.data.demo --out runs/demo60 --num_frames 60
