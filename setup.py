@@ -56,7 +56,11 @@ setuptools.setup(
     include=["solar_jax", "solar_jax.*", "tfds_builders", "tfds_builders.*"]
   ),
   license="MIT",
-  package_data={"tfds_builders.sdo_aia171": ["checksums.tsv", "CITATIONS.bib", "README.md"]},
+  package_data={
+    "tfds_builders.sdo_aia171": ["checksums.tsv", "CITATIONS.bib", "README.md"],
+    # The shipped model (DiffusionPipeline.from_pretrained("demo")): an export, every file.
+    "solar_jax": ["pretrained/**/*"],
+  },
   python_requires=">=3.10",
   install_requires=INSTALL_REQUIRES,
   extras_require=EXTRAS_REQUIRE,

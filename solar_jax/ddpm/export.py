@@ -242,7 +242,10 @@ def _use_lines(sampler: dict) -> list[str]:
     "```",
     usage_command(sampler),
     "```",
-    "or in Python: `solar_jax.generate('<this dir>', classes={'M': 4})` (config.json's sampler).",
+    "or in Python, with the recommended sampler (export.json) unless told otherwise: "
+    "`pipe = solar_jax.DiffusionPipeline.from_pretrained('<this dir>')`, then "
+    "`pipe(classes={'M': 4}, seed=0)` as often as needed (it compiles once per sampler "
+    "setting), or `solar_jax.generate('<this dir>', classes={'M': 4})` once.",
   ]
 
 
