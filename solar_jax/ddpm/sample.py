@@ -339,9 +339,21 @@ def _sampler_args(config, params, labels, mesh, progress) -> dict:
   )
 
 
-def generate(config, params, labels, *, mesh=None, progress: bool = False) -> np.ndarray:
-  """Samples images in the model's [-1, 1] space for ``labels`` (float32 [N,H,W,C])."""
-  return samplers.sample_images(**_sampler_args(config, params, labels, mesh, progress))
+def generate(
+  config, params, labels, *, mesh=None, progress: bool = False, skip=(), on_batch=None
+) -> np.ndarray:
+  """Samples images in the model's [-1, 1] space for ``labels`` (float32 [N,H,W,C]).
+
+  The batches (``samplers.batch_layout``) in ``skip`` are not drawn (left 0);
+  ``on_batch(g, start, images)`` is called as batch ``g`` (images ``start ...``) arrives.
+  """
+  args = _sampler_args(config, params, labels, mesh, progress)
+  out = np.zeros((len(labels), *args["image_shape"]), np.float32)
+  for g, start, images in samplers.sample_batches(**args, skip=skip):
+    out[start : start + len(images)] = images
+    if on_batch is not None:
+      on_batch(g, start, images)
+  return out
 
 
 def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -> epath.Path:
@@ -377,8 +389,8 @@ def draw_and_write(config, workdir, params, step, *, mesh=None, counts=None, key
   mesh = mesh or parallel.create_mesh(config.mesh)
   main = parallel.is_main_process()
   out_dir = wd.samples_dir(workdir, step, key or wd.sample_key(config))
-  args = _sampler_args(config, params, labels, mesh, main and config.logging.progress)
-  batch, num_batches = samplers.batch_layout(len(labels), args["batch_size"], args["sharding"])
+  sharding = parallel.data_sharding(mesh)
+  batch, num_batches = samplers.batch_layout(len(labels), config.sampling.batch_size, sharding)
   plan = sample_set.plan(config, step, per_class, batch)
   reused = sample_set.reusable(out_dir, plan) if main else None
   if sample_set.agree(np.array([reused is not None]))[0]:
@@ -387,26 +399,41 @@ def draw_and_write(config, workdir, params, step, *, mesh=None, counts=None, key
     return out_dir, np.asarray(data["images"], np.float32), labels
   source = os.fspath(checkpoint_source(config, workdir)[1])
   writer = sample_set.Writer(config, out_dir, labels, step, plan, source)
-  done = writer.done_batches(num_batches) if main else {}
-  skip = np.flatnonzero(sample_set.agree(np.isin(np.arange(num_batches), list(done))))
-  for g in skip:  # The batches a cut run finished (read by every process).
-    images = done[g] if main else sample_set.read_batch(out_dir, g)
-    writer.images[g * batch : g * batch + len(images)] = images
-    writer.have[g * batch : g * batch + len(images)] = True
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices("solar_jax: sample batches read")
+  skip = _read_finished_batches(writer, main, num_batches, batch)
   before = f" ({writer.have.sum()} drawn before)" if len(skip) else ""
   logging.info("Sampling %d images %s at step %d%s.", len(labels), per_class.tolist(), step, before)
-  for g, start, images in samplers.sample_batches(**args, skip=skip):
+  written = set(skip.tolist())
+
+  def keep(g, start, images):  # Each batch as it arrives: DN/s, and process 0 writes it.
     stop = start + len(images)
     writer.images[start:stop] = scaling.inverse(images, config.data.clip_min, config.data.clip_max)
     writer.have[start:stop] = True
     if main:
       writer.write(g, start, stop)
+    written.add(g)
+
+  progress = main and config.logging.progress
+  drawn = generate(config, params, labels, mesh=mesh, progress=progress, skip=skip, on_batch=keep)
+  for g in sorted(set(range(num_batches)) - written):  # Returned, not streamed (a stand-in).
+    keep(g, g * batch, drawn[g * batch : (g + 1) * batch])
   if main:
     writer.finish(per_class)
     logging.info("Wrote %d samples to %s.", len(labels), out_dir)
   return out_dir, writer.images, labels
+
+
+def _read_finished_batches(writer, main: bool, num_batches: int, batch: int) -> np.ndarray:
+  """The batches a cut run of the same request finished (process 0 decides), read into
+  ``writer`` by every process; returns their indices."""
+  done = writer.done_batches(num_batches) if main else {}
+  skip = np.flatnonzero(sample_set.agree(np.isin(np.arange(num_batches), list(done))))
+  for g in skip:
+    images = done[g] if main else sample_set.read_batch(writer.out_dir, g)
+    writer.images[g * batch : g * batch + len(images)] = images
+    writer.have[g * batch : g * batch + len(images)] = True
+  if jax.process_count() > 1:  # Read before process 0 may remove them.
+    multihost_utils.sync_global_devices("solar_jax: sample batches read")
+  return skip
 
 
 def run(config: ml_collections.ConfigDict, workdir) -> epath.Path:
