@@ -62,6 +62,8 @@ def test_a_killed_sampling_run_resumes_to_the_bytes_of_an_uninterrupted_one(
   assert "COMPLETE" in reference and not any(k.startswith("batches/") for k in reference)
   fits_files = sorted(k for k in reference if k.startswith("fits/"))
   assert len(fits_files) == sum(PER_CLASS)
+  with np.load(whole / "samples.npz") as data:  # 0 where nothing was drawn: not a check.
+    assert data["images"].shape[0] == sum(PER_CLASS) and np.all(data["images"] > 0)
   whole.rename(whole.parent / "reference")  # The same folder again: CKPTSRC the same.
 
   with monkeypatch.context() as m:  # Killed once its first batch is written.
