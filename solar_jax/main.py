@@ -53,6 +53,7 @@ def main(argv):
   if _PRINT_CONFIG.value:
     return cli.print_config(config)
   xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
+  xla_flags.configure_compilation_cache()  # Before JAX reads its settings from the environment.
   try:
     importlib.import_module(PIPELINE).start(config, workdir, mode)
   except errors.Preempted as e:  # Saved and stopped as asked: success.

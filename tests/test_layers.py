@@ -1,4 +1,8 @@
-"""The shared layers agree with their Flax references; the XLA:CPU flag is set with care."""
+"""The shared layers agree with their Flax references; the XLA:CPU flag and the compilation
+cache are set with care."""
+
+import sys
+import types
 
 import flax.linen as nn
 import jax
@@ -85,3 +89,41 @@ def test_configure_xla_cpu_adds_the_flag_once_and_respects_the_user(monkeypatch)
   empty = {}
   assert not xla_flags.configure_xla_cpu(empty)
   assert "XLA_FLAGS" not in empty
+
+
+def test_the_compilation_cache_defaults_to_the_user_cache_and_respects_the_user(monkeypatch):
+  monkeypatch.setenv("HOME", "/home/u")
+  env = {}
+  assert xla_flags.configure_compilation_cache(env) == "/home/u/.cache/solar_jax/jax_cache"
+  assert env == {
+    "JAX_COMPILATION_CACHE_DIR": "/home/u/.cache/solar_jax/jax_cache",
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.1",
+  }
+  xdg = {"XDG_CACHE_HOME": "/fast/cache"}
+  assert xla_flags.configure_compilation_cache(xdg) == "/fast/cache/solar_jax/jax_cache"
+  # The user's directory and threshold win; an empty directory turns the cache off.
+  user = {
+    "JAX_COMPILATION_CACHE_DIR": "/shared/jax",
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "2",
+  }
+  assert xla_flags.configure_compilation_cache(user) == "/shared/jax"
+  assert user["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "2"
+  off = {"JAX_COMPILATION_CACHE_DIR": ""}
+  assert (
+    xla_flags.configure_compilation_cache(off) is None and off["JAX_COMPILATION_CACHE_DIR"] == ""
+  )
+
+
+def test_every_run_of_the_command_line_turns_the_cache_on_before_jax_starts(
+  cli, monkeypatch, tmp_path
+):
+  from solar_jax import main
+
+  calls = []
+  fake_pipeline = types.SimpleNamespace(start=lambda *args: calls.append("start"))
+  monkeypatch.setitem(sys.modules, "fake_pipeline", fake_pipeline)  # No JAX, TF imports.
+  monkeypatch.setattr(main, "PIPELINE", "fake_pipeline")
+  monkeypatch.setattr(xla_flags, "configure_compilation_cache", lambda: calls.append("cache"))
+  result = cli("--config=tiny", f"--workdir={tmp_path / 'run'}", "--mode=sample")
+  assert result.returncode == 0, result.stderr
+  assert calls == ["cache", "start"]

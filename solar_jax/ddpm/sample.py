@@ -10,46 +10,24 @@ workdir's, so runs with other settings never overwrite each other):
 * ``fits/synthetic_<index>_<class>.fits``: one file per image that plain sunpy reads
   and plots with no arguments (``sunpy.map.Map(f).peek()``), titled
   "SYNTHETIC 171.0 Angstrom ...".
-* ``COMPLETE``: written last (JSON: step, images per class, FITS files); a set
-  without it was cut short, and the readers (``workdir.latest_samples``) refuse it.
+* ``COMPLETE``: written last (JSON: step, images per class, FITS files, a digest of
+  the request); a set without it was cut short, and the readers
+  (``workdir.latest_samples``) refuse it.
+* ``batches/``: while the set is drawn, the finished batches (``sample_set``): FITS,
+  grid and per-batch npz are written as each batch finishes, and the same command
+  continues a killed run from its last finished batch, to the same bytes.
 
 The model comes from ``workdir/checkpoints`` or, with ``sampling.checkpoint=PATH``,
 from another run's workdir, its ``checkpoints/`` directory, or an inference
 checkpoint written by ``--mode=export`` (``export_params``).
 
-FITS geometry follows the dataset's convention (``solar_jax.data.aia``): the
-disk is centred in the image with radius ``0.40 * image_size`` pixels
-(``aia.default_disk_radius``), solar north towards increasing rows. The
-header places a synthetic observer at Earth on a fixed date,
-``SYNTHETIC_DATE`` (2014-01-01, solar cycle 24 maximum): ``DSUN_OBS`` and
-``HGLT_OBS`` are Earth's at that date, ``RSUN_OBS`` follows from them, and
-``CDELT = RSUN_OBS / disk_radius_px`` makes the disk radius in pixels match
-the data. No reader can take the file for an observation: ``DETECTOR =
-'SYNTHETIC'`` (sunpy's map name and plot title start with it), ``INSTRUME =
-'SYNTHETIC AIA_3'``, ``IMG_TYPE = 'SYNTHETIC'``, ``SYNTHETIC = T``. sunpy reads an
-INSTRUME that starts with "AIA" as an ``AIAMap``, whose colour map is named from
-TELESCOP + DETECTOR + WAVELNTH ('sdosynthetic171', which does not exist: ``peek()``,
-``plot()`` and ``.cmap`` would raise); with this INSTRUME it is a ``GenericMap``, which
-plots with no arguments (grey, linear) under the SYNTHETIC title. No keyword gives both
-that title and the AIA colours by default, so the COMMENT says to pass
-``cmap='sdoaia171'``, and ``solar_jax.generate(...).maps()`` sets it. The reader of the dataset
-(``data.aia.read_frame``) refuses such files. ``CLIPMIN``/``CLIPMAX`` give the
-intensity range the model can produce (DN/s), ``MODELSTP``, ``CKPTSRC``,
-``SAMPLER`` ... ``GUIDANCE``, ``SEED`` and ``GOESCLS`` how the image was made. Everything is a function of the config, the seed and
-the parameters, so a fixed seed writes the same images. What wrote a file is in its header
-(``provenance.record``): ``DATE`` (UTC), ``SJ_VER``, ``SJCOMMIT`` (git, '+dirty' with local
-changes, 'unknown' outside a checkout) and the command line in ``HISTORY``. FITS headers hold ASCII only:
-``CKPTSRC`` is the checkpoint's path percent-encoded (``urllib.parse.unquote`` gives it
-back), so a workdir such as ``wörk dir`` works.
+FITS headers: ``synthetic_fits`` (geometry, the SYNTHETIC keywords, provenance).
 """
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import os
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,26 +36,29 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
-from astropy.io import fits
 from etils import epath
+from jax.experimental import multihost_utils
 
-from solar_jax import checkpointing, configuration, errors, parallel, provenance, viz
+from solar_jax import checkpointing, configuration, errors, parallel
 from solar_jax import workdir as wd
-from solar_jax.data import aia, input_pipeline, scaling, splits
-from solar_jax.ddpm import train_state
+from solar_jax.data import input_pipeline, scaling, splits
+from solar_jax.ddpm import sample_set, train_state
+from solar_jax.ddpm.synthetic_fits import (  # noqa: F401 - the FITS writer, re-exported
+  SYNTHETIC_DATE,
+  fits_header,
+  observer,
+  write_fits,
+)
 from solar_jax.diffusion import samplers, schedules
 from solar_jax.models import unet
 
 # How --mode=sample decides its counts: sampling.per_class, or top the training
 # counts up to the largest class (capped by sampling.max_images).
 SAMPLE_COUNTS = ("fixed", "balance")
-SYNTHETIC_DATE = "2014-01-01T00:00:00.000"
-COMPLETE = wd.SAMPLES_COMPLETE  # Written last into a sample set (sample_and_write).
+COMPLETE = sample_set.COMPLETE  # Written last into a sample set (sample_set.Writer).
 # Host copies of the images a sample run holds at once (model space, DN/s, the npz
 # buffer), each float32 [N, H, W, C]: what the memory check multiplies by.
 _HOST_COPIES = 4
-RSUN_REF_M = 696_000_000.0  # Photospheric radius used in AIA headers (m).
-GRID_PER_CLASS = 8
 
 
 # ------------------------------------------------------------ counts ---
@@ -161,125 +142,6 @@ def check_memory(config, counts) -> None:
       f"than half of this machine's {have / 2**30:.1f} GiB: lower sampling.per_class (or "
       "sampling.max_images); several runs with other sampling.seed values add up."
     )
-
-
-# -------------------------------------------------------------- FITS ---
-
-
-def observer(date: str = SYNTHETIC_DATE) -> dict:
-  """Earth's distance (m), heliographic latitude (deg) and solar radius (arcsec) at ``date``."""
-  from sunpy.coordinates import get_earth  # About 2 s to import: only when writing FITS.
-
-  earth = get_earth(date)
-  dsun = float(earth.radius.to_value("m"))
-  return {
-    "dsun_m": dsun,
-    "hglt_deg": float(earth.lat.to_value("deg")),
-    "rsun_arcsec": math.degrees(math.asin(RSUN_REF_M / dsun)) * 3600.0,
-  }
-
-
-def fits_header(
-  image_size: int,
-  *,
-  step: int,
-  seed: int,
-  class_name: str,
-  index: int,
-  sampler_info: Mapping,
-  obs: Mapping | None = None,
-  clip: tuple[float, float] = (1.0, 3000.0),
-  source: str = "",
-  made_by: Mapping | None = None,
-):
-  """An AIA 171 Å level-1.5-like header for a synthetic ``image_size``² image in DN/s.
-
-  ``clip`` is data.clip_min/max (the range the model's output maps to), ``source`` the
-  checkpoint the model came from, ``made_by`` the ``provenance.record()`` of the process
-  writing the file (default: now): ``DATE`` (UTC), ``SJ_VER``, ``SJCOMMIT`` and the
-  command in ``HISTORY`` cards (percent-encoded where not printable ASCII).
-  """
-  obs = obs or observer()
-  radius_px = aia.default_disk_radius(image_size)
-  cdelt = obs["rsun_arcsec"] / radius_px
-  centre = (image_size + 1) / 2.0  # FITS pixels are 1-based.
-  h = fits.Header()
-  cards = [
-    ("TELESCOP", "SDO/AIA", "synthetic: see SYNTHETIC"),
-    ("INSTRUME", "SYNTHETIC AIA_3", "not AIA_3: sunpy reads a GenericMap"),
-    ("DETECTOR", "SYNTHETIC", "not an AIA detector: shown in every sunpy title"),
-    ("IMG_TYPE", "SYNTHETIC", "diffusion-model sample (AIA: LIGHT/DARK)"),
-    ("WAVELNTH", 171, "[angstrom]"),
-    ("WAVEUNIT", "angstrom", ""),
-    ("WAVE_STR", "171_THIN", ""),
-    ("EXPTIME", 1.0, "[s] data are DN/s (exposure normalised)"),
-    ("BUNIT", "DN/s", ""),
-    ("LVL_NUM", 1.5, "centred, north up, as the training data"),
-    ("DATE-OBS", SYNTHETIC_DATE, "fixed synthetic date, not observed"),
-    ("T_OBS", SYNTHETIC_DATE, ""),
-    ("CTYPE1", "HPLN-TAN", ""),
-    ("CTYPE2", "HPLT-TAN", ""),
-    ("CUNIT1", "arcsec", ""),
-    ("CUNIT2", "arcsec", ""),
-    ("CRPIX1", centre, ""),
-    ("CRPIX2", centre, ""),
-    ("CRVAL1", 0.0, ""),
-    ("CRVAL2", 0.0, ""),
-    ("CDELT1", cdelt, "[arcsec/pixel] RSUN_OBS / R_SUN"),
-    ("CDELT2", cdelt, ""),
-    ("CROTA2", 0.0, ""),
-    ("RSUN_REF", RSUN_REF_M, "[m]"),
-    ("RSUN_OBS", obs["rsun_arcsec"], "[arcsec]"),
-    ("R_SUN", radius_px, "[pixel] disk radius"),
-    ("DSUN_OBS", obs["dsun_m"], "[m] Earth at DATE-OBS"),
-    ("HGLN_OBS", 0.0, "[deg]"),
-    ("HGLT_OBS", obs["hglt_deg"], "[deg]"),
-    ("QUALITY", 0, ""),
-    # 9 letters: written as a HIERARCH card (sunpy reads it as meta["synthetic"]).
-    ("HIERARCH SYNTHETIC", True, "made by a diffusion model, not observed"),
-    ("MODELSTP", int(step), "training step of the model"),
-    # Percent-encoded: FITS cards are ASCII. No comment: a long path continues on CONTINUE.
-    ("CKPTSRC", urllib.parse.quote(str(source), safe="/:@~+=,"), ""),
-    ("CLIPMIN", float(clip[0]), "[DN/s] lowest value the model can produce"),
-    ("CLIPMAX", float(clip[1]), "[DN/s] highest value the model can produce"),
-    ("SEED", int(seed), "sampling seed"),
-    ("IMGINDEX", int(index), "image index in the sample run"),
-    ("GOESCLS", class_name, "GOES class the image was conditioned on"),
-    ("SAMPLER", str(sampler_info["sampler"]), ""),
-    ("NSTEPS", int(sampler_info["num_steps"]), "sampler steps"),
-    ("ETA", float(sampler_info["eta"]), "DDIM eta"),
-    ("GUIDANCE", float(sampler_info["guidance_scale"]), "classifier-free guidance"),
-    ("ORIGIN", "solar_jax", ""),
-  ]
-  for key, value, comment in cards:
-    h[key] = (value, comment)
-  for comment in (
-    f"Synthetic SDO/AIA 171 A image generated by the solar_jax diffusion model (step {step}, "
-    f"seed {seed}, image {index}), conditioned on GOES class {class_name}. Not an observation.",
-    "CKPTSRC: the checkpoint the model was read from (percent-encoded). CLIPMIN/CLIPMAX: "
-    "DN/s range.",
-    "sunpy.map.Map reads this file as a GenericMap titled SYNTHETIC (grey); for the AIA "
-    "171 A colours plot with cmap='sdoaia171'.",
-  ):
-    h.add_comment(comment)
-  _add_provenance(h, made_by or provenance.record())
-  return h
-
-
-def _add_provenance(h, made_by: Mapping) -> None:
-  """What wrote the file: DATE (UTC), SJ_VER, SJCOMMIT, and the command in HISTORY cards."""
-  h["DATE"] = (made_by["date"].removesuffix("Z"), "[UTC] file written")
-  h["SJ_VER"] = (made_by["version"], "solar_jax version")
-  h["SJCOMMIT"] = (made_by["commit"], "git commit")
-  for line in provenance.history_lines(made_by["command"]):
-    h.add_history(line)
-
-
-def write_fits(path, image_dns: np.ndarray, header) -> None:
-  """Writes one 2-d image with ``header`` (through epath, so gs:// works)."""
-  buffer = io.BytesIO()
-  fits.PrimaryHDU(np.asarray(image_dns, np.float32), header=header).writeto(buffer)
-  wd.write_bytes(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------- sampling ---
@@ -457,17 +319,16 @@ def _load_exported(directory, config, abstract_params) -> tuple[Any, int]:
   return params, int(meta["step"])
 
 
-def generate(config, params, labels, *, mesh=None, progress: bool = False) -> np.ndarray:
-  """Samples images in the model's [-1, 1] space for ``labels`` (float32 [N,H,W,C])."""
+def _sampler_args(config, params, labels, mesh, progress) -> dict:
+  """The arguments of ``samplers.sample_images`` / ``sample_batches`` for ``config``."""
   s = config.sampling
-  spec = samplers.SamplerSpec.from_config(config)
-  return samplers.sample_images(
-    samplers.LinenModelFn(unet.create_model(config)),
-    params,
-    schedules.get_schedule(config.diffusion),
-    jax.random.key(s.seed),
-    labels,
-    spec=spec,
+  return dict(
+    model_fn=samplers.LinenModelFn(unet.create_model(config)),
+    params=params,
+    schedule=schedules.get_schedule(config.diffusion),
+    key=jax.random.key(s.seed),
+    labels=labels,
+    spec=samplers.SamplerSpec.from_config(config),
     num_classes=len(config.data.classes),
     image_shape=(config.data.image_size, config.data.image_size, config.data.channels),
     batch_size=s.batch_size,
@@ -478,32 +339,21 @@ def generate(config, params, labels, *, mesh=None, progress: bool = False) -> np
   )
 
 
-def _grid_subset(labels: np.ndarray, per_class: int) -> np.ndarray:
-  return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+def generate(
+  config, params, labels, *, mesh=None, progress: bool = False, skip=(), on_batch=None
+) -> np.ndarray:
+  """Samples images in the model's [-1, 1] space for ``labels`` (float32 [N,H,W,C]).
 
-
-def _write_fits_files(config, fits_dir, images_dns, labels, step, info, source) -> None:
-  """One FITS file per image; files of an earlier run of these settings are removed first."""
-  class_names = tuple(config.data.classes)
-  fits_dir.mkdir(parents=True, exist_ok=True)
-  for stale in fits_dir.glob("synthetic_*.fits"):
-    stale.unlink()
-  obs, made_by = observer(), provenance.record()
-  for i, (image, label) in enumerate(zip(images_dns, labels)):
-    name = class_names[label]
-    header = fits_header(
-      config.data.image_size,
-      step=step,
-      seed=config.sampling.seed,
-      class_name=name,
-      index=i,
-      sampler_info=info,
-      obs=obs,
-      clip=(config.data.clip_min, config.data.clip_max),
-      source=source,
-      made_by=made_by,
-    )
-    write_fits(fits_dir / f"synthetic_{i:05d}_{name}.fits", image[..., 0], header)
+  The batches (``samplers.batch_layout``) in ``skip`` are not drawn (left 0);
+  ``on_batch(g, start, images)`` is called as batch ``g`` (images ``start ...``) arrives.
+  """
+  args = _sampler_args(config, params, labels, mesh, progress)
+  out = np.zeros((len(labels), *args["image_shape"]), np.float32)
+  for g, start, images in samplers.sample_batches(**args, skip=skip):
+    out[start : start + len(images)] = images
+    if on_batch is not None:
+      on_batch(g, start, images)
+  return out
 
 
 def sample_and_write(config, workdir, params, step, *, mesh=None, counts=None) -> epath.Path:
@@ -516,6 +366,10 @@ def draw_and_write(config, workdir, params, step, *, mesh=None, counts=None, key
 
   The one way a sample set is made: ``--mode=sample``, the end of training and the
   classifier's synthetic pools (``sampling.write_fits=False``) all come through here.
+  Files are written batch by batch (``sample_set``): the same request again (step,
+  counts, batch size, settings) continues a set that was cut short, drawing only its
+  missing batches, and ends with the bytes of an uninterrupted run; a complete set of
+  the same request is reused.
 
   Args:
     config: the resolved config (reads data, diffusion, model, sampling, mesh).
@@ -528,58 +382,58 @@ def draw_and_write(config, workdir, params, step, *, mesh=None, counts=None, key
 
   Returns:
     (the output directory, images in DN/s [N,H,W,C], labels [N]). Only process 0
-    writes; every process samples and returns the images.
+    writes; every process samples (and reads what a cut run left) and returns the images.
   """
-  class_names = tuple(config.data.classes)
   per_class = sample_counts(config, counts)
-  labels = np.repeat(np.arange(len(class_names), dtype=np.int32), per_class)
+  labels = np.repeat(np.arange(len(config.data.classes), dtype=np.int32), per_class)
   mesh = mesh or parallel.create_mesh(config.mesh)
   main = parallel.is_main_process()
   out_dir = wd.samples_dir(workdir, step, key or wd.sample_key(config))
-  logging.info("Sampling %d images %s at step %d.", len(labels), per_class.tolist(), step)
-  images = generate(config, params, labels, mesh=mesh, progress=main and config.logging.progress)
-  images_dns = scaling.inverse(images, config.data.clip_min, config.data.clip_max)
-  if not main:
-    return out_dir, images_dns, labels
+  sharding = parallel.data_sharding(mesh)
+  batch, num_batches = samplers.batch_layout(len(labels), config.sampling.batch_size, sharding)
+  plan = sample_set.plan(config, step, per_class, batch)
+  reused = sample_set.reusable(out_dir, plan) if main else None
+  if sample_set.agree(np.array([reused is not None]))[0]:
+    logging.info("Reusing the complete sample set %s.", out_dir)
+    data = reused or wd.read_npz(out_dir / "samples.npz")
+    return out_dir, np.asarray(data["images"], np.float32), labels
+  source = os.fspath(checkpoint_source(config, workdir)[1])
+  writer = sample_set.Writer(config, out_dir, labels, step, plan, source)
+  skip = _read_finished_batches(writer, main, num_batches, batch)
+  before = f" ({writer.have.sum()} drawn before)" if len(skip) else ""
+  logging.info("Sampling %d images %s at step %d%s.", len(labels), per_class.tolist(), step, before)
+  written = set(skip.tolist())
 
-  s = config.sampling
-  info = samplers.recorded_settings(config)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / COMPLETE).unlink(missing_ok=True)  # Incomplete until every file is rewritten.
-  wd.write_npz(
-    out_dir / "samples.npz",
-    images=images_dns.astype(np.float32),
-    labels=labels,
-    class_names=np.array(class_names),
-    step=np.int64(step),
-    **{k: np.asarray(v) for k, v in info.items()},
-  )
-  subset = _grid_subset(labels, GRID_PER_CLASS)
-  viz.save_image_grid(
-    images_dns[subset],
-    labels[subset],
-    class_names,
-    out_dir / "grid.png",
-    title=f"SYNTHETIC samples, step {step}: {s.sampler}, {info['num_steps']} steps, "
-    f"guidance {s.guidance_scale:g}",
-    vmin=config.data.clip_min,
-    vmax=config.data.clip_max,
-    ncols=GRID_PER_CLASS,
-  )
-  if s.write_fits:
-    source = os.fspath(checkpoint_source(config, workdir)[1])
-    _write_fits_files(config, out_dir / "fits", images_dns, labels, step, info, source)
-  wd.write_json(
-    out_dir / COMPLETE,
-    {
-      "step": int(step),
-      "images": int(len(labels)),
-      "per_class": dict(zip(class_names, map(int, per_class))),
-      "fits_files": int(len(labels)) if s.write_fits else 0,
-    },
-  )
-  logging.info("Wrote %d samples to %s.", len(labels), out_dir)
-  return out_dir, images_dns, labels
+  def keep(g, start, images):  # Each batch as it arrives: DN/s, and process 0 writes it.
+    stop = start + len(images)
+    writer.images[start:stop] = scaling.inverse(images, config.data.clip_min, config.data.clip_max)
+    writer.have[start:stop] = True
+    if main:
+      writer.write(g, start, stop)
+    written.add(g)
+
+  progress = main and config.logging.progress
+  drawn = generate(config, params, labels, mesh=mesh, progress=progress, skip=skip, on_batch=keep)
+  for g in sorted(set(range(num_batches)) - written):  # Returned, not streamed (a stand-in).
+    keep(g, g * batch, drawn[g * batch : (g + 1) * batch])
+  if main:
+    writer.finish(per_class)
+    logging.info("Wrote %d samples to %s.", len(labels), out_dir)
+  return out_dir, writer.images, labels
+
+
+def _read_finished_batches(writer, main: bool, num_batches: int, batch: int) -> np.ndarray:
+  """The batches a cut run of the same request finished (process 0 decides), read into
+  ``writer`` by every process; returns their indices."""
+  done = writer.done_batches(num_batches) if main else {}
+  skip = np.flatnonzero(sample_set.agree(np.isin(np.arange(num_batches), list(done))))
+  for g in skip:
+    images = done[g] if main else sample_set.read_batch(writer.out_dir, g)
+    writer.images[g * batch : g * batch + len(images)] = images
+    writer.have[g * batch : g * batch + len(images)] = True
+  if jax.process_count() > 1:  # Read before process 0 may remove them.
+    multihost_utils.sync_global_devices("solar_jax: sample batches read")
+  return skip
 
 
 def run(config: ml_collections.ConfigDict, workdir) -> epath.Path:

@@ -463,7 +463,35 @@ def _to_host(x: jax.Array) -> np.ndarray:
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def sample_images(
+def batch_layout(n: int, batch_size: int, sharding=None) -> tuple[int, int]:
+  """``(images per batch, number of batches)`` of ``n`` images drawn by ``sample_batches``:
+  ``batch_size`` rounded up to the number of batch shards, lowered to ``n`` (rounded up)
+  when ``n`` is smaller."""
+  shards = 1 if sharding is None else _num_shards(sharding)
+  round_up = lambda v: shards * math.ceil(v / shards)  # noqa: E731
+  batch = min(round_up(batch_size), round_up(max(n, 1)))
+  return batch, math.ceil(n / batch)
+
+
+def sample_images(model_fn: ModelFn, params, schedule, key, labels, **kwargs) -> np.ndarray:
+  """Samples ``len(labels)`` images in batch groups, split as ``sharding`` splits a batch.
+
+  Image ``i`` is a function of ``(key, i, labels[i])`` only: the same seed
+  gives the same images on 1 or 8 devices and for any ``batch_size``. The last
+  partial batch is padded (with copies of label 0) and the padding dropped.
+  Arguments as for ``sample_batches`` (but ``skip``).
+
+  Returns:
+    float32 numpy [N, H, W, C] on every process.
+  """
+  labels = np.asarray(labels, dtype=np.int32).reshape(-1)
+  out = np.zeros((labels.shape[0], *kwargs["image_shape"]), np.float32)
+  for _, start, images in sample_batches(model_fn, params, schedule, key, labels, **kwargs):
+    out[start : start + len(images)] = images
+  return out
+
+
+def sample_batches(
   model_fn: ModelFn,
   params,
   schedule: schedules.Schedule,
@@ -478,80 +506,80 @@ def sample_images(
   eta: float = 0.0,
   sharding: jax.sharding.NamedSharding | None = None,
   progress: bool = False,
-) -> np.ndarray:
-  """Samples ``len(labels)`` images in batch groups, split as ``sharding`` splits a batch.
+  skip=(),
+):
+  """Yields ``(g, start, images)`` for batch ``g`` of ``batch_layout``, images ``start``
+  to ``start + len(images)`` (float32 numpy [b, H, W, C] on every process), in order.
 
-  Image ``i`` is a function of ``(key, i, labels[i])`` only: the same seed
-  gives the same images on 1 or 8 devices and for any ``batch_size``. The last
-  partial batch is padded (with copies of label 0) and the padding dropped.
+  Batch ``g`` holds images ``g * batch ...``: a function of ``(key, index, label)`` and
+  of the batch size only, whatever batches ran before, so a run that stopped resumes by
+  ``skip``-ping the batches it has (byte-identical images). Batch ``g + 1`` is dispatched
+  before batch ``g`` is read back.
 
   Args:
     model_fn, params, schedule, spec, num_classes: as for ``sample_from``.
     key: the run's root key.
     labels: int [N] class per image.
     image_shape: (H, W, C).
-    batch_size: images per batch group (global); rounded up to the number of
-      batch shards, and lowered to N (rounded up) when N is smaller.
+    batch_size: images per batch group (global); see ``batch_layout``.
     guidance_scale, eta: traced CFG scale and DDIM eta.
     sharding: how a batch [B, ...] is split over devices (e.g.
       ``parallel.data_sharding(mesh)``); None = the default device.
-    progress: show a tqdm bar over batches.
-
-  Returns:
-    float32 numpy [N, H, W, C] on every process.
+    progress: show a tqdm bar over images (those of skipped batches counted as done).
+    skip: indices of batches not to draw (every process must pass the same).
   """
   labels = np.asarray(labels, dtype=np.int32).reshape(-1)
   n = labels.shape[0]
   if n == 0:
-    return np.zeros((0, *image_shape), np.float32)
+    return
   if labels.min() < 0 or labels.max() > num_classes:
     raise ValueError(f"labels must lie in [0, {num_classes}] ({num_classes} = null class).")
-  shards = 1 if sharding is None else _num_shards(sharding)
-  round_up = lambda v: shards * math.ceil(v / shards)  # noqa: E731
-  batch = min(round_up(batch_size), round_up(n))
-  num_batches = math.ceil(n / batch)
+  batch, num_batches = batch_layout(n, batch_size, sharding)
+  skip = {int(g) for g in skip}
+  todo = [g for g in range(num_batches) if g not in skip]
   if sharding is not None:  # Every process holds the key whole.
     key = jax.device_put(
       key, jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
     )
   scale = jnp.asarray(guidance_scale, jnp.float32)
   eta = jnp.asarray(eta, jnp.float32)
-
+  done = n - sum(min(batch, n - g * batch) for g in todo)
   bar = None
   if progress:
-    bar = tqdm.tqdm(total=n, desc="sample", unit="img", dynamic_ncols=True)
-  out = np.empty((num_batches * batch, *image_shape), np.float32)
-  pending = None  # Dispatch batch g+1 before reading batch g back.
-  for g in range(num_batches + 1):
-    current = None
-    if g < num_batches:
-      idx = np.arange(g * batch, (g + 1) * batch, dtype=np.int32)
-      lab = np.zeros(batch, np.int32)
-      valid = idx < n
-      lab[valid] = labels[idx[valid]]
-      current = (
-        g,
-        sample_batch(
-          model_fn,
-          params,
-          schedule,
-          key,
-          _global_array(idx, sharding),
-          _global_array(lab, sharding),
-          scale,
-          eta,
-          spec=spec,
-          num_classes=num_classes,
-          image_shape=tuple(image_shape),
-          out_sharding=sharding,
-        ),
-      )
-    if pending is not None:
-      pg, arr = pending
-      out[pg * batch : (pg + 1) * batch] = _to_host(arr)
-      if bar is not None:
-        bar.update(min(batch, n - pg * batch))
-    pending = current
-  if bar is not None:
-    bar.close()
-  return out[:n]
+    bar = tqdm.tqdm(total=n, initial=done, desc="sample", unit="img", dynamic_ncols=True)
+
+  def dispatch(g):
+    idx = np.arange(g * batch, (g + 1) * batch, dtype=np.int32)
+    lab = np.zeros(batch, np.int32)
+    valid = idx < n
+    lab[valid] = labels[idx[valid]]
+    return sample_batch(
+      model_fn,
+      params,
+      schedule,
+      key,
+      _global_array(idx, sharding),
+      _global_array(lab, sharding),
+      scale,
+      eta,
+      spec=spec,
+      num_classes=num_classes,
+      image_shape=tuple(image_shape),
+      out_sharding=sharding,
+    )
+
+  try:
+    pending = None
+    for g in [*todo, None]:
+      current = None if g is None else (g, dispatch(g))
+      if pending is not None:
+        pg, arr = pending
+        size = min(batch, n - pg * batch)
+        images = _to_host(arr)[:size]
+        if bar is not None:
+          bar.update(size)
+        yield pg, pg * batch, images
+      pending = current
+  finally:
+    if bar is not None:
+      bar.close()
