@@ -481,7 +481,7 @@ def test_an_export_from_before_a_model_field_loads_with_its_default(
   monkeypatch.setattr(
     configuration, "DEFAULT_WHEN_ABSENT", (*configuration.DEFAULT_WHEN_ABSENT, "model.remat")
   )
-  config = api._config_for(export)  # noqa: SLF001
+  config, _ = api._config_for(export)  # noqa: SLF001
   assert config.model.remat is False
   config.sampling.checkpoint = str(export)
   mesh = parallel.create_mesh(config.mesh)
