@@ -83,19 +83,9 @@ def ddpm_trainings(num_folds: int) -> int:
 
 
 def run_counts(config) -> dict[str, int]:
-  """Classifier runs ``classifier.experiment`` trains per fold, by regime.
-
-  As ``Experiment.train_all``: a regime with more than one ``training_sets.grid_points``
-  trains each point (first seed, pool 0), then every (seed, pool) at the chosen point,
-  the chosen point's (first seed, pool 0) run reused; 'reweighted' has no grid.
-  """
-  c, counts = config.classifier, {}
-  for regime in c.regimes:
-    pools = c.num_pools if regime in training_sets.SYNTHETIC_REGIMES else 1
-    final = len(c.seeds) * pools
-    points = 1 if regime == "reweighted" else len(training_sets.grid_points(config, regime))
-    counts[regime] = final if points == 1 else points + final - 1
-  return counts
+  """Classifier runs ``classifier.experiment`` trains per fold, by regime
+  (``training_sets.planned_runs``; tests/test_classifier.py checks it against a run)."""
+  return training_sets.planned_runs(config)
 
 
 def pools_drawn(config) -> int:
