@@ -756,6 +756,8 @@ def test_experiment_chooses_on_validation_and_reads_test_once(
   # The chosen grid run is the (seed 0, pool 0) run: not trained again (focal's likewise).
   final = {n: m for n, m in trained if n.startswith("real_synthetic/seed")}
   assert len(trained) == len(grid) + 2 + runs - 2
+  # What the study's cost plan counts (benchmarks/study_cost.py) is what was trained.
+  assert len(trained) == sum(cd.planned_runs(config).values())
   assert set(final) == {
     "real_synthetic/seed0/pool1",
     "real_synthetic/seed1",

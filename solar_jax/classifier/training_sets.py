@@ -190,6 +190,21 @@ def grid_points(config, regime: str) -> list[dict]:
   return [{}]
 
 
+def planned_runs(config) -> dict[str, int]:
+  """Classifier runs ``experiment`` trains per fold, by regime (none reused from disk).
+
+  As ``Experiment.train_all``: a regime with more than one ``grid_points`` trains each
+  point (first seed, pool 0), then every (seed, pool) at the chosen point, whose (first
+  seed, pool 0) run is the grid's and is not trained again; 'reweighted' has no grid.
+  """
+  c, counts = config.classifier, {}
+  for regime in c.regimes:
+    final = len(c.seeds) * (c.num_pools if regime in SYNTHETIC_REGIMES else 1)
+    points = 1 if regime == "reweighted" else len(grid_points(config, regime))
+    counts[regime] = final if points == 1 else points + final - 1
+  return counts
+
+
 def knob_grids(c: ml_collections.ConfigDict) -> dict[str, tuple]:
   """Each classical regime's validation grid (``KNOBS``) from the classifier config."""
   return {
