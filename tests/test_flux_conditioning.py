@@ -227,3 +227,15 @@ def test_fits_header_records_the_requested_flux_and_its_class():
   assert "2.5e-05 W m^-2 (M2.5)" in "".join(header["COMMENT"])
   plain = synthetic_fits.fits_header(16, class_name="M", **kwargs)
   assert "GOESFLUX" not in plain and plain["GOESCLS"] == "M"
+
+
+def test_a_flux_generators_pools_draw_each_classs_fluxes_from_the_training_split():
+  from solar_jax.classifier import training_sets
+
+  config = flux_config()
+  config.sampling.fluxes = ("M2.5",)
+  pool = training_sets.pool_config(config, 3.0, pool=1)
+  assert pool.sampling.flux_draw == "training" and tuple(pool.sampling.fluxes) == ()
+  assert pool.sampling.seed == config.sampling.seed + 1
+  plain = tiny.get_config()  # A class generator's pools: as before.
+  assert training_sets.pool_config(plain).sampling.flux_draw == plain.sampling.flux_draw
