@@ -239,3 +239,30 @@ def test_a_flux_generators_pools_draw_each_classs_fluxes_from_the_training_split
   assert pool.sampling.seed == config.sampling.seed + 1
   plain = tiny.get_config()  # A class generator's pools: as before.
   assert training_sets.pool_config(plain).sampling.flux_draw == plain.sampling.flux_draw
+
+
+def test_the_flux_sweep_spans_a1_to_x10_and_its_files_carry_the_fluxes(tmp_path, monkeypatch):
+  from astropy.io import fits
+
+  from solar_jax.ddpm import flux_sweep
+
+  fluxes = flux_sampling.sweep_fluxes()
+  assert fluxes[0] == pytest.approx(1e-8) and fluxes[-1] == pytest.approx(1e-3)
+  np.testing.assert_allclose(np.diff(np.log10(fluxes)), 0.5)
+  config = flux_config()
+  drawn = []
+
+  def fake_draw(config, params, fluxes):  # The UNet's compile is not what this checks.
+    drawn.append(np.asarray(fluxes))
+    return np.random.default_rng(0).uniform(-1, 1, (len(fluxes), 16, 16, 1)).astype(np.float32)
+
+  monkeypatch.setattr(flux_sweep, "draw", fake_draw)
+  directory = flux_sweep.write(config, tmp_path, None, 3, "src", fluxes=fluxes[[0, 6, 10]])
+  np.testing.assert_allclose(drawn[0], [1e-8, 1e-5, 1e-3])
+  assert (directory / "sweep.png").exists()
+  saved = np.load(directory / "sweep.npz")
+  np.testing.assert_allclose(saved["fluxes"], [1e-8, 1e-5, 1e-3])
+  names = sorted(p.name for p in (directory / "fits").iterdir())
+  assert names == ["sweep_00_A1.fits", "sweep_01_M1.fits", "sweep_02_X10.fits"]
+  header = fits.getheader(directory / "fits" / names[1])
+  assert header["GOESFLUX"] == pytest.approx(1e-5) and header["GOESCLS"] == "M1"

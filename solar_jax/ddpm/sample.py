@@ -16,6 +16,7 @@ workdir's, so runs with other settings never overwrite each other):
 * ``batches/``: while the set is drawn, the finished batches (``sample_set``): FITS,
   grid and per-batch npz are written as each batch finishes, and the same command
   continues a killed run from its last finished batch, to the same bytes.
+* ``sweep/``: a flux model's flux sweep, one seed from A1 to X10 (``flux_sweep``).
 
 The model comes from ``workdir/checkpoints`` or, with ``sampling.checkpoint=PATH``,
 from another run's workdir, its ``checkpoints/`` directory, or an inference
@@ -42,7 +43,7 @@ from jax.experimental import multihost_utils
 from solar_jax import checkpointing, configuration, errors, parallel
 from solar_jax import workdir as wd
 from solar_jax.data import input_pipeline, scaling, splits
-from solar_jax.ddpm import flux_sampling, sample_set, train_state
+from solar_jax.ddpm import flux_sampling, flux_sweep, sample_set, train_state
 from solar_jax.ddpm.synthetic_fits import (  # noqa: F401 - the FITS writer, re-exported
   SYNTHETIC_DATE,
   fits_header,
@@ -475,4 +476,10 @@ def run(config: ml_collections.ConfigDict, workdir) -> epath.Path:
   mesh = parallel.create_mesh(config.mesh)
   with jax.set_mesh(mesh):
     params, step = load_inference_params(workdir, config, mesh=mesh)
-    return sample_and_write(config, workdir, params, step, mesh=mesh)
+    out_dir = sample_and_write(config, workdir, params, step, mesh=mesh)
+    if flux_sampling.is_flux_model(config):  # One seed from A1 to X10 (flux_sweep).
+      source = os.fspath(checkpoint_source(config, workdir)[1])
+      logging.info(
+        "Wrote the flux sweep to %s.", flux_sweep.write(config, out_dir, params, step, source)
+      )
+    return out_dir
