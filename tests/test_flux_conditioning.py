@@ -266,3 +266,25 @@ def test_the_flux_sweep_spans_a1_to_x10_and_its_files_carry_the_fluxes(tmp_path,
   assert names == ["sweep_00_A1.fits", "sweep_01_M1.fits", "sweep_02_X10.fits"]
   header = fits.getheader(directory / "fits" / names[1])
   assert header["GOESFLUX"] == pytest.approx(1e-5) and header["GOESCLS"] == "M1"
+
+
+def test_flux_consistency_agrees_with_scipy_and_brackets_the_truth():
+  from scipy.stats import spearmanr
+
+  from solar_jax.metrics import consistency
+
+  rng = np.random.default_rng(0)
+  requested = 10 ** rng.uniform(-8, -3, 400)
+  recovered = requested * 10 ** rng.normal(0, 0.5, 400)  # 0.5 decade scatter.
+  out = consistency.flux_consistency(requested, recovered, num_samples=500)
+  rho = spearmanr(requested, recovered).statistic
+  assert out["spearman_rho"]["value"] == pytest.approx(rho, abs=1e-12)
+  assert out["spearman_rho"]["low"] < rho < out["spearman_rho"]["high"]
+  # E|N(0, 0.5)| = 0.5 sqrt(2 / pi): inside the interval of the MAE in decades.
+  mae = out["mae_decades"]
+  assert mae["low"] < 0.5 * np.sqrt(2 / np.pi) < mae["high"] and out["n"] == 400
+  perfect = consistency.flux_consistency(requested, 3 * requested, num_samples=50)
+  assert perfect["spearman_rho"]["value"] == pytest.approx(1.0)
+  assert perfect["mae_decades"]["value"] == pytest.approx(np.log10(3))
+  unrelated = consistency.flux_consistency(requested, rng.permutation(requested), num_samples=500)
+  assert unrelated["spearman_rho"]["low"] < 0 < unrelated["spearman_rho"]["high"]
