@@ -288,3 +288,25 @@ def test_flux_consistency_agrees_with_scipy_and_brackets_the_truth():
   assert perfect["mae_decades"]["value"] == pytest.approx(np.log10(3))
   unrelated = consistency.flux_consistency(requested, rng.permutation(requested), num_samples=500)
   assert unrelated["spearman_rho"]["low"] < 0 < unrelated["spearman_rho"]["high"]
+
+
+@pytest.mark.slow  # Trains a small ResNet for 300 steps (~5 s on the 2-core machine).
+def test_the_flux_regressor_recovers_flux_from_brightness():
+  from solar_jax.classifier import flux_regressor
+
+  config = tiny.get_config()
+  c = config.classifier
+  c.stage_sizes, c.width, c.dropout, c.batch_size, c.learning_rate = (1,), 8, 0.0, 32, 3e-3
+  rng = np.random.default_rng(0)
+
+  def frames(n):  # Brightness rises with log flux, as flare kernels do; plus noise.
+    fluxes = 10 ** rng.uniform(-8, -3, n)
+    level = (np.log10(fluxes) + 5.5) / 3.0
+    images = level[:, None, None, None] + 0.1 * rng.normal(size=(n, 8, 8, 1))
+    return images.astype(np.float32), fluxes
+
+  params, losses = flux_regressor.train(config, *frames(256), num_steps=300)
+  assert losses[-20:].mean() < 0.3 * losses[:10].mean()
+  test_images, test_fluxes = frames(100)
+  out = flux_regressor.recovered_consistency(config, params, test_images, test_fluxes)
+  assert out["spearman_rho"]["low"] > 0.8 and out["mae_decades"]["value"] < 0.5
