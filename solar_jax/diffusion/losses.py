@@ -127,7 +127,7 @@ def diffusion_loss(
   prediction = config.diffusion.prediction
   num_classes = len(config.data.classes)
   x0 = batch["image"].astype(jnp.float32)
-  labels = condition(batch, config.model.get("conditioning", "class"))
+  labels = condition(batch, config.get("model", {}).get("conditioning", "class"))
   t_rng, noise_rng, label_rng, dropout_rng = jax.random.split(rng, 4)
 
   t = jax.random.randint(t_rng, (x0.shape[0],), 0, schedule.num_timesteps, dtype=jnp.int32)
