@@ -33,7 +33,7 @@ from solar_jax import checks, configuration, errors, parallel, provenance
 from solar_jax import files as sj_files
 from solar_jax import workdir as wd
 from solar_jax.data import scaling
-from solar_jax.ddpm import export, sample
+from solar_jax.ddpm import export, flux_sampling, sample
 from solar_jax.diffusion import samplers
 from solar_jax.models import unet
 
@@ -64,6 +64,8 @@ class Samples:
     source: the directory the weights came from.
     clip: data.clip_min/max, the range of ``images`` in DN/s.
     simulated: the model was trained on the SIMULATED demo archive, not observations.
+    fluxes: float64 [N], the GOES 1-8 Å flux [W m^-2] each image of a flux model was
+      conditioned on (None for a class model).
   """
 
   images: np.ndarray
@@ -74,6 +76,7 @@ class Samples:
   source: str
   clip: tuple[float, float]
   simulated: bool = False
+  fluxes: np.ndarray | None = None
 
   def counts(self) -> dict:
     """{class: number of images}, in label order (classes with none left out)."""
@@ -105,6 +108,7 @@ class Samples:
         obs=obs,
         clip=self.clip,
         source=self.source,
+        flux=None if self.fluxes is None else float(self.fluxes[i]),
       )
       if self.simulated:
         header["SIMULATE"] = (True, "model trained on the SIMULATED demo archive")
@@ -291,8 +295,9 @@ class DiffusionPipeline:
     guidance_scale: float | None = None,
     batch_size: int | None = None,
     progress: bool = False,
+    flux=None,
   ) -> Samples:
-    """Samples ``num_images`` images of each class in ``classes``.
+    """Samples ``num_images`` images of each class in ``classes`` (or of each ``flux``).
 
     Args:
       classes: one GOES class ('X'), several (['M', 'X']), counts ({'M': 2, 'X': 8}),
@@ -303,9 +308,13 @@ class DiffusionPipeline:
       sampler, num_steps, eta, guidance_scale: the recommended sampler's where None
         (``recommended_sampler``); batch_size: the config's ``sampling.batch_size``.
       progress: show a progress bar over the images.
+      flux: a flux model only: one GOES 1-8 Å flux or several, in W m^-2 or as class
+        strings ('M2.5'); ``num_images`` images of each. Without it a flux model draws
+        each class's images at fluxes by the config's ``sampling.flux_draw``.
 
     Raises:
-      errors.ConfigError: an unknown class or an impossible sampler setting (one line).
+      errors.ConfigError: an unknown class or an impossible sampler setting (one line);
+        ``flux`` asked of a class model, or with ``classes``.
     """
     config = self.sampling_config(
       seed=int(seed),
@@ -315,10 +324,11 @@ class DiffusionPipeline:
       guidance_scale=guidance_scale,
       batch_size=batch_size,
     )
-    per_class = sample.sample_counts(config, _counts(classes, num_images, self.class_names))
-    labels = np.repeat(np.arange(len(per_class), dtype=np.int32), per_class)
+    labels, fluxes = self._request(config, classes, num_images, flux)
     with jax.set_mesh(self.mesh):
-      images = sample.generate(config, self.params, labels, mesh=self.mesh, progress=progress)
+      images = sample.generate(
+        config, self.params, sample.conditions(labels, fluxes), mesh=self.mesh, progress=progress
+      )
     clip = (float(config.data.clip_min), float(config.data.clip_max))
     return Samples(
       images=scaling.inverse(np.asarray(images), *clip)[..., 0].astype(np.float32),
@@ -329,7 +339,19 @@ class DiffusionPipeline:
       source=self.source,
       clip=clip,
       simulated=self.simulated,
+      fluxes=fluxes,
     )
+
+  def _request(self, config, classes, num_images: int, flux):
+    """(labels, fluxes or None) of one call (``sample.request``)."""
+    flux_sampling.check_model_kind(config, flux is not None, f"the model in {self.source}")
+    if flux is None:
+      return sample.request(config, _counts(classes, num_images, self.class_names))[1:]
+    if classes is not None:
+      raise errors.ConfigError("give classes or flux, not both: a flux names its class.")
+    listed = [flux] if isinstance(flux, str | int | float) else list(flux)
+    config.sampling.fluxes = tuple(v for v in listed for _ in range(int(num_images)))
+    return sample.request(config)[1:]
 
   def save_pretrained(self, directory) -> epath.Path:
     """Writes the model as an export (``--mode=export``'s layout) that ``from_pretrained``
@@ -379,8 +401,10 @@ def generate(
   seed: int = 0,
   batch_size: int | None = None,
   progress: bool = False,
+  flux=None,
 ) -> Samples:
-  """Samples ``n`` images of each class in ``classes``: ``DiffusionPipeline`` loaded
+  """Samples ``n`` images of each class in ``classes`` (or of each ``flux``, a flux
+  model's: W m^-2 or class strings such as 'M2.5'): ``DiffusionPipeline`` loaded
   from ``workdir_or_checkpoint`` and called once (hold a pipeline to sample again
   without loading again).
 
@@ -411,4 +435,5 @@ def generate(
     guidance_scale=guidance_scale,
     batch_size=batch_size,
     progress=progress,
+    flux=flux,
   )

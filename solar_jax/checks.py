@@ -22,7 +22,7 @@ import ml_collections
 from solar_jax import configuration, parallel
 from solar_jax.classifier import training_sets
 from solar_jax.data import frame_facts, goes, input_pipeline, splits
-from solar_jax.ddpm import sample
+from solar_jax.ddpm import flux_sampling, sample
 from solar_jax.diffusion import losses, samplers, schedules, timesteps
 from solar_jax.errors import ConfigError
 from solar_jax.evaluation import features
@@ -42,6 +42,7 @@ def _validate_data_and_model(data, model) -> None:
   _choice(data.class_scale, "data.class_scale", goes.CLASS_SCALES)
   _choice(data.split, "data.split", splits.SPLIT_RULES)
   _choice(model.dtype, "model.dtype", tuple(unet.DTYPES))
+  _choice(model.conditioning, "model.conditioning", unet.CONDITIONINGS)
 
 
 def _validate_diffusion_and_sampling(diffusion, sampling) -> None:
@@ -52,6 +53,7 @@ def _validate_diffusion_and_sampling(diffusion, sampling) -> None:
   _choice(sampling.spacing, "sampling.spacing", (timesteps.DEFAULT, *timesteps.SPACINGS))
   _choice(sampling.final_step, "sampling.final_step", (timesteps.DEFAULT, *timesteps.FINAL_STEPS))
   _choice(sampling.counts, "sampling.counts", sample.SAMPLE_COUNTS)
+  _choice(sampling.flux_draw, "sampling.flux_draw", flux_sampling.FLUX_DRAWS)
 
 
 def _validate_evaluation_and_classifier(evaluation, classifier) -> None:
@@ -139,6 +141,18 @@ def _validate_mesh(config, num_devices: int | None, num_processes: int) -> None:
         )
 
 
+def _validate_fluxes(config) -> None:
+  """sampling.fluxes: of a flux model only, each a flux or a class string."""
+  fluxes, conditioning = tuple(config.sampling.fluxes), config.model.conditioning
+  if fluxes and conditioning != "flux":
+    raise ConfigError(
+      f"sampling.fluxes={fluxes!r} needs a flux-conditioned model (model.conditioning='flux'), "
+      f"not model.conditioning={conditioning!r}."
+    )
+  for value in fluxes:
+    flux_sampling.parse_flux(value)
+
+
 def validate(
   config: ml_collections.ConfigDict, num_devices: int | None = None, num_processes: int = 1
 ) -> None:
@@ -155,4 +169,5 @@ def validate(
   _validate_diffusion_and_sampling(config.diffusion, config.sampling)
   _validate_evaluation_and_classifier(config.evaluation, config.classifier)
   _validate_labels(config)
+  _validate_fluxes(config)
   _validate_mesh(config, num_devices, num_processes)

@@ -440,6 +440,8 @@ DEFAULT_WHEN_ABSENT = (
   "diffusion.loss_weighting",  # 'none': the plain MSE loss of the runs before it.
   "diffusion.min_snr_gamma",  # Read only with loss_weighting='min_snr'.
   "sampling.checkpoint",  # '': this workdir's checkpoints.
+  "model.conditioning",  # 'class': the only conditioning before it.
+  *("sampling.fluxes", "sampling.flux_draw"),  # Read by flux models only.
   "classifier.guidance_scale",  # None: sampling.guidance_scale, as before.
   "mesh.coordinator_address",  # None: the JAX_* variables or the scheduler, as before.
   "mesh.num_processes",

@@ -47,7 +47,7 @@ def check_inputs(config, workdir: str, mode: str) -> None:
     raise errors.MissingInputError(
       f"--mode=report: {workdir} holds no run to report on; run --mode=all (or train) there first."
     )
-  if mode in ("sample", "all") and config.sampling.counts == "fixed":
+  if mode in ("sample", "all") and config.sampling.counts == "fixed" and not config.sampling.fluxes:
     sample.sample_counts(config)  # Counts and their memory, before anything is allocated.
   if mode in ("evaluate", "all"):
     features.check_available(config, workdir, classifier_yet_to_train=mode == "all")

@@ -254,6 +254,9 @@ def _samples_section(config, workdir: epath.Path) -> list[str]:
     f"{float(npz['guidance_scale'])}, seed {int(npz['seed'])}. FITS files in "
     f"`{(samples / 'fits').relative_to(workdir)}/`."
   )
+  sweep = samples / "sweep" / "sweep.png"  # A flux model's (ddpm/flux_sweep).
+  if sweep.exists():
+    parts += ["", *captions.captioned(f"![flux sweep]({sweep.relative_to(workdir)})", "sweep.png")]
   return parts
 
 

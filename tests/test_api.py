@@ -163,3 +163,9 @@ def test_the_shipped_model_samples_disks_marked_simulated():
   assert disk_correlation(out.images).min() > DISKS, disk_correlation(out.images)
   header = out.fits_headers()[0]  # What out.maps() reads (sunpy.map: 5 s to import).
   assert header["SIMULATE"] is True and header["DETECTOR"] == "SYNTHETIC"
+
+
+def test_a_class_model_asked_for_a_flux_is_one_line(pipe):
+  with pytest.raises(errors.ConfigError, match="conditioned on the GOES class") as caught:
+    pipe(flux="M2.5", num_images=1)
+  assert "\n" not in str(caught.value) and errors.exit_code(caught.value) == 2

@@ -344,3 +344,23 @@ def test_class_scale_factor_by_era():
     true = np.float32(goes.class_to_flux(published) / 0.7)
     assert frame_facts.class_index([np.float64(true) * 0.7])[0] == "ABCMX".index(published[0])
   assert frame_facts.class_index([np.float32(7e-6 / 0.7)])[0] == 3  # C7.0 is M on the true scale
+
+
+@pytest.mark.parametrize(
+  "policy", [p for p in frame_facts.LABELS if p != frame_facts.FORECAST_LABEL]
+)
+def test_label_flux_has_the_labels_class(index, xrs, policy):
+  # A flux model's condition has the label's meaning: its class is the label, on both
+  # class scales; flaring frames under 'flare_class' get the flare's peak flux.
+  times = [T(2012, 6, 1, 7, 12), T(2012, 6, 1, 7, 38), T(2012, 6, 1, 7, 42, 30)]
+  rows, arrays = facts_of(times, index, xrs)
+  for scale in goes.CLASS_SCALES:
+    labels, _ = frame_facts.labels(arrays, policy, 30.0, class_scale=scale)
+    fluxes = frame_facts.label_fluxes(arrays, policy, 30.0, class_scale=scale)
+    known = labels >= 0
+    assert known.any()
+    np.testing.assert_array_equal(frame_facts.class_index(fluxes[known]), labels[known])
+    assert np.isnan(fluxes[~known]).all()
+  if policy == "flare_class":
+    flux = frame_facts.label_fluxes(arrays, policy, 30.0, class_scale="true")
+    assert flux[1] == pytest.approx(rows[1]["flare_flux"])

@@ -11,7 +11,7 @@ import pytest
 
 from solar_jax import errors, provenance
 from solar_jax.configs import default
-from solar_jax.data import goes, input_pipeline, resolve, scaling
+from solar_jax.data import frame_facts, goes, input_pipeline, resolve, scaling
 from solar_jax.evaluation import evaluate
 from solar_jax.metrics import memorisation
 
@@ -524,3 +524,16 @@ def test_unseen_is_every_labelled_frame_but_the_generators_training_frames(data_
   images, record = evaluate.load_unseen(config)
   assert record["available"] == len(unseen["time"]) == len(images["labels"])  # Under the cap.
   np.testing.assert_array_equal(images["labels"], unseen["label"])
+
+
+def test_the_training_stream_carries_the_labels_flux(data_config):
+  # A flux model's condition: the flux of which the frame's label is the class.
+  facts = input_pipeline.make_for_inference(data_config, "train", images=False)
+  flux = facts["label_flux"]
+  assert np.isfinite(flux).all() and (flux > 0).all()
+  np.testing.assert_array_equal(frame_facts.class_index(flux), facts["label"])
+  batch = next(
+    input_pipeline.make_for_train(data_config, "train", 4, shuffle=False, seed=0, repeat=False)
+  )
+  np.testing.assert_array_equal(batch["label_flux"], flux[:4])
+  np.testing.assert_array_equal(batch["label"], facts["label"][:4])

@@ -37,10 +37,15 @@ def _batches(config):
     step = start
     while True:
       rng = np.random.default_rng(1000 + step)
-      yield {
+      batch = {
         "image": rng.uniform(-1, 1, (b, size, size, 1)).astype(np.float32),
         "label": rng.integers(0, 5, b).astype(np.int32),
       }
+      if config.model.conditioning == "flux":  # The label's flux: a flux model's condition.
+        batch["label_flux"] = (10.0 ** (batch["label"] - 8 + rng.uniform(0, 1, b))).astype(
+          np.float32
+        )
+      yield batch
       step += 1
 
   return batches_fn
@@ -58,10 +63,17 @@ def _one_step(config, devices):
     return checkpointing.host_copy(state.params), jax.device_get(metrics)
 
 
+def _conditioned(conditioning, **training):
+  config = _config(**training)
+  config.model.conditioning = conditioning
+  return config
+
+
 @pytest.mark.slow
-def test_one_step_same_on_1_and_8_devices():
-  config = _config()
-  params1, metrics1 = _one_step(_config(), jax.devices()[:1])
+@pytest.mark.parametrize("conditioning", ["class", "flux"])
+def test_one_step_same_on_1_and_8_devices(conditioning):
+  config = _conditioned(conditioning)
+  params1, metrics1 = _one_step(_conditioned(conditioning), jax.devices()[:1])
   params8, metrics8 = _one_step(config, jax.devices()[:8])
   np.testing.assert_allclose(metrics1["loss"], metrics8["loss"], rtol=1e-5)
   np.testing.assert_allclose(metrics1["grad_norm"], metrics8["grad_norm"], rtol=1e-4)
@@ -70,10 +82,11 @@ def test_one_step_same_on_1_and_8_devices():
 
 
 @pytest.mark.slow
-def test_resumed_run_equals_uninterrupted(tmp_path):
-  config = _config(num_steps=4, checkpoint_every=2)
+@pytest.mark.parametrize("conditioning", ["class", "flux"])
+def test_resumed_run_equals_uninterrupted(tmp_path, conditioning):
+  config = _conditioned(conditioning, num_steps=4, checkpoint_every=2)
   full = train.run(config, tmp_path / "full", batches_fn=_batches(config))
-  first = _config(num_steps=2, checkpoint_every=2)
+  first = _conditioned(conditioning, num_steps=2, checkpoint_every=2)
   train.run(first, tmp_path / "resumed", batches_fn=_batches(config))
   # The model's config and who trained it, written with its first checkpoint ...
   trained_with = wd.train_config_path(tmp_path / "resumed").read_bytes()

@@ -28,17 +28,33 @@ def _flipped(value):
       "fixed": "balance",
       "jump": "zero",
       "": "/x/checkpoints",
+      "centre": "training",
     }[value]
   if isinstance(value, tuple):
-    return tuple(v + 1 for v in value)
+    return tuple(v + 1 if not isinstance(v, str) else v + "1" for v in value)
   raise AssertionError(f"no flip for {value!r}")
 
 
-def _config():
+def _config(conditioning="flux"):
   config = tiny.get_config()
   config.sampling.sampler, config.sampling.spacing = "ddim", "uniform"
   config.sampling.eta = 0.25  # DDIM: eta and num_steps are effective.
+  config.model.conditioning = conditioning  # A flux model reads every sampling field.
+  if conditioning == "flux":
+    config.sampling.fluxes = (1e-6, "M2.5")
   return config
+
+
+def test_a_class_models_sets_keep_their_keys_and_flux_lists_key_flux_sets():
+  # The flux fields change no class model's images: its keys are those from before them.
+  config = _config("class")
+  before = wd.sample_key(config)
+  config.sampling.flux_draw = "training"
+  assert wd.sample_key(config) == before
+  flux = _config()
+  other = _config()
+  other.sampling.fluxes = (1e-6, "M2.6")
+  assert len({before, wd.sample_key(flux), wd.sample_key(other)}) == 3
 
 
 @pytest.mark.parametrize("field", sorted(_config().sampling.keys()))

@@ -399,7 +399,10 @@ def pool_config(config, guidance: float | None = None, pool: int = 0) -> ml_coll
 
   Guidance ``guidance`` (default: ``classifier.guidance_scale`` when set, else
   sampling's), DDIM steps ``classifier.sampling_steps`` when set, and sampling
-  seed ``sampling.seed + pool``: pool 0 is drawn like ``--mode=sample``'s images.
+  seed ``sampling.seed + pool``: pool 0 is drawn like ``--mode=sample``'s images. A flux
+  generator's pool for class c draws its fluxes from the training split's class-c fluxes
+  (``sampling.flux_draw = 'training'``, no listed ``sampling.fluxes``): the synthetic
+  frames span each class's range as the real ones do.
   """
   c = config.classifier
   scale = c.get("guidance_scale") if guidance is None else guidance
@@ -409,6 +412,8 @@ def pool_config(config, guidance: float | None = None, pool: int = 0) -> ml_coll
     "num_steps": int(s.num_steps if c.get("sampling_steps") is None else c.sampling_steps),
     "seed": int(s.seed + pool),
   }
+  if config.model.conditioning == "flux":
+    want.update(flux_draw="training", fluxes=())
   if all(s[k] == v for k, v in want.items()):
     return config
   config = config.copy_and_resolve_references()

@@ -103,6 +103,11 @@ def get_config() -> ml_collections.ConfigDict:
   model.num_groups = 32  # GroupNorm groups (clipped to the channel count).
   model.dtype = "float32"  # Compute dtype: 'float32' or 'bfloat16'.
   model.remat = False  # Gradient checkpointing of residual blocks.
+  # What the UNet is conditioned on: 'class' (the GOES class index of the label, an
+  # embedding per class) or 'flux' (the log10 GOES 1-8 A flux behind the label, on the
+  # label's class scale: Fourier features and an MLP, models/unet.FluxEmbedding). Both
+  # learn a null condition for classifier-free guidance (diffusion.label_dropout).
+  model.conditioning = "class"
 
   # ----------------------------------------------------------- diffusion ---
   diffusion = config.diffusion = ml_collections.ConfigDict()
@@ -165,6 +170,13 @@ def get_config() -> ml_collections.ConfigDict:
   # 'fixed' (per_class) or 'balance' (top the training counts up to the
   # largest class, total capped by sampling.max_images).
   sampling.counts = "fixed"
+  # Flux models only (model.conditioning='flux'): the GOES 1-8 A fluxes to draw, one
+  # image each, as W m^-2 floats or class strings ('M2.5'); () = per class (the counts
+  # above), each image's flux chosen by flux_draw: 'centre' (the class's geometric
+  # centre, e.g. M3.2) or 'training' (drawn from the training split's fluxes of that
+  # class, seeded by sampling.seed).
+  sampling.fluxes = ()
+  sampling.flux_draw = "centre"
   sampling.max_images = 1000
   sampling.seed = 0
   sampling.write_fits = True

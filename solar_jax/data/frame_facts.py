@@ -352,6 +352,39 @@ def labels(
   return label.astype(np.int32), np.where(flaring, flare_ids, days)
 
 
+def label_fluxes(
+  facts: dict,
+  policy: str,
+  cooling_lag_minutes: float,
+  *,
+  class_scale: str = "swpc",
+  true_flux_since: datetime.datetime = goes.TRUE_FLUX_LISTS_SINCE,
+) -> np.ndarray:
+  """The GOES 1-8 Å flux [W m^-2, float64, on ``class_scale``] whose class is each frame's
+  label under ``policy`` (``labels``' meaning: the flare's peak flux for a flaring frame
+  under 'flare_class' and 'goes_class', the flux at the frame under 'xrs_class' and
+  'background_class', the next 24 h's under the forecast label); NaN where the policy
+  gives no flux (the input pipeline keeps NaN wherever ``labels`` gives no label).
+  ``class_index`` of it is the label wherever ``labels`` gives one."""
+  if policy not in LABELS:
+    raise ValueError(f"label policy {policy!r}: use one of {LABELS}.")
+  times = _text(facts["time"])
+
+  def scaled(key, at):
+    return np.asarray(goes.to_class_scale(facts[key], at, class_scale, true_flux_since), float)
+
+  if policy == FORECAST_LABEL:
+    return scaled("next24_flux", times)
+  background = scaled("goes_flux", times)
+  if policy == "xrs_class":
+    return background
+  flaring = in_flare(facts, cooling_lag_minutes)
+  if policy == "background_class":
+    return np.where(flaring, np.nan, background)
+  flare = scaled("flare_flux", _text(facts["flare_peak"]))
+  return np.where(flaring, flare, np.nan if policy == "flare_class" else background)
+
+
 # Quiet frames are resampled in blocks of this many UTC days (counted from 1970-01-01):
 # the X-ray background and the disk change over days, so neighbouring quiet days are
 # alike; 3 days is about the time a region takes to cross a fifth of the disk.

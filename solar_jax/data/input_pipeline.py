@@ -163,6 +163,7 @@ class _Plan:
   keep: np.ndarray  # bool [records of spec]
   labels: np.ndarray  # int32 [records of spec], -1 where not kept
   groups: np.ndarray  # object [records of spec]
+  fluxes: np.ndarray  # float32 [records of spec]: the label's flux (W m^-2), NaN not kept
   facts: dict  # arrays [records of spec] of _FACT_KEYS
 
 
@@ -265,6 +266,13 @@ def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
     issuance_hours=tuple(data_config.issuance_hours),
     issuance_tolerance_minutes=data_config.issuance_tolerance_minutes,
   )
+  fluxes = frame_facts.label_fluxes(
+    facts,
+    label,
+    data_config.cooling_lag_minutes,
+    class_scale=data_config.class_scale,
+    true_flux_since=true_flux_since(metadata(builder)),
+  )
   keep = labels >= 0
   if split != "all":
     codes = _split_codes(builder, data_config, facts["time"])
@@ -286,7 +294,8 @@ def _plan(builder, data_config, split: str, label: str | None) -> _Plan:
       data_config.issuance_tolerance_minutes,
       len(labels),
     )
-  return _Plan(spec, keep, np.where(keep, labels, -1).astype(np.int32), groups, facts)
+  labels = np.where(keep, labels, -1).astype(np.int32)
+  return _Plan(spec, keep, labels, groups, np.where(keep, fluxes, np.nan).astype(np.float32), facts)
 
 
 def _process_share(keep: np.ndarray, process_index: int, process_count: int) -> np.ndarray:
@@ -320,10 +329,17 @@ def _records(builder, plan: _Plan, selected: np.ndarray):
   import tensorflow as tf
 
   selected_t, labels_t = tf.constant(selected), tf.constant(plan.labels)
+  fluxes_t = tf.constant(plan.fluxes)
   base = builder.as_dataset(split=plan.spec, shuffle_files=False, read_config=_read_config())
   base = base.enumerate().filter(lambda i, ex: selected_t[i])
   return base.map(
-    lambda i, ex: dict(image=ex["image"], label=labels_t[i], time=ex["time"], source=ex["source"])
+    lambda i, ex: dict(
+      image=ex["image"],
+      label=labels_t[i],
+      label_flux=fluxes_t[i],
+      time=ex["time"],
+      source=ex["source"],
+    )
   )
 
 
@@ -344,7 +360,7 @@ def _finish(builder, data_config, transform: bool):
       image = tf.nn.avg_pool2d(image[None], factor, factor, "VALID")[0]
     if transform:
       image = forward_tf(image, data_config.clip_min, data_config.clip_max)
-    return dict(image=image, label=ex["label"], time=ex["time"], source=ex["source"])
+    return {**ex, "image": image}
 
   return finish
 
@@ -408,7 +424,8 @@ def make_for_train(
     label: a label policy of ``LABELS``; None = ``data.label``.
 
   Returns:
-    An iterator of {'image': float32 [b, S, S, C], 'label': int32 [b],
+    An iterator of {'image': float32 [b, S, S, C], 'label': int32 [b], 'label_flux':
+    float32 [b] (the flux the label is the class of, W m^-2: a flux model's condition),
     'time': bytes [b], 'source': bytes [b]}.
   """
   import tensorflow as tf
@@ -477,7 +494,8 @@ def make_for_inference(
   level and the export's data span are computed from these facts by their callers.
 
   Returns:
-    {'label': int32 [N] (``label`` policy, None = ``data.label``), 'group': the
+    {'label': int32 [N] (``label`` policy, None = ``data.label``), 'label_flux': float32
+    [N] (the flux of which the label is the class, W m^-2), 'group': the
     bootstrap unit (``frame_facts.labels``), 'event_id': the flare of a flaring frame
     ('' otherwise), 'flaring': bool, 'noaa_ar': int32, 'goes_flux', 'exposure':
     float32, 'time', 'source': bytes, every stored fact of ``frame_facts.FIELDS``,
@@ -511,6 +529,7 @@ def _arrays(data_config, plan: _Plan, kept: np.ndarray) -> dict:
   flaring = frame_facts.in_flare(arrays, data_config.cooling_lag_minutes)
   arrays.update(
     label=plan.labels[kept].astype(np.int32),
+    label_flux=plan.fluxes[kept],
     group=plan.groups[kept].astype(bytes) if len(kept) else np.zeros(0, bytes),
     event_id=np.where(flaring, arrays["flare_event_id"], b""),
     flaring=flaring,

@@ -249,6 +249,17 @@ def _use_lines(sampler: dict) -> list[str]:
   ]
 
 
+def _conditioning_line(config, classes) -> str:
+  """What the model card says the weights are conditioned on (model.conditioning)."""
+  if config.model.conditioning == "flux":
+    return (
+      "Conditioning: the log10 GOES 1-8 A flux [W m^-2] of the label "
+      f"(data.label={config.data.label!r}, class scale {config.data.class_scale!r}); ask "
+      "with flux='M2.5' or flux=2.5e-5 (solar_jax.generate, sampling.fluxes)."
+    )
+  return "Conditioning: GOES class " + ", ".join(f"{i} = {c}" for i, c in enumerate(classes)) + "."
+
+
 def model_card(
   config,
   step: int,
@@ -289,10 +300,10 @@ def model_card(
     "",
     provenance.markdown_line(made_by).replace("Made ", "Exported ", 1),
     "",
-    f"EMA weights of a class-conditional UNet ({num_params:,} parameters, "
+    f"EMA weights of a {config.model.conditioning}-conditional UNet ({num_params:,} parameters, "
     f"{config.diffusion.schedule} schedule, {config.diffusion.num_timesteps} timesteps, "
     f"{config.diffusion.prediction}-prediction), exported from {source}.",
-    "Conditioning: GOES class " + ", ".join(f"{i} = {c}" for i, c in enumerate(classes)) + ".",
+    _conditioning_line(config, classes),
     f"Output: DN/s in [{config.data.clip_min:g}, {config.data.clip_max:g}] (data.clip_min/max).",
     "Every image it makes is SYNTHETIC: its FITS files say so (DETECTOR, IMG_TYPE) and the "
     "dataset reader refuses them.",

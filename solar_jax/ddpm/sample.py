@@ -16,6 +16,7 @@ workdir's, so runs with other settings never overwrite each other):
 * ``batches/``: while the set is drawn, the finished batches (``sample_set``): FITS,
   grid and per-batch npz are written as each batch finishes, and the same command
   continues a killed run from its last finished batch, to the same bytes.
+* ``sweep/``: a flux model's flux sweep, one seed from A1 to X10 (``flux_sweep``).
 
 The model comes from ``workdir/checkpoints`` or, with ``sampling.checkpoint=PATH``,
 from another run's workdir, its ``checkpoints/`` directory, or an inference
@@ -42,7 +43,7 @@ from jax.experimental import multihost_utils
 from solar_jax import checkpointing, configuration, errors, parallel
 from solar_jax import workdir as wd
 from solar_jax.data import input_pipeline, scaling, splits
-from solar_jax.ddpm import sample_set, train_state
+from solar_jax.ddpm import flux_sampling, flux_sweep, sample_set, train_state
 from solar_jax.ddpm.synthetic_fits import (  # noqa: F401 - the FITS writer, re-exported
   SYNTHETIC_DATE,
   fits_header,
@@ -339,10 +340,35 @@ def _sampler_args(config, params, labels, mesh, progress) -> dict:
   )
 
 
+def request(config, counts=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+  """``(per_class, labels [N], fluxes [N] W m^-2 or None)`` a sample set draws.
+
+  A class model: ``sample_counts`` and no fluxes. A flux model: ``sampling.fluxes`` in
+  their order (unless ``counts`` are given), else ``sample_counts`` with one flux per image
+  by ``sampling.flux_draw`` (``flux_sampling``).
+  """
+  if flux_sampling.is_flux_model(config) and config.sampling.fluxes and counts is None:
+    labels, fluxes = flux_sampling.requested(config, None)
+    per_class = flux_sampling.counts_of(config, labels)
+    check_memory(config, per_class)
+    return per_class, labels, fluxes
+  per_class = sample_counts(config, counts)
+  labels = np.repeat(np.arange(len(config.data.classes), dtype=np.int32), per_class)
+  if not flux_sampling.is_flux_model(config):
+    return per_class, labels, None
+  return per_class, labels, flux_sampling.per_class_fluxes(config, per_class)
+
+
+def conditions(labels, fluxes) -> np.ndarray:
+  """What the sampler conditions on: class labels, or a flux model's log10 fluxes."""
+  return labels if fluxes is None else np.log10(np.asarray(fluxes, np.float64)).astype(np.float32)
+
+
 def generate(
   config, params, labels, *, mesh=None, progress: bool = False, skip=(), on_batch=None
 ) -> np.ndarray:
-  """Samples images in the model's [-1, 1] space for ``labels`` (float32 [N,H,W,C]).
+  """Samples images in the model's [-1, 1] space for ``labels`` (float32 [N,H,W,C]):
+  class indices, or a flux model's log10 fluxes (``conditions``).
 
   The batches (``samplers.batch_layout``) in ``skip`` are not drawn (left 0);
   ``on_batch(g, start, images)`` is called as batch ``g`` (images ``start ...``) arrives.
@@ -383,9 +409,9 @@ def draw_and_write(config, workdir, params, step, *, mesh=None, counts=None, key
   Returns:
     (the output directory, images in DN/s [N,H,W,C], labels [N]). Only process 0
     writes; every process samples (and reads what a cut run left) and returns the images.
+    A flux model's set also records each image's flux (``request``).
   """
-  per_class = sample_counts(config, counts)
-  labels = np.repeat(np.arange(len(config.data.classes), dtype=np.int32), per_class)
+  per_class, labels, fluxes = request(config, counts)
   mesh = mesh or parallel.create_mesh(config.mesh)
   main = parallel.is_main_process()
   out_dir = wd.samples_dir(workdir, step, key or wd.sample_key(config))
@@ -398,7 +424,7 @@ def draw_and_write(config, workdir, params, step, *, mesh=None, counts=None, key
     data = reused or wd.read_npz(out_dir / "samples.npz")
     return out_dir, np.asarray(data["images"], np.float32), labels
   source = os.fspath(checkpoint_source(config, workdir)[1])
-  writer = sample_set.Writer(config, out_dir, labels, step, plan, source)
+  writer = sample_set.Writer(config, out_dir, labels, step, plan, source, fluxes=fluxes)
   skip = _read_finished_batches(writer, main, num_batches, batch)
   before = f" ({writer.have.sum()} drawn before)" if len(skip) else ""
   logging.info("Sampling %d images %s at step %d%s.", len(labels), per_class.tolist(), step, before)
@@ -413,7 +439,15 @@ def draw_and_write(config, workdir, params, step, *, mesh=None, counts=None, key
     written.add(g)
 
   progress = main and config.logging.progress
-  drawn = generate(config, params, labels, mesh=mesh, progress=progress, skip=skip, on_batch=keep)
+  drawn = generate(
+    config,
+    params,
+    conditions(labels, fluxes),
+    mesh=mesh,
+    progress=progress,
+    skip=skip,
+    on_batch=keep,
+  )
   for g in sorted(set(range(num_batches)) - written):  # Returned, not streamed (a stand-in).
     keep(g, g * batch, drawn[g * batch : (g + 1) * batch])
   if main:
@@ -438,8 +472,14 @@ def _read_finished_batches(writer, main: bool, num_batches: int, batch: int) -> 
 
 def run(config: ml_collections.ConfigDict, workdir) -> epath.Path:
   """--mode=sample: loads the newest EMA parameters from ``workdir`` and writes samples."""
-  counts = sample_counts(config)  # Fails on bad counts before loading anything.
+  request(config)  # Fails on bad counts or fluxes before loading anything.
   mesh = parallel.create_mesh(config.mesh)
   with jax.set_mesh(mesh):
     params, step = load_inference_params(workdir, config, mesh=mesh)
-    return sample_and_write(config, workdir, params, step, mesh=mesh, counts=counts)
+    out_dir = sample_and_write(config, workdir, params, step, mesh=mesh)
+    if flux_sampling.is_flux_model(config):  # One seed from A1 to X10 (flux_sweep).
+      source = os.fspath(checkpoint_source(config, workdir)[1])
+      logging.info(
+        "Wrote the flux sweep to %s.", flux_sweep.write(config, out_dir, params, step, source)
+      )
+    return out_dir

@@ -100,9 +100,9 @@ class Writer:
   calls ``done_batches``, ``write`` (after each batch) and ``finish``.
   """
 
-  def __init__(self, config, out_dir, labels, step: int, the_plan: dict, source: str):
+  def __init__(self, config, out_dir, labels, step: int, the_plan: dict, source: str, fluxes=None):
     self.config, self.out_dir, self.labels, self.step = config, epath.Path(out_dir), labels, step
-    self.plan, self.source = the_plan, source
+    self.plan, self.source, self.fluxes = the_plan, source, fluxes  # fluxes: a flux model's
     self.info = samplers.recorded_settings(config)
     self.grid = grid_subset(labels)
     size, channels = config.data.image_size, config.data.channels
@@ -152,6 +152,7 @@ class Writer:
       class_names=np.array(class_names),
       step=np.int64(self.step),
       **{k: np.asarray(v) for k, v in self.info.items()},
+      **({} if self.fluxes is None else {"fluxes": np.asarray(self.fluxes, np.float64)}),
     )
     self._write_grid(self.grid)
     n = int(len(self.labels))
@@ -183,6 +184,7 @@ class Writer:
       clip=(config.data.clip_min, config.data.clip_max),
       source=self.source,
       made_by=made_by,
+      flux=None if self.fluxes is None else float(self.fluxes[i]),
     )
     path = self.out_dir / "fits" / f"synthetic_{i:05d}_{name}.fits"
     synthetic_fits.write_fits(path, self.images[i, ..., 0], header)

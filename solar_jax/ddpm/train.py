@@ -105,6 +105,11 @@ _STEP_SECTIONS = ("model", "training", "diffusion", "data")
 _TRAIN_STEPS: dict = {}
 
 
+def batch_keys(config) -> tuple[str, ...]:
+  """The keys of the training stream a step reads: the image and its condition."""
+  return ("image", "label", *(("label_flux",) if config.model.conditioning == "flux" else ()))
+
+
 def _make_train_step(config, mesh, abstract_state):
   model = unet.create_model(config)
   schedule = schedules.get_schedule(config.diffusion)
@@ -119,7 +124,7 @@ def _make_train_step(config, mesh, abstract_state):
   batch_sharding = parallel.data_sharding(mesh)
   return jax.jit(
     step,
-    in_shardings=(state_shardings, {"image": batch_sharding, "label": batch_sharding}),
+    in_shardings=(state_shardings, {k: batch_sharding for k in batch_keys(config)}),
     out_shardings=(state_shardings, parallel.replicated(mesh)),
     donate_argnums=(0,),
   )
@@ -397,7 +402,7 @@ def _train(config, workdir, preemption, batches_fn, reads_dataset):
     try:
       while step < total:
         local = next(train_iter)
-        batch = parallel.make_global_batch(mesh, {k: local[k] for k in ("image", "label")})
+        batch = parallel.make_global_batch(mesh, {k: local[k] for k in batch_keys(config)})
         state, metrics = step_fn(state, batch)
         step += 1
         window.add(metrics)

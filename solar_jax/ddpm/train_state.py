@@ -61,7 +61,7 @@ def _init_state(rng, *, config, model, optimizer) -> TrainState:
   size, channels = config.data.image_size, config.data.channels
   x = jnp.zeros((1, size, size, channels), jnp.float32)
   t = jnp.zeros((1,), jnp.int32)
-  y = jnp.zeros((1,), jnp.int32)
+  y = jnp.zeros((1,), jnp.float32 if config.model.conditioning == "flux" else jnp.int32)
   params_rng, state_rng = jax.random.split(rng)
   params = model.init({"params": params_rng}, x, t, y, train=False)["params"]
   return TrainState(

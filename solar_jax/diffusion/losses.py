@@ -79,11 +79,21 @@ def loss_weights(snr, prediction: str, weighting: str, gamma: float = 5.0):
 
 
 def drop_labels(rng, labels, num_classes: int, rate: float):
-  """Replaces each label by the null class ``num_classes`` with probability ``rate``."""
+  """Replaces each label by the null condition with probability ``rate``: the class
+  ``num_classes`` for int labels, NaN for float ones (log10 fluxes)."""
   if rate <= 0:
     return labels
   drop = jax.random.bernoulli(rng, rate, labels.shape)
-  return jnp.where(drop, num_classes, labels).astype(labels.dtype)
+  null = jnp.nan if jnp.issubdtype(labels.dtype, jnp.floating) else num_classes
+  return jnp.where(drop, null, labels).astype(labels.dtype)
+
+
+def condition(batch: dict, conditioning: str):
+  """What the UNet is conditioned on: int32 class labels, or float32 log10 fluxes
+  (``batch["label_flux"]``, W m^-2) under ``model.conditioning='flux'``."""
+  if conditioning == "flux":
+    return jnp.log10(batch["label_flux"].astype(jnp.float32))
+  return batch["label"].astype(jnp.int32)
 
 
 def diffusion_loss(
@@ -100,7 +110,8 @@ def diffusion_loss(
   Args:
     apply_fn: ``(params, x, t, y, train, rngs) -> output`` (wraps ``model.apply``).
     params: model parameters.
-    batch: ``{'image': [B,H,W,C] in [-1, 1], 'label': [B] int}``.
+    batch: ``{'image': [B,H,W,C] in [-1, 1], 'label': [B] int}`` (and 'label_flux': [B]
+      W m^-2, the condition of a flux model).
     rng: a key; split here into timestep, noise, label-dropout and dropout streams.
     schedule: the diffusion Schedule.
     config: the full config (reads ``diffusion`` and ``data.classes``).
@@ -116,7 +127,7 @@ def diffusion_loss(
   prediction = config.diffusion.prediction
   num_classes = len(config.data.classes)
   x0 = batch["image"].astype(jnp.float32)
-  labels = batch["label"].astype(jnp.int32)
+  labels = condition(batch, config.get("model", {}).get("conditioning", "class"))
   t_rng, noise_rng, label_rng, dropout_rng = jax.random.split(rng, 4)
 
   t = jax.random.randint(t_rng, (x0.shape[0],), 0, schedule.num_timesteps, dtype=jnp.int32)

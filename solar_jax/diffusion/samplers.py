@@ -158,19 +158,26 @@ def recorded_settings(config: ml_collections.ConfigDict) -> dict:
 # and written. Every other sampling field (and any added later) changes the images, so it
 # is part of a sample set's key (``image_settings``); a test flips each one.
 NOT_IMAGE_FIELDS = ("batch_size", "per_class", "counts", "max_images", "write_fits")
+# sampling.* fields a class model never reads (its sets keep the keys they had).
+FLUX_FIELDS = ("fluxes", "flux_draw")
 
 
 def image_settings(config: ml_collections.ConfigDict) -> dict:
   """Every setting that changes the images of a sampled set, besides the model's step.
 
   The effective values of ``recorded_settings`` (so two sets drawn alike key alike)
-  plus every other ``sampling`` field not in ``NOT_IMAGE_FIELDS`` and the model's
-  prediction target; per-image noise keys make the batch size irrelevant.
+  plus every other ``sampling`` field not in ``NOT_IMAGE_FIELDS`` (nor, for a class
+  model, ``FLUX_FIELDS``) and the model's prediction target; per-image noise keys make the batch size irrelevant.
   """
+  not_read = NOT_IMAGE_FIELDS
+  if config.model.get("conditioning", "class") != "flux":
+    not_read += FLUX_FIELDS
   fields = configuration.depends_on(
-    config, ("sampling.*",), exclude=tuple(f"sampling.{k}" for k in NOT_IMAGE_FIELDS)
+    config, ("sampling.*",), exclude=tuple(f"sampling.{k}" for k in not_read)
   )
   settings = {k.removeprefix("sampling."): v for k, v in fields.items()}
+  if not_read == NOT_IMAGE_FIELDS:
+    settings["conditioning"] = "flux"
   settings.update(recorded_settings(config))
   settings["prediction"] = config.diffusion.prediction
   return settings
@@ -194,7 +201,8 @@ def guided_output(model_fn, params, x, t, labels, guidance_scale, *, num_classes
   """Model output at ``(x, t)`` with classifier-free guidance.
 
   ``out = out_u + w (out_c - out_u)``, with conditional and unconditional
-  (null class ``num_classes``) outputs from one batched forward of 2B images.
+  (null class ``num_classes``; NaN for float labels, a flux model's log10 fluxes)
+  outputs from one batched forward of 2B images.
   The mix is the same whether the output is eps or v (both are affine in the
   output at fixed ``x_t``).
   """
@@ -202,7 +210,7 @@ def guided_output(model_fn, params, x, t, labels, guidance_scale, *, num_classes
   t_b = jnp.full((b,), t, jnp.int32) if jnp.ndim(t) == 0 else t
   if not guided:
     return model_fn(params, x, t_b, labels).astype(jnp.float32)
-  null = jnp.full_like(labels, num_classes)
+  null = jnp.full_like(labels, jnp.nan if labels.dtype == jnp.float32 else num_classes)
   out = model_fn(
     params,
     jnp.concatenate([x, x]),
@@ -473,6 +481,12 @@ def batch_layout(n: int, batch_size: int, sharding=None) -> tuple[int, int]:
   return batch, math.ceil(n / batch)
 
 
+def _conditions(labels) -> np.ndarray:
+  """int32 class labels, or float32 log10 fluxes (a flux model's; NaN = null) as given."""
+  labels = np.asarray(labels).reshape(-1)
+  return labels.astype(np.float32 if np.issubdtype(labels.dtype, np.floating) else np.int32)
+
+
 def sample_images(model_fn: ModelFn, params, schedule, key, labels, **kwargs) -> np.ndarray:
   """Samples ``len(labels)`` images in batch groups, split as ``sharding`` splits a batch.
 
@@ -484,7 +498,7 @@ def sample_images(model_fn: ModelFn, params, schedule, key, labels, **kwargs) ->
   Returns:
     float32 numpy [N, H, W, C] on every process.
   """
-  labels = np.asarray(labels, dtype=np.int32).reshape(-1)
+  labels = _conditions(labels)
   out = np.zeros((labels.shape[0], *kwargs["image_shape"]), np.float32)
   for _, start, images in sample_batches(model_fn, params, schedule, key, labels, **kwargs):
     out[start : start + len(images)] = images
@@ -519,7 +533,7 @@ def sample_batches(
   Args:
     model_fn, params, schedule, spec, num_classes: as for ``sample_from``.
     key: the run's root key.
-    labels: int [N] class per image.
+    labels: int [N] class per image, or float [N] log10 flux per image (a flux model).
     image_shape: (H, W, C).
     batch_size: images per batch group (global); see ``batch_layout``.
     guidance_scale, eta: traced CFG scale and DDIM eta.
@@ -528,11 +542,11 @@ def sample_batches(
     progress: show a tqdm bar over images (those of skipped batches counted as done).
     skip: indices of batches not to draw (every process must pass the same).
   """
-  labels = np.asarray(labels, dtype=np.int32).reshape(-1)
+  labels = _conditions(labels)
   n = labels.shape[0]
   if n == 0:
     return
-  if labels.min() < 0 or labels.max() > num_classes:
+  if labels.dtype == np.int32 and (labels.min() < 0 or labels.max() > num_classes):
     raise ValueError(f"labels must lie in [0, {num_classes}] ({num_classes} = null class).")
   batch, num_batches = batch_layout(n, batch_size, sharding)
   skip = {int(g) for g in skip}
@@ -550,7 +564,7 @@ def sample_batches(
 
   def dispatch(g):
     idx = np.arange(g * batch, (g + 1) * batch, dtype=np.int32)
-    lab = np.zeros(batch, np.int32)
+    lab = np.zeros(batch, labels.dtype)
     valid = idx < n
     lab[valid] = labels[idx[valid]]
     return sample_batch(

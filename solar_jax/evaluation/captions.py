@@ -37,6 +37,14 @@ CAPTIONS = (
     "(data.clip_min to data.clip_max).",
   ),
   (
+    "sweep.png",
+    "realism",
+    "SYNTHETIC flux sweep of a flux-conditioned model: one seed (the same starting "
+    "noise) at GOES 1-8 Å fluxes from A1 to X10, evenly spaced in log flux (the class asked "
+    "for above each), on one log colour scale in DN/s. A model that learnt the flux "
+    "brightens its active regions and flare kernels from left to right.",
+  ),
+  (
     "grid_*.png",
     "realism",
     "Real frames of the evaluation split (top row; observation "

@@ -89,3 +89,47 @@ def class_consistency(
     "balanced_accuracy": float(np.mean(recalls)) if recalls else None,
     "chance": float(np.mean(chance)) if chance else None,
   }
+
+
+def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """Spearman's rho of each row pair of ``x``, ``y`` [B, N] (average ranks for ties)."""
+  from scipy.stats import rankdata
+
+  rx, ry = rankdata(x, axis=1), rankdata(y, axis=1)
+  rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return (rx * ry).sum(1) / np.sqrt((rx**2).sum(1) * (ry**2).sum(1))
+
+
+def flux_consistency(
+  requested, recovered, *, num_samples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict:
+  """Does a flux generator make the flux it is asked for? Agreement of the ``requested``
+  GOES fluxes with those a real-only regressor ``recovered`` from the images (W m^-2).
+
+  Returns Spearman's rho and the mean absolute error in decades (|log10 ratio|) with
+  percentile intervals of ``level`` over ``num_samples`` bootstrap resamples of the
+  images (seeded), and the number of images: ``{'n', 'spearman_rho': {'value', 'low',
+  'high'}, 'mae_decades': {...}}``. The same on real test frames (their GOES flux against
+  the regressor's) is the floor a generator can reach.
+  """
+  req = np.log10(np.asarray(requested, np.float64).reshape(-1))
+  rec = np.log10(np.asarray(recovered, np.float64).reshape(-1))
+  if req.shape != rec.shape or len(req) < 3 or not np.isfinite(req).all():
+    raise ValueError(
+      f"flux_consistency needs >= 3 paired positive fluxes, got {len(req)} and {len(rec)}."
+    )
+  draws = np.random.default_rng(seed).integers(0, len(req), (num_samples, len(req)))
+  tail = 100 * (1 - level) / 2
+
+  def summary(point, samples):
+    low, high = np.nanpercentile(samples, [tail, 100 - tail])
+    return {"value": float(point), "low": float(low), "high": float(high)}
+
+  return {
+    "n": len(req),
+    "spearman_rho": summary(
+      _spearman_rows(req[None], rec[None])[0], _spearman_rows(req[draws], rec[draws])
+    ),
+    "mae_decades": summary(np.abs(req - rec).mean(), np.abs(req[draws] - rec[draws]).mean(1)),
+  }

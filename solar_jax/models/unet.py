@@ -11,7 +11,9 @@ Structure, for ``L = len(channel_mult)`` levels and ``R = num_res_blocks``::
 
 Every res block adds a projection of the conditioning embedding
 ``emb = MLP(sinusoid(t)) + Embed(y)``; ``y == num_classes`` is the learned
-null class used for classifier-free guidance. Attention is used at the feature
+null class used for classifier-free guidance. With ``conditioning='flux'``, ``y``
+is the log10 GOES 1-8 Å flux (float [B], W m^-2) and ``Embed`` is ``FluxEmbedding``
+(Fourier features of the normalised log flux and an MLP); NaN is its learned null. Attention is used at the feature
 maps whose side is listed in ``attention_resolutions``.
 
 Parameters are always float32; ``dtype='bfloat16'`` only changes the compute
@@ -34,6 +36,8 @@ from solar_jax.models import layers
 from solar_jax.models.layers import group_count
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# model.conditioning: the GOES class index, or the log10 GOES 1-8 Å flux (FluxEmbedding).
+CONDITIONINGS = ("class", "flux")
 
 
 def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
@@ -45,6 +49,40 @@ def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
   if dim % 2:
     emb = jnp.pad(emb, ((0, 0), (0, 1)))
   return emb
+
+
+# log10 GOES 1-8 Å flux [W m^-2] mapped linearly onto [-1, 1] (A1 is -8, X10 is -3;
+# the 0.5 decade below A1 keeps the quietest backgrounds inside); clipped outside.
+LOG_FLUX_RANGE = (-8.5, -3.0)
+FLUX_FREQUENCIES = 4  # Fourier features sin/cos(pi 2^k u), k < this: periods down to 0.7 decade.
+
+
+def normalise_log_flux(log_flux):
+  """log10 flux -> [-1, 1] (``LOG_FLUX_RANGE``), clipped; NaN stays NaN (the null)."""
+  lo, hi = LOG_FLUX_RANGE
+  return jnp.clip(2.0 * (log_flux - lo) / (hi - lo) - 1.0, -1.0, 1.0)
+
+
+def flux_features(log_flux):
+  """Smooth features [B, 1 + 2 FLUX_FREQUENCIES] of log10 fluxes (NaN -> those of 0)."""
+  u = normalise_log_flux(jnp.nan_to_num(log_flux.astype(jnp.float32), nan=0.0))[:, None]
+  args = jnp.pi * (2.0 ** jnp.arange(FLUX_FREQUENCIES, dtype=jnp.float32)) * u
+  return jnp.concatenate([u, jnp.sin(args), jnp.cos(args)], axis=-1)
+
+
+class FluxEmbedding(nn.Module):
+  """``log10 flux [B] -> [B, dim]``: Fourier features and a two-layer MLP; NaN = the
+  learned null embedding (classifier-free guidance)."""
+
+  dim: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, log_flux):
+    h = nn.Dense(self.dim, dtype=self.dtype, name="dense1")(flux_features(log_flux))
+    h = nn.Dense(self.dim, dtype=self.dtype, name="dense2")(nn.silu(h))
+    null = self.param("null", nn.initializers.normal(1.0), (self.dim,))
+    return jnp.where(jnp.isnan(log_flux)[:, None], null.astype(h.dtype), h)
 
 
 class ResBlock(nn.Module):
@@ -112,7 +150,8 @@ class AttentionBlock(nn.Module):
 
 
 class UNet(nn.Module):
-  """Noise (or v) predictor ``(x [B,H,W,C], t [B] int, y [B] int) -> [B,H,W,C]`` float32."""
+  """Noise (or v) predictor ``(x [B,H,W,C], t [B] int, y [B]) -> [B,H,W,C]`` float32;
+  ``y`` int class indices, or float log10 fluxes with ``conditioning='flux'``."""
 
   out_channels: int
   num_classes: int
@@ -125,6 +164,7 @@ class UNet(nn.Module):
   num_groups: int = 32
   dtype: str = "float32"
   remat: bool = False
+  conditioning: str = "class"
 
   @nn.compact
   def __call__(self, x, t, y, train: bool = False):
@@ -142,12 +182,16 @@ class UNet(nn.Module):
     )
     attention = lambda name: AttentionBlock(self.num_heads, self.num_groups, dtype, name=name)  # noqa: E731
 
-    # Conditioning: time MLP plus class embedding (index num_classes = null class).
+    # Conditioning: time MLP plus class embedding (index num_classes = null class) or
+    # flux embedding (NaN = null).
     emb_dim = 4 * self.base_channels
     emb = timestep_embedding(t, self.base_channels)
     emb = nn.Dense(emb_dim, dtype=dtype, name="time_dense1")(emb)
     emb = nn.Dense(emb_dim, dtype=dtype, name="time_dense2")(nn.silu(emb))
-    emb = emb + nn.Embed(self.num_classes + 1, emb_dim, name="class_embed")(y).astype(dtype)
+    if self.conditioning == "flux":
+      emb = emb + FluxEmbedding(emb_dim, dtype, name="flux_embed")(y).astype(dtype)
+    else:
+      emb = emb + nn.Embed(self.num_classes + 1, emb_dim, name="class_embed")(y).astype(dtype)
 
     h = nn.Conv(self.base_channels, (3, 3), dtype=dtype, name="conv_in")(x.astype(dtype))
     skips = [h]
@@ -193,6 +237,8 @@ def create_model(config: ml_collections.ConfigDict) -> UNet:
   m = config.model
   if m.dtype not in DTYPES:
     raise ValueError(f"model.dtype={m.dtype!r} is not one of {', '.join(map(repr, DTYPES))}.")
+  if m.conditioning not in CONDITIONINGS:
+    raise ValueError(f"model.conditioning={m.conditioning!r} is not one of {CONDITIONINGS}.")
   return UNet(
     out_channels=config.data.channels,
     num_classes=len(config.data.classes),
@@ -205,7 +251,13 @@ def create_model(config: ml_collections.ConfigDict) -> UNet:
     num_groups=m.num_groups,
     dtype=m.dtype,
     remat=m.remat,
+    conditioning=m.conditioning,
   )
+
+
+def null_condition(conditioning: str, num_classes: int):
+  """The null condition of classifier-free guidance: class ``num_classes`` or NaN flux."""
+  return float("nan") if conditioning == "flux" else num_classes
 
 
 def count_params(params) -> int:
