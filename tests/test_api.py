@@ -165,6 +165,29 @@ def test_the_shipped_model_samples_disks_marked_simulated():
   assert header["SIMULATE"] is True and header["DETECTOR"] == "SYNTHETIC"
 
 
+@pytest.mark.slow
+def test_the_tiny_path_passes_the_noise_check_at_its_recommended_sampler():
+  """The shipped demo model is the tiny config's path: at the sampler its export recommends
+  (DDIM eta 1, 25 steps) every class draws images the report's noise check passes against
+  sunpy's real AIA 171 frame; at 2 steps the same model's images are still grainy and fail."""
+  import sunpy.data.test
+
+  from solar_jax.metrics import sanity
+
+  real = aia.read_frame(sunpy.data.test.get_test_filepath("aia_171_level1.fits"), image_size=32)
+  pipe = solar_jax.DiffusionPipeline.from_pretrained("demo")
+  rec = pipe.recommended_sampler
+  assert (rec["num_steps"], rec["eta"]) == (25, 1.0), rec
+  classes = ["A", "B", "C", "M", "X"]
+  recommended = pipe(classes=classes, num_images=1, seed=0)
+  check = sanity.noise_check(real.image[None], recommended.images)
+  assert check["num_noise_like"] == 0, check
+  few = sanity.noise_check(
+    real.image[None], pipe(classes=classes, num_images=1, seed=0, **FEW_STEPS).images
+  )
+  assert few["num_noise_like"] == len(classes), few
+
+
 def test_a_class_model_asked_for_a_flux_is_one_line(pipe):
   with pytest.raises(errors.ConfigError, match="conditioned on the GOES class") as caught:
     pipe(flux="M2.5", num_images=1)
