@@ -19,7 +19,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from solar_jax import cli, configuration, errors, xla_flags
+from solar_jax import choices, cli, configuration, errors, xla_flags
 
 FLAGS = flags.FLAGS
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples, reports.")
@@ -48,6 +48,7 @@ def main(argv):
     workdir = os.path.expanduser(workdir)  # As the path fields; $VARS were the shell's.
   try:
     configuration.check_fields(config)  # checks.validate adds the registries and the devices.
+    choices.check(config)  # The registries' names, before their modules (and JAX) load.
   except errors.ConfigError as e:
     cli.fail(e)
   if _PRINT_CONFIG.value:

@@ -70,6 +70,8 @@ def test_help_typos_and_print_config_answer_without_jax(repo_root):
     ["--config=tiny", "--workdir=/nowhere", "--config.training.num_step=5"],
     ["--config=tiny", "--workdir=/nowhere", "--config.sampling.per_class=(1,2)"],
     ["--config=tiny", "--print_config", "--config.sampling.per_class=M:30,X:3"],
+    ["--config=tiny", "--workdir=/nowhere", "--config.sampling.sampler=ddm"],
+    ["--config=tiny", "--workdir=/nowhere", "--config.classifier.regimes=('real','oversampel')"],
   ]
   code = f"""
 import contextlib, io, json, sys
@@ -95,7 +97,9 @@ print(json.dumps(dict(runs=out, heavy=heavy)))
   assert result.returncode == 0, result.stderr
   report = json.loads(result.stdout)
   assert report["heavy"] == []
-  help_run, typo_run, (fields_rc, _, fields_err), (print_rc, printed, _) = report["runs"]
+  help_run, typo_run, (fields_rc, _, fields_err), (print_rc, printed, _), *choice_runs = report[
+    "runs"
+  ]
   help_rc, help_out, _ = help_run
   typo_rc, _, typo_err = typo_run
   assert help_rc == 0 and "--print_config" in help_out and "M:30,X:30" in help_out
@@ -105,6 +109,28 @@ print(json.dumps(dict(runs=out, heavy=heavy)))
   )
   assert fields_rc == 2 and fields_err.startswith("error: sampling.per_class=(1, 2) needs one")
   assert print_rc == 0 and json.loads(printed)["sampling"]["per_class"] == [0, 0, 0, 30, 3]
+  # A misspelt choice: refused from solar_jax.choices, before the registries' modules load.
+  (sampler_rc, _, sampler_err), (regime_rc, _, regime_err) = choice_runs
+  assert sampler_rc == 2 and sampler_err.strip() == (
+    "error: sampling.sampler='ddm' is not one of 'ddim', 'ddpm', 'dpmpp_2m'."
+  )
+  assert regime_rc == 2 and "classifier.regimes='oversampel' is not one of" in regime_err
+
+
+def test_the_early_choice_names_are_their_registries():
+  """solar_jax.choices mirrors each registry exactly (checks.validate keeps the authority)."""
+  import importlib
+
+  from solar_jax import choices
+
+  assert choices.NAMES.keys() == choices.SOURCES.keys()
+  for field, source in choices.SOURCES.items():
+    default, _, source = source.rpartition(" ")
+    module, attr = source.split(":")
+    names = tuple(getattr(importlib.import_module(module), attr))
+    if default == "+default":
+      names = (importlib.import_module(module).DEFAULT, *names)
+    assert choices.NAMES[field] == names, field
 
 
 def test_impossible_value_fails_before_compiling(cli, tmp_path):

@@ -20,7 +20,7 @@ PACKAGE = ROOT / "solar_jax"
 # the few top-level modules are the entry, configuration, workdir, checkpointing,
 # parallelism and the report, as in big_vision and the flax examples.
 LAYERS = (
-  ("errors", "configuration", "xla_flags", "files", "provenance", "configs"),
+  ("errors", "configuration", "choices", "xla_flags", "files", "provenance", "configs"),
   ("data", "viz", "metrics"),
   ("models",),
   ("diffusion",),
@@ -206,6 +206,7 @@ def test_every_layer_below_the_top_is_a_folder():
   assert top == {
     "errors",
     "configuration",
+    "choices",
     "xla_flags",
     "files",
     "provenance",
