@@ -91,22 +91,24 @@ def test_configure_xla_cpu_adds_the_flag_once_and_respects_the_user(monkeypatch)
   assert "XLA_FLAGS" not in empty
 
 
-def test_the_compilation_cache_defaults_to_the_user_cache_and_respects_the_user(monkeypatch):
-  monkeypatch.setenv("HOME", "/home/u")
-  env = {}
-  assert xla_flags.configure_compilation_cache(env) == "/home/u/.cache/solar_jax/jax_cache"
+def test_the_compilation_cache_defaults_to_the_user_cache_and_respects_the_user(
+  monkeypatch, tmp_path
+):
+  monkeypatch.setenv("HOME", str(tmp_path))
+  env, expected = {}, str(tmp_path / ".cache" / "solar_jax" / "jax_cache")
+  assert xla_flags.configure_compilation_cache(env) == expected
   assert env == {
-    "JAX_COMPILATION_CACHE_DIR": "/home/u/.cache/solar_jax/jax_cache",
+    "JAX_COMPILATION_CACHE_DIR": expected,
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.1",
   }
-  xdg = {"XDG_CACHE_HOME": "/fast/cache"}
-  assert xla_flags.configure_compilation_cache(xdg) == "/fast/cache/solar_jax/jax_cache"
+  xdg = {"XDG_CACHE_HOME": str(tmp_path / "fast")}
+  assert xla_flags.configure_compilation_cache(xdg) == str(tmp_path / "fast/solar_jax/jax_cache")
   # The user's directory and threshold win; an empty directory turns the cache off.
   user = {
-    "JAX_COMPILATION_CACHE_DIR": "/shared/jax",
+    "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "shared"),
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "2",
   }
-  assert xla_flags.configure_compilation_cache(user) == "/shared/jax"
+  assert xla_flags.configure_compilation_cache(user) == str(tmp_path / "shared")
   assert user["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "2"
   off = {"JAX_COMPILATION_CACHE_DIR": ""}
   assert (
