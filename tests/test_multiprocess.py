@@ -139,23 +139,61 @@ def _wait_all(procs, logs) -> None:
 
 
 def _files(root: pathlib.Path, under: str) -> dict:
-  """Bytes of each file; a FITS file's data and header but for the cards that name its
-  workdir (CKPTSRC) and its writer (DATE, SJ_VER, SJCOMMIT, the command in HISTORY)."""
+  """Per file: its bytes; an npz's arrays; a FITS file's data and header but for the cards
+  that name its workdir (CKPTSRC) and its writer (DATE, SJ_VER, SJCOMMIT, the command in
+  HISTORY)."""
   paths = [root / under] if (root / under).is_file() else sorted((root / under).rglob("*"))
   out = {}
   for p in paths:
-    if p.is_file():
-      data = p.read_bytes()
-      if p.suffix == ".fits":
-        from astropy.io import fits
+    if not p.is_file():
+      continue
+    if p.suffix == ".fits":
+      from astropy.io import fits
 
-        with fits.open(p) as hdul:
-          header = hdul[0].header.copy()
-          for key in ("CKPTSRC", "DATE", "SJ_VER", "SJCOMMIT", "HISTORY"):
-            header.remove(key, ignore_missing=True, remove_all=True)
-          data = (hdul[0].data.tobytes(), header.tostring())
-      out[p.relative_to(root)] = data
+      with fits.open(p) as hdul:
+        header = hdul[0].header.copy()
+        for key in ("CKPTSRC", "DATE", "SJ_VER", "SJCOMMIT", "HISTORY"):
+          header.remove(key, ignore_missing=True, remove_all=True)
+        data = (hdul[0].data.copy(), header.tostring())
+    elif p.suffix == ".npz":
+      with np.load(p) as npz:
+        data = ({k: npz[k] for k in npz.files}, None)
+    elif p.suffix == ".png":  # Pixels: an image at a rounding edge may move one level.
+      from PIL import Image
+
+      with Image.open(p) as image:
+        data = (np.asarray(image).astype(np.float32), image.size)
+    else:
+      data = p.read_bytes()
+    out[p.relative_to(root)] = data
   return out
+
+
+def _assert_same_files(multi: dict, one: dict) -> None:
+  """The same files; arrays (FITS data, npz) equal to float32 rounding, PNG pixels to one
+  level, the rest the same bytes. The parameters they come from agree to rounding only: gloo and one process sum
+  the gradients in another order, so a bitwise match would depend on the machine."""
+  assert multi.keys() == one.keys() and multi
+  for name, a in multi.items():
+    b = one[name]
+    if isinstance(a, bytes):
+      assert a == b, name
+      continue
+    (arrays_a, header_a), (arrays_b, header_b) = a, b
+    assert header_a == header_b, name
+    if not isinstance(arrays_a, dict):
+      arrays_a, arrays_b = {"data": arrays_a}, {"data": arrays_b}
+    assert arrays_a.keys() == arrays_b.keys(), name
+    for key, x in arrays_a.items():
+      y = arrays_b[key]
+      assert x.dtype == y.dtype and x.shape == y.shape, (name, key)
+      if name.suffix == ".png":
+        np.testing.assert_allclose(x, y, atol=1, err_msg=f"{name}")
+        assert np.mean(x != y) < 1e-3, name
+      elif x.dtype.kind == "f":
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5, err_msg=f"{name}: {key}")
+      else:
+        np.testing.assert_array_equal(x, y, err_msg=f"{name}: {key}")
 
 
 @pytest.mark.slow
@@ -190,11 +228,10 @@ def test_two_processes_run_every_mode_as_one_does(repo_root, tmp_path, demo_tfds
   for key in a.files:
     np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
-  # Samples (npz, grid, FITS): the same bytes. The classifier's predictions: the same labels
-  # and forecasts; its probabilities to float32 rounding (batches reduced in another order).
-  files_multi, files_one = _files(workdir_multi, "samples"), _files(workdir_one, "samples")
-  assert files_multi.keys() == files_one.keys() and files_multi
-  assert files_multi == files_one
+  # Samples (npz, grid, FITS): the same files, images to float32 rounding (from parameters
+  # equal to rounding). The classifier's predictions: the same labels and forecasts; its
+  # probabilities to float32 rounding (batches reduced in another order).
+  _assert_same_files(_files(workdir_multi, "samples"), _files(workdir_one, "samples"))
   rows = [
     list(csv.DictReader(io.StringIO((w / "classifier" / "predictions.csv").read_text())))
     for w in (workdir_multi, workdir_one)
