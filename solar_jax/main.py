@@ -53,6 +53,7 @@ def main(argv):
     cli.fail(e)
   if _PRINT_CONFIG.value:
     return cli.print_config(config)
+  xla_flags.configure_malloc()  # Before XLA's threads allocate.
   xla_flags.configure_xla_cpu()  # Before JAX starts its CPU backend.
   xla_flags.configure_compilation_cache()  # Before JAX reads its settings from the environment.
   try:

@@ -1,5 +1,6 @@
 """Where runs start, before JAX loads: the XLA:CPU flag that makes the UNet train faster
-on CPU, and JAX's persistent compilation cache (``configure_compilation_cache``)."""
+on CPU, JAX's persistent compilation cache (``configure_compilation_cache``) and glibc's
+malloc keeping freed memory (``configure_malloc``)."""
 
 from __future__ import annotations
 
@@ -90,3 +91,43 @@ def configure_compilation_cache(environ=os.environ) -> str | None:
   environ.setdefault(CACHE_ENV, default_cache_dir(environ))
   environ.setdefault(MIN_COMPILE_TIME_ENV, MIN_COMPILE_TIME_S)
   return environ[CACHE_ENV] or None
+
+
+# glibc's malloc returns every large freed block to the kernel (mmap'd blocks at once,
+# per-thread heaps when trimmed), and XLA:CPU frees its intermediate buffers after every
+# execution: each train step of the quickstart UNet faulted ~73,000 fresh pages in again
+# (~290 MB zeroed by the kernel) and spent ~20 % of its CPU in the kernel. Keeping freed
+# memory in the process (no mmap'd blocks, no trimming below 1 GiB, one arena) removes
+# nearly all of it (benchmarks/RESULTS.md, "Freed memory kept in the process").
+MALLOC_ENV = "SOLAR_JAX_KEEP_MALLOC"  # Set: glibc's defaults are left as they are.
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
+MALLOC_SETTINGS = (
+  (_M_ARENA_MAX, 1),  # One heap: XLA's threads reuse what the others freed.
+  (_M_MMAP_MAX, 0),  # Large blocks come from the heap too, and stay there when freed.
+  (_M_TRIM_THRESHOLD, 1 << 30),  # Up to 1 GiB of free heap is kept, not given back.
+  (_M_TOP_PAD, 256 << 20),  # The heap grows in 256 MiB steps.
+)
+
+
+def configure_malloc(environ=os.environ) -> bool:
+  """Makes glibc's malloc keep freed memory in the process (``MALLOC_SETTINGS``).
+
+  Call it first thing where a run starts (``main`` and the test set-up do); importing
+  ``solar_jax`` never does. A no-op without glibc (macOS, musl) or when
+  ``SOLAR_JAX_KEEP_MALLOC`` is set. The price: the process's resident memory does not
+  shrink below its peak once it has grown (up to 1 GiB of it free).
+
+  Returns:
+    Whether every setting was applied.
+  """
+  import ctypes
+  import platform
+
+  if environ.get(MALLOC_ENV) or platform.libc_ver()[0] != "glibc":
+    return False
+  try:
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
+  except (OSError, AttributeError):
+    return False
+  mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+  return all(mallopt(param, value) == 1 for param, value in MALLOC_SETTINGS)

@@ -43,6 +43,7 @@ from absl import flags  # noqa: E402
 from solar_jax import xla_flags  # noqa: E402
 
 xla_flags.configure_xla_cpu()  # As main does: the tests run the same XLA:CPU kernels.
+xla_flags.configure_malloc()  # As main does: freed buffers stay in the process.
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -133,6 +133,7 @@ def run(spec) -> None:
   # The resumed run compiles the same programs again: a per-process cache skips that.
   jax.config.update("jax_compilation_cache_dir", os.path.join(spec["out"], f"cache_{_RANK}"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  xla_flags.configure_malloc()
   xla_flags.configure_xla_cpu()
   config = config_for(spec)
   parallel.initialize(config)

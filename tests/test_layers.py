@@ -1,6 +1,9 @@
 """The shared layers agree with their Flax references; the XLA:CPU flag and the compilation
 cache are set with care."""
 
+import os
+import platform
+import subprocess
 import sys
 import types
 
@@ -129,3 +132,44 @@ def test_every_run_of_the_command_line_turns_the_cache_on_before_jax_starts(
   result = cli("--config=tiny", f"--workdir={tmp_path / 'run'}", "--mode=sample")
   assert result.returncode == 0, result.stderr
   assert calls == ["cache", "start"]
+
+
+_ALLOCATE = """
+import ctypes, os, resource, sys
+sys.path.insert(0, os.getcwd())
+from solar_jax import xla_flags
+applied = xla_flags.configure_malloc()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+faults = []
+for _ in range(6):  # 64 MiB allocated, written, freed: what XLA does with its buffers.
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  block = libc.malloc(64 << 20)
+  ctypes.memset(block, 1, 64 << 20)
+  libc.free(block)
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(applied, sum(faults[1:]))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_freed_buffers_stay_in_the_process_and_the_variable_turns_it_off(repo_root):
+  def faults(**env):
+    environ = {k: v for k, v in os.environ.items() if k != xla_flags.MALLOC_ENV}
+    out = subprocess.run(
+      [sys.executable, "-c", _ALLOCATE],
+      cwd=repo_root,
+      env={**environ, **env},
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout.split()
+    return out[0] == "True", int(out[1])
+
+  applied, kept = faults()
+  off, default = faults(**{xla_flags.MALLOC_ENV: "1"})
+  assert applied and not off
+  # glibc's default maps and unmaps each 64 MiB block: 16,384 fresh pages per allocation.
+  assert default >= 5 * 16384 * 0.9, default
+  assert kept < default / 20, (kept, default)
