@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from solar_jax import configuration, errors
+from solar_jax import configuration, errors, parallel
 from solar_jax import workdir as wd
 from solar_jax.data import splits
 
@@ -36,10 +36,13 @@ def all_finite(tree) -> bool:
   return bool(_all_finite_leaves(leaves))
 
 
-@jax.jit
-def _all_finite_leaves(leaves):
-  # At module level: compiled once per tree structure and sharding, not at every save.
+def _all_finite(leaves):
   return jax.numpy.all(jax.numpy.stack([jax.numpy.isfinite(x).all() for x in leaves]))
+
+
+# At module level: compiled once per tree structure and sharding, not at every save; a
+# reduction run at each save, compiled cheaply.
+_all_finite_leaves = parallel.jit_run_once(_all_finite)
 
 
 # The config fields that give a DDPM checkpoint's parameters their meaning: their shapes

@@ -212,3 +212,36 @@ def check_local_batch(batch_size: int, mesh: Mesh) -> int:
 
 def is_main_process() -> bool:
   return jax.process_index() == 0
+
+
+# Programs run once or a few times (a model's initialisation, the finiteness check of a
+# save) gain microseconds from XLA:CPU's LLVM optimisation and pay seconds for it: the
+# quickstart UNet's init compiles in 7.5 s without it against 19 s (benchmarks/RESULTS.md,
+# "Programs run once, compiled cheaply"). The options are XLA:CPU's; other backends compile
+# as usual.
+_RUN_ONCE_CPU_OPTIONS = {
+  "xla_backend_optimization_level": 0,
+  "xla_llvm_disable_expensive_passes": True,
+}
+
+
+def jit_run_once(fn, **jit_kwargs):
+  """``jax.jit(fn, **jit_kwargs)`` for a program run rarely: on CPU compiled without LLVM's
+  optimisation passes (slower code, faster compile; results equal to float rounding: the
+  quickstart UNet's initial parameters differ in their last bits). One compile per
+  argument structure, shapes, dtypes and shardings, as ``jax.jit``; traced inside another
+  transformation (``jax.eval_shape``), it is ``jax.jit(fn)``."""
+  jitted, compiled = jax.jit(fn, **jit_kwargs), {}
+
+  def call(*args):
+    leaves, treedef = jax.tree.flatten(args)
+    if any(isinstance(x, jax.core.Tracer) for x in leaves):  # Traced (eval_shape, jit).
+      return jitted(*args)
+    key = (treedef, tuple((x.shape, str(x.dtype), getattr(x, "sharding", None)) for x in leaves))
+    if key not in compiled:
+      lowered = jitted.lower(*args)
+      cpu = jax.default_backend() == "cpu"
+      compiled[key] = lowered.compile(compiler_options=_RUN_ONCE_CPU_OPTIONS if cpu else None)
+    return compiled[key](*args)
+
+  return call

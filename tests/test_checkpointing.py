@@ -116,3 +116,29 @@ def test_workdir_lock_refuses_second_holder(tmp_path):
         pass
   with wd.Lock(tmp_path):  # Released: can be taken again.
     pass
+
+
+def test_a_program_run_once_equals_jit_and_compiles_once_per_signature(monkeypatch):
+  mesh = _mesh()
+  state, shardings = _state(mesh, scale=0.5)
+
+  def fn(tree):
+    return jax.tree.map(lambda x: jnp.sin(x * 3.0) + x.sum(), tree)
+
+  compiles = []
+  real = jax.stages.Lowered.compile
+  monkeypatch.setattr(
+    jax.stages.Lowered, "compile", lambda self, **kw: compiles.append(kw) or real(self, **kw)
+  )
+  once = parallel.jit_run_once(fn, out_shardings=shardings)
+  got, again = once(state), once(_state(mesh, scale=2.0)[0])
+  assert len(compiles) == 1 and compiles[0]["compiler_options"]  # Cheap on CPU.
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(jax.jit(fn)(state))):
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+  assert jax.tree.map(lambda x: x.sharding, got) == shardings  # As jax.jit's out_shardings.
+  assert float(again["b"][0]) == pytest.approx(np.sin(6.0) + 6.0)
+  once({**state, "b": jnp.ones((4,))})  # Another shape: compiled again.
+  assert len(compiles) == 2
+  shapes = jax.eval_shape(once, state)  # Traced: as jax.jit, nothing compiled.
+  assert jax.tree.map(lambda x: x.shape, shapes) == jax.tree.map(lambda x: x.shape, state)
+  assert len(compiles) == 2

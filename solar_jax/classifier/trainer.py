@@ -167,7 +167,7 @@ def _build_programs(config, mesh) -> Programs:
   model = classifier_lib.create_classifier(config)
   optimizer = create_optimizer(config.classifier)
   rep, data = parallel.replicated(mesh), parallel.data_sharding(mesh)
-  init = jax.jit(
+  init = parallel.jit_run_once(  # Once per seed: compiled cheaply.
     functools.partial(new_state, config=config, model=model, optimizer=optimizer),
     out_shardings=rep,
   )

@@ -74,7 +74,7 @@ def _init_state(rng, *, config, model, optimizer) -> TrainState:
 
 
 def abstract_train_state(config, mesh):
-  """Returns (abstract state with shardings, init function) without allocating.
+  """Returns (abstract state with shardings, init program: root key -> state) without allocating.
 
   Remembered per (model, training and diffusion config, image shape, classes, mesh):
   what the state and its init depend on. Tracing the UNet's init takes about a second, and
@@ -105,11 +105,11 @@ def _abstract_train_state(config, mesh):
   abstract = jax.tree.map(
     lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
   )
-  return abstract, init
+  # Run once per training: compiled cheaply (parallel.jit_run_once).
+  return abstract, parallel.jit_run_once(init, out_shardings=shardings)
 
 
 def init_train_state(config, mesh) -> TrainState:
-  abstract, init = abstract_train_state(config, mesh)
-  shardings = jax.tree.map(lambda a: a.sharding, abstract)
+  _, init = abstract_train_state(config, mesh)
   root = jax.random.fold_in(jax.random.key(config.seed), 0)  # Stream 0: model init.
-  return jax.jit(init, out_shardings=shardings)(root)
+  return init(root)
