@@ -30,10 +30,10 @@ def test_run_counts_by_hand(study_cost):
     "synthetic_only": 3 + 5 * 2 - 1,
     "reweighted": 5,  # real_synthetic's prior: no grid.
   }
-  # The quickstart: 2 seeds x 2 pools, no knob grids, guidance 6/10 x ratio 1: the 10 + 3
-  # runs RESULTS.md ('Classifier runs stacked') counts.
+  # The quickstart: 2 seeds x 2 pools, every knob fixed a priori (guidance 10, ratio 1):
+  # 8 + 4 runs, nothing to choose.
   counts = study_cost.run_counts(quickstart.get_config())
-  assert counts == {"real": 2, "oversample": 2, "augment": 2, "focal": 2, "real_synthetic": 5}
+  assert counts == {"real": 2, "oversample": 2, "augment": 2, "focal": 2, "real_synthetic": 4}
 
 
 def test_study_cost_by_hand(study_cost, repo_root):
