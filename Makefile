@@ -13,7 +13,7 @@ PYTEST_WORKERS ?= 2
 # JAX, TensorFlow and the rest from source again (~10 s each; benchmarks/RESULTS.md).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup test test-fast quickstart lint format bench clean
+.PHONY: setup test test-all test-fast quickstart lint format bench clean
 
 setup: $(STAMP)
 
@@ -27,7 +27,13 @@ $(STAMP): setup.py pyproject.toml
 	  $(BIN)/python -m pip install --quiet -e ".[test]" )
 	touch $(STAMP)
 
+# CI's suite (.ci/run): every test but the `long` end-to-end runs, under 6 minutes on 2 cores.
 test: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not long" --durations=15
+
+# Everything, with the `long` end-to-end runs (several processes, kills, builds in fresh
+# interpreters): run before every merge (benchmarks/RESULTS.md, "Test suite time").
+test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 # The daily loop: every test but those marked slow (end-to-end runs, builds, processes).

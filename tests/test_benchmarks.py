@@ -23,6 +23,7 @@ from solar_jax.models import unet
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_accelerator_benchmark_runs_at_ci_sizes(repo_root, tmp_path):
   out = tmp_path / "accelerator.json"
   env = dict(

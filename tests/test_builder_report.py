@@ -142,6 +142,7 @@ def test_report_gives_every_fold_with_events_embargo_and_ar_overlap(clean_build)
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_beam_direct_runner_gives_the_same_dataset_and_report(clean_build, manual_dir, tmp_path):
   beam_build = build(manual_dir, tmp_path, beam=True)
   a, b = examples_by_source(clean_build), examples_by_source(beam_build)
@@ -186,6 +187,7 @@ sdo.Builder(config="64", data_dir=data_dir).download_and_prepare(
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_killed_build_restarts_and_equals_a_clean_build(clean_build, manual_dir, tmp_path):
   data_dir, marker = tmp_path / "tfds", tmp_path / "marker"
   env = dict(os.environ, PYTHONPATH=str(REPO))

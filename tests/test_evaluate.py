@@ -275,6 +275,7 @@ def test_run_uses_the_newest_samples(tmp_path, config, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_run_also_scores_the_classifier_pool_when_drawn_otherwise(tmp_path, config, monkeypatch):
   rng = np.random.default_rng(3)
   splits = {"test": _data(rng, 50), "validation": _data(rng, 40), "train": _data(rng, 60)}

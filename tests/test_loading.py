@@ -235,6 +235,7 @@ def test_records_keep_the_geometry_and_older_datasets_still_read(demo_tfds, inte
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_build_by_name_from_outside_the_repository(tmp_path):
   """``tfds build sdo_aia171 --imports=tfds_builders`` run from a directory that is not the
   checkout (the package importable, as after pip install); then ``tfds.load`` by name."""

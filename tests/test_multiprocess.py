@@ -197,6 +197,7 @@ def _assert_same_files(multi: dict, one: dict) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_two_processes_run_every_mode_as_one_does(repo_root, tmp_path, demo_tfds):
   data_dir = demo_tfds  # Fold 0: test = September, validation = April (conftest).
   port = _free_port()

@@ -204,6 +204,7 @@ def uninterrupted(trained_run):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_killed_anywhere_or_corrupted_the_same_command_ends_as_uninterrupted(
   env, uninterrupted, cli, tmp_path
 ):
@@ -254,6 +255,7 @@ def test_killed_anywhere_or_corrupted_the_same_command_ends_as_uninterrupted(
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_second_run_refuses_and_sigterm_saves_the_current_step(env, cli, tmp_path):
   workdir = tmp_path / "run"
   endless = ("--config.training.num_steps=100000", "--config.training.checkpoint_every=100000")
@@ -284,6 +286,7 @@ def test_second_run_refuses_and_sigterm_saves_the_current_step(env, cli, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good(cli, tmp_path):
   workdir = tmp_path / "run"
   result = _run_here(
@@ -442,6 +445,7 @@ def small_tmpfs(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_full_disk_during_a_save_is_exit_3_and_the_rerun_resumes(env, cli, small_tmpfs):
   workdir = small_tmpfs / "run"
   result = _run(env, workdir)

@@ -226,7 +226,7 @@ def test_ddim_few_steps_matches_exact_discretisation(gaussian, name, steps):
   assert err_more < err
 
 
-@pytest.mark.parametrize("name", ["linear", "cosine"])
+@pytest.mark.parametrize("name", [pytest.param("linear", marks=pytest.mark.long), "cosine"])
 @pytest.mark.slow
 def test_full_step_samplers_reproduce_data_distribution(gaussian, name):
   labels = np.full(N, 2, np.int32)

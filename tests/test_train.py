@@ -70,7 +70,7 @@ def _conditioned(conditioning, **training):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("conditioning", ["class", "flux"])
+@pytest.mark.parametrize("conditioning", ["class", pytest.param("flux", marks=pytest.mark.long)])
 def test_one_step_same_on_1_and_8_devices(conditioning):
   config = _conditioned(conditioning)
   params1, metrics1 = _one_step(_conditioned(conditioning), jax.devices()[:1])

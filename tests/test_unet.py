@@ -151,6 +151,7 @@ def test_bfloat16_compute_float32_output(tiny_model):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_remat_same_output_and_gradients():
   # One level, five res blocks: gradient programs are slow to compile on CPU.
   config = tiny.get_config()

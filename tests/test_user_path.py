@@ -42,6 +42,7 @@ def test_help_exits_0_and_lists_the_flags_and_modes(cli, flag):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_config_copied_outside_the_repo_runs_from_another_directory(repo_root, tmp_path):
   elsewhere = tmp_path / "elsewhere"
   elsewhere.mkdir()
