@@ -99,9 +99,13 @@ def test_flux_section_shows_a_flux_following_model_and_not_one_that_ignores_flux
     assert reused["real_test_floor"][key] == pytest.approx(floor[key], abs=1e-6)
 
   # report.md: the section with N, the intervals, the floor and the sweep picture.
-  (out / "metrics.json").write_text(json.dumps({"flux_consistency": entry}))
+  drawn = {"guidance_scale": 3.0, "num_steps": 25}
+  (out / "metrics.json").write_text(json.dumps({"flux_consistency": entry, "samples": drawn}))
   text = "\n".join(report.flux_section(tmp_path))
-  assert "| SYNTHETIC samples | 80 |" in text and "(floor) | 60 (30 units) |" in text
+  assert (
+    "| SYNTHETIC samples (guidance 3, 25 steps) | 80 |" in text
+    and "(floor) | 60 (30 units) |" in text
+  )
   assert f"{rho['value']:.2f} [{rho['low']:.2f}, {rho['high']:.2f}]" in text
   assert "![flux sweep](samples/300-flux/sweep/sweep.png)" in text
   assert "interval lies above 0" in text

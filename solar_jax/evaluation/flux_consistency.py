@@ -234,6 +234,15 @@ def _row(name: str, figures: dict) -> str:
   return f"| {name} | {n} | {_ci(figures['spearman_rho'])} | {_ci(figures['mae_decades'])} |"
 
 
+def _guidance(metrics: dict) -> str:
+  """`` (guidance 6, 10 steps)`` of an eval metrics.json's sample set ('' where unrecorded)."""
+  drawn = metrics.get("samples") or {}
+  if drawn.get("guidance_scale") is None:
+    return ""
+  steps = f", {drawn['num_steps']} steps" if drawn.get("num_steps") is not None else ""
+  return f" (guidance {float(drawn['guidance_scale']):g}{steps})"
+
+
 def markdown(metrics: dict, workdir, pool: dict | None = None) -> list[str]:
   """report.md's section of ``eval/metrics.json``'s flux consistency (none without it);
   ``pool``: eval/classifier_pool/metrics.json where there is one."""
@@ -253,20 +262,21 @@ def markdown(metrics: dict, workdir, pool: dict | None = None) -> list[str]:
     "",
     "| images | N | Spearman ρ [95% CI] | MAE [decades, 95% CI] |",
     "| --- | --- | --- | --- |",
-    _row("SYNTHETIC samples", entry["samples"]),
+    _row(f"SYNTHETIC samples{_guidance(metrics)}", entry["samples"]),
   ]
   in_pool = ((pool or {}).get("flux_consistency") or {}).get("samples")
   if in_pool:
-    lines.append(_row("SYNTHETIC classifier pool", in_pool))
+    lines.append(_row(f"SYNTHETIC classifier pool{_guidance(pool)}", in_pool))
   floor = entry["real_test_floor"]
   lines += [_row(f"real {floor.get('split', 'test')} frames (floor)", floor), ""]
-  verdict = entry["samples"]["spearman_rho"]["low"] > 0
-  lines.append(
-    "The samples' ρ interval lies above 0: the generator makes brighter Suns for higher "
-    "fluxes, as the real frames show."
-    if verdict
-    else "The samples' ρ interval includes 0 (or lies below it): no flux consistency shown."
-  )
+  rho = entry["samples"]["spearman_rho"]
+  if rho["low"] > 0:
+    lines.append(
+      "The samples' ρ interval lies above 0: images asked for a higher flux read as a higher flux."
+    )
+  else:
+    where = "lies below 0" if rho["high"] < 0 else "includes 0"
+    lines.append(f"The samples' ρ interval {where}: no flux consistency shown for them.")
   sweep = entry.get("sweep")
   if sweep:
     rho = sweep["brightest_on_disk_rho"]

@@ -104,7 +104,8 @@ def _labels(a: dict, b: dict) -> tuple[str, str]:
   kinds = [_field(s["config"], "model.conditioning") or "class" for s in (a, b)]
   if kinds[0] != kinds[1]:
     return kinds[0], kinds[1]
-  return a["workdir"].name, b["workdir"].name
+  names = a["workdir"].name, b["workdir"].name
+  return names if names[0] != names[1] else ("first", "second")
 
 
 def _test_ids(rows: list[dict]) -> list[str]:
@@ -310,12 +311,18 @@ def markdown(result: dict) -> str:
     f"Workdirs: `{result['workdirs'][0]}` ({first}), `{result['workdirs'][1]}` ({second}). "
     f"Task `{result['task']}`, fold {result['fold']}, test split: {support['frames']} frames, "
     f"{support['events']} events"
-    + (f", {support['regions']} regions" if support.get("regions") is not None else "")
+    + (
+      f", {support['units']} resampling units ({support['regions']} active regions, the rest "
+      "blocks of quiet days)"
+      if support.get("regions") is not None
+      else ""
+    )
     + f"; classifier seeds {result['seeds']} × {result['num_pools']} synthetic pools. 95 % "
     f"intervals of a paired bootstrap over {result['bootstrap']['unit']}, seeds and pools "
     f"({result['bootstrap']['num_samples']} resamples; the same for every row, so "
-    "differences are paired). Every run at its own validation operating point (TSS "
-    "maximised on validation); guidance chosen on validation per generator.",
+    "differences are paired). TSS ≥M of every run at its own validation operating point "
+    "(the P(≥M) threshold maximising its validation TSS; macro F1: the argmax; AUC: "
+    "threshold-free); guidance chosen on validation per generator.",
     "",
     "Training budget: "
     + "; ".join(
