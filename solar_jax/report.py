@@ -22,6 +22,7 @@ from solar_jax.classifier.tables import few_events, headline_table
 from solar_jax.data import build_report as dataset_report
 from solar_jax.data import frame_facts, resolve
 from solar_jax.evaluation import captions, guards, tables
+from solar_jax.evaluation import flux_consistency as flux_lib
 
 
 def _flatten(tree, prefix=""):
@@ -255,9 +256,28 @@ def _samples_section(config, workdir: epath.Path) -> list[str]:
     f"`{(samples / 'fits').relative_to(workdir)}/`."
   )
   sweep = samples / "sweep" / "sweep.png"  # A flux model's (ddpm/flux_sweep).
-  if sweep.exists():
+  if sweep.exists() and not _flux_section_shows(workdir, sweep):
     parts += ["", *captions.captioned(f"![flux sweep]({sweep.relative_to(workdir)})", "sweep.png")]
   return parts
+
+
+def _eval_metrics(workdir: epath.Path, pool: bool = False) -> dict | None:
+  path = workdir / "eval" / ("classifier_pool" if pool else "") / "metrics.json"
+  return json.loads(path.read_text()) if path.exists() else None
+
+
+def _flux_section_shows(workdir: epath.Path, sweep: epath.Path) -> bool:
+  """Whether the flux-consistency section (``flux_section``) shows this sweep."""
+  entry = (_eval_metrics(workdir) or {}).get("flux_consistency") or {}
+  return (entry.get("sweep") or {}).get("sample_set") == sweep.parent.parent.name
+
+
+def flux_section(workdir: epath.Path) -> list[str]:
+  """A flux model's flux consistency (eval/metrics.json), with the sweep; none otherwise."""
+  metrics = _eval_metrics(workdir)
+  if not metrics:
+    return []
+  return flux_lib.markdown(metrics, workdir, _eval_metrics(workdir, pool=True))
 
 
 def render_report(config, workdir, made_by: dict | None = None) -> str:
@@ -304,7 +324,7 @@ def render_report(config, workdir, made_by: dict | None = None) -> str:
     parts += ["", "## Evaluation: how real are the synthetic Suns?", ""]
     parts.append(tables.evaluation_markdown(json.loads(evaluation.read_text())))
     parts += ["Full figures: `eval/metrics.json`.", ""]
-    parts += captions.figure_lines(workdir / "eval", workdir)
+    parts += captions.figure_lines(workdir / "eval", workdir, skip=(flux_lib.FIGURE,))
     pool = workdir / "eval" / "classifier_pool" / "metrics.json"
     if pool.exists():
       metrics = json.loads(pool.read_text())
@@ -325,6 +345,7 @@ def render_report(config, workdir, made_by: dict | None = None) -> str:
         "",
         *captions.figure_lines(pool.parent, workdir),
       ]
+  parts += flux_section(workdir)
   parts += [
     "",
     "---",

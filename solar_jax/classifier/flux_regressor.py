@@ -11,8 +11,8 @@ and ``weight_decay`` on the squared error, for ``classifier.num_steps`` steps of
 against the recovered fluxes (``metrics.consistency.flux_consistency``), and the same
 on real test frames is the floor.
 
-Not yet wired into a mode: a caller trains it on ``input_pipeline.make_for_inference``'s
-train split and predicts a flux model's sample set (``samples.npz``'s ``fluxes``).
+``--mode=evaluate`` of a flux model trains it (or reuses it) and scores the samples, the
+classifier's pool and the real test frames with it (``evaluation/flux_consistency``).
 """
 
 from __future__ import annotations

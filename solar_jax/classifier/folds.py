@@ -47,7 +47,7 @@ def _number(text) -> float:
   return float(text) if text else np.nan
 
 
-def _read_fold(workdir) -> tuple[dict, list[dict]]:
+def read_fold(workdir) -> tuple[dict, list[dict]]:
   directory = wd.classifier_dir(workdir)
   metrics_path, rows_path = directory / "metrics.json", directory / "predictions.csv"
   for path in (metrics_path, rows_path):
@@ -109,7 +109,7 @@ def check_study(workdirs) -> int:
   return num_folds
 
 
-def _headline_events(runs: dict, binary: bool, has_ge_m: bool) -> None:
+def headline_events(runs: dict, binary: bool, has_ge_m: bool) -> None:
   """Puts each run's headline-event columns where ``bootstrap.summarize`` reads them."""
   for regime_runs in runs.values():
     for run in regime_runs.values():
@@ -125,7 +125,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
   """The pooled metrics of the folds in ``workdirs`` (a metrics.json-like dict); the folds
   must be one study (``check_study``)."""
   check_study(workdirs)
-  folds = [_read_fold(w) for w in workdirs]
+  folds = [read_fold(w) for w in workdirs]
   first = folds[0][0]
   for (metrics, _), workdir in zip(folds, workdirs):
     for key in ("task", "class_names", "seeds", "class_scale"):
@@ -135,12 +135,12 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
           f"of {workdirs[0]}; pool folds of one experiment."
         )
   names = first["class_names"]
-  truth, groups, reference, event_reference, runs, facts = _gather(folds, names)
+  truth, groups, reference, event_reference, runs, facts = gather(folds, names)
   binary = len(names) == 2
   thresholds = {}
   if not binary:
     thresholds = {f"ge_{c.lower()}": names.index(c) for c in ("M", "C") if c in names}
-  _headline_events(runs, binary, "ge_m" in thresholds)
+  headline_events(runs, binary, "ge_m" in thresholds)
   ge_m_reference = np.asarray(event_reference)
   event_ref = None if np.isnan(ge_m_reference).any() else {"ge_m": ge_m_reference}
   units = pooled_units(groups, facts)
@@ -188,7 +188,7 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
   return pooled
 
 
-def _gather(folds, names) -> tuple:
+def gather(folds, names) -> tuple:
   """(truth, groups, climatology, >=M climatology, runs, prediction rows) of the folds'
   test frames, in fold order; every run must be in every fold."""
   truth, groups, reference, event_reference, runs, facts = [], [], [], [], {}, []

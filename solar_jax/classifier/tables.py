@@ -31,6 +31,11 @@ def _ci(stats: dict | None, signed: bool = False) -> str:
   return fmt.format(stats["mean"]) + interval + share
 
 
+def interval_text(stats: dict | None, signed: bool = False) -> str:
+  """``_ci`` for other tables (the generators' comparison)."""
+  return _ci(stats, signed)
+
+
 def _percent(fraction: float) -> str:
   """100 % only when every resample is valid; otherwise one decimal, never rounded up to 100."""
   if fraction >= 1.0:

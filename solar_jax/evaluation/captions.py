@@ -45,6 +45,14 @@ CAPTIONS = (
     "brightens its active regions and flare kernels from left to right.",
   ),
   (
+    "flux_consistency.png",
+    "realism",
+    "Flux consistency of a flux-conditioned model: the log10 GOES flux a real-only "
+    "regressor reads from each SYNTHETIC sample against the flux it was asked for (left), "
+    "and from each real frame against its own flux (right: the floor). Points along the "
+    "dashed line: the flux asked for is the flux shown.",
+  ),
+  (
     "grid_*.png",
     "realism",
     "Real frames of the evaluation split (top row; observation "

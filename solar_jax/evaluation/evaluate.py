@@ -19,6 +19,10 @@ split (for memorisation), and writes to ``workdir/eval/``:
 * PNGs: real vs synthetic grids per class, intensity histogram, limb profile,
   power spectrum, cluster occupancy, flare physics per class, memorisation
   ratios and closest pairs, class-consistency confusion matrices;
+* ``flux_consistency`` (a flux-conditioned model): the flux a real-only regressor reads
+  from the samples (and the classifier's pool) against the flux asked for, beside the
+  real frames' floor, and the flux sweep's brightness trend (``flux_consistency``);
+  ``flux_regressor/``, ``flux_consistency.npz`` and ``.png``;
 * ``classifier_pool/``: the same for the synthetic images the flare classifier
   trained on (the sample set ``classifier/metrics.json`` names: pools are sample sets
   like any other), when they were drawn with other sampling settings than the
@@ -61,8 +65,10 @@ from etils import epath
 from solar_jax import errors, parallel
 from solar_jax import workdir as wd
 from solar_jax.data import resolve, scaling
+from solar_jax.ddpm import flux_sampling
 from solar_jax.evaluation import distribution, plots
 from solar_jax.evaluation import features as features_lib
+from solar_jax.evaluation import flux_consistency as flux_lib
 from solar_jax.evaluation.features import Extractor, build_extractors
 from solar_jax.evaluation.real_sets import load_heldout, load_real, load_train, load_unseen
 from solar_jax.metrics import consistency, memorisation, physics, sample_size, sanity
@@ -436,6 +442,8 @@ def _evaluate_pool(config, workdir, inputs: dict, samples_info, main) -> dict | 
     return None
   pool_dir = wd.eval_dir(workdir) / "classifier_pool"
   extra = {"samples": pool_info, **inputs["extra"]}
+  if inputs.get("flux_params") is not None:  # A flux model's pool: its fluxes read back.
+    extra["flux_consistency"] = flux_lib.pool_entry(config, inputs["flux_params"], pool)
   metrics = evaluate_arrays(
     config, inputs["real"], pool, inputs["extractors"], pool_dir if main else None,
     reference=inputs["reference"], train=inputs["train"], heldout=inputs["heldout"],
@@ -508,13 +516,18 @@ def run(config, workdir, mesh=None) -> dict:
   out_dir = wd.eval_dir(workdir)
   main = parallel.is_main_process()
   samples_info = _samples_info(samples_path, generated)
+  flux = {}
+  if flux_sampling.is_flux_model(config):  # Requested against recovered flux.
+    flux["flux_consistency"], inputs["flux_params"] = flux_lib.evaluate(
+      config, workdir, samples_path.parent, generated, out_dir, main
+    )
   metrics = evaluate_arrays(
     config, inputs["real"], generated, inputs["extractors"], out_dir if main else None,
     reference=inputs["reference"], train=inputs["train"], heldout=inputs["heldout"],
     unseen=inputs["unseen"],
     classify=inputs["classify"],
     feature_cache=inputs["feature_cache"],
-    extra={"samples": samples_info, "data": resolve.record(config), **inputs["extra"]},
+    extra={"samples": samples_info, "data": resolve.record(config), **inputs["extra"], **flux},
   )  # fmt: skip
   if main:
     _log_summary("the samples", metrics, out_dir)
