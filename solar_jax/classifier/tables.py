@@ -307,6 +307,9 @@ def headline_table(metrics: dict) -> str:
     if sel.get("from"):  # Taken from another regime's choice ('reweighted').
       text.append(f"- {regime}: {_point_text(sel['chosen'])}: {sel.get('note', '')}.")
       continue
+    if not sel["grid"]:  # One point: fixed a priori in the config, nothing chosen.
+      text.append(f"- {regime}: {_point_text(sel['chosen'])}, fixed a priori (config).")
+      continue
     text.append(
       f"- {regime}: {_point_text(sel['chosen'])}"
       + f" chosen on validation {sel['metric']} (seed {sel['seed']}, pool 0"
