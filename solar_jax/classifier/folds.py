@@ -109,6 +109,33 @@ def check_study(workdirs) -> int:
   return num_folds
 
 
+def summarize_pooled(
+  truth, groups, facts, runs, names, reference, event_reference, *, classes, **summarize_kwargs
+) -> dict:
+  """``bootstrap.summarize`` of runs gathered over folds (or workdirs) on one test set: the
+  event thresholds ``ge_<c>`` of ``classes`` (multiclass tasks), every run's headline event
+  (``headline_events``), resampling units from ``facts`` (else ``groups``) and the
+  climatology / event reference. ``summarize_kwargs``: the rest of summarize's arguments."""
+  binary = len(names) == 2
+  thresholds = {}
+  if not binary:
+    thresholds = {f"ge_{c.lower()}": names.index(c) for c in classes if c in names}
+  headline_events(runs, binary, "ge_m" in thresholds)
+  ge_m_reference = np.asarray(event_reference)
+  event_ref = None if np.isnan(ge_m_reference).any() else {"ge_m": ge_m_reference}
+  units = pooled_units(groups, facts)
+  return bootstrap.summarize(
+    truth,
+    groups if units is None else units,
+    runs,
+    names,
+    thresholds=thresholds,
+    reference=np.asarray(reference) if binary else event_ref,
+    events=None if units is None else groups,
+    **summarize_kwargs,
+  )
+
+
 def headline_events(runs: dict, binary: bool, has_ge_m: bool) -> None:
   """Puts each run's headline-event columns where ``bootstrap.summarize`` reads them."""
   for regime_runs in runs.values():
@@ -137,25 +164,19 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
   names = first["class_names"]
   truth, groups, reference, event_reference, runs, facts = gather(folds, names)
   binary = len(names) == 2
-  thresholds = {}
-  if not binary:
-    thresholds = {f"ge_{c.lower()}": names.index(c) for c in ("M", "C") if c in names}
-  headline_events(runs, binary, "ge_m" in thresholds)
-  ge_m_reference = np.asarray(event_reference)
-  event_ref = None if np.isnan(ge_m_reference).any() else {"ge_m": ge_m_reference}
-  units = pooled_units(groups, facts)
   endpoint = (first.get("primary_endpoint") or {}).get("name") or "delta_tss_ge_m"
-  summary = bootstrap.summarize(
+  summary = summarize_pooled(
     truth,
-    groups if units is None else units,
+    groups,
+    facts,
     runs,
     names,
-    thresholds=thresholds,
-    reference=np.asarray(reference) if binary else event_ref,
+    reference,
+    event_reference,
+    classes=("M", "C"),
     num_samples=num_samples,
     seed=seed,
     baselines=training_sets.BASELINES,
-    events=None if units is None else groups,
     primary=outputs.primary_spec(endpoint, first["task"], names),
   )
   undefined = {"mean": None, "note": f"not defined for task {first['task']}"}
@@ -173,7 +194,9 @@ def pool_folds(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
     "bootstrap": {
       "num_samples": num_samples,
       "strata": summary["strata"],
-      "unit": "test groups" if units is None else "test active regions, merged over the folds",
+      "unit": "test groups"
+      if pooled_units(groups, facts) is None
+      else "test active regions, merged over the folds",
     },
     "primary_endpoint": {"name": endpoint, **(summary.get("primary") or undefined)},
     "comparisons": {"rows": outputs.test_family(summary, names)},

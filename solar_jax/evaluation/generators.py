@@ -44,7 +44,7 @@ from solar_jax import workdir as wd
 from solar_jax.classifier import folds, tables
 from solar_jax.classifier.training_sets import SYNTHETIC_REGIMES
 from solar_jax.data import splits
-from solar_jax.metrics import bootstrap, classification
+from solar_jax.metrics import classification
 
 REFERENCE = "oversample"
 # Classifier settings two workdirs must share for their runs to be paired.
@@ -154,22 +154,18 @@ def compare(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
   identical = _classical_identical(gathered[0][4], gathered[1][4])
   if REFERENCE in gathered[0][4]:
     runs[REFERENCE] = gathered[0][4][REFERENCE]
-  binary = len(names) == 2
-  thresholds = {} if binary else {f"ge_{c.lower()}": names.index(c) for c in ("M",) if c in names}
-  folds.headline_events(runs, binary, "ge_m" in thresholds)
-  units = folds.pooled_units(groups, facts)
-  ref = np.asarray(event_reference)
-  summary = bootstrap.summarize(
+  summary = folds.summarize_pooled(
     truth,
-    groups if units is None else units,
+    groups,
+    facts,
     runs,
     names,
-    thresholds=thresholds,
-    reference=np.asarray(reference) if binary else (None if np.isnan(ref).any() else {"ge_m": ref}),
+    reference,
+    event_reference,
+    classes=("M",),
     num_samples=num_samples,
     seed=seed,
     baselines=[f"{r} ({labels[0]})" for r in compared] + [REFERENCE],
-    events=None if units is None else groups,
   )
   return {
     "workdirs": [str(s["workdir"]) for s in (a, b)],
@@ -183,7 +179,9 @@ def compare(workdirs, *, num_samples: int = 1000, seed: int = 0) -> dict:
     "bootstrap": {
       "num_samples": num_samples,
       "seed": seed,
-      "unit": "test groups" if units is None else "test active regions (blocks of quiet days)",
+      "unit": "test groups"
+      if folds.pooled_units(groups, facts) is None
+      else "test active regions (blocks of quiet days)",
     },
     "regimes": compared,
     "scores": summary["regimes"],
