@@ -34,14 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _override(config, assignment: str) -> None:
   key, _, text = assignment.partition("=")
-  *parents, leaf = key.split(".")
-  node = config
-  for name in parents:
-    node = node[name]
   try:
-    node[leaf] = ast.literal_eval(text)
+    value = ast.literal_eval(text)
   except (ValueError, SyntaxError):
-    node[leaf] = text
+    value = text
+  config.update_from_flattened_dict({key: value})
 
 
 def worker(model: str, steps: int, sets: list[str]) -> dict:
@@ -93,7 +90,7 @@ def worker(model: str, steps: int, sets: list[str]) -> dict:
       state, metrics = step_fn(state, batch)
     jax.block_until_ready(metrics)
     wall = time.perf_counter() - start
-  return {"steps_per_s": steps / wall, "cores": len(os.sched_getaffinity(0))}
+  return {"steps_per_s": steps / wall}
 
 
 def _launch(args, cpus: set[int] | None) -> subprocess.Popen:
