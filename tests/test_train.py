@@ -110,12 +110,21 @@ def test_resumed_run_equals_uninterrupted(tmp_path, conditioning):
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good(tmp_path):
-  config = _config(
-    num_steps=6, checkpoint_every=1, log_every=1, learning_rate=1e30, warmup_steps=0, grad_clip=0.0
-  )
+  # The step of the resume test (so its compiled program is reused); the 4th batch holds a
+  # NaN pixel, so the loss and every gradient of step 4 are NaN.
+  config = _conditioned("class", num_steps=6, checkpoint_every=1, log_every=1)
+  clean = _batches(config)
+
+  def batches_fn(start):
+    for step, batch in enumerate(clean(start), start):
+      if step == 3:
+        batch["image"][0, 0, 0, 0] = np.nan
+      yield batch
+
   with pytest.raises(errors.NonFiniteError, match=r"at step \d") as info:
-    train.run(config, tmp_path, batches_fn=_batches(config))
+    train.run(config, tmp_path, batches_fn=batches_fn)
   bad_step = int(str(info.value).split("at step ")[1].split(";")[0])
+  assert bad_step == 4
   ckpt = checkpointing.Checkpointer(tmp_path, keep=5)
   assert ckpt.latest_step() == bad_step - 1
   mesh = parallel.create_mesh(config.mesh)
