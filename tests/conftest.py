@@ -9,21 +9,12 @@ in this process.
 
 import contextlib
 import fcntl
-import importlib.metadata
 import io
 import os
 import pathlib
 import shutil
 import sys
 from typing import NamedTuple
-
-
-def _jaxlib_version() -> str:
-  try:
-    return importlib.metadata.version("jaxlib")
-  except importlib.metadata.PackageNotFoundError:
-    return ""
-
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
@@ -35,11 +26,6 @@ if "xla_force_host_platform_device_count" not in _flags:
 # unchanged. Measured in benchmarks/RESULTS.md ("Test suite time").
 if "xla_backend_optimization_level" not in _flags:
   _flags += " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-# XLA:CPU's elemental emitters instead of its MLIR fusion emitters: the tiny UNet's train
-# step compiles in 0.70-0.75x the time, the suite in 0.80x ("Test suite time", sixth round).
-# Only for the jaxlib it was measured on: an unknown flag in XLA_FLAGS is fatal.
-if "xla_cpu_use_fusion_emitters" not in _flags and _jaxlib_version().startswith("0.10."):
-  _flags += " --xla_cpu_use_fusion_emitters=false"
 os.environ["XLA_FLAGS"] = _flags.strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
